@@ -1,0 +1,3 @@
+from tokenward.cli.main import main
+
+main()

@@ -1,0 +1,161 @@
+"""The data dir: server name, time codes and policy files of one tokenward deployment.
+
+Layout::
+
+    <data_dir>/            0700
+      server-name          the deployment's resource name (seed 000: "Current Resource Owner")
+      timecode.json        0600: current code, previous code and the end of its grace period
+      *.conf, *.csv        policy files (docs/policies.md)
+      tokenward.db         SQLite database when no TOKENWARD_DATABASE_URL is set
+
+This is the only module that reads or writes those files; the rest gets values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenward.errors import ConfigError, InsecureFileError, TimeCodeError
+from tokenward.keys import Keyring, TimeCode
+from tokenward.settings import validate_server_name
+
+__all__ = ["DataDir", "check_secret_file", "write_private"]
+
+SERVER_NAME_FILE = "server-name"
+TIMECODE_FILE = "timecode.json"
+
+
+def check_secret_file(path: Path) -> None:
+    """Refuse a secret file that group or others may read or write; say which chmod fixes it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"secret file {path} does not exist", code="secret_missing") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", code="secret_unreadable") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InsecureFileError(
+            f"secret file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"fix it with: chmod 600 {path}"
+        )
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``, mode 0600 from the first byte (no window of wider access)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class TimeCodes:
+    current: TimeCode
+    previous: TimeCode | None = None
+    previous_until: float | None = None
+
+    def keyring(self) -> Keyring:
+        return Keyring(self.current, self.previous, self.previous_until)
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Accessor for one data dir. Construct freely; nothing is read until a method is called."""
+
+    path: Path
+
+    @property
+    def server_name_file(self) -> Path:
+        return self.path / SERVER_NAME_FILE
+
+    @property
+    def timecode_file(self) -> Path:
+        return self.path / TIMECODE_FILE
+
+    def is_initialized(self) -> bool:
+        return self.server_name_file.exists() or self.timecode_file.exists()
+
+    def create(self) -> None:
+        """Create the folder with mode 0700 (and tighten it if it exists)."""
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.chmod(0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create data dir {self.path} (TOKENWARD_DATA_DIR): {exc.strerror}", code="data_dir_unusable"
+            ) from None
+
+    # -- server name -----------------------------------------------------------------------
+
+    def read_server_name(self) -> str | None:
+        try:
+            text = self.server_name_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {self.server_name_file}: {exc}", code="server_name_invalid") from None
+        try:
+            return validate_server_name(text)
+        except ValueError as exc:
+            raise ConfigError(f"{self.server_name_file}: {exc}", code="server_name_invalid") from None
+
+    def write_server_name(self, name: str) -> None:
+        self.server_name_file.write_text(validate_server_name(name) + "\n", encoding="utf-8")
+
+    # -- time codes ------------------------------------------------------------------------
+
+    def read_timecodes(self) -> TimeCodes:
+        """Read ``timecode.json`` after checking it is 0600. Raises ConfigError when missing or unsafe."""
+        path = self.timecode_file
+        if not path.exists():
+            raise ConfigError(
+                f"no time code in {self.path}: run `tokenward init --server-name NAME` or `tokenward timecode set`",
+                code="timecode_missing",
+            )
+        check_secret_file(path)
+        try:
+            data = json.loads(path.read_bytes())
+            current = TimeCode.parse(data["current"])
+            previous = TimeCode.parse(data["previous"]) if data.get("previous") else None
+            until = float(data["previous_until"]) if data.get("previous_until") is not None else None
+        except TimeCodeError as exc:
+            raise ConfigError(f"{path}: {exc.detail}", code="timecode_invalid") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is damaged ({type(exc).__name__}); restore it or run `tokenward timecode set`",
+                              code="timecode_invalid") from None
+        return TimeCodes(current, previous, until)
+
+    def write_timecodes(self, codes: TimeCodes) -> None:
+        data = {
+            "current": codes.current.format(),
+            "previous": codes.previous.format() if codes.previous else None,
+            "previous_until": codes.previous_until,
+        }
+        write_private(self.timecode_file, (json.dumps(data, indent=2) + "\n").encode("ascii"))
+
+    def install_timecode(self, code: TimeCode, *, now: float, grace_seconds: int) -> TimeCodes:
+        """Make ``code`` current; the old current code stays valid for ``grace_seconds``."""
+        # A damaged or unsafe existing file raises here: we never replace what we cannot read.
+        old = self.read_timecodes() if self.timecode_file.exists() else None
+        if old is not None and old.current.secret.equals(code.secret):
+            return old
+        codes = TimeCodes(code, old.current if old else None, now + grace_seconds if old else None)
+        self.write_timecodes(codes)
+        return codes
+
+    def backup_timecode(self, *, now: float) -> Path | None:
+        """Copy the time code file aside (0600) before it is replaced; return the backup path."""
+        if not self.timecode_file.exists():
+            return None
+        backup = self.path / f"{TIMECODE_FILE}.bak-{int(now)}"
+        write_private(backup, self.timecode_file.read_bytes())
+        return backup

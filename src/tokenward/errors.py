@@ -1,0 +1,121 @@
+"""One exception tree for tokenward.
+
+Every error carries a stable machine-readable ``code``, an HTTP ``status`` and a ``detail``
+sentence a person can act on. The web layer renders them as ``{"error": code, "detail": ...}``;
+the CLI prints ``error: detail`` and exits non-zero. Messages never contain secrets.
+
+    TokenwardError
+    ├── ConfigError              bad settings, unreadable or unsafe files (CLI/start-up)
+    │   └── InsecureFileError    a secret file readable by group/others
+    ├── TimeCodeError            a time code that is malformed, truncated or of another version
+    ├── StorageError             a database or blob store failed
+    │   └── StorageUnavailable   the database cannot be reached (HTTP 503)
+    ├── NotFound                 (HTTP 404)
+    ├── Conflict                 (HTTP 409)
+    ├── BadRequest               (HTTP 400)
+    │   └── PayloadTooLarge      (HTTP 413)
+    ├── Unauthorized             (HTTP 401)
+    ├── Forbidden                (HTTP 403)
+    └── PolicyError              a policy file or question the engine cannot handle
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "InsecureFileError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PolicyError",
+    "StorageError",
+    "StorageUnavailable",
+    "TimeCodeError",
+    "TokenwardError",
+    "Unauthorized",
+]
+
+
+class TokenwardError(Exception):
+    """Base of every tokenward error.
+
+    ``code`` is stable and machine-readable; ``detail`` is one sentence for a person.
+    Subclasses set a default ``code`` and ``status``; call sites may pass a more specific code.
+    """
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.error_code = code or type(self).code
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": self.error_code, "detail": self.detail}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.error_code!r}, detail={self.detail!r})"
+
+
+class ConfigError(TokenwardError):
+    code = "config_invalid"
+    status = 500
+
+
+class InsecureFileError(ConfigError):
+    code = "insecure_file"
+
+
+class TimeCodeError(TokenwardError):
+    code = "timecode_invalid"
+    status = 400
+
+
+class StorageError(TokenwardError):
+    code = "storage_error"
+    status = 503
+
+
+class StorageUnavailable(StorageError):
+    code = "storage_unavailable"
+    status = 503
+
+
+class NotFound(TokenwardError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(TokenwardError):
+    code = "conflict"
+    status = 409
+
+
+class BadRequest(TokenwardError):
+    code = "bad_request"
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    status = 413
+
+
+class Unauthorized(TokenwardError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(TokenwardError):
+    code = "forbidden"
+    status = 403
+
+
+class PolicyError(TokenwardError):
+    code = "policy_invalid"
+    status = 400

@@ -1,0 +1,190 @@
+"""All tokenward configuration, validated once.
+
+Values come from (highest priority first): keyword overrides (CLI options), environment
+variables prefixed ``TOKENWARD_``, an optional TOML config file named by
+``TOKENWARD_CONFIG_FILE``, then defaults. Nothing is read at import time: call
+:meth:`Settings.load`.
+
+A bad value raises :class:`~tokenward.errors.ConfigError` with one line naming the setting,
+e.g. ``invalid setting TOKENWARD_PORT: Input should be less than or equal to 65535``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tokenward.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "SEGMENTS", "Settings"]
+
+ENV_PREFIX = "TOKENWARD_"
+CONFIG_FILE_ENV = "TOKENWARD_CONFIG_FILE"
+SEGMENTS = frozenset({"user", "resource", "captcha", "system"})
+
+# RFC 1123 host name, optionally with :port; the original server names are DNS names.
+_SERVER_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?$")
+
+
+def validate_server_name(value: str) -> str:
+    """Return the canonical (lower-case) server name or raise ``ValueError``."""
+    value = value.strip()
+    if not _SERVER_NAME.match(value):
+        raise ValueError(f"{value!r} is not a DNS name like auth.example.com")
+    return value.lower()
+
+
+class Settings(BaseSettings):
+    """Validated tokenward settings (env prefix ``TOKENWARD_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default=Path("tokenward-data"), description="Folder holding policies, time code and the SQLite database.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (sqlite:///, postgresql://, mysql://); default: SQLite file in the data dir.",
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to bind.")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port to bind.")
+    workers: int = Field(default=1, ge=1, le=256, description="Worker processes for `tokenward serve`.")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate chain; enables HTTPS with tls_key.")
+    tls_key: Path | None = Field(default=None, description="PEM private key (0600) for tls_cert.")
+    server_name: str | None = Field(
+        default=None, description="Overrides the server name stored in the data dir by `tokenward init`."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body accepted.")
+    timecode_grace_seconds: int = Field(
+        default=3600, ge=0, le=30 * 86400, description="How long a rotated-out time code is still accepted."
+    )
+    policy_dialect: Literal["glob", "compat"] = Field(default="glob", description="Policy pattern dialect.")
+    policy_segments: Annotated[frozenset[str], NoDecode] = Field(
+        default=SEGMENTS, description="Comma-separated policy segments this instance serves: user,resource,captcha,system."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "policy_dialect", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name(cls, value: str | None) -> str | None:
+        return None if value is None else validate_server_name(value)
+
+    @field_validator("policy_segments", mode="before")
+    @classmethod
+    def _segments(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        items = frozenset(value)
+        unknown = items - SEGMENTS
+        if unknown:
+            raise ValueError(f"unknown segment(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(SEGMENTS))}")
+        if not items:
+            raise ValueError("at least one segment is needed")
+        return items
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TOKENWARD_TLS_CERT and TOKENWARD_TLS_KEY must be set together")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Overrides > environment > TOML config file > defaults. No .env or secrets-dir magic.
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+    @property
+    def database_url_or_default(self) -> str:
+        """The database URL, defaulting to SQLite in the data dir."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tokenward.db').resolve()}"
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Build settings from the environment, the config file and ``overrides`` (None values ignored).
+
+        Raises ConfigError with one line naming the bad or unknown setting.
+        """
+        _reject_unknown_env(os.environ)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc), code="setting_invalid") from None
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Values from the TOML file named by ``TOKENWARD_CONFIG_FILE`` (top level or a [tokenward] table)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _read_config_file(os.environ.get(CONFIG_FILE_ENV))
+
+
+def _reject_unknown_env(env: Mapping[str, str]) -> None:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {CONFIG_FILE_ENV}
+    for key in sorted(env):
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown setting {key}{hint}", code="setting_unknown")
+
+
+def _read_config_file(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({CONFIG_FILE_ENV}): {exc.strerror}", code="setting_invalid") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", code="setting_invalid") from None
+    table = data.get("tokenward", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [tokenward] must be a table", code="setting_invalid")
+    for key in table:
+        if key not in Settings.model_fields:
+            close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown setting {key!r} in config file {path}{hint}", code="setting_unknown")
+    return dict(table)
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(part) for part in err.get("loc", ())]
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return f"invalid settings: {msg}"
+    return f"invalid setting {ENV_PREFIX + loc[0].upper()}: {msg}"
