@@ -1,0 +1,27 @@
+"""Storage: the SQL database, its migrations, and the repositories built on it.
+
+Every repository follows one pattern: an abstract base with a few async methods and
+``close()``, an in-memory implementation shipped here, and a SQL implementation taking a
+:class:`Database`. Driver errors never leave this package: they arrive as
+:class:`~tokenward.errors.StorageUnavailable`, :class:`~tokenward.errors.StorageError` or
+:class:`~tokenward.errors.Conflict`.
+"""
+
+from __future__ import annotations
+
+from .audit import AuditEvent, AuditLog, InMemoryAuditLog, SqlAuditLog
+from .database import DEFAULT_CONNECT_TIMEOUT, Database
+from .urls import default_sqlite_url, redact, resolve_database_url, to_async_url
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "AuditEvent",
+    "AuditLog",
+    "Database",
+    "InMemoryAuditLog",
+    "SqlAuditLog",
+    "default_sqlite_url",
+    "redact",
+    "resolve_database_url",
+    "to_async_url",
+]

@@ -1,0 +1,203 @@
+"""The audit log: who did what, to whom, when — for every issuance, revocation and admin change.
+
+Shaped like every tokenward repository: a small abstract base (:class:`AuditLog`), an
+in-memory implementation shipped in the package (:class:`InMemoryAuditLog`, for tests and
+single-process tools) and the SQL one (:class:`SqlAuditLog`). All of them pass the same
+contract tests in ``tests/storage/test_audit.py``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from tokenward.errors import BadRequest
+
+from .database import Database
+from .models import ACTION_LEN, INSTANCE_LEN, REQUEST_ID_LEN, SUBJECT_LEN, TARGET_LEN, AuditEventRow
+
+__all__ = ["MAX_LIST_LIMIT", "AuditEvent", "AuditLog", "InMemoryAuditLog", "SqlAuditLog"]
+
+MAX_LIST_LIMIT = 1000
+
+_LIMITS = {
+    "actor": SUBJECT_LEN,
+    "action": ACTION_LEN,
+    "subject": SUBJECT_LEN,
+    "target": TARGET_LEN,
+    "request_id": REQUEST_ID_LEN,
+    "instance": INSTANCE_LEN,
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEvent:
+    """One audit record.
+
+    ``at`` is passed in (the caller owns the clock) and must be timezone-aware. ``actor`` is
+    who acted (a subject, or ``"system"``), ``action`` a dotted verb such as
+    ``"apptoken.create"``, ``subject`` whom it concerns, ``target`` what it touched (a token id,
+    a policy file). ``detail`` is JSON data and must never hold a secret. ``id`` is assigned
+    by the log on :meth:`AuditLog.append`.
+    """
+
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None = None
+    target: str | None = None
+    detail: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    request_id: str | None = None
+    instance: str | None = None
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ValueError("AuditEvent.at must be timezone-aware")
+        if not self.actor or not self.action:
+            raise ValueError("AuditEvent needs a non-empty actor and action")
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                raise ValueError(f"AuditEvent.{name} is longer than {limit} characters")
+        try:
+            json.dumps(self.detail)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"AuditEvent.detail must be JSON-serialisable ({exc})") from None
+
+
+class AuditLog(ABC):
+    """Append-only store of :class:`AuditEvent`."""
+
+    @abstractmethod
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        """Store a new event (``event.id`` must be ``None``) and return it with its id."""
+
+    @abstractmethod
+    async def list(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEvent]:
+        """Events matching every given filter, newest first, at most ``limit`` (1-1000).
+
+        ``since`` is inclusive and must be timezone-aware.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, like httpx's BaseTransport.close
+        """Release resources held by this log (the SQL log does not own its ``Database``)."""
+
+
+class InMemoryAuditLog(AuditLog):
+    """An audit log in a Python list: for tests and for tools that need no persistence."""
+
+    def __init__(self) -> None:
+        self._events: builtins.list[AuditEvent] = []
+
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        _check_new(event)
+        # Round-trip detail through JSON so callers see exactly what a SQL store would give back.
+        stored = dataclasses.replace(event, id=len(self._events) + 1, detail=json.loads(json.dumps(event.detail)))
+        self._events.append(stored)
+        return stored
+
+    async def list(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEvent]:
+        _check_query(since, limit)
+        found = [
+            event
+            for event in self._events
+            if (actor is None or event.actor == actor)
+            and (action is None or event.action == action)
+            and (since is None or event.at >= since)
+        ]
+        found.sort(key=lambda event: (event.at, event.id or 0), reverse=True)
+        return found[:limit]
+
+
+class SqlAuditLog(AuditLog):
+    """The audit log in the ``audit_events`` table of a :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        _check_new(event)
+        row = AuditEventRow(
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            subject=event.subject,
+            target=event.target,
+            detail=dict(event.detail),
+            request_id=event.request_id,
+            instance=event.instance,
+        )
+        async with self._db.session() as session:
+            session.add(row)
+            await session.flush()
+            new_id = row.id
+        return dataclasses.replace(event, id=new_id, detail=json.loads(json.dumps(event.detail)))
+
+    async def list(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEvent]:
+        _check_query(since, limit)
+        query = select(AuditEventRow)
+        if actor is not None:
+            query = query.where(AuditEventRow.actor == actor)
+        if action is not None:
+            query = query.where(AuditEventRow.action == action)
+        if since is not None:
+            query = query.where(AuditEventRow.at >= since)
+        query = query.order_by(AuditEventRow.at.desc(), AuditEventRow.id.desc()).limit(limit)
+        async with self._db.session() as session:
+            rows = (await session.scalars(query)).all()
+        return [_to_event(row) for row in rows]
+
+
+def _to_event(row: AuditEventRow) -> AuditEvent:
+    return AuditEvent(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        target=row.target,
+        detail=row.detail,
+        request_id=row.request_id,
+        instance=row.instance,
+    )
+
+
+def _check_new(event: AuditEvent) -> None:
+    if event.id is not None:
+        raise ValueError("append takes a new event; the audit log assigns ids")
+
+
+def _check_query(since: datetime | None, limit: int) -> None:
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}", code="invalid_limit")
+    if since is not None and (since.tzinfo is None or since.utcoffset() is None):
+        raise BadRequest("since must include a time zone", code="invalid_since")

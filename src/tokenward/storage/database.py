@@ -1,0 +1,235 @@
+"""The SQL database: one async engine, its sessions, and schema migrations.
+
+:class:`Database` is the only object that touches SQLAlchemy's engine. Repositories take a
+``Database`` and open :meth:`Database.session` blocks; every driver exception raised inside
+becomes a tokenward error (see :mod:`tokenward.storage.translate`).
+
+    db = Database.connect("sqlite:///var/lib/tokenward/tokenward.db")
+    await db.upgrade()                      # Alembic migrations to head
+    async with db.session() as session:     # commits on success, rolls back on error
+        ...
+    await db.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from tokenward.errors import ConfigError
+
+from .translate import extra_hint, translate_errors
+from .urls import SETTING, redact, to_async_url
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "Database"]
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a connection, so an unreachable database fails fast instead of hanging."""
+
+# Advisory lock ids so that instances starting together apply migrations one at a time.
+_MIGRATION_LOCK_NAME = "tokenward_migrations"
+_MIGRATION_LOCK_ID = zlib.crc32(_MIGRATION_LOCK_NAME.encode())
+
+
+class Database:
+    """An async SQL database (SQLite, PostgreSQL or MariaDB/MySQL) with tokenward's schema.
+
+    Build it with :meth:`connect`; the constructor is for tests that bring their own engine.
+    No connection is opened until first use. Use as ``async with Database.connect(url) as db``
+    or call :meth:`close` when done.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+        self._engine = engine
+        self._url = engine.url
+        self._connect_timeout = connect_timeout
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def connect(
+        cls,
+        url: str | URL,
+        *,
+        echo: bool = False,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> Database:
+        """Create the engine for ``url`` (any form :func:`to_async_url` accepts).
+
+        Raises :class:`ConfigError` for a bad URL or a missing driver extra. Does not connect:
+        call :meth:`ping` or :meth:`upgrade` to find out whether the database is reachable.
+        """
+        async_url = to_async_url(url)
+        options = _engine_options(async_url, connect_timeout)
+        try:
+            engine = create_async_engine(async_url, echo=echo, hide_parameters=True, **options)
+        except (NoSuchModuleError, ModuleNotFoundError):
+            raise ConfigError(
+                f"{SETTING}: the driver for {redact(async_url)} is not installed; {extra_hint(async_url)}"
+            ) from None
+        except (ArgumentError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{SETTING}: cannot use {redact(async_url)} ({type(exc).__name__})") from exc
+        if async_url.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(async_url, connect_timeout))
+        return cls(engine, connect_timeout=connect_timeout)
+
+    @property
+    def url(self) -> URL:
+        """The async driver URL (``str()`` of it masks the password)."""
+        return self._url
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"``, ``"postgresql"`` or ``"mysql"`` (MariaDB reports ``"mysql"`` too)."""
+        return self._engine.dialect.name
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine, for repositories that need Core-level access."""
+        return self._engine
+
+    async def ping(self) -> None:
+        """Check that the database answers; raise :class:`StorageUnavailable` if not."""
+        with translate_errors(self._url):
+            async with asyncio.timeout(self._guard_timeout()), self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+    async def upgrade(self) -> None:
+        """Apply the packaged Alembic migrations up to head (a no-op when already there).
+
+        Safe to run from several instances at once on PostgreSQL and MariaDB: an advisory lock
+        serialises them, and the later ones find the schema already current.
+        """
+        from .migrations import alembic_config
+
+        config = alembic_config()
+        with translate_errors(self._url):
+            async with self._engine.begin() as conn:
+                await self._lock_migrations(conn)
+                try:
+                    await conn.run_sync(_run_upgrade, config)
+                finally:
+                    await self._unlock_migrations(conn)
+
+    async def current_revision(self) -> str | None:
+        """The schema revision the database is at, or ``None`` before the first upgrade."""
+        with translate_errors(self._url):
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(_current_revision)
+
+    async def is_current(self) -> bool:
+        """Whether the schema is at the newest revision this tokenward ships."""
+        from .migrations import head_revision
+
+        return await self.current_revision() == head_revision()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed when the block ends, rolled back on error.
+
+        Driver errors inside the block (and from the commit) come out as tokenward errors.
+        """
+        with translate_errors(self._url):
+            async with self._sessions() as session, session.begin():
+                yield session
+
+    async def close(self) -> None:
+        """Close every pooled connection. Safe to call more than once."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"Database(url={redact(self._url)!r})"
+
+    def _guard_timeout(self) -> float:
+        # Drivers enforce connect_timeout themselves; this outer limit only guards against a
+        # driver that ignores it (DNS stalls, half-open sockets).
+        return self._connect_timeout * 2 + 1
+
+    async def _lock_migrations(self, conn: AsyncConnection) -> None:
+        if self.dialect == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+        elif self.dialect == "mysql":
+            await conn.execute(text("SELECT GET_LOCK(:name, 60)"), {"name": _MIGRATION_LOCK_NAME})
+
+    async def _unlock_migrations(self, conn: AsyncConnection) -> None:
+        # PostgreSQL releases the transaction lock at commit; MySQL locks live with the session.
+        if self.dialect == "mysql" and not conn.invalidated:
+            await conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _MIGRATION_LOCK_NAME})
+
+
+def _engine_options(url: URL, connect_timeout: float) -> dict[str, Any]:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        options: dict[str, Any] = {"connect_args": {"timeout": connect_timeout}}
+        if _is_sqlite_memory(url):
+            # Every connection to ":memory:" would be a new empty database; share one.
+            options["poolclass"] = StaticPool
+        return options
+    server_options: dict[str, Any] = {
+        "pool_pre_ping": True,  # a restarted server or a dropped idle connection is retried, not raised
+        "pool_timeout": max(connect_timeout * 2, 10.0),
+    }
+    if backend == "postgresql":
+        # libpq counts whole seconds and treats anything below 2 as 2.
+        server_options["connect_args"] = {
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+            "application_name": "tokenward",
+        }
+    else:
+        server_options["connect_args"] = {"connect_timeout": connect_timeout}
+        server_options["pool_recycle"] = 1800  # below MySQL's default wait_timeout (8 h) and proxies' idle limits
+    return server_options
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+
+
+def _sqlite_pragmas(url: URL, connect_timeout: float) -> Any:
+    memory = _is_sqlite_memory(url)
+    busy_ms = int(connect_timeout * 1000)
+
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                # WAL lets readers work while a writer commits; NORMAL is durable across app crashes.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def _run_upgrade(connection: Connection, config: Any) -> None:
+    from alembic import command
+
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,1 @@
+"""Alembic revisions, one file per schema change (``rNNNN_slug.py``, revision id ``NNNN``)."""
