@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .audit import AuditEvent, AuditLog, InMemoryAuditLog, SqlAuditLog
 from .database import DEFAULT_CONNECT_TIMEOUT, Database
-from .urls import default_sqlite_url, redact, resolve_database_url, to_async_url
+from .urls import default_sqlite_url, redact, to_async_url
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -22,6 +22,5 @@ __all__ = [
     "SqlAuditLog",
     "default_sqlite_url",
     "redact",
-    "resolve_database_url",
     "to_async_url",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,17 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 # Advisory lock ids so that instances starting together apply migrations one at a time.
 _MIGRATION_LOCK_NAME = "tokenward_migrations"
 _MIGRATION_LOCK_ID = zlib.crc32(_MIGRATION_LOCK_NAME.encode())
+# Alembic keeps its `context`/`op` proxies in module globals, so two upgrades interleaving in one
+# process corrupt each other; serialise them per event loop (an asyncio.Lock belongs to one loop).
+_upgrade_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _upgrade_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _upgrade_locks.get(loop)
+    if lock is None:
+        lock = _upgrade_locks[loop] = asyncio.Lock()
+    return lock
 
 
 class Database:
@@ -114,7 +126,7 @@ class Database:
 
         config = alembic_config()
         with translate_errors(self._url):
-            async with self._engine.begin() as conn:
+            async with _upgrade_lock(), self._engine.begin() as conn:
                 await self._lock_migrations(conn)
                 try:
                     await conn.run_sync(_run_upgrade, config)

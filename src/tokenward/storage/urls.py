@@ -20,7 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from tokenward.errors import ConfigError
 
-__all__ = ["SETTING", "default_sqlite_url", "redact", "resolve_database_url", "to_async_url"]
+__all__ = ["SETTING", "default_sqlite_url", "redact", "to_async_url"]
 
 SETTING = "TOKENWARD_DATABASE_URL"
 """The setting every URL message names, so a person knows where to fix it."""
@@ -82,13 +82,6 @@ def default_sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir.expanduser().absolute() / DEFAULT_SQLITE_FILE).as_posix()}"
 
 
-def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
-    """The configured URL, or the default SQLite file in ``data_dir`` when none is set."""
-    if database_url is None or not database_url.strip():
-        return default_sqlite_url(data_dir)
-    return database_url.strip()
-
-
 def _parse(url: str | URL) -> URL:
     if isinstance(url, URL):
         return url
@@ -96,6 +89,4 @@ def _parse(url: str | URL) -> URL:
         return make_url(url.strip())
     except (ArgumentError, ValueError):
         # The raw text may hold a password: do not echo it.
-        raise ConfigError(
-            f"{SETTING} is not a valid database URL; expected one of: {_SUPPORTED}"
-        ) from None
+        raise ConfigError(f"{SETTING} is not a valid database URL; expected one of: {_SUPPORTED}") from None

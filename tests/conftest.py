@@ -1,0 +1,60 @@
+"""Fixtures shared by every test package.
+
+Databases (see ``tests/storage/servers.py``):
+
+- ``database_url``: URL of a fresh, empty database, parametrised over sqlite, postgresql and
+  mariadb (marks ``postgres`` / ``mariadb``); dropped after the test.
+- ``database``: a connected :class:`~tokenward.storage.Database` on ``database_url`` with
+  migrations applied; closed after the test.
+- ``store_database``: like ``database`` plus a first ``memory`` case yielding ``None`` — for
+  repository contract suites: build the in-memory implementation on ``None``, the SQL one
+  otherwise.
+- ``sqlite_database_url`` / ``sqlite_database``: SQLite only, for tests that need *a*
+  database but do not test storage portability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.storage.servers import backend_params, fresh_database_url
+from tokenward.storage import Database
+
+
+@pytest.fixture(params=backend_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    async with Database.connect(database_url) as db:
+        await db.upgrade()
+        yield db
+
+
+@pytest.fixture(params=backend_params("memory"))
+async def store_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database | None]:
+    if request.param == "memory":
+        yield None
+        return
+    with fresh_database_url(request.param, tmp_path) as url:
+        async with Database.connect(url) as db:
+            await db.upgrade()
+            yield db
+
+
+@pytest.fixture
+def sqlite_database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tokenward.db'}"
+
+
+@pytest.fixture
+async def sqlite_database(sqlite_database_url: str) -> AsyncIterator[Database]:
+    async with Database.connect(sqlite_database_url) as db:
+        await db.upgrade()
+        yield db

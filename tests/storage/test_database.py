@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from tests.storage.servers import admin_url
+from tokenward.errors import ConfigError, Conflict, StorageError, StorageUnavailable
+from tokenward.storage import Database
+from tokenward.storage.migrations import head_revision
+from tokenward.storage.models import AuditEventRow, Base
+
+PASSWORD = "Sup3rS3cret-pw"
+
+
+def _row(**overrides: object) -> AuditEventRow:
+    values: dict[str, object] = {"at": datetime.now(UTC), "actor": "alice@example.com", "action": "test", "detail": {}}
+    values.update(overrides)
+    return AuditEventRow(**values)
+
+
+async def test_fresh_database_has_no_revision(database_url: str) -> None:
+    async with Database.connect(database_url) as db:
+        await db.ping()
+        assert await db.current_revision() is None
+        assert not await db.is_current()
+
+
+async def test_upgrade_applies_migrations_and_is_idempotent(database_url: str) -> None:
+    async with Database.connect(database_url) as db:
+        await db.upgrade()
+        assert await db.current_revision() == head_revision()
+        await db.upgrade()
+        assert await db.current_revision() == head_revision()
+        assert await db.is_current()
+        async with db.engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            indexes = await conn.run_sync(lambda sync: {ix["name"] for ix in inspect(sync).get_indexes("audit_events")})
+    assert {"alembic_version", "audit_events"} <= tables
+    assert {"ix_audit_events_at", "ix_audit_events_actor_at", "ix_audit_events_request_id"} <= indexes
+
+
+async def test_migrations_match_the_models(database: Database) -> None:
+    """Autogenerate finds nothing to do: migrations and models.py describe the same schema."""
+
+    def diff(conn: Connection) -> list[object]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    async with database.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_concurrent_upgrades_from_two_instances(database_url: str) -> None:
+    async with Database.connect(database_url) as one, Database.connect(database_url) as two:
+        await asyncio.gather(one.upgrade(), two.upgrade())
+        assert await one.current_revision() == head_revision()
+
+
+async def test_session_commits_on_success_and_rolls_back_on_error(database: Database) -> None:
+    async with database.session() as session:
+        session.add(_row(action="kept"))
+    with pytest.raises(RuntimeError, match="boom"):
+        async with database.session() as session:
+            session.add(_row(action="dropped"))
+            await session.flush()
+            raise RuntimeError("boom")
+    async with database.session() as session:
+        actions = (await session.scalars(select(AuditEventRow.action))).all()
+    assert actions == ["kept"]
+
+
+async def test_integrity_error_becomes_conflict_without_values(database: Database) -> None:
+    async with database.session() as session:
+        session.add(_row(id=7, actor="first@example.com"))
+    with pytest.raises(Conflict) as caught:
+        async with database.session() as session:
+            session.add(_row(id=7, actor="second@example.com"))
+    assert caught.value.error_code == "storage_conflict"
+    assert caught.value.status == 409
+    assert "7" not in caught.value.detail and "example.com" not in caught.value.detail
+    async with database.session() as session:  # the failed transaction left nothing behind
+        assert (await session.scalars(select(AuditEventRow.actor))).all() == ["first@example.com"]
+
+
+async def test_missing_schema_says_run_upgrade(database_url: str) -> None:
+    async with Database.connect(database_url) as db:
+        with pytest.raises(StorageError) as caught:
+            async with db.session() as session:
+                await session.execute(select(AuditEventRow))
+    assert caught.value.error_code == "storage_schema_missing"
+    assert "tokenward db upgrade" in caught.value.detail
+
+
+async def test_other_statement_errors_become_storage_error(database: Database) -> None:
+    with pytest.raises(StorageError) as caught:
+        async with database.session() as session:
+            await session.execute(text("SELECT no_such_column FROM audit_events"))
+    assert not isinstance(caught.value, StorageUnavailable)
+    assert caught.value.error_code == "storage_error"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(f"postgresql://tw:{PASSWORD}@127.0.0.1:1/tw", id="postgresql"),
+        pytest.param(f"mysql://tw:{PASSWORD}@127.0.0.1:1/tw", id="mariadb"),
+    ],
+)
+async def test_unreachable_server_is_storage_unavailable_quickly(url: str) -> None:
+    started = time.monotonic()
+    async with Database.connect(url, connect_timeout=2) as db:
+        for call in (db.ping, db.upgrade, db.current_revision):
+            with pytest.raises(StorageUnavailable) as caught:
+                await call()
+            error = caught.value
+            assert error.error_code == "storage_unavailable"
+            assert error.status == 503
+            assert PASSWORD not in error.detail and PASSWORD not in repr(error) and PASSWORD not in str(error)
+            assert "tw:***@127.0.0.1:1" in error.detail
+            assert "TOKENWARD_DATABASE_URL" in error.detail
+    assert time.monotonic() - started < 10
+
+
+async def test_blackholed_server_times_out_instead_of_hanging() -> None:
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never routed, so a connect either hangs or fails at once.
+    started = time.monotonic()
+    async with Database.connect(f"postgresql://tw:{PASSWORD}@192.0.2.1:5432/tw", connect_timeout=1) as db:
+        with pytest.raises(StorageUnavailable) as caught:
+            await db.ping()
+    assert time.monotonic() - started < 8
+    assert PASSWORD not in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("postgresql", marks=pytest.mark.postgres), pytest.param("mariadb", marks=pytest.mark.mariadb)],
+)
+async def test_wrong_credentials_are_storage_unavailable_without_password(backend: str) -> None:
+    url = make_url(admin_url(backend)).set(username="tw_nobody", password=PASSWORD)
+    async with Database.connect(url, connect_timeout=2) as db:
+        with pytest.raises(StorageUnavailable) as caught:
+            await db.ping()
+    assert PASSWORD not in caught.value.detail
+    assert "tw_nobody:***@" in caught.value.detail
+
+
+async def test_sqlite_in_missing_directory_says_what_to_check(tmp_path: Path) -> None:
+    async with Database.connect(f"sqlite:///{tmp_path}/missing/tokenward.db") as db:
+        with pytest.raises(StorageUnavailable) as caught:
+            await db.upgrade()
+    assert "directory" in caught.value.detail and "tokenward init" in caught.value.detail
+
+
+async def test_sqlite_uses_wal_and_foreign_keys(sqlite_database: Database) -> None:
+    async with sqlite_database.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+
+
+async def test_sqlite_in_memory_keeps_one_database() -> None:
+    async with Database.connect("sqlite://") as db:
+        await db.upgrade()
+        assert await db.current_revision() == head_revision()
+
+
+def test_bad_scheme_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="TOKENWARD_DATABASE_URL"):
+        Database.connect("oracle://scott:tiger@h/db")
+
+
+async def test_repr_hides_password_and_close_is_idempotent() -> None:
+    db = Database.connect(f"postgresql://tw:{PASSWORD}@127.0.0.1:1/tw")
+    assert PASSWORD not in repr(db)
+    assert repr(db) == "Database(url='postgresql+psycopg://tw:***@127.0.0.1:1/tw')"
+    assert db.dialect == "postgresql"
+    await db.close()
+    await db.close()
