@@ -21,9 +21,9 @@ from pathlib import Path
 
 from tokenward.errors import ConfigError, InsecureFileError, TimeCodeError
 from tokenward.keys import Keyring, TimeCode
-from tokenward.settings import validate_server_name
+from tokenward.settings import Settings, validate_server_name
 
-__all__ = ["DataDir", "check_secret_file", "write_private"]
+__all__ = ["DataDir", "TimeCodes", "check_secret_file", "load_server_name", "write_private"]
 
 SERVER_NAME_FILE = "server-name"
 TIMECODE_FILE = "timecode.json"
@@ -159,3 +159,15 @@ class DataDir:
         backup = self.path / f"{TIMECODE_FILE}.bak-{int(now)}"
         write_private(backup, self.timecode_file.read_bytes())
         return backup
+
+
+def load_server_name(settings: Settings, data_dir: DataDir) -> str:
+    """The server name from settings, else from the data dir; ConfigError when neither has one."""
+    name = settings.server_name or data_dir.read_server_name()
+    if name is None:
+        raise ConfigError(
+            f"no server name in {data_dir.path}: run `tokenward init --server-name auth.example.com` "
+            "or set TOKENWARD_SERVER_NAME",
+            code="server_name_missing",
+        )
+    return name

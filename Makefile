@@ -1,0 +1,45 @@
+# tokenward — the same commands locally and in CI.
+#   make run    create/refresh .venv, initialise ./tokenward-data if needed, serve on 127.0.0.1:8080
+#   make test   create/refresh .venv with dev tools, then ruff, mypy --strict and pytest
+#   make lint   ruff + mypy only
+#   make bench  benchmark scripts in bench/
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SERVER_NAME ?= localhost
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Stamps: reinstall when pyproject.toml changes.
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/tokenward init --server-name $(SERVER_NAME) --exist-ok
+	$(BIN)/tokenward serve
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/codespell src tests docs README.md
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(VENV)/.dev-installed
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,169 @@
+"""The `tokenward` command: one module per command group, assembled here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from pathlib import Path
+
+import typer
+
+from tokenward import __version__
+from tokenward.cli import db, timecode
+from tokenward.cli._common import GuardedGroup, fail, load_settings
+from tokenward.datadir import DataDir, load_server_name
+from tokenward.errors import TokenwardError
+from tokenward.keys import TimeCode
+from tokenward.logs import configure_logging
+from tokenward.settings import validate_server_name
+
+app = typer.Typer(
+    cls=GuardedGroup,
+    name="tokenward",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="tokenward — a self-hosted token server: sessions, client tokens, client IDs, app tokens and forward auth, "
+    "authorized by Casbin policy files.\n\nStart with `tokenward init --server-name auth.example.com`, then "
+    "`tokenward serve`. Every setting is also an environment variable TOKENWARD_<NAME> (docs/configuration.md).",
+)
+app.add_typer(timecode.app, name="timecode")
+app.add_typer(db.app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tokenward {__version__}")
+        raise typer.Exit()
+
+
+def _show_owner(value: bool) -> None:
+    if value:
+        server_name()
+        raise typer.Exit()
+
+
+def _interactive_timecode(value: bool) -> None:
+    if value:
+        try:
+            timecode.run_interactive()
+        except TokenwardError as exc:
+            raise fail(exc.detail) from None
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", "-d", envvar="TOKENWARD_DATA_DIR", help="Data dir (default ./tokenward-data).",
+        show_envvar=True,
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    show_owner: bool = typer.Option(
+        False, "-o", "--showowner", callback=_show_owner, help="Print the server name (same as `server-name`)."
+    ),
+    interactive: bool = typer.Option(
+        False, "-t", callback=_interactive_timecode, help="Set or generate the time code interactively (as the original)."
+    ),
+) -> None:
+    """Global options apply to every command."""
+
+
+@app.command("server-name")
+def server_name() -> None:
+    """Print the server name (the deployment's resource name, e.g. auth.example.com)."""
+    settings = load_settings()
+    typer.echo(load_server_name(settings, DataDir(settings.data_dir)))
+
+
+@app.command()
+def init(
+    server_name: str = typer.Option(..., "--server-name", "-s", help="DNS name of this deployment, e.g. auth.example.com."),
+    admin: str | None = typer.Option(None, "--admin", help="E-mail of the first admin (adds an admin row to userpolicy.csv)."),
+    force: bool = typer.Option(False, "--force", help="Re-initialize an existing data dir (the old time code is backed up)."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="Succeed without changes if the data dir is already initialized."),
+) -> None:
+    """Create the data dir (0700) with sample policy files, the server name and a fresh time code."""
+    try:
+        name = validate_server_name(server_name)
+    except ValueError as exc:
+        raise fail(f"--server-name: {exc}") from None
+    settings = load_settings()
+    data_dir = DataDir(settings.data_dir)
+    if data_dir.is_initialized() and not force:
+        existing = data_dir.read_server_name()
+        if exist_ok and existing in (None, name):
+            typer.echo(f"{data_dir.path} is already initialized for {existing}; nothing changed.")
+            return
+        raise fail(
+            f"{data_dir.path} is already initialized (server name {existing}); "
+            "use --force to re-initialize (the old time code is kept in a backup file)"
+        )
+    now = time.time()
+    data_dir.create()
+    backup = data_dir.backup_timecode(now=now)
+    data_dir.write_server_name(name)
+    code = TimeCode.generate(now=now, random_bytes=secrets.token_bytes(32))
+    data_dir.install_timecode(code, now=now, grace_seconds=0)
+    written = _write_policy_samples(data_dir, name, admin)
+    typer.echo(f"Initialized {data_dir.path} for {name}.")
+    typer.echo(f"Time code key id: {code.key_id} (see it with `tokenward timecode show --reveal`).")
+    if backup is not None:
+        typer.echo(f"The previous time code was saved to {backup}.")
+    if written:
+        typer.echo(f"Sample policy files: {', '.join(written)}")
+    typer.echo("Next: tokenward serve")
+
+
+def _write_policy_samples(data_dir: DataDir, server: str, admin: str | None) -> list[str]:
+    try:
+        from tokenward.policy.samples import write_samples
+    except ImportError:  # the policy package is optional during bootstrap of a checkout
+        return []
+    return write_samples(data_dir.path, server_name=server, admin=admin)
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Address to bind [TOKENWARD_HOST, default 127.0.0.1]."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Port [TOKENWARD_PORT, default 8080]."),
+    workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes [TOKENWARD_WORKERS, default 1]."),
+    reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development only)."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate chain [TOKENWARD_TLS_CERT]."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key, mode 0600 [TOKENWARD_TLS_KEY]."),
+) -> None:
+    """Serve HTTP(S). Checks the configuration and the database first and exits non-zero with a clear message."""
+    import uvicorn
+
+    from tokenward.runtime import open_runtime
+    from tokenward.web.app import create_app
+
+    settings = load_settings(host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def preflight() -> None:
+        runtime = await open_runtime(settings)
+        await runtime.close()
+
+    asyncio.run(preflight())
+    ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)} if settings.tls_cert else {}
+    common = {"host": settings.host, "port": settings.port, "log_config": None, "access_log": False,
+              "server_header": False, **ssl}
+    if settings.workers > 1 or reload:
+        # Workers and the reloader import the app themselves: hand them the settings through the environment.
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            if value is not None and name != "policy_segments":
+                os.environ[f"TOKENWARD_{name.upper()}"] = str(value)
+        os.environ["TOKENWARD_POLICY_SEGMENTS"] = ",".join(sorted(settings.policy_segments))
+        uvicorn.run("tokenward.web.app:create_app_from_env", factory=True, workers=settings.workers,
+                    reload=reload, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

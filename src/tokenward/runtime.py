@@ -1,0 +1,79 @@
+"""What a running server holds: settings, server name, keyring, database — opened and closed together.
+
+``open_runtime`` is the one place start-up I/O happens (data dir, secret files, database,
+migrations). The CLI uses it to fail before binding a port; the ASGI lifespan uses it to serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
+from tokenward.errors import StorageError, TokenwardError
+from tokenward.keys import Keyring
+from tokenward.settings import Settings
+from tokenward.storage import Database
+
+__all__ = ["Runtime", "open_runtime"]
+
+log = logging.getLogger("tokenward.runtime")
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    """Everything the server needs at run time. Build it with :func:`open_runtime`."""
+
+    settings: Settings
+    server_name: str
+    timecodes: TimeCodes
+    database: Database
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.timecodes.keyring()
+
+    async def readiness(self) -> dict[str, str]:
+        """One entry per check: ``"ok"`` or a short reason (never a secret)."""
+        checks = {"config": "ok"}
+        try:
+            await asyncio.wait_for(self.database.ping(), READY_TIMEOUT_SECONDS)
+            checks["database"] = "ok"
+        except TimeoutError:
+            checks["database"] = "timed out"
+        except TokenwardError as exc:
+            checks["database"] = exc.detail
+        return checks
+
+    async def close(self) -> None:
+        await self.database.close()
+
+
+def check_secret_files(settings: Settings, data_dir: DataDir) -> None:
+    """Refuse to start on group/world-accessible secret files, naming the file and the chmod."""
+    check_secret_file(data_dir.timecode_file)
+    if settings.tls_key is not None:
+        check_secret_file(settings.tls_key)
+
+
+async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    """Load the data dir, check secret files, open the database and apply migrations."""
+    data_dir = DataDir(settings.data_dir)
+    server_name = load_server_name(settings, data_dir)
+    check_secret_files(settings, data_dir)
+    timecodes = data_dir.read_timecodes()
+    database = Database.connect(settings.database_url_or_default)
+    try:
+        await database.ping()
+        if migrate:
+            await database.upgrade()
+    except StorageError:
+        await database.close()
+        raise
+    log.info("tokenward ready for %s (time code %s)", server_name, timecodes.current.key_id)
+    return Runtime(settings=settings, server_name=server_name, timecodes=timecodes, database=database)

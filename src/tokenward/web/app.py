@@ -1,0 +1,89 @@
+"""ASGI app assembly.
+
+Middleware order (outermost first): Starlette's error guard → :class:`RequestContext`
+(request id, access log, metrics) → :class:`BodyLimit` → exception handlers → routes.
+Hot-path routes are plain Starlette routes; the management API is FastAPI (OpenAPI at
+``/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.types import Scope
+
+from tokenward import __version__
+from tokenward.logs import configure_logging
+from tokenward.runtime import Runtime, open_runtime
+from tokenward.settings import Settings
+from tokenward.web.errors import EXCEPTION_HANDLERS
+from tokenward.web.metrics import Metrics
+from tokenward.web.middleware import BodyLimit, RequestContext
+from tokenward.web.routes import health
+from tokenward.web.state import AppState
+
+__all__ = ["create_app", "create_app_from_env"]
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. With ``runtime`` given the caller owns it; otherwise the lifespan opens and closes one."""
+    metrics = Metrics()
+    templates: dict[object, str] = {}
+    state = AppState(settings=settings, metrics=metrics, runtime=runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = state.runtime is None
+        if owned:
+            state.runtime = await open_runtime(settings)
+        assert state.runtime is not None
+        metrics.info.labels(__version__, state.runtime.server_name).set(1)
+        try:
+            yield
+        finally:
+            if owned and state.runtime is not None:
+                await state.runtime.close()
+                state.runtime = None
+
+    app = FastAPI(
+        title="tokenward",
+        version=__version__,
+        summary="Management API of the tokenward token server.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[
+            Middleware(RequestContext, metrics=metrics, route_template=lambda scope: _route_template(app, scope, templates)),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        ],
+    )
+    app.state.tokenward = state
+    app.router.routes.extend(health.routes)
+    return app
+
+
+def _route_template(app: FastAPI, scope: Scope, cache: dict[object, str]) -> str:
+    """The matched route's path template (``/api/app-tokens/{id}``), or ``unmatched``."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return "unmatched"
+    template = cache.get(endpoint)
+    if template is None:
+        paths = [getattr(r, "path", None) for r in app.router.routes if getattr(r, "endpoint", None) is endpoint]
+        template = cache[endpoint] = str(paths[0]) if paths and paths[0] else "unmatched"
+    return template
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and ``tokenward serve --workers N``: settings from the environment."""
+    settings = Settings.load()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one app: requests by route/method/status and a latency histogram."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+# Buckets for a service whose hot path is sub-millisecond.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """A registry per app, so several apps (tests, workers) never share counters by accident."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "tokenward_http_requests", "HTTP requests served.", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "tokenward_http_request_duration_seconds",
+            "Time to serve a request.",
+            ["route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.info = Gauge(
+            "tokenward_info", "Constant 1, labelled with what this instance runs.", ["version", "server_name"],
+            registry=self.registry,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

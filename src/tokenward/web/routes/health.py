@@ -1,0 +1,55 @@
+"""Operational endpoints: liveness, readiness, metrics, and the server name (seed 000)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from tokenward import __version__
+from tokenward.web.metrics import CONTENT_TYPE_LATEST
+from tokenward.web.state import get_runtime, get_state
+
+__all__ = ["routes"]
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up and serving. Touches nothing else."""
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    """Database reachable and configuration loaded; 503 with the failing checks otherwise."""
+    state = get_state(request)
+    if state.runtime is None:
+        return JSONResponse(
+            {"status": "unready", "error": "not_ready", "detail": "configuration is not loaded", "checks": {"config": "not loaded"}},
+            status_code=503,
+        )
+    checks = await state.runtime.readiness()
+    body: dict[str, object] = {"status": "ready", "server_name": state.runtime.server_name, "checks": checks,
+                               "timecode": state.runtime.timecodes.current.key_id}
+    for probe in state.extra_readiness.values():
+        body.update(probe())
+    if all(v == "ok" for v in checks.values()):
+        return JSONResponse(body)
+    failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+    body.update(status="unready", error="not_ready", detail=f"not ready ({failing})")
+    return JSONResponse(body, status_code=503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(get_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def resourceinfo(request: Request) -> Response:
+    """The server name as plain text, like the original's ``/api/resourceinfo``."""
+    return PlainTextResponse(get_runtime(request).server_name)
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/api/resourceinfo", resourceinfo, methods=["GET"]),
+]

@@ -1,0 +1,36 @@
+"""Per-app state reachable from a request, and typed accessors for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from tokenward.errors import StorageUnavailable
+from tokenward.runtime import Runtime
+from tokenward.settings import Settings
+from tokenward.web.metrics import Metrics
+
+__all__ = ["AppState", "get_runtime", "get_state"]
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    runtime: Runtime | None = None
+    # Extra facts for /readyz (e.g. the policy version), each a callable returning a dict to merge.
+    extra_readiness: dict[str, Callable[[], dict[str, object]]] = field(default_factory=dict)
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.tokenward
+    return state
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime = get_state(request).runtime
+    if runtime is None:
+        raise StorageUnavailable("the server is still starting or lost its configuration; retry shortly", code="not_ready")
+    return runtime

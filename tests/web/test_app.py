@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+
+from tokenward.errors import StorageUnavailable
+from tokenward.runtime import Runtime
+from tokenward.settings import Settings
+from tokenward.storage import Database
+from tokenward.web.app import create_app
+
+
+async def test_resourceinfo_is_the_server_name_as_plain_text(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/resourceinfo")
+    assert r.status_code == 200
+    assert r.text == "auth.example.com"
+    assert r.headers["content-type"].startswith("text/plain")
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    assert (await client.get("/healthz")).json()["status"] == "ok"
+    r = await client.get("/readyz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["checks"] == {"config": "ok", "database": "ok"}
+    assert body["timecode"] == runtime.timecodes.current.key_id
+
+
+async def test_readyz_503_when_database_goes_away(settings: Settings, runtime: Runtime) -> None:
+    # The same runtime, but its database is now a server nobody listens on.
+    gone = Runtime(settings=settings, server_name=runtime.server_name, timecodes=runtime.timecodes,
+                   database=Database.connect("postgresql://postgres@127.0.0.1:9/tokenward", connect_timeout=1))
+    app = create_app(settings, runtime=gone)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/readyz")
+    await gone.close()
+    assert r.status_code == 503
+    body = r.json()
+    assert body["error"] == "not_ready" and body["checks"]["database"] != "ok"
+    assert "database" in body["detail"]
+
+
+async def test_readyz_503_before_configuration_is_loaded(settings: Settings) -> None:
+    app = create_app(settings)  # lifespan not run: nothing loaded
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/readyz")
+        info = await c.get("/api/resourceinfo")
+    assert r.status_code == 503 and r.json()["error"] == "not_ready"
+    assert info.status_code == 503 and info.json()["error"] == "not_ready"
+
+
+@pytest.fixture
+async def raising_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async def storage_down(request: Request) -> None:
+        raise StorageUnavailable("the database did not answer; check TOKENWARD_DATABASE_URL")
+
+    async def bug(request: Request) -> None:
+        raise RuntimeError("secret-ish internal state 1234")
+
+    app.add_route("/test/storage-down", storage_down)
+    app.add_route("/test/bug", bug)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+
+
+async def test_storage_errors_are_503_with_a_code(raising_client: httpx.AsyncClient) -> None:
+    r = await raising_client.get("/test/storage-down")
+    assert r.status_code == 503
+    assert r.json() == {"error": "storage_unavailable",
+                        "detail": "the database did not answer; check TOKENWARD_DATABASE_URL"}
+
+
+async def test_unexpected_errors_are_json_500_without_internals(raising_client: httpx.AsyncClient) -> None:
+    r = await raising_client.get("/test/bug", headers={"x-request-id": "req-42"})
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal_error"
+    assert "req-42" in r.json()["detail"]
+    assert "1234" not in r.text and "Traceback" not in r.text
+
+
+async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
+    r = await client.get("/nope")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = await client.post("/healthz")
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+
+
+async def test_oversized_body_by_header_is_413(client: httpx.AsyncClient) -> None:
+    r = await client.post("/healthz", content=b"x" * 4096)
+    assert r.status_code == 413
+    assert r.json()["error"] == "payload_too_large" and "2048" in r.json()["detail"]
+
+
+async def test_oversized_streamed_body_is_413(app: FastAPI, client: httpx.AsyncClient) -> None:
+    async def echo(request: Request) -> httpx.Response:
+        from starlette.responses import Response
+
+        return Response(await request.body())  # type: ignore[return-value]
+
+    app.add_route("/test/echo", echo, methods=["POST"])
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 512
+
+    r = await client.post("/test/echo", content=chunks())
+    assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
+    ok = await client.post("/test/echo", content=b"z" * 100)
+    assert ok.status_code == 200 and ok.content == b"z" * 100
+
+
+async def test_bad_content_length_is_400(client: httpx.AsyncClient) -> None:
+    r = await client.post("/healthz", headers={"content-length": "abc"}, content=b"")
+    assert r.status_code == 400 and r.json()["error"] == "bad_content_length"
+
+
+async def test_request_id_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    r = await client.get("/healthz", headers={"x-request-id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = await client.get("/healthz", headers={"x-request-id": "bad id\twith spaces"})
+    assert r.headers["x-request-id"] != "bad id\twith spaces" and len(r.headers["x-request-id"]) == 32
+
+
+async def test_metrics_count_by_route_template(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    await client.get("/nope/123")
+    text = (await client.get("/metrics")).text
+    assert 'tokenward_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert 'route="unmatched",status="404"' in text
+    assert "/nope/123" not in text
+    assert "tokenward_http_request_duration_seconds_bucket" in text
+
+
+async def test_openapi_is_served(client: httpx.AsyncClient) -> None:
+    r = await client.get("/openapi.json")
+    assert r.status_code == 200 and r.json()["info"]["title"] == "tokenward"
