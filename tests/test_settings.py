@@ -40,7 +40,11 @@ def test_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("TOKENWARD_PORT", "70000", "invalid setting TOKENWARD_PORT: Input should be less than or equal to 65535"),
         ("TOKENWARD_PORT", "http", "invalid setting TOKENWARD_PORT: Input should be a valid integer"),
         ("TOKENWARD_LOG_FORMAT", "xml", "invalid setting TOKENWARD_LOG_FORMAT"),
-        ("TOKENWARD_POLICY_SEGMENTS", "user,bogus", "invalid setting TOKENWARD_POLICY_SEGMENTS: unknown segment(s) bogus"),
+        (
+            "TOKENWARD_POLICY_SEGMENTS",
+            "user,bogus",
+            "invalid setting TOKENWARD_POLICY_SEGMENTS: unknown segment(s) bogus",
+        ),
         ("TOKENWARD_SERVER_NAME", "not a name", "invalid setting TOKENWARD_SERVER_NAME"),
         ("TOKENWARD_TLS_CERT", "/x.pem", "TOKENWARD_TLS_CERT and TOKENWARD_TLS_KEY must be set together"),
         ("TOKENWARD_MAX_BODY_BYTES", "1", "invalid setting TOKENWARD_MAX_BODY_BYTES"),

@@ -130,8 +130,10 @@ class DataDir:
         except TimeCodeError as exc:
             raise ConfigError(f"{path}: {exc.detail}", code="timecode_invalid") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is damaged ({type(exc).__name__}); restore it or run `tokenward timecode set`",
-                              code="timecode_invalid") from None
+            raise ConfigError(
+                f"{path} is damaged ({type(exc).__name__}); restore it or run `tokenward timecode set`",
+                code="timecode_invalid",
+            ) from None
         return TimeCodes(current, previous, until)
 
     def write_timecodes(self, codes: TimeCodes) -> None:

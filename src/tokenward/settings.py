@@ -31,7 +31,9 @@ CONFIG_FILE_ENV = "TOKENWARD_CONFIG_FILE"
 SEGMENTS = frozenset({"user", "resource", "captcha", "system"})
 
 # RFC 1123 host name, optionally with :port; the original server names are DNS names.
-_SERVER_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?$")
+_SERVER_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::\d{1,5})?$"
+)
 
 
 def validate_server_name(value: str) -> str:
@@ -52,7 +54,9 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    data_dir: Path = Field(default=Path("tokenward-data"), description="Folder holding policies, time code and the SQLite database.")
+    data_dir: Path = Field(
+        default=Path("tokenward-data"), description="Folder holding policies, time code and the SQLite database."
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL (sqlite:///, postgresql://, mysql://); default: SQLite file in the data dir.",
@@ -67,13 +71,16 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
-    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body accepted.")
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body accepted."
+    )
     timecode_grace_seconds: int = Field(
         default=3600, ge=0, le=30 * 86400, description="How long a rotated-out time code is still accepted."
     )
     policy_dialect: Literal["glob", "compat"] = Field(default="glob", description="Policy pattern dialect.")
     policy_segments: Annotated[frozenset[str], NoDecode] = Field(
-        default=SEGMENTS, description="Comma-separated policy segments this instance serves: user,resource,captcha,system."
+        default=SEGMENTS,
+        description="Comma-separated policy segments this instance serves: user,resource,captcha,system.",
     )
 
     @field_validator("log_level", mode="before")
@@ -99,7 +106,9 @@ class Settings(BaseSettings):
         items = frozenset(value)
         unknown = items - SEGMENTS
         if unknown:
-            raise ValueError(f"unknown segment(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(SEGMENTS))}")
+            raise ValueError(
+                f"unknown segment(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(SEGMENTS))}"
+            )
         if not items:
             raise ValueError("at least one segment is needed")
         return items
@@ -165,7 +174,9 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path} ({CONFIG_FILE_ENV}): {exc.strerror}", code="setting_invalid") from None
+        raise ConfigError(
+            f"cannot read config file {path} ({CONFIG_FILE_ENV}): {exc.strerror}", code="setting_invalid"
+        ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -41,8 +41,9 @@ def test_vector_every_purpose_is_listed_and_matches() -> None:
     code = TimeCode.parse(v["timecode"])
     assert {p.value for p in Purpose} <= set(v), "docs/keys.md must list every purpose"
     for purpose in Purpose:
-        expected = _rfc5869(bytes.fromhex(v["secret"]), f"tokenward/v1/{v['label']}".encode(),
-                            f"tokenward/v1/{purpose.value}".encode())
+        expected = _rfc5869(
+            bytes.fromhex(v["secret"]), f"tokenward/v1/{v['label']}".encode(), f"tokenward/v1/{purpose.value}".encode()
+        )
         assert expected.hex() == v[purpose.value]
         assert derive_key(code, purpose).reveal() == expected
 

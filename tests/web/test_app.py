@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.requests import Request
+from starlette.responses import Response
 
 from tokenward.errors import StorageUnavailable
 from tokenward.runtime import Runtime
@@ -32,8 +33,12 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient, runtime: Runtime) -
 
 async def test_readyz_503_when_database_goes_away(settings: Settings, runtime: Runtime) -> None:
     # The same runtime, but its database is now a server nobody listens on.
-    gone = Runtime(settings=settings, server_name=runtime.server_name, timecodes=runtime.timecodes,
-                   database=Database.connect("postgresql://postgres@127.0.0.1:9/tokenward", connect_timeout=1))
+    gone = Runtime(
+        settings=settings,
+        server_name=runtime.server_name,
+        timecodes=runtime.timecodes,
+        database=Database.connect("postgresql://postgres@127.0.0.1:9/tokenward", connect_timeout=1),
+    )
     app = create_app(settings, runtime=gone)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.get("/readyz")
@@ -55,10 +60,10 @@ async def test_readyz_503_before_configuration_is_loaded(settings: Settings) -> 
 
 @pytest.fixture
 async def raising_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async def storage_down(request: Request) -> None:
+    async def storage_down(request: Request) -> Response:
         raise StorageUnavailable("the database did not answer; check TOKENWARD_DATABASE_URL")
 
-    async def bug(request: Request) -> None:
+    async def bug(request: Request) -> Response:
         raise RuntimeError("secret-ish internal state 1234")
 
     app.add_route("/test/storage-down", storage_down)
@@ -71,8 +76,10 @@ async def raising_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def test_storage_errors_are_503_with_a_code(raising_client: httpx.AsyncClient) -> None:
     r = await raising_client.get("/test/storage-down")
     assert r.status_code == 503
-    assert r.json() == {"error": "storage_unavailable",
-                        "detail": "the database did not answer; check TOKENWARD_DATABASE_URL"}
+    assert r.json() == {
+        "error": "storage_unavailable",
+        "detail": "the database did not answer; check TOKENWARD_DATABASE_URL",
+    }
 
 
 async def test_unexpected_errors_are_json_500_without_internals(raising_client: httpx.AsyncClient) -> None:
@@ -97,10 +104,8 @@ async def test_oversized_body_by_header_is_413(client: httpx.AsyncClient) -> Non
 
 
 async def test_oversized_streamed_body_is_413(app: FastAPI, client: httpx.AsyncClient) -> None:
-    async def echo(request: Request) -> httpx.Response:
-        from starlette.responses import Response
-
-        return Response(await request.body())  # type: ignore[return-value]
+    async def echo(request: Request) -> Response:
+        return Response(await request.body())
 
     app.add_route("/test/echo", echo, methods=["POST"])
 

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from tokenward.errors import TokenwardError
 from tokenward.settings import Settings
 
-__all__ = ["GuardedGroup", "fail", "load_settings"]
+__all__ = ["DATA_DIR_OPTION", "GuardedGroup", "fail", "load_settings"]
+
+# Set by the root command's ``--data-dir``; read by every command through load_settings().
+DATA_DIR_OPTION: ContextVar[Path | None] = ContextVar("tokenward_cli_data_dir", default=None)
 
 
 class GuardedGroup(TyperGroup):
     """Turns a TokenwardError from any command into ``error: <detail>`` on stderr and exit 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except TokenwardError as exc:
@@ -27,10 +31,7 @@ class GuardedGroup(TyperGroup):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment/config file, the global ``--data-dir`` option, then ``overrides``."""
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root() if ctx else None
-    data_dir = root.params.get("data_dir") if root else None
-    return Settings.load(**{"data_dir": data_dir, **overrides})
+    return Settings.load(**{"data_dir": DATA_DIR_OPTION.get(), **overrides})
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

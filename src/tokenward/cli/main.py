@@ -7,12 +7,13 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from tokenward import __version__
 from tokenward.cli import db, timecode
-from tokenward.cli._common import GuardedGroup, fail, load_settings
+from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
 from tokenward.keys import TimeCode
@@ -31,6 +32,12 @@ app = typer.Typer(
 )
 app.add_typer(timecode.app, name="timecode")
 app.add_typer(db.app, name="db")
+
+
+def _set_data_dir(value: Path | None) -> Path | None:
+    # Eager, so that -o and -t (which act while options are parsed) see it too.
+    DATA_DIR_OPTION.set(value)
+    return value
 
 
 def _version(value: bool) -> None:
@@ -57,15 +64,24 @@ def _interactive_timecode(value: bool) -> None:
 @app.callback(invoke_without_command=True)
 def root(
     data_dir: Path | None = typer.Option(
-        None, "--data-dir", "-d", envvar="TOKENWARD_DATA_DIR", help="Data dir (default ./tokenward-data).",
+        None,
+        "--data-dir",
+        "-d",
+        envvar="TOKENWARD_DATA_DIR",
+        help="Data dir (default ./tokenward-data).",
         show_envvar=True,
+        is_eager=True,
+        callback=_set_data_dir,
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     show_owner: bool = typer.Option(
         False, "-o", "--showowner", callback=_show_owner, help="Print the server name (same as `server-name`)."
     ),
     interactive: bool = typer.Option(
-        False, "-t", callback=_interactive_timecode, help="Set or generate the time code interactively (as the original)."
+        False,
+        "-t",
+        callback=_interactive_timecode,
+        help="Set or generate the time code interactively (as the original).",
     ),
 ) -> None:
     """Global options apply to every command."""
@@ -80,10 +96,18 @@ def server_name() -> None:
 
 @app.command()
 def init(
-    server_name: str = typer.Option(..., "--server-name", "-s", help="DNS name of this deployment, e.g. auth.example.com."),
-    admin: str | None = typer.Option(None, "--admin", help="E-mail of the first admin (adds an admin row to userpolicy.csv)."),
-    force: bool = typer.Option(False, "--force", help="Re-initialize an existing data dir (the old time code is backed up)."),
-    exist_ok: bool = typer.Option(False, "--exist-ok", help="Succeed without changes if the data dir is already initialized."),
+    server_name: str = typer.Option(
+        ..., "--server-name", "-s", help="DNS name of this deployment, e.g. auth.example.com."
+    ),
+    admin: str | None = typer.Option(
+        None, "--admin", help="E-mail of the first admin (adds an admin row to userpolicy.csv)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Re-initialize an existing data dir (the old time code is backed up)."
+    ),
+    exist_ok: bool = typer.Option(
+        False, "--exist-ok", help="Succeed without changes if the data dir is already initialized."
+    ),
 ) -> None:
     """Create the data dir (0700) with sample policy files, the server name and a fresh time code."""
     try:
@@ -129,7 +153,9 @@ def _write_policy_samples(data_dir: DataDir, server: str, admin: str | None) -> 
 def serve(
     host: str | None = typer.Option(None, "--host", help="Address to bind [TOKENWARD_HOST, default 127.0.0.1]."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port [TOKENWARD_PORT, default 8080]."),
-    workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes [TOKENWARD_WORKERS, default 1]."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-w", help="Worker processes [TOKENWARD_WORKERS, default 1]."
+    ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development only)."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate chain [TOKENWARD_TLS_CERT]."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key, mode 0600 [TOKENWARD_TLS_KEY]."),
@@ -149,8 +175,14 @@ def serve(
 
     asyncio.run(preflight())
     ssl = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)} if settings.tls_cert else {}
-    common = {"host": settings.host, "port": settings.port, "log_config": None, "access_log": False,
-              "server_header": False, **ssl}
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        **ssl,
+    }
     if settings.workers > 1 or reload:
         # Workers and the reloader import the app themselves: hand them the settings through the environment.
         for name in type(settings).model_fields:
@@ -158,10 +190,11 @@ def serve(
             if value is not None and name != "policy_segments":
                 os.environ[f"TOKENWARD_{name.upper()}"] = str(value)
         os.environ["TOKENWARD_POLICY_SEGMENTS"] = ",".join(sorted(settings.policy_segments))
-        uvicorn.run("tokenward.web.app:create_app_from_env", factory=True, workers=settings.workers,
-                    reload=reload, **common)  # type: ignore[arg-type]
+        uvicorn.run(
+            "tokenward.web.app:create_app_from_env", factory=True, workers=settings.workers, reload=reload, **common
+        )
     else:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **common)
 
 
 def main() -> None:

@@ -44,7 +44,9 @@ def generate() -> None:
 
 @app.command("set")
 def set_(
-    code: str = typer.Argument(..., help="The time code, or '-' to read it from stdin (keeps it out of shell history)."),
+    code: str = typer.Argument(
+        ..., help="The time code, or '-' to read it from stdin (keeps it out of shell history)."
+    ),
 ) -> None:
     """Make CODE the current time code; the old one stays valid for the grace period."""
     text = sys.stdin.readline() if code == "-" else code
@@ -84,7 +86,9 @@ def interactive() -> None:
 def run_interactive() -> None:
     answer = typer.prompt(
         "Enter Synchronization Time Code: [Press Enter To Generate a New Time Code]",
-        default="", show_default=False, hide_input=False,
+        default="",
+        show_default=False,
+        hide_input=False,
     ).strip()
     if answer:
         code = TimeCode.parse(answer)

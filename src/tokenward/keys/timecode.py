@@ -90,8 +90,7 @@ class TimeCode:
             )
         if len(secret_text) != 43 or len(check) != 6:
             raise TimeCodeError(
-                "time code is truncated or has extra characters (the secret part must be 43 characters, "
-                "the check 6)",
+                "time code is truncated or has extra characters (the secret part must be 43 characters, the check 6)",
                 code="timecode_truncated",
             )
         if not hmac.compare_digest(_check(int(label_text), secret_text), check):

@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
-            Middleware(RequestContext, metrics=metrics, route_template=lambda scope: _route_template(app, scope, templates)),
+            Middleware(RequestContext, metrics=metrics, route_template=lambda scope: _route_template(scope, templates)),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
     )
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     return app
 
 
-def _route_template(app: FastAPI, scope: Scope, cache: dict[object, str]) -> str:
+def _route_template(scope: Scope, cache: dict[object, str]) -> str:
     """The matched route's path template (``/api/app-tokens/{id}``), or ``unmatched``."""
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
@@ -77,7 +77,9 @@ def _route_template(app: FastAPI, scope: Scope, cache: dict[object, str]) -> str
         return "unmatched"
     template = cache.get(endpoint)
     if template is None:
-        paths = [getattr(r, "path", None) for r in app.router.routes if getattr(r, "endpoint", None) is endpoint]
+        paths = [
+            getattr(r, "path", None) for r in scope["app"].router.routes if getattr(r, "endpoint", None) is endpoint
+        ]
         template = cache[endpoint] = str(paths[0]) if paths and paths[0] else "unmatched"
     return template
 

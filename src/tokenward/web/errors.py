@@ -47,7 +47,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, code, detail, **({} if exc.headers is None else {}))
+    return error_response(exc.status_code, code, detail)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

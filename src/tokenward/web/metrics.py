@@ -27,7 +27,9 @@ class Metrics:
             registry=self.registry,
         )
         self.info = Gauge(
-            "tokenward_info", "Constant 1, labelled with what this instance runs.", ["version", "server_name"],
+            "tokenward_info",
+            "Constant 1, labelled with what this instance runs.",
+            ["version", "server_name"],
             registry=self.registry,
         )
 

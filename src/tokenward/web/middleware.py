@@ -11,7 +11,6 @@ import logging
 import re
 import time
 import uuid
-
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,19 +61,31 @@ class RequestContext:
             # The last guard: log with the request id, answer one JSON shape, never a traceback.
             error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not started:
-                await send_json(send_with_id, 500, {
-                    "error": "internal_error",
-                    "detail": f"an unexpected error occurred; the server log has details (request id {request_id})",
-                })
+                await send_json(
+                    send_with_id,
+                    500,
+                    {
+                        "error": "internal_error",
+                        "detail": f"an unexpected error occurred; the server log has details (request id {request_id})",
+                    },
+                )
         finally:
             elapsed = time.perf_counter() - start
             # Route templates, never raw paths: raw paths would let any client grow the label set.
             self.metrics.observe(self.route_template(scope), scope["method"], status, elapsed)
             # The path only — query strings may carry tokens.
             access_log.info(
-                "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
-                extra={"method": scope["method"], "path": scope["path"], "status": status,
-                       "duration_ms": round(elapsed * 1000, 3)},
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
             )
             REQUEST_ID.reset(token)
 
@@ -131,4 +142,3 @@ async def send_json(send: Send, status: int, payload: dict[str, str], *, close: 
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-

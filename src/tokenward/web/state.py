@@ -32,5 +32,7 @@ def get_state(request: Request) -> AppState:
 def get_runtime(request: Request) -> Runtime:
     runtime = get_state(request).runtime
     if runtime is None:
-        raise StorageUnavailable("the server is still starting or lost its configuration; retry shortly", code="not_ready")
+        raise StorageUnavailable(
+            "the server is still starting or lost its configuration; retry shortly", code="not_ready"
+        )
     return runtime

@@ -23,12 +23,21 @@ async def readyz(request: Request) -> Response:
     state = get_state(request)
     if state.runtime is None:
         return JSONResponse(
-            {"status": "unready", "error": "not_ready", "detail": "configuration is not loaded", "checks": {"config": "not loaded"}},
+            {
+                "status": "unready",
+                "error": "not_ready",
+                "detail": "configuration is not loaded",
+                "checks": {"config": "not loaded"},
+            },
             status_code=503,
         )
     checks = await state.runtime.readiness()
-    body: dict[str, object] = {"status": "ready", "server_name": state.runtime.server_name, "checks": checks,
-                               "timecode": state.runtime.timecodes.current.key_id}
+    body: dict[str, object] = {
+        "status": "ready",
+        "server_name": state.runtime.server_name,
+        "checks": checks,
+        "timecode": state.runtime.timecodes.current.key_id,
+    }
     for probe in state.extra_readiness.values():
         body.update(probe())
     if all(v == "ok" for v in checks.values()):

@@ -1,0 +1,153 @@
+"""The CLI as a user drives it (Typer's runner, in-process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenward.cli.main import app
+from tokenward.keys import TimeCode
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("TOKENWARD_"):
+            monkeypatch.delenv(key)
+    path = tmp_path / "data"
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(path))
+    return path
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def current_code(data: Path) -> str:
+    return str(json.loads((data / "timecode.json").read_text())["current"])
+
+
+def test_init_creates_private_data_dir(data: Path) -> None:
+    code, out, _ = run("init", "--server-name", "Auth.Example.com")
+    assert code == 0, out
+    assert "Initialized" in out and "auth.example.com" in out
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "timecode.json").stat().st_mode) == 0o600
+    assert TimeCode.parse(current_code(data)).label % 15 == 0
+    assert current_code(data) not in out  # init never prints the secret
+
+
+def test_init_refuses_existing_then_force_backs_up(data: Path) -> None:
+    assert run("init", "--server-name", "auth.example.com")[0] == 0
+    old = current_code(data)
+    code, _, err = run("init", "--server-name", "other.example.com")
+    assert code == 1 and "already initialized" in err and "--force" in err
+    assert current_code(data) == old
+    code, out, _ = run("init", "--server-name", "auth.example.com", "--exist-ok")
+    assert code == 0 and "nothing changed" in out and current_code(data) == old
+    code, out, _ = run("init", "--server-name", "other.example.com", "--force")
+    assert code == 0 and "previous time code was saved" in out
+    backups = list(data.glob("timecode.json.bak-*"))
+    assert len(backups) == 1 and json.loads(backups[0].read_text())["current"] == old
+    assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+    assert current_code(data) != old
+
+
+def test_init_rejects_bad_server_name(data: Path) -> None:
+    code, _, err = run("init", "--server-name", "not a host")
+    assert code == 1 and "--server-name" in err and not data.exists()
+
+
+def test_server_name_and_showowner(data: Path) -> None:
+    code, _, err = run("server-name")
+    assert code == 1 and "tokenward init" in err and "Traceback" not in err
+    run("init", "--server-name", "auth2.example.com")
+    assert run("server-name")[1].strip() == "auth2.example.com"
+    assert run("-o")[1].strip() == "auth2.example.com"
+    assert run("--showowner")[1].strip() == "auth2.example.com"
+
+
+def test_timecode_generate_set_show_rotate(data: Path) -> None:
+    run("init", "--server-name", "auth.example.com")
+    generated = run("timecode", "generate")[1].strip()
+    assert TimeCode.parse(generated)
+    code, out, _ = run("timecode", "set", "-", input=generated + "\n")
+    assert code == 0 and "Succeeded" in out and current_code(data) == generated
+    code, out, _ = run("timecode", "show")
+    assert code == 0 and TimeCode.parse(generated).key_id in out and generated not in out
+    assert generated in run("timecode", "show", "--reveal")[1]
+    code, out, _ = run("timecode", "rotate")
+    assert code == 0 and "New Time Code: tw1." in out
+    assert current_code(data) != generated
+    assert f"Previous: key id {TimeCode.parse(generated).key_id}" in run("timecode", "show")[1]
+
+
+@pytest.mark.parametrize("bad", ["tw1.123", "28768365", "tw9.29614680.AAAA.BBBBBB", ""])
+def test_timecode_set_refuses_bad_codes_and_changes_nothing(data: Path, bad: str) -> None:
+    run("init", "--server-name", "auth.example.com")
+    before = (data / "timecode.json").read_bytes()
+    code, out, err = run("timecode", "set", "-", input=bad + "\n")
+    assert code == 1 and err.startswith("error: ") and "Traceback" not in out + err
+    assert (data / "timecode.json").read_bytes() == before
+
+
+def test_truncated_code_is_refused(data: Path) -> None:
+    run("init", "--server-name", "auth.example.com")
+    good = run("timecode", "generate")[1].strip()
+    code, _, err = run("timecode", "set", good[:-2])
+    assert code == 1 and "truncated" in err
+
+
+def test_interactive_like_the_original(data: Path) -> None:
+    run("init", "--server-name", "auth.example.com")
+    code, out, _ = run("-t", input="\n")
+    assert code == 0
+    assert "Enter Synchronization Time Code: [Press Enter To Generate a New Time Code]" in out
+    assert "Generating New Time Code..." in out and "New Time Code: tw1." in out
+    assert "Attempting to Set This Token Server To Use This Time Code... Succeeded." in out
+    chosen = run("timecode", "generate")[1].strip()
+    code, out, _ = run("timecode", "interactive", input=chosen + "\n")
+    assert code == 0 and current_code(data) == chosen
+    code, _, err = run("-t", input="nonsense\n")
+    assert code == 1 and "not a time code" in err and current_code(data) == chosen
+
+
+def test_unsafe_timecode_file_is_refused_with_the_fix(data: Path) -> None:
+    run("init", "--server-name", "auth.example.com")
+    (data / "timecode.json").chmod(0o644)
+    code, _, err = run("timecode", "show")
+    assert code == 1 and f"chmod 600 {data / 'timecode.json'}" in err
+
+
+def test_bad_setting_is_one_line(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENWARD_LOG_FORMAT", "xml")
+    code, _, err = run("server-name")
+    assert code == 1 and err.count("\n") == 1 and "TOKENWARD_LOG_FORMAT" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["init"],
+        ["serve"],
+        ["server-name"],
+        ["timecode"],
+        ["timecode", "set"],
+        ["timecode", "rotate"],
+        ["db"],
+        ["db", "upgrade"],
+    ],
+)
+def test_every_command_explains_itself(args: list[str]) -> None:
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 5

@@ -1,0 +1,127 @@
+"""`tokenward serve` as a real process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import init_data_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    env.update(TOKENWARD_DATA_DIR=str(data), **extra)
+    return env
+
+
+def tokenward(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tokenward", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 20) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server did not become ready")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    data = tmp_path / "data"
+    init_data_dir(data, "auth.example.com")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokenward", "serve", "--port", str(port), "--workers", "2"],
+        env=env_for(data, TOKENWARD_LOG_FORMAT="json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def test_serve_answers_resourceinfo_with_workers(served: tuple[str, subprocess.Popen[str]]) -> None:
+    url, proc = served
+    r = httpx.get(url + "/api/resourceinfo", headers={"x-request-id": "e2e-1"})
+    assert r.status_code == 200 and r.text == "auth.example.com"
+    assert r.headers["x-request-id"] == "e2e-1"
+    assert "server" not in r.headers
+    assert httpx.get(url + "/readyz").json()["status"] == "ready"
+    proc.terminate()
+    _, err = proc.communicate(timeout=15)
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "tokenward.access" and line.get("request_id") == "e2e-1"]
+    assert access and access[0]["path"] == "/api/resourceinfo" and access[0]["status"] == 200
+
+
+def test_serve_refuses_unreachable_database(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init_data_dir(data)
+    started = time.monotonic()
+    result = tokenward(
+        "serve",
+        "--port",
+        str(free_port()),
+        env=env_for(data, TOKENWARD_DATABASE_URL="postgresql://postgres:hunter2@127.0.0.1:9/none"),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_serve_refuses_insecure_timecode_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    init_data_dir(data).timecode_file.chmod(0o640)
+    result = tokenward("serve", "--port", str(free_port()), env=env_for(data))
+    assert result.returncode == 1
+    assert f"chmod 600 {data / 'timecode.json'}" in result.stderr
+
+
+def test_serve_refuses_uninitialized_data_dir(tmp_path: Path) -> None:
+    result = tokenward("serve", env=env_for(tmp_path / "empty"))
+    assert result.returncode == 1 and "tokenward init" in result.stderr
+
+
+def test_serve_refuses_bad_setting(tmp_path: Path) -> None:
+    result = tokenward("serve", env=env_for(tmp_path, TOKENWARD_PORT="99999"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: invalid setting TOKENWARD_PORT: Input should be less than or equal to 65535"
+    ]
