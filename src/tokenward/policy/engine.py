@@ -284,6 +284,13 @@ class IndexedEngine:
     def has_object(self, obj: str) -> bool:
         return obj in self._acts
 
+    def field_matches(self, rule: Rule, sub: str, dom: str) -> tuple[bool, bool]:
+        """Whether ``rule``'s sub and dom columns match the request (for explain's near misses)."""
+        sub, dom = self._normal(sub, dom)
+        sub_ok, _ = self._matcher(rule.sub, self.shape.sub, rule.where)
+        dom_ok, _ = self._matcher(rule.dom, self.shape.dom, rule.where)
+        return sub_ok(sub), dom_ok(dom)
+
     def stats(self) -> dict[str, int]:
         """Counts per index kind, for the benchmark and ``policy lint --stats``."""
         scan = sum(len(b.scan) for b in self._buckets.values())

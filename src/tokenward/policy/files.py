@@ -89,6 +89,8 @@ def decode(data: bytes, *, file: str) -> str:
 
 
 def _split_fields(line: str, *, file: str, number: int) -> list[str]:
+    if '"' not in line:
+        return [field.strip(" \t") for field in line.split(",")]
     fields: list[str] = []
     i, n = 0, len(line)
     while True:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tokenward.errors import PolicyError
 
@@ -53,9 +53,11 @@ m = regexMatch(r.sub, p.sub) && (r.dom == p.dom || regexMatch(r.dom, p.dom)) && 
 MatchMode = Literal["eq", "re"]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One policy row: ``p, sub, dom, obj, act`` and where it was written."""
+class Rule(NamedTuple):
+    """One policy row: ``p, sub, dom, obj, act`` and where it was written.
+
+    A named tuple rather than a dataclass: a million of them are built on every load.
+    """
 
     sub: str
     dom: str
