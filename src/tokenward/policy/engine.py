@@ -199,7 +199,13 @@ class IndexedEngine:
                     bucket.scan.append(entry)
 
     def _file(
-        self, entry: _Entry, postings: _Postings, pattern: str, literal: str | None, modes: frozenset[str], gram: str | None
+        self,
+        entry: _Entry,
+        postings: _Postings,
+        pattern: str,
+        literal: str | None,
+        modes: frozenset[str],
+        gram: str | None,
     ) -> bool:
         """Post ``entry`` under every key needed to find it through this column; False if impossible."""
         if literal is not None:
@@ -327,7 +333,9 @@ class CasbinEngine:
         try:
             enforcer.enforce("", "", "", "")
         except Exception as exc:
-            raise PolicyError(f"{model.file}:0: model cannot be evaluated ({exc})", code="policy_model_invalid") from None
+            raise PolicyError(
+                f"{model.file}:0: model cannot be evaluated ({exc})", code="policy_model_invalid"
+            ) from None
 
     def enforce(self, sub: str, dom: str, obj: str, act: str) -> bool:
         _check_value(sub)
@@ -357,7 +365,5 @@ def build_engine(model: PolicyModel, rules: Sequence[Rule], *, dialect: Dialect,
     """The fast engine when the model has the supported shape, otherwise pycasbin with a warning."""
     if model.shape is not None:
         return IndexedEngine(rules, shape=model.shape, dialect=dialect)
-    logger.warning(
-        "%s: %s uses pycasbin, the slow path (%s); decisions scan every row", file, model.file, model.reason
-    )
+    logger.warning("%s: %s uses pycasbin, the slow path (%s); decisions scan every row", file, model.file, model.reason)
     return CasbinEngine(rules, model=model, dialect=dialect)

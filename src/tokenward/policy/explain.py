@@ -115,7 +115,9 @@ def explain(policy: Policy, sub: str, dom: str, obj: str, act: str, *, file: str
             reason = f"{file} has no rows" + ("" if file in policy.present else " (file absent)")
         else:
             reason = f"no row in {file} matches all of sub, dom, obj={obj!r}, act={act!r}"
-    misses = _near_misses(engine, sub, dom, obj, act) if decision == "deny" and isinstance(engine, IndexedEngine) else ()
+    misses = (
+        _near_misses(engine, sub, dom, obj, act) if decision == "deny" and isinstance(engine, IndexedEngine) else ()
+    )
     return Explanation(
         decision=decision,
         reason=reason,

@@ -40,7 +40,9 @@ CSV_FILES = (
 )
 POLICY_FILES = MODEL_FILES + CSV_FILES
 #: Which model file gives each CSV file its meaning (seed 002).
-MODEL_OF: Mapping[str, str] = {name: "captchamodel.conf" if name == "captchapolicy.csv" else "model.conf" for name in CSV_FILES}
+MODEL_OF: Mapping[str, str] = {
+    name: "captchamodel.conf" if name == "captchapolicy.csv" else "model.conf" for name in CSV_FILES
+}
 
 #: Largest policy file accepted (a million realistic rows is ~70 MB).
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -137,7 +139,9 @@ def parse_rows(text: str, *, file: str, columns: int = 4, ptypes: frozenset[str]
     rows: list[Rule] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if len(raw) > MAX_LINE_LENGTH:
-            raise PolicyError(f"{file}:{number}: line longer than {MAX_LINE_LENGTH} characters", code="policy_row_invalid")
+            raise PolicyError(
+                f"{file}:{number}: line longer than {MAX_LINE_LENGTH} characters", code="policy_row_invalid"
+            )
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -147,11 +151,13 @@ def parse_rows(text: str, *, file: str, columns: int = 4, ptypes: frozenset[str]
         ptype, values = fields[0], fields[1:]
         if ptype not in ptypes:
             raise PolicyError(
-                f"{file}:{number}: row type {ptype!r} is not one of {', '.join(sorted(ptypes))}", code="policy_row_invalid"
+                f"{file}:{number}: row type {ptype!r} is not one of {', '.join(sorted(ptypes))}",
+                code="policy_row_invalid",
             )
         if len(values) != columns:
             raise PolicyError(
-                f"{file}:{number}: expected {columns} fields after {ptype!r}, found {len(values)}", code="policy_row_invalid"
+                f"{file}:{number}: expected {columns} fields after {ptype!r}, found {len(values)}",
+                code="policy_row_invalid",
             )
         for position, value in enumerate(values, start=1):
             if not value:

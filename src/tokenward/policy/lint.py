@@ -103,7 +103,9 @@ def _row_findings(rule: Rule, dialect: Dialect) -> Iterator[Finding]:
         if found is not None:
             value, in_glob = found
             yes, no = ("glob", "compat") if in_glob else ("compat", "glob")
-            yield finding("dialect-differs", f"{column} {_short(pattern)} matches {_short(value)} in {yes} but not in {no}")
+            yield finding(
+                "dialect-differs", f"{column} {_short(pattern)} matches {_short(value)} in {yes} but not in {no}"
+            )
         reason = _never(pattern, dialect)
         if reason is not None:
             yield finding("never-matches", f"{column} {_short(pattern)} {reason}")
@@ -114,7 +116,9 @@ def _row_findings(rule: Rule, dialect: Dialect) -> Iterator[Finding]:
         yield finding("lowercase-hash", f"hash {hash_column[:16]}… is lowercase; compat compares case-sensitively")
     known = KNOWN_ACTIONS.get(rule.file)
     if known is not None and rule.act not in known:
-        yield finding("unknown-action", f"action {rule.act!r} is never asked of {rule.file} ({', '.join(sorted(known))})")
+        yield finding(
+            "unknown-action", f"action {rule.act!r} is never asked of {rule.file} ({', '.join(sorted(known))})"
+        )
 
 
 def lint(sources: Mapping[str, bytes], *, dialect: Dialect = "glob") -> list[Finding]:

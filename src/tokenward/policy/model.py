@@ -197,7 +197,12 @@ def parse_model(text: str, *, file: str = "model.conf") -> PolicyModel:
         found = _PARSE_LINE.search(str(exc))
         line = int(found.group(1)) if found else 1
         raise PolicyError(f"{file}:{line}: model does not parse ({exc})", code="policy_model_invalid") from None
-    for sec, name in (("r", "request_definition"), ("p", "policy_definition"), ("e", "policy_effect"), ("m", "matchers")):
+    for sec, name in (
+        ("r", "request_definition"),
+        ("p", "policy_definition"),
+        ("e", "policy_effect"),
+        ("m", "matchers"),
+    ):
         if sec not in model.keys() or sec not in model[sec]:
             raise PolicyError(f"{file}:1: model has no [{name}] {sec} = ...", code="policy_model_invalid")
     matcher = str(model["m"]["m"].value)

@@ -102,7 +102,9 @@ def _parse(pattern: str, where: str) -> Any:
     try:
         return sre_parse.parse(pattern)
     except re.error as exc:
-        raise PolicyError(f"{where}: invalid regular expression {pattern!r}: {exc}", code="policy_regex_invalid") from None
+        raise PolicyError(
+            f"{where}: invalid regular expression {pattern!r}: {exc}", code="policy_regex_invalid"
+        ) from None
 
 
 _WIDE = None  # marker: an item that may match any character
@@ -224,7 +226,12 @@ def required_literals(pattern: str) -> list[str]:
         if current:
             runs.append("".join(current))
             current = []
-        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT) and av[0] >= 1 and len(av[2]) == 1 and av[2][0][0] is sre_c.LITERAL:
+        if (
+            op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT)
+            and av[0] >= 1
+            and len(av[2]) == 1
+            and av[2][0][0] is sre_c.LITERAL
+        ):
             runs.append(chr(av[2][0][1]))
     if current:
         runs.append("".join(current))

@@ -1,0 +1,121 @@
+"""`tokenward policy`: write samples, lint, check a request, show the policy in force."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tokenward.cli._common import GuardedGroup, load_settings
+from tokenward.policy import (
+    CSV_FILES,
+    explain,
+    lint,
+    load_policy,
+    parse_segments,
+    read_sources,
+    write_samples,
+)
+from tokenward.policy.patterns import Dialect
+
+app = typer.Typer(
+    cls=GuardedGroup,
+    no_args_is_help=True,
+    help="Policy files: write commented samples, lint them, check a request and see why (docs/policies.md).",
+)
+
+_DIALECT = typer.Option(None, "--dialect", help="glob or compat (default: the policy_dialect setting).")
+_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+def _settings(dialect: str | None) -> tuple[Path, Dialect, Any]:
+    settings = load_settings(policy_dialect=dialect)
+    return settings.data_dir, settings.policy_dialect, settings
+
+
+@app.command()
+def samples(
+    server_name: str | None = typer.Option(None, "--server-name", help="Replace mytoken.server in the samples."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing policy files."),
+) -> None:
+    """Write the seven commented sample policy files into the data dir (existing files are kept)."""
+    data_dir, _, settings = _settings(None)
+    written = write_samples(data_dir, server_name=server_name or settings.server_name, overwrite=force)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if not written:
+        typer.echo(f"all policy files already exist in {data_dir} (use --force to overwrite)")
+
+
+@app.command("lint")
+def lint_command(dialect: str | None = _DIALECT, as_json: bool = _JSON) -> None:
+    """Report rows that differ between dialects, never match, repeat, or use unknown actions.
+
+    Exit status: 0 clean, 1 findings, 2 the policy does not load.
+    """
+    data_dir, chosen, _ = _settings(dialect)
+    findings = lint(read_sources(data_dir), dialect=chosen)
+    if as_json:
+        typer.echo(json.dumps([finding.to_json() for finding in findings], indent=2))
+    else:
+        for finding in findings:
+            typer.echo(str(finding))
+        typer.echo(f"{len(findings)} finding(s) in {data_dir} ({chosen} dialect)", err=True)
+    if any(finding.code == "load-error" for finding in findings):
+        raise typer.Exit(2)
+    if findings:
+        raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    sub: str = typer.Argument(..., help="Subject: e-mail, resource name or app hash."),
+    dom: str = typer.Argument(..., help="Domain: server name, destination, host or app hash."),
+    obj: str = typer.Argument(..., help="Object: client ID, CAPTCHA, server name or TOKENWARD."),
+    act: str = typer.Argument(..., help="Action: login, ask, poke, clientaccess, enable, systemlogin, admin, a scope."),
+    file: str | None = typer.Option(None, "--file", help=f"Policy file to ask (default: by action). {CSV_FILES}"),
+    dialect: str | None = _DIALECT,
+    as_json: bool = _JSON,
+) -> None:
+    """Decide one request and explain it: allow/deny, deciding rows with file:line, near misses.
+
+    Exit status: 0 allow, 1 deny.
+    """
+    data_dir, chosen, settings = _settings(dialect)
+    policy = load_policy(data_dir, dialect=chosen, segments=parse_segments(settings.policy_segments))
+    result = explain(policy, sub, dom, obj, act, file=file)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        colour = typer.colors.GREEN if result.allowed else typer.colors.RED
+        typer.secho(f"{result.decision.upper()}  {sub}, {dom}, {obj}, {act}  ({result.file})", fg=colour, bold=True)
+        typer.echo(f"  why: {result.reason}")
+        for rule in result.allowed_by:
+            typer.echo(f"  allow  {rule.where}  p, {', '.join(rule.values())}")
+        for rule in result.denied_by:
+            typer.echo(f"  deny   {rule.where}  p, {', '.join(rule.values())}")
+        for miss in result.near_misses:
+            typer.echo(f"  near   {miss.rule.where}  p, {', '.join(miss.rule.values())}  ({miss.field} differs)")
+        typer.echo(f"  policy {policy.short_version} ({policy.dialect})")
+    if not result.allowed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(dialect: str | None = _DIALECT, as_json: bool = _JSON) -> None:
+    """Load the policy as the server would and print its version, dialect and row counts."""
+    data_dir, chosen, settings = _settings(dialect)
+    policy = load_policy(data_dir, dialect=chosen, segments=parse_segments(settings.policy_segments))
+    summary = policy.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"version  {policy.version}")
+    typer.echo(f"dialect  {policy.dialect}")
+    typer.echo(f"segments {', '.join(sorted(policy.segments))}")
+    for name, engine in policy.engines.items():
+        state = "" if name in policy.present else "  (absent)"
+        slow = "" if engine.fast else "  [slow path: pycasbin]"
+        typer.echo(f"  {name:24} {len(engine.rules):>9} rows{state}{slow}")
