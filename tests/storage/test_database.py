@@ -15,7 +15,7 @@ from tests.storage.servers import admin_url
 from tokenward.errors import ConfigError, Conflict, StorageError, StorageUnavailable
 from tokenward.storage import Database
 from tokenward.storage.migrations import head_revision
-from tokenward.storage.models import AuditEventRow, Base
+from tokenward.storage.models import AuditEventRow, all_metadata
 
 PASSWORD = "Sup3rS3cret-pw"
 
@@ -52,7 +52,7 @@ async def test_migrations_match_the_models(database: Database) -> None:
 
     def diff(conn: Connection) -> list[object]:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, all_metadata()))
 
     async with database.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
@@ -156,7 +156,8 @@ async def test_sqlite_in_missing_directory_says_what_to_check(tmp_path: Path) ->
     async with Database.connect(f"sqlite:///{tmp_path}/missing/tokenward.db") as db:
         with pytest.raises(StorageUnavailable) as caught:
             await db.upgrade()
-    assert "directory" in caught.value.detail and "tokenward init" in caught.value.detail
+    assert f"directory {tmp_path}/missing does not exist" in caught.value.detail
+    assert "tokenward init" in caught.value.detail
 
 
 async def test_sqlite_uses_wal_and_foreign_keys(sqlite_database: Database) -> None:

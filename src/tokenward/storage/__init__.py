@@ -9,17 +9,26 @@ Every repository follows one pattern: an abstract base with a few async methods 
 
 from __future__ import annotations
 
+from .apptokens import AppTokenRecord, AppTokenStore, InMemoryAppTokenStore, SqlAppTokenStore
 from .audit import AuditEvent, AuditLog, InMemoryAuditLog, SqlAuditLog
 from .database import DEFAULT_CONNECT_TIMEOUT, Database
+from .regulation import InMemoryRegulationStore, RegulationStore, SqlRegulationStore
 from .urls import default_sqlite_url, redact, to_async_url
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "AppTokenRecord",
+    "AppTokenStore",
     "AuditEvent",
     "AuditLog",
     "Database",
+    "InMemoryAppTokenStore",
     "InMemoryAuditLog",
+    "InMemoryRegulationStore",
+    "RegulationStore",
+    "SqlAppTokenStore",
     "SqlAuditLog",
+    "SqlRegulationStore",
     "default_sqlite_url",
     "redact",
     "to_async_url",

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -41,7 +41,7 @@ _LIMITS = {
 class AuditEvent:
     """One audit record.
 
-    ``at`` is passed in (the caller owns the clock) and must be timezone-aware. ``actor`` is
+    ``at`` is passed in (the caller owns the clock), must be timezone-aware, and is kept in UTC. ``actor`` is
     who acted (a subject, or ``"system"``), ``action`` a dotted verb such as
     ``"apptoken.create"``, ``subject`` whom it concerns, ``target`` what it touched (a token id,
     a policy file). ``detail`` is JSON data and must never hold a secret. ``id`` is assigned
@@ -61,6 +61,8 @@ class AuditEvent:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError("AuditEvent.at must be timezone-aware")
+        if self.at.utcoffset() != timedelta(0) or self.at.tzinfo is not UTC:
+            object.__setattr__(self, "at", self.at.astimezone(UTC))  # stored and returned in UTC
         if not self.actor or not self.action:
             raise ValueError("AuditEvent needs a non-empty actor and action")
         for name, limit in _LIMITS.items():

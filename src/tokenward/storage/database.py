@@ -19,6 +19,7 @@ import weakref
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -93,6 +94,8 @@ class Database:
             raise ConfigError(f"{SETTING}: cannot use {redact(async_url)} ({type(exc).__name__})") from exc
         if async_url.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas(async_url, connect_timeout))
+            if not _is_sqlite_memory(async_url) and not async_url.query.get("uri"):
+                event.listen(engine.sync_engine, "do_connect", _sqlite_directory_check(Path(str(async_url.database))))
         return cls(engine, connect_timeout=connect_timeout)
 
     @property
@@ -232,6 +235,17 @@ def _sqlite_pragmas(url: URL, connect_timeout: float) -> Any:
             cursor.close()
 
     return on_connect
+
+
+def _sqlite_directory_check(path: Path) -> Any:
+    # Checked before aiosqlite opens the file: when its connect fails, aiosqlite's worker thread
+    # later reports to the (by then often closed) event loop and crashes noisily
+    # (omnilib/aiosqlite#241, #389). A missing data dir is by far the most common cause.
+    def check(*_args: Any) -> None:
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"directory {path.parent} does not exist")
+
+    return check
 
 
 def _run_upgrade(connection: Connection, config: Any) -> None:

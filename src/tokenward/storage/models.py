@@ -2,7 +2,8 @@
 
 The migrations in ``migrations/versions`` create this schema; ``tests/storage`` checks that the
 two agree on every backend (Alembic autogenerate finds no difference). When you add a model,
-add a migration in the same change.
+add a migration in the same change. A repository module may declare its own rows on
+:class:`Base`; :func:`all_metadata` imports every ``tokenward.storage`` module so none is missed.
 
 Portability rules (SQLite, PostgreSQL, MariaDB/MySQL):
 - every indexed string column has a length, and an index stays under 3072 bytes in utf8mb4
@@ -14,6 +15,8 @@ Portability rules (SQLite, PostgreSQL, MariaDB/MySQL):
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import ID, UTCDateTime
 
-__all__ = ["NAMING_CONVENTION", "AuditEventRow", "Base"]
+__all__ = ["NAMING_CONVENTION", "AuditEventRow", "Base", "all_metadata"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -68,3 +71,12 @@ class AuditEventRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON(), nullable=False)
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_LEN), nullable=True)
     instance: Mapped[str | None] = mapped_column(String(INSTANCE_LEN), nullable=True)
+
+
+def all_metadata() -> MetaData:
+    """``Base.metadata`` after importing every ``tokenward.storage`` module, so all tables are in it."""
+    package = __name__.rpartition(".")[0]
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if module.name != "migrations":
+            importlib.import_module(f"{package}.{module.name}")
+    return Base.metadata

@@ -93,7 +93,12 @@ def _reason(exc: BaseException, url: URL) -> str:
     Drivers quote hosts, users and database names, never parameters, in connection errors —
     but a password can still sneak in through a DSN echo, so remove it if it is there.
     """
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    args = exc.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        raw = f"{args[1]} [{args[0]}]"  # PyMySQL-style (errno, message)
+    else:
+        raw = str(exc).strip()
+    text = raw.splitlines()[0] if raw else type(exc).__name__
     if url.password:
         text = text.replace(str(url.password), "***")
     if len(text) > _MAX_REASON:

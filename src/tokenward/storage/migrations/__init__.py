@@ -8,11 +8,17 @@ migrations run the same from a checkout and from an installed wheel. Apply them 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "head_revision"]
+if TYPE_CHECKING:
+    from tokenward.storage.database import Database
+
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "draft_revision", "head_revision"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 
@@ -23,6 +29,7 @@ def alembic_config() -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_path_separator", "os")
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
     return config
 
 
@@ -32,3 +39,22 @@ def head_revision() -> str:
     if head is None:  # pragma: no cover - the package always ships at least one revision
         raise RuntimeError("tokenward ships no migrations")
     return head
+
+
+async def draft_revision(db: Database, *, message: str, rev_id: str) -> Path:
+    """Write a new revision file that Alembic drafts by comparing ``db`` with the models.
+
+    For contributors adding a table: ``db`` must be at the current head. Review the draft —
+    autogenerate misses renames and server defaults — and return the path written.
+    """
+    config = alembic_config()
+
+    def draft(connection: Connection) -> Path:
+        config.attributes["connection"] = connection
+        script = command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
+        if script is None or isinstance(script, list):  # pragma: no cover - one head, one revision
+            raise RuntimeError("alembic did not write exactly one revision")
+        return Path(script.path)
+
+    async with db.engine.begin() as connection:
+        return await connection.run_sync(draft)
