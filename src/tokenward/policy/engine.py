@@ -89,24 +89,20 @@ class _Postings:
                 yield hit
         if self.suf:
             suf = self.suf
-            at = value.find("@")
-            if at >= 0 and (hit := suf.get(value[at:])):
-                yield hit
-            dot = value.find(".")
-            while dot >= 0:
-                if hit := suf.get(value[dot:]):
-                    yield hit
-                dot = value.find(".", dot + 1)
+            for mark in "@.":
+                cut = value.find(mark)
+                while cut >= 0:
+                    if hit := suf.get(value[cut:]):
+                        yield hit
+                    cut = value.find(mark, cut + 1)
         if self.pre:
             pre = self.pre
-            at = value.find("@")
-            if at >= 0 and (hit := pre.get(value[: at + 1])):
-                yield hit
-            dot = value.find(".")
-            while dot >= 0:
-                if hit := pre.get(value[: dot + 1]):
-                    yield hit
-                dot = value.find(".", dot + 1)
+            for mark in "@.":
+                cut = value.find(mark)
+                while cut >= 0:
+                    if hit := pre.get(value[: cut + 1]):
+                        yield hit
+                    cut = value.find(mark, cut + 1)
         if self.gram:
             grams = {value[i : i + _GRAM] for i in range(len(value) - _GRAM + 1)}
             gram = self.gram
