@@ -5,6 +5,7 @@ Layout::
     <data_dir>/            0700
       server-name          the deployment's resource name (seed 000: "Current Resource Owner")
       timecode.json        0600: current code, previous code and the end of its grace period
+      apptoken.key         0600: the key app-token hashes are made with (docs/app-tokens.md)
       *.conf, *.csv        policy files (docs/policies.md)
       tokenward.db         SQLite database when no TOKENWARD_DATABASE_URL is set
 
@@ -13,20 +14,24 @@ This is the only module that reads or writes those files; the rest gets values.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenward.errors import ConfigError, InsecureFileError, TimeCodeError
-from tokenward.keys import Keyring, TimeCode
+from tokenward.keys import Keyring, Secret, TimeCode
 from tokenward.settings import Settings, validate_server_name
 
 __all__ = ["DataDir", "TimeCodes", "check_secret_file", "load_server_name", "write_private"]
 
 SERVER_NAME_FILE = "server-name"
 TIMECODE_FILE = "timecode.json"
+APPTOKEN_KEY_FILE = "apptoken.key"
 
 
 def check_secret_file(path: Path) -> None:
@@ -80,6 +85,10 @@ class DataDir:
     @property
     def timecode_file(self) -> Path:
         return self.path / TIMECODE_FILE
+
+    @property
+    def apptoken_key_file(self) -> Path:
+        return self.path / APPTOKEN_KEY_FILE
 
     def is_initialized(self) -> bool:
         return self.server_name_file.exists() or self.timecode_file.exists()
@@ -153,6 +162,30 @@ class DataDir:
         codes = TimeCodes(code, old.current if old else None, now + grace_seconds if old else None)
         self.write_timecodes(codes)
         return codes
+
+    # -- app-token key ---------------------------------------------------------------------
+
+    def read_apptoken_key(self) -> Secret:
+        """Read ``apptoken.key`` (32 random bytes, base64url) after checking it is 0600."""
+        path = self.apptoken_key_file
+        check_secret_file(path)
+        try:
+            raw = base64.urlsafe_b64decode(path.read_text(encoding="ascii").strip() + "==")
+        except (OSError, UnicodeDecodeError, binascii.Error, ValueError) as exc:
+            raise ConfigError(
+                f"{path} is damaged ({type(exc).__name__}); restore it from another instance",
+                code="apptoken_key_invalid",
+            ) from None
+        if len(raw) < 32:
+            raise ConfigError(f"{path} holds fewer than 32 bytes; restore it", code="apptoken_key_invalid")
+        return Secret(raw)
+
+    def ensure_apptoken_key(self) -> Secret:
+        """Read ``apptoken.key``, creating it (0600, 256 random bits) when it does not exist yet."""
+        if not self.apptoken_key_file.exists():
+            encoded = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=")
+            write_private(self.apptoken_key_file, encoded + b"\n")
+        return self.read_apptoken_key()
 
     def backup_timecode(self, *, now: float) -> Path | None:
         """Copy the time code file aside (0600) before it is replaced; return the backup path."""

@@ -16,6 +16,7 @@ the CLI prints ``error: detail`` and exits non-zero. Messages never contain secr
     │   └── PayloadTooLarge      (HTTP 413)
     ├── Unauthorized             (HTTP 401)
     ├── Forbidden                (HTTP 403)
+    ├── TooManyRequests          (HTTP 429, with Retry-After when known)
     └── PolicyError              a policy file or question the engine cannot handle
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "StorageUnavailable",
     "TimeCodeError",
     "TokenwardError",
+    "TooManyRequests",
     "Unauthorized",
 ]
 
@@ -54,6 +56,10 @@ class TokenwardError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.error_code = code or type(self).code
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP response headers (e.g. ``Retry-After``); none by default."""
+        return {}
 
     def to_dict(self) -> dict[str, str]:
         return {"error": self.error_code, "detail": self.detail}
@@ -114,6 +120,20 @@ class Unauthorized(TokenwardError):
 class Forbidden(TokenwardError):
     code = "forbidden"
     status = 403
+
+
+class TooManyRequests(TokenwardError):
+    """Refused for a while (brute-force regulation); ``retry_after`` (whole seconds) becomes ``Retry-After``."""
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, detail: str, *, code: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = None if retry_after is None else max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class PolicyError(TokenwardError):

@@ -82,6 +82,51 @@ class Settings(BaseSettings):
         default=SEGMENTS,
         description="Comma-separated policy segments this instance serves: user,resource,captcha,system.",
     )
+    app_tokens_impersonation: bool = Field(
+        default=False,
+        description="Let admins create, list and delete app tokens of other users (userID/userName parameters).",
+    )
+    app_tokens_default_expiry: str = Field(
+        default="72h", description="Lifetime of an app token created without an expiry (72h, 30m, 1h30m, 7d, 2w)."
+    )
+    app_tokens_max_expiry: str = Field(default="365d", description="Longest lifetime an app token may be given.")
+    app_tokens_max_per_user: int = Field(
+        default=100, ge=1, le=100_000, description="Most live (unrevoked, unexpired) app tokens one user may hold."
+    )
+    app_tokens_last_used_interval_seconds: int = Field(
+        default=60, ge=1, le=86400, description="Write an app token's last_used_at at most this often."
+    )
+    app_tokens_cache_ttl_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How long a verified app token record is trusted from memory; bounds how late other "
+        "instances honour a revocation.",
+    )
+    app_tokens_cache_size: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="Most app token records kept in the in-process cache."
+    )
+    regulation_max_failures: int = Field(
+        default=3, ge=1, le=1000, description="Failed credential checks (per user and per client IP) before a ban."
+    )
+    regulation_find_time_seconds: int = Field(
+        default=120, ge=1, le=86400, description="Window in which regulation_max_failures failures cause a ban."
+    )
+    regulation_ban_time_seconds: int = Field(
+        default=300, ge=0, le=30 * 86400, description="How long a ban lasts (0 disables regulation)."
+    )
+
+    @field_validator("app_tokens_default_expiry", "app_tokens_max_expiry")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from tokenward.apptokens.expiry import parse_duration
+        from tokenward.errors import BadRequest
+
+        try:
+            parse_duration(value)
+        except BadRequest as exc:
+            raise ValueError(exc.detail) from None
+        return value.strip().lower()
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -117,6 +162,14 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TOKENWARD_TLS_CERT and TOKENWARD_TLS_KEY must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _expiry_order(self) -> Settings:
+        from tokenward.apptokens.expiry import parse_duration
+
+        if parse_duration(self.app_tokens_default_expiry) > parse_duration(self.app_tokens_max_expiry):
+            raise ValueError("TOKENWARD_APP_TOKENS_DEFAULT_EXPIRY is longer than TOKENWARD_APP_TOKENS_MAX_EXPIRY")
         return self
 
     @classmethod

@@ -28,15 +28,17 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, detail: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status)
+def error_response(
+    status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status, headers=headers)
 
 
 async def _tokenward_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TokenwardError)
     if exc.status >= 500:
         log.warning("%s: %s", exc.error_code, exc.detail)
-    return error_response(exc.status, exc.error_code, exc.detail)
+    return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

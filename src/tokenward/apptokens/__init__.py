@@ -1,0 +1,32 @@
+"""App tokens: long-lived secrets for third-party tools, sent as HTTP Basic ``user:token``.
+
+The facade: :class:`AppTokenService` (create/list/revoke/verify), the token format
+(:mod:`.format`), lifetimes (:mod:`.expiry`), who may act for whom (:mod:`.access`) and
+brute-force regulation (:mod:`.regulation`). See docs/app-tokens.md.
+"""
+
+from __future__ import annotations
+
+from .access import MANAGE_SCOPE, AdminCheck, Caller, UserDirectory, no_admins, subject_directory
+from .expiry import format_duration, parse_duration
+from .format import PREFIX, ParsedToken
+from .regulation import RegulationPolicy, Regulator
+from .service import AppTokenConfig, AppTokenService, cli_actor
+
+__all__ = [
+    "MANAGE_SCOPE",
+    "PREFIX",
+    "AdminCheck",
+    "AppTokenConfig",
+    "AppTokenService",
+    "Caller",
+    "ParsedToken",
+    "RegulationPolicy",
+    "Regulator",
+    "UserDirectory",
+    "cli_actor",
+    "format_duration",
+    "no_admins",
+    "parse_duration",
+    "subject_directory",
+]

@@ -1,0 +1,133 @@
+"""The app token format: ``twa_<id>_<secret><check>``.
+
+::
+
+    twa_3kT9bQx2LmZp_Vq8r0YtGk2JwE5sNc7uXh4d1a9Zb2
+    └─┘ └──────────┘ └────────────────────┘└────┘
+    prefix  id (12)       secret (22)      check (6)
+
+- ``twa_`` lets secret scanners (GitHub, gitleaks) recognise a leaked token.
+- ``id``: 12 base62 characters (~71 bits), public, the primary key: lookup is O(1).
+- ``secret``: 22 base62 characters from :mod:`secrets` (~131 bits).
+- ``check``: CRC32 of everything before it, 6 base62 characters (GitHub's scheme), so a
+  mistyped or truncated token is refused before any lookup.
+
+Only ``HMAC-SHA256(app-token key, "tokenward/apptoken/v1" || id || secret)`` is stored. The
+key is the data dir's ``apptoken.key``, not derived from the time code, so rotating the time
+code leaves app tokens valid. One HMAC per request (~1 µs), never a slow password hash: the
+secret has 131 bits of entropy, so a keyed fast hash is enough (docs/app-tokens.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from tokenward.errors import Unauthorized
+from tokenward.keys import Secret
+
+__all__ = [
+    "ALPHABET",
+    "ID_LENGTH",
+    "MAX_TOKEN_LENGTH",
+    "PREFIX",
+    "SECRET_LENGTH",
+    "TOKEN_LENGTH",
+    "ParsedToken",
+    "generate",
+    "hash_secret",
+    "key_id",
+    "parse",
+]
+
+PREFIX = "twa_"
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ID_LENGTH = 12
+SECRET_LENGTH = 22
+CHECK_LENGTH = 6
+TOKEN_LENGTH = len(PREFIX) + ID_LENGTH + 1 + SECRET_LENGTH + CHECK_LENGTH
+MAX_TOKEN_LENGTH = 256
+"""Anything longer is refused without further parsing."""
+
+_TOKEN = re.compile(
+    rf"^{PREFIX}([0-9A-Za-z]{{{ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH}}})([0-9A-Za-z]{{{CHECK_LENGTH}}})$"
+)
+_ID = re.compile(rf"^[0-9A-Za-z]{{{ID_LENGTH}}}$")
+_HASH_LABEL = b"tokenward/apptoken/v1\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A token split into its public id and its secret (masked in reprs)."""
+
+    id: str
+    secret: Secret
+
+    @property
+    def prefix(self) -> str:
+        """The public, displayable part: ``twa_<id>``."""
+        return PREFIX + self.id
+
+
+def _base62(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        value, rem = divmod(value, 62)
+        chars.append(ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def _check(body: str) -> str:
+    return _base62(zlib.crc32(body.encode("ascii")), CHECK_LENGTH)
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(n))
+
+
+def generate() -> tuple[str, ParsedToken]:
+    """A new token string (show it once) and its parsed form."""
+    token_id, secret = _random(ID_LENGTH), _random(SECRET_LENGTH)
+    body = f"{PREFIX}{token_id}_{secret}"
+    return body + _check(body), ParsedToken(token_id, Secret(secret.encode("ascii")))
+
+
+def parse(token: str) -> ParsedToken:
+    """Split ``token`` after checking its shape and checksum.
+
+    Raises :class:`Unauthorized` with code ``apptoken_malformed`` (wrong shape) or
+    ``apptoken_checksum`` (a typo): both are decided without any lookup.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthorized("the app token is too long to be a tokenward app token", code="apptoken_malformed")
+    match = _TOKEN.match(token)
+    if match is None:
+        raise Unauthorized(
+            f"the app token is not in the form {PREFIX}<id>_<secret> ({TOKEN_LENGTH} characters)",
+            code="apptoken_malformed",
+        )
+    token_id, secret, check = match.groups()
+    if not hmac.compare_digest(_check(token[:-CHECK_LENGTH]), check):
+        raise Unauthorized(
+            "the app token's checksum does not match: it was mistyped or truncated", code="apptoken_checksum"
+        )
+    return ParsedToken(token_id, Secret(secret.encode("ascii")))
+
+
+def is_token_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a token id (not whether it exists)."""
+    return _ID.match(value) is not None
+
+
+def hash_secret(key: Secret, token_id: str, secret: Secret) -> str:
+    """The stored form of a token: hex HMAC-SHA256 binding the secret to its id."""
+    message = _HASH_LABEL + token_id.encode("ascii") + b"\x00" + secret.reveal()
+    return hmac.digest(key.reveal(), message, "sha256").hex()
+
+
+def key_id(key: Secret) -> str:
+    """A public fingerprint of the app-token key (8 hex), stored beside each hash to diagnose key mismatches."""
+    return hmac.digest(key.reveal(), b"tokenward/apptoken/v1/key-id", "sha256").hex()[:8]

@@ -1,0 +1,381 @@
+"""The app token service: create, list, revoke and verify, with audit and regulation.
+
+Core rules live here; the web routes and the CLI only translate input and output. ``now``
+comes from the injected ``clock`` (Unix seconds), randomness from :mod:`secrets`.
+
+Verification (``verify``), in order:
+
+1. ban check against the local snapshot of active bans (refreshed from SQL at most once a
+   second) → 429 ``too_many_attempts``;
+2. shape and checksum (no lookup) → 401 ``apptoken_malformed`` / ``apptoken_checksum``;
+3. record by id: in-process cache (TTL ``cache_ttl``), else one primary-key query;
+4. HMAC of the secret compared in constant time — against a dummy hash when the id is
+   unknown, so an unknown id, a wrong secret and a wrong user cost the same → 401
+   ``apptoken_invalid`` for all three (the reason goes to the audit log only);
+5. revoked / expired → 401 ``apptoken_revoked`` / ``apptoken_expired`` (only after the
+   secret was proven, so these reveal nothing to a guesser).
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import getpass
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tokenward.errors import BadRequest, Conflict, NotFound, StorageError, TokenwardError, Unauthorized
+from tokenward.keys import Secret
+from tokenward.storage import AppTokenRecord, AppTokenStore, AuditEvent, AuditLog
+
+from . import format as token_format
+from .access import AdminCheck, UserDirectory, no_admins, subject_directory, validate_scopes, validate_subject
+from .cache import TTLCache
+from .expiry import check_expiry
+from .regulation import Regulator, ip_key, user_key
+
+__all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]
+
+log = logging.getLogger("tokenward.apptokens")
+
+_DUMMY_HASH = "0" * 64
+_MAX_LABEL = 200
+_CREATE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppTokenConfig:
+    """The knobs of the service (from ``TOKENWARD_APP_TOKENS_*``)."""
+
+    default_expiry: timedelta = timedelta(hours=72)
+    max_expiry: timedelta = timedelta(days=365)
+    max_per_user: int = 100
+    last_used_interval: float = 60.0
+    cache_ttl: float = 1.0
+    cache_size: int = 100_000
+    impersonation: bool = False
+
+
+def cli_actor() -> str:
+    """The audit actor for operator commands: ``cli:<os user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "cli"
+
+
+class AppTokenService:
+    """App tokens of one deployment. Cheap to call; holds a small cache and the ban snapshot."""
+
+    def __init__(
+        self,
+        *,
+        store: AppTokenStore,
+        audit: AuditLog,
+        regulator: Regulator,
+        key: Secret,
+        config: AppTokenConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        instance: str | None = None,
+        is_admin: AdminCheck = no_admins,
+        directory: UserDirectory = subject_directory,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.regulator = regulator
+        self.config = config or AppTokenConfig()
+        self.clock = clock
+        self.instance = instance
+        self.is_admin = is_admin
+        self.directory = directory
+        self._key = key
+        self._key_id = token_format.key_id(key)
+        self._cache: TTLCache[str, AppTokenRecord] = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
+        self._touched: dict[str, float] = {}
+
+    # -- management ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        owner: str,
+        created_by: str,
+        expiry: timedelta | None = None,
+        label: str = "",
+        scopes: Iterable[str] = (),
+        impersonated: bool = False,
+        request_id: str | None = None,
+    ) -> tuple[AppTokenRecord, str]:
+        """Create a token; return its record and the token string (shown once, never stored)."""
+        owner = validate_subject(owner).lower()
+        lifetime = check_expiry(expiry or self.config.default_expiry, self.config.max_expiry)
+        label = label.strip()
+        if len(label) > _MAX_LABEL or any(ord(c) < 32 for c in label):
+            raise BadRequest(f"label must be at most {_MAX_LABEL} printable characters", code="label_invalid")
+        scope_tuple = validate_scopes(scopes)
+        now = self.clock()
+        if await self.store.count_live(owner, _dt(now)) >= self.config.max_per_user:
+            raise Conflict(
+                f"{owner} already holds {self.config.max_per_user} live app tokens; delete some first",
+                code="apptoken_limit",
+            )
+        for attempt in range(_CREATE_ATTEMPTS):
+            token, parsed = token_format.generate()
+            record = AppTokenRecord(
+                id=parsed.id,
+                owner=owner,
+                label=label,
+                scopes=scope_tuple,
+                secret_hash=token_format.hash_secret(self._key, parsed.id, parsed.secret),
+                key_id=self._key_id,
+                created_at=_dt(now),
+                expires_at=_dt(now + lifetime.total_seconds()),
+                created_by=created_by,
+            )
+            try:
+                await self.store.add(record)
+                break
+            except Conflict:  # a 71-bit id collision: astronomically rare, but never overwrite
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+        if impersonated:
+            await self.record_impersonation(actor=created_by, target=owner, act="create", request_id=request_id)
+        await self._audit(
+            now,
+            actor=created_by,
+            action="apptoken.create",
+            subject=owner,
+            target=record.id,
+            detail={
+                "label": label,
+                "scopes": list(scope_tuple),
+                "expires_at": record.expires_at.isoformat(),
+                "impersonated": impersonated,
+            },
+            request_id=request_id,
+        )
+        return record, token
+
+    async def list(self, owner: str | None = None) -> builtins.list[AppTokenRecord]:
+        """Unrevoked tokens of ``owner`` (every owner when ``None``), expired ones included, oldest first."""
+        return await self.store.list(owner=None if owner is None else owner.lower())
+
+    async def get(self, token_id: str, *, owner: str | None) -> AppTokenRecord:
+        """An unrevoked token by id; 404 ``apptoken_not_found`` when missing, revoked or not ``owner``'s."""
+        record = await self.store.get(token_id) if token_format.is_token_id(token_id) else None
+        if record is None or record.revoked_at is not None or (owner is not None and record.owner != owner.lower()):
+            raise NotFound(f"no app token {token_id[:32]!r}", code="apptoken_not_found")
+        return record
+
+    async def revoke(
+        self,
+        token_id: str,
+        *,
+        owner: str | None,
+        actor: str,
+        impersonated: bool = False,
+        request_id: str | None = None,
+    ) -> AppTokenRecord:
+        """Revoke (delete) a token; 404 when it does not exist, is not ``owner``'s or was already deleted."""
+        record = await self.get(token_id, owner=owner)
+        now = self.clock()
+        if not await self.store.revoke(record.id, _dt(now), owner=record.owner):
+            raise NotFound(f"no app token {token_id[:32]!r}", code="apptoken_not_found")
+        self._cache.pop(record.id)
+        if impersonated:
+            await self.record_impersonation(actor=actor, target=record.owner, act="delete", request_id=request_id)
+        await self._audit(
+            now,
+            actor=actor,
+            action="apptoken.delete",
+            subject=record.owner,
+            target=record.id,
+            detail={"label": record.label, "impersonated": impersonated},
+            request_id=request_id,
+        )
+        return dataclasses.replace(record, revoked_at=_dt(now))
+
+    async def record_impersonation(self, *, actor: str, target: str, act: str, request_id: str | None = None) -> None:
+        """Audit that ``actor`` acted (``create``/``list``/``delete``) on ``target``'s tokens."""
+        await self._audit(
+            self.clock(),
+            actor=actor,
+            action="apptoken.impersonate",
+            subject=target.lower(),
+            detail={"act": act},
+            request_id=request_id,
+        )
+
+    def resolve_reference(self, reference: str) -> str:
+        """A token id from what oCIS scripts pass as ``token=``: the full token, ``twa_<id>`` or the id."""
+        if reference.startswith(token_format.PREFIX) and len(reference) > len(token_format.PREFIX) + 12:
+            return token_format.parse(reference).id
+        candidate = reference.removeprefix(token_format.PREFIX)
+        if not token_format.is_token_id(candidate):
+            raise NotFound(f"no app token {reference[:32]!r}", code="apptoken_not_found")
+        return candidate
+
+    # -- verification ----------------------------------------------------------------------
+
+    async def verify(
+        self, user: str | None, token: str, *, client_ip: str | None = None, request_id: str | None = None
+    ) -> AppTokenRecord:
+        """Check ``user:token`` (``user`` None: a bearer token, owner not checked). Returns the live record."""
+        now = self.clock()
+        keys = _regulation_keys(user, client_ip)
+        regulator = self.regulator
+        if regulator.needs_sync(now):
+            await regulator.sync(now)
+        regulator.check(keys, now)
+        try:
+            parsed = token_format.parse(token)
+        except Unauthorized as exc:
+            await self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
+            raise
+        record = self._cache.get(parsed.id, now)
+        if record is None:
+            record = await self.store.get(parsed.id)
+            if record is not None:
+                self._cache.put(parsed.id, record, now)
+        actual = token_format.hash_secret(self._key, parsed.id, parsed.secret)
+        secret_ok = hmac.compare_digest(actual, record.secret_hash if record is not None else _DUMMY_HASH)
+        owner_ok = user is None or (record is not None and hmac.compare_digest(user.lower(), record.owner))
+        if record is None or not secret_ok or not owner_ok:
+            reason = "unknown_id" if record is None else "wrong_secret" if not secret_ok else "owner_mismatch"
+            if reason == "wrong_secret" and record is not None and record.key_id != self._key_id:
+                log.warning(
+                    "app token %s was made with app-token key %s but this instance has %s: "
+                    "every instance must share the same apptoken.key",
+                    record.id,
+                    record.key_id,
+                    self._key_id,
+                )
+            await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id)
+            raise Unauthorized("invalid user name or app token", code="apptoken_invalid")
+        if record.revoked_at is not None:
+            await self._refused(now, record, "revoked", client_ip, request_id)
+            raise Unauthorized("this app token was deleted", code="apptoken_revoked")
+        if now >= record.expires_at.timestamp():
+            await self._refused(now, record, "expired", client_ip, request_id)
+            raise Unauthorized("this app token has expired; create a new one", code="apptoken_expired")
+        await self._touch(record, now)
+        return record
+
+    def forget(self, token_id: str) -> None:
+        """Drop a cached record (e.g. after a revocation seen elsewhere)."""
+        self._cache.pop(token_id)
+
+    async def _touch(self, record: AppTokenRecord, now: float) -> None:
+        interval = self.config.last_used_interval
+        last = self._touched.get(record.id)
+        if last is None and record.last_used_at is not None:
+            last = record.last_used_at.timestamp()
+        if last is not None and now - last < interval:
+            return
+        self._touched[record.id] = now
+        if len(self._touched) > self.config.cache_size:
+            self._touched.clear()  # losing it only means one extra write per token
+        try:
+            await self.store.touch(record.id, _dt(now))
+        except StorageError as exc:  # last_used_at is informational: never refuse a good token for it
+            log.warning("cannot record last use of app token %s: %s", record.id, exc.detail)
+
+    async def _failed(
+        self,
+        now: float,
+        keys: tuple[str, ...],
+        user: str | None,
+        token_id: str | None,
+        reason: str,
+        client_ip: str | None,
+        request_id: str | None,
+    ) -> None:
+        try:
+            banned = await self.regulator.failure(keys, now)
+        except StorageError as exc:
+            log.warning("cannot record a failed app token check: %s", exc.detail)
+            banned = []
+        await self._audit(
+            now,
+            actor=_actor(user),
+            action="apptoken.verify_failed",
+            subject=_actor(user),
+            target=token_id,
+            detail={"reason": reason, "ip": client_ip},
+            request_id=request_id,
+            required=False,
+        )
+        for key in banned:
+            await self._audit(
+                now,
+                actor="system",
+                action="regulation.ban",
+                subject=key[:320],
+                detail={"seconds": self.regulator.policy.ban_time, "ip": client_ip},
+                request_id=request_id,
+                required=False,
+            )
+
+    async def _refused(
+        self, now: float, record: AppTokenRecord, reason: str, client_ip: str | None, request_id: str | None
+    ) -> None:
+        await self._audit(
+            now,
+            actor=record.owner,
+            action="apptoken.verify_failed",
+            subject=record.owner,
+            target=record.id,
+            detail={"reason": reason, "ip": client_ip},
+            request_id=request_id,
+            required=False,
+        )
+
+    async def _audit(
+        self,
+        now: float,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        target: str | None = None,
+        detail: dict[str, object] | None = None,
+        request_id: str | None = None,
+        required: bool = True,
+    ) -> None:
+        event = AuditEvent(
+            at=_dt(now),
+            actor=actor[:320],
+            action=action,
+            subject=subject,
+            target=target,
+            detail=detail or {},
+            request_id=request_id,
+            instance=self.instance,
+        )
+        try:
+            await self.audit.append(event)
+        except TokenwardError as exc:
+            if required:
+                raise
+            log.warning("cannot write audit event %s: %s", action, exc.detail)
+
+
+def _regulation_keys(user: str | None, client_ip: str | None) -> tuple[str, ...]:
+    keys: tuple[str, ...] = ()
+    if user:
+        keys += (user_key(user),)
+    if client_ip:
+        keys += (ip_key(client_ip),)
+    return keys
+
+
+def _actor(user: str | None) -> str:
+    return (user or "anonymous")[:320] or "anonymous"
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

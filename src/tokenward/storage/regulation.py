@@ -1,0 +1,138 @@
+"""Brute-force regulation state shared by every instance: failed attempts and bans.
+
+Append-only tables (no upserts, so no dialect-specific SQL): ``auth_failures`` holds one row
+per failed credential check and key (``user:<name>`` or ``ip:<address>``); ``auth_bans`` one
+row per ban. Old rows are purged by :meth:`RegulationStore.purge`. The decisions (how many
+failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regulation`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Index, String, delete, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .database import Database
+from .models import Base
+from .types import ID, UTCDateTime
+
+__all__ = [
+    "KEY_LEN",
+    "AuthBanRow",
+    "AuthFailureRow",
+    "InMemoryRegulationStore",
+    "RegulationStore",
+    "SqlRegulationStore",
+]
+
+KEY_LEN = 400
+
+
+class AuthFailureRow(Base):
+    __tablename__ = "auth_failures"
+    __table_args__ = (
+        Index("ix_auth_failures_key_at", "key", "at"),
+        Index("ix_auth_failures_at", "at"),
+        {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(KEY_LEN), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class AuthBanRow(Base):
+    __tablename__ = "auth_bans"
+    __table_args__ = (
+        Index("ix_auth_bans_until", "until"),
+        {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(KEY_LEN), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    until: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class RegulationStore(ABC):
+    """Failures and bans, keyed by strings of at most :data:`KEY_LEN` characters."""
+
+    @abstractmethod
+    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+        """Add one failure per key at ``at``; return each key's failure count in ``[since, at]``."""
+
+    @abstractmethod
+    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+        """Ban ``key`` until ``until``."""
+
+    @abstractmethod
+    async def active_bans(self, now: datetime) -> dict[str, datetime]:
+        """Every key banned at ``now`` with the end of its longest ban."""
+
+    @abstractmethod
+    async def purge(self, *, failures_before: datetime, bans_before: datetime) -> None:
+        """Delete failures older than ``failures_before`` and bans that ended before ``bans_before``."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class InMemoryRegulationStore(RegulationStore):
+    def __init__(self) -> None:
+        self._failures: builtins.list[tuple[str, datetime]] = []
+        self._bans: builtins.list[tuple[str, datetime]] = []
+
+    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+        self._failures.extend((key, at) for key in keys)
+        return {key: sum(1 for k, t in self._failures if k == key and since <= t <= at) for key in keys}
+
+    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+        self._bans.append((key, until))
+
+    async def active_bans(self, now: datetime) -> dict[str, datetime]:
+        found: dict[str, datetime] = {}
+        for key, until in self._bans:
+            if until > now and (key not in found or until > found[key]):
+                found[key] = until
+        return found
+
+    async def purge(self, *, failures_before: datetime, bans_before: datetime) -> None:
+        self._failures = [(k, t) for k, t in self._failures if t >= failures_before]
+        self._bans = [(k, u) for k, u in self._bans if u >= bans_before]
+
+
+class SqlRegulationStore(RegulationStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+        async with self._db.session() as session:
+            session.add_all([AuthFailureRow(key=key, at=at) for key in keys])
+            await session.flush()
+            query = (
+                select(AuthFailureRow.key, func.count())
+                .where(AuthFailureRow.key.in_(list(keys)), AuthFailureRow.at >= since)
+                .group_by(AuthFailureRow.key)
+            )
+            counts = {key: int(count) for key, count in (await session.execute(query)).all()}
+        return {key: counts.get(key, 0) for key in keys}
+
+    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+        async with self._db.session() as session:
+            session.add(AuthBanRow(key=key, at=at, until=until))
+
+    async def active_bans(self, now: datetime) -> dict[str, datetime]:
+        query = (
+            select(AuthBanRow.key, func.max(AuthBanRow.until)).where(AuthBanRow.until > now).group_by(AuthBanRow.key)
+        )
+        async with self._db.session() as session:
+            return {key: until for key, until in (await session.execute(query)).all()}
+
+    async def purge(self, *, failures_before: datetime, bans_before: datetime) -> None:
+        async with self._db.session() as session:
+            await session.execute(delete(AuthFailureRow).where(AuthFailureRow.at < failures_before))
+            await session.execute(delete(AuthBanRow).where(AuthBanRow.until < bans_before))
