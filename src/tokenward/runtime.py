@@ -11,11 +11,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
+from tokenward.apptokens.access import policy_admin_check
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
-from tokenward.keys import Keyring
+from tokenward.keys import Keyring, Secret
 from tokenward.settings import Settings
-from tokenward.storage import Database
+from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -33,6 +35,7 @@ class Runtime:
     timecodes: TimeCodes
     database: Database
     started_at: float = field(default_factory=time.time)
+    app_tokens: AppTokenService | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -57,6 +60,8 @@ class Runtime:
 def check_secret_files(settings: Settings, data_dir: DataDir) -> None:
     """Refuse to start on group/world-accessible secret files, naming the file and the chmod."""
     check_secret_file(data_dir.timecode_file)
+    if data_dir.apptoken_key_file.exists():
+        check_secret_file(data_dir.apptoken_key_file)
     if settings.tls_key is not None:
         check_secret_file(settings.tls_key)
 
@@ -76,4 +81,42 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         await database.close()
         raise
     log.info("tokenward ready for %s (time code %s)", server_name, timecodes.current.key_id)
-    return Runtime(settings=settings, server_name=server_name, timecodes=timecodes, database=database)
+    runtime = Runtime(settings=settings, server_name=server_name, timecodes=timecodes, database=database)
+    runtime.app_tokens = build_app_token_service(
+        settings, database, data_dir.ensure_apptoken_key(), server_name=server_name, runtime=runtime
+    )
+    return runtime
+
+
+def build_app_token_service(
+    settings: Settings, database: Database, key: Secret, *, server_name: str, runtime: Runtime | None = None
+) -> AppTokenService:
+    """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
+
+    The admin check asks ``runtime.policy`` (a PolicyHolder) when the runtime has one; otherwise nobody is an admin.
+    """
+    regulator = Regulator(
+        SqlRegulationStore(database),
+        RegulationPolicy(
+            max_failures=settings.regulation_max_failures,
+            find_time=float(settings.regulation_find_time_seconds),
+            ban_time=float(settings.regulation_ban_time_seconds),
+        ),
+    )
+    config = AppTokenConfig(
+        default_expiry=parse_duration(settings.app_tokens_default_expiry),
+        max_expiry=parse_duration(settings.app_tokens_max_expiry),
+        max_per_user=settings.app_tokens_max_per_user,
+        last_used_interval=float(settings.app_tokens_last_used_interval_seconds),
+        cache_ttl=settings.app_tokens_cache_ttl_seconds,
+        cache_size=settings.app_tokens_cache_size,
+        impersonation=settings.app_tokens_impersonation,
+    )
+    return AppTokenService(
+        store=SqlAppTokenStore(database),
+        audit=SqlAuditLog(database),
+        regulator=regulator,
+        key=key,
+        config=config,
+        is_admin=policy_admin_check(lambda: getattr(runtime, "policy", None), server_name),
+    )

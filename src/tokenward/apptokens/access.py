@@ -22,6 +22,7 @@ __all__ = [
     "UserDirectory",
     "check_scopes",
     "no_admins",
+    "policy_admin_check",
     "resolve_target",
     "subject_directory",
     "validate_scopes",
@@ -126,3 +127,26 @@ def check_scopes(caller: Caller, requested: tuple[str, ...], *, is_admin: AdminC
         raise Forbidden(
             f"cannot grant scope(s) the caller does not hold: {', '.join(sorted(missing))}", code="scope_escalation"
         )
+
+
+def policy_admin_check(get_holder: Callable[[], object | None], server: str) -> AdminCheck:
+    """An :data:`AdminCheck` asking the policy in force (``tokenward.policy.is_admin``).
+
+    ``get_holder`` returns the runtime's :class:`~tokenward.policy.PolicyHolder` (or ``None``
+    while none is loaded). No policy, or a policy error, means "not an admin": fail closed.
+    """
+
+    def is_admin(subject: str) -> bool:
+        from tokenward.errors import PolicyError
+        from tokenward.policy import PolicyHolder
+        from tokenward.policy import is_admin as policy_is_admin
+
+        holder = get_holder()
+        if not isinstance(holder, PolicyHolder) or not holder.loaded:
+            return False
+        try:
+            return policy_is_admin(holder.policy, subject, server)
+        except PolicyError:
+            return False
+
+    return is_admin

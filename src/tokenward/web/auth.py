@@ -1,0 +1,131 @@
+"""Who is calling: an authenticator chain for the management API, and Basic-header parsing.
+
+Each :class:`Authenticator` looks at a request and either
+
+- returns ``None`` — "not my kind of credential", the next one is asked;
+- returns a :class:`~tokenward.apptokens.Caller`; or
+- raises (401 wrong credential, 429 banned) — a credential of its kind that failed.
+
+:class:`AppTokenAuthenticator` accepts ``Authorization: Basic user:token`` (the oCIS scheme) and
+``Authorization: Bearer twa_…`` (so oCIS curl examples work with only the credential swapped).
+Session source identifiers join the chain when the identity area lands. Nothing here goes
+through FastAPI validation: :func:`parse_basic` is shared with ``/verify``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Protocol
+
+from starlette.requests import Request
+
+from tokenward.apptokens import MANAGE_SCOPE, AppTokenService, Caller
+from tokenward.errors import Forbidden, Unauthorized
+from tokenward.logs import REQUEST_ID
+
+__all__ = [
+    "MAX_AUTHORIZATION_LENGTH",
+    "AppTokenAuthenticator",
+    "AuthenticationRequired",
+    "Authenticator",
+    "authenticate",
+    "client_ip",
+    "current_request_id",
+    "parse_basic",
+    "require_scope",
+]
+
+MAX_AUTHORIZATION_LENGTH = 1024
+"""Longer Authorization headers are refused before decoding."""
+
+CHALLENGE = 'Basic realm="tokenward", charset="UTF-8"'
+
+
+class AuthenticationRequired(Unauthorized):
+    """401 carrying a ``WWW-Authenticate`` challenge."""
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": CHALLENGE}
+
+
+def _malformed(detail: str) -> AuthenticationRequired:
+    return AuthenticationRequired(detail, code="authorization_malformed")
+
+
+def parse_basic(value: str) -> tuple[str, str]:
+    """``(user, password)`` from the credentials part of a Basic header (RFC 7617), strictly.
+
+    Raises 401 ``authorization_malformed`` for bad base64, no colon, an empty user or password,
+    or more than :data:`MAX_AUTHORIZATION_LENGTH` characters.
+    """
+    if len(value) > MAX_AUTHORIZATION_LENGTH:
+        raise _malformed("the Authorization header is too long")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise _malformed("Basic credentials are not valid base64 of UTF-8 user:password") from None
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        raise _malformed("Basic credentials must be user:password (no colon found)")
+    if not user or not password:
+        raise _malformed("Basic credentials need a non-empty user and password")
+    if any(ord(c) < 32 for c in user):
+        raise _malformed("the user name holds control characters")
+    return user, password
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address. Behind a proxy this is the proxy; trusted forwarding headers come with /verify."""
+    return request.client.host if request.client else None
+
+
+class Authenticator(Protocol):
+    async def __call__(self, request: Request) -> Caller | None: ...
+
+
+class AppTokenAuthenticator:
+    """Authenticates ``Basic user:twa_…`` and ``Bearer twa_…`` with the app token service."""
+
+    def __init__(self, service: AppTokenService) -> None:
+        self.service = service
+
+    async def __call__(self, request: Request) -> Caller | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, credentials = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            user, token = parse_basic(credentials)
+        elif scheme == "bearer" and credentials.strip().startswith("twa_"):
+            user, token = None, credentials.strip()
+        else:
+            return None
+        record = await self.service.verify(user, token, client_ip=client_ip(request), request_id=current_request_id())
+        return Caller(subject=record.owner, scopes=frozenset(record.scopes), method="apptoken", token_id=record.id)
+
+
+async def authenticate(request: Request, chain: Sequence[Authenticator]) -> Caller:
+    """The first caller an authenticator recognises; 401 ``authentication_required`` when none does."""
+    for authenticator in chain:
+        caller = await authenticator(request)
+        if caller is not None:
+            return caller
+    raise AuthenticationRequired(
+        "send an app token as Basic user:token (or Bearer twa_…)", code="authentication_required"
+    )
+
+
+def require_scope(caller: Caller, scope: str = MANAGE_SCOPE) -> Caller:
+    """403 ``scope_missing`` unless the caller holds ``scope``."""
+    if scope not in caller.scopes:
+        raise Forbidden(f"this credential lacks the {scope} scope", code="scope_missing")
+    return caller
+
+
+def current_request_id() -> str | None:
+    """The request id of the request being served (for audit events), if any."""
+    value = REQUEST_ID.get()
+    return None if value == "-" else value
