@@ -106,7 +106,9 @@ glob_values = st.text(alphabet="aAbBcx@./", max_size=10)
         st.tuples(glob_values, glob_values, st.sampled_from(OBJS), st.sampled_from(ACTS)), min_size=1, max_size=8
     ),
 )
-def test_glob_agrees_with_reference(rows: list[tuple[str, str, str, str]], requests: list[tuple[str, str, str, str]]) -> None:
+def test_glob_agrees_with_reference(
+    rows: list[tuple[str, str, str, str]], requests: list[tuple[str, str, str, str]]
+) -> None:
     shape = parse_model(DEFAULT_MODEL).shape
     assert shape is not None
     rules = [Rule(*row, file="t.csv", line=i) for i, row in enumerate(rows, start=1)]

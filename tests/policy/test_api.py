@@ -1,0 +1,59 @@
+"""The facade's ``__all__``, import hygiene, samples and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from typer.testing import CliRunner
+
+import tokenward.policy
+from tokenward.cli.policy import app
+from tokenward.policy import POLICY_FILES, build_policy, sample_files, write_samples
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    namespace = vars(tokenward.policy)
+    public = {name for name, value in namespace.items() if not isinstance(value, ModuleType)}
+    assert set(tokenward.policy.__all__) == {name for name in public if not name.startswith("_")}
+    assert len(set(tokenward.policy.__all__)) == len(tokenward.policy.__all__)
+
+
+def test_import_has_no_side_effects() -> None:
+    code = "import sys, tokenward.policy; assert 'casbin' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_samples_load_clean_and_allow_nothing(tmp_path: Path) -> None:
+    written = write_samples(tmp_path, server_name="auth.example.com")
+    assert sorted(p.name for p in written) == sorted(POLICY_FILES)
+    assert all(p.stat().st_mode & 0o077 == 0 for p in written)
+    assert write_samples(tmp_path) == []
+    policy = build_policy({n: t.encode() for n, t in sample_files("auth.example.com").items()})
+    assert all(len(engine.rules) == 0 for engine in policy.engines.values())
+    assert "auth.example.com" in sample_files("auth.example.com")["userpolicy.csv"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"TOKENWARD_DATA_DIR": str(tmp_path)}
+
+
+def test_cli(tmp_path: Path, env: dict[str, str]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["samples"], env=env).exit_code == 0
+    assert runner.invoke(app, ["lint"], env=env).exit_code == 0
+    (tmp_path / "userpolicy.csv").write_text("p, *@example.com, auth.example.com, C1, login\np, *@x, s, C1, logon\n")
+    result = runner.invoke(app, ["check", "a@example.com", "auth.example.com", "C1", "login"], env=env)
+    assert result.exit_code == 0 and "ALLOW" in result.output and "userpolicy.csv:1" in result.output
+    result = runner.invoke(app, ["check", "a@example.org", "auth.example.com", "C1", "login", "--json"], env=env)
+    assert result.exit_code == 1 and '"decision": "deny"' in result.output
+    result = runner.invoke(app, ["lint"], env=env)
+    assert result.exit_code == 1 and "userpolicy.csv:2: unknown-action" in result.output
+    (tmp_path / "userpolicy.csv").write_text("p, a(b, s, C1, login\n")
+    assert runner.invoke(app, ["lint", "--dialect", "compat"], env=env).exit_code == 2
+    result = runner.invoke(app, ["show", "--json"], env=env)
+    assert result.exit_code == 0 and '"version"' in result.output
