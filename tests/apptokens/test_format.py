@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tokenward.apptokens import format as fmt
+from tokenward.errors import Unauthorized
+from tokenward.keys import Secret
+
+
+def test_generated_tokens_parse_back_and_have_the_documented_shape() -> None:
+    token, parsed = fmt.generate()
+    assert token.startswith("twa_") and len(token) == fmt.TOKEN_LENGTH == 45
+    again = fmt.parse(token)
+    assert again.id == parsed.id and again.secret.equals(parsed.secret)
+    assert again.prefix == "twa_" + parsed.id
+    assert token[4 + 12 + 1 :] not in repr(again)
+
+
+def test_tokens_are_unique() -> None:
+    assert len({fmt.generate()[0] for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda t: t[:-1], "apptoken_malformed"),
+        (lambda t: t + "A", "apptoken_malformed"),
+        (lambda t: "twb_" + t[4:], "apptoken_malformed"),
+        (lambda t: t.replace("_", "-"), "apptoken_malformed"),
+        (lambda t: "x" * 10_000, "apptoken_malformed"),
+        (lambda t: "", "apptoken_malformed"),
+        (lambda t: t[:20] + ("B" if t[20] != "B" else "C") + t[21:], "apptoken_checksum"),
+    ],
+)
+def test_bad_tokens_are_refused_before_lookup(mutate: object, code: str) -> None:
+    token, _ = fmt.generate()
+    assert callable(mutate)
+    with pytest.raises(Unauthorized) as info:
+        fmt.parse(mutate(token))
+    assert info.value.error_code == code
+
+
+@given(st.integers(min_value=17, max_value=44), st.sampled_from(fmt.ALPHABET))
+def test_any_single_character_typo_in_id_or_secret_or_check_is_caught(position: int, char: str) -> None:
+    token, _ = fmt.generate()
+    if token[position] == char:
+        return
+    with pytest.raises(Unauthorized):
+        fmt.parse(token[:position] + char + token[position + 1 :])
+
+
+def test_hash_binds_the_secret_to_its_id_and_key() -> None:
+    key = Secret(b"k" * 32)
+    secret = Secret(b"s" * 22)
+    h = fmt.hash_secret(key, "A" * 12, secret)
+    assert len(h) == 64
+    assert h != fmt.hash_secret(key, "B" * 12, secret)
+    assert h != fmt.hash_secret(Secret(b"j" * 32), "A" * 12, secret)
+    assert fmt.key_id(key) != fmt.key_id(Secret(b"j" * 32))
+
+
+def test_is_token_id() -> None:
+    assert fmt.is_token_id("abcDEF012345")
+    assert not fmt.is_token_id("abc")
+    assert not fmt.is_token_id("abcDEF01234_")

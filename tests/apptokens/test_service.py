@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import builtins
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.apptokens.helpers import Clock, make_service, stores
+from tokenward.apptokens import AppTokenConfig
+from tokenward.apptokens import format as token_format
+from tokenward.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
+from tokenward.keys import Secret
+from tokenward.storage import AppTokenRecord, Database, InMemoryAppTokenStore
+
+ALICE = "alice@example.com"
+
+
+class CountingStore(InMemoryAppTokenStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+        self.touches = 0
+
+    async def get(self, token_id: str) -> AppTokenRecord | None:
+        self.gets += 1
+        return await super().get(token_id)
+
+    async def touch(self, token_id: str, at: datetime) -> None:
+        self.touches += 1
+        await super().touch(token_id, at)
+
+
+async def _codes(service_call: object) -> str:
+    try:
+        await service_call  # type: ignore[misc]
+    except (Unauthorized, TooManyRequests) as exc:
+        return exc.error_code
+    return "ok"
+
+
+async def test_create_then_verify_and_audit() -> None:
+    clock = Clock()
+    service = make_service(clock=clock)
+    record, token = await service.create(owner="Alice@Example.com", created_by=ALICE, label="ci", scopes=["b", "a", "a"])
+    assert record.owner == ALICE and record.scopes == ("a", "b")
+    assert record.expires_at - record.created_at == timedelta(hours=72)
+    assert token.startswith("twa_" + record.id + "_")
+    assert token not in repr(record) and record.secret_hash not in repr(record)
+    verified = await service.verify("ALICE@example.com", token, client_ip="192.0.2.1")
+    assert verified.id == record.id
+    assert (await service.verify(None, token)).id == record.id  # bearer form
+    events = await service.audit.list()
+    assert [e.action for e in events] == ["apptoken.create"]
+    assert token not in str(events[0].detail)
+
+
+@pytest.mark.parametrize(
+    ("user", "tamper", "reason"),
+    [
+        ("bob@example.com", None, "owner_mismatch"),
+        (ALICE, "secret", "wrong_secret"),
+        (ALICE, "id", "unknown_id"),
+    ],
+)
+async def test_wrong_user_secret_or_id_look_the_same(
+    user: str, tamper: str | None, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service()
+    record, token = await service.create(owner=ALICE, created_by=ALICE)
+    if tamper is not None:
+        _, other = token_format.generate()
+        body = f"twa_{other.id if tamper == 'id' else record.id}_"
+        body += other.secret.reveal().decode() if tamper == "secret" else token[17:39]
+        token = body + token_format._check(body)
+    hashes: builtins.list[str] = []
+    real = token_format.hash_secret
+
+    def spy(key: Secret, token_id: str, secret: Secret) -> str:
+        hashes.append(token_id)
+        return real(key, token_id, secret)
+
+    monkeypatch.setattr(token_format, "hash_secret", spy)
+    with pytest.raises(Unauthorized) as info:
+        await service.verify(user, token, client_ip="192.0.2.1")
+    assert info.value.error_code == "apptoken_invalid"
+    assert info.value.detail == "invalid user name or app token"
+    assert len(hashes) == 1  # one HMAC whatever was wrong (a dummy comparison for an unknown id)
+    failed = await service.audit.list(action="apptoken.verify_failed")
+    assert failed[0].detail["reason"] == reason
+
+
+async def test_expired_and_revoked_tokens() -> None:
+    clock = Clock()
+    service = make_service(clock=clock)
+    record, token = await service.create(owner=ALICE, created_by=ALICE, expiry=timedelta(seconds=30))
+    clock.advance(31)
+    assert await _codes(service.verify(ALICE, token)) == "apptoken_expired"
+    record2, token2 = await service.create(owner=ALICE, created_by=ALICE)
+    await service.verify(ALICE, token2)  # cached now
+    await service.revoke(record2.id, owner=ALICE, actor=ALICE)
+    assert await _codes(service.verify(ALICE, token2)) == "apptoken_revoked"  # same instance: at once
+    with pytest.raises(NotFound) as info:
+        await service.revoke(record2.id, owner=ALICE, actor=ALICE)
+    assert info.value.error_code == "apptoken_not_found"
+
+
+async def test_malformed_and_checksum_failures_count_as_failures() -> None:
+    service = make_service()
+    assert await _codes(service.verify(ALICE, "not-a-token")) == "apptoken_malformed"
+    token, _ = token_format.generate()
+    assert await _codes(service.verify(ALICE, token[:-1] + ("A" if token[-1] != "A" else "B"))) == "apptoken_checksum"
+    assert await _codes(service.verify(ALICE, "x" * 5000)) == "apptoken_malformed"
+    assert await _codes(service.verify(ALICE, "still-not")) == "too_many_attempts"
+
+
+async def test_three_failures_ban_user_and_ip_for_five_minutes() -> None:
+    clock = Clock()
+    service = make_service(clock=clock)
+    _, token = await service.create(owner=ALICE, created_by=ALICE)
+    _, bob_token = await service.create(owner="bob@example.com", created_by="bob@example.com")
+    for _ in range(3):
+        assert await _codes(service.verify(ALICE, token[:-6] + "AAAAAA", client_ip="192.0.2.1")) != "ok"
+    with pytest.raises(TooManyRequests) as info:
+        await service.verify(ALICE, token, client_ip="198.51.100.7")  # right token, banned user
+    assert info.value.error_code == "too_many_attempts" and info.value.retry_after == 300
+    assert info.value.headers() == {"Retry-After": "300"}
+    # the IP is banned too, for every user
+    assert await _codes(service.verify("bob@example.com", bob_token, client_ip="192.0.2.1")) == "too_many_attempts"
+    assert await _codes(service.verify("bob@example.com", bob_token, client_ip="198.51.100.7")) == "ok"
+    clock.advance(299)
+    assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "too_many_attempts"
+    clock.advance(2)
+    assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "ok"
+    bans = await service.audit.list(action="regulation.ban")
+    assert sorted(e.subject or "" for e in bans) == ["ip:192.0.2.1", "user:alice@example.com"]
+
+
+async def test_failures_outside_the_window_do_not_ban() -> None:
+    clock = Clock()
+    service = make_service(clock=clock)
+    for _ in range(4):
+        assert await _codes(service.verify(ALICE, "bad", client_ip="192.0.2.1")) == "apptoken_malformed"
+        clock.advance(61)
+
+
+async def test_warm_verification_uses_the_cache_and_last_used_is_rate_limited() -> None:
+    clock = Clock()
+    store = CountingStore()
+    _, audit, regulation = stores(None)
+    config = AppTokenConfig(cache_ttl=1.0, last_used_interval=60)
+    service = make_service(clock=clock, shared=(store, audit, regulation), config=config)
+    _, token = await service.create(owner=ALICE, created_by=ALICE)
+    for _ in range(100):
+        await service.verify(ALICE, token)
+    assert store.gets == 1 and store.touches == 1
+    clock.advance(1.5)
+    await service.verify(ALICE, token)
+    assert store.gets == 2 and store.touches == 1
+    clock.advance(60)
+    await service.verify(ALICE, token)
+    assert store.touches == 2
+
+
+async def test_revocation_on_another_instance_is_honoured_within_the_cache_ttl(store_database: Database | None) -> None:
+    clock = Clock()
+    shared = stores(store_database)
+    a = make_service(clock=clock, shared=shared)
+    b = make_service(clock=clock, shared=shared)
+    record, token = await a.create(owner=ALICE, created_by=ALICE)
+    await b.verify(ALICE, token)
+    await a.revoke(record.id, owner=ALICE, actor=ALICE)
+    clock.advance(1.0)
+    assert await _codes(b.verify(ALICE, token)) == "apptoken_revoked"
+
+
+async def test_a_ban_on_one_instance_is_honoured_by_another(store_database: Database | None) -> None:
+    clock = Clock()
+    shared = stores(store_database)
+    a = make_service(clock=clock, shared=shared)
+    b = make_service(clock=clock, shared=shared)
+    _, token = await a.create(owner=ALICE, created_by=ALICE)
+    await b.verify(ALICE, token)
+    for _ in range(3):
+        await _codes(a.verify(ALICE, "bad"))
+    clock.advance(1.0)
+    assert await _codes(b.verify(ALICE, token)) == "too_many_attempts"
+
+
+async def test_time_code_plays_no_part_but_the_app_token_key_does() -> None:
+    shared = stores(None)
+    a = make_service(shared=shared)
+    other = make_service(shared=shared, key=Secret(b"x" * 32))
+    _, token = await a.create(owner=ALICE, created_by=ALICE)
+    assert await _codes(other.verify(ALICE, token)) == "apptoken_invalid"
+
+
+async def test_create_validation_and_limits() -> None:
+    service = make_service(config=AppTokenConfig(max_per_user=2, max_expiry=timedelta(days=30)))
+    with pytest.raises(BadRequest) as info:
+        await service.create(owner=ALICE, created_by=ALICE, expiry=timedelta(days=31))
+    assert info.value.error_code == "expiry_too_long"
+    with pytest.raises(BadRequest) as info:
+        await service.create(owner=ALICE, created_by=ALICE, label="a\nb")
+    assert info.value.error_code == "label_invalid"
+    with pytest.raises(BadRequest) as info:
+        await service.create(owner="not a user", created_by=ALICE)
+    assert info.value.error_code == "user_invalid"
+    with pytest.raises(BadRequest) as info:
+        await service.create(owner=ALICE, created_by=ALICE, scopes=["bad scope"])
+    assert info.value.error_code == "scope_invalid"
+    await service.create(owner=ALICE, created_by=ALICE)
+    await service.create(owner=ALICE, created_by=ALICE)
+    with pytest.raises(Conflict) as conflict:
+        await service.create(owner=ALICE, created_by=ALICE)
+    assert conflict.value.error_code == "apptoken_limit"
+
+
+async def test_get_and_resolve_reference() -> None:
+    service = make_service()
+    record, token = await service.create(owner=ALICE, created_by=ALICE)
+    assert (await service.get(record.id, owner=ALICE)).id == record.id
+    for ref in (token, "twa_" + record.id, record.id):
+        assert service.resolve_reference(ref) == record.id
+    with pytest.raises(NotFound):
+        await service.get(record.id, owner="bob@example.com")
+    with pytest.raises(NotFound):
+        service.resolve_reference("nonsense")

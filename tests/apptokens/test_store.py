@@ -1,0 +1,89 @@
+"""Contract tests every AppTokenStore and RegulationStore passes: memory, SQLite, PostgreSQL, MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.apptokens.helpers import stores
+from tokenward.errors import Conflict
+from tokenward.storage import AppTokenRecord, Database
+
+NOW = datetime(2027, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def record(token_id: str = "AAAAAAAAAAAA", owner: str = "alice@example.com", **changes: object) -> AppTokenRecord:
+    values: dict[str, object] = {
+        "id": token_id,
+        "owner": owner,
+        "label": "ci",
+        "scopes": ("read", "tokenward:manage"),
+        "secret_hash": "ab" * 32,
+        "key_id": "01234567",
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(hours=72),
+        "created_by": owner,
+    }
+    values.update(changes)
+    return AppTokenRecord(**values)  # type: ignore[arg-type]
+
+
+async def test_add_get_list_revoke_touch(store_database: Database | None) -> None:
+    store, _, _ = stores(store_database)
+    await store.add(record())
+    await store.add(record("BBBBBBBBBBBB", created_at=NOW + timedelta(seconds=1)))
+    await store.add(record("CCCCCCCCCCCC", owner="bob@example.com"))
+    got = await store.get("AAAAAAAAAAAA")
+    assert got == record()
+    assert await store.get("ZZZZZZZZZZZZ") is None
+    assert [r.id for r in await store.list(owner="alice@example.com")] == ["AAAAAAAAAAAA", "BBBBBBBBBBBB"]
+    assert len(await store.list()) == 3
+    assert await store.count_live("alice@example.com", NOW) == 2
+    assert await store.count_live("alice@example.com", NOW + timedelta(days=4)) == 0
+
+    assert not await store.revoke("AAAAAAAAAAAA", NOW, owner="bob@example.com")
+    assert await store.revoke("AAAAAAAAAAAA", NOW, owner="alice@example.com")
+    assert not await store.revoke("AAAAAAAAAAAA", NOW)
+    assert not await store.revoke("ZZZZZZZZZZZZ", NOW)
+    revoked = await store.get("AAAAAAAAAAAA")
+    assert revoked is not None and revoked.revoked_at == NOW
+    assert [r.id for r in await store.list(owner="alice@example.com")] == ["BBBBBBBBBBBB"]
+    assert len(await store.list(owner="alice@example.com", include_revoked=True)) == 2
+
+    await store.touch("BBBBBBBBBBBB", NOW + timedelta(minutes=5))
+    touched = await store.get("BBBBBBBBBBBB")
+    assert touched is not None and touched.last_used_at == NOW + timedelta(minutes=5)
+
+
+async def test_duplicate_id_conflicts(store_database: Database | None) -> None:
+    store, _, _ = stores(store_database)
+    await store.add(record())
+    with pytest.raises(Conflict):
+        await store.add(record(owner="mallory@example.com"))
+
+
+async def test_concurrent_revocations_have_one_winner(store_database: Database | None) -> None:
+    store, _, _ = stores(store_database)
+    await store.add(record())
+    results = await asyncio.gather(*(store.revoke("AAAAAAAAAAAA", NOW) for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+
+
+async def test_regulation_store_counts_bans_and_purges(store_database: Database | None) -> None:
+    _, _, regulation = stores(store_database)
+    since = NOW - timedelta(minutes=2)
+    await regulation.record_failure(["user:a"], NOW - timedelta(minutes=5), since=NOW - timedelta(minutes=7))
+    counts = await regulation.record_failure(["user:a", "ip:1"], NOW, since=since)
+    assert counts == {"user:a": 1, "ip:1": 1}  # the failure 5 minutes ago is outside the 2-minute window
+    counts = await regulation.record_failure(["user:a"], NOW + timedelta(seconds=1), since=since)
+    assert counts == {"user:a": 2}
+    await regulation.add_ban("user:a", NOW, NOW + timedelta(minutes=5))
+    await regulation.add_ban("user:a", NOW, NOW + timedelta(minutes=3))
+    await regulation.add_ban("ip:9", NOW, NOW - timedelta(minutes=1))
+    assert await regulation.active_bans(NOW) == {"user:a": NOW + timedelta(minutes=5)}
+    await regulation.purge(failures_before=NOW, bans_before=NOW + timedelta(minutes=4))
+    assert await regulation.active_bans(NOW) == {"user:a": NOW + timedelta(minutes=5)}
+    counts = await regulation.record_failure(["user:a"], NOW + timedelta(seconds=2), since=NOW - timedelta(hours=1))
+    assert counts == {"user:a": 3}  # the failure at NOW-5min was purged; NOW, NOW+1s and NOW+2s remain
