@@ -42,6 +42,7 @@ _HOW_TO_START = {
         "(root without password on 127.0.0.1), or point TOKENWARD_TEST_MARIADB_URL at a server"
     ),
 }
+# admin URL -> why it could not be reached, so later tests do not wait for the timeout again
 _unreachable: dict[str, str] = {}
 
 
@@ -82,7 +83,7 @@ def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 def _unavailable(backend: str, reason: str) -> None:
     """Skip (or, under CI=true, fail) because ``backend`` cannot be reached."""
-    _unreachable[backend] = reason
+    _unreachable[admin_url(backend)] = reason
     message = f"{backend} is not reachable ({reason}); {_HOW_TO_START[backend]}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and {message}", pytrace=False)
@@ -92,8 +93,8 @@ def _unavailable(backend: str, reason: str) -> None:
 @contextmanager
 def _postgres_database(name: str) -> Iterator[str]:
     server = make_url(admin_url("postgresql"))
-    if "postgresql" in _unreachable:
-        _unavailable("postgresql", _unreachable["postgresql"])
+    if admin_url("postgresql") in _unreachable:
+        _unavailable("postgresql", _unreachable[admin_url("postgresql")])
     conninfo = server.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=ADMIN_CONNECT_TIMEOUT)
@@ -112,8 +113,8 @@ def _postgres_database(name: str) -> Iterator[str]:
 @contextmanager
 def _mariadb_database(name: str) -> Iterator[str]:
     server = make_url(admin_url("mariadb"))
-    if "mariadb" in _unreachable:
-        _unavailable("mariadb", _unreachable["mariadb"])
+    if admin_url("mariadb") in _unreachable:
+        _unavailable("mariadb", _unreachable[admin_url("mariadb")])
 
     def connect() -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
         return pymysql.connect(

@@ -17,7 +17,7 @@ import asyncio
 import math
 import weakref
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -209,9 +209,23 @@ def _engine_options(url: URL, connect_timeout: float) -> dict[str, Any]:
             "application_name": "tokenward",
         }
     else:
-        server_options["connect_args"] = {"connect_timeout": connect_timeout}
+        server_options["async_creator"] = _mysql_connector(url, connect_timeout)
         server_options["pool_recycle"] = 1800  # below MySQL's default wait_timeout (8 h) and proxies' idle limits
     return server_options
+
+
+def _mysql_connector(url: URL, connect_timeout: float) -> Callable[[], Awaitable[Any]]:
+    # aiomysql's connect_timeout covers only the TCP connect; a server (or proxy) that accepts
+    # and then never sends its greeting would hang the handshake forever. Bound the whole of it.
+    cargs, cparams = url.get_dialect()().create_connect_args(url)
+    cparams["connect_timeout"] = connect_timeout
+
+    async def connect() -> Any:
+        import aiomysql
+
+        return await asyncio.wait_for(aiomysql.connect(*cargs, **cparams), connect_timeout)
+
+    return connect
 
 
 def _is_sqlite_memory(url: URL) -> bool:

@@ -98,7 +98,9 @@ def _reason(exc: BaseException, url: URL) -> str:
         raw = f"{args[1]} [{args[0]}]"  # PyMySQL-style (errno, message)
     else:
         raw = str(exc).strip()
-    text = raw.splitlines()[0] if raw else type(exc).__name__
+    if not raw:
+        raw = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+    text = raw.splitlines()[0]
     if url.password:
         text = text.replace(str(url.password), "***")
     if len(text) > _MAX_REASON:

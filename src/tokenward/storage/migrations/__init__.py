@@ -47,7 +47,10 @@ async def draft_revision(db: Database, *, message: str, rev_id: str) -> Path:
     For contributors adding a table: ``db`` must be at the current head. Review the draft —
     autogenerate misses renames and server defaults — and return the path written.
     """
+    from tokenward.storage.models import all_metadata
+
     config = alembic_config()
+    config.attributes["target_metadata"] = all_metadata()
 
     def draft(connection: Connection) -> Path:
         config.attributes["connection"] = connection

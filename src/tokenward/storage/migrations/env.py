@@ -10,13 +10,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from tokenward.storage.models import all_metadata
-
 
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=all_metadata(),
+        # Only drafting a revision (migrations.draft_revision) needs the models; upgrades run
+        # the revision files alone, so a repository module is never imported to migrate.
+        target_metadata=context.config.attributes.get("target_metadata"),
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
