@@ -10,8 +10,17 @@ from tokenward.errors import BadRequest
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("72h", 72 * 3600), ("30m", 1800), ("1h30m", 5400), ("45s", 45), ("1s", 1), ("7d", 7 * 86400), ("2w", 1209600),
-     ("1d2h3m4s", 93784), (" 1H ", 3600)],
+    [
+        ("72h", 72 * 3600),
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("1s", 1),
+        ("7d", 7 * 86400),
+        ("2w", 1209600),
+        ("1d2h3m4s", 93784),
+        (" 1H ", 3600),
+    ],
 )
 def test_valid_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)

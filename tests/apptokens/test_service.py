@@ -41,7 +41,9 @@ async def _codes(service_call: object) -> str:
 async def test_create_then_verify_and_audit() -> None:
     clock = Clock()
     service = make_service(clock=clock)
-    record, token = await service.create(owner="Alice@Example.com", created_by=ALICE, label="ci", scopes=["b", "a", "a"])
+    record, token = await service.create(
+        owner="Alice@Example.com", created_by=ALICE, label="ci", scopes=["b", "a", "a"]
+    )
     assert record.owner == ALICE and record.scopes == ("a", "b")
     assert record.expires_at - record.created_at == timedelta(hours=72)
     assert token.startswith("twa_" + record.id + "_")
@@ -92,7 +94,7 @@ async def test_wrong_user_secret_or_id_look_the_same(
 async def test_expired_and_revoked_tokens() -> None:
     clock = Clock()
     service = make_service(clock=clock)
-    record, token = await service.create(owner=ALICE, created_by=ALICE, expiry=timedelta(seconds=30))
+    _, token = await service.create(owner=ALICE, created_by=ALICE, expiry=timedelta(seconds=30))
     clock.advance(31)
     assert await _codes(service.verify(ALICE, token)) == "apptoken_expired"
     record2, token2 = await service.create(owner=ALICE, created_by=ALICE)

@@ -103,7 +103,12 @@ class AppTokenAuthenticator:
             user, token = None, credentials.strip()
         else:
             return None
-        record = await self.service.verify(user, token, client_ip=client_ip(request), request_id=current_request_id())
+        try:
+            record = await self.service.verify(
+                user, token, client_ip=client_ip(request), request_id=current_request_id()
+            )
+        except Unauthorized as exc:  # RFC 9110: every 401 carries a challenge
+            raise AuthenticationRequired(exc.detail, code=exc.error_code) from None
         return Caller(subject=record.owner, scopes=frozenset(record.scopes), method="apptoken", token_id=record.id)
 
 
