@@ -12,7 +12,6 @@ from __future__ import annotations
 from .apptokens import AppTokenRecord, AppTokenStore, InMemoryAppTokenStore, SqlAppTokenStore
 from .audit import AuditEvent, AuditLog, InMemoryAuditLog, SqlAuditLog
 from .database import DEFAULT_CONNECT_TIMEOUT, Database
-from .identity import Enrollment, IdentityStore, InMemoryIdentityStore, SessionRecord, SqlIdentityStore
 from .regulation import InMemoryRegulationStore, RegulationStore, SqlRegulationStore
 from .urls import default_sqlite_url, redact, to_async_url
 
@@ -23,17 +22,12 @@ __all__ = [
     "AuditEvent",
     "AuditLog",
     "Database",
-    "Enrollment",
-    "IdentityStore",
     "InMemoryAppTokenStore",
     "InMemoryAuditLog",
-    "InMemoryIdentityStore",
     "InMemoryRegulationStore",
     "RegulationStore",
-    "SessionRecord",
     "SqlAppTokenStore",
     "SqlAuditLog",
-    "SqlIdentityStore",
     "SqlRegulationStore",
     "default_sqlite_url",
     "redact",
