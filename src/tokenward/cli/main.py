@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from tokenward import __version__
-from tokenward.cli import db, timecode
+from tokenward.cli import app_token, audit, db, timecode
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -32,6 +32,8 @@ app = typer.Typer(
 )
 app.add_typer(timecode.app, name="timecode")
 app.add_typer(db.app, name="db")
+app.add_typer(app_token.app, name="app-token")
+app.command("audit")(audit.audit)
 
 
 def _set_data_dir(value: Path | None) -> Path | None:
@@ -131,6 +133,7 @@ def init(
     data_dir.write_server_name(name)
     code = TimeCode.generate(now=now, random_bytes=secrets.token_bytes(32))
     data_dir.install_timecode(code, now=now, grace_seconds=0)
+    data_dir.ensure_apptoken_key()  # kept across --force: existing app tokens stay valid
     written = _write_policy_samples(data_dir, name, admin)
     typer.echo(f"Initialized {data_dir.path} for {name}.")
     typer.echo(f"Time code key id: {code.key_id} (see it with `tokenward timecode show --reveal`).")

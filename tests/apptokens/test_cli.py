@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import init_data_dir
+from tokenward.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("TOKENWARD_"):
+            monkeypatch.delenv(key)
+    init_data_dir(tmp_path / "data")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_create_list_delete_and_audit(data_dir: Path) -> None:
+    r = runner.invoke(app, ["app-token", "create", "--user-name", "alice@example.com", "-e", "1h30m", "-s", "read"])
+    assert r.exit_code == 0, r.output
+    token = r.stdout.strip()
+    assert token.startswith("twa_") and len(token) == 45
+    assert stat.S_IMODE((data_dir / "apptoken.key").stat().st_mode) == 0o600
+
+    r = runner.invoke(app, ["app-token", "list", "--json"])
+    [item] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert item["owner"] == "alice@example.com" and item["scopes"] == ["read"]
+    assert token not in r.stdout and token[17:] not in r.stdout
+    assert "alice@example.com" in runner.invoke(app, ["app-token", "list"]).stdout
+
+    assert runner.invoke(app, ["app-token", "delete", token[:16]]).exit_code == 0
+    r = runner.invoke(app, ["app-token", "delete", token])
+    assert r.exit_code == 1 and "no app token" in r.output
+
+    r = runner.invoke(app, ["audit", "--json", "--since", "1h"])
+    actions = [json.loads(line)["action"] for line in r.stdout.splitlines()]
+    assert actions == ["apptoken.delete", "apptoken.create"]
+    r = runner.invoke(app, ["audit", "--action", "apptoken.create"])
+    assert "apptoken.create" in r.stdout and "apptoken.delete" not in r.stdout
+
+
+@pytest.mark.parametrize("expiration", ["0", "0s", "-1h", "1y", "abc", "9999d"])
+def test_bad_expirations_are_refused_with_an_example(data_dir: Path, expiration: str) -> None:
+    r = runner.invoke(app, ["app-token", "create", "--user-name", "alice@example.com", "--expiration", expiration])
+    assert r.exit_code == 1
+    assert "error: expiry" in r.output and ("72h" in r.output or "maximum" in r.output)
+
+
+def test_bad_since(data_dir: Path) -> None:
+    r = runner.invoke(app, ["audit", "--since", "yesterday"])
+    assert r.exit_code == 1 and "--since" in r.output
+
+
+def test_world_readable_key_is_refused(data_dir: Path) -> None:
+    assert runner.invoke(app, ["app-token", "list"]).exit_code == 0
+    (data_dir / "apptoken.key").chmod(0o644)
+    r = runner.invoke(app, ["app-token", "list"])
+    assert r.exit_code == 1 and "chmod 600" in r.output
