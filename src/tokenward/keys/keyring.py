@@ -32,6 +32,7 @@ class Purpose(enum.StrEnum):
     CONFIG_TOKEN_SIGNING = "config-token-signing"
     SESSION_COOKIE = "session-cookie"
     CSRF = "csrf"
+    PSEUDONYM = "pseudonym"
 
 
 def derive_key(code: TimeCode, purpose: Purpose) -> Secret:

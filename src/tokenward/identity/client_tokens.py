@@ -1,0 +1,148 @@
+"""Client tokens (JWS EdDSA) and the channel key both peers derive from them (docs/protocol.md §6, §7).
+
+The signing key is Ed25519 with the 32-byte seed ``Keyring.key(Purpose.CLIENT_TOKEN_SIGNING)``;
+its ``kid`` is the time code's key id, so every instance sharing the time code signs and
+verifies with the same keys, and ``/.well-known/jwks.json`` lists current and previous ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+
+from tokenward.errors import Unauthorized
+from tokenward.identity.encoding import b64u_decode, b64u_encode
+from tokenward.keys import Keyring, Purpose, Secret
+
+__all__ = [
+    "TOKEN_LIFETIME_SECONDS",
+    "TOKEN_TYPE",
+    "ClientTokenClaims",
+    "b64u_of_public",
+    "channel_key",
+    "jwks",
+    "sign_client_token",
+    "signing_jwk",
+    "verify_client_token",
+]
+
+TOKEN_LIFETIME_SECONDS = 900
+TOKEN_TYPE = "tw-client+jws"
+# RFC 9864 fully-specified name for EdDSA over Ed25519 ("EdDSA" is deprecated). Closed list: never
+# accept whatever algorithm a token header asks for.
+ALGORITHMS = ["Ed25519"]
+
+
+def signing_jwk(key_id: str, seed: Secret, *, private: bool) -> OKPKey:
+    private_key = Ed25519PrivateKey.from_private_bytes(seed.reveal())
+    key = private_key if private else private_key.public_key()
+    return OKPKey.import_key(key, {"kid": key_id, "use": "sig", "alg": "Ed25519"})
+
+
+def jwks(keyring: Keyring, *, now: float) -> dict[str, Any]:
+    """The public JWKS: one OKP/Ed25519 key per time code still accepted."""
+    keys = [
+        signing_jwk(kid, seed, private=False).as_dict(private=False)
+        for kid, seed in keyring.verification_keys(Purpose.CLIENT_TOKEN_SIGNING, now=now)
+    ]
+    return {"keys": keys}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTokenClaims:
+    issuer: str
+    source: str
+    destination: str
+    source_key: str  # base64url X25519 public key of the source session
+    destination_key: str  # base64url X25519 public key of the destination (certified)
+    client_id: str
+    scopes: tuple[str, ...]
+    token_id: str
+    issued_at: int
+    expires_at: int
+
+    def to_claims(self) -> dict[str, Any]:
+        return {
+            "iss": self.issuer,
+            "sub": self.source,
+            "dst": self.destination,
+            "spk": self.source_key,
+            "dpk": self.destination_key,
+            "cid": self.client_id,
+            "scp": list(self.scopes),
+            "jti": self.token_id,
+            "iat": self.issued_at,
+            "nbf": self.issued_at,
+            "exp": self.expires_at,
+        }
+
+
+def sign_client_token(claims: ClientTokenClaims, keyring: Keyring) -> str:
+    kid, seed = keyring.key(Purpose.CLIENT_TOKEN_SIGNING)
+    header = {"alg": "Ed25519", "kid": kid, "typ": TOKEN_TYPE}
+    return jws.serialize_compact(header, _dumps(claims.to_claims()), signing_jwk(kid, seed, private=True), ALGORITHMS)
+
+
+def _dumps(claims: dict[str, Any]) -> bytes:
+    return json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
+
+
+def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str) -> ClientTokenClaims:
+    """Check signature (against a JWKS), type, issuer and window; what a peer does on receipt."""
+    try:
+        obj = jws.deserialize_compact(token, key_set, algorithms=ALGORITHMS)
+        if obj.headers().get("typ") != TOKEN_TYPE:
+            raise ValueError("typ")
+        doc = json.loads(obj.payload)
+        claims = ClientTokenClaims(
+            issuer=str(doc["iss"]),
+            source=str(doc["sub"]),
+            destination=str(doc["dst"]),
+            source_key=str(doc["spk"]),
+            destination_key=str(doc["dpk"]),
+            client_id=str(doc["cid"]),
+            scopes=tuple(str(s) for s in doc["scp"]),
+            token_id=str(doc["jti"]),
+            issued_at=int(doc["iat"]),
+            expires_at=int(doc["exp"]),
+        )
+    except (JoseError, ValueError, KeyError, TypeError):
+        raise Unauthorized(
+            "the client token is malformed or its signature is wrong", code="client_token_invalid"
+        ) from None
+    if claims.issuer != issuer:
+        raise Unauthorized("the client token was issued by another server", code="client_token_foreign")
+    if not claims.issued_at <= now < claims.expires_at:
+        raise Unauthorized("the client token is outside its validity window", code="client_token_expired")
+    return claims
+
+
+def channel_key(own_private: X25519PrivateKey, claims: ClientTokenClaims) -> bytes:
+    """The 32-byte channel key for the pair named in ``claims`` (either side computes the same).
+
+    ``HKDF-SHA256(ikm=X25519(own, peer), salt="tokenward/v1/channel", info=jti|spk|dpk|cid)``.
+    """
+    own_public = b64u_of_public(own_private)
+    if own_public == claims.source_key:
+        peer = claims.destination_key
+    elif own_public == claims.destination_key:
+        peer = claims.source_key
+    else:
+        raise Unauthorized("this client token does not name this key", code="client_token_not_for_me")
+    shared = own_private.exchange(X25519PublicKey.from_public_bytes(b64u_decode(peer, field="peer key", length=32)))
+    info = f"tokenward/v1/channel|{claims.token_id}|{claims.source_key}|{claims.destination_key}|{claims.client_id}"
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tokenward/v1/channel", info=info.encode()).derive(shared)
+
+
+def b64u_of_public(private: X25519PrivateKey) -> str:
+    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return b64u_encode(raw)

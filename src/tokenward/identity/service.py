@@ -1,0 +1,382 @@
+"""The identity flows, combining the pure modules with storage, policy and the audit log.
+
+Every method takes ``now``; randomness comes from ``random_bytes`` / ``choice`` (``secrets`` by
+default, fixed in tests). Policy answers come through :class:`~tokenward.identity.policy.IdentityPolicy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tokenward.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from tokenward.identity import captcha as cap
+from tokenward.identity.apps import ClientRegistry, app_hash_of_origin, normalize_app_hash, normalize_client_id
+from tokenward.identity.client_tokens import TOKEN_LIFETIME_SECONDS, ClientTokenClaims, sign_client_token
+from tokenward.identity.encoding import b64u_decode, b64u_encode
+from tokenward.identity.policy import IdentityPolicy, resolve_scopes
+from tokenward.identity.resources import ResourceRegistry, login_message, verify_login_signature
+from tokenward.identity.source import SourceIdentity, open_source_identifier, seal_source_identifier
+from tokenward.keys import Keyring, Purpose
+from tokenward.storage.audit import AuditEvent, AuditLog
+from tokenward.storage.identity import Enrollment, IdentityStore, SessionRecord
+
+__all__ = ["CaptchaIssued", "IdentityService", "IssuedSession", "enrollment_code_hash"]
+
+ENROLLMENT_CODE_TTL = 24 * 3600
+
+
+def enrollment_code_hash(code: str) -> str:
+    """SHA-256 hex of a normalised enrolment code (128 random bits: a fast hash is enough)."""
+    return hashlib.sha256(code.strip().upper().replace("-", "").encode()).hexdigest()
+
+
+def _session_key(value: str) -> str:
+    b64u_decode(value, field="session_key", length=32, code="session_key_invalid")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CaptchaIssued:
+    captcha_id: str
+    payload: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    source_identifier: str
+    identity: SourceIdentity
+
+
+@dataclass
+class IdentityService:
+    server_name: str
+    keyring: Callable[[], Keyring]
+    store: IdentityStore
+    policy: Callable[[], IdentityPolicy]
+    clients: Callable[[], ClientRegistry]
+    resources: Callable[[], ResourceRegistry] = field(default=ResourceRegistry)
+    audit: AuditLog | None = None
+    session_lifetime: int = 8 * 3600
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    choice: Callable[[str], str] = secrets.choice
+
+    async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
+        if self.audit is not None:
+            subject = detail.pop("subject", None)
+            await self.audit.append(
+                AuditEvent(
+                    at=datetime.fromtimestamp(now, UTC),
+                    actor=actor,
+                    action=action,
+                    subject=str(subject) if subject is not None else None,
+                    detail=detail,
+                )
+            )
+
+    # -- enrolment ------------------------------------------------------------------------------
+
+    async def issue_enrollment_code(self, email: str, *, now: float, actor: str = "admin") -> str:
+        raw = self.random_bytes(16).hex().upper()
+        code = "-".join(raw[i : i + 8] for i in range(0, 32, 8))
+        await self.store.add_enrollment_code(
+            enrollment_code_hash(code), _email(email), expires_at=now + ENROLLMENT_CODE_TTL
+        )
+        await self._audit(now, actor, "enrollment.code_issued", subject=_email(email))
+        return code
+
+    async def enroll(self, *, email: str, code: str, public_key: str, now: float) -> Enrollment:
+        email = _email(email)
+        b64u_decode(public_key, field="public_key", length=32, code="public_key_invalid")
+        owner = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
+        if owner is None or not hmac.compare_digest(owner, email):
+            await self._audit(now, email, "enrollment.failed", subject=email)
+            raise Unauthorized("the enrolment code is wrong, used or expired", code="enrollment_code_invalid")
+        enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method="admin-code")
+        await self.store.put_enrollment(enrollment)
+        await self._audit(now, email, "enrollment.completed", subject=email)
+        return enrollment
+
+    # -- captcha --------------------------------------------------------------------------------
+
+    def _app_hash(self, origin: str | None, app_hash: str | None) -> tuple[str, str]:
+        if app_hash:
+            return normalize_app_hash(app_hash), origin or ""
+        if origin:
+            return app_hash_of_origin(origin), origin
+        raise BadRequest("give origin or app_hash", code="origin_missing")
+
+    async def request_captcha(
+        self,
+        *,
+        email: str,
+        client_id: str,
+        code_challenge: str,
+        now: float,
+        origin: str | None = None,
+        app_hash: str | None = None,
+    ) -> CaptchaIssued:
+        email = _email(email)
+        client = self.clients().get(normalize_client_id(client_id))
+        hashed, shown_origin = self._app_hash(origin, app_hash)
+        cap.validate_code_challenge(code_challenge)
+        if not client.allows_hash(hashed):
+            raise Forbidden(f"this origin is not registered for client app {client.name!r}", code="origin_not_allowed")
+        policy = self.policy()
+        if not policy.captcha_enabled(email).allowed:
+            await self._audit(now, email, "captcha.denied", subject=email, client_id=client.client_id)
+            raise Forbidden("the captcha policy does not allow this e-mail address", code="captcha_denied")
+        if not policy.can_login(email, client.client_id).allowed:
+            raise Forbidden("the user policy does not allow this login to this client app", code="login_denied")
+        if not policy.client_access(hashed, client.client_id).allowed:
+            raise Forbidden(
+                "clientappspolicy.csv does not allow this app for this client ID", code="client_access_denied"
+            )
+        enrollment = await self.store.get_enrollment(email)
+        if enrollment is None:
+            raise NotFound("this e-mail address has no enrolled authenticator", code="not_enrolled")
+        captcha_id = b64u_encode(self.random_bytes(16))
+        code = cap.new_code(self.choice)
+        key_id, key = self.keyring().key(Purpose.CAPTCHA)
+        expires = int(now) + cap.TTL_SECONDS
+        await self.store.add_challenge(
+            cap.Challenge(
+                id=captcha_id,
+                kind="captcha",
+                subject=email,
+                client_id=client.client_id,
+                app_hash=hashed,
+                code_challenge=code_challenge,
+                code_mac=cap.code_mac(key, captcha_id, code),
+                key_id=key_id,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+        plain = cap.CaptchaPlaintext(captcha_id, code, self.server_name, email, client.name, shown_origin, expires)
+        payload = cap.seal_captcha(plain, b64u_decode(enrollment.public_key, field="public_key", length=32))
+        await self._audit(now, email, "captcha.issued", subject=email, client_id=client.client_id)
+        return CaptchaIssued(captcha_id, payload, expires)
+
+    async def verify_captcha(
+        self,
+        *,
+        captcha_id: str,
+        code: str,
+        code_verifier: str,
+        session_key: str,
+        now: float,
+        scopes: Iterable[str] = (),
+    ) -> IssuedSession:
+        challenge = await self.store.get_challenge(captcha_id)
+        if challenge is None or challenge.kind != "captcha":
+            raise NotFound("no such captcha", code="captcha_unknown")
+        _session_key(session_key)
+        cap.check_usable(challenge, now=now)
+        # Count the attempt first, atomically: concurrent guesses on several instances share the budget.
+        if not await self.store.use_attempt(captcha_id, max_attempts=cap.MAX_ATTEMPTS):
+            fresh = await self.store.get_challenge(captcha_id)
+            cap.check_usable(fresh or challenge, now=now)
+            raise Conflict("this captcha was already used; request a new one", code="captcha_used")
+        try:
+            cap.check_pkce(code_verifier, challenge.code_challenge)
+            key = self.keyring().key_by_id(Purpose.CAPTCHA, challenge.key_id, now=now)
+            if key is None or not hmac.compare_digest(cap.code_mac(key, captcha_id, code), challenge.code_mac):
+                left = cap.MAX_ATTEMPTS - challenge.attempts - 1
+                raise Unauthorized(f"wrong code; {left} attempt(s) left", code="captcha_wrong_code")
+        except (Unauthorized, BadRequest) as exc:
+            await self._audit(
+                now, challenge.subject, "captcha.failed", subject=challenge.subject, reason=exc.error_code
+            )
+            raise
+        granted, missing = resolve_scopes(
+            self.policy().scopes(challenge.subject, challenge.app_hash, challenge.client_id), scopes
+        )
+        if missing:
+            raise Forbidden(f"scope(s) not granted: {', '.join(sorted(missing))}", code="scope_not_granted")
+        if not await self.store.consume_challenge(captcha_id, now=now):
+            raise Conflict("this captcha was already used; request a new one", code="captcha_used")
+        issued = await self._issue(
+            kind="user",
+            subject=challenge.subject,
+            client_id=challenge.client_id,
+            app_hash=challenge.app_hash,
+            scopes=granted,
+            session_key=session_key,
+            now=now,
+        )
+        return issued
+
+    async def _issue(
+        self,
+        *,
+        kind: str,
+        subject: str,
+        client_id: str,
+        app_hash: str,
+        scopes: Iterable[str],
+        session_key: str,
+        now: float,
+    ) -> IssuedSession:
+        session_id = b64u_encode(self.random_bytes(16))
+        identity = SourceIdentity(
+            session_id=session_id,
+            kind=kind,
+            subject=subject,
+            client_id=client_id,
+            app_hash=app_hash,
+            scopes=tuple(sorted(scopes)),
+            session_key=session_key,
+            issued_at=int(now),
+            expires_at=int(now) + self.session_lifetime,
+        )
+        await self.store.add_session(
+            SessionRecord(session_id, kind, subject, client_id, session_key, now, identity.expires_at)
+        )
+        key_id, key = self.keyring().key(Purpose.SOURCE_IDENTIFIER)
+        token = seal_source_identifier(identity, key_id=key_id, key=key, nonce=self.random_bytes(12))
+        await self._audit(now, subject, "session.issued", subject=subject, client_id=client_id, kind=kind)
+        return IssuedSession(token, identity)
+
+    def scopes_for(self, *, email: str, client_id: str, app_hash: str) -> list[str]:
+        self.clients().get(normalize_client_id(client_id))
+        return sorted(self.policy().scopes(_email(email), normalize_app_hash(app_hash), client_id.upper()))
+
+    # -- resources ------------------------------------------------------------------------------
+
+    async def resource_challenge(self, *, resource: str, client_id: str, now: float) -> tuple[str, str, int]:
+        self.resources().get(resource)
+        client = self.clients().get(normalize_client_id(client_id))
+        challenge_id = b64u_encode(self.random_bytes(16))
+        nonce = b64u_encode(self.random_bytes(32))
+        key_id, key = self.keyring().key(Purpose.CAPTCHA)
+        expires = int(now) + cap.TTL_SECONDS
+        await self.store.add_challenge(
+            cap.Challenge(
+                id=challenge_id,
+                kind="resource",
+                subject=resource.lower(),
+                client_id=client.client_id,
+                app_hash="",
+                code_challenge="",
+                code_mac=cap.code_mac(key, challenge_id, nonce),
+                key_id=key_id,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+        return challenge_id, nonce, expires
+
+    async def resource_login(
+        self, *, challenge_id: str, challenge: str, signature: str, session_key: str, now: float
+    ) -> IssuedSession:
+        record = await self.store.get_challenge(challenge_id)
+        if record is None or record.kind != "resource":
+            raise NotFound("no such login challenge", code="challenge_unknown")
+        _session_key(session_key)
+        cap.check_usable(record, now=now)
+        key = self.keyring().key_by_id(Purpose.CAPTCHA, record.key_id, now=now)
+        if key is None or not hmac.compare_digest(cap.code_mac(key, challenge_id, challenge), record.code_mac):
+            raise Unauthorized("the challenge does not match", code="challenge_mismatch")
+        public_key = self.resources().get(record.subject)
+        message = login_message(
+            server=self.server_name,
+            challenge_id=challenge_id,
+            challenge=challenge,
+            client_id=record.client_id,
+            session_key=session_key,
+        )
+        verify_login_signature(public_key, signature, message)
+        if not self.policy().can_login(record.subject, record.client_id).allowed:
+            raise Forbidden("resourcepolicy.csv does not allow this resource to log in", code="login_denied")
+        if not await self.store.consume_challenge(challenge_id, now=now):
+            raise Conflict("this challenge was already used", code="challenge_used")
+        return await self._issue(
+            kind="resource",
+            subject=record.subject,
+            client_id=record.client_id,
+            app_hash="",
+            scopes=(),
+            session_key=session_key,
+            now=now,
+        )
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def authenticate(self, token: str, *, now: float) -> SourceIdentity:
+        """Open a bearer source identifier and refuse it if its session was ended (checked on every call)."""
+        identity = open_source_identifier(token, keyring=self.keyring(), now=now)
+        record = await self.store.get_session(identity.session_id)
+        if record is None or record.revoked_at is not None:
+            raise Unauthorized("this session was ended; log in again", code="session_revoked")
+        return identity
+
+    async def logout(self, identity: SourceIdentity, *, now: float) -> None:
+        await self.store.revoke_session(identity.session_id, now=now)
+        await self._audit(now, identity.subject, "session.revoked", subject=identity.subject)
+
+    async def client_token(self, identity: SourceIdentity, destination: str, *, now: float) -> str:
+        destination = destination.strip()
+        if not destination or len(destination) > 320:
+            raise BadRequest("destination must be an e-mail address or a resource name", code="destination_invalid")
+        if "@" in destination:
+            destination = destination.lower()
+        decision = self.policy().can_ask(identity.subject, destination, identity.client_id)
+        if not decision.allowed:
+            await self._audit(
+                now, identity.subject, "client_token.denied", subject=identity.subject, destination=destination
+            )
+            why = f" (denied by {decision.rule})" if decision.rule else " (no policy row allows it)"
+            code = "ask_denied_by_rule" if decision.rule else "ask_not_allowed"
+            raise Forbidden(f"{identity.subject} may not ask for {destination}{why}", code=code)
+        peer = await self.store.latest_session(destination, identity.client_id, now=now)
+        if peer is None:
+            raise NotFound(f"{destination} has no active session under this client ID", code="destination_unknown")
+        claims = ClientTokenClaims(
+            issuer=self.server_name,
+            source=identity.subject,
+            destination=destination,
+            source_key=identity.session_key,
+            destination_key=peer.public_key,
+            client_id=identity.client_id,
+            scopes=identity.scopes,
+            token_id=b64u_encode(self.random_bytes(16)),
+            issued_at=int(now),
+            expires_at=int(now) + TOKEN_LIFETIME_SECONDS,
+        )
+        token = sign_client_token(claims, self.keyring())
+        await self._audit(
+            now, identity.subject, "client_token.granted", subject=identity.subject, destination=destination
+        )
+        return token
+
+    async def poke(self, identity: SourceIdentity, subject: str, *, now: float) -> dict[str, object]:
+        subject = subject.strip().lower() if "@" in subject else subject.strip()
+        decision = self.policy().can_poke(identity.subject, subject, identity.client_id)
+        if not decision.allowed:
+            raise Forbidden(f"{identity.subject} may not poke {subject}", code="poke_denied")
+        enrollment = await self.store.get_enrollment(subject) if "@" in subject else None
+        _, key = self.keyring().key(Purpose.PSEUDONYM)
+        pseudonym = hmac.new(key.reveal(), f"{identity.client_id}|{subject}".encode(), hashlib.sha256).digest()
+        fingerprint = None
+        if enrollment is not None:
+            fingerprint = hashlib.sha256(b64u_decode(enrollment.public_key, field="key")).hexdigest()[:32]
+        return {
+            "subject": subject,
+            "enrolled": enrollment is not None,
+            "fingerprint": fingerprint,
+            "pseudonym": b64u_encode(pseudonym[:16]),
+        }
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    local, at, domain = value.rpartition("@")
+    if not (at and local and domain) or len(value) > 254 or any(c.isspace() for c in value):
+        raise BadRequest("email is not an e-mail address", code="email_invalid")
+    return value

@@ -1,0 +1,83 @@
+"""IdentityStore contract: in-memory, SQLite, PostgreSQL and MariaDB behave the same."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tokenward.identity.captcha import Challenge
+from tokenward.storage import Database
+from tokenward.storage.identity import (
+    Enrollment,
+    IdentityStore,
+    InMemoryIdentityStore,
+    SessionRecord,
+    SqlIdentityStore,
+)
+
+NOW = 1_776_880_000.0
+
+
+def _store(db: Database | None) -> IdentityStore:
+    return InMemoryIdentityStore() if db is None else SqlIdentityStore(db)
+
+
+def _challenge(cid: str = "c" * 22) -> Challenge:
+    return Challenge(
+        id=cid,
+        kind="captcha",
+        subject="alice@example.com",
+        client_id="A" * 40,
+        app_hash="B" * 128,
+        code_challenge="x" * 43,
+        code_mac="d" * 64,
+        key_id="29614680-35aa9f4b",
+        created_at=NOW,
+        expires_at=NOW + 120,
+    )
+
+
+async def test_enrollments_and_codes(store_database: Database | None) -> None:
+    store = _store(store_database)
+    assert await store.get_enrollment("alice@example.com") is None
+    await store.put_enrollment(Enrollment("Alice@Example.com", "k" * 43, NOW, "admin-code"))
+    await store.put_enrollment(Enrollment("alice@example.com", "m" * 43, NOW + 1, "admin-code"))
+    got = await store.get_enrollment("ALICE@example.com")
+    assert got is not None and got.public_key == "m" * 43 and got.enrolled_at == NOW + 1
+    await store.add_enrollment_code("h" * 64, "alice@example.com", expires_at=NOW + 10)
+    await store.add_enrollment_code("e" * 64, "bob@example.com", expires_at=NOW + 10)
+    assert await store.redeem_enrollment_code("e" * 64, now=NOW + 10) is None  # expired
+    assert await store.redeem_enrollment_code("h" * 64, now=NOW) == "alice@example.com"
+    assert await store.redeem_enrollment_code("h" * 64, now=NOW) is None  # single use
+    assert await store.redeem_enrollment_code("z" * 64, now=NOW) is None
+
+
+async def test_challenge_attempts_and_single_use(store_database: Database | None) -> None:
+    store = _store(store_database)
+    await store.add_challenge(_challenge())
+    assert await store.get_challenge("c" * 22) == _challenge()
+    results = await asyncio.gather(*(store.use_attempt("c" * 22, max_attempts=5) for _ in range(7)))
+    assert sorted(results) == [False, False, True, True, True, True, True]
+    got = await store.get_challenge("c" * 22)
+    assert got is not None and got.attempts == 5
+    assert await store.consume_challenge("c" * 22, now=NOW + 1)
+    assert not await store.consume_challenge("c" * 22, now=NOW + 2)
+    got = await store.get_challenge("c" * 22)
+    assert got is not None and got.consumed_at == NOW + 1
+    assert await store.get_challenge("nope") is None
+
+
+async def test_sessions_latest_and_revocation(store_database: Database | None) -> None:
+    store = _store(store_database)
+    old = SessionRecord("s1" + "a" * 20, "user", "bob@example.com", "A" * 40, "k" * 43, NOW, NOW + 100)
+    new = SessionRecord("s2" + "a" * 20, "user", "bob@example.com", "A" * 40, "m" * 43, NOW + 5, NOW + 100)
+    await store.add_session(old)
+    await store.add_session(new)
+    assert await store.latest_session("bob@example.com", "A" * 40, now=NOW + 6) == new
+    assert await store.latest_session("bob@example.com", "B" * 40, now=NOW + 6) is None
+    assert await store.revoke_session(new.id, now=NOW + 7)
+    assert not await store.revoke_session(new.id, now=NOW + 8)
+    got = await store.get_session(new.id)
+    assert got is not None and got.revoked_at == NOW + 7
+    assert await store.latest_session("bob@example.com", "A" * 40, now=NOW + 8) == old
+    assert await store.latest_session("bob@example.com", "A" * 40, now=NOW + 100) is None
+    await store.close()
