@@ -15,7 +15,6 @@ import argparse
 import gc
 import os
 import random
-import re
 import statistics
 import time
 from typing import Any
@@ -117,7 +116,9 @@ def run(n: int, dialect: Dialect, samples: int) -> dict[str, float]:
     return row
 
 
-def pycasbin_median(n: int, requests: list[tuple[str, str, str, str]], data: bytes, budget_s: float) -> tuple[float, int]:
+def pycasbin_median(
+    n: int, requests: list[tuple[str, str, str, str]], data: bytes, budget_s: float
+) -> tuple[float, int]:
     import casbin
     from casbin.persist.adapter import Adapter
 
@@ -164,8 +165,10 @@ def main() -> None:
         data, requests = generate(n, "glob")
         median, count = pycasbin_median(n, requests, data, budget_s=8.0)
         ours = results[("glob", n)]["median_us"]
-        print(f"  {n:>7,} rules: pycasbin median {median:,.0f} µs over {count} decisions; ours {ours:.2f} µs "
-              f"-> {median / ours:,.0f}x")
+        print(
+            f"  {n:>7,} rules: pycasbin median {median:,.0f} µs over {count} decisions; ours {ours:.2f} µs "
+            f"-> {median / ours:,.0f}x"
+        )
 
 
 if __name__ == "__main__":
