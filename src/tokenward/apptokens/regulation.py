@@ -62,6 +62,11 @@ class Regulator:
         self._synced_at = -math.inf
         self._purged_at = -math.inf
 
+    @property
+    def has_bans(self) -> bool:
+        """Whether the local snapshot holds any ban (the hot path skips :meth:`check` otherwise)."""
+        return bool(self._bans)
+
     def check(self, keys: tuple[str, ...], now: float) -> None:
         """Raise :class:`TooManyRequests` when any key is banned in the local snapshot."""
         if not self._bans:

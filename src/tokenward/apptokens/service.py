@@ -23,6 +23,7 @@ import dataclasses
 import getpass
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]
 log = logging.getLogger("tokenward.apptokens")
 
 _DUMMY_HASH = "0" * 64
+_INF = float("inf")
 _MAX_LABEL = 200
 _CREATE_ATTEMPTS = 3
 
@@ -94,7 +96,11 @@ class AppTokenService:
         self.directory = directory
         self._key = key
         self._key_id = token_format.key_id(key)
-        self._cache: TTLCache[str, AppTokenRecord] = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
+        # Cached: (record, HMAC of the exact token string under a per-process random key).
+        self._cache: TTLCache[str, tuple[AppTokenRecord, bytes]] = TTLCache(
+            maxsize=self.config.cache_size, ttl=self.config.cache_ttl
+        )
+        self._cache_key = secrets.token_bytes(32)
         self._touched: dict[str, float] = {}
 
     # -- management ------------------------------------------------------------------------
@@ -226,24 +232,37 @@ class AppTokenService:
     ) -> AppTokenRecord:
         """Check ``user:token`` (``user`` None: a bearer token, owner not checked). Returns the live record."""
         now = self.clock()
-        keys = _regulation_keys(user, client_ip)
         regulator = self.regulator
         if regulator.needs_sync(now):
             await regulator.sync(now)
-        regulator.check(keys, now)
+        if regulator.has_bans:
+            regulator.check(_regulation_keys(user, client_ip), now)
+        # Warm path: this exact token string was fully verified less than cache_ttl ago. One HMAC under a
+        # per-process random key stands in for parsing, checksum and the stored-hash comparison.
+        entry = self._cache.get(token[4:16], now) if len(token) == token_format.TOKEN_LENGTH else None
+        if entry is not None and hmac.compare_digest(entry[1], self._fingerprint(token)):
+            record = entry[0]
+            if user is None or user.lower() == record.owner:
+                self._check_live(record, now)
+                if now - self._touched.get(record.id, -_INF) >= self.config.last_used_interval:
+                    await self._touch(record, now)
+                return record
+        return await self._verify_cold(user, token, now=now, client_ip=client_ip, request_id=request_id)
+
+    async def _verify_cold(
+        self, user: str | None, token: str, *, now: float, client_ip: str | None, request_id: str | None
+    ) -> AppTokenRecord:
+        keys = _regulation_keys(user, client_ip)
         try:
             parsed = token_format.parse(token)
         except Unauthorized as exc:
             await self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
             raise
-        record = self._cache.get(parsed.id, now)
-        if record is None:
-            record = await self.store.get(parsed.id)
-            if record is not None:
-                self._cache.put(parsed.id, record, now)
+        record = await self.store.get(parsed.id)
         actual = token_format.hash_secret(self._key, parsed.id, parsed.secret)
         secret_ok = hmac.compare_digest(actual, record.secret_hash if record is not None else _DUMMY_HASH)
-        owner_ok = user is None or (record is not None and hmac.compare_digest(user.lower(), record.owner))
+        # Owner names are not secret: a plain comparison leaks nothing (and works for any Unicode name).
+        owner_ok = user is None or (record is not None and user.lower() == record.owner)
         if record is None or not secret_ok or not owner_ok:
             reason = "unknown_id" if record is None else "wrong_secret" if not secret_ok else "owner_mismatch"
             if reason == "wrong_secret" and record is not None and record.key_id != self._key_id:
@@ -256,14 +275,24 @@ class AppTokenService:
                 )
             await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id)
             raise Unauthorized("invalid user name or app token", code="apptoken_invalid")
-        if record.revoked_at is not None:
-            await self._refused(now, record, "revoked", client_ip, request_id)
-            raise Unauthorized("this app token was deleted", code="apptoken_revoked")
-        if now >= record.expires_at.timestamp():
-            await self._refused(now, record, "expired", client_ip, request_id)
-            raise Unauthorized("this app token has expired; create a new one", code="apptoken_expired")
+        try:
+            self._check_live(record, now)
+        except Unauthorized as exc:
+            await self._refused(now, record, exc.error_code.removeprefix("apptoken_"), client_ip, request_id)
+            raise
+        self._cache.put(parsed.id, (record, self._fingerprint(token)), now)
         await self._touch(record, now)
         return record
+
+    @staticmethod
+    def _check_live(record: AppTokenRecord, now: float) -> None:
+        if record.revoked_at is not None:
+            raise Unauthorized("this app token was deleted", code="apptoken_revoked")
+        if now >= record.expires_at.timestamp():
+            raise Unauthorized("this app token has expired; create a new one", code="apptoken_expired")
+
+    def _fingerprint(self, token: str) -> bytes:
+        return hmac.digest(self._cache_key, token.encode("utf-8", "surrogatepass"), "sha256")
 
     def forget(self, token_id: str) -> None:
         """Drop a cached record (e.g. after a revocation seen elsewhere)."""
@@ -275,6 +304,7 @@ class AppTokenService:
         if last is None and record.last_used_at is not None:
             last = record.last_used_at.timestamp()
         if last is not None and now - last < interval:
+            self._touched[record.id] = last
             return
         self._touched[record.id] = now
         if len(self._touched) > self.config.cache_size:
