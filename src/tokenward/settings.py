@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     timecode_grace_seconds: int = Field(
         default=3600, ge=0, le=30 * 86400, description="How long a rotated-out time code is still accepted."
     )
+    session_lifetime_seconds: int = Field(
+        default=8 * 3600, ge=60, le=30 * 86400, description="How long a source identifier (session) is valid."
+    )
     policy_dialect: Literal["glob", "compat"] = Field(default="glob", description="Policy pattern dialect.")
     policy_segments: Annotated[frozenset[str], NoDecode] = Field(
         default=SEGMENTS,

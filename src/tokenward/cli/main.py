@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from tokenward import __version__
-from tokenward.cli import app_token, audit, db, timecode
+from tokenward.cli import app_token, audit, client, db, timecode, user
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -32,6 +32,10 @@ app = typer.Typer(
 )
 app.add_typer(timecode.app, name="timecode")
 app.add_typer(db.app, name="db")
+app.add_typer(client.app, name="client")
+app.command("app-hash")(client.app_hash)
+app.add_typer(client.resource_app, name="resource")
+app.add_typer(user.app, name="user")
 app.add_typer(app_token.app, name="app-token")
 app.command("audit")(audit.audit)
 
@@ -134,8 +138,10 @@ def init(
     code = TimeCode.generate(now=now, random_bytes=secrets.token_bytes(32))
     data_dir.install_timecode(code, now=now, grace_seconds=0)
     data_dir.ensure_apptoken_key()  # kept across --force: existing app tokens stay valid
+    first_party = client.ensure_first_party_client(data_dir.path, name)
     written = _write_policy_samples(data_dir, name, admin)
     typer.echo(f"Initialized {data_dir.path} for {name}.")
+    typer.echo(f"Client ID of the tokenward UI: {first_party.client_id}")
     typer.echo(f"Time code key id: {code.key_id} (see it with `tokenward timecode show --reveal`).")
     if backup is not None:
         typer.echo(f"The previous time code was saved to {backup}.")

@@ -279,6 +279,8 @@ class IdentityService:
         if record is None or record.kind != "resource":
             raise NotFound("no such login challenge", code="challenge_unknown")
         _session_key(session_key)
+        if record.consumed_at is not None:
+            raise Conflict("this challenge was already used", code="challenge_used")
         cap.check_usable(record, now=now)
         key = self.keyring().key_by_id(Purpose.CAPTCHA, record.key_id, now=now)
         if key is None or not hmac.compare_digest(cap.code_mac(key, challenge_id, challenge), record.code_mac):

@@ -22,7 +22,7 @@ from tokenward.settings import Settings
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, RequestContext
-from tokenward.web.routes import app_tokens, health
+from tokenward.web.routes import app_tokens, health, identity
 from tokenward.web.state import AppState
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.state.tokenward = state
     app.router.routes.extend(health.routes)
     app.include_router(app_tokens.router)
+    app.include_router(identity.router)
     return app
 
 

@@ -1,0 +1,243 @@
+"""Sessions and client tokens over HTTP (docs/protocol.md). Thin: parse, call the service, render.
+
+The :class:`~tokenward.identity.service.IdentityService` is built once per app from the runtime
+(SQL store, policy holder, data-dir client IDs and resources); tests may set
+``app.state.identity_service`` to inject one.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Annotated, Any
+
+import segno
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenward.errors import Unauthorized
+from tokenward.identity.apps import load_registry
+from tokenward.identity.client_tokens import jwks
+from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
+from tokenward.identity.resources import load_resources
+from tokenward.identity.service import IdentityService
+from tokenward.identity.source import SourceIdentity
+from tokenward.storage.audit import SqlAuditLog
+from tokenward.storage.identity import SqlIdentityStore
+from tokenward.web.state import get_runtime
+
+__all__ = ["get_identity", "router"]
+
+router = APIRouter(tags=["sessions"])
+
+
+def get_identity(request: Request) -> IdentityService:
+    service: IdentityService | None = getattr(request.app.state, "identity_service", None)
+    if service is not None:
+        return service
+    runtime = get_runtime(request)
+    data_dir = runtime.settings.data_dir
+
+    holder: Any = getattr(runtime, "policy", None)
+    if holder is None:  # a runtime without a policy holder: load the data dir's files once
+        from tokenward.policy import PolicyHolder, parse_segments
+
+        settings = runtime.settings
+        holder = PolicyHolder(
+            data_dir, dialect=settings.policy_dialect, segments=parse_segments(settings.policy_segments)
+        )
+        holder.load()
+    questions = PolicyQuestions(lambda: holder.policy, runtime.server_name)
+
+    def policy() -> IdentityPolicy:
+        return questions
+
+    service = IdentityService(
+        server_name=runtime.server_name,
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        policy=policy,
+        clients=lambda: load_registry(data_dir),
+        resources=lambda: load_resources(data_dir),
+        audit=SqlAuditLog(runtime.database),
+        session_lifetime=runtime.settings.session_lifetime_seconds,
+    )
+    request.app.state.identity_service = service
+    return service
+
+
+Service = Annotated[IdentityService, Depends(get_identity)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the source identifier as `Authorization: Bearer …`", code="source_identifier_missing")
+    return token.strip()
+
+
+async def current_session(request: Request, service: Service) -> SourceIdentity:
+    return await service.authenticate(_bearer(request), now=time.time())
+
+
+Session = Annotated[SourceIdentity, Depends(current_session)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class EnrollIn(_In):
+    email: str
+    code: str = Field(max_length=64)
+    public_key: str = Field(max_length=64, description="b64u X25519 public key of the authenticator.")
+
+
+class CaptchaIn(_In):
+    email: str = Field(max_length=254)
+    client_id: str = Field(max_length=40)
+    origin: str | None = Field(default=None, max_length=300)
+    app_hash: str | None = Field(default=None, max_length=128)
+    code_challenge: str = Field(max_length=43, description="RFC 7636 S256 challenge.")
+
+
+class CaptchaOut(BaseModel):
+    captcha_id: str
+    captcha: str = Field(description="The HPKE-sealed payload `TWC1.<id>.<data>`, also the QR text.")
+    qr_svg: str
+    expires_at: int
+
+
+class VerifyIn(_In):
+    captcha_id: str = Field(max_length=43)
+    code: str = Field(max_length=16)
+    code_verifier: str = Field(max_length=128)
+    session_key: str = Field(max_length=64, description="b64u X25519 public key of this session.")
+    scopes: list[str] = Field(default_factory=list, max_length=32)
+
+
+class SessionOut(BaseModel):
+    source_identifier: str
+    subject: str
+    client_id: str
+    scopes: list[str]
+    expires_at: int
+
+
+class ClientTokenIn(_In):
+    destination: str = Field(max_length=320)
+
+
+class ResourceChallengeIn(_In):
+    resource: str = Field(max_length=253)
+    client_id: str = Field(max_length=40)
+
+
+class ResourceLoginIn(_In):
+    challenge_id: str = Field(max_length=43)
+    challenge: str = Field(max_length=64)
+    signature: str = Field(max_length=100)
+    session_key: str = Field(max_length=64)
+
+
+def _session_out(issued: Any) -> SessionOut:
+    i = issued.identity
+    return SessionOut(
+        source_identifier=issued.source_identifier,
+        subject=i.subject,
+        client_id=i.client_id,
+        scopes=list(i.scopes),
+        expires_at=i.expires_at,
+    )
+
+
+@router.post("/api/enroll", summary="Bind an authenticator key to an e-mail address with a one-time code")
+async def enroll(body: EnrollIn, service: Service) -> dict[str, str]:
+    enrollment = await service.enroll(email=body.email, code=body.code, public_key=body.public_key, now=time.time())
+    return {"email": enrollment.email, "status": "enrolled"}
+
+
+@router.post("/api/captcha", summary="Request an encrypted captcha for a login")
+async def request_captcha(body: CaptchaIn, service: Service) -> CaptchaOut:
+    issued = await service.request_captcha(
+        email=body.email,
+        client_id=body.client_id,
+        origin=body.origin,
+        app_hash=body.app_hash,
+        code_challenge=body.code_challenge,
+        now=time.time(),
+    )
+    svg = segno.make(issued.payload, error="m").svg_inline(scale=4)
+    return CaptchaOut(captcha_id=issued.captcha_id, captcha=issued.payload, qr_svg=svg, expires_at=issued.expires_at)
+
+
+@router.get("/api/captcha/qr.png", summary="Render a captcha payload as a PNG QR code")
+async def captcha_png(captcha: Annotated[str, Query(max_length=1024, pattern=r"^TWC1\.")]) -> Response:
+    buffer = io.BytesIO()
+    segno.make(captcha, error="m").save(buffer, kind="png", scale=6)
+    return Response(buffer.getvalue(), media_type="image/png")
+
+
+@router.post("/api/captcha/verify", summary="Answer a captcha; returns a source identifier")
+async def verify_captcha(body: VerifyIn, service: Service) -> SessionOut:
+    issued = await service.verify_captcha(
+        captcha_id=body.captcha_id,
+        code=body.code,
+        code_verifier=body.code_verifier,
+        session_key=body.session_key,
+        scopes=body.scopes,
+        now=time.time(),
+    )
+    return _session_out(issued)
+
+
+@router.get("/api/scopes", summary="Scopes a user may pick for a client app (LOGIN AS)")
+async def scopes(
+    service: Service,
+    email: Annotated[str, Query(max_length=254)],
+    client_id: Annotated[str, Query(max_length=40)],
+    app_hash: Annotated[str, Query(max_length=128)],
+) -> dict[str, list[str]]:
+    return {"scopes": service.scopes_for(email=email, client_id=client_id, app_hash=app_hash)}
+
+
+@router.post("/api/client-token", summary="A signed client token for talking to a destination")
+async def client_token(body: ClientTokenIn, session: Session, service: Service) -> dict[str, str]:
+    return {"client_token": await service.client_token(session, body.destination, now=time.time())}
+
+
+@router.get("/api/poke", summary="What a peer may know about a subject")
+async def poke(session: Session, service: Service, subject: Annotated[str, Query(max_length=320)]) -> dict[str, object]:
+    return await service.poke(session, subject, now=time.time())
+
+
+@router.delete("/api/session", status_code=204, summary="End this session (every instance refuses it at once)")
+async def logout(session: Session, service: Service) -> Response:
+    await service.logout(session, now=time.time())
+    return Response(status_code=204)
+
+
+@router.post("/api/resource/challenge", summary="A challenge for resource machine login")
+async def resource_challenge(body: ResourceChallengeIn, service: Service) -> dict[str, object]:
+    cid, challenge, expires = await service.resource_challenge(
+        resource=body.resource, client_id=body.client_id, now=time.time()
+    )
+    return {"challenge_id": cid, "challenge": challenge, "expires_at": expires}
+
+
+@router.post("/api/resource/login", summary="Resource machine login with an Ed25519 signature")
+async def resource_login(body: ResourceLoginIn, service: Service) -> SessionOut:
+    issued = await service.resource_login(
+        challenge_id=body.challenge_id,
+        challenge=body.challenge,
+        signature=body.signature,
+        session_key=body.session_key,
+        now=time.time(),
+    )
+    return _session_out(issued)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that sign client tokens")
+async def well_known_jwks(request: Request) -> dict[str, Any]:
+    return jwks(get_runtime(request).keyring, now=time.time())

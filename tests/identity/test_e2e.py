@@ -1,0 +1,285 @@
+"""Done means: the whole session flow across two instances sharing a time code and a database.
+
+Register a client app (CLI), enrol an authenticator (admin code + /api/enroll), request a
+captcha on instance A, read the QR PNG back (zxing-cpp) and decrypt it with the authenticator
+key, verify on instance B, get a client token for a resource server that logged in by machine
+login, exchange an AEAD message with no server in the path; plus the bad inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import zxingcpp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from joserfc.jwk import KeySet
+from PIL import Image
+from typer.testing import CliRunner
+
+from tests.helpers import init_data_dir
+from tokenward.cli.main import app as cli
+from tokenward.identity.captcha import open_captcha, pkce_challenge
+from tokenward.identity.client_tokens import b64u_of_public, channel_key, verify_client_token
+from tokenward.identity.encoding import b64u_encode
+from tokenward.identity.resources import login_message
+from tokenward.identity.service import IdentityService
+from tokenward.runtime import open_runtime
+from tokenward.settings import Settings
+from tokenward.web.app import create_app
+
+SERVER = "auth.example.com"
+ORIGIN = "https://app.example.com:8443"
+
+
+def _policies(data: Path, client_id: str) -> None:
+    files = {
+        "captchapolicy.csv": (
+            f"p, *@example.com, {SERVER}, CAPTCHA, enable\np, mallory@example.com, {SERVER}, CAPTCHA, deny\n"
+        ),
+        "userpolicy.csv": (
+            f"p, *@example.com, {SERVER}, {client_id}, login\n"
+            f"p, *@example.com, api.example.com, {client_id}, ask\n"
+            f"p, *@example.com, *@example.com, {client_id}, poke\n"
+            f"p, carol@example.com, api.example.com, {client_id}, deny\n"
+        ),
+        "resourcepolicy.csv": f"p, api.example.com, {SERVER}, {client_id}, login\n",
+        "clientscopespolicy.csv": f"p, *@example.com, *, {client_id}, DEFAULT\n",
+    }
+    for name, text in files.items():
+        path = data / name
+        path.write_text(text)
+        path.chmod(0o600)
+
+
+class Instance:
+    def __init__(self, client: httpx.AsyncClient, service: IdentityService | None = None) -> None:
+        self.http = client
+
+    async def post(self, path: str, body: dict[str, Any], token: str | None = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return await self.http.post(path, json=body, headers=headers)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Instance, Instance, str]]:
+    for key in list(os.environ):
+        if key.startswith("TOKENWARD_"):
+            monkeypatch.delenv(key)
+    data = tmp_path / "data"
+    init_data_dir(data, SERVER)
+    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
+    assert result.exit_code == 0, result.output
+    client_id = result.stdout.split("client_id:")[1].split()[0]
+    _policies(data, client_id)
+    settings = Settings.load(data_dir=data, max_body_bytes=4096)
+    rt_a, rt_b = await open_runtime(settings), await open_runtime(settings)
+    a = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_a)), base_url="http://a")
+    b = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_b)), base_url="http://b")
+    try:
+        yield Instance(a), Instance(b), client_id
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await rt_a.close()
+        await rt_b.close()
+
+
+def _data(settings_dir: Path) -> Path:
+    return settings_dir
+
+
+async def _enrol(a: Instance, data_dir: Path, email: str) -> X25519PrivateKey:
+    # The CLI runs its own event loop: give it a thread.
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data_dir), "user", "enroll", email])
+    assert result.exit_code == 0, result.output
+    code = result.stdout.strip().splitlines()[-1].split()[-1]
+    key = X25519PrivateKey.generate()
+    r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
+    assert r.status_code == 200, r.text
+    r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
+    assert r.json()["error"] == "enrollment_code_invalid"
+    return key
+
+
+async def _captcha(a: Instance, client_id: str, email: str, verifier: str) -> httpx.Response:
+    body = {"email": email, "client_id": client_id, "origin": ORIGIN, "code_challenge": pkce_challenge(verifier)}
+    return await a.post("/api/captcha", body)
+
+
+async def _login(
+    a: Instance, b: Instance, client_id: str, email: str, authenticator: X25519PrivateKey
+) -> tuple[str, X25519PrivateKey]:
+    verifier = secrets.token_urlsafe(48)
+    r = await _captcha(a, client_id, email, verifier)
+    assert r.status_code == 200, r.text
+    png = await a.http.get("/api/captcha/qr.png", params={"captcha": r.json()["captcha"]})
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
+    plain = open_captcha(decoded[0].text, authenticator)
+    assert plain.origin == ORIGIN and plain.server == SERVER and plain.subject == email
+    session = X25519PrivateKey.generate()
+    body = {
+        "captcha_id": r.json()["captcha_id"],
+        "code": plain.code.lower(),
+        "code_verifier": verifier,
+        "session_key": b64u_of_public(session),
+    }
+    r = await b.post("/api/captcha/verify", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["scopes"] == ["DEFAULT"]
+    reuse = await a.post("/api/captcha/verify", body)
+    assert reuse.status_code == 409 and reuse.json()["error"] == "captcha_used"
+    return str(r.json()["source_identifier"]), session
+
+
+async def _resource_login(b: Instance, data_dir: Path, client_id: str) -> tuple[str, X25519PrivateKey]:
+    signing = Ed25519PrivateKey.generate()
+    pem = signing.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (data_dir.parent / "api.pem").write_bytes(pem)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "-d",
+            str(data_dir),
+            "resource",
+            "register",
+            "api.example.com",
+            "--public-key",
+            str(data_dir.parent / "api.pem"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    r = await b.post("/api/resource/challenge", {"resource": "api.example.com", "client_id": client_id})
+    assert r.status_code == 200, r.text
+    ch = r.json()
+    session = X25519PrivateKey.generate()
+    message = login_message(
+        server=SERVER,
+        challenge_id=ch["challenge_id"],
+        challenge=ch["challenge"],
+        client_id=client_id,
+        session_key=b64u_of_public(session),
+    )
+    body = {
+        "challenge_id": ch["challenge_id"],
+        "challenge": ch["challenge"],
+        "signature": b64u_encode(signing.sign(message)),
+        "session_key": b64u_of_public(session),
+    }
+    r = await b.post("/api/resource/login", body)
+    assert r.status_code == 200, r.text
+    again = await b.post("/api/resource/login", body)
+    assert again.json()["error"] == "challenge_used"
+    return str(r.json()["source_identifier"]), session
+
+
+async def test_whole_flow_across_two_instances(cluster: tuple[Instance, Instance, str], tmp_path: Path) -> None:
+    a, b, client_id = cluster
+    data_dir = tmp_path / "data"
+    alice_key = await _enrol(a, data_dir, "alice@example.com")
+    alice_si, alice_session = await _login(a, b, client_id, "alice@example.com", alice_key)
+    _, api_session = await _resource_login(b, data_dir, client_id)
+
+    r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=alice_si)
+    assert r.status_code == 200, r.text
+    token = r.json()["client_token"]
+
+    # The resource server checks the token against B's JWKS and derives the same channel key.
+    keys = KeySet.import_key_set((await b.http.get("/.well-known/jwks.json")).json())
+    claims = verify_client_token(token, keys, now=time.time(), issuer=SERVER)
+    assert claims.destination_key == b64u_of_public(api_session)
+    sent_nonce = secrets.token_bytes(12)
+    sealed = ChaCha20Poly1305(channel_key(alice_session, claims)).encrypt(sent_nonce, b"hello api", None)
+    assert ChaCha20Poly1305(channel_key(api_session, claims)).decrypt(sent_nonce, sealed, None) == b"hello api"
+
+    poke = await b.http.get(
+        "/api/poke", params={"subject": "alice@example.com"}, headers={"authorization": f"Bearer {alice_si}"}
+    )
+    assert poke.status_code == 200 and poke.json()["enrolled"] is True
+
+    # Logout on A is refused by B at once.
+    r = await a.http.delete("/api/session", headers={"authorization": f"Bearer {alice_si}"})
+    assert r.status_code == 204
+    r = await b.post("/api/client-token", {"destination": "api.example.com"}, token=alice_si)
+    assert r.status_code == 401 and r.json()["error"] == "session_revoked"
+    openapi = (await a.http.get("/openapi.json")).json()["paths"]
+    for path in (
+        "/api/captcha",
+        "/api/captcha/verify",
+        "/api/scopes",
+        "/api/client-token",
+        "/api/poke",
+        "/api/session",
+    ):
+        assert path in openapi
+
+
+async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Instance, str], tmp_path: Path) -> None:
+    a, b, client_id = cluster
+    data_dir = tmp_path / "data"
+    carol_key = await _enrol(a, data_dir, "carol@example.com")
+    verifier = secrets.token_urlsafe(48)
+
+    async def code_of(r: httpx.Response) -> str:
+        return str(r.json()["error"])
+
+    body = {
+        "email": "carol@example.com",
+        "client_id": "AB" * 20,
+        "origin": ORIGIN,
+        "code_challenge": pkce_challenge(verifier),
+    }
+    assert await code_of(await a.post("/api/captcha", body)) == "client_unknown"
+    body["client_id"] = client_id
+    assert (
+        await code_of(await a.post("/api/captcha", {**body, "origin": "https://evil.example.com"}))
+        == "origin_not_allowed"
+    )
+    assert await code_of(await a.post("/api/captcha", {**body, "email": "dave@example.com"})) == "not_enrolled"
+    assert await code_of(await a.post("/api/captcha", {**body, "email": "mallory@example.com"})) == "captcha_denied"
+    assert await code_of(await a.post("/api/captcha", {**body, "extra": 1})) == "invalid_request"
+    r = await a.http.post("/api/captcha", content=b"{not json", headers={"content-type": "application/json"})
+    assert await code_of(r) == "invalid_request"
+    r = await a.http.post("/api/captcha", content=b"x" * 10_000, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+    r = await a.post("/api/captcha", body)
+    captcha_id = r.json()["captcha_id"]
+    code = open_captcha(r.json()["captcha"], carol_key).code
+    session = b64u_of_public(X25519PrivateKey.generate())
+    verify = {"captcha_id": captcha_id, "code": code, "code_verifier": verifier, "session_key": session}
+    assert await code_of(await b.post("/api/captcha/verify", {**verify, "code_verifier": "x" * 43})) == "pkce_mismatch"
+    assert await code_of(await b.post("/api/captcha/verify", {**verify, "scopes": ["ADMIN"]})) == "scope_not_granted"
+    wrong = "AAAAA" if code != "AAAAA" else "CCCCC"
+    for _ in range(3):
+        assert await code_of(await a.post("/api/captcha/verify", {**verify, "code": wrong})) == "captcha_wrong_code"
+    r = await b.post("/api/captcha/verify", verify)  # sixth attempt, right code: refused
+    assert r.status_code == 429 and await code_of(r) == "captcha_attempts_exhausted"
+    assert await code_of(await b.post("/api/captcha/verify", {**verify, "captcha_id": "Z" * 22})) == "captcha_unknown"
+
+    carol_si, _ = await _login(a, b, client_id, "carol@example.com", carol_key)
+    r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=carol_si)
+    assert r.status_code == 403 and await code_of(r) in ("ask_denied_by_rule", "ask_not_allowed")
+    r = await a.post("/api/client-token", {"destination": "nobody.example.com"}, token=carol_si)
+    assert r.status_code == 403
+    for bad, code_ in [
+        ("garbage", "source_identifier_malformed"),
+        (carol_si[:-4] + ("AAAA" if not carol_si.endswith("AAAA") else "BBBB"), "source_identifier_tampered"),
+    ]:
+        r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=bad)
+        assert r.status_code == 401 and await code_of(r) == code_
+    r = await a.post("/api/client-token", {"destination": "api.example.com"})
+    assert await code_of(r) == "source_identifier_missing"
+    assert json.loads((data_dir / "clientids.json").read_text())["clients"][0]["client_id"] == client_id
