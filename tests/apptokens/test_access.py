@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+
+from tokenward.apptokens.access import (
+    MANAGE_SCOPE,
+    Caller,
+    check_scopes,
+    no_admins,
+    policy_admin_check,
+    resolve_target,
+    subject_directory,
+)
+from tokenward.errors import BadRequest, Forbidden, NotFound
+from tokenward.policy import PolicyHolder, build_policy
+
+SERVER = "auth.example.com"
+ALICE = Caller("alice@example.com", frozenset({MANAGE_SCOPE}))
+
+
+def admin(subject: str) -> bool:
+    return subject == "alice@example.com"
+
+
+def test_own_tokens_need_no_impersonation() -> None:
+    assert (
+        resolve_target(
+            ALICE, user_id=None, user_name=None, impersonation=False, is_admin=no_admins, directory=subject_directory
+        )
+        == "alice@example.com"
+    )
+
+
+@pytest.mark.parametrize(
+    ("impersonation", "is_admin", "user_id", "user_name", "error", "code"),
+    [
+        (False, admin, None, "bob@example.com", Forbidden, "impersonation_disabled"),
+        (True, no_admins, None, "bob@example.com", Forbidden, "impersonation_forbidden"),
+        (True, admin, "not a user", None, NotFound, "user_not_found"),
+        (True, admin, "bob@example.com", "bob@example.com", BadRequest, "parameter_conflict"),
+    ],
+)
+def test_impersonation_refusals(
+    impersonation: bool, is_admin: object, user_id: str | None, user_name: str | None, error: type, code: str
+) -> None:
+    with pytest.raises(error) as info:
+        resolve_target(
+            ALICE,
+            user_id=user_id,
+            user_name=user_name,
+            impersonation=impersonation,
+            is_admin=is_admin,  # type: ignore[arg-type]
+            directory=subject_directory,
+        )
+    assert info.value.error_code == code
+
+
+def test_admin_may_impersonate() -> None:
+    target = resolve_target(
+        ALICE,
+        user_id="bob@example.com",
+        user_name=None,
+        impersonation=True,
+        is_admin=admin,
+        directory=subject_directory,
+    )
+    assert target == "bob@example.com"
+
+
+def test_scope_escalation() -> None:
+    check_scopes(ALICE, (MANAGE_SCOPE,), is_admin=no_admins)
+    with pytest.raises(Forbidden) as info:
+        check_scopes(ALICE, ("files:write",), is_admin=no_admins)
+    assert info.value.error_code == "scope_escalation"
+    check_scopes(ALICE, ("files:write",), is_admin=admin)
+
+
+def test_admin_is_a_policy_decision() -> None:
+    rows = f"p, alice@example.com, {SERVER}, TOKENWARD, admin\n".encode()
+    holder = PolicyHolder(policy=build_policy({"userpolicy.csv": rows}))
+    is_admin = policy_admin_check(lambda: holder, SERVER)
+    assert is_admin("alice@example.com")
+    assert not is_admin("bob@example.com")
+    assert not policy_admin_check(lambda: holder, "other.example.com")("alice@example.com")
+    assert not policy_admin_check(lambda: None, SERVER)("alice@example.com")  # no policy: fail closed
+    assert not policy_admin_check(lambda: PolicyHolder(), SERVER)("alice@example.com")  # not loaded yet
