@@ -11,7 +11,7 @@ from tokenward.apptokens.access import (
     resolve_target,
     subject_directory,
 )
-from tokenward.errors import BadRequest, Forbidden, NotFound
+from tokenward.errors import BadRequest, Forbidden, NotFound, TokenwardError
 from tokenward.policy import PolicyHolder, build_policy
 
 SERVER = "auth.example.com"
@@ -41,7 +41,12 @@ def test_own_tokens_need_no_impersonation() -> None:
     ],
 )
 def test_impersonation_refusals(
-    impersonation: bool, is_admin: object, user_id: str | None, user_name: str | None, error: type, code: str
+    impersonation: bool,
+    is_admin: object,
+    user_id: str | None,
+    user_name: str | None,
+    error: type[TokenwardError],
+    code: str,
 ) -> None:
     with pytest.raises(error) as info:
         resolve_target(
