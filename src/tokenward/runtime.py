@@ -16,6 +16,7 @@ from tokenward.apptokens.access import policy_admin_check
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
 from tokenward.keys import Keyring, Secret
+from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
 
@@ -36,6 +37,7 @@ class Runtime:
     database: Database
     started_at: float = field(default_factory=time.time)
     app_tokens: AppTokenService | None = None
+    policy: PolicyHolder | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -44,6 +46,8 @@ class Runtime:
     async def readiness(self) -> dict[str, str]:
         """One entry per check: ``"ok"`` or a short reason (never a secret)."""
         checks = {"config": "ok"}
+        if self.policy is not None:
+            checks["policy"] = "ok" if self.policy.loaded else "not loaded"
         try:
             await asyncio.wait_for(self.database.ping(), READY_TIMEOUT_SECONDS)
             checks["database"] = "ok"
@@ -72,6 +76,10 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     server_name = load_server_name(settings, data_dir)
     check_secret_files(settings, data_dir)
     timecodes = data_dir.read_timecodes()
+    policy = PolicyHolder(
+        settings.data_dir, dialect=settings.policy_dialect, segments=parse_segments(settings.policy_segments)
+    )
+    policy.load()  # a policy file with errors stops the start, naming file:line
     database = Database.connect(settings.database_url_or_default)
     try:
         await database.ping()
@@ -81,7 +89,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         await database.close()
         raise
     log.info("tokenward ready for %s (time code %s)", server_name, timecodes.current.key_id)
-    runtime = Runtime(settings=settings, server_name=server_name, timecodes=timecodes, database=database)
+    runtime = Runtime(settings=settings, server_name=server_name, timecodes=timecodes, database=database, policy=policy)
     runtime.app_tokens = build_app_token_service(
         settings, database, data_dir.ensure_apptoken_key(), server_name=server_name, runtime=runtime
     )

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         default=8 * 3600, ge=60, le=30 * 86400, description="How long a source identifier (session) is valid."
     )
     policy_dialect: Literal["glob", "compat"] = Field(default="glob", description="Policy pattern dialect.")
+    policy_watch_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="How often the server checks the policy files for changes."
+    )
     policy_segments: Annotated[frozenset[str], NoDecode] = Field(
         default=SEGMENTS,
         description="Comma-separated policy segments this instance serves: user,resource,captcha,system.",

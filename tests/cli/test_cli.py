@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tokenward.cli.main import app
 from tokenward.keys import TimeCode
+from tokenward.policy import PolicyHolder, is_admin
 
 runner = CliRunner()
 
@@ -151,3 +152,18 @@ def test_every_command_explains_itself(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 5
+
+
+def test_init_writes_samples_and_first_admin(data: Path) -> None:
+    code, out, _ = run("init", "--server-name", "auth.example.com", "--admin", "Alice@Example.com")
+    assert code == 0 and "userpolicy.csv" in out
+    assert "p, alice@example.com, auth.example.com, TOKENWARD, admin" in (data / "userpolicy.csv").read_text()
+    holder = PolicyHolder(data, dialect="glob")  # the engine accepts what init wrote
+    holder.load()
+    assert is_admin(holder.policy, "alice@example.com", "auth.example.com")
+    assert not is_admin(holder.policy, "bob@example.com", "auth.example.com")
+
+
+def test_init_rejects_bad_admin(data: Path) -> None:
+    code, _, err = run("init", "--server-name", "auth.example.com", "--admin", "alice")
+    assert code == 1 and "--admin" in err and not data.exists()

@@ -27,6 +27,9 @@ class GuardedGroup(TyperGroup):
         except TokenwardError as exc:
             typer.secho(f"error: {exc.detail}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
+        finally:
+            if ctx.parent is None:  # the root's --data-dir lives for one invocation only
+                DATA_DIR_OPTION.set(None)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import typer
 
 from tokenward import __version__
-from tokenward.cli import app_token, audit, client, db, timecode, user
+from tokenward.cli import app_token, audit, client, db, policy, timecode, user
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -36,8 +37,12 @@ app.add_typer(client.app, name="client")
 app.command("app-hash")(client.app_hash)
 app.add_typer(client.resource_app, name="resource")
 app.add_typer(user.app, name="user")
+app.add_typer(policy.app, name="policy")
 app.add_typer(app_token.app, name="app-token")
 app.command("audit")(audit.audit)
+
+
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
 def _set_data_dir(value: Path | None) -> Path | None:
@@ -120,6 +125,10 @@ def init(
         name = validate_server_name(server_name)
     except ValueError as exc:
         raise fail(f"--server-name: {exc}") from None
+    if admin is not None:
+        admin = admin.strip().lower()
+        if not _EMAIL.match(admin):
+            raise fail(f"--admin: {admin!r} is not an e-mail address like alice@example.com")
     settings = load_settings()
     data_dir = DataDir(settings.data_dir)
     if data_dir.is_initialized() and not force:
@@ -151,11 +160,16 @@ def init(
 
 
 def _write_policy_samples(data_dir: DataDir, server: str, admin: str | None) -> list[str]:
-    try:
-        from tokenward.policy.samples import write_samples
-    except ImportError:  # the policy package is optional during bootstrap of a checkout
-        return []
-    return write_samples(data_dir.path, server_name=server, admin=admin)
+    from tokenward.policy.samples import write_samples
+
+    written = [path.name for path in write_samples(data_dir.path, server_name=server)]
+    if admin is not None:
+        # The first admin is an ordinary policy row (design.md glossary: no hidden superuser).
+        with (data_dir.path / "userpolicy.csv").open("a", encoding="utf-8") as policy:
+            policy.write(
+                f"\n# First admin, added by `tokenward init --admin`.\np, {admin}, {server}, TOKENWARD, admin\n"
+            )
+    return written
 
 
 @app.command()

@@ -17,12 +17,13 @@ from starlette.types import Scope
 
 from tokenward import __version__
 from tokenward.logs import configure_logging
+from tokenward.policy import PolicyWatcher, install_sighup
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, RequestContext
-from tokenward.web.routes import app_tokens, health, identity
+from tokenward.web.routes import app_tokens, health, identity, policy
 from tokenward.web.state import AppState
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -39,11 +40,21 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         owned = state.runtime is None
         if owned:
             state.runtime = await open_runtime(settings)
-        assert state.runtime is not None
-        metrics.info.labels(__version__, state.runtime.server_name).set(1)
+        runtime = state.runtime
+        assert runtime is not None
+        metrics.info.labels(__version__, runtime.server_name).set(1)
+        watcher = None
+        if owned and runtime.policy is not None:
+            # A served app watches its policy files; a caller-owned runtime drives reloads itself.
+            metrics.watch_policy(runtime.policy)
+            watcher = PolicyWatcher(runtime.policy, interval=settings.policy_watch_seconds)
+            watcher.start()
+            install_sighup(runtime.policy)
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             if owned and state.runtime is not None:
                 await state.runtime.close()
                 state.runtime = None
@@ -63,8 +74,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         ],
     )
     app.state.tokenward = state
+    if runtime is not None and runtime.policy is not None:
+        metrics.watch_policy(runtime.policy)
     app.router.routes.extend(health.routes)
     app.include_router(app_tokens.router)
+    app.include_router(policy.router)
     app.include_router(identity.router)
     return app
 

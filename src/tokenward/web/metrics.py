@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from tokenward.policy import Policy, PolicyHolder
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 # Buckets for a service whose hot path is sub-millisecond.
@@ -32,6 +34,29 @@ class Metrics:
             ["version", "server_name"],
             registry=self.registry,
         )
+
+        self.policy = Gauge(
+            "tokenward_policy_info",
+            "Constant 1, labelled with the policy version in force.",
+            ["version", "dialect"],
+            registry=self.registry,
+        )
+        self.policy_reloads = Gauge(
+            "tokenward_policy_reloads", "Policy reloads since start, by outcome.", ["outcome"], registry=self.registry
+        )
+
+    def watch_policy(self, holder: PolicyHolder) -> None:
+        """Keep the policy gauges in step with ``holder`` (set now, and after every swap)."""
+
+        def update(policy: Policy) -> None:
+            self.policy.clear()
+            self.policy.labels(policy.version, policy.dialect).set(1)
+
+        if holder.loaded:
+            update(holder.policy)
+        holder.on_swap(update)
+        self.policy_reloads.labels("applied").set_function(lambda: holder.reloads)
+        self.policy_reloads.labels("refused").set_function(lambda: holder.failures)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -38,6 +38,12 @@ async def readyz(request: Request) -> Response:
         "checks": checks,
         "timecode": state.runtime.timecodes.current.key_id,
     }
+    holder = state.runtime.policy
+    if holder is not None and holder.loaded:
+        body["policy"] = {
+            **holder.policy.summary(),
+            "last_reload_error": holder.last_error.detail if holder.last_error else None,
+        }
     for probe in state.extra_readiness.values():
         body.update(probe())
     if all(v == "ok" for v in checks.values()):

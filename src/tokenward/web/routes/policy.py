@@ -1,0 +1,86 @@
+"""Admin policy endpoints: what is in force, why a request is allowed or denied, lint findings.
+
+Admins only: the caller authenticates through the chain with the management scope and must be
+granted ``admin`` on this server's realm by the policy (docs/policies.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokenward.apptokens import Caller
+from tokenward.errors import Forbidden, PolicyError
+from tokenward.policy import CSV_FILES, PolicyHolder, explain, is_admin, lint, read_sources
+from tokenward.web.routes.app_tokens import manager
+from tokenward.web.state import get_runtime
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/policy", tags=["policy"])
+
+
+def _holder(request: Request) -> PolicyHolder:
+    holder = get_runtime(request).policy
+    if holder is None or not holder.loaded:
+        raise PolicyError("no policy is loaded on this instance", code="policy_not_loaded")
+    return holder
+
+
+async def admin(request: Request, caller: Annotated[Caller, Depends(manager)]) -> Caller:
+    """The caller, if the policy makes it an admin of this server (403 ``not_admin`` otherwise)."""
+    runtime = get_runtime(request)
+    if not is_admin(_holder(request).policy, caller.subject, runtime.server_name):
+        raise Forbidden(
+            f"{caller.subject} is not an admin of {runtime.server_name} (needs a policy row "
+            f"'p, {caller.subject}, {runtime.server_name}, TOKENWARD, admin')",
+            code="not_admin",
+        )
+    return caller
+
+
+Admin = Annotated[Caller, Depends(admin)]
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sub: str = Field(min_length=1, max_length=320, description="Subject: an e-mail, a resource, an app hash.")
+    dom: str = Field(min_length=1, max_length=320, description="Destination, server or host.")
+    obj: str = Field(min_length=1, max_length=320, description="Client ID, CAPTCHA, TOKENWARD, or the server.")
+    act: str = Field(min_length=1, max_length=64, description="login, ask, poke, clientaccess, enable, admin, ...")
+    file: str | None = Field(
+        default=None, description=f"Policy file to ask (default: chosen by action); one of {sorted(CSV_FILES)}."
+    )
+
+
+@router.get("", summary="The policy in force")
+async def policy_summary(request: Request, caller: Admin) -> dict[str, Any]:
+    holder = _holder(request)
+    return {
+        **holder.policy.summary(),
+        "reloads": holder.reloads,
+        "last_reload_error": holder.last_error.detail if holder.last_error else None,
+    }
+
+
+@router.post("/check", summary="Explain a decision: allow or deny, and the deciding rows with file:line")
+async def policy_check(request: Request, body: CheckRequest, caller: Admin) -> dict[str, object]:
+    if body.file is not None and body.file not in CSV_FILES:
+        raise PolicyError(
+            f"unknown policy file {body.file!r}; one of {', '.join(sorted(CSV_FILES))}", code="policy_file_unknown"
+        )
+    return explain(_holder(request).policy, body.sub, body.dom, body.obj, body.act, file=body.file).to_json()
+
+
+@router.get("/lint", summary="Lint the policy files on disk")
+async def policy_lint(request: Request, caller: Admin) -> dict[str, object]:
+    holder = _holder(request)
+    if holder.data_dir is None:
+        raise PolicyError("this instance has no policy folder to lint", code="policy_not_loaded")
+    sources = await asyncio.to_thread(read_sources, holder.data_dir)
+    findings = await asyncio.to_thread(lint, sources, dialect=holder.dialect)
+    return {"dialect": holder.dialect, "findings": [finding.to_json() for finding in findings]}
