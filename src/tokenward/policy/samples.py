@@ -68,7 +68,7 @@ SAMPLES: dict[str, str] = {
 # ---------------User To Resource Policy----------------------------
 # The below policy allows any email address to request Client Tokens
 # to communicate with  other resource servers
-# in every  Client Applicatio.
+# in every  Client Application.
 # -------------------------------------------------------------------
 #  SRC-EMAILUSER | DEST-RESOURCE | CLIENTAPP | PERMISSION
 # -------------------------------------------------------------------
@@ -78,10 +78,10 @@ SAMPLES: dict[str, str] = {
 # p, /*@/*./*, myresource.server, CLIENTID-B, poke
 
 
-# The below policy has a explict deny to block acceess to specific email user or email domains for
+# The below policy has a explicit deny to block access to specific email user or email domains for
 # this realm (Client ID)
 # ---------------Global Deny Policy----------------------------------
-# The below policy has a explict deny to block acceess for a specific
+# The below policy has a explicit deny to block access for a specific
 # Email to another destination Email address or Resource per Client ID
 # -------------------------------------------------------------------
 #  SRC-EMAILUSER |    DEST-USER/RESOURCE | CLIENTAPP | PERMISSION
