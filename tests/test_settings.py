@@ -103,3 +103,9 @@ def test_importing_reads_nothing() -> None:
         "assert not opened, opened\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = [f"TOKENWARD_{name.upper()}" for name in Settings.model_fields if f"TOKENWARD_{name.upper()}" not in doc]
+    assert not missing, f"add these settings to docs/configuration.md: {missing}"
