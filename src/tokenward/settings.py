@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     app_tokens_cache_size: int = Field(
         default=100_000, ge=1, le=10_000_000, description="Most app token records kept in the in-process cache."
     )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated proxy addresses/networks (10.0.0.0/8,::1) whose X-Forwarded-For is believed "
+        "when finding a client's IP for brute-force regulation; empty: the peer address is the client.",
+    )
     regulation_max_failures: int = Field(
         default=3, ge=1, le=1000, description="Failed credential checks (per user and per client IP) before a ban."
     )
@@ -121,6 +126,23 @@ class Settings(BaseSettings):
     regulation_ban_time_seconds: int = Field(
         default=300, ge=0, le=30 * 86400, description="How long a ban lasts (0 disables regulation)."
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        import ipaddress
+
+        if isinstance(value, str):
+            # Also reads the tuple repr `serve --workers` exports through the environment.
+            value = [part.strip(" ()[]'\"") for part in value.split(",")]
+            value = [part for part in value if part]
+        networks = []
+        for item in value:
+            try:
+                networks.append(str(ipaddress.ip_network(str(item), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network like 10.0.0.0/8") from None
+        return tuple(networks)
 
     @field_validator("app_tokens_default_expiry", "app_tokens_max_expiry")
     @classmethod

@@ -231,3 +231,16 @@ async def test_openapi_documents_the_rest_api(api: Api) -> None:
     assert {"get", "post"} <= set(paths["/api/app-tokens"])
     assert {"get", "delete"} <= set(paths["/api/app-tokens/{token_id}"])
     assert {"get", "post", "delete"} <= set(paths["/auth-app/tokens"])
+
+
+async def test_delete_reference_with_a_typo_is_a_400_not_a_401(api: Api) -> None:
+    client, service = await api()
+    auth = await manager_token(service)
+    token = (await client.post("/auth-app/tokens?expiry=1h", headers=auth)).json()["token"]
+    typo = token[:-1] + ("A" if token[-1] != "A" else "B")
+    r = await client.delete(f"/auth-app/tokens?token={typo}", headers=auth)
+    assert r.status_code == 400 and r.json()["error"] == "token_reference_invalid"
+    r = await client.delete("/auth-app/tokens?token=nope", headers=auth)
+    assert r.status_code == 404 and r.json()["error"] == "apptoken_not_found"
+    r = await client.delete("/auth-app/tokens", headers=auth)
+    assert r.status_code == 422

@@ -219,7 +219,10 @@ class AppTokenService:
     def resolve_reference(self, reference: str) -> str:
         """A token id from what oCIS scripts pass as ``token=``: the full token, ``twa_<id>`` or the id."""
         if reference.startswith(token_format.PREFIX) and len(reference) > len(token_format.PREFIX) + 12:
-            return token_format.parse(reference).id
+            try:
+                return token_format.parse(reference).id
+            except Unauthorized as exc:  # a parameter, not a credential: 400, not 401
+                raise BadRequest(f"token: {exc.detail}", code="token_reference_invalid") from None
         candidate = reference.removeprefix(token_format.PREFIX)
         if not token_format.is_token_id(candidate):
             raise NotFound(f"no app token {reference[:32]!r}", code="apptoken_not_found")

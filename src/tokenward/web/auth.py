@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -35,6 +36,7 @@ __all__ = [
     "current_request_id",
     "parse_basic",
     "require_scope",
+    "trusted_networks",
 ]
 
 MAX_AUTHORIZATION_LENGTH = 1024
@@ -76,9 +78,33 @@ def parse_basic(value: str) -> tuple[str, str]:
     return user, password
 
 
-def client_ip(request: Request) -> str | None:
-    """The peer address. Behind a proxy this is the proxy; trusted forwarding headers come with /verify."""
-    return request.client.host if request.client else None
+def client_ip(request: Request, trusted: Sequence[IPNetwork] = ()) -> str | None:
+    """The client's IP for regulation: the peer, or — when the peer is a trusted proxy — the
+    right-most ``X-Forwarded-For`` address that is not itself a trusted proxy.
+    """
+    peer = request.client.host if request.client else None
+    if peer is None or not trusted or not _is_trusted(peer, trusted):
+        return peer
+    header = request.headers.get("x-forwarded-for", "")[:MAX_AUTHORIZATION_LENGTH]
+    for hop in reversed([h.strip() for h in header.split(",") if h.strip()]):
+        if not _is_trusted(hop, trusted):
+            return hop[:64]
+    return peer
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
 
 
 class Authenticator(Protocol):
@@ -88,8 +114,9 @@ class Authenticator(Protocol):
 class AppTokenAuthenticator:
     """Authenticates ``Basic user:twa_…`` and ``Bearer twa_…`` with the app token service."""
 
-    def __init__(self, service: AppTokenService) -> None:
+    def __init__(self, service: AppTokenService, *, trusted_proxies: Sequence[IPNetwork] = ()) -> None:
         self.service = service
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, request: Request) -> Caller | None:
         header = request.headers.get("authorization")
@@ -105,7 +132,7 @@ class AppTokenAuthenticator:
             return None
         try:
             record = await self.service.verify(
-                user, token, client_ip=client_ip(request), request_id=current_request_id()
+                user, token, client_ip=client_ip(request, self.trusted_proxies), request_id=current_request_id()
             )
         except Unauthorized as exc:  # RFC 9110: every 401 carries a challenge
             raise AuthenticationRequired(exc.detail, code=exc.error_code) from None

@@ -22,9 +22,11 @@ from tokenward.storage import AppTokenRecord
 from tokenward.web.auth import (
     AppTokenAuthenticator,
     Authenticator,
+    IPNetwork,
     authenticate,
     current_request_id,
     require_scope,
+    trusted_networks,
 )
 from tokenward.web.state import get_runtime
 
@@ -112,7 +114,14 @@ def service(request: Request) -> AppTokenService:
 
 def authenticators(request: Request) -> list[Authenticator]:
     """The chain, in order. Source identifiers (sessions) will be added here by the identity area."""
-    return [AppTokenAuthenticator(service(request))]
+    runtime = get_runtime(request)
+    trusted = _trusted_cache.get(runtime.settings.trusted_proxies)
+    if trusted is None:
+        trusted = _trusted_cache[runtime.settings.trusted_proxies] = trusted_networks(runtime.settings.trusted_proxies)
+    return [AppTokenAuthenticator(service(request), trusted_proxies=trusted)]
+
+
+_trusted_cache: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}
 
 
 async def manager(request: Request) -> Caller:
@@ -155,7 +164,7 @@ async def _target(
         directory=svc.directory,
     )
     impersonated = target.lower() != caller.subject.lower()
-    if impersonated and act == "list":
+    if impersonated and act in ("list", "get"):
         await svc.record_impersonation(actor=caller.subject, target=target, act=act, request_id=current_request_id())
     return target, impersonated
 
