@@ -244,3 +244,11 @@ async def test_delete_reference_with_a_typo_is_a_400_not_a_401(api: Api) -> None
     assert r.status_code == 404 and r.json()["error"] == "apptoken_not_found"
     r = await client.delete("/auth-app/tokens", headers=auth)
     assert r.status_code == 422
+
+
+async def test_token_limit_per_user_is_a_409(api: Api) -> None:
+    client, service = await api(app_tokens_max_per_user=2)
+    auth = await manager_token(service)
+    assert (await client.post("/api/app-tokens", json={}, headers=auth)).status_code == 201
+    r = await client.post("/api/app-tokens", json={}, headers=auth)
+    assert r.status_code == 409 and r.json()["error"] == "apptoken_limit"
