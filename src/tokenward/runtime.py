@@ -101,7 +101,8 @@ def build_app_token_service(
 ) -> AppTokenService:
     """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
 
-    The admin check asks ``runtime.policy`` (a PolicyHolder) when the runtime has one; otherwise nobody is an admin.
+    The admin check asks the policy in force (``runtime.policy``); without a runtime or a loaded policy nobody is
+    an admin.
     """
     regulator = Regulator(
         SqlRegulationStore(database),
@@ -126,5 +127,5 @@ def build_app_token_service(
         regulator=regulator,
         key=key,
         config=config,
-        is_admin=policy_admin_check(lambda: getattr(runtime, "policy", None), server_name),
+        is_admin=policy_admin_check(lambda: runtime.policy if runtime is not None else None, server_name),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,15 +41,20 @@ async def api(
     runtimes: list[Runtime] = []
     clients: list[httpx.AsyncClient] = []
 
-    async def make(**overrides: Any) -> tuple[httpx.AsyncClient, AppTokenService]:
+    async def make(*, policy: str | None = None, **overrides: Any) -> tuple[httpx.AsyncClient, AppTokenService]:
         data = tmp_path / f"data{len(runtimes)}"
         if not data.exists():
             init_data_dir(data)
+        if runtimes:  # every instance of one deployment shares the app-token key
+            shutil.copy2(tmp_path / "data0" / "apptoken.key", data / "apptoken.key")
+        if policy is not None:
+            (data / "userpolicy.csv").write_text(policy)
         settings = Settings.load(data_dir=data, database_url=database_url, **overrides)
         runtime = await open_runtime(settings)
         runtimes.append(runtime)
         assert runtime.app_tokens is not None
-        runtime.app_tokens.is_admin = lambda subject: subject == ADMIN
+        if policy is None:
+            runtime.app_tokens.is_admin = lambda subject: subject == ADMIN
         app = create_app(settings, runtime=runtime)
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://testserver"
@@ -252,3 +258,28 @@ async def test_token_limit_per_user_is_a_409(api: Api) -> None:
     assert (await client.post("/api/app-tokens", json={}, headers=auth)).status_code == 201
     r = await client.post("/api/app-tokens", json={}, headers=auth)
     assert r.status_code == 409 and r.json()["error"] == "apptoken_limit"
+
+
+async def test_admin_comes_from_the_policy(api: Api) -> None:
+    client, service = await api(
+        policy="p, admin@example.com, auth.example.com, TOKENWARD, admin\n", app_tokens_impersonation=True
+    )
+    admin = await manager_token(service, ADMIN)
+    alice = await manager_token(service, ALICE)
+    r = await client.get(f"/auth-app/tokens?userName={BOB}", headers=admin)
+    assert r.status_code == 200 and r.json() == []
+    r = await client.get(f"/auth-app/tokens?userName={BOB}", headers=alice)
+    assert r.status_code == 403 and r.json()["error"] == "impersonation_forbidden"
+
+
+async def test_a_delete_on_one_instance_is_honoured_by_another_within_the_cache_ttl(api: Api) -> None:
+    a, service = await api(app_tokens_cache_ttl_seconds=0.2)
+    b, _ = await api(app_tokens_cache_ttl_seconds=0.2)
+    auth = await manager_token(service)
+    created = (await a.post("/api/app-tokens", json={"scopes": [MANAGE_SCOPE]}, headers=auth)).json()
+    own = basic(ALICE, created["token"])
+    assert (await b.get("/api/app-tokens", headers=own)).status_code == 200  # b caches it
+    assert (await a.delete(f"/api/app-tokens/{created['id']}", headers=auth)).status_code == 204
+    await asyncio.sleep(0.25)
+    r = await b.get("/api/app-tokens", headers=own)
+    assert r.status_code == 401 and r.json()["error"] == "apptoken_revoked"
