@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from tokenward import __version__
-from tokenward.cli import app_token, audit, client, db, policy, timecode, user
+from tokenward.cli import app_token, audit, client, config_token, db, policy, timecode, user
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -39,6 +39,7 @@ app.add_typer(client.resource_app, name="resource")
 app.add_typer(user.app, name="user")
 app.add_typer(policy.app, name="policy")
 app.add_typer(app_token.app, name="app-token")
+app.add_typer(config_token.app, name="config-token")
 app.command("audit")(audit.audit)
 
 

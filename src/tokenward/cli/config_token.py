@@ -1,0 +1,124 @@
+"""`tokenward config-token`: create, decode and revoke config tokens for `/verify` (docs/forward-auth.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import typer
+
+from tokenward.apptokens import cli_actor
+from tokenward.cli._common import GuardedGroup, load_settings
+from tokenward.datadir import DataDir
+from tokenward.errors import BadRequest
+from tokenward.forwardauth.config_token import decode_token, encode_token, peek_header
+from tokenward.forwardauth.documents import load_text
+from tokenward.forwardauth.schema import parse_document
+from tokenward.keys import Keyring
+from tokenward.storage import AuditEvent, Database, SqlAuditLog
+from tokenward.storage.config_tokens import ConfigTokenRevocation, SqlConfigTokenRevocations
+
+app = typer.Typer(
+    cls=GuardedGroup,
+    no_args_is_help=True,
+    help="Config tokens tell /verify which plugins, assertions and policy apply (docs/forward-auth.md).",
+)
+
+
+def _keyring() -> Keyring:
+    return DataDir(load_settings().data_dir).read_timecodes().keyring()
+
+
+def _read(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadRequest(f"cannot read {source}: {exc.strerror}", code="document_unreadable") from None
+
+
+@app.command()
+def create(
+    source: str | None = typer.Argument(None, help="JSON or YAML document file, or - for stdin."),
+    signed_only: bool = typer.Option(False, "--signed-only", help="Sign (HS256) instead of encrypting: readable."),
+    pointer: tuple[str, str] | None = typer.Option(
+        None, "--pointer", metavar="STORE_ID TOKEN_ID", help="Make a pointer token to a token held in a store."
+    ),
+    jti: str | None = typer.Option(None, "--jti", help="Token id for revocation [default: random]."),
+    expires_in: int | None = typer.Option(None, "--expires-in", min=1, help="Lifetime in seconds [default: none]."),
+) -> None:
+    """Validate a document and print the token, then its URL-encoded form (for ?config_token=)."""
+    if pointer is not None:
+        if source is not None:
+            raise BadRequest("give a document or --pointer, not both", code="usage")
+        data: object = {"tokenward": {"config_token_store_id": pointer[0], "config_token_id": pointer[1]}}
+    elif source is None:
+        raise BadRequest("give a document file (or - for stdin) or --pointer STORE_ID TOKEN_ID", code="usage")
+    else:
+        data = load_text(_read(source))
+    if not isinstance(data, dict):
+        raise BadRequest("the document must be an object with a tokenward key", code="config_token_schema")
+    now = int(time.time())
+    data.setdefault("jti", jti or secrets.token_urlsafe(12))
+    data.setdefault("iat", now)
+    if expires_in is not None:
+        data["exp"] = now + expires_in
+    document = parse_document(data)
+    token = encode_token(document, _keyring(), signed_only=signed_only)
+    typer.echo(token)
+    typer.echo("config_token=" + quote(token, safe=""))
+    kind = "signed (readable by anyone holding it)" if signed_only else "encrypted"
+    typer.echo(f"created {kind} config token jti={document.jti}", err=True)
+
+
+@app.command()
+def decode(
+    token: str = typer.Argument(..., help="The token, or - to read it from stdin."),
+    ignore_expiry: bool = typer.Option(False, "--ignore-expiry", help="Show an expired token too."),
+) -> None:
+    """Verify a token and print its document as JSON (for admins: shows everything it holds)."""
+    text = sys.stdin.read().strip() if token == "-" else token
+    decoded = decode_token(text, _keyring(), now=time.time(), check_expiry=not ignore_expiry)
+    out = {
+        "kind": decoded.kind,
+        "kid": decoded.key_id,
+        "document": decoded.document.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+    }
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command()
+def revoke(
+    jti: str = typer.Argument(..., help="The token's jti, or the token itself (its jti is read)."),
+) -> None:
+    """Revoke a config token by jti; every instance refuses it within its revocation refresh interval."""
+    if jti.count(".") in (2, 4):
+        peek_header(jti)
+        decoded = decode_token(jti, _keyring(), now=time.time(), check_expiry=False)
+        if decoded.document.jti is None:
+            raise BadRequest("this token has no jti and cannot be revoked; stop using it", code="config_token_no_jti")
+        jti = decoded.document.jti
+    settings = load_settings()
+
+    async def main() -> None:
+        async with Database.connect(settings.database_url_or_default) as db:
+            await db.upgrade()
+            now = datetime.now(UTC)
+            try:
+                revocation = ConfigTokenRevocation(jti=jti, revoked_at=now, revoked_by=cli_actor())
+            except ValueError as exc:
+                raise BadRequest(str(exc), code="config_token_jti_invalid") from None
+            await SqlConfigTokenRevocations(db).revoke(revocation)
+            await SqlAuditLog(db).append(
+                AuditEvent(at=now, actor=cli_actor(), action="configtoken.revoke", target=jti[:512])
+            )
+
+    asyncio.run(main())
+    typer.echo(f"revoked config token {jti}")

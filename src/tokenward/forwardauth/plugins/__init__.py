@@ -1,0 +1,61 @@
+"""Authentication plugins for ``/verify``: one class per ``type``, built by :func:`build_plugin`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+
+from tokenward.apptokens import AppTokenService
+from tokenward.forwardauth.plugins.app_token import AppTokenAuth
+from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
+from tokenward.forwardauth.plugins.forward import ForwardAuth
+from tokenward.forwardauth.plugins.htpasswd import HtpasswdAuth
+from tokenward.forwardauth.plugins.jwt import JwtAuth
+from tokenward.forwardauth.plugins.simple import NoopAuth, RequestHeaderAuth, RequestParamAuth
+from tokenward.forwardauth.plugins.source_identifier import SessionCheck, SourceIdentifierAuth
+from tokenward.forwardauth.schema import (
+    AppTokenPlugin,
+    ForwardPlugin,
+    HtpasswdPlugin,
+    JwtPlugin,
+    NoopPlugin,
+    RequestHeaderPlugin,
+    RequestParamPlugin,
+    SourceIdentifierPlugin,
+)
+
+__all__ = ["Outcome", "Plugin", "PluginDeps", "SessionCheck", "UserInfo", "VerifyRequest", "build_plugin"]
+
+
+@dataclasses.dataclass
+class PluginDeps:
+    """What plugins may need from the server."""
+
+    app_tokens: AppTokenService | None = None
+    sessions: SessionCheck | None = None
+    http: httpx.AsyncClient | None = None
+
+
+def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
+    """The plugin for one validated plugin config."""
+    if isinstance(config, AppTokenPlugin):
+        return AppTokenAuth(config, deps.app_tokens)
+    if isinstance(config, HtpasswdPlugin):
+        return HtpasswdAuth(config)
+    if isinstance(config, JwtPlugin):
+        return JwtAuth(config, deps.http)
+    if isinstance(config, RequestHeaderPlugin):
+        return RequestHeaderAuth(config)
+    if isinstance(config, RequestParamPlugin):
+        return RequestParamAuth(config)
+    if isinstance(config, NoopPlugin):
+        return NoopAuth(config)
+    if isinstance(config, ForwardPlugin):
+        if deps.http is None:
+            raise RuntimeError("the forward plugin needs an HTTP client")
+        return ForwardAuth(config, deps.http)
+    if isinstance(config, SourceIdentifierPlugin):
+        return SourceIdentifierAuth(config, deps.sessions)
+    raise TypeError(f"unknown plugin config {type(config).__name__}")

@@ -1,0 +1,54 @@
+"""``source_identifier``: a tokenward session (``Authorization: Bearer <source identifier>`` or a cookie).
+
+Verification is :meth:`tokenward.identity.service.IdentityService.authenticate` (it opens the
+identifier and checks that the session was not ended), passed in as a callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from tokenward.errors import TokenwardError
+from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
+from tokenward.forwardauth.plugins.basic import bearer_token
+from tokenward.forwardauth.schema import SourceIdentifierPlugin
+
+__all__ = ["SessionCheck", "SourceIdentifierAuth"]
+
+SessionCheck = Callable[[str], Awaitable[tuple[str, tuple[str, ...]]]]
+"""``token -> (subject, scopes)``; raises a TokenwardError (401) for a bad or ended session."""
+
+
+class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
+    def __init__(self, config: SourceIdentifierPlugin, check: SessionCheck | None) -> None:
+        super().__init__(config)
+        self.check = check
+        self.challenge = f'Bearer realm="{config.realm}"'
+
+    def _token(self, request: VerifyRequest) -> str | None:
+        if self.config.cookie is not None:
+            from http.cookies import CookieError, SimpleCookie
+
+            cookie = SimpleCookie()
+            try:
+                cookie.load(request.headers.get("cookie", "")[:16384])
+            except CookieError:
+                return None
+            if self.config.cookie in cookie:
+                return cookie[self.config.cookie].value
+        return bearer_token(request.headers)
+
+    async def verify(self, request: VerifyRequest) -> Outcome:
+        token = self._token(request)
+        if token is None or token.startswith("twa_"):
+            return Outcome.failure("credentials_missing", "no session given", challenge=self.challenge)
+        if self.check is None:
+            return Outcome.failure("sessions_unavailable", "sessions are not available", status=503)
+        try:
+            subject, scopes = await self.check(token)
+        except TokenwardError as exc:
+            if exc.status in (400, 401):
+                return Outcome.failure(exc.error_code, exc.detail, challenge=self.challenge)
+            return Outcome.failure(exc.error_code, exc.detail, status=exc.status)
+        email = subject if "@" in subject else ""
+        return Outcome.success(UserInfo(sub=subject, email=email, claims={"scopes": list(scopes)}))
