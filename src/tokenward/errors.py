@@ -6,7 +6,8 @@ the CLI prints ``error: detail`` and exits non-zero. Messages never contain secr
 
     TokenwardError
     ├── ConfigError              bad settings, unreadable or unsafe files (CLI/start-up)
-    │   └── InsecureFileError    a secret file readable by group/others
+    │   ├── InsecureFileError    a secret file readable by group/others
+    │   └── BundleError          a shared config bundle that is incomplete, altered or sealed with another key
     ├── TimeCodeError            a time code that is malformed, truncated or of another version
     ├── StorageError             a database or blob store failed
     │   └── StorageUnavailable   the database cannot be reached (HTTP 503)
@@ -26,6 +27,7 @@ from typing import ClassVar
 
 __all__ = [
     "BadRequest",
+    "BundleError",
     "ConfigError",
     "Conflict",
     "Forbidden",
@@ -75,6 +77,10 @@ class ConfigError(TokenwardError):
 
 class InsecureFileError(ConfigError):
     code = "insecure_file"
+
+
+class BundleError(ConfigError):
+    code = "bundle_invalid"
 
 
 class TimeCodeError(TokenwardError):

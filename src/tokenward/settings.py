@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tokenward.errors import ConfigError
@@ -126,6 +126,26 @@ class Settings(BaseSettings):
     regulation_ban_time_seconds: int = Field(
         default=300, ge=0, le=30 * 86400, description="How long a ban lasts (0 disables regulation)."
     )
+    s3_url: str | None = Field(
+        default=None, description="S3-compatible endpoint URL (https://s3.amazonaws.com, R2, MinIO); none: AWS default."
+    )
+    s3_bucket: str | None = Field(
+        default=None, description="Bucket holding the shared config bundle; setting it turns config sync on."
+    )
+    s3_access_key: str | None = Field(default=None, description="S3 access key id.")
+    s3_secret_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
+    s3_region: str = Field(default="us-east-1", min_length=1, description="S3 region.")
+    s3_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=60, description="Connect and read timeout of one S3 request."
+    )
+    config_key: SecretStr | None = Field(
+        default=None,
+        description="32 bytes, base64url: seals the time code (and optionally policies) in the S3 bundle. "
+        "Same value on every instance; make one with `tokenward config keygen`.",
+    )
+    config_poll_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="How often an instance checks the S3 bundle manifest for changes."
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -224,8 +244,9 @@ class Settings(BaseSettings):
         Raises ConfigError with one line naming the bad or unknown setting.
         """
         _reject_unknown_env(os.environ)
+        values = {**_legacy_aliases(os.environ), **{k: v for k, v in overrides.items() if v is not None}}
         try:
-            return cls(**{k: v for k, v in overrides.items() if v is not None})
+            return cls(**values)
         except ValidationError as exc:
             raise ConfigError(_one_line(exc), code="setting_invalid") from None
 
@@ -247,6 +268,33 @@ def _reject_unknown_env(env: Mapping[str, str]) -> None:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown setting {key}{hint}", code="setting_unknown")
+
+
+#: The original server's names (seed 000), still accepted.
+LEGACY_ALIASES = {
+    "HEXAEIGHT_S3_URL": "s3_url",
+    "HEXAEIGHT_S3_BUCKET": "s3_bucket",
+    "HEXAEIGHT_S3_ACCESS_KEY": "s3_access_key",
+    "HEXAEIGHT_S3_SECRET_KEY": "s3_secret_key",
+}
+_warned_aliases: set[str] = set()
+
+
+def _legacy_aliases(env: Mapping[str, str]) -> dict[str, str]:
+    """Values of ``HEXAEIGHT_S3_*`` variables whose TOKENWARD_ name is not set, with a deprecation notice."""
+    import logging
+
+    found: dict[str, str] = {}
+    for old, field_name in LEGACY_ALIASES.items():
+        new = ENV_PREFIX + field_name.upper()
+        if old in env and new not in env:
+            found[field_name] = env[old]
+            if old not in _warned_aliases:
+                _warned_aliases.add(old)
+                logging.getLogger("tokenward.settings").warning(
+                    "%s is deprecated; rename it to %s (the old name will be removed in a future release)", old, new
+                )
+    return found
 
 
 def _read_config_file(path: str | None) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import SecretStr
 
 from tokenward import __version__
-from tokenward.cli import app_token, audit, client, config_token, db, policy, timecode, user
+from tokenward.cli import app_token, audit, authenticator, client, config_token, db, policy, timecode, user
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -37,6 +38,7 @@ app.add_typer(client.app, name="client")
 app.command("app-hash")(client.app_hash)
 app.add_typer(client.resource_app, name="resource")
 app.add_typer(user.app, name="user")
+app.add_typer(authenticator.app, name="authenticator")
 app.add_typer(policy.app, name="policy")
 app.add_typer(app_token.app, name="app-token")
 app.add_typer(config_token.app, name="config-token")
@@ -212,7 +214,8 @@ def serve(
         for name in type(settings).model_fields:
             value = getattr(settings, name)
             if value is not None and name != "policy_segments":
-                os.environ[f"TOKENWARD_{name.upper()}"] = str(value)
+                text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                os.environ[f"TOKENWARD_{name.upper()}"] = text
         os.environ["TOKENWARD_POLICY_SEGMENTS"] = ",".join(sorted(settings.policy_segments))
         uvicorn.run(
             "tokenward.web.app:create_app_from_env", factory=True, workers=settings.workers, reload=reload, **common

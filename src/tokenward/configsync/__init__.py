@@ -1,0 +1,45 @@
+"""Many instances, one truth: the shared config bundle in S3 and its live propagation.
+
+Importing this package reads nothing and connects nowhere. See ``docs/multi-instance.md``.
+
+- :mod:`.manifest` — the bundle's files, object names and manifest (no I/O);
+- :mod:`.seal` — the config key (``TOKENWARD_CONFIG_KEY``) and sealed objects;
+- :mod:`.bundle` — save, fetch (verifying every hash), open;
+- :mod:`.sync` — :class:`ConfigSync`, start-up load with last-known-good fallback and polling;
+- :mod:`.stores` — building stores and the key from settings.
+"""
+
+from tokenward.configsync.bundle import (
+    BundleContents,
+    FetchedBundle,
+    SaveLine,
+    fetch_bundle,
+    mirror_bundle,
+    open_bundle,
+    parse_timecodes,
+    save_bundle,
+)
+from tokenward.configsync.manifest import FILES, BundleFile, Manifest, ObjectEntry, manifest_name, object_name
+from tokenward.configsync.seal import ConfigKey
+from tokenward.configsync.sync import CACHE_DIR, ConfigSync, install_files
+
+__all__ = [
+    "CACHE_DIR",
+    "FILES",
+    "BundleContents",
+    "BundleFile",
+    "ConfigKey",
+    "ConfigSync",
+    "FetchedBundle",
+    "Manifest",
+    "ObjectEntry",
+    "SaveLine",
+    "fetch_bundle",
+    "install_files",
+    "manifest_name",
+    "mirror_bundle",
+    "object_name",
+    "open_bundle",
+    "parse_timecodes",
+    "save_bundle",
+]
