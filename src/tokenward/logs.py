@@ -57,3 +57,5 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     root.setLevel(level)
     # uvicorn's own access log would duplicate ours (and print query strings that may hold tokens).
     logging.getLogger("uvicorn.access").disabled = True
+    # Migration chatter only when debugging; `tokenward db upgrade` prints the revision itself.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
