@@ -14,7 +14,7 @@ import typer
 from pydantic import SecretStr
 
 from tokenward import __version__
-from tokenward.cli import app_token, audit, authenticator, client, config_token, db, policy, timecode, user
+from tokenward.cli import app_token, audit, authenticator, client, config, config_token, db, policy, timecode, user
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -43,6 +43,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(app_token.app, name="app-token")
 app.add_typer(config_token.app, name="config-token")
 app.command("audit")(audit.audit)
+app.add_typer(config.app, name="config")
 
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
@@ -75,6 +76,24 @@ def _interactive_timecode(value: bool) -> None:
         raise typer.Exit()
 
 
+def _saveconfig(value: bool) -> None:
+    if value:
+        try:
+            config.run_save()
+        except TokenwardError as exc:
+            raise fail(exc.detail) from None
+        raise typer.Exit()
+
+
+def _getconfig(value: bool) -> None:
+    if value:
+        try:
+            config.run_get()
+        except TokenwardError as exc:
+            raise fail(exc.detail) from None
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
 def root(
     data_dir: Path | None = typer.Option(
@@ -96,6 +115,12 @@ def root(
         "-t",
         callback=_interactive_timecode,
         help="Set or generate the time code interactively (as the original).",
+    ),
+    saveconfig: bool = typer.Option(
+        False, "--saveconfig", callback=_saveconfig, help="Save the configuration to S3 (same as `config save`)."
+    ),
+    getconfig: bool = typer.Option(
+        False, "--getconfig", callback=_getconfig, help="Load the configuration from S3 (same as `config get`)."
     ),
 ) -> None:
     """Global options apply to every command."""

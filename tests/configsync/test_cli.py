@@ -1,0 +1,117 @@
+"""`tokenward config save|get|status|keygen` and the root --saveconfig/--getconfig, against a moto S3."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenward.cli.main import app
+from tokenward.configsync import ConfigKey
+from tokenward.storage.blobs import S3Config
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_config: S3Config) -> S3Config:
+    for key in list(os.environ):
+        if key.startswith(("TOKENWARD_", "HEXAEIGHT_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "a"))
+    monkeypatch.setenv("TOKENWARD_S3_URL", str(s3_config.url))
+    monkeypatch.setenv("TOKENWARD_S3_BUCKET", s3_config.bucket)
+    monkeypatch.setenv("TOKENWARD_S3_ACCESS_KEY", str(s3_config.access_key))
+    monkeypatch.setenv("TOKENWARD_S3_SECRET_KEY", str(s3_config.secret_key))
+    code, _, err = run("init", "--server-name", "auth.example.com", "--admin", "root@example.com")
+    assert code == 0, err
+    return s3_config
+
+
+def test_seed_procedure_save_then_get_on_another_instance(
+    env: S3Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = ConfigKey.generate()
+    monkeypatch.setenv("TOKENWARD_CONFIG_KEY", key)
+    code, out, err = run("--saveconfig")
+    assert code == 0, err
+    assert "- Model Configuration Saved Successfully." in out
+    assert "- User Policy Configuration Saved Successfully." in out
+    assert "- Time Code Saved Successfully. (sealed)" in out
+    assert "Bundle v1" in out
+    # a second instance: only the server name and the shared variables
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("TOKENWARD_SERVER_NAME", "auth.example.com")
+    code, out, err = run("--getconfig")
+    assert code == 0, err
+    assert "- Time Code Downloaded Successfully." in out
+    for name in ("userpolicy.csv", "timecode.json", "clientids.json", "apptoken.key"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert oct((tmp_path / "b" / "timecode.json").stat().st_mode & 0o777) == "0o600"
+    code, out, _ = run("config", "status")
+    assert code == 0 and "differs" not in out and "Last-known-good copy: v1 (same)" in out
+
+
+def test_save_without_key_skips_time_code(env: S3Config) -> None:
+    code, out, _ = run("config", "save")
+    assert code == 0
+    assert "- User Policy Configuration Saved Successfully." in out
+    line = next(line for line in out.splitlines() if line.startswith("- Time Code"))
+    assert "Could Not Be Saved - Skipping File" in line and "TOKENWARD_CONFIG_KEY is not set" in line
+
+
+def test_status_shows_local_differences(env: S3Config, tmp_path: Path) -> None:
+    assert run("config", "save")[0] == 0
+    with (tmp_path / "a" / "userpolicy.csv").open("a") as f:
+        f.write("p, bob@example.com, auth.example.com, *, login\n")
+    code, out, _ = run("config", "status")
+    assert code == 2
+    assert any("userpolicy.csv" in line and "differs" in line for line in out.splitlines())
+    assert any("timecode.json" in line and "only local" in line for line in out.splitlines())
+
+
+def test_get_with_wrong_key(env: S3Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENWARD_CONFIG_KEY", ConfigKey.generate())
+    assert run("config", "save")[0] == 0
+    monkeypatch.setenv("TOKENWARD_CONFIG_KEY", ConfigKey.generate())
+    code, _, err = run("config", "get")
+    assert code == 1 and "sealed with config key" in err
+
+
+def test_errors_are_one_line(env: S3Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENWARD_S3_BUCKET", "missing-bucket")
+    code, _, err = run("config", "save")
+    assert code == 1 and "missing-bucket" in err and "does not exist" in err
+    assert env.secret_key is not None and env.secret_key not in err
+    monkeypatch.delenv("TOKENWARD_S3_BUCKET")
+    code, _, err = run("config", "get")
+    assert code == 1 and "TOKENWARD_S3_BUCKET" in err
+    code, _, err = run("config", "status")
+    assert code == 1
+
+
+def test_hexaeight_aliases(env: S3Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("URL", "BUCKET", "ACCESS_KEY", "SECRET_KEY"):
+        monkeypatch.setenv(f"HEXAEIGHT_S3_{name}", os.environ[f"TOKENWARD_S3_{name}"])
+        monkeypatch.delenv(f"TOKENWARD_S3_{name}")
+    monkeypatch.setattr("tokenward.settings._warned_aliases", set())
+    with caplog.at_level(logging.WARNING, logger="tokenward.settings"):
+        code, out, err = run("config", "save")
+    assert code == 0, err
+    assert "Bundle v1" in out
+    assert any("HEXAEIGHT_S3_BUCKET is deprecated" in r.getMessage() for r in caplog.records)
+
+
+def test_keygen() -> None:
+    code, out, _ = run("config", "keygen")
+    assert code == 0 and ConfigKey.parse(out.strip()).key_id
+    assert json.dumps(out)  # printable
