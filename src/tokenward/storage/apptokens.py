@@ -13,13 +13,14 @@ import dataclasses
 from abc import ABC, abstractmethod
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String, func, select, update
+from sqlalchemy import JSON, Index, String, bindparam, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errors import Conflict
 
 from .database import Database
 from .models import SUBJECT_LEN, Base
+from .translate import translate_errors
 from .types import UTCDateTime
 
 __all__ = ["AppTokenRecord", "AppTokenRow", "AppTokenStore", "InMemoryAppTokenStore", "SqlAppTokenStore"]
@@ -157,9 +158,25 @@ class SqlAppTokenStore(AppTokenStore):
             session.add(row)
 
     async def get(self, token_id: str) -> AppTokenRecord | None:
-        async with self._db.session() as session:
-            row = await session.get(AppTokenRow, token_id)
-            return None if row is None else _to_record(row)
+        # The cold path of every verification: a Core SELECT by primary key, no ORM session or identity map.
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                row = (await conn.execute(_BY_ID, {"id": token_id})).first()
+        if row is None:
+            return None
+        return AppTokenRecord(
+            id=row.id,
+            owner=row.owner,
+            label=row.label,
+            scopes=tuple(row.scopes),
+            secret_hash=row.secret_hash,
+            key_id=row.key_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            created_by=row.created_by,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
 
     async def list(self, *, owner: str | None = None, include_revoked: bool = False) -> builtins.list[AppTokenRecord]:
         query = select(AppTokenRow)
@@ -192,6 +209,10 @@ class SqlAppTokenStore(AppTokenStore):
     async def touch(self, token_id: str, at: datetime) -> None:
         async with self._db.session() as session:
             await session.execute(update(AppTokenRow).where(AppTokenRow.id == token_id).values(last_used_at=at))
+
+
+_TABLE = AppTokenRow.__table__
+_BY_ID = select(_TABLE).where(_TABLE.c.id == bindparam("id"))
 
 
 def _to_record(row: AppTokenRow) -> AppTokenRecord:
