@@ -39,6 +39,7 @@ __all__ = [
     "ParsedToken",
     "generate",
     "hash_secret",
+    "is_token_id",
     "key_id",
     "parse",
 ]

@@ -94,7 +94,7 @@ class Regulator:
 
     async def failure(self, keys: tuple[str, ...], now: float) -> list[str]:
         """Record a failure for every key; ban those that reached the limit. Returns the newly banned keys."""
-        if not self.policy.enabled:
+        if not self.policy.enabled or not keys:
             return []
         at = _dt(now)
         counts = await self.store.record_failure(keys, at, since=_dt(now - self.policy.find_time))
