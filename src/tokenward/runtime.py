@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
 from tokenward.apptokens.access import policy_admin_check
@@ -19,6 +20,9 @@ from tokenward.keys import Keyring, Secret
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+
+if TYPE_CHECKING:
+    from tokenward.configsync import ConfigSync
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -38,6 +42,8 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     app_tokens: AppTokenService | None = None
     policy: PolicyHolder | None = None
+    #: Present when an S3 bucket is configured: the shared config bundle's poller (docs/multi-instance.md).
+    config_sync: ConfigSync | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -57,7 +63,14 @@ class Runtime:
             checks["database"] = exc.detail
         return checks
 
+    def use_timecodes(self, codes: TimeCodes) -> None:
+        """Put new time codes in force (from the config bundle); one attribute store, no restart."""
+        self.timecodes = codes
+        log.info("time code %s in force from the config bundle", codes.current.key_id)
+
     async def close(self) -> None:
+        if self.config_sync is not None:
+            await self.config_sync.close()
         await self.database.close()
 
 
@@ -74,22 +87,41 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     """Load the data dir, check secret files, open the database and apply migrations."""
     data_dir = DataDir(settings.data_dir)
     server_name = load_server_name(settings, data_dir)
-    check_secret_files(settings, data_dir)
-    timecodes = data_dir.read_timecodes()
     policy = PolicyHolder(
         settings.data_dir, dialect=settings.policy_dialect, segments=parse_segments(settings.policy_segments)
     )
-    policy.load()  # a policy file with errors stops the start, naming file:line
-    database = Database.connect(settings.database_url_or_default)
+    # With S3 configured the shared bundle (or its last-known-good copy) brings policy, time code and keys.
+    from tokenward.configsync.wiring import follow_bundle, start_config_sync
+
+    sync = await start_config_sync(settings, data_dir, server_name, policy)
     try:
-        await database.ping()
-        if migrate:
-            await database.upgrade()
-    except StorageError:
-        await database.close()
+        check_secret_files(settings, data_dir)
+        timecodes = data_dir.read_timecodes()
+        if not policy.loaded:
+            policy.load()  # a policy file with errors stops the start, naming file:line
+        database = Database.connect(settings.database_url_or_default)
+        try:
+            await database.ping()
+            if migrate:
+                await database.upgrade()
+        except StorageError:
+            await database.close()
+            raise
+    except BaseException:
+        if sync is not None:
+            await sync.close()
         raise
     log.info("tokenward ready for %s (time code %s)", server_name, timecodes.current.key_id)
-    runtime = Runtime(settings=settings, server_name=server_name, timecodes=timecodes, database=database, policy=policy)
+    runtime = Runtime(
+        settings=settings,
+        server_name=server_name,
+        timecodes=timecodes,
+        database=database,
+        policy=policy,
+        config_sync=sync,
+    )
+    if sync is not None:
+        sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
     runtime.app_tokens = build_app_token_service(
         settings, database, data_dir.ensure_apptoken_key(), server_name=server_name, runtime=runtime
     )

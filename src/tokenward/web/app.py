@@ -44,7 +44,13 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         assert runtime is not None
         metrics.info.labels(__version__, runtime.server_name).set(1)
         watcher = None
-        if owned and runtime.policy is not None:
+        sync = runtime.config_sync if owned else None
+        if sync is not None:
+            # The S3 bundle is the truth: poll its manifest instead of the local policy files.
+            if runtime.policy is not None:
+                metrics.watch_policy(runtime.policy)
+            sync.start_polling()
+        elif owned and runtime.policy is not None:
             # A served app watches its policy files; a caller-owned runtime drives reloads itself.
             metrics.watch_policy(runtime.policy)
             watcher = PolicyWatcher(runtime.policy, interval=settings.policy_watch_seconds)
@@ -55,6 +61,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         finally:
             if watcher is not None:
                 await watcher.stop()
+            if sync is not None:
+                await sync.stop()
             if owned and state.runtime is not None:
                 await state.runtime.close()
                 state.runtime = None

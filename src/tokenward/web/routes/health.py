@@ -44,6 +44,8 @@ async def readyz(request: Request) -> Response:
             **holder.policy.summary(),
             "last_reload_error": holder.last_error.detail if holder.last_error else None,
         }
+    if state.runtime.config_sync is not None:
+        body["config_sync"] = state.runtime.config_sync.status()
     for probe in state.extra_readiness.values():
         body.update(probe())
     if all(v == "ok" for v in checks.values()):
