@@ -126,6 +126,24 @@ class Settings(BaseSettings):
     regulation_ban_time_seconds: int = Field(
         default=300, ge=0, le=30 * 86400, description="How long a ban lasts (0 disables regulation)."
     )
+    captcha_max_requests: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Captcha requests per e-mail address and per client IP within captcha_regulation_window_seconds.",
+    )
+    captcha_max_failures: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Wrong captcha answers and enrolment codes per e-mail address and per client IP within the window.",
+    )
+    captcha_regulation_window_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=30 * 86400,
+        description="Window for the captcha limits, and how long the ban lasts once one is reached (0 disables).",
+    )
     s3_url: str | None = Field(
         default=None, description="S3-compatible endpoint URL (https://s3.amazonaws.com, R2, MinIO); none: AWS default."
     )

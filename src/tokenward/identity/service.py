@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tokenward.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from tokenward.apptokens.regulation import Regulator, ip_key, user_key
+from tokenward.errors import BadRequest, Conflict, Forbidden, NotFound, StorageError, TooManyRequests, Unauthorized
 from tokenward.identity import captcha as cap
 from tokenward.identity.apps import ClientRegistry, app_hash_of_origin, normalize_app_hash, normalize_client_id
 from tokenward.identity.client_tokens import TOKEN_LIFETIME_SECONDS, ClientTokenClaims, sign_client_token
@@ -28,6 +30,14 @@ from tokenward.storage.identity import Enrollment, IdentityStore, SessionRecord
 __all__ = ["CaptchaIssued", "IdentityService", "IssuedSession", "enrollment_code_hash"]
 
 ENROLLMENT_CODE_TTL = 24 * 3600
+
+log = logging.getLogger("tokenward.identity")
+
+
+def _regulation_keys(kind: str, email: str, client_ip: str | None) -> tuple[str, ...]:
+    """Keys of their own (``user:captcha:…``): a captcha ban never locks the same user out of app tokens."""
+    keys = (user_key(f"{kind}:{email}"),)
+    return (*keys, ip_key(f"{kind}:{client_ip}")) if client_ip else keys
 
 
 def enrollment_code_hash(code: str) -> str:
@@ -65,6 +75,42 @@ class IdentityService:
     session_lifetime: int = 8 * 3600
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
     choice: Callable[[str], str] = secrets.choice
+    #: Counts every captcha request per e-mail and per IP (shared across instances through SQL).
+    request_regulator: Regulator | None = None
+    #: Counts wrong captcha answers and enrolment codes per e-mail and per IP.
+    failure_regulator: Regulator | None = None
+
+    async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
+        if regulator is None or not regulator.policy.enabled:
+            return
+        if regulator.needs_sync(now):
+            await regulator.sync(now)
+        try:
+            regulator.check(keys, now)
+        except TooManyRequests as exc:
+            detail = "too many captcha requests; try again later" if code == "captcha_rate_limited" else exc.detail
+            raise TooManyRequests(detail, code=code, retry_after=exc.retry_after) from None
+
+    async def _count(
+        self, regulator: Regulator | None, keys: tuple[str, ...], now: float, *, client_ip: str | None, reason: str
+    ) -> None:
+        if regulator is None:
+            return
+        try:
+            banned = await regulator.failure(keys, now)
+        except StorageError as exc:  # regulation must not turn a storage hiccup into a refused login
+            log.warning("cannot record a %s: %s", reason, exc.detail)
+            return
+        for key in banned:
+            await self._audit(
+                now,
+                "system",
+                "regulation.ban",
+                subject=key[:320],
+                reason=reason,
+                ip=client_ip,
+                seconds=regulator.policy.ban_time,
+            )
 
     async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
         if self.audit is not None:
@@ -90,12 +136,17 @@ class IdentityService:
         await self._audit(now, actor, "enrollment.code_issued", subject=_email(email))
         return code
 
-    async def enroll(self, *, email: str, code: str, public_key: str, now: float) -> Enrollment:
+    async def enroll(
+        self, *, email: str, code: str, public_key: str, now: float, client_ip: str | None = None
+    ) -> Enrollment:
         email = _email(email)
+        keys = _regulation_keys("captcha", email, client_ip)
+        await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         b64u_decode(public_key, field="public_key", length=32, code="public_key_invalid")
         owner = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
         if owner is None or not hmac.compare_digest(owner, email):
-            await self._audit(now, email, "enrollment.failed", subject=email)
+            await self._audit(now, email, "enrollment.failed", subject=email, ip=client_ip)
+            await self._count(self.failure_regulator, keys, now, client_ip=client_ip, reason="enrollment failure")
             raise Unauthorized("the enrolment code is wrong, used or expired", code="enrollment_code_invalid")
         enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method="admin-code")
         await self.store.put_enrollment(enrollment)
@@ -120,8 +171,19 @@ class IdentityService:
         now: float,
         origin: str | None = None,
         app_hash: str | None = None,
+        client_ip: str | None = None,
     ) -> CaptchaIssued:
         email = _email(email)
+        # Failures ban new captchas too (else a fresh captcha would reset the guessing budget); every request
+        # is counted before any policy answer, so probing which addresses are enrolled is limited as well.
+        await self._check(
+            self.failure_regulator, _regulation_keys("captcha", email, client_ip), now, "too_many_attempts"
+        )
+        # Count first, then check: the count is one SQL query shared by every instance, so the limit is exact
+        # across instances (the regulator's policy allows max + 1, the first request that is refused).
+        requests = _regulation_keys("captcha-request", email, client_ip)
+        await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="captcha request")
+        await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
         client = self.clients().get(normalize_client_id(client_id))
         hashed, shown_origin = self._app_hash(origin, app_hash)
         cap.validate_code_challenge(code_challenge)
@@ -172,10 +234,13 @@ class IdentityService:
         session_key: str,
         now: float,
         scopes: Iterable[str] = (),
+        client_ip: str | None = None,
     ) -> IssuedSession:
         challenge = await self.store.get_challenge(captcha_id)
         if challenge is None or challenge.kind != "captcha":
             raise NotFound("no such captcha", code="captcha_unknown")
+        keys = _regulation_keys("captcha", challenge.subject, client_ip)
+        await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         _session_key(session_key)
         cap.check_usable(challenge, now=now)
         # Count the attempt first, atomically: concurrent guesses on several instances share the budget.
@@ -191,8 +256,9 @@ class IdentityService:
                 raise Unauthorized(f"wrong code; {left} attempt(s) left", code="captcha_wrong_code")
         except (Unauthorized, BadRequest) as exc:
             await self._audit(
-                now, challenge.subject, "captcha.failed", subject=challenge.subject, reason=exc.error_code
+                now, challenge.subject, "captcha.failed", subject=challenge.subject, reason=exc.error_code, ip=client_ip
             )
+            await self._count(self.failure_regulator, keys, now, client_ip=client_ip, reason="captcha failure")
             raise
         granted, missing = resolve_scopes(
             self.policy().scopes(challenge.subject, challenge.app_hash, challenge.client_id), scopes

@@ -15,6 +15,7 @@ import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import Unauthorized
 from tokenward.identity.apps import load_registry
 from tokenward.identity.client_tokens import jwks
@@ -24,6 +25,8 @@ from tokenward.identity.service import IdentityService
 from tokenward.identity.source import SourceIdentity
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.storage.identity import SqlIdentityStore
+from tokenward.storage.regulation import SqlRegulationStore
+from tokenward.web.auth import IPNetwork, client_ip, trusted_networks
 from tokenward.web.state import get_runtime
 
 __all__ = ["get_identity", "router"]
@@ -52,6 +55,9 @@ def get_identity(request: Request) -> IdentityService:
     def policy() -> IdentityPolicy:
         return questions
 
+    settings = runtime.settings
+    window = float(settings.captcha_regulation_window_seconds)
+    regulation = SqlRegulationStore(runtime.database)
     service = IdentityService(
         server_name=runtime.server_name,
         keyring=lambda: runtime.keyring,
@@ -61,9 +67,19 @@ def get_identity(request: Request) -> IdentityService:
         resources=lambda: load_resources(data_dir),
         audit=SqlAuditLog(runtime.database),
         session_lifetime=runtime.settings.session_lifetime_seconds,
+        request_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_requests + 1, window, window)),
+        failure_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_failures, window, window)),
     )
     request.app.state.identity_service = service
     return service
+
+
+def _client_ip(request: Request) -> str | None:
+    trusted: tuple[IPNetwork, ...] | None = getattr(request.app.state, "identity_trusted_proxies", None)
+    if trusted is None:
+        trusted = trusted_networks(get_runtime(request).settings.trusted_proxies)
+        request.app.state.identity_trusted_proxies = trusted
+    return client_ip(request, trusted)
 
 
 Service = Annotated[IdentityService, Depends(get_identity)]
@@ -153,13 +169,15 @@ def _session_out(issued: Any) -> SessionOut:
 
 
 @router.post("/api/enroll", summary="Bind an authenticator key to an e-mail address with a one-time code")
-async def enroll(body: EnrollIn, service: Service) -> dict[str, str]:
-    enrollment = await service.enroll(email=body.email, code=body.code, public_key=body.public_key, now=time.time())
+async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str, str]:
+    enrollment = await service.enroll(
+        email=body.email, code=body.code, public_key=body.public_key, now=time.time(), client_ip=_client_ip(request)
+    )
     return {"email": enrollment.email, "status": "enrolled"}
 
 
 @router.post("/api/captcha", summary="Request an encrypted captcha for a login")
-async def request_captcha(body: CaptchaIn, service: Service) -> CaptchaOut:
+async def request_captcha(body: CaptchaIn, service: Service, request: Request) -> CaptchaOut:
     issued = await service.request_captcha(
         email=body.email,
         client_id=body.client_id,
@@ -167,6 +185,7 @@ async def request_captcha(body: CaptchaIn, service: Service) -> CaptchaOut:
         app_hash=body.app_hash,
         code_challenge=body.code_challenge,
         now=time.time(),
+        client_ip=_client_ip(request),
     )
     svg = segno.make(issued.payload, error="m").svg_inline(scale=4)
     return CaptchaOut(captcha_id=issued.captcha_id, captcha=issued.payload, qr_svg=svg, expires_at=issued.expires_at)
@@ -180,7 +199,7 @@ async def captcha_png(captcha: Annotated[str, Query(max_length=1024, pattern=r"^
 
 
 @router.post("/api/captcha/verify", summary="Answer a captcha; returns a source identifier")
-async def verify_captcha(body: VerifyIn, service: Service) -> SessionOut:
+async def verify_captcha(body: VerifyIn, service: Service, request: Request) -> SessionOut:
     issued = await service.verify_captcha(
         captcha_id=body.captcha_id,
         code=body.code,
@@ -188,6 +207,7 @@ async def verify_captcha(body: VerifyIn, service: Service) -> SessionOut:
         session_key=body.session_key,
         scopes=body.scopes,
         now=time.time(),
+        client_ip=_client_ip(request),
     )
     return _session_out(issued)
 
