@@ -16,6 +16,7 @@ from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolic
 from tokenward.apptokens.access import policy_admin_check
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
+from tokenward.forwardauth.service import ForwardAuthService
 from tokenward.keys import Keyring, Secret
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.settings import Settings
@@ -42,6 +43,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     app_tokens: AppTokenService | None = None
     policy: PolicyHolder | None = None
+    forward_auth: ForwardAuthService | None = None
     #: Present when an S3 bucket is configured: the shared config bundle's poller (docs/multi-instance.md).
     config_sync: ConfigSync | None = None
 
@@ -69,6 +71,8 @@ class Runtime:
         log.info("time code %s in force from the config bundle", codes.current.key_id)
 
     async def close(self) -> None:
+        if self.forward_auth is not None:
+            await self.forward_auth.close()
         if self.config_sync is not None:
             await self.config_sync.close()
         await self.database.close()
@@ -125,7 +129,28 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     runtime.app_tokens = build_app_token_service(
         settings, database, data_dir.ensure_apptoken_key(), server_name=server_name, runtime=runtime
     )
+    runtime.forward_auth = build_forward_auth(runtime)
     return runtime
+
+
+def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
+    """The /verify service: declared token stores, jti revocations in SQL, plugins with app tokens."""
+    import httpx
+
+    from tokenward.forwardauth.plugins import PluginDeps
+    from tokenward.forwardauth.stores import build_stores, parse_store_specs
+    from tokenward.storage.config_tokens import SqlConfigTokenRevocations
+
+    settings = runtime.settings
+    holder = runtime.policy
+    return ForwardAuthService(
+        keyring=lambda: runtime.keyring,
+        stores=build_stores(parse_store_specs(settings.config_token_stores)),
+        revocations=SqlConfigTokenRevocations(runtime.database),
+        deps=PluginDeps(app_tokens=runtime.app_tokens, http=httpx.AsyncClient(timeout=10.0)),
+        policy=lambda: holder.policy if holder is not None and holder.loaded else None,
+        revocation_refresh=settings.config_token_revocation_refresh_seconds,
+    )
 
 
 def build_app_token_service(

@@ -182,6 +182,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP address or network like 10.0.0.0/8") from None
         return tuple(networks)
 
+    config_token_stores: str | None = Field(
+        default=None,
+        description="Server-side config token stores for /verify, JSON or YAML: {store_id: {adapter: file|env|sql, "
+        "options: {...}}} (docs/forward-auth.md).",
+    )
+    config_token_revocation_refresh_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often /verify re-reads the revoked config token ids; bounds how late a revocation applies.",
+    )
+
+    @field_validator("config_token_stores")
+    @classmethod
+    def _stores(cls, value: str | None) -> str | None:
+        from tokenward.errors import ConfigError
+        from tokenward.forwardauth.stores import parse_store_specs
+
+        try:
+            parse_store_specs(value)
+        except ConfigError as exc:
+            raise ValueError(exc.detail) from None
+        return value
+
     @field_validator("app_tokens_default_expiry", "app_tokens_max_expiry")
     @classmethod
     def _duration(cls, value: str) -> str:

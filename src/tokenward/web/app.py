@@ -23,7 +23,7 @@ from tokenward.settings import Settings
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, RequestContext
-from tokenward.web.routes import app_tokens, health, identity, policy
+from tokenward.web.routes import app_tokens, health, identity, policy, verify
 from tokenward.web.state import AppState
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     if runtime is not None and runtime.policy is not None:
         metrics.watch_policy(runtime.policy)
     app.router.routes.extend(health.routes)
+    app.router.routes.extend(verify.routes)
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)

@@ -57,5 +57,5 @@ def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
             raise RuntimeError("the forward plugin needs an HTTP client")
         return ForwardAuth(config, deps.http)
     if isinstance(config, SourceIdentifierPlugin):
-        return SourceIdentifierAuth(config, deps.sessions)
+        return SourceIdentifierAuth(config, lambda: deps.sessions)
     raise TypeError(f"unknown plugin config {type(config).__name__}")

@@ -20,9 +20,9 @@ SessionCheck = Callable[[str], Awaitable[tuple[str, tuple[str, ...]]]]
 
 
 class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
-    def __init__(self, config: SourceIdentifierPlugin, check: SessionCheck | None) -> None:
+    def __init__(self, config: SourceIdentifierPlugin, check: Callable[[], SessionCheck | None]) -> None:
         super().__init__(config)
-        self.check = check
+        self.check = check  # read per call: the web layer wires sessions in after start-up
         self.challenge = f'Bearer realm="{config.realm}"'
 
     def _token(self, request: VerifyRequest) -> str | None:
@@ -42,10 +42,11 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
         token = self._token(request)
         if token is None or token.startswith("twa_"):
             return Outcome.failure("credentials_missing", "no session given", challenge=self.challenge)
-        if self.check is None:
+        check = self.check()
+        if check is None:
             return Outcome.failure("sessions_unavailable", "sessions are not available", status=503)
         try:
-            subject, scopes = await self.check(token)
+            subject, scopes = await check(token)
         except TokenwardError as exc:
             if exc.status in (400, 401):
                 return Outcome.failure(exc.error_code, exc.detail, challenge=self.challenge)

@@ -1,0 +1,383 @@
+"""The ``/verify`` decision: resolve the config token (cached), run plugins, ask the policy, build headers.
+
+Nothing here touches HTTP: the route hands over the query parameters and headers and renders the
+:class:`Decision`. A warm request decrypts nothing: decoded tokens are cached by their exact string
+(bounded LRU, re-validated against revocations, expiry and the key grace window), pointer lookups by
+``(store_id, token_id)`` for the store's ``cache_ttl`` (memory stores: until their content changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from tokenward.errors import BadRequest, Forbidden, NotFound, TokenwardError
+from tokenward.forwardauth.assertions import any_holds, check_assertion
+from tokenward.forwardauth.config_token import decode_token
+from tokenward.forwardauth.documents import load_text
+from tokenward.forwardauth.plugins import Outcome, Plugin, PluginDeps, UserInfo, VerifyRequest, build_plugin
+from tokenward.forwardauth.queries import compile_query
+from tokenward.forwardauth.request_info import RequestInfo, reconstruct
+from tokenward.forwardauth.schema import ConfigDocument, HeaderSpec, PolicyBlock, ValueQuery, parse_document
+from tokenward.forwardauth.stores import StoredValue, TokenStore
+from tokenward.keys import Keyring
+from tokenward.policy import Policy
+from tokenward.policy.questions import DENY, is_user
+from tokenward.storage.config_tokens import ConfigTokenRevocations
+
+__all__ = ["CompiledConfig", "Decision", "ForwardAuthService"]
+
+log = logging.getLogger("tokenward.forwardauth")
+
+MAX_POINTER_DEPTH = 4
+CACHE_SIZE = 10_000
+TOKEN_RECHECK_SECONDS = 60.0
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308, 401, 403})
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2,4}$")
+DEFAULT_CHALLENGE = 'Basic realm="tokenward", charset="UTF-8"'
+
+
+@dataclasses.dataclass(slots=True)
+class CompiledConfig:
+    """A validated document with its plugins built (reused while cached)."""
+
+    document: ConfigDocument
+    plugins: list[Plugin[Any]]
+    checked_until: float  # re-validate key id / expiry after this (monotonic)
+
+    @property
+    def jti(self) -> str | None:
+        return self.document.jti
+
+
+@dataclasses.dataclass(slots=True)
+class Decision:
+    """The answer to the proxy: status, headers (value bytes may be UTF-8), JSON error body when refused."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    error: dict[str, str] | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class _StoreEntry:
+    version: int
+    until: float
+    value: StoredValue
+
+
+class _Revoked:
+    """The set of revoked jtis, re-read at most every ``interval`` seconds (one query, shared by all requests)."""
+
+    def __init__(self, store: ConfigTokenRevocations | None, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        self.ids: frozenset[str] = frozenset()
+        self.loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def current(self, now: float) -> frozenset[str]:
+        if self.store is not None and now - self.loaded_at >= self.interval:
+            async with self._lock:
+                if now - self.loaded_at >= self.interval:
+                    try:
+                        self.ids = await self.store.revoked_ids()
+                    except TokenwardError as exc:  # keep the last known set; the database may be back soon
+                        log.warning("cannot refresh revoked config tokens: %s", exc.detail)
+                    self.loaded_at = now
+        return self.ids
+
+
+class ForwardAuthService:
+    """Everything ``/verify`` needs, built once per process."""
+
+    def __init__(
+        self,
+        *,
+        keyring: Callable[[], Keyring],
+        stores: Mapping[str, TokenStore] | None = None,
+        revocations: ConfigTokenRevocations | None = None,
+        deps: PluginDeps | None = None,
+        policy: Callable[[], Policy | None] = lambda: None,
+        revocation_refresh: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keyring = keyring
+        self.stores = dict(stores or {})
+        self.deps = deps or PluginDeps()
+        self.policy = policy
+        self.clock = clock
+        self.monotonic = monotonic
+        self._revoked = _Revoked(revocations, revocation_refresh)
+        self._tokens: OrderedDict[str, CompiledConfig] = OrderedDict()
+        self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
+        self._lookups: dict[tuple[str, str], _StoreEntry] = {}
+
+    async def close(self) -> None:
+        for store in self.stores.values():
+            await store.close()
+        for compiled in [*self._tokens.values(), *self._plain.values()]:
+            for plugin in compiled.plugins:
+                await plugin.aclose()
+
+    # -- config resolution ------------------------------------------------------------------
+
+    def _compile(self, document: ConfigDocument, mono: float) -> CompiledConfig:
+        plugins = [build_plugin(p, self.deps) for p in document.tokenward.plugins]
+        return CompiledConfig(document, plugins, mono + TOKEN_RECHECK_SECONDS)
+
+    def _from_token(self, token: str, now: float, mono: float) -> CompiledConfig:
+        compiled = self._tokens.get(token)
+        if compiled is not None:
+            exp = compiled.document.exp
+            if mono < compiled.checked_until and (exp is None or now < exp):
+                return compiled
+            del self._tokens[token]  # expired or due for a key check: decode again (and raise if bad)
+        decoded = decode_token(token, self.keyring(), now=now)
+        compiled = self._compile(decoded.document, mono)
+        if decoded.document.exp is not None:
+            compiled.checked_until = min(compiled.checked_until, mono + max(0.0, decoded.document.exp - now))
+        self._tokens[token] = compiled
+        if len(self._tokens) > CACHE_SIZE:
+            self._tokens.popitem(last=False)
+        return compiled
+
+    def _from_plain(self, value: StoredValue, mono: float) -> CompiledConfig:
+        key = value if isinstance(value, str) else repr(sorted(value.items()))
+        compiled = self._plain.get(key)
+        if compiled is None:
+            data = load_text(value, what="stored document") if isinstance(value, str) else value
+            compiled = self._compile(parse_document(data), mono)
+            self._plain[key] = compiled
+            if len(self._plain) > CACHE_SIZE:
+                self._plain.popitem(last=False)
+        return compiled
+
+    async def _lookup(self, store_id: str, token_id: str, mono: float) -> tuple[TokenStore, StoredValue]:
+        store = self.stores.get(store_id)
+        if store is None:
+            raise BadRequest(f"no config token store {store_id!r} is declared", code="config_token_store_unknown")
+        await store.refresh()
+        entry = self._lookups.get((store_id, token_id))
+        if entry is not None and entry.version == store.version and mono < entry.until:
+            return store, entry.value
+        value = await store.get(token_id)
+        if value is None:
+            raise NotFound(f"store {store_id!r} holds no config token {token_id!r}", code="config_token_not_found")
+        ttl = store.cache_ttl if store.cache_ttl > 0 else (float("inf") if store.in_memory else 0.0)
+        if ttl > 0:
+            if len(self._lookups) > CACHE_SIZE:
+                self._lookups.clear()
+            self._lookups[(store_id, token_id)] = _StoreEntry(store.version, mono + ttl, value)
+        return store, value
+
+    async def resolve(self, *, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
+        """The config in force: from ``token`` or a store, following pointers (at most 4, no loops)."""
+        now, mono = self.clock(), self.monotonic()
+        revoked = await self._revoked.current(mono)
+        seen: set[tuple[str, str]] = set()
+        compiled: CompiledConfig | None = None
+        if token is not None:
+            compiled = self._from_token(token, now, mono)
+        elif store_id is None or token_id is None:
+            raise BadRequest(
+                "give config_token, or config_token_store_id and config_token_id (or their _query variants)",
+                code="config_token_missing",
+            )
+        for _ in range(MAX_POINTER_DEPTH + 1):
+            if compiled is not None:
+                if compiled.jti is not None and compiled.jti in revoked:
+                    raise Forbidden("this config token was revoked", code="config_token_revoked")
+                pointer = compiled.document.tokenward.pointer
+                if pointer is None:
+                    return compiled
+                store_id, token_id = pointer
+            if store_id is None or token_id is None:  # pragma: no cover - guarded above
+                raise BadRequest("no config token given", code="config_token_missing")
+            if (store_id, token_id) in seen:
+                raise BadRequest("config token pointers form a loop", code="config_token_pointer_loop")
+            seen.add((store_id, token_id))
+            store, value = await self._lookup(store_id, token_id, mono)
+            if isinstance(value, dict) or not _TOKEN_SHAPE.match(value.strip()):
+                if not store.allow_plain:
+                    raise BadRequest(
+                        f"store {store_id!r} holds a plain document but does not set allow_plain",
+                        code="config_token_plain_refused",
+                    )
+                compiled = self._from_plain(value, mono)
+            else:
+                compiled = self._from_token(value.strip(), now, mono)
+        raise BadRequest(f"more than {MAX_POINTER_DEPTH} pointers in a row", code="config_token_pointer_loop")
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    async def verify(
+        self,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        *,
+        client_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """Decide one ``/verify`` call. Raises TokenwardError (4xx/503) for a bad call or configuration."""
+        info = reconstruct(headers)
+        compiled = await self.resolve(
+            token=_param(params, "config_token", info),
+            store_id=_param(params, "config_token_store_id", info),
+            token_id=_param(params, "config_token_id", info),
+        )
+        fallback = _int_param(params, "fallback_plugin")
+        redirect_code = _int_param(params, "redirect_http_code") or 302
+        if redirect_code not in REDIRECT_CODES:
+            raise BadRequest("redirect_http_code must be 301, 302, 303, 307, 308, 401 or 403", code="param_invalid")
+        request = VerifyRequest(
+            headers=headers, info=info, client_ip=_client_ip(headers, client_ip), request_id=request_id
+        )
+        block = compiled.document.tokenward
+        failures: list[Outcome | None] = []
+        for plugin in compiled.plugins:
+            cfg = plugin.config
+            if cfg.pcb.skip and any_holds(cfg.pcb.skip, info.as_dict()):
+                failures.append(None)
+                continue
+            outcome = await plugin.verify(request)
+            if outcome.ok and cfg.assertions:
+                data = {**info.as_dict(), "userinfo": (outcome.user or UserInfo()).as_dict()}
+                if not all(check_assertion(a, data) for a in cfg.assertions):
+                    outcome = Outcome.failure(
+                        "assertion_failed", "the user does not satisfy the assertions", status=403
+                    )
+            if outcome.ok:
+                return self._allow(compiled, outcome.user or UserInfo(), info)
+            failures.append(outcome)
+            if cfg.pcb.stop and any_holds(cfg.pcb.stop, info.as_dict()):
+                break
+        chosen = None
+        if fallback is not None and 0 <= fallback < len(failures):
+            chosen = failures[fallback]
+        if chosen is None:
+            chosen = next((f for f in reversed(failures) if f is not None), None)
+        if chosen is None:
+            chosen = Outcome.failure("no_plugin_ran", "every plugin was skipped")
+        return self._refuse(block.custom_error_headers, chosen, info, redirect_code)
+
+    def _allow(self, compiled: CompiledConfig, user: UserInfo, info: RequestInfo) -> Decision:
+        block = compiled.document.tokenward
+        if block.policy is not None:
+            self._check_policy(block.policy, user, info)
+        out = [
+            ("Remote-User", user.sub),
+            ("Remote-Email", user.email),
+            ("Remote-Groups", ",".join(user.groups)),
+            ("Remote-Name", user.name),
+        ]
+        if block.custom_service_headers:
+            out += _custom_headers(block.custom_service_headers, info, user)
+        for _, value in out:
+            _check_value(value)
+        return Decision(200, out)
+
+    def _check_policy(self, spec: PolicyBlock, user: UserInfo, info: RequestInfo) -> None:
+        subject = user.sub or user.email
+        if not subject:
+            raise Forbidden("the policy check needs an authenticated user", code="policy_denied")
+        policy = self.policy()
+        if policy is None:
+            raise Forbidden("no policy is loaded", code="policy_unavailable")
+        data = {**info.as_dict(), "userinfo": user.as_dict()}
+        dom, obj, act = (
+            _value(v, data, name)
+            for v, name in ((spec.domain, "domain"), (spec.object, "object"), (spec.action, "action"))
+        )
+        try:
+            engine = policy.engine("userpolicy.csv" if is_user(subject) else "resourcepolicy.csv")
+        except (KeyError, TokenwardError):
+            raise Forbidden("this instance does not serve the policy file needed", code="policy_unavailable") from None
+        if not engine.enforce(subject, dom, obj, act) or engine.enforce(subject, dom, obj, DENY):
+            raise Forbidden(f"the policy does not allow {act} on {obj}", code="policy_denied")
+
+    def _refuse(self, spec: Mapping[str, HeaderSpec], outcome: Outcome, info: RequestInfo, redirect: int) -> Decision:
+        out: list[tuple[str, str]] = []
+        status = outcome.status
+        if outcome.location is not None:
+            status = redirect
+            out.append(("Location", outcome.location))
+        if status == 401:
+            out.append(("WWW-Authenticate", outcome.challenge or DEFAULT_CHALLENGE))
+        if spec:
+            try:
+                out += _custom_headers(spec, info, UserInfo())
+            except TokenwardError as exc:
+                log.warning("custom_error_headers skipped: %s", exc.detail)
+        out = [(k, v) for k, v in out if not any(c in v for c in "\r\n\0")]
+        return Decision(status, out, {"error": outcome.code or "unauthorized", "detail": outcome.detail})
+
+
+def _param(params: Mapping[str, str], name: str, info: RequestInfo) -> str | None:
+    value = params.get(name)
+    if value is not None:
+        return value
+    query = params.get(f"{name}_query")
+    if query is None:
+        return None
+    engine = params.get(f"{name}_query_engine", "jp")
+    return compile_query(engine, query).one(info.as_dict(), name=f"{name}_query")
+
+
+def _int_param(params: Mapping[str, str], name: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 4:
+        raise BadRequest(f"{name} must be a small whole number", code="param_invalid")
+    return int(value)
+
+
+def _client_ip(headers: Mapping[str, str], peer: str | None) -> str | None:
+    forwarded = headers.get("x-forwarded-for")
+    if forwarded:  # the proxy appends the address it saw: the last entry is the one it vouches for
+        return forwarded.rsplit(",", 1)[-1].strip()[:64] or peer
+    return headers.get("x-real-ip", peer)
+
+
+def _value(spec: str | ValueQuery, data: Any, name: str) -> str:
+    if isinstance(spec, str):
+        return spec
+    return compile_query(spec.query_engine, spec.query).one(data, name=f"policy.{name}")
+
+
+def _encode(value: str, encoding: str) -> str:
+    if encoding == "base64":
+        return base64.b64encode(value.encode("utf-8")).decode("ascii")
+    if encoding == "url":
+        return quote(value, safe="")
+    return value
+
+
+def _custom_headers(spec: Mapping[str, HeaderSpec], info: RequestInfo, user: UserInfo) -> list[tuple[str, str]]:
+    out = []
+    for name, header in spec.items():
+        if header.source == "static":
+            value = header.value
+        else:
+            data = user.as_dict() if header.source == "userinfo" else info.as_dict()
+            found = compile_query(header.query_engine, header.value).values(data)
+            parts = [v for v in found if v is not None and not isinstance(v, dict)]
+            flat = [x for v in parts for x in (v if isinstance(v, list) else [v])]
+            value = ",".join(str(v) for v in flat)
+        out.append((name, _encode(value, header.encoding)))
+    return out
+
+
+def _check_value(value: str) -> None:
+    if any(c in value for c in "\r\n\0"):
+        raise BadRequest("a response header value would hold CR, LF or NUL", code="header_value_invalid")

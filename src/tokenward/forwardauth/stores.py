@@ -1,0 +1,295 @@
+"""Server-side config token stores (seed 001): ``file``, ``env`` and ``sql``.
+
+Declared in ``TOKENWARD_CONFIG_TOKEN_STORES`` (JSON or YAML)::
+
+    primary: {adapter: file, options: {path: /etc/tokenward/tokens.yaml, cache_ttl: 60}}
+    envstore: {adapter: env, options: {var: CONFIG_TOKENS}}
+    db: {adapter: sql, options: {url: "mysql://…/eas", cache_ttl: 30,
+         query: "SELECT token as token from config_tokens WHERE id = ? AND revoked != 1"}}
+
+A stored value is an encrypted or signed config token, or — only in a store with
+``allow_plain: true`` — a plain JSON/YAML document (object). ``file`` keeps serving its last good
+content when the file turns bad (and logs it); ``sql`` down is a 503 ``config_token_store_unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import text
+
+from tokenward.errors import BadRequest, ConfigError, StorageError, StorageUnavailable
+from tokenward.forwardauth.documents import load_text
+
+__all__ = [
+    "EnvStore",
+    "FileStore",
+    "SqlStore",
+    "StoreSpec",
+    "StoredValue",
+    "TokenStore",
+    "build_stores",
+    "parse_store_specs",
+]
+
+log = logging.getLogger("tokenward.forwardauth.stores")
+
+StoredValue = str | dict[str, Any]
+MAX_STORE_BYTES = 16 * 1_048_576
+_ID = re.compile(r"^[A-Za-z0-9_.:@/+-]{1,256}$")
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cache_ttl: float = Field(default=0, ge=0, le=86400, description="Seconds a looked-up value is reused.")
+    allow_plain: bool = Field(default=False, description="Accept unencrypted JSON/YAML documents as values.")
+
+
+class FileOptions(_Options):
+    path: Path
+    check_interval: float = Field(default=1.0, ge=0, le=3600, description="Seconds between checks for changes.")
+
+
+class EnvOptions(_Options):
+    var: str = Field(min_length=1, max_length=256)
+
+
+class SqlOptions(_Options):
+    url: str = Field(min_length=1)
+    query: str = Field(min_length=1, max_length=4096)
+
+    @field_validator("query")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        if _outside_quotes(value).count("?") != 1:
+            raise ValueError("the query needs exactly one ? placeholder for the token id")
+        return value
+
+
+class StoreSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    adapter: Literal["file", "env", "sql"]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def parsed_options(self) -> FileOptions | EnvOptions | SqlOptions:
+        if self.adapter == "file":
+            return FileOptions.model_validate(self.options)
+        if self.adapter == "env":
+            return EnvOptions.model_validate(self.options)
+        return SqlOptions.model_validate(self.options)
+
+
+def _outside_quotes(query: str) -> str:
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "", query)
+
+
+def parse_store_specs(source: str | None) -> dict[str, StoreSpec]:
+    """Validate the ``TOKENWARD_CONFIG_TOKEN_STORES`` text; ConfigError naming the bad store and field."""
+    if not source or not source.strip():
+        return {}
+    try:
+        data = load_text(source, what="TOKENWARD_CONFIG_TOKEN_STORES value")
+    except BadRequest as exc:
+        raise ConfigError(exc.detail, code="setting_invalid") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "TOKENWARD_CONFIG_TOKEN_STORES must map store ids to {adapter, options}", code="setting_invalid"
+        )
+    specs: dict[str, StoreSpec] = {}
+    for store_id, raw in data.items():
+        try:
+            spec = StoreSpec.model_validate(raw)
+            spec.parsed_options()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ConfigError(
+                f"TOKENWARD_CONFIG_TOKEN_STORES store {store_id!r}: {where}: {msg}", code="setting_invalid"
+            ) from None
+        specs[str(store_id)] = spec
+    return specs
+
+
+def _check_id(token_id: str) -> None:
+    if not _ID.match(token_id):
+        raise BadRequest(
+            "config_token_id has characters or a length a store does not accept", code="config_token_id_invalid"
+        )
+
+
+class TokenStore(ABC):
+    """One store: ``get(id)`` gives the stored value or None. ``version`` changes when memory content is replaced."""
+
+    cache_ttl: float = 0.0
+    allow_plain: bool = False
+    in_memory: bool = False
+    version: int = 0
+
+    async def refresh(self) -> None:  # noqa: B027 - optional hook
+        """Pick up changes (a file store re-reads its file when it changed)."""
+
+    @abstractmethod
+    async def get(self, token_id: str) -> StoredValue | None: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+def _parse_map(text_value: str, what: str) -> dict[str, StoredValue]:
+    data = load_text(text_value, what=what)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadRequest(f"{what} must map token ids to tokens", code="document_invalid")
+    out: dict[str, StoredValue] = {}
+    for key, value in data.items():
+        if not isinstance(value, str | dict):
+            raise BadRequest(f"{what}: the value of {key!r} is neither a token nor a document", code="document_invalid")
+        out[str(key)] = value
+    return out
+
+
+class _MapStore(TokenStore):
+    in_memory = True
+
+    def __init__(self, options: _Options) -> None:
+        self.cache_ttl = options.cache_ttl
+        self.allow_plain = options.allow_plain
+        self._content: dict[str, StoredValue] = {}
+
+    async def get(self, token_id: str) -> StoredValue | None:
+        _check_id(token_id)
+        return self._content.get(token_id)
+
+
+class FileStore(_MapStore):
+    """A JSON/YAML file ``{id: token}``, re-read (at most once a second) when its size, mtime or inode change."""
+
+    def __init__(self, options: FileOptions, *, clock: Any = time.monotonic) -> None:
+        super().__init__(options)
+        self.path = options.path
+        self.check_interval = options.check_interval
+        self._clock = clock
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = float("-inf")
+        self._load()
+
+    def _load(self) -> None:
+        self._checked = self._clock()
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp == self._stamp:
+                return
+            if st.st_size > MAX_STORE_BYTES:
+                raise BadRequest(f"larger than {MAX_STORE_BYTES} bytes", code="document_too_large")
+            content = _parse_map(self.path.read_text(encoding="utf-8"), f"token file {self.path}")
+        except OSError as exc:
+            log.warning(
+                "config token file %s cannot be read (%s); keeping the last good content", self.path, exc.strerror
+            )
+            return
+        except (BadRequest, UnicodeDecodeError) as exc:
+            detail = exc.detail if isinstance(exc, BadRequest) else "not UTF-8"
+            log.warning("config token file %s is invalid (%s); keeping the last good content", self.path, detail)
+            self._stamp = stamp
+            return
+        self._content = content
+        self._stamp = stamp
+        self.version += 1
+
+    async def refresh(self) -> None:
+        if self._clock() - self._checked >= self.check_interval:
+            self._load()
+
+
+class EnvStore(_MapStore):
+    """A JSON/YAML map ``{id: token}`` in an environment variable, read once at start."""
+
+    def __init__(self, options: EnvOptions, *, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__(options)
+        env = os.environ if environ is None else environ
+        raw = env.get(options.var)
+        if raw is None:
+            raise ConfigError(f"the env config token store needs the variable {options.var}", code="setting_invalid")
+        try:
+            self._content = _parse_map(raw, f"variable {options.var}")
+        except BadRequest as exc:
+            raise ConfigError(exc.detail, code="setting_invalid") from None
+        self.version = 1
+
+
+class SqlStore(TokenStore):
+    """A table read with the operator's query; the ``token`` column of the first row is the value."""
+
+    def __init__(self, options: SqlOptions) -> None:
+        from tokenward.storage import Database
+
+        self.cache_ttl = options.cache_ttl
+        self.allow_plain = options.allow_plain
+        body = _outside_quotes(options.query)
+        if body != options.query and "?" not in body:  # pragma: no cover - validated
+            raise ConfigError("the query placeholder is inside quotes", code="setting_invalid")
+        self._query = text(_replace_placeholder(options.query))
+        self._db = Database.connect(options.url)
+
+    async def get(self, token_id: str) -> StoredValue | None:
+        _check_id(token_id)
+        try:
+            async with self._db.session() as session:
+                row = (await session.execute(self._query, {"config_token_id": token_id})).mappings().first()
+        except StorageUnavailable:
+            raise StorageUnavailable(
+                "the config token database cannot be reached", code="config_token_store_unavailable"
+            ) from None
+        except StorageError as exc:
+            raise StorageError(
+                f"the config token query failed: {exc.detail}", code="config_token_store_error"
+            ) from None
+        if row is None:
+            return None
+        if "token" not in row:
+            raise StorageError(
+                "the config token query must select a column named token", code="config_token_store_error"
+            )
+        value = row["token"]
+        return None if value is None else str(value)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def _replace_placeholder(query: str) -> str:
+    out, quote = [], ""
+    for ch in query:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append(":config_token_id")
+            continue
+        out.append("\\:" if ch == ":" else ch)  # a literal colon, not a bind parameter
+    return "".join(out)
+
+
+def build_stores(specs: Mapping[str, StoreSpec], *, environ: Mapping[str, str] | None = None) -> dict[str, TokenStore]:
+    stores: dict[str, TokenStore] = {}
+    for store_id, spec in specs.items():
+        options = spec.parsed_options()
+        if isinstance(options, FileOptions):
+            stores[store_id] = FileStore(options)
+        elif isinstance(options, EnvOptions):
+            stores[store_id] = EnvStore(options, environ=environ)
+        else:
+            stores[store_id] = SqlStore(options)
+    return stores

@@ -1,0 +1,343 @@
+"""/verify through the ASGI app: request reconstruction, token sources, plugins, policy, headers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
+
+import tokenward.forwardauth.service as service_module
+from tokenward.apptokens import cli_actor
+from tokenward.forwardauth.config_token import encode_token
+from tokenward.runtime import Runtime
+
+FWD = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "app.example.com",
+    "X-Forwarded-Uri": "/docs/a?x=1&y=2",
+    "X-Forwarded-Method": "GET",
+}
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def token(runtime: Runtime, plugins: list[dict[str, Any]], **extra: Any) -> str:
+    block = {"plugins": plugins, **extra.pop("block", {})}
+    return encode_token({"tokenward": block, **extra}, runtime.keyring)
+
+
+async def call(client: httpx.AsyncClient, params: dict[str, str], **headers: str) -> httpx.Response:
+    return await client.get("/verify", params=params, headers={**FWD, **headers})
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "missing_x_forwarded_proto"),
+        ({"X-Forwarded-Proto": "https"}, "missing_x_forwarded_host"),
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "a"}, "missing_x_forwarded_uri"),
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "a", "X-Forwarded-Uri": "/"}, "missing_x_forwarded_method"),
+        ({"X-Original-URL": "https://a/b"}, "missing_x_original_method"),
+        ({"X-Original-URL": "ftp://a/b", "X-Original-Method": "GET"}, "forwarded_header_invalid"),
+        ({"X-Original-URL": "https://a/" + "b" * 9000, "X-Original-Method": "GET"}, "uri_too_long"),
+    ],
+)
+async def test_missing_or_bad_forwarding_headers_are_a_400_naming_them(
+    client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str], code: str
+) -> None:
+    r = await client.get("/verify", params={"config_token": token(runtime, [{"type": "noop"}])}, headers=headers)
+    assert r.status_code == 400 and r.json()["error"] == code
+
+
+async def test_noop_allows_with_empty_remote_headers(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    r = await call(client, {"config_token": token(runtime, [{"type": "noop"}])}, **{"Remote-User": "mallory"})
+    assert r.status_code == 200
+    assert r.headers["remote-user"] == "" and r.headers["remote-groups"] == ""
+    r = await client.get(
+        "/verify",
+        params={"config_token": token(runtime, [{"type": "noop"}])},
+        headers={"X-Original-URL": "http://h:8080/p?q=1", "X-Original-Method": "post"},
+    )
+    assert r.status_code == 200
+
+
+async def test_token_problems(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    r = await call(client, {})
+    assert r.status_code == 400 and r.json()["error"] == "config_token_missing"
+    r = await call(client, {"config_token": "garbage"})
+    assert r.json()["error"] == "config_token_invalid"
+    expired = token(runtime, [{"type": "noop"}], exp=int(time.time()) - 5)
+    r = await call(client, {"config_token": expired})
+    assert r.json()["error"] == "config_token_expired"
+    r = await call(client, {"config_token": token(runtime, [{"type": "noop"}]), "q": "x" * 17000})
+    assert r.status_code == 400 and r.json()["error"] == "query_too_large"
+    r = await call(client, {"config_token_store_id": "nope", "config_token_id": "1"})
+    assert r.json()["error"] == "config_token_store_unknown"
+    r = await call(client, {"config_token_store_id": "primary", "config_token_id": "missing"})
+    assert r.status_code == 404 and r.json()["error"] == "config_token_not_found"
+    r = await call(client, {"config_token_store_id": "plainenv", "config_token_id": "ptr"})
+    assert r.json()["error"] == "config_token_pointer_loop"
+
+
+async def test_app_token_via_pointer_in_file_store_warm_path_decrypts_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, token_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert runtime.app_tokens is not None
+    _, secret = await runtime.app_tokens.create(owner="alice@example.com", created_by=cli_actor())
+    real = token(runtime, [{"type": "app_token"}], jti="real-1")
+    token_file.write_text(json.dumps({"site": real}))
+    pointer = encode_token(
+        {"tokenward": {"config_token_store_id": "primary", "config_token_id": "site"}}, runtime.keyring
+    )
+    calls = []
+    original = service_module.decode_token  # type: ignore[attr-defined]
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "decode_token", spy)
+    for _ in range(3):
+        r = await call(client, {"config_token": pointer}, Authorization=basic("alice@example.com", secret))
+        assert r.status_code == 200, r.text
+        assert r.headers["remote-user"] == "alice@example.com"
+        assert r.headers["remote-email"] == "alice@example.com"
+    assert len(calls) == 2  # pointer + stored token, once each
+    r = await call(client, {"config_token": pointer}, Authorization=basic("alice@example.com", "twa_wrong"))
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic realm=")
+    r = await call(client, {"config_token": pointer})
+    assert r.status_code == 401 and "www-authenticate" in r.headers
+
+
+async def test_revoked_token_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from datetime import UTC, datetime
+
+    from tokenward.storage.config_tokens import ConfigTokenRevocation, SqlConfigTokenRevocations
+
+    t = token(runtime, [{"type": "noop"}], jti="gone")
+    assert (await call(client, {"config_token": t})).status_code == 200
+    await SqlConfigTokenRevocations(runtime.database).revoke(
+        ConfigTokenRevocation(jti="gone", revoked_at=datetime.now(UTC), revoked_by="test")
+    )
+    time.sleep(0.01)
+    r = await call(client, {"config_token": t})
+    assert r.status_code == 403 and r.json()["error"] == "config_token_revoked"
+
+
+async def test_query_variants_pick_the_stored_token(
+    client: httpx.AsyncClient, runtime: Runtime, token_file: Path
+) -> None:
+    token_file.write_text(json.dumps({"app.example.com": token(runtime, [{"type": "noop"}])}))
+    params = {"config_token_store_id": "primary", "config_token_id_query": "$.parsedUri.host"}
+    assert (await call(client, params)).status_code == 200
+    params = {
+        "config_token_store_id_query_engine": "template",
+        "config_token_store_id_query": "{{ 'prim' ~ 'ary' }}",
+        "config_token_id_query_engine": "template",
+        "config_token_id_query": "{{ headers['x-forwarded-host'] }}",
+    }
+    assert (await call(client, params)).status_code == 200
+    r = await call(client, {"config_token_store_id": "primary", "config_token_id_query": "$.parsedQuery.*"})
+    assert r.json()["error"] == "query_ambiguous"
+    r = await call(client, {"config_token_store_id": "primary", "config_token_id_query": "$.nothing"})
+    assert r.json()["error"] == "query_no_value"
+    r = await call(
+        client,
+        {
+            "config_token_store_id": "primary",
+            "config_token_id_query_engine": "js",
+            "config_token_id_query": "process.exit()",
+        },
+    )
+    assert r.json()["error"] == "query_engine_unknown"
+    r = await call(
+        client,
+        {
+            "config_token_store_id": "primary",
+            "config_token_id_query_engine": "template",
+            "config_token_id_query": "{{ ''.__class__.__mro__ }}",
+        },
+    )
+    assert r.status_code == 400
+
+
+async def test_plain_store_document(client: httpx.AsyncClient) -> None:
+    r = await call(client, {"config_token_store_id": "plainenv", "config_token_id": "anon"})
+    assert r.status_code == 200
+
+
+async def test_plain_document_refused_without_allow_plain(client: httpx.AsyncClient, token_file: Path) -> None:
+    token_file.write_text(json.dumps({"p": {"tokenward": {"plugins": [{"type": "noop"}]}}}))
+    r = await call(client, {"config_token_store_id": "primary", "config_token_id": "p"})
+    assert r.json()["error"] == "config_token_plain_refused"
+
+
+async def test_htpasswd_hashes_and_cache(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from argon2 import PasswordHasher
+
+    lines = "\n".join(
+        [
+            "bob:" + bcrypt.hashpw(b"pw-b", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$"),
+            "apr:" + apr_md5_crypt.hash("pw-a"),
+            "sha:{SHA}" + base64.b64encode(__import__("hashlib").sha1(b"pw-s").digest()).decode(),
+            "arg:" + PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash("pw-g"),
+        ]
+    )
+    t = token(runtime, [{"type": "htpasswd", "htpasswd": lines, "realm": "private"}])
+    for user, pw in (("bob", "pw-b"), ("apr", "pw-a"), ("sha", "pw-s"), ("arg", "pw-g"), ("bob", "pw-b")):
+        r = await call(client, {"config_token": t}, Authorization=basic(user, pw))
+        assert r.status_code == 200, (user, r.text)
+        assert r.headers["remote-user"] == user
+    r = await call(client, {"config_token": t}, Authorization=basic("bob", "nope"))
+    assert r.status_code == 401 and r.headers["www-authenticate"] == 'Basic realm="private", charset="UTF-8"'
+    r = await call(client, {"config_token": t}, Authorization="Basic %%%")
+    assert r.status_code == 401 and r.json()["error"] == "authorization_malformed"
+
+
+async def test_header_param_pcb_and_fallback(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    secret_rule = {"method": "eq", "value": "let-me-in-please"}
+    t = token(
+        runtime,
+        [
+            {"type": "request_header", "header": "X-Api-Key", "rule": secret_rule, "realm": "first"},
+            {"type": "request_param", "param": "x", "rule": {"method": "in", "value": ["7", "8"]}},
+            {
+                "type": "noop",
+                "pcb": {"skip": [{"query": "$.parsedUri.path", "rule": {"method": "regex", "value": "^/docs"}}]},
+            },
+        ],
+    )
+    assert (await call(client, {"config_token": t}, **{"X-Api-Key": "let-me-in-please"})).status_code == 200
+    r = await call(client, {"config_token": t}, **{"X-Forwarded-Uri": "/docs?x=8"})
+    assert r.status_code == 200
+    r = await call(client, {"config_token": t})  # noop skipped on /docs: the last failure answers
+    assert r.status_code == 401 and r.json()["error"] == "request_param_rejected"
+    r = await call(client, {"config_token": t, "fallback_plugin": "0"})
+    assert r.json()["error"] == "request_header_rejected"
+    assert (await call(client, {"config_token": t}, **{"X-Forwarded-Uri": "/public"})).status_code == 200
+    stop = token(
+        runtime,
+        [
+            {
+                "type": "request_param",
+                "param": "x",
+                "rule": {"method": "eq", "value": "9"},
+                "pcb": {"stop": [{"query": "$.method", "rule": {"method": "eq", "value": "GET"}}]},
+            },
+            {"type": "noop"},
+        ],
+    )
+    assert (await call(client, {"config_token": stop})).status_code == 401
+
+
+async def test_custom_headers_and_crlf(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    t = token(
+        runtime,
+        [{"type": "request_param", "param": "x", "rule": {"method": "eq", "value": "1"}}],
+        block={
+            "custom_service_headers": {
+                "X-Static": {"value": "hello"},
+                "X-Host": {"source": "request", "value": "$.parsedUri.host", "encoding": "base64"},
+                "X-Path": {"source": "request", "value": "$.parsedUri.path", "encoding": "url"},
+                "X-Agent": {"source": "request", "value": "$.headers['x-agent']"},
+            },
+            "custom_error_headers": {"X-Why": {"value": "denied"}},
+        },
+    )
+    r = await call(client, {"config_token": t}, **{"X-Agent": "ok"})
+    assert r.status_code == 200
+    assert r.headers["x-static"] == "hello" and base64.b64decode(r.headers["x-host"]) == b"app.example.com"
+    assert r.headers["x-path"] == "%2Fdocs%2Fa"
+    r = await call(client, {"config_token": t}, **{"X-Forwarded-Uri": "/"})
+    assert r.status_code == 401 and r.headers["x-why"] == "denied"
+
+
+async def test_jwt_plugin(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    key = "k" * 32
+    t = token(
+        runtime,
+        [
+            {
+                "type": "jwt",
+                "algorithms": ["HS256"],
+                "secret": key,
+                "issuer": "me",
+                "assertions": [{"query": "$.userinfo.groups", "rule": {"method": "contains", "value": "ops"}}],
+            }
+        ],
+        block={"custom_service_headers": {"X-Name": {"source": "userinfo", "value": "$.name"}}},
+    )
+    now = int(time.time())
+
+    def make(**claims: Any) -> str:
+        body = {"sub": "u1", "iss": "me", "exp": now + 60, "groups": ["ops", "dev"], "name": "Zoë", **claims}
+        return jwt.encode({"alg": "HS256"}, body, OctKey.import_key(key.encode()))
+
+    r = await call(client, {"config_token": t}, Authorization="Bearer " + make())
+    assert r.status_code == 200 and r.headers["remote-user"] == "u1" and r.headers["remote-groups"] == "ops,dev"
+    assert dict(r.headers.raw)[b"x-name"] == "Zoë".encode()  # UTF-8 on the wire, not a 500
+    r = await call(client, {"config_token": t}, Authorization="Bearer " + make(exp=now - 100))
+    assert r.status_code == 401 and "invalid_token" in r.headers["www-authenticate"]
+    r = await call(client, {"config_token": t}, Authorization="Bearer " + make(iss="other"))
+    assert r.status_code == 401
+    r = await call(client, {"config_token": t}, Authorization="Bearer " + make(groups=["dev"]))
+    assert r.status_code == 403 and r.json()["error"] == "assertion_failed"
+    r = await call(client, {"config_token": t}, Authorization="Bearer " + make(name="a\nb"))
+    assert r.status_code == 400 and r.json()["error"] == "header_value_invalid"
+
+
+async def test_forward_plugin_and_redirect_code(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    assert runtime.forward_auth is not None
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") == "ok":
+            return httpx.Response(204, headers={"Remote-User": "fwd", "Remote-Groups": "a, b"})
+        if request.headers.get("x-forwarded-uri") == "/login":
+            return httpx.Response(302, headers={"Location": "https://login.example.com/"})
+        return httpx.Response(403)
+
+    runtime.forward_auth.deps.http = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+    t = token(runtime, [{"type": "forward", "url": "http://auth.internal/check"}])
+    r = await call(client, {"config_token": t}, Authorization="ok")
+    assert r.status_code == 200 and r.headers["remote-user"] == "fwd" and r.headers["remote-groups"] == "a,b"
+    r = await call(client, {"config_token": t, "redirect_http_code": "401"}, **{"X-Forwarded-Uri": "/login"})
+    assert r.status_code == 401 and r.headers["location"] == "https://login.example.com/"
+    r = await call(client, {"config_token": t})
+    assert r.status_code == 403
+    r = await call(client, {"config_token": t, "redirect_http_code": "200"})
+    assert r.json()["error"] == "param_invalid"
+    await runtime.forward_auth.deps.http.aclose()
+
+
+async def test_policy_block(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    assert runtime.app_tokens is not None and runtime.policy is not None
+    from tokenward.policy.files import read_sources
+
+    sources = dict(read_sources(runtime.settings.data_dir))
+    sources["userpolicy.csv"] = (
+        sources.get("userpolicy.csv", b"") + b"\np, alice@example.com, app.example.com, wiki, GET\n"
+    )
+    assert runtime.policy.apply(sources).error is None
+    _, alice = await runtime.app_tokens.create(owner="alice@example.com", created_by="t")
+    _, bob = await runtime.app_tokens.create(owner="bob@example.com", created_by="t")
+    t = token(runtime, [{"type": "app_token"}], block={"policy": {"object": "wiki"}})
+    r = await call(client, {"config_token": t}, Authorization=basic("alice@example.com", alice))
+    assert r.status_code == 200, r.text
+    r = await call(client, {"config_token": t}, Authorization=basic("bob@example.com", bob))
+    assert r.status_code == 403 and r.json()["error"] == "policy_denied"
+    r = await call(
+        client, {"config_token": t}, Authorization=basic("alice@example.com", alice), **{"X-Forwarded-Method": "DELETE"}
+    )
+    assert r.status_code == 403
