@@ -80,6 +80,20 @@ class Settings(BaseSettings):
     session_lifetime_seconds: int = Field(
         default=8 * 3600, ge=60, le=30 * 86400, description="How long a source identifier (session) is valid."
     )
+    cookie_domain: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Domain of the portal's session cookie (example.com shares it with app.example.com for forward "
+        "auth); none: this host only.",
+    )
+    cookie_secure: bool = Field(
+        default=True, description="Mark the portal's cookies Secure (HTTPS only); turn off only for plain-HTTP tests."
+    )
+    redirect_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated hosts the portal may return to after sign-in (rd): example.com exactly, "
+        ".example.com for it and its subdomains; paths on this server are always allowed.",
+    )
     policy_dialect: Literal["glob", "compat"] = Field(default="glob", description="Policy pattern dialect.")
     policy_watch_seconds: float = Field(
         default=1.0, gt=0, le=3600, description="How often the server checks the policy files for changes."
@@ -164,6 +178,19 @@ class Settings(BaseSettings):
     config_poll_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often an instance checks the S3 bundle manifest for changes."
     )
+
+    @field_validator("redirect_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # Also reads the tuple repr `serve --workers` exports through the environment.
+            value = [part.strip(" ()[]'\"") for part in value.split(",")]
+        if isinstance(value, list | tuple):
+            value = tuple(str(part).strip().lower() for part in value if str(part).strip())
+            for part in value:
+                if not re.fullmatch(r"(\*?\.)?[a-z0-9.-]+", part):
+                    raise ValueError(f"{part!r} is not a host like example.com or .example.com")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, RequestContext
 from tokenward.web.routes import app_tokens, health, identity, policy, verify
 from tokenward.web.state import AppState
+from tokenward.web.ui import routes as ui_routes
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)
+    app.router.routes.extend(ui_routes)  # the portal (docs/ui.md)
     return app
 
 

@@ -38,6 +38,8 @@ async def _tokenward_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TokenwardError)
     if exc.status >= 500:
         log.warning("%s: %s", exc.error_code, exc.detail)
+    if _wants_html(request):
+        return _html_error(request, exc)
     return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None)
 
 
@@ -49,7 +51,29 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
+    if _wants_html(request):
+        from tokenward.errors import TokenwardError as _Error
+
+        page = _Error(detail if exc.status_code != 404 else "there is no page at this address", code=code)
+        page.status = exc.status_code  # type: ignore[misc]
+        return _html_error(request, page)
     return error_response(exc.status_code, code, detail)
+
+
+def _wants_html(request: Request) -> bool:
+    """Browsers asking for a portal page get an HTML error page (docs/ui.md), API clients JSON."""
+    from tokenward.web.ui.render import wants_html
+
+    return wants_html(request)
+
+
+def _html_error(request: Request, exc: TokenwardError) -> Response:
+    from tokenward.web.ui.render import error_page
+
+    try:
+        return error_page(request, exc)
+    except TokenwardError:  # not ready (no runtime): fall back to JSON
+        return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

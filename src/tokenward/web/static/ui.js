@@ -1,0 +1,24 @@
+// tokenward portal: copy buttons and one-shot forms. No inline script anywhere (strict CSP).
+"use strict";
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  const field = document.getElementById(button.dataset.copy);
+  if (!field) return;
+  field.select();
+  const done = () => { button.textContent = "Copied"; };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(field.value).then(done, () => { document.execCommand("copy"); done(); });
+  } else {
+    document.execCommand("copy");
+    done();
+  }
+});
+// A double click must not create two tokens: disable the submit button once the form leaves.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.hasAttribute("data-once")) return;
+  if (form.dataset.sent) { event.preventDefault(); return; }
+  form.dataset.sent = "1";
+  for (const b of form.querySelectorAll("button[type=submit]")) b.setAttribute("aria-disabled", "true");
+});

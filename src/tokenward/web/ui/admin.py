@@ -1,0 +1,169 @@
+"""Admin pages: instance status, policy tester, lint findings, client apps, recent audit events.
+
+Only for subjects the policy makes admins (``p, <email>, <server>, TOKENWARD, admin``); anyone
+else gets the 403 page. Read-only pages take GET parameters; the policy tester posts a form
+(with its CSRF token) because it is a form like every other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tokenward.errors import BadRequest, Forbidden, TokenwardError
+from tokenward.identity.apps import load_registry
+from tokenward.policy import CSV_FILES, explain, lint, read_sources
+from tokenward.storage.audit import SqlAuditLog
+from tokenward.web.state import get_runtime
+from tokenward.web.ui.pages import admin_of, signed_in, to_login
+from tokenward.web.ui.render import error_page, read_form, render
+
+__all__ = ["routes"]
+
+
+async def _admin(request: Request) -> tuple[object, Response | None]:
+    user = await signed_in(request)
+    if user is None:
+        return None, to_login(request)
+    if not admin_of(request, user):
+        runtime = get_runtime(request)
+        exc = Forbidden(
+            f"{user.subject} is not an admin of {runtime.server_name}; an admin page needs the policy row "
+            f"'p, {user.subject}, {runtime.server_name}, TOKENWARD, admin'",
+            code="not_admin",
+        )
+        return user, error_page(request, exc, user=user, admin=False)
+    return user, None
+
+
+async def status(request: Request) -> Response:
+    user, refused = await _admin(request)
+    if refused is not None:
+        return refused
+    runtime = get_runtime(request)
+    holder = runtime.policy
+    policy = holder.policy.summary() if holder is not None and holder.loaded else None
+    sync = runtime.config_sync.status() if runtime.config_sync is not None else None
+    return render(
+        request,
+        "admin_status.html",
+        user=user,
+        admin=True,
+        policy=policy,
+        reloads=holder.reloads if holder is not None else 0,
+        last_error=holder.last_error.detail if holder is not None and holder.last_error else None,
+        sync=sync,
+        settings=runtime.settings,
+    )
+
+
+async def policy_tester(request: Request) -> Response:
+    user, refused = await _admin(request)
+    if refused is not None:
+        return refused
+    result = None
+    fields = {"sub": "", "dom": get_runtime(request).server_name, "obj": "", "act": "login", "file": ""}
+    status_code = 200
+    if request.method == "POST":
+        form = await read_form(request)
+        fields = {name: form.get(name, max_length=320).strip() for name in fields}
+        holder = get_runtime(request).policy
+        try:
+            if any(not fields[n] for n in ("sub", "dom", "obj", "act")):
+                raise BadRequest("fill in subject, domain, object and action", code="policy_check_incomplete")
+            if holder is None or not holder.loaded:
+                raise BadRequest("no policy is loaded on this instance", code="policy_not_loaded")
+            file = fields["file"] or None
+            if file is not None and file not in CSV_FILES:
+                raise BadRequest(f"unknown policy file {file!r}", code="policy_file_unknown")
+            result = explain(
+                holder.policy, fields["sub"], fields["dom"], fields["obj"], fields["act"], file=file
+            ).to_json()
+        except TokenwardError as exc:
+            status_code = 400
+            result = {"error": exc.detail}
+    return render(
+        request,
+        "admin_policy.html",
+        status=status_code,
+        user=user,
+        admin=True,
+        fields=fields,
+        result=result,
+        files=sorted(CSV_FILES),
+    )
+
+
+async def lint_page(request: Request) -> Response:
+    user, refused = await _admin(request)
+    if refused is not None:
+        return refused
+    holder = get_runtime(request).policy
+    findings: list[dict[str, object]] = []
+    problem = None
+    if holder is None or holder.data_dir is None:
+        problem = "this instance has no policy folder to lint"
+    else:
+        try:
+            sources = await asyncio.to_thread(read_sources, holder.data_dir)
+            found = await asyncio.to_thread(lint, sources, dialect=holder.dialect)
+            findings = [f.to_json() for f in found]
+        except TokenwardError as exc:
+            problem = exc.detail
+    dialect = holder.dialect if holder is not None else ""
+    return render(
+        request, "admin_lint.html", user=user, admin=True, findings=findings, problem=problem, dialect=dialect
+    )
+
+
+async def clients(request: Request) -> Response:
+    user, refused = await _admin(request)
+    if refused is not None:
+        return refused
+    registry = load_registry(get_runtime(request).settings.data_dir)
+    return render(request, "admin_clients.html", user=user, admin=True, apps=registry.apps)
+
+
+async def audit(request: Request) -> Response:
+    user, refused = await _admin(request)
+    if refused is not None:
+        return refused
+    params = request.query_params
+    actor = params.get("actor", "").strip()[:320] or None
+    action = params.get("action", "").strip()[:100] or None
+    try:
+        limit = max(1, min(500, int(params.get("limit", "100"))))
+    except ValueError:
+        limit = 100
+    since_text = params.get("since", "").strip()[:32]
+    since = None
+    message = None
+    if since_text:
+        try:
+            since = datetime.fromisoformat(since_text)
+            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        except ValueError:
+            message = f"{since_text!r} is not a date like 2025-01-31 or 2025-01-31T12:00"
+    events = await SqlAuditLog(get_runtime(request).database).list(actor=actor, action=action, since=since, limit=limit)
+    return render(
+        request,
+        "admin_audit.html",
+        user=user,
+        admin=True,
+        events=events,
+        filters={"actor": actor or "", "action": action or "", "since": since_text, "limit": limit},
+        message=message,
+    )
+
+
+routes = [
+    Route("/admin", status, methods=["GET"]),
+    Route("/admin/policy", policy_tester, methods=["GET", "POST"]),
+    Route("/admin/lint", lint_page, methods=["GET"]),
+    Route("/admin/clients", clients, methods=["GET"]),
+    Route("/admin/audit", audit, methods=["GET"]),
+]

@@ -1,0 +1,127 @@
+"""Jinja2 rendering for the portal: one environment, security headers on every page, HTML error pages."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from tokenward import __version__
+from tokenward.errors import BadRequest, TokenwardError
+from tokenward.web.state import get_runtime
+from tokenward.web.ui.security import CSRF_COOKIE, SECURITY_HEADERS, check_csrf, csrf_token
+
+__all__ = ["Form", "error_page", "read_form", "redirect", "render", "wants_html"]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("tokenward.web", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+MAX_FORM_BYTES = 16 * 1024
+
+
+def _csrf_nonce(request: Request) -> tuple[str, bool]:
+    """The browser's CSRF cookie nonce, or a new one (``True``: the response must set it)."""
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if nonce and 20 <= len(nonce) <= 100:
+        return nonce, False
+    return secrets.token_urlsafe(32), True
+
+
+def secure_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    return response
+
+
+def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render ``template`` with the CSRF token, the signed-in user (``user``/``admin`` in context) and headers."""
+    nonce, fresh = _csrf_nonce(request)
+    runtime = get_runtime(request)
+    context.setdefault("user", None)
+    context.setdefault("admin", False)
+    html = _ENV.get_template(template).render(
+        csrf=csrf_token(runtime.keyring, nonce),
+        server_name=runtime.server_name,
+        version=__version__,
+        path=request.url.path,
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    if fresh:
+        response.set_cookie(
+            CSRF_COOKIE,
+            nonce,
+            httponly=True,
+            samesite="strict",
+            secure=runtime.settings.cookie_secure,
+            path="/",
+        )
+    secure_headers(response)
+    return response
+
+
+def redirect(url: str) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    secure_headers(response)
+    return response
+
+
+def error_page(request: Request, exc: TokenwardError, **context: Any) -> HTMLResponse:
+    """The HTML page for an error: its status, a short title and the error's own sentence (never a trace)."""
+    titles = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 429: "Slow down"}
+    title = titles.get(exc.status, "Something went wrong")
+    return render(request, "error.html", status=exc.status, title=title, error=exc, **context)
+
+
+def wants_html(request: Request) -> bool:
+    """Whether an error for this request should be an HTML page: a browser asking for a non-API page."""
+    path = request.url.path
+    if path.startswith("/api/") or path in ("/verify", "/healthz", "/readyz", "/metrics"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+class Form:
+    """A parsed ``application/x-www-form-urlencoded`` body: first value, or every value of a field."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+
+    def get(self, name: str, default: str = "", *, max_length: int = 1000) -> str:
+        values = self.fields.get(name)
+        if not values:
+            return default
+        value = values[0]
+        if len(value) > max_length:
+            raise BadRequest(f"{name} is longer than {max_length} characters", code="field_too_long")
+        return value
+
+    def getlist(self, name: str) -> list[str]:
+        return self.fields.get(name, [])[:64]
+
+
+async def read_form(request: Request) -> Form:
+    """Read a form and check its CSRF token (403 ``csrf_invalid``) before anything else looks at it."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise BadRequest("send the form as application/x-www-form-urlencoded", code="form_invalid")
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise BadRequest("the form is too large", code="form_invalid")
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the form could not be read", code="form_invalid") from None
+    form = Form(fields)
+    runtime = get_runtime(request)
+    check_csrf(runtime.keyring, request.cookies.get(CSRF_COOKIE), form.get("csrf"), now=time.time())
+    return form

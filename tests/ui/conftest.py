@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from typer.testing import CliRunner
+
+from tests.ui.portal import prepare
+from tokenward.cli.main import app as cli
+from tokenward.identity.client_tokens import b64u_of_public
+from tokenward.runtime import open_runtime
+from tokenward.settings import Settings
+from tokenward.web.app import create_app
+
+HTML = {"accept": "text/html"}
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("TOKENWARD_"):
+            monkeypatch.delenv(key)
+    path = tmp_path / "data"
+    prepare(path)
+    return path
+
+
+@pytest.fixture
+async def browser(data: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client that behaves like a browser on the portal (cookies kept, HTML accepted)."""
+    settings = Settings.load(data_dir=data, redirect_domains=".example.com", cookie_domain="example.com")
+    runtime = await open_runtime(settings)
+    transport = httpx.ASGITransport(app=create_app(settings, runtime=runtime), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://auth.example.com", headers=HTML) as c:
+        yield c
+    await runtime.close()
+
+
+Enrol = Callable[[httpx.AsyncClient, str], Awaitable[X25519PrivateKey]]
+
+
+@pytest.fixture
+def enrol(data: Path) -> Enrol:
+    async def run(client: httpx.AsyncClient, email: str) -> X25519PrivateKey:
+        result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data), "user", "enroll", email])
+        assert result.exit_code == 0, result.output
+        code = result.stdout.strip().splitlines()[-1].split()[-1]
+        key = X25519PrivateKey.generate()
+        r = await client.post("/api/enroll", json={"email": email, "code": code, "public_key": b64u_of_public(key)})
+        assert r.status_code == 200, r.text
+        return key
+
+    return run
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    if match is None:
+        raise AssertionError("no CSRF token on the page")
+    return match.group(1)
