@@ -28,6 +28,7 @@ from tokenward.web.auth import (
     require_scope,
     trusted_networks,
 )
+from tokenward.web.routes.identity import SourceIdentifierAuthenticator, get_identity
 from tokenward.web.state import get_runtime
 
 __all__ = ["router"]
@@ -113,12 +114,16 @@ def service(request: Request) -> AppTokenService:
 
 
 def authenticators(request: Request) -> list[Authenticator]:
-    """The chain, in order. Source identifiers (sessions) will be added here by the identity area."""
+    """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``)."""
     runtime = get_runtime(request)
     trusted = _trusted_cache.get(runtime.settings.trusted_proxies)
     if trusted is None:
         trusted = _trusted_cache[runtime.settings.trusted_proxies] = trusted_networks(runtime.settings.trusted_proxies)
-    return [AppTokenAuthenticator(service(request), trusted_proxies=trusted)]
+    svc = service(request)
+    return [
+        AppTokenAuthenticator(svc, trusted_proxies=trusted),
+        SourceIdentifierAuthenticator(get_identity(request), is_admin=svc.is_admin),
+    ]
 
 
 _trusted_cache: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}

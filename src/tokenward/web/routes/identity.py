@@ -15,6 +15,8 @@ import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from tokenward.apptokens import MANAGE_SCOPE, Caller
+from tokenward.apptokens.access import AdminCheck
 from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import Unauthorized
 from tokenward.identity.apps import load_registry
@@ -22,16 +24,20 @@ from tokenward.identity.client_tokens import jwks
 from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
 from tokenward.identity.resources import load_resources
 from tokenward.identity.service import IdentityService
+from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.storage.identity import SqlIdentityStore
 from tokenward.storage.regulation import SqlRegulationStore
-from tokenward.web.auth import IPNetwork, client_ip, trusted_networks
+from tokenward.web.auth import AuthenticationRequired, IPNetwork, client_ip, trusted_networks
 from tokenward.web.state import get_runtime
 
-__all__ = ["get_identity", "router"]
+__all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "get_identity", "router"]
 
 router = APIRouter(tags=["sessions"])
+
+#: The session scope (granted in clientscopespolicy.csv) that carries ``tokenward:manage`` into the management API.
+MANAGE_SESSION_SCOPE = "TOKENWARD_MANAGE"
 
 
 def get_identity(request: Request) -> IdentityService:
@@ -98,6 +104,37 @@ async def current_session(request: Request, service: Service) -> SourceIdentity:
 
 
 Session = Annotated[SourceIdentity, Depends(current_session)]
+
+
+class SourceIdentifierAuthenticator:
+    """Authenticates ``Bearer tw1si.…`` (a user session) for the management API (web/auth.py chain).
+
+    The caller holds ``tokenward:manage`` when the session was granted the ``TOKENWARD_MANAGE`` scope
+    (clientscopespolicy.csv decides who may pick it, for which client app) or when the policy makes the
+    subject an admin. Resource sessions are not management callers.
+    """
+
+    def __init__(self, service: IdentityService, *, is_admin: AdminCheck) -> None:
+        self.service = service
+        self.is_admin = is_admin
+
+    async def __call__(self, request: Request) -> Caller | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token.startswith(SOURCE_PREFIX + "."):
+            return None
+        try:
+            identity = await self.service.authenticate(token, now=time.time())
+        except Unauthorized as exc:  # RFC 9110: every 401 carries a challenge
+            raise AuthenticationRequired(exc.detail, code=exc.error_code) from None
+        if identity.kind != "user":
+            raise AuthenticationRequired(
+                "a resource session cannot call the management API", code="session_kind_refused"
+            )
+        scopes = set(identity.scopes)
+        if MANAGE_SESSION_SCOPE in scopes or self.is_admin(identity.subject):
+            scopes.add(MANAGE_SCOPE)
+        return Caller(subject=identity.subject, scopes=frozenset(scopes), method="session")
 
 
 class _In(BaseModel):
