@@ -75,25 +75,45 @@ class _StoreEntry:
 
 
 class _Revoked:
-    """The set of revoked jtis, re-read at most every ``interval`` seconds (one query, shared by all requests)."""
+    """The set of revoked jtis, re-read every ``interval`` seconds by one background query.
+
+    The first read blocks (so a fresh process never serves a revoked token); later refreshes run
+    in the background and requests keep using the last set meanwhile, so no request waits on SQL.
+    """
 
     def __init__(self, store: ConfigTokenRevocations | None, interval: float) -> None:
         self.store = store
         self.interval = interval
         self.ids: frozenset[str] = frozenset()
         self.loaded_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._first = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        if self.store is None:  # pragma: no cover - callers check
+            return
+        try:
+            self.ids = await self.store.revoked_ids()
+        except TokenwardError as exc:  # keep the last known set; the database may be back soon
+            log.warning("cannot refresh revoked config tokens: %s", exc.detail)
 
     async def current(self, now: float) -> frozenset[str]:
-        if self.store is not None and now - self.loaded_at >= self.interval:
-            async with self._lock:
-                if now - self.loaded_at >= self.interval:
-                    try:
-                        self.ids = await self.store.revoked_ids()
-                    except TokenwardError as exc:  # keep the last known set; the database may be back soon
-                        log.warning("cannot refresh revoked config tokens: %s", exc.detail)
+        if self.store is None or now - self.loaded_at < self.interval:
+            return self.ids
+        if self.loaded_at == float("-inf"):
+            async with self._first:
+                if self.loaded_at == float("-inf"):
+                    await self._refresh()
                     self.loaded_at = now
+            return self.ids
+        if self._task is None or self._task.done():
+            self.loaded_at = now
+            self._task = asyncio.create_task(self._refresh())
         return self.ids
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 class ForwardAuthService:
@@ -123,6 +143,7 @@ class ForwardAuthService:
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}
 
     async def close(self) -> None:
+        await self._revoked.close()
         for store in self.stores.values():
             await store.close()
         for compiled in [*self._tokens.values(), *self._plain.values()]:
@@ -378,6 +399,9 @@ def _custom_headers(spec: Mapping[str, HeaderSpec], info: RequestInfo, user: Use
     return out
 
 
+_CTL = re.compile(r"[\r\n\0]")
+
+
 def _check_value(value: str) -> None:
-    if any(c in value for c in "\r\n\0"):
+    if _CTL.search(value):
         raise BadRequest("a response header value would hold CR, LF or NUL", code="header_value_invalid")

@@ -1,48 +1,72 @@
 """``/verify``: the forward-auth endpoint reverse proxies ask (nginx ``auth_request``, Caddy ``forward_auth``,
 Traefik ``forwardAuth``, Envoy ``ext_authz``).
 
-A plain Starlette route on the hot path: no FastAPI validation, no body read. Query string and
-header sizes are capped before parsing; every refusal is a JSON ``{"error", "detail"}`` with a code.
+A raw ASGI endpoint on the hot path: no FastAPI validation, no Request/Response objects, no body
+read. Query string and header sizes are capped before parsing; the parsed query string is cached
+(a proxy sends the same one every time); every refusal is JSON ``{"error", "detail"}`` with a code.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from tokenward.errors import BadRequest, StorageUnavailable, TokenwardError
 from tokenward.forwardauth.plugins import SessionCheck
 from tokenward.forwardauth.service import Decision, ForwardAuthService
 from tokenward.web.auth import current_request_id
-from tokenward.web.state import get_state
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_QUERY_STRING", "routes"]
 
 MAX_QUERY_STRING = 16_384
 MAX_HEADER_BYTES = 65_536
 MAX_PARAMS = 32
+QUERY_CACHE_SIZE = 1024
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_JSON = (b"content-type", b"application/json")
+
+_query_cache: dict[bytes, dict[str, str]] = {}
 
 
-def _service(request: Request) -> ForwardAuthService:
-    runtime = get_state(request).runtime
+def _params(query: bytes) -> dict[str, str]:
+    params = _query_cache.get(query)
+    if params is not None:
+        return params
+    if len(query) > MAX_QUERY_STRING:
+        raise BadRequest("the /verify query string is too long", code="query_too_large")
+    try:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_PARAMS)
+    except ValueError:
+        raise BadRequest("the /verify query string has too many parameters", code="query_too_large") from None
+    params = dict(pairs)
+    if len(_query_cache) >= QUERY_CACHE_SIZE:
+        _query_cache.clear()
+    _query_cache[query] = params
+    return params
+
+
+def _service(scope: Scope) -> ForwardAuthService:
+    state = scope["app"].state.tokenward
+    runtime = state.runtime
     service: ForwardAuthService | None = None if runtime is None else runtime.forward_auth
     if service is None:
         raise StorageUnavailable("forward auth is not ready", code="not_ready")
     if service.deps.sessions is None:
-        service.deps.sessions = _sessions(request)
+        service.deps.sessions = _sessions(scope)
     return service
 
 
-def _sessions(request: Request) -> SessionCheck:
+def _sessions(scope: Scope) -> SessionCheck:
     # The identity service is built by the identity routes once per app; /verify borrows it.
+    from starlette.requests import Request
+
     from tokenward.web.routes.identity import get_identity
 
-    identity = get_identity(request)
+    identity = get_identity(Request(scope))
 
     async def check(token: str) -> tuple[str, tuple[str, ...]]:
         found = await identity.authenticate(token, now=time.time())
@@ -51,10 +75,10 @@ def _sessions(request: Request) -> SessionCheck:
     return check
 
 
-def _headers(request: Request) -> dict[str, str]:
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     total = 0
     out: dict[str, str] = {}
-    for raw_name, raw_value in request.scope["headers"]:
+    for raw_name, raw_value in raw:
         total += len(raw_name) + len(raw_value)
         if total > MAX_HEADER_BYTES:
             raise BadRequest("the request headers are too large", code="headers_too_large")
@@ -64,34 +88,49 @@ def _headers(request: Request) -> dict[str, str]:
     return out
 
 
-def _render(decision: Decision) -> Response:
-    response = (
-        Response(status_code=decision.status)
-        if decision.error is None
-        else JSONResponse(decision.error, status_code=decision.status)
-    )
-    for name, value in decision.headers:
-        response.raw_headers.append((name.lower().encode("latin-1"), value.encode("utf-8")))
-    return response
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers.append((b"content-length", str(len(body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-async def verify(request: Request) -> Response:
+async def _error(send: Send, exc: TokenwardError) -> None:
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()]
+    await _send(send, exc.status, [_JSON, *extra], json.dumps(exc.to_dict()).encode("utf-8"))
+
+
+def _render(decision: Decision) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    headers = [(name.lower().encode("latin-1"), value.encode("utf-8")) for name, value in decision.headers]
+    if decision.error is None:
+        return headers, b""
+    headers.append(_JSON)
+    return headers, json.dumps(decision.error).encode("utf-8")
+
+
+async def verify(scope: Scope, receive: Receive, send: Send) -> None:
+    """ASGI endpoint: answer the proxy from the query string and headers alone."""
     try:
-        query = request.scope["query_string"]
-        if len(query) > MAX_QUERY_STRING:
-            raise BadRequest("the /verify query string is too long", code="query_too_large")
-        try:
-            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_PARAMS)
-        except ValueError:
-            raise BadRequest("the /verify query string has too many parameters", code="query_too_large") from None
-        service = _service(request)
-        client = request.client.host if request.client else None
+        params = _params(scope["query_string"])
+        service = _service(scope)
+        client = scope.get("client")
         decision = await service.verify(
-            dict(pairs), _headers(request), client_ip=client, request_id=current_request_id()
+            params,
+            _headers(scope["headers"]),
+            client_ip=client[0] if client else None,
+            request_id=current_request_id(),
         )
     except TokenwardError as exc:
-        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers() or None)
-    return _render(decision)
+        await _error(send, exc)
+        return
+    headers, body = _render(decision)
+    await _send(send, decision.status, headers, body)
 
 
-routes = [Route("/verify", verify, methods=_METHODS, name="verify")]
+class _VerifyEndpoint:
+    """An object, not a function, so Starlette routes raw ASGI to it instead of wrapping it in Request/Response."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await verify(scope, receive, send)
+
+
+routes = [Route("/verify", _VerifyEndpoint(), methods=_METHODS, name="verify")]

@@ -1,0 +1,213 @@
+"""``/verify`` throughput with wrk: tokenward pinned to core 0, wrk on core 1, a bare Starlette app as baseline.
+
+    .venv/bin/python bench/verify.py                 # 10 s per case
+    .venv/bin/python bench/verify.py --duration 3    # quicker
+
+Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with uvloop + httptools):
+
+- **baseline**: a bare Starlette app whose one route returns 200 (same server, same pinning);
+- **noop**: ``/verify?config_token=…`` with a ``noop`` plugin (token decoding cached);
+- **app-token**: Basic ``user:twa_…`` via a *pointer* token to a token held in a file store — the
+  design's budget case (≥ 20,000 req/s per core, ≥ 0.6 x baseline, p99 ≤ 5 ms);
+- **htpasswd-apr1**: Basic against an apr1 htpasswd line (verified credential cached).
+
+The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
+Figures only; the ratio to the baseline measured in the same run is the number to compare, since
+other work on the machine moves the absolute figures. Needs ``wrk`` (``apt-get install -y wrk``)
+and ``taskset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
+
+from tokenward.datadir import DataDir
+from tokenward.keys import TimeCode
+
+BASELINE_APP = """
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+import uvicorn, sys
+
+async def ok(request):
+    return Response(status_code=200)
+
+app = Starlette(routes=[Route("/verify", ok)])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+FORWARDED = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "app.example.com",
+    "X-Forwarded-Uri": "/wiki/page?x=1",
+    "X-Forwarded-Method": "GET",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], deadline: float = 30) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early ({proc.returncode})")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def wrk(url: str, headers: dict[str, str], duration: int) -> dict[str, float]:
+    args = ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{duration}s", "--latency", "--timeout", "2s"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["taskset", "-c", "0", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def setup(tmp: Path) -> tuple[dict[str, str], dict[str, str], str, str]:
+    """Data dir, one app token, config tokens; returns (env, params per case, app token, apr1 password)."""
+    data = DataDir(tmp / "data")
+    data.create()
+    data.write_server_name("auth.example.com")
+    data.install_timecode(
+        TimeCode.generate(now=time.time(), random_bytes=secrets.token_bytes(32)), now=time.time(), grace_seconds=0
+    )
+    store = tmp / "tokens.json"
+    store.write_text("{}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    env.update(
+        TOKENWARD_DATA_DIR=str(data.path),
+        TOKENWARD_LOG_LEVEL="WARNING",
+        TOKENWARD_CONFIG_TOKEN_STORES=json.dumps({"primary": {"adapter": "file", "options": {"path": str(store)}}}),
+    )
+
+    def cli(*args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "tokenward", *args], env=env, input=stdin, capture_output=True, text=True, check=True
+        )
+        return result.stdout.splitlines()[0]
+
+    app_token = cli("app-token", "create", "-u", "alice@example.com", "-e", "1d")
+    password = secrets.token_urlsafe(12)
+    htpasswd = f"bob:{apr_md5_crypt.hash(password)}"
+    stored = cli("config-token", "create", "-", stdin=json.dumps({"tokenward": {"plugins": [{"type": "app_token"}]}}))
+    store.write_text(json.dumps({"site": stored}))
+    params = {
+        "noop": cli("config-token", "create", "-", stdin='{"tokenward": {"plugins": [{"type": "noop"}]}}'),
+        "app-token": cli("config-token", "create", "--pointer", "primary", "site"),
+        "htpasswd-apr1": cli(
+            "config-token",
+            "create",
+            "-",
+            stdin=json.dumps({"tokenward": {"plugins": [{"type": "htpasswd", "htpasswd": htpasswd}]}}),
+        ),
+    }
+    return env, params, app_token, password
+
+
+def basic(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (1-60)")
+    opts = parser.parse_args()
+    duration = max(1, min(60, opts.duration))
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install -y wrk util-linux")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        env, tokens, app_token, password = setup(tmp)
+
+        base_port = free_port()
+        script = tmp / "baseline.py"
+        script.write_text(BASELINE_APP)
+        proc = start([sys.executable, str(script), str(base_port)], env)
+        try:
+            url = f"http://127.0.0.1:{base_port}/verify"
+            wait_up(url, proc)
+            wrk(url, {}, 1)
+            results["baseline"] = wrk(url, {}, duration)
+        finally:
+            stop(proc)
+
+        port = free_port()
+        proc = start([sys.executable, "-m", "tokenward", "serve", "--port", str(port)], env)
+        try:
+            wait_up(f"http://127.0.0.1:{port}/healthz", proc)
+            auth = {
+                "noop": {},
+                "app-token": {"Authorization": basic("alice@example.com", app_token)},
+                "htpasswd-apr1": {"Authorization": basic("bob", password)},
+            }
+            for case, token in tokens.items():
+                url = f"http://127.0.0.1:{port}/verify?config_token={token}"
+                headers = {**FORWARDED, **auth[case]}
+                check = httpx.get(url, headers=headers, timeout=5)
+                if check.status_code != 200:
+                    raise SystemExit(f"{case}: /verify answered {check.status_code} {check.text}")
+                wrk(url, headers, 1)
+                results[case] = wrk(url, headers, duration)
+        finally:
+            stop(proc)
+
+    base = results["baseline"]["rps"]
+    print(f"wrk -t1 -c32 -d{duration}s, server on core 0, wrk on core 1")
+    print("| case | req/s | x baseline | p99 ms | non-2xx |")
+    print("|---|---:|---:|---:|---:|")
+    for case, r in results.items():
+        print(f"| {case} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['p99_ms']:.2f} | {r['non2xx']:.0f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(asyncio.sleep(0))
+    main()
