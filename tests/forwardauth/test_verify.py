@@ -343,3 +343,39 @@ async def test_policy_block(client: httpx.AsyncClient, runtime: Runtime) -> None
         client, {"config_token": t}, Authorization=basic("alice@example.com", alice), **{"X-Forwarded-Method": "DELETE"}
     )
     assert r.status_code == 403
+
+
+async def test_path_bound_form_ignores_the_query_string(
+    client: httpx.AsyncClient, runtime: Runtime, token_file: Path
+) -> None:
+    token_file.write_text(
+        json.dumps(
+            {"site": token(runtime, [{"type": "request_param", "param": "k", "rule": {"method": "eq", "value": "v"}}])}
+        )
+    )
+    noop = token(runtime, [{"type": "noop"}])
+    r = await client.get(
+        f"/verify/s/primary/site/some/path?config_token={noop}", headers={**FWD, "X-Forwarded-Uri": "/"}
+    )
+    assert r.status_code == 401  # the client's config_token is not used
+    r = await client.get("/verify/s/primary/site", headers={**FWD, "X-Forwarded-Uri": "/?k=v"})
+    assert r.status_code == 200
+
+
+async def test_source_identifier_plugin(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from tokenward.errors import Unauthorized
+
+    assert runtime.forward_auth is not None
+
+    async def sessions(value: str) -> tuple[str, tuple[str, ...]]:
+        if value != "good-session":
+            raise Unauthorized("this session was ended; log in again", code="session_revoked")
+        return "carol@example.com", ("read",)
+
+    runtime.forward_auth.deps.sessions = sessions
+    t = token(runtime, [{"type": "source_identifier", "realm": "s"}])
+    r = await call(client, {"config_token": t}, Authorization="Bearer good-session")
+    assert r.status_code == 200 and r.headers["remote-user"] == "carol@example.com"
+    r = await call(client, {"config_token": t}, Authorization="Bearer ended")
+    assert r.status_code == 401 and r.json()["error"] == "session_revoked"
+    assert r.headers["www-authenticate"] == 'Bearer realm="s"'

@@ -110,7 +110,12 @@ def _render(decision: Decision) -> tuple[list[tuple[bytes, bytes]], bytes]:
 async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI endpoint: answer the proxy from the query string and headers alone."""
     try:
-        params = _params(scope["query_string"])
+        bound = scope.get("path_params")
+        if bound and "store_id" in bound:
+            # Envoy ext_authz appends the client's path and query: only the path names the token then.
+            params = {"config_token_store_id": bound["store_id"], "config_token_id": bound["token_id"]}
+        else:
+            params = _params(scope["query_string"])
         service = _service(scope)
         client = scope.get("client")
         decision = await service.verify(
@@ -133,4 +138,10 @@ class _VerifyEndpoint:
         await verify(scope, receive, send)
 
 
-routes = [Route("/verify", _VerifyEndpoint(), methods=_METHODS, name="verify")]
+_ENDPOINT = _VerifyEndpoint()
+routes = [
+    Route("/verify", _ENDPOINT, methods=_METHODS, name="verify"),
+    # Path-bound form for Envoy ext_authz (path_prefix + original path; the query string is ignored).
+    Route("/verify/s/{store_id}/{token_id}", _ENDPOINT, methods=_METHODS, name="verify_bound"),
+    Route("/verify/s/{store_id}/{token_id}/{rest:path}", _ENDPOINT, methods=_METHODS, name="verify_bound_path"),
+]
