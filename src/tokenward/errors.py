@@ -54,17 +54,19 @@ class TokenwardError(Exception):
     code: ClassVar[str] = "error"
     status: ClassVar[int] = 500
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, fields: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.error_code = code or type(self).code
+        #: Extra machine-readable members of the JSON body (e.g. ``rule`` for a policy refusal).
+        self.fields: dict[str, str] = dict(fields or {})
 
     def headers(self) -> dict[str, str]:
         """Extra HTTP response headers (e.g. ``Retry-After``); none by default."""
         return {}
 
     def to_dict(self) -> dict[str, str]:
-        return {"error": self.error_code, "detail": self.detail}
+        return {**self.fields, "error": self.error_code, "detail": self.detail}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.error_code!r}, detail={self.detail!r})"

@@ -271,9 +271,12 @@ async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Inst
 
     carol_si, _ = await _login(a, b, client_id, "carol@example.com", carol_key)
     r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=carol_si)
-    assert r.status_code == 403 and await code_of(r) in ("ask_denied_by_rule", "ask_not_allowed")
+    assert r.status_code == 403 and await code_of(r) == "ask_denied_by_rule"
+    assert r.json()["rule"] == "userpolicy.csv:4"  # the carol … deny row, named by file and line
+    assert "userpolicy.csv:4" in r.json()["detail"]
     r = await a.post("/api/client-token", {"destination": "nobody.example.com"}, token=carol_si)
-    assert r.status_code == 403
+    assert r.status_code == 403 and await code_of(r) == "ask_not_allowed"
+    assert "rule" not in r.json()
     for bad, code_ in [
         ("garbage", "source_identifier_malformed"),
         (carol_si[:-4] + ("AAAA" if not carol_si.endswith("AAAA") else "BBBB"), "source_identifier_tampered"),

@@ -68,12 +68,31 @@ class PolicyQuestions:
     def can_ask(self, source: str, destination: str, client_id: str) -> Decision:
         from tokenward.policy import questions as q
 
-        return _d(q.can_ask(self.current(), source, destination, client_id))
+        policy = self.current()
+        if q.can_ask(policy, source, destination, client_id):
+            return Decision(True)
+        return _refusal(policy, source, destination, client_id, "ask")
 
     def can_poke(self, source: str, destination: str, client_id: str) -> Decision:
         from tokenward.policy import questions as q
 
-        return _d(q.can_poke(self.current(), source, destination, client_id))
+        policy = self.current()
+        if q.can_poke(policy, source, destination, client_id):
+            return Decision(True)
+        return _refusal(policy, source, destination, client_id, "poke")
+
+
+def _refusal(policy: Any, sub: str, dom: str, obj: str, act: str) -> Decision:
+    """Name the deny row behind a refusal (``file:line``); ``rule`` is None when no row allowed it.
+
+    Only called once the fast check has refused, so allowed requests never pay for the explanation.
+    """
+    from tokenward.policy import explain
+
+    explanation = explain(policy, sub, dom, obj, act)
+    if explanation.denied_by:
+        return Decision(False, explanation.denied_by[0].where)
+    return Decision(False)
 
 
 @dataclass

@@ -401,7 +401,8 @@ class IdentityService:
             )
             why = f" (denied by {decision.rule})" if decision.rule else " (no policy row allows it)"
             code = "ask_denied_by_rule" if decision.rule else "ask_not_allowed"
-            raise Forbidden(f"{identity.subject} may not ask for {destination}{why}", code=code)
+            fields = {"rule": decision.rule} if decision.rule else None
+            raise Forbidden(f"{identity.subject} may not ask for {destination}{why}", code=code, fields=fields)
         peer = await self.store.latest_session(destination, identity.client_id, now=now)
         if peer is None:
             raise NotFound(f"{destination} has no active session under this client ID", code="destination_unknown")
@@ -427,7 +428,9 @@ class IdentityService:
         subject = subject.strip().lower() if "@" in subject else subject.strip()
         decision = self.policy().can_poke(identity.subject, subject, identity.client_id)
         if not decision.allowed:
-            raise Forbidden(f"{identity.subject} may not poke {subject}", code="poke_denied")
+            why = f" (denied by {decision.rule})" if decision.rule else ""
+            fields = {"rule": decision.rule} if decision.rule else None
+            raise Forbidden(f"{identity.subject} may not poke {subject}{why}", code="poke_denied", fields=fields)
         enrollment = await self.store.get_enrollment(subject) if "@" in subject else None
         _, key = self.keyring().key(Purpose.PSEUDONYM)
         pseudonym = hmac.new(key.reveal(), f"{identity.client_id}|{subject}".encode(), hashlib.sha256).digest()

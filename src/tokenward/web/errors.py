@@ -40,7 +40,7 @@ async def _tokenward_error(request: Request, exc: Exception) -> Response:
         log.warning("%s: %s", exc.error_code, exc.detail)
     if _wants_html(request):
         return _html_error(request, exc)
-    return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None)
+    return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None, **exc.fields)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
