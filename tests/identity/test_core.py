@@ -35,11 +35,11 @@ def test_source_identifier_failures() -> None:
     flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
     assert _si_error(flipped, keyring, SI["now"]) == "source_identifier_tampered"
     assert _si_error(token, keyring, SI["identity"]["exp"]) == "source_identifier_expired"
-    assert _si_error(token, Keyring(_code(7)), SI["now"]) == "source_identifier_unknown_key"
+    assert _si_error(token, Keyring(_code(7)), SI["now"]) == "timecode_mismatch"
     # After rotation the old code is accepted during its grace period only.
     rotated = Keyring(_code(7), TimeCode.parse(SI["timecode"]), previous_until=SI["now"] + 10)
     assert source.open_source_identifier(token, keyring=rotated, now=SI["now"]).subject == "alice@example.com"
-    assert _si_error(token, rotated, SI["now"] + 10) == "source_identifier_unknown_key"
+    assert _si_error(token, rotated, SI["now"] + 10) == "timecode_mismatch"
 
 
 def test_source_identifier_header_is_authenticated() -> None:
@@ -62,6 +62,12 @@ def test_client_token_failures() -> None:
     foreign = KeySet.import_key_set(client_tokens.jwks(Keyring(_code(9)), now=0))  # type: ignore[arg-type]
     with pytest.raises(TokenwardError) as info:
         client_tokens.verify_client_token(CT["client_token"], foreign, now=CT["now"], issuer="auth.example.com")
+    assert info.value.error_code == "timecode_mismatch"
+    assert "tokenward timecode show" in info.value.detail
+    head, payload, signature = CT["client_token"].split(".")
+    forged = f"{head}.{payload}.{'A' * len(signature)}"
+    with pytest.raises(TokenwardError) as info:
+        client_tokens.verify_client_token(forged, keys, now=CT["now"], issuer="auth.example.com")
     assert info.value.error_code == "client_token_invalid"
 
 

@@ -19,9 +19,10 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
-from tokenward.errors import Unauthorized
+from tokenward.errors import TokenwardError, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Keyring, Purpose, Secret
+from tokenward.keys.keyring import TIMECODE_MISMATCH
 
 __all__ = [
     "TOKEN_LIFETIME_SECONDS",
@@ -97,7 +98,20 @@ def _dumps(claims: dict[str, Any]) -> bytes:
 
 
 def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str) -> ClientTokenClaims:
-    """Check signature (against a JWKS), type, issuer and window; what a peer does on receipt."""
+    """Check signature (against a JWKS), type, issuer and window; what a peer does on receipt.
+
+    A well-formed token whose ``kid`` is not in ``key_set`` was signed under another time code:
+    ``timecode_mismatch``, not ``client_token_invalid``.
+    """
+    kid = _kid(token)
+    if kid is not None and all(key.kid != kid for key in key_set.keys):
+        raise Unauthorized(
+            f"the client token was signed under time code {kid}, which is not in this JWKS "
+            f"({', '.join(str(key.kid) for key in key_set.keys) or 'empty'}): the signing instance and the one "
+            "serving the JWKS have different time codes. Operator: run `tokenward timecode show` on both "
+            "instances and sync them with `tokenward timecode set -`",
+            code=TIMECODE_MISMATCH,
+        )
     try:
         obj = jws.deserialize_compact(token, key_set, algorithms=ALGORITHMS)
         if obj.headers().get("typ") != TOKEN_TYPE:
@@ -124,6 +138,19 @@ def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str)
     if not claims.issued_at <= now < claims.expires_at:
         raise Unauthorized("the client token is outside its validity window", code="client_token_expired")
     return claims
+
+
+def _kid(token: str) -> str | None:
+    """The ``kid`` of a compact JWS header, or None when the header cannot be read (left to the verifier)."""
+    head = token.split(".", 1)[0]
+    if len(head) > 1024:
+        return None
+    try:
+        header = json.loads(b64u_decode(head, field="header"))
+    except (TokenwardError, ValueError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 def channel_key(own_private: X25519PrivateKey, claims: ClientTokenClaims) -> bytes:

@@ -243,6 +243,11 @@ class IdentityService:
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         _session_key(session_key)
         cap.check_usable(challenge, now=now)
+        # A captcha made by an instance with another time code is a configuration fault, not a guess:
+        # refuse it before it costs the user an attempt.
+        key = self.keyring().key_by_id(Purpose.CAPTCHA, challenge.key_id, now=now)
+        if key is None:
+            raise self.keyring().mismatch(challenge.key_id, what="captcha", now=now)
         # Count the attempt first, atomically: concurrent guesses on several instances share the budget.
         if not await self.store.use_attempt(captcha_id, max_attempts=cap.MAX_ATTEMPTS):
             fresh = await self.store.get_challenge(captcha_id)
@@ -250,8 +255,7 @@ class IdentityService:
             raise Conflict("this captcha was already used; request a new one", code="captcha_used")
         try:
             cap.check_pkce(code_verifier, challenge.code_challenge)
-            key = self.keyring().key_by_id(Purpose.CAPTCHA, challenge.key_id, now=now)
-            if key is None or not hmac.compare_digest(cap.code_mac(key, captcha_id, code), challenge.code_mac):
+            if not hmac.compare_digest(cap.code_mac(key, captcha_id, code), challenge.code_mac):
                 left = cap.MAX_ATTEMPTS - challenge.attempts - 1
                 raise Unauthorized(f"wrong code; {left} attempt(s) left", code="captcha_wrong_code")
         except (Unauthorized, BadRequest) as exc:
@@ -349,7 +353,9 @@ class IdentityService:
             raise Conflict("this challenge was already used", code="challenge_used")
         cap.check_usable(record, now=now)
         key = self.keyring().key_by_id(Purpose.CAPTCHA, record.key_id, now=now)
-        if key is None or not hmac.compare_digest(cap.code_mac(key, challenge_id, challenge), record.code_mac):
+        if key is None:
+            raise self.keyring().mismatch(record.key_id, what="login challenge", now=now)
+        if not hmac.compare_digest(cap.code_mac(key, challenge_id, challenge), record.code_mac):
             raise Unauthorized("the challenge does not match", code="challenge_mismatch")
         public_key = self.resources().get(record.subject)
         message = login_message(

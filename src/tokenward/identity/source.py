@@ -91,10 +91,7 @@ def open_source_identifier(token: str, *, keyring: Keyring, now: float) -> Sourc
     key_id, body = match.groups()
     key = keyring.key_by_id(Purpose.SOURCE_IDENTIFIER, key_id, now=now)
     if key is None:
-        raise Unauthorized(
-            "the source identifier was made with a time code this server does not hold (or no longer accepts)",
-            code="source_identifier_unknown_key",
-        )
+        raise keyring.mismatch(key_id, what="source identifier", now=now)
     raw = b64u_decode(body, field="source identifier", code="source_identifier_malformed")
     try:
         plain = ChaCha20Poly1305(key.reveal()).decrypt(raw[:12], raw[12:], f"{PREFIX}.{key_id}".encode("ascii"))

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from tokenward.errors import Unauthorized
 from tokenward.keys.secret import Secret
 from tokenward.keys.timecode import TimeCode
 
-__all__ = ["Keyring", "Purpose", "derive_key"]
+__all__ = ["TIMECODE_MISMATCH", "Keyring", "Purpose", "derive_key"]
 
 KEY_BYTES = 32
+#: The error code for anything made under a time code this instance does not accept.
+TIMECODE_MISMATCH = "timecode_mismatch"
 
 
 class Purpose(enum.StrEnum):
@@ -71,6 +74,27 @@ class Keyring:
             if kid == key_id:
                 return key
         return None
+
+    def mismatch(self, key_id: str, *, what: str, now: float) -> Unauthorized:
+        """The 401 ``timecode_mismatch`` for ``what`` (e.g. "source identifier") made under ``key_id``.
+
+        Distinct from a tampered token: the token is intact but names a time code this instance
+        does not hold. Key ids are public (they travel in every token and in the JWKS), so the
+        sentence names them to let the operator compare with ``tokenward timecode show``.
+        """
+        held = [kid for kid, _ in self.verification_keys(Purpose.SOURCE_IDENTIFIER, now=now)]
+        if self.previous is not None and key_id == self.previous.key_id:
+            detail = (
+                f"the {what} was made under the previous time code {key_id}, whose grace period is over; log in again"
+            )
+        else:
+            detail = (
+                f"the {what} was made under time code {key_id}, which this instance does not hold "
+                f"(it accepts {', '.join(held)}): it comes from another cluster or from an instance whose time code "
+                "was not synchronised. Operator: run `tokenward timecode show` on both instances and copy the "
+                "cluster's code to this one with `tokenward timecode set -`"
+            )
+        return Unauthorized(detail, code=TIMECODE_MISMATCH)
 
     def __repr__(self) -> str:
         prev = self.previous.key_id if self.previous else None
