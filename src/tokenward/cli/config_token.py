@@ -122,3 +122,31 @@ def revoke(
 
     asyncio.run(main())
     typer.echo(f"revoked config token {jti}")
+
+
+@app.command("import-eas")
+def import_eas(
+    token: str = typer.Argument(..., help="The eas config token (base64 or URL-encoded), or - for stdin."),
+    sign_secret: str = typer.Option(
+        ..., "--sign-secret", envvar="EAS_CONFIG_TOKEN_SIGN_SECRET", help="eas config_token_sign_secret."
+    ),
+    encrypt_secret: str = typer.Option(
+        ..., "--encrypt-secret", envvar="EAS_CONFIG_TOKEN_ENCRYPT_SECRET", help="eas config_token_encrypt_secret."
+    ),
+    signed_only: bool = typer.Option(False, "--signed-only", help="Sign the result instead of encrypting it."),
+    print_document: bool = typer.Option(False, "--print-document", help="Print the converted document, not a token."),
+) -> None:
+    """Turn an eas config token into a tokenward one; prints what could not be carried over on stderr."""
+    from tokenward.forwardauth.eas import convert, open_eas_token
+
+    text = sys.stdin.read() if token == "-" else token
+    doc, notes = convert(open_eas_token(text, sign_secret=sign_secret, encrypt_secret=encrypt_secret))
+    document = parse_document(doc)
+    for note in notes:
+        typer.echo(f"not imported: {note}", err=True)
+    if print_document:
+        typer.echo(json.dumps(document.model_dump(mode="json", exclude_none=True, exclude_defaults=True), indent=2))
+        return
+    sealed = encode_token(document, _keyring(), signed_only=signed_only)
+    typer.echo(sealed)
+    typer.echo("config_token=" + quote(sealed, safe=""))

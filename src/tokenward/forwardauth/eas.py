@@ -1,0 +1,147 @@
+"""Import eas (external-auth-server) config tokens.
+
+An eas token is ``base64(AES-256-CBC(EVP_BytesToKey-MD5(encrypt_secret), JWT-HS256(sign_secret, payload)))``
+— Node's deprecated ``crypto.createCipher`` (no salt, no MAC; the JWT signature is its only
+integrity check). :func:`open_eas_token` opens one given its two secrets; :func:`convert` maps its
+``eas`` block to a tokenward document and names everything it could not map. We never *make* eas
+tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import warnings
+from typing import Any
+from urllib.parse import unquote
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from joserfc import jwt
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import OctKey
+
+from tokenward.errors import BadRequest
+
+__all__ = ["convert", "open_eas_token"]
+
+MAX_EAS_TOKEN = 65_536
+_RULE_METHODS = {"eq", "in", "contains", "regex"}
+
+
+def _evp_bytes_to_key(password: bytes) -> tuple[bytes, bytes]:
+    # OpenSSL EVP_BytesToKey(MD5, no salt, 1 round): what Node's createCipher uses.
+    out, block = b"", b""
+    while len(out) < 48:
+        block = hashlib.md5(block + password).digest()  # eas's format, read only, never written
+        out += block
+    return out[:32], out[32:48]
+
+
+def open_eas_token(token: str, *, sign_secret: str, encrypt_secret: str) -> dict[str, Any]:
+    """The payload of an eas config token (400 ``eas_token_invalid`` if it does not open or verify)."""
+    text = unquote(token.strip())
+    if not text or len(text) > MAX_EAS_TOKEN:
+        raise BadRequest("the eas token is empty or too long", code="eas_token_invalid")
+    try:
+        raw = base64.b64decode(text, validate=True)
+        key, iv = _evp_bytes_to_key(encrypt_secret.encode("utf-8"))
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(raw) + decryptor.finalize()
+        unpadder = padding.PKCS7(128).unpadder()
+        inner = (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise BadRequest("the eas token does not decrypt with this encrypt secret", code="eas_token_invalid") from None
+    try:
+        with warnings.catch_warnings():  # eas secrets are whatever length the operator chose
+            warnings.simplefilter("ignore", SecurityWarning)
+            sign_key = OctKey.import_key(sign_secret.encode("utf-8"))
+        claims = jwt.decode(inner, sign_key, algorithms=["HS256"]).claims
+    except (JoseError, ValueError, TypeError):
+        raise BadRequest(
+            "the eas token's JWT does not verify with this sign secret", code="eas_token_invalid"
+        ) from None
+    if not isinstance(claims.get("eas"), dict):
+        raise BadRequest("the eas token has no eas block", code="eas_token_invalid")
+    return dict(claims)
+
+
+def _rule(rule: Any, where: str, notes: list[str]) -> dict[str, Any] | None:
+    if not isinstance(rule, dict) or rule.get("method") not in _RULE_METHODS:
+        notes.append(f"{where}: rule method {rule.get('method') if isinstance(rule, dict) else rule!r} not mapped")
+        return None
+    out = {k: rule[k] for k in ("method", "value", "negate", "case_insensitive") if k in rule}
+    if rule["method"] == "regex" and isinstance(rule.get("value"), str):
+        match = re.fullmatch(r"/(.*)/([a-z]*)", rule["value"], re.DOTALL)
+        if match:  # eas writes JavaScript /pattern/flags
+            out["value"] = match.group(1)
+            if "i" in match.group(2):
+                out["case_insensitive"] = True
+    return out
+
+
+def _assertions(items: Any, where: str, notes: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        engine = item.get("query_engine", "jp") if isinstance(item, dict) else None
+        if engine != "jp":
+            notes.append(f"{where}.{i}: query engine {engine!r} not mapped (tokenward never evaluates code)")
+            continue
+        rule = _rule(item.get("rule"), f"{where}.{i}", notes)
+        if rule is not None:
+            out.append({"query_engine": "jp", "query": item.get("query", ""), "rule": rule})
+    return out
+
+
+def _plugin(p: dict[str, Any], i: int, notes: list[str]) -> dict[str, Any] | None:
+    kind = p.get("type")
+    where = f"eas.plugins.{i} ({kind})"
+    out: dict[str, Any]
+    if kind == "noop":
+        out = {"type": "noop"}
+    elif kind == "htpasswd":
+        out = {"type": "htpasswd", "htpasswd": p.get("htpasswd", "")}
+    elif kind == "forward":
+        out = {"type": "forward", "url": p.get("url", "")}
+        if p.get("allow_insecure"):
+            notes.append(f"{where}: allow_insecure dropped (TLS is always verified)")
+    elif kind == "jwt":
+        config = p.get("config") or {}
+        secret = str(config.get("secret", ""))
+        options = config.get("options") or {}
+        pem = secret.lstrip().startswith("-----BEGIN")
+        algs = options.get("algorithms") or (["RS256"] if pem else ["HS256"])
+        out = {"type": "jwt", "algorithms": algs, ("public_key" if pem else "secret"): secret}
+        for name in ("issuer", "audience"):
+            if isinstance(options.get(name), str):
+                out[name] = options[name]
+        if p.get("assertions"):
+            notes.append(f"{where}: assertions need review (eas userinfo/id_token queries differ)")
+    else:
+        notes.append(f"{where}: plugin type {kind!r} is not supported; use a tokenward plugin or forward")
+        return None
+    if isinstance(p.get("realm"), str):
+        out["realm"] = p["realm"]
+    pcb = p.get("pcb") or {}
+    mapped = {k: _assertions(pcb.get(k), f"{where}.pcb.{k}", notes) for k in ("skip", "stop") if pcb.get(k)}
+    if mapped:
+        out["pcb"] = mapped
+    return out
+
+
+def convert(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``(tokenward document, notes)``: notes name every plugin and option not carried over."""
+    eas = payload["eas"]
+    notes: list[str] = []
+    plugins = [m for i, p in enumerate(eas.get("plugins") or []) if isinstance(p, dict) and (m := _plugin(p, i, notes))]
+    for key in sorted(set(eas) - {"plugins"}):
+        notes.append(f"eas.{key}: not mapped")
+    doc: dict[str, Any] = {"tokenward": {"plugins": plugins}}
+    for claim in ("aud", "jti", "exp"):
+        if claim in payload:
+            doc[claim] = payload[claim]
+    if not plugins:
+        raise BadRequest("no plugin of this eas token can be carried over: " + "; ".join(notes), code="eas_unmappable")
+    return doc, notes

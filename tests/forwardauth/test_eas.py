@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from joserfc import jwt
+from joserfc.jwk import OctKey
+from typer.testing import CliRunner
+
+from tests.helpers import init_data_dir
+from tokenward.cli.main import app
+from tokenward.errors import BadRequest
+from tokenward.forwardauth.eas import _evp_bytes_to_key, convert, open_eas_token
+
+SIGN, ENCRYPT = "sign-secret-of-eas", "encrypt-secret-of-eas"
+
+
+def eas_token(payload: dict[str, Any]) -> str:
+    """What eas's bin/generate-config-token.js makes (createCipher aes-256-cbc over a HS256 JWT)."""
+    inner = jwt.encode({"alg": "HS256"}, payload, OctKey.import_key(SIGN.encode())).encode()
+    key, iv = _evp_bytes_to_key(ENCRYPT.encode())
+    padder = padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    data = padder.update(inner) + padder.finalize()
+    return base64.b64encode(enc.update(data) + enc.finalize()).decode()
+
+
+PAYLOAD = {
+    "aud": "wiki",
+    "eas": {
+        "plugins": [
+            {"type": "oidc", "issuer": {"discover_url": "https://idp/"}},
+            {
+                "type": "htpasswd",
+                "htpasswd": "bob:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI=",
+                "pcb": {
+                    "skip": [
+                        {
+                            "query_engine": "jp",
+                            "query": "$.req.headers.x",
+                            "rule": {"method": "regex", "value": "/^ok$/i"},
+                        },
+                        {"query_engine": "js", "query": "process.exit()", "rule": {"method": "eq", "value": 1}},
+                    ]
+                },
+            },
+            {"type": "jwt", "config": {"secret": "s" * 20, "options": {"issuer": "me"}}},
+        ],
+        "custom_service_headers": {"X-A": {}},
+    },
+}
+
+
+def test_open_and_convert() -> None:
+    payload = open_eas_token(eas_token(PAYLOAD), sign_secret=SIGN, encrypt_secret=ENCRYPT)
+    doc, notes = convert(payload)
+    plugins = doc["tokenward"]["plugins"]
+    assert [p["type"] for p in plugins] == ["htpasswd", "jwt"]
+    assert plugins[0]["pcb"]["skip"][0]["rule"] == {"method": "regex", "value": "^ok$", "case_insensitive": True}
+    assert plugins[1] == {"type": "jwt", "algorithms": ["HS256"], "secret": "s" * 20, "issuer": "me"}
+    assert any("oidc" in n for n in notes) and any("'js'" in n for n in notes)
+    assert any("custom_service_headers" in n for n in notes)
+
+
+def test_wrong_secrets_and_garbage() -> None:
+    token = eas_token(PAYLOAD)
+    for kwargs in ({"sign_secret": "x", "encrypt_secret": ENCRYPT}, {"sign_secret": SIGN, "encrypt_secret": "x"}):
+        with pytest.raises(BadRequest) as info:
+            open_eas_token(token, **kwargs)
+        assert info.value.error_code == "eas_token_invalid"
+    with pytest.raises(BadRequest):
+        open_eas_token("%%%", sign_secret=SIGN, encrypt_secret=ENCRYPT)
+    with pytest.raises(BadRequest) as info:
+        convert({"eas": {"plugins": [{"type": "ldap"}]}})
+    assert info.value.error_code == "eas_unmappable"
+
+
+def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TOKENWARD_"):
+            monkeypatch.delenv(key)
+    init_data_dir(tmp_path / "data")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EAS_CONFIG_TOKEN_SIGN_SECRET", SIGN)
+    runner = CliRunner()
+    from urllib.parse import quote
+
+    r = runner.invoke(app, ["config-token", "import-eas", quote(eas_token(PAYLOAD)), "--encrypt-secret", ENCRYPT])
+    assert r.exit_code == 0, r.output
+    token = r.stdout.splitlines()[0]
+    assert "not imported: eas.plugins.0 (oidc)" in r.stderr
+    decoded = json.loads(runner.invoke(app, ["config-token", "decode", token]).stdout)
+    assert decoded["document"]["aud"] == "wiki"
