@@ -68,6 +68,11 @@ def test_open_and_convert() -> None:
     assert any("custom_service_headers" in n for n in notes)
 
 
+def test_pointer() -> None:
+    doc, notes = convert({"eas": {"config_token_store_id": "primary", "config_token_id": "1"}})
+    assert doc == {"tokenward": {"config_token_store_id": "primary", "config_token_id": "1"}} and not notes
+
+
 def test_wrong_secrets_and_garbage() -> None:
     token = eas_token(PAYLOAD)
     for kwargs in ({"sign_secret": "x", "encrypt_secret": ENCRYPT}, {"sign_secret": SIGN, "encrypt_secret": "x"}):

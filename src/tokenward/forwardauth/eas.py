@@ -135,6 +135,9 @@ def convert(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``(tokenward document, notes)``: notes name every plugin and option not carried over."""
     eas = payload["eas"]
     notes: list[str] = []
+    if isinstance(eas.get("config_token_store_id"), str) and isinstance(eas.get("config_token_id"), str):
+        pointer = {"config_token_store_id": eas["config_token_store_id"], "config_token_id": eas["config_token_id"]}
+        return {"tokenward": pointer}, [f"eas.{k}: not mapped" for k in sorted(set(eas) - set(pointer))]
     plugins = [m for i, p in enumerate(eas.get("plugins") or []) if isinstance(p, dict) and (m := _plugin(p, i, notes))]
     for key in sorted(set(eas) - {"plugins"}):
         notes.append(f"eas.{key}: not mapped")
