@@ -40,9 +40,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler tokenward installed, so a second configure replaces it."""
+
+
 def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     """Configure the root logger once for the process (idempotent)."""
-    handler = logging.StreamHandler()
+    handler = _Handler()
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -50,9 +54,8 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_tokenward", False):
+        if isinstance(old, _Handler):
             root.removeHandler(old)
-    handler._tokenward = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     # uvicorn's own access log would duplicate ours (and print query strings that may hold tokens).
