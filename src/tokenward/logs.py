@@ -6,7 +6,7 @@ import contextvars
 import json
 import logging
 import time
-from typing import Literal
+from typing import Literal, TextIO
 
 __all__ = ["REQUEST_ID", "configure_logging"]
 
@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler[TextIO]):
     """Marks the handler tokenward installed, so a second configure replaces it."""
 
 
