@@ -1,6 +1,6 @@
 """A bounded in-process cache with a per-entry time to live.
 
-Used to keep verified app token records in memory for a short time (default 1 s), so a warm
+Used to keep verified app token records in memory for a short time (default 0.5 s), so a warm
 verification costs one dict lookup and one HMAC. The TTL bounds how long a revocation made on
 *another* instance can go unnoticed; revocations on this instance are evicted immediately.
 """

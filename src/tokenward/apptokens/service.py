@@ -58,7 +58,7 @@ class AppTokenConfig:
     max_expiry: timedelta = timedelta(days=365)
     max_per_user: int = 100
     last_used_interval: float = 60.0
-    cache_ttl: float = 1.0
+    cache_ttl: float = 0.5
     cache_size: int = 100_000
     impersonation: bool = False
 

@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     if runtime is not None and runtime.policy is not None:
         metrics.watch_policy(runtime.policy)
     app.router.routes.extend(health.routes)
-    app.router.routes.extend(verify.routes)
+    app.router.routes[:0] = verify.routes  # first: the hot path is matched before anything else
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)
