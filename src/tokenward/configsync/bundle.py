@@ -225,4 +225,11 @@ def open_bundle(fetched: FetchedBundle, *, key: ConfigKey | None) -> BundleConte
             ClientRegistry.parse(files["clientids.json"], source="the bundle's clientids.json")
         except TokenwardError as exc:
             raise BundleError(exc.detail, code="bundle_invalid") from None
+    if "resources.json" in files:
+        from tokenward.identity.resources import ResourceRegistry
+
+        try:
+            ResourceRegistry.parse(files["resources.json"])
+        except TokenwardError as exc:
+            raise BundleError(exc.detail, code="bundle_invalid") from None
     return contents

@@ -52,6 +52,7 @@ FILES: tuple[BundleFile, ...] = (
     BundleFile("cmodelfile", "captchamodel.conf", "Captcha Model Configuration", policy=True),
     BundleFile("cpolicyfile", "captchapolicy.csv", "Captcha Policy Configuration", policy=True),
     BundleFile("clientids", "clientids.json", "Client ID Configuration"),
+    BundleFile("resources", "resources.json", "Resource Server Configuration"),
     BundleFile("timecode", "timecode.json", "Time Code", secret=True),
     BundleFile("apptokenkey", "apptoken.key", "App Token Key", secret=True),
 )

@@ -33,7 +33,7 @@ logger = logging.getLogger("tokenward.configsync")
 #: Folder of the data dir holding the last-known-good bundle.
 CACHE_DIR = "configsync"
 #: Files of the bundle that are written into the data dir when they change (policies stay in memory).
-LOCAL_FILES = ("timecode.json", "apptoken.key", "clientids.json")
+LOCAL_FILES = ("timecode.json", "apptoken.key", "clientids.json", "resources.json")
 
 
 def install_files(data_dir: Path, contents: BundleContents, names: tuple[str, ...] = LOCAL_FILES) -> list[str]:
