@@ -127,3 +127,19 @@ def test_bad_documents_are_refused_with_the_path(doc: dict[str, Any], path: str)
 def test_pointer_document() -> None:
     doc = parse_document({"tokenward": {"config_token_store_id": "primary", "config_token_id": "1"}})
     assert doc.tokenward.pointer == ("primary", "1")
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    doc = parse_document(
+        {
+            "tokenward": {
+                "plugins": [
+                    {"type": "request_header", "header": "X-K", "rule": {"method": "eq", "value": "hunter2-hunter2"}},
+                    {"type": "jwt", "algorithms": ["HS256"], "secret": "s3cr3t-s3cr3t-s3cr3t"},
+                    {"type": "htpasswd", "htpasswd": "bob:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI="},
+                ]
+            }
+        }
+    )
+    text = repr(doc)
+    assert "hunter2" not in text and "s3cr3t" not in text and "EfatjsUq" not in text

@@ -51,7 +51,7 @@ class Rule(_Model):
     """How selected values are tested: eq, in, contains, contains-any, contains-all, regex, empty."""
 
     method: Literal["eq", "in", "contains", "contains-any", "contains-all", "regex", "empty"]
-    value: Any = None
+    value: Any = Field(default=None, repr=False)  # may be a shared secret
     negate: bool = False
     case_insensitive: bool = False
 
@@ -131,7 +131,7 @@ class HtpasswdPlugin(_Plugin):
     """HTTP Basic against htpasswd lines (bcrypt ``$2y$``, apr1 ``$apr1$``, ``{SHA}``, argon2)."""
 
     type: Literal["htpasswd"]
-    htpasswd: str = Field(min_length=1, max_length=1_000_000)
+    htpasswd: str = Field(min_length=1, max_length=1_000_000, repr=False)
 
     @field_validator("htpasswd")
     @classmethod
@@ -152,7 +152,7 @@ class JwtPlugin(_Plugin):
 
     type: Literal["jwt"]
     algorithms: list[JwtAlgorithm] = Field(min_length=1, max_length=13)
-    secret: str | None = Field(default=None, min_length=16, max_length=1024)
+    secret: str | None = Field(default=None, min_length=16, max_length=1024, repr=False)
     public_key: str | None = Field(default=None, max_length=16384)
     jwks_url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
     jwks_cache_seconds: int = Field(default=300, ge=0, le=86400)
