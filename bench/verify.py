@@ -9,7 +9,9 @@ Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with uvloop + http
 - **noop**: ``/verify?config_token=…`` with a ``noop`` plugin (token decoding cached);
 - **app-token**: Basic ``user:twa_…`` via a *pointer* token to a token held in a file store — the
   design's budget case (≥ 20,000 req/s per core, ≥ 0.6 x baseline, p99 ≤ 5 ms);
-- **htpasswd-apr1**: Basic against an apr1 htpasswd line (verified credential cached).
+- **htpasswd-apr1**: Basic against an apr1 htpasswd line (verified credential cached);
+- **healthz**: tokenward's own ``/healthz`` — the floor set by the app and its middleware stack
+  (request id, access log, metrics), to tell the framework's share from /verify's.
 
 The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
@@ -186,7 +188,11 @@ def main() -> None:
                 "app-token": {"Authorization": basic("alice@example.com", app_token)},
                 "htpasswd-apr1": {"Authorization": basic("bob", password)},
             }
-            cases: dict[str, tuple[str, dict[str, str]]] = {"baseline": (f"http://127.0.0.1:{base_port}/verify", {})}
+            cases: dict[str, tuple[str, dict[str, str]]] = {
+                "baseline": (f"http://127.0.0.1:{base_port}/verify", {}),
+                # The same server's /healthz: what the shared app and middleware cost before /verify does anything.
+                "healthz": (f"http://127.0.0.1:{port}/healthz", {}),
+            }
             for case, token in tokens.items():
                 url = f"http://127.0.0.1:{port}/verify?config_token={token}"
                 headers = {**FORWARDED, **auth[case]}

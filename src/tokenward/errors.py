@@ -18,6 +18,7 @@ the CLI prints ``error: detail`` and exits non-zero. Messages never contain secr
     ├── Unauthorized             (HTTP 401)
     ├── Forbidden                (HTTP 403)
     ├── TooManyRequests          (HTTP 429, with Retry-After when known)
+    ├── ServiceUnavailable       a service tokenward depends on (e.g. SMTP) is missing or down (HTTP 503)
     └── PolicyError              a policy file or question the engine cannot handle
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PolicyError",
+    "ServiceUnavailable",
     "StorageError",
     "StorageUnavailable",
     "TimeCodeError",
@@ -142,6 +144,11 @@ class TooManyRequests(TokenwardError):
 
     def headers(self) -> dict[str, str]:
         return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class ServiceUnavailable(TokenwardError):
+    code = "service_unavailable"
+    status = 503
 
 
 class PolicyError(TokenwardError):

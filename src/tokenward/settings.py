@@ -117,7 +117,7 @@ class Settings(BaseSettings):
         default=60, ge=1, le=86400, description="Write an app token's last_used_at at most this often."
     )
     app_tokens_cache_ttl_seconds: float = Field(
-        default=0.5,
+        default=1.0,
         gt=0,
         le=60,
         description="How long a verified app token record is trusted from memory; bounds how late other "
@@ -177,6 +177,21 @@ class Settings(BaseSettings):
     )
     config_poll_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often an instance checks the S3 bundle manifest for changes."
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for e-mail enrolment codes; unset: POST /api/enroll/email answers 503."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP server port.")
+    smtp_from: str = Field(
+        default="", max_length=254, description="From address of enrolment e-mails (default tokenward@<server name>)."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login name; unset: no SMTP AUTH.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS (turn off only for a loopback relay)."
+    )
+    smtp_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Connect and command timeout of one SMTP conversation."
     )
 
     @field_validator("redirect_domains", mode="before")

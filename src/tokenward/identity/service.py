@@ -15,11 +15,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tokenward.apptokens.regulation import Regulator, ip_key, user_key
-from tokenward.errors import BadRequest, Conflict, Forbidden, NotFound, StorageError, TooManyRequests, Unauthorized
+from tokenward.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    StorageError,
+    TooManyRequests,
+    Unauthorized,
+)
 from tokenward.identity import captcha as cap
 from tokenward.identity.apps import ClientRegistry, app_hash_of_origin, normalize_app_hash, normalize_client_id
 from tokenward.identity.client_tokens import TOKEN_LIFETIME_SECONDS, ClientTokenClaims, sign_client_token
 from tokenward.identity.encoding import b64u_decode, b64u_encode
+from tokenward.identity.mail import Mailer, enrollment_message
 from tokenward.identity.policy import IdentityPolicy, resolve_scopes
 from tokenward.identity.resources import ResourceRegistry, login_message, verify_login_signature
 from tokenward.identity.source import SourceIdentity, open_source_identifier, seal_source_identifier
@@ -79,6 +89,9 @@ class IdentityService:
     request_regulator: Regulator | None = None
     #: Counts wrong captcha answers and enrolment codes per e-mail and per IP.
     failure_regulator: Regulator | None = None
+    #: Sends e-mail enrolment codes; None when SMTP is not configured.
+    mailer: Mailer | None = None
+    mail_sender: str = ""
 
     async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
         if regulator is None or not regulator.policy.enabled:
@@ -135,6 +148,36 @@ class IdentityService:
         )
         await self._audit(now, actor, "enrollment.code_issued", subject=_email(email))
         return code
+
+    async def email_enrollment_code(self, email: str, *, now: float, client_ip: str | None = None) -> None:
+        """E-mail a one-time enrolment code to ``email`` if the captcha policy enables it (docs/sessions.md).
+
+        The caller learns nothing about the address: the answer, the SMTP round trip (``send(None)``
+        checks the server for refused addresses too) and the rate limit are the same either way.
+        """
+        if self.mailer is None:
+            raise ServiceUnavailable(
+                "e-mail enrolment is not configured on this server (TOKENWARD_SMTP_HOST); ask an admin for a code",
+                code="smtp_not_configured",
+            )
+        email = _email(email)
+        requests = _regulation_keys("enroll-email", email, client_ip)
+        await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="enrolment e-mail")
+        await self._check(self.request_regulator, requests, now, "enrollment_rate_limited")
+        message = None
+        if self.policy().captcha_enabled(email).allowed:
+            code = await self.issue_enrollment_code(email, now=now, actor="email")
+            message = enrollment_message(
+                server=self.server_name,
+                sender=self.mail_sender or f"tokenward@{self.server_name}",
+                to=email,
+                code=code,
+                valid_hours=ENROLLMENT_CODE_TTL // 3600,
+                now=now,
+            )
+        else:
+            await self._audit(now, email, "enrollment.email_refused", subject=email, ip=client_ip)
+        await self.mailer.send(message)
 
     async def enroll(
         self, *, email: str, code: str, public_key: str, now: float, client_ip: str | None = None

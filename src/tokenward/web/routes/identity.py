@@ -21,6 +21,7 @@ from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import Unauthorized
 from tokenward.identity.apps import load_registry
 from tokenward.identity.client_tokens import jwks
+from tokenward.identity.mail import SmtpMailer
 from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
 from tokenward.identity.resources import load_resources
 from tokenward.identity.service import IdentityService
@@ -75,9 +76,25 @@ def get_identity(request: Request) -> IdentityService:
         session_lifetime=runtime.settings.session_lifetime_seconds,
         request_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_requests + 1, window, window)),
         failure_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_failures, window, window)),
+        mailer=_mailer(settings, runtime.server_name),
+        mail_sender=settings.smtp_from,
     )
     request.app.state.identity_service = service
     return service
+
+
+def _mailer(settings: Any, server_name: str) -> SmtpMailer | None:
+    if not settings.smtp_host:
+        return None
+    return SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from or f"tokenward@{server_name}",
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout_seconds,
+    )
 
 
 def _client_ip(request: Request) -> str | None:
@@ -147,6 +164,10 @@ class EnrollIn(_In):
     public_key: str = Field(max_length=64, description="b64u X25519 public key of the authenticator.")
 
 
+class EnrollEmailIn(_In):
+    email: str = Field(max_length=254)
+
+
 class CaptchaIn(_In):
     email: str = Field(max_length=254)
     client_id: str = Field(max_length=40)
@@ -211,6 +232,16 @@ async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str
         email=body.email, code=body.code, public_key=body.public_key, now=time.time(), client_ip=_client_ip(request)
     )
     return {"email": enrollment.email, "status": "enrolled"}
+
+
+@router.post(
+    "/api/enroll/email",
+    status_code=202,
+    summary="E-mail a one-time enrolment code (same answer whether or not the address may enrol)",
+)
+async def enroll_by_email(body: EnrollEmailIn, service: Service, request: Request) -> dict[str, str]:
+    await service.email_enrollment_code(body.email, now=time.time(), client_ip=_client_ip(request))
+    return {"status": "accepted", "detail": "if this address may enrol, an enrolment code is on its way"}
 
 
 @router.post("/api/captcha", summary="Request an encrypted captcha for a login")
