@@ -21,9 +21,11 @@ from tokenward.keys import Keyring, Secret
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
+    from tokenward.storage.redisstate import RevocationChannel
 
 __all__ = ["Runtime", "open_runtime"]
 
@@ -46,6 +48,9 @@ class Runtime:
     forward_auth: ForwardAuthService | None = None
     #: Present when an S3 bucket is configured: the shared config bundle's poller (docs/multi-instance.md).
     config_sync: ConfigSync | None = None
+    #: Present when ``TOKENWARD_REDIS_URL`` is set: app-token revocation notices between instances.
+    revocation_channel: RevocationChannel | None = None
+    redis: object | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -75,6 +80,10 @@ class Runtime:
             await self.forward_auth.close()
         if self.config_sync is not None:
             await self.config_sync.close()
+        if self.revocation_channel is not None:
+            await self.revocation_channel.close()
+        if self.redis is not None:
+            await self.redis.aclose()  # type: ignore[attr-defined]
         await self.database.close()
 
 
@@ -126,9 +135,24 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     )
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
+    regulation_store: RegulationStore | None = None
+    if settings.redis_url is not None:
+        from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis, key_prefix
+
+        runtime.redis = client = connect_redis(settings.redis_url.get_secret_value())
+        regulation_store = RedisRegulationStore(client, prefix=key_prefix(server_name))
+        runtime.revocation_channel = RevocationChannel(client, prefix=key_prefix(server_name))
     runtime.app_tokens = build_app_token_service(
-        settings, database, data_dir.ensure_apptoken_key(), server_name=server_name, runtime=runtime
+        settings,
+        database,
+        data_dir.ensure_apptoken_key(),
+        server_name=server_name,
+        runtime=runtime,
+        regulation_store=regulation_store,
     )
+    if runtime.revocation_channel is not None:
+        runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
+        runtime.revocation_channel.start(runtime.app_tokens.forget)
     runtime.forward_auth = build_forward_auth(runtime)
     return runtime
 
@@ -154,7 +178,13 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
 
 
 def build_app_token_service(
-    settings: Settings, database: Database, key: Secret, *, server_name: str, runtime: Runtime | None = None
+    settings: Settings,
+    database: Database,
+    key: Secret,
+    *,
+    server_name: str,
+    runtime: Runtime | None = None,
+    regulation_store: RegulationStore | None = None,
 ) -> AppTokenService:
     """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
 
@@ -162,7 +192,7 @@ def build_app_token_service(
     an admin.
     """
     regulator = Regulator(
-        SqlRegulationStore(database),
+        regulation_store or SqlRegulationStore(database),
         RegulationPolicy(
             max_failures=settings.regulation_max_failures,
             find_time=float(settings.regulation_find_time_seconds),

@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     config_poll_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often an instance checks the S3 bundle manifest for changes."
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis:// URL: regulation counters and app-token revocation notices via Redis; unset: SQL only.",
+    )
     smtp_host: str | None = Field(
         default=None, description="SMTP server for e-mail enrolment codes; unset: POST /api/enroll/email answers 503."
     )

@@ -26,7 +26,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -103,6 +103,8 @@ class AppTokenService:
         )
         self._cache_key = secrets.token_bytes(32)
         self._touched: dict[str, float] = {}
+        #: Announces a revocation to other instances (Redis pub/sub); None: they honour it within ``cache_ttl``.
+        self.announce_revocation: Callable[[str], Awaitable[None]] | None = None
 
     # -- management ------------------------------------------------------------------------
 
@@ -193,6 +195,7 @@ class AppTokenService:
         if not await self.store.revoke(record.id, _dt(now), owner=record.owner):
             raise NotFound(f"no app token {token_id[:32]!r}", code="apptoken_not_found")
         self._cache.pop(record.id)
+        await self._announce(record.id)
         if impersonated:
             await self.record_impersonation(actor=actor, target=record.owner, act="delete", request_id=request_id)
         await self._audit(
@@ -299,6 +302,14 @@ class AppTokenService:
     def _fingerprint(self, token: str) -> bytes:
         # Keyed BLAKE2b is a MAC (RFC 7693 §2.9), ~4x faster than hmac.digest for a 45-byte input.
         return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), key=self._cache_key, digest_size=32).digest()
+
+    async def _announce(self, token_id: str) -> None:
+        if self.announce_revocation is None:
+            return
+        try:
+            await self.announce_revocation(token_id)
+        except StorageError as exc:  # SQL holds the revocation; others see it within cache_ttl
+            log.warning("revocation of app token %s not announced (%s)", token_id, exc.error_code)
 
     def forget(self, token_id: str) -> None:
         """Drop a cached record (e.g. after a revocation seen elsewhere)."""

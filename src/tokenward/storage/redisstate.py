@@ -1,0 +1,173 @@
+"""The optional Redis fast path (``TOKENWARD_REDIS_URL``): regulation counters and revocation notices.
+
+SQL stays the truth for app tokens and revocations; Redis only makes two things faster for N
+instances:
+
+- :class:`RedisRegulationStore` — failures and bans as sorted sets (one round trip per failure,
+  no append-only rows in SQL), shared by every instance on the same Redis;
+- :class:`RevocationChannel` — pub/sub: an instance that revokes an app token publishes its id,
+  every other instance drops its cached record at once instead of after the cache TTL. A lost
+  notice (Redis down, a subscriber reconnecting) costs only the TTL bound it replaces.
+
+Keys and the channel are prefixed ``tokenward:<server name>:`` so deployments can share a Redis.
+Driver errors become :class:`~tokenward.errors.StorageUnavailable`; the URL (it may hold a
+password) is never put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tokenward.errors import StorageUnavailable
+
+from .regulation import RegulationStore
+
+__all__ = ["RedisRegulationStore", "RevocationChannel", "connect_redis", "key_prefix"]
+
+log = logging.getLogger("tokenward.redis")
+
+_RECONNECT_SECONDS = 1.0
+
+
+def key_prefix(server_name: str) -> str:
+    return f"tokenward:{server_name}:"
+
+
+def connect_redis(url: str, *, timeout: float = 2.0) -> Any:
+    """A ``redis.asyncio.Redis`` client for ``url`` (connections open lazily). Needs the ``redis`` extra."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:  # pragma: no cover - the extra is part of the dev install
+        raise StorageUnavailable(
+            "TOKENWARD_REDIS_URL is set but redis-py is not installed: pip install 'tokenward[redis]'",
+            code="redis_missing",
+        ) from None
+    try:
+        return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    except ValueError:
+        raise StorageUnavailable(
+            "TOKENWARD_REDIS_URL is not a redis:// or rediss:// URL", code="redis_url_invalid"
+        ) from None
+
+
+def _unavailable(exc: BaseException) -> StorageUnavailable:
+    return StorageUnavailable(f"Redis is unreachable ({type(exc).__name__})", code="redis_unavailable")
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
+class RedisRegulationStore(RegulationStore):
+    """Failures as one sorted set per key (score = time), bans as one sorted set (score = end)."""
+
+    def __init__(self, client: Any, *, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._bans = prefix + "bans"
+
+    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+        now, start = at.timestamp(), since.timestamp()
+        ttl = max(1, int(now - start) + 1)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    name = self._prefix + "fail:" + key
+                    # A random member: two failures in the same microsecond still count twice.
+                    pipe.zadd(name, {f"{now:.6f}:{secrets.token_hex(4)}": now})
+                    pipe.zremrangebyscore(name, "-inf", f"({start}")
+                    pipe.zcount(name, start, now)
+                    pipe.expire(name, ttl)
+                results = await pipe.execute()
+        except _driver_errors() as exc:
+            raise _unavailable(exc) from None
+        return {key: int(results[i * 4 + 2]) for i, key in enumerate(keys)}
+
+    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+        try:
+            await self._redis.zadd(self._bans, {key: until.timestamp()}, gt=True)
+        except _driver_errors() as exc:
+            raise _unavailable(exc) from None
+
+    async def active_bans(self, now: datetime) -> dict[str, datetime]:
+        try:
+            rows = await self._redis.zrangebyscore(self._bans, f"({now.timestamp()}", "+inf", withscores=True)
+        except _driver_errors() as exc:
+            raise _unavailable(exc) from None
+        return {_text(key): datetime.fromtimestamp(float(score), UTC) for key, score in rows}
+
+    async def purge(self, *, failures_before: datetime, bans_before: datetime) -> None:
+        # Failure sets expire by themselves (EXPIRE = the find time); ended bans are trimmed here.
+        try:
+            await self._redis.zremrangebyscore(self._bans, "-inf", f"({bans_before.timestamp()}")
+        except _driver_errors() as exc:
+            raise _unavailable(exc) from None
+
+
+class RevocationChannel:
+    """Publish revoked app-token ids; deliver other instances' notices to ``on_notice``."""
+
+    def __init__(self, client: Any, *, prefix: str) -> None:
+        self._redis = client
+        self.channel = prefix + "apptoken-revoked"
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def publish(self, token_id: str) -> None:
+        try:
+            await self._redis.publish(self.channel, token_id)
+        except _driver_errors() as exc:
+            raise _unavailable(exc) from None
+
+    def start(self, on_notice: Callable[[str], Awaitable[None] | None]) -> None:
+        """Subscribe in a background task (reconnecting every second while Redis is away)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._listen(on_notice), name="revocation-notices")
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """Whether the subscription is live within ``timeout`` seconds (for start-up and tests)."""
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _listen(self, on_notice: Callable[[str], Awaitable[None] | None]) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self._subscribed.set()
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is None or message.get("type") != "message":
+                            continue
+                        result = on_notice(_text(message["data"]))
+                        if result is not None:
+                            await result
+            except asyncio.CancelledError:
+                raise
+            except _driver_errors() as exc:
+                self._subscribed.clear()
+                log.warning("revocation notices: Redis unreachable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

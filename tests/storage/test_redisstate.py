@@ -1,0 +1,146 @@
+"""The Redis fast path against a real Redis on 127.0.0.1:6379.
+
+Without Redis the tests skip with the command to start one; under ``CI=true`` they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import init_data_dir
+from tokenward.apptokens import RegulationPolicy, Regulator
+from tokenward.errors import StorageUnavailable, TokenwardError
+from tokenward.runtime import open_runtime
+from tokenward.settings import Settings
+from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+START = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Any]:
+    client = connect_redis(REDIS_URL, timeout=1.0)
+    try:
+        await client.ping()
+    except Exception as exc:  # any reason Redis cannot be reached
+        await client.aclose()
+        message = f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__}); start one: {START}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _prefix() -> str:
+    return f"tokenward:test-{secrets.token_hex(4)}:"
+
+
+async def test_failures_are_counted_within_the_window_and_bans_keep_the_longest(redis: Any) -> None:
+    store = RedisRegulationStore(redis, prefix=_prefix())
+    t = time.time()
+    assert await store.record_failure(["user:a", "ip:1"], _dt(t), since=_dt(t - 120)) == {"user:a": 1, "ip:1": 1}
+    assert await store.record_failure(["user:a"], _dt(t + 1), since=_dt(t - 119)) == {"user:a": 2}
+    # a failure older than the window no longer counts
+    assert await store.record_failure(["user:a"], _dt(t + 2), since=_dt(t + 0.5)) == {"user:a": 2}
+
+    await store.add_ban("user:a", _dt(t), _dt(t + 300))
+    await store.add_ban("user:a", _dt(t), _dt(t + 100))  # a shorter ban never shortens the longer one
+    await store.add_ban("ip:1", _dt(t), _dt(t + 10))
+    bans = await store.active_bans(_dt(t))
+    assert {k: round(v.timestamp() - t) for k, v in bans.items()} == {"user:a": 300, "ip:1": 10}
+    assert set(await store.active_bans(_dt(t + 50))) == {"user:a"}
+    await store.purge(failures_before=_dt(t), bans_before=_dt(t + 50))
+    assert set(await store.active_bans(_dt(t))) == {"user:a"}
+
+
+async def test_a_ban_earned_on_two_instances_is_seen_by_both(redis: Any) -> None:
+    prefix = _prefix()
+    policy = RegulationPolicy(max_failures=3, find_time=120, ban_time=300)
+    a, b = (
+        Regulator(RedisRegulationStore(redis, prefix=prefix), policy),
+        Regulator(RedisRegulationStore(redis, prefix=prefix), policy),
+    )
+    now = time.time()
+    assert await a.failure(("user:mallory",), now) == []
+    assert await b.failure(("user:mallory",), now + 1) == []
+    assert await a.failure(("user:mallory",), now + 2) == ["user:mallory"]
+    await b.sync(now + 3)
+    with pytest.raises(TokenwardError) as caught:
+        b.check(("user:mallory",), now + 3)
+    assert caught.value.error_code == "too_many_attempts"
+
+
+async def test_unreachable_redis_is_a_storage_error_without_the_url() -> None:
+    client = connect_redis("redis://:hunter2-secret@127.0.0.1:1/0", timeout=0.5)
+    try:
+        with pytest.raises(StorageUnavailable) as caught:
+            await RedisRegulationStore(client, prefix=_prefix()).active_bans(_dt(time.time()))
+        assert caught.value.error_code == "redis_unavailable"
+        assert "hunter2" not in caught.value.detail and "127.0.0.1" not in caught.value.detail
+        with pytest.raises(StorageUnavailable):
+            await RevocationChannel(client, prefix=_prefix()).publish("x")
+    finally:
+        await client.aclose()
+
+
+async def test_a_revocation_reaches_the_other_instance_before_its_cache_ttl(
+    redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for key in list(os.environ):
+        if key.startswith(("TOKENWARD_", "HEXAEIGHT_")):
+            monkeypatch.delenv(key)
+    data = tmp_path / "data"
+    init_data_dir(data, f"redis-{secrets.token_hex(4)}.example.com")
+    # A long TTL: without the notice B would keep trusting its cached record for a minute.
+    settings = Settings.load(data_dir=data, redis_url=REDIS_URL, app_tokens_cache_ttl_seconds=60)
+    rt_a = await open_runtime(settings)
+    rt_b = await open_runtime(settings)
+    try:
+        assert rt_a.app_tokens is not None and rt_b.app_tokens is not None
+        assert rt_b.revocation_channel is not None
+        assert await rt_b.revocation_channel.wait_subscribed(5.0)
+        assert isinstance(rt_b.app_tokens.regulator.store, RedisRegulationStore)
+        record, token = await rt_a.app_tokens.create(owner="alice@example.com", created_by="test")
+        await rt_b.app_tokens.verify("alice@example.com", token)  # now cached on B
+        start = time.monotonic()
+        await rt_a.app_tokens.revoke(record.id, owner=None, actor="test")
+        while time.monotonic() - start < 2.0:
+            try:
+                await rt_b.app_tokens.verify("alice@example.com", token)
+            except TokenwardError as exc:
+                assert exc.error_code == "apptoken_revoked"
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("B still accepted the revoked token 2 s later")
+        assert time.monotonic() - start < 1.0
+
+        # Redis gone: the revocation still lands in SQL; the missed notice is logged, not raised
+        gone = connect_redis("redis://127.0.0.1:1/0", timeout=0.5)
+        rt_a.app_tokens.announce_revocation = RevocationChannel(gone, prefix="x:").publish
+        other, _ = await rt_a.app_tokens.create(owner="alice@example.com", created_by="test")
+        with caplog.at_level(logging.WARNING, logger="tokenward.apptokens"):
+            await rt_a.app_tokens.revoke(other.id, owner=None, actor="test")
+        await gone.aclose()
+        assert "not announced (redis_unavailable)" in caplog.text
+    finally:
+        await rt_a.close()
+        await rt_b.close()
