@@ -286,3 +286,30 @@ async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Inst
     r = await a.post("/api/client-token", {"destination": "api.example.com"})
     assert await code_of(r) == "source_identifier_missing"
     assert json.loads((data_dir / "clientids.json").read_text())["clients"][0]["client_id"] == client_id
+
+
+async def test_a_webcrypto_authenticator_enrols_with_aes256gcm(
+    cluster: tuple[Instance, Instance, str], tmp_path: Path
+) -> None:
+    a, b, client_id = cluster
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["-d", str(tmp_path / "data"), "user", "enroll", "erin@example.com"]
+    )
+    code = result.stdout.strip().splitlines()[-1].split()[-1]
+    key = X25519PrivateKey.generate()
+    body = {"email": "erin@example.com", "code": code, "public_key": b64u_of_public(key)}
+    bad = await a.post("/api/enroll", {**body, "aead": "aes128gcm"})
+    assert bad.status_code in (400, 422) and "aead" in bad.text
+    assert (await a.post("/api/enroll", {**body, "aead": "aes256gcm"})).status_code == 200
+    verifier = secrets.token_urlsafe(48)
+    r = await _captcha(b, client_id, "erin@example.com", verifier)
+    payload = r.json()["captcha"]
+    assert payload.startswith("TWC2.aes256gcm.")
+    assert (await a.http.get("/api/captcha/qr.png", params={"captcha": payload})).status_code == 200
+    answer = {
+        "captcha_id": r.json()["captcha_id"],
+        "code": open_captcha(payload, key).code,
+        "code_verifier": verifier,
+        "session_key": b64u_of_public(X25519PrivateKey.generate()),
+    }
+    assert (await a.post("/api/captcha/verify", answer)).status_code == 200

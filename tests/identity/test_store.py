@@ -40,9 +40,13 @@ async def test_enrollments_and_codes(store_database: Database | None) -> None:
     store = _store(store_database)
     assert await store.get_enrollment("alice@example.com") is None
     await store.put_enrollment(Enrollment("Alice@Example.com", "k" * 43, NOW, "admin-code"))
-    await store.put_enrollment(Enrollment("alice@example.com", "m" * 43, NOW + 1, "admin-code"))
+    await store.put_enrollment(Enrollment("alice@example.com", "m" * 43, NOW + 1, "admin-code", "aes256gcm"))
     got = await store.get_enrollment("ALICE@example.com")
     assert got is not None and got.public_key == "m" * 43 and got.enrolled_at == NOW + 1
+    assert got.aead == "aes256gcm"
+    await store.put_enrollment(Enrollment("bob@example.com", "b" * 43, NOW, "admin-code"))
+    bob = await store.get_enrollment("bob@example.com")
+    assert bob is not None and bob.aead == "chacha20poly1305"
     await store.add_enrollment_code("h" * 64, "alice@example.com", expires_at=NOW + 10)
     await store.add_enrollment_code("e" * 64, "bob@example.com", expires_at=NOW + 10)
     assert await store.redeem_enrollment_code("e" * 64, now=NOW + 10) is None  # expired

@@ -75,3 +75,15 @@ def test_client_token_vector_signature_jwks_and_channel_key() -> None:
     for name in ("source_private_key", "destination_private_key"):
         private = X25519PrivateKey.from_private_bytes(b64u_decode(v[name], field=name))
         assert client_tokens.channel_key(private, claims).hex() == v["channel_key"]
+
+
+def test_captcha_aes256gcm_vector_decrypts_with_the_recipient_key() -> None:
+    v = _load("captcha_aes256gcm.json")
+    assert v["payload"].startswith("TWC2.aes256gcm.")
+    private = X25519PrivateKey.from_private_bytes(b64u_decode(v["recipient_private_key"], field="k"))
+    assert json.loads(captcha.open_captcha(v["payload"], private).to_json()) == v["plaintext"]
+    # The payload names its suite: read as ChaCha20-Poly1305 it does not open.
+    relabelled = v["payload"].replace("TWC2.aes256gcm.", "TWC2.chacha20poly1305.", 1)
+    with pytest.raises(TokenwardError) as info:
+        captcha.open_captcha(relabelled, private)
+    assert info.value.error_code == "captcha_unreadable"

@@ -3,8 +3,11 @@
 Pure functions: the caller passes ``now``, keys and randomness. The server keeps only a MAC of
 the code (:func:`code_mac`), never the code itself.
 
-HPKE (RFC 9180) base mode, suite DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305,
-from ``cryptography.hazmat.primitives.hpke``; ``info`` = ``"tokenward/v1/captcha|" + captcha_id``.
+HPKE (RFC 9180) base mode, suite DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AEAD, from
+``cryptography.hazmat.primitives.hpke``; ``info`` = ``"tokenward/v1/captcha|" + captcha_id``. The AEAD
+is the enrolment's choice (:data:`AEADS`): ChaCha20-Poly1305 (default, payload ``TWC1.<id>.<data>``)
+or AES-256-GCM for authenticators built on WebCrypto, which has no ChaCha20-Poly1305
+(payload ``TWC2.aes256gcm.<id>.<data>``).
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Secret
 
 __all__ = [
+    "AEADS",
     "ALPHABET",
     "CAPTCHA_PREFIX",
+    "CAPTCHA_PREFIX_SUITE",
     "CODE_LENGTH",
+    "DEFAULT_AEAD",
     "MAX_ATTEMPTS",
     "TTL_SECONDS",
     "CaptchaPlaintext",
@@ -40,6 +46,7 @@ __all__ = [
     "open_captcha",
     "pkce_challenge",
     "seal_captcha",
+    "validate_aead",
     "validate_code_challenge",
 ]
 
@@ -48,8 +55,17 @@ ALPHABET = "ACDEFHJKMNPRTUVWXY3479"
 CODE_LENGTH = 5
 MAX_ATTEMPTS = 5
 TTL_SECONDS = 120
+#: ``TWC1.<id>.<data>``: ChaCha20-Poly1305, the format every authenticator reads.
 CAPTCHA_PREFIX = "TWC1"
-_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+#: ``TWC2.<aead>.<id>.<data>``: the payload names its AEAD (any of :data:`AEADS`).
+CAPTCHA_PREFIX_SUITE = "TWC2"
+DEFAULT_AEAD = "chacha20poly1305"
+#: The AEADs an enrolment may choose (``aead`` at ``POST /api/enroll``), by their wire names.
+AEADS = {
+    "chacha20poly1305": hpke.AEAD.CHACHA20_POLY1305,
+    "aes256gcm": hpke.AEAD.AES_256_GCM,
+}
+_SUITES = {name: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, aead) for name, aead in AEADS.items()}
 _VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _CAPTCHA_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
@@ -125,21 +141,41 @@ def _info(captcha_id: str) -> bytes:
     return f"tokenward/v1/captcha|{captcha_id}".encode()
 
 
-def seal_captcha(plain: CaptchaPlaintext, public_key: bytes) -> str:
-    """``TWC1.<captcha_id>.<base64url(enc || ciphertext)>``, the QR payload text."""
+def validate_aead(name: str) -> str:
+    """An enrolment's AEAD name, or BadRequest ``aead_unsupported``."""
+    if name not in AEADS:
+        raise BadRequest(f"aead must be one of {', '.join(sorted(AEADS))}", code="aead_unsupported")
+    return name
+
+
+def seal_captcha(plain: CaptchaPlaintext, public_key: bytes, *, aead: str = DEFAULT_AEAD) -> str:
+    """The QR payload text: ``TWC1.<captcha_id>.<b64u(enc || ct)>`` for ChaCha20-Poly1305 (so every
+    authenticator reads it), ``TWC2.<aead>.<captcha_id>.<b64u(enc || ct)>`` for another AEAD."""
     recipient = X25519PublicKey.from_public_bytes(public_key)
-    sealed = _SUITE.encrypt(plain.to_json(), recipient, info=_info(plain.captcha_id))
-    return f"{CAPTCHA_PREFIX}.{plain.captcha_id}.{b64u_encode(sealed)}"
+    sealed = b64u_encode(_SUITES[validate_aead(aead)].encrypt(plain.to_json(), recipient, info=_info(plain.captcha_id)))
+    if aead == DEFAULT_AEAD:
+        return f"{CAPTCHA_PREFIX}.{plain.captcha_id}.{sealed}"
+    return f"{CAPTCHA_PREFIX_SUITE}.{aead}.{plain.captcha_id}.{sealed}"
+
+
+def _split(text: str) -> tuple[str, str, str]:
+    """``(aead, captcha_id, data)`` of a ``TWC1`` or ``TWC2`` payload."""
+    parts = text.strip().split(".")
+    if len(parts) == 3 and parts[0] == CAPTCHA_PREFIX:
+        parts = [CAPTCHA_PREFIX_SUITE, DEFAULT_AEAD, *parts[1:]]
+    if len(parts) != 4 or parts[0] != CAPTCHA_PREFIX_SUITE or parts[1] not in AEADS or not _CAPTCHA_ID.match(parts[2]):
+        raise BadRequest(
+            "not a tokenward captcha (expected TWC1.<id>.<data> or TWC2.<aead>.<id>.<data>)", code="captcha_unreadable"
+        )
+    return parts[1], parts[2], parts[3]
 
 
 def open_captcha(text: str, private_key: X25519PrivateKey) -> CaptchaPlaintext:
     """The authenticator's side: decrypt a captcha payload; BadRequest ``captcha_unreadable`` if it is not ours."""
-    parts = text.strip().split(".")
-    if len(parts) != 3 or parts[0] != CAPTCHA_PREFIX or not _CAPTCHA_ID.match(parts[1]):
-        raise BadRequest("not a tokenward captcha (expected TWC1.<id>.<data>)", code="captcha_unreadable")
-    sealed = b64u_decode(parts[2], field="captcha", code="captcha_unreadable")
+    aead, captcha_id, body = _split(text)
+    sealed = b64u_decode(body, field="captcha", code="captcha_unreadable")
     try:
-        data = json.loads(_SUITE.decrypt(sealed, private_key, info=_info(parts[1])))
+        data = json.loads(_SUITES[aead].decrypt(sealed, private_key, info=_info(captcha_id)))
         plain = CaptchaPlaintext(
             captcha_id=str(data["cid"]),
             code=str(data["code"]),
@@ -153,7 +189,7 @@ def open_captcha(text: str, private_key: X25519PrivateKey) -> CaptchaPlaintext:
         raise BadRequest(
             "this captcha was not encrypted to this authenticator's key", code="captcha_unreadable"
         ) from None
-    if plain.captcha_id != parts[1]:
+    if plain.captcha_id != captcha_id:
         raise BadRequest("captcha id mismatch", code="captcha_unreadable")
     return plain
 

@@ -180,18 +180,26 @@ class IdentityService:
         await self.mailer.send(message)
 
     async def enroll(
-        self, *, email: str, code: str, public_key: str, now: float, client_ip: str | None = None
+        self,
+        *,
+        email: str,
+        code: str,
+        public_key: str,
+        now: float,
+        client_ip: str | None = None,
+        aead: str = cap.DEFAULT_AEAD,
     ) -> Enrollment:
         email = _email(email)
         keys = _regulation_keys("captcha", email, client_ip)
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         b64u_decode(public_key, field="public_key", length=32, code="public_key_invalid")
+        cap.validate_aead(aead)
         owner = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
         if owner is None or not hmac.compare_digest(owner, email):
             await self._audit(now, email, "enrollment.failed", subject=email, ip=client_ip)
             await self._count(self.failure_regulator, keys, now, client_ip=client_ip, reason="enrollment failure")
             raise Unauthorized("the enrolment code is wrong, used or expired", code="enrollment_code_invalid")
-        enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method="admin-code")
+        enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method="admin-code", aead=aead)
         await self.store.put_enrollment(enrollment)
         await self._audit(now, email, "enrollment.completed", subject=email)
         return enrollment
@@ -264,7 +272,9 @@ class IdentityService:
             )
         )
         plain = cap.CaptchaPlaintext(captcha_id, code, self.server_name, email, client.name, shown_origin, expires)
-        payload = cap.seal_captcha(plain, b64u_decode(enrollment.public_key, field="public_key", length=32))
+        payload = cap.seal_captcha(
+            plain, b64u_decode(enrollment.public_key, field="public_key", length=32), aead=enrollment.aead
+        )
         await self._audit(now, email, "captcha.issued", subject=email, client_id=client.client_id)
         return CaptchaIssued(captcha_id, payload, expires)
 

@@ -43,6 +43,7 @@ class Enrollment:
     public_key: str  # base64url X25519
     enrolled_at: float
     method: str  # "admin-code" | "email-code"
+    aead: str = "chacha20poly1305"  # the HPKE AEAD captchas are sealed with (identity.captcha.AEADS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -183,6 +184,7 @@ class EnrollmentRow(Base):
     public_key: Mapped[str] = mapped_column(String(KEY_LEN), nullable=False)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     method: Mapped[str] = mapped_column(String(32), nullable=False)
+    aead: Mapped[str] = mapped_column(String(32), nullable=False, server_default="chacha20poly1305")
 
 
 class EnrollmentCodeRow(Base):
@@ -275,19 +277,21 @@ class SqlIdentityStore(IdentityStore):
                         public_key=enrollment.public_key,
                         enrolled_at=_dt(enrollment.enrolled_at),
                         method=enrollment.method,
+                        aead=enrollment.aead,
                     )
                 )
             else:
                 row.public_key = enrollment.public_key
                 row.enrolled_at = _dt(enrollment.enrolled_at)
                 row.method = enrollment.method
+                row.aead = enrollment.aead
 
     async def get_enrollment(self, email: str) -> Enrollment | None:
         async with self._db.session() as s:
             row = await s.get(EnrollmentRow, email.lower())
             if row is None:
                 return None
-            return Enrollment(row.email, row.public_key, _ts(row.enrolled_at), row.method)
+            return Enrollment(row.email, row.public_key, _ts(row.enrolled_at), row.method, row.aead)
 
     async def add_enrollment_code(self, code_hash: str, email: str, *, expires_at: float) -> None:
         async with self._db.session() as s:

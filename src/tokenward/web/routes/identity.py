@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -162,6 +162,10 @@ class EnrollIn(_In):
     email: str
     code: str = Field(max_length=64)
     public_key: str = Field(max_length=64, description="b64u X25519 public key of the authenticator.")
+    aead: Literal["chacha20poly1305", "aes256gcm"] = Field(
+        default="chacha20poly1305",
+        description="HPKE AEAD of this authenticator's captchas; `aes256gcm` for WebCrypto (browser) authenticators.",
+    )
 
 
 class EnrollEmailIn(_In):
@@ -178,7 +182,9 @@ class CaptchaIn(_In):
 
 class CaptchaOut(BaseModel):
     captcha_id: str
-    captcha: str = Field(description="The HPKE-sealed payload `TWC1.<id>.<data>`, also the QR text.")
+    captcha: str = Field(
+        description="The HPKE-sealed payload `TWC1.<id>.<data>` or `TWC2.<aead>.<id>.<data>`, also the QR text."
+    )
     qr_svg: str
     expires_at: int
 
@@ -229,7 +235,12 @@ def _session_out(issued: Any) -> SessionOut:
 @router.post("/api/enroll", summary="Bind an authenticator key to an e-mail address with a one-time code")
 async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str, str]:
     enrollment = await service.enroll(
-        email=body.email, code=body.code, public_key=body.public_key, now=time.time(), client_ip=_client_ip(request)
+        email=body.email,
+        code=body.code,
+        public_key=body.public_key,
+        now=time.time(),
+        client_ip=_client_ip(request),
+        aead=body.aead,
     )
     return {"email": enrollment.email, "status": "enrolled"}
 
@@ -260,7 +271,7 @@ async def request_captcha(body: CaptchaIn, service: Service, request: Request) -
 
 
 @router.get("/api/captcha/qr.png", summary="Render a captcha payload as a PNG QR code")
-async def captcha_png(captcha: Annotated[str, Query(max_length=1024, pattern=r"^TWC1\.")]) -> Response:
+async def captcha_png(captcha: Annotated[str, Query(max_length=1024, pattern=r"^TWC[12]\.")]) -> Response:
     buffer = io.BytesIO()
     segno.make(captcha, error="m").save(buffer, kind="png", scale=6)
     return Response(buffer.getvalue(), media_type="image/png")
