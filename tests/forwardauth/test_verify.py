@@ -379,3 +379,35 @@ async def test_source_identifier_plugin(client: httpx.AsyncClient, runtime: Runt
     r = await call(client, {"config_token": t}, Authorization="Bearer ended")
     assert r.status_code == 401 and r.json()["error"] == "session_revoked"
     assert r.headers["www-authenticate"] == 'Bearer realm="s"'
+
+
+async def test_jwt_public_key_and_jwks(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, KeySet
+
+    assert runtime.forward_auth is not None
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
+    pem = key.as_pem(private=False).decode()
+    claims = {"sub": "svc", "exp": int(time.time()) + 60}
+    signed = jwt.encode({"alg": "ES256", "kid": "k1"}, claims, key)
+    by_pem = token(runtime, [{"type": "jwt", "algorithms": ["ES256"], "public_key": pem}])
+    r = await call(client, {"config_token": by_pem}, Authorization="Bearer " + signed)
+    assert r.status_code == 200 and r.headers["remote-user"] == "svc"
+    fetched = []
+
+    def jwks(request: httpx.Request) -> httpx.Response:
+        fetched.append(1)
+        return httpx.Response(200, json=KeySet([key]).as_dict(private=False))
+
+    runtime.forward_auth.deps.http = httpx.AsyncClient(transport=httpx.MockTransport(jwks))
+    by_url = token(runtime, [{"type": "jwt", "algorithms": ["ES256"], "jwks_url": "https://idp.example.com/jwks"}])
+    for _ in range(3):
+        r = await call(client, {"config_token": by_url}, Authorization="Bearer " + signed)
+        assert r.status_code == 200
+    assert len(fetched) == 1  # cached
+    from joserfc.jwk import OctKey
+
+    hs = jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(b"x" * 32))
+    r = await call(client, {"config_token": by_pem}, Authorization="Bearer " + hs)
+    assert r.status_code == 401  # only the listed algorithms
+    await runtime.forward_auth.deps.http.aclose()

@@ -4,8 +4,9 @@ Three engines, none of which can run code (eas's ``js`` engine evaluated URL-sup
 
 - ``jp``: JSONPath (RFC 9535 flavour, python-jsonpath);
 - ``jq``: jq programs, only when the optional ``jq`` module is installed;
-- ``template``: a Jinja2 template in a :class:`~jinja2.sandbox.SandboxedEnvironment` (no attribute
-  access to internals, bounded ``range``), rendered to one string.
+- ``template``: a Jinja2 expression template (``{{ … }}`` only, no statements) in a
+  :class:`~jinja2.sandbox.SandboxedEnvironment` (no access to internals, bounded ``range``,
+  ``*`` and ``**``), rendered to one string.
 
 Queries are compiled once and cached; a query that fails to compile is a 400 ``query_invalid``.
 """
@@ -29,7 +30,26 @@ ENGINES: tuple[str, ...] = ("jp", "jq", "template")
 MAX_QUERY_LENGTH = 1024
 MAX_TEMPLATE_OUTPUT = 8192
 
-_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+MAX_SEQUENCE = 8192
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox plus bounds on ``*`` and ``**`` (``'a' * 10**10`` would exhaust memory)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if not isinstance(right, int | float) or abs(right) > 64 or abs(left) > 2**64:
+                raise BadRequest("template query: exponent out of bounds", code="query_failed")
+            return left**right
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
+                raise BadRequest("template query: repetition too large", code="query_failed")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedSandbox(autoescape=False, undefined=StrictUndefined)
 
 
 def jq_available() -> bool:
@@ -87,6 +107,9 @@ def _jq(text: str) -> Callable[[Any], list[Any]]:
 
 
 def _template(text: str) -> Callable[[Any], list[Any]]:
+    # Expressions only: no {% for %} (unbounded loops), no {% set %}; `{{ … }}` computes a value.
+    if "{%" in text or "{#" in text:
+        raise ValueError("template queries allow {{ expressions }} only, no {% statements %}")
     template = _ENV.from_string(text)
 
     def run(data: Any) -> list[Any]:

@@ -179,14 +179,30 @@ class JwtPlugin(_Plugin):
         if self.secret is None and symmetric:
             raise ValueError("HS* algorithms need a secret, never a public key")
         if self.public_key is not None:
+            families = {key_type(a) for a in self.algorithms}
+            if len(families) != 1:
+                raise ValueError("one public key verifies one family: RS/PS (RSA), ES (EC) or EdDSA (OKP)")
             from joserfc.errors import JoseError
             from joserfc.jwk import import_key
 
             try:
-                import_key(self.public_key)
+                import_key(self.public_key, families.pop())
             except (JoseError, ValueError, TypeError) as exc:
                 raise ValueError(f"public_key is not a PEM public key ({type(exc).__name__})") from None
         return self
+
+    @property
+    def public_key_type(self) -> Literal["RSA", "EC", "OKP", "oct"]:
+        return key_type(self.algorithms[0])
+
+
+def key_type(algorithm: str) -> Literal["RSA", "EC", "OKP", "oct"]:
+    """The JWK key type an algorithm verifies with."""
+    if algorithm.startswith(("RS", "PS")):
+        return "RSA"
+    if algorithm.startswith("ES"):
+        return "EC"
+    return "OKP" if algorithm == "EdDSA" else "oct"
 
 
 class RequestHeaderPlugin(_Plugin):

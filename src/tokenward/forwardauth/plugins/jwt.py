@@ -36,7 +36,7 @@ class JwtAuth(Plugin[JwtPlugin]):
         if config.secret is not None:
             self._key = OctKey.import_key(config.secret.encode("utf-8"))
         elif config.public_key is not None:
-            self._key = import_key(config.public_key)
+            self._key = import_key(config.public_key, config.public_key_type)
         self._jwks_until = 0.0
         self._jwks_lock = asyncio.Lock()
         claims: dict[str, Any] = {"exp": {"essential": False}}
