@@ -138,3 +138,23 @@ async def test_sql_store_query_placeholder_and_colons(tmp_path: Path) -> None:
         assert await store.get("a") == "x:y:z"
     finally:
         await store.close()
+
+
+async def test_sql_store_recovers_when_the_database_is_back(tmp_path: Path) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    folder = tmp_path / "later"
+    url = f"sqlite:///{folder / 's.db'}"
+    store = SqlStore(SqlOptions(url=url, query=SEED_QUERY))
+    try:
+        with pytest.raises(StorageUnavailable):
+            await store.get("1")
+        folder.mkdir()
+        engine = create_async_engine(to_async_url(url))
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(SEED_SCHEMA["other"]))
+            await conn.execute(sa.text("INSERT INTO config_tokens VALUES ('1', 'tok', 0)"))
+        await engine.dispose()
+        assert await store.get("1") == "tok"
+    finally:
+        await store.close()
