@@ -115,3 +115,42 @@ def test_keygen() -> None:
     code, out, _ = run("config", "keygen")
     assert code == 0 and ConfigKey.parse(out.strip()).key_id
     assert json.dumps(out)  # printable
+
+
+def test_prune_lists_then_deletes_only_objects_no_manifest_names(env: S3Config, tmp_path: Path) -> None:
+    import boto3
+
+    assert run("config", "save")[0] == 0
+    with (tmp_path / "a" / "userpolicy.csv").open("a") as f:
+        f.write("p, dave@example.com, auth.example.com, *, login\n")
+    assert run("config", "save")[0] == 0
+    s3 = boto3.session.Session().client(
+        "s3",
+        endpoint_url=env.url,
+        aws_access_key_id=env.access_key,
+        aws_secret_access_key=env.secret_key,
+        region_name="us-east-1",
+    )
+    try:
+        s3.put_object(Bucket=env.bucket, Key="other.example.com_userpolicy." + "0" * 64, Body=b"")
+        s3.put_object(Bucket=env.bucket, Key="auth.example.com_notes.txt", Body=b"by hand")
+
+        def names() -> set[str]:
+            return {o["Key"] for o in s3.list_objects_v2(Bucket=env.bucket).get("Contents", [])}
+
+        before = names()
+        code, out, err = run("config", "prune")
+        assert code == 0, err
+        assert "auth.example.com_userpolicy." in out and "Would delete (run with --yes) 1 object(s)" in out
+        assert names() == before
+        code, out, err = run("config", "prune", "--yes")
+        assert code == 0, err
+        assert "Deleted 1 object(s) not named by bundle v2." in out
+        gone = before - names()
+        assert len(gone) == 1 and next(iter(gone)).startswith("auth.example.com_userpolicy.")
+        assert {"other.example.com_userpolicy." + "0" * 64, "auth.example.com_notes.txt"} <= names()
+    finally:
+        s3.close()
+    # the bundle in force still verifies whole (exit 2: the time code is only local, no config key here)
+    code, out, err = run("config", "status")
+    assert code == 2 and "Remote: bundle v2" in out and "userpolicy.csv           same" in out, out + err

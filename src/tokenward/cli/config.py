@@ -1,4 +1,4 @@
-"""`tokenward config save|get|status|keygen`: the shared config bundle in S3 (seed 000).
+"""`tokenward config save|get|status|prune|keygen`: the shared config bundle in S3 (seed 000).
 
 ``save`` is the original's ``--saveconfig`` and ``get`` its ``--getconfig``; both are also
 accepted as root options.
@@ -183,6 +183,44 @@ def status() -> None:
                 differs += state != "same"
             typer.echo(f"  {spec.filename:<24} {state}")
         return 0 if differs == 0 else 2
+
+    code = asyncio.run(go())
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("prune")
+def prune(
+    yes: bool = typer.Option(False, "--yes", help="Delete them; without it, only list what would be deleted."),
+) -> None:
+    """Delete this server's bundle objects that the current manifest does not name (old versions).
+
+    Run it when nobody is saving: a save uploads its objects before its manifest, and pruning in
+    between would delete objects the new manifest is about to name.
+    """
+    from tokenward.configsync.manifest import unreferenced_objects
+
+    settings = load_settings()
+    data_dir = DataDir(settings.data_dir)
+    server = load_server_name(settings, data_dir)
+    store = require_remote(settings)
+
+    async def go() -> int:
+        try:
+            fetched = await fetch_bundle(store, server=server)
+            if fetched is None:
+                typer.echo(f"No bundle for {server} in {store.location}: nothing to compare with, nothing pruned.")
+                return 1
+            names = unreferenced_objects(await store.list(server + "_"), fetched.manifest)
+            for name in names:
+                if yes:
+                    await store.delete(name)
+                typer.echo(f"- {name} {'deleted' if yes else 'unreferenced'}")
+        finally:
+            await store.close()
+        verb = "Deleted" if yes else "Would delete (run with --yes)"
+        typer.echo(f"{verb} {len(names)} object(s) not named by bundle v{fetched.manifest.version}.")
+        return 0
 
     code = asyncio.run(go())
     if code:

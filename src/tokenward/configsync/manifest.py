@@ -19,13 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tokenward.errors import BundleError
 
-__all__ = ["FILES", "FORMAT", "BundleFile", "Manifest", "ObjectEntry", "manifest_name", "object_name"]
+__all__ = [
+    "FILES",
+    "FORMAT",
+    "BundleFile",
+    "Manifest",
+    "ObjectEntry",
+    "manifest_name",
+    "object_name",
+    "unreferenced_objects",
+]
 
 FORMAT = "tokenward-config/1"
 #: Largest manifest accepted (it only lists a dozen objects).
@@ -57,6 +67,7 @@ FILES: tuple[BundleFile, ...] = (
     BundleFile("apptokenkey", "apptoken.key", "App Token Key", secret=True),
 )
 BY_KIND: Mapping[str, BundleFile] = {f.kind: f for f in FILES}
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def manifest_name(server: str) -> str:
@@ -65,6 +76,24 @@ def manifest_name(server: str) -> str:
 
 def object_name(server: str, kind: str, sha256: str) -> str:
     return f"{server}_{kind}.{sha256}"
+
+
+def unreferenced_objects(names: Iterable[str], manifest: Manifest) -> list[str]:
+    """Bundle objects of ``manifest.server`` in ``names`` that the manifest does not name (prunable).
+
+    Only names of the exact shape ``<server>_<known kind>.<64 hex>`` qualify: the manifest itself,
+    other servers' objects and anything written by hand are never candidates.
+    """
+    prefix = manifest.server + "_"
+    keep = {entry.name for entry in manifest.objects.values()}
+    found: list[str] = []
+    for name in names:
+        if not name.startswith(prefix) or name in keep:
+            continue
+        kind, dot, digest = name[len(prefix) :].partition(".")
+        if dot and kind in BY_KIND and _HEX64.fullmatch(digest):
+            found.append(name)
+    return sorted(found)
 
 
 def sha256_hex(data: bytes) -> str:
