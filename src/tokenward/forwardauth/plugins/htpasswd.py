@@ -80,10 +80,11 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
         self.users = parse_htpasswd(config.htpasswd)
         self.challenge = basic_challenge(config.realm)
         self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, float] = {}
+        self._verified: dict[bytes, tuple[float, Outcome]] = {}
 
     def _fingerprint(self, user: str, password: str) -> bytes:
-        return hmac.digest(self._key, f"{user}\0{password}".encode(), "sha256")
+        # Keyed BLAKE2b is a MAC (RFC 7693 §2.9): the cache never holds anything a password can be read from.
+        return hashlib.blake2b(f"{user}\0{password}".encode(), key=self._key, digest_size=32).digest()
 
     async def verify(self, request: VerifyRequest) -> Outcome:
         creds = basic_credentials(request.headers)
@@ -94,14 +95,16 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
         user, password = creds
         now = time.monotonic()
         fingerprint = self._fingerprint(user, password)
-        until = self._verified.get(fingerprint)
-        if until is None or until <= now:
-            hashed = self.users.get(user)
-            # An unknown user still pays one bcrypt so timing does not tell which users exist.
-            ok = await asyncio.to_thread(check_password, hashed or _DUMMY, password) and hashed is not None
-            if not ok:
-                return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
-            if len(self._verified) >= CACHE_SIZE:
-                self._verified.clear()
-            self._verified[fingerprint] = now + CACHE_SECONDS
-        return Outcome.success(UserInfo(sub=user, email=user if "@" in user else ""))
+        cached = self._verified.get(fingerprint)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        hashed = self.users.get(user)
+        # An unknown user still pays one bcrypt so timing does not tell which users exist.
+        ok = await asyncio.to_thread(check_password, hashed or _DUMMY, password) and hashed is not None
+        if not ok:
+            return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
+        outcome = Outcome.success(UserInfo(sub=user, email=user if "@" in user else ""))
+        if len(self._verified) >= CACHE_SIZE:
+            self._verified.clear()
+        self._verified[fingerprint] = (now + CACHE_SECONDS, outcome)
+        return outcome
