@@ -43,7 +43,7 @@ bench: $(VENV)/.dev-installed
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 screenshots: $(VENV)/.dev-installed
-	TOKENWARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui/test_browser.py
+	TOKENWARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui/test_browser.py tests/ui/test_authenticator.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

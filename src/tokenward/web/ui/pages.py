@@ -21,7 +21,7 @@ from tokenward.apptokens import MANAGE_SCOPE, Caller, parse_duration
 from tokenward.apptokens.access import check_scopes
 from tokenward.errors import BadRequest, NotFound, StorageUnavailable, TokenwardError
 from tokenward.identity.apps import FIRST_PARTY_NAME, ClientApp, app_hash_of_origin, load_registry
-from tokenward.identity.captcha import pkce_challenge
+from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.source import SourceIdentity
 from tokenward.policy import is_admin
@@ -235,10 +235,34 @@ async def enroll_submit(request: Request) -> Response:
             public_key=form.get("public_key", max_length=64).strip(),
             now=time.time(),
             client_ip=_client_ip(request),
+            aead=DEFAULT_AEAD,
         )
     except TokenwardError as exc:
         return render(request, "enroll.html", status=exc.status, message=exc.detail, done=None, email=email)
     return render(request, "enroll.html", message=None, done=done.email, email=done.email)
+
+
+async def authenticator_page(request: Request) -> Response:
+    """The browser authenticator: a WebCrypto key in IndexedDB that opens AES-256-GCM captchas (docs/ui.md)."""
+    return render(request, "authenticator.html", message=None, done=None, email="")
+
+
+async def authenticator_enroll(request: Request) -> Response:
+    """Enrol the page's key; WebCrypto has no ChaCha20-Poly1305, so its captchas are sealed with AES-256-GCM."""
+    form = await read_form(request)
+    email = form.get("email", max_length=254).strip()
+    try:
+        done = await get_identity(request).enroll(
+            email=email,
+            code=form.get("code", max_length=64).strip(),
+            public_key=form.get("public_key", max_length=64).strip(),
+            now=time.time(),
+            client_ip=_client_ip(request),
+            aead="aes256gcm",
+        )
+    except TokenwardError as exc:
+        return render(request, "authenticator.html", status=exc.status, message=exc.detail, done=None, email=email)
+    return render(request, "authenticator.html", message=None, done=done.email, email=done.email)
 
 
 # -- my app tokens --------------------------------------------------------------------------------
@@ -345,6 +369,8 @@ routes = [
     Route("/logout", logout, methods=["POST"]),
     Route("/enroll", enroll_form, methods=["GET"]),
     Route("/enroll", enroll_submit, methods=["POST"]),
+    Route("/authenticator", authenticator_page, methods=["GET"]),
+    Route("/authenticator", authenticator_enroll, methods=["POST"]),
     Route("/account/tokens", tokens, methods=["GET"]),
     Route("/account/tokens", token_create, methods=["POST"]),
     Route("/account/tokens/{token_id}/delete", token_delete_confirm, methods=["GET"]),
