@@ -33,6 +33,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "InsecureFileError",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "PolicyError",
@@ -130,6 +131,11 @@ class Unauthorized(TokenwardError):
 class Forbidden(TokenwardError):
     code = "forbidden"
     status = 403
+
+
+class MethodNotAllowed(TokenwardError):
+    code = "method_not_allowed"
+    status = 405
 
 
 class TooManyRequests(TokenwardError):

@@ -9,22 +9,31 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokenward.errors import TokenwardError
+from tokenward.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    TokenwardError,
+    TooManyRequests,
+    Unauthorized,
+)
 
 __all__ = ["EXCEPTION_HANDLERS", "error_response"]
 
 log = logging.getLogger("tokenward.web")
 
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "too_many_requests",
+# Starlette's own HTTP errors (unknown route, wrong method, ...) become the matching tokenward error,
+# so that one renderer answers everything.
+_HTTP_ERRORS: dict[int, type[TokenwardError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    429: TooManyRequests,
 }
 
 
@@ -45,19 +54,17 @@ async def _tokenward_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    kind = _HTTP_ERRORS.get(exc.status_code)
+    if kind is None:
+        detail = exc.detail if isinstance(exc.detail, str) else "the request failed"
+        return error_response(exc.status_code, "http_error", detail)
     if exc.status_code == 404:
         detail = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    if _wants_html(request):
-        from tokenward.errors import TokenwardError as _Error
-
-        page = _Error(detail if exc.status_code != 404 else "there is no page at this address", code=code)
-        page.status = exc.status_code  # type: ignore[misc]
-        return _html_error(request, page)
-    return error_response(exc.status_code, code, detail)
+    else:
+        detail = exc.detail if isinstance(exc.detail, str) else kind.code.replace("_", " ")
+    return await _tokenward_error(request, kind(detail))
 
 
 def _wants_html(request: Request) -> bool:
