@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from .apptokens import AppTokenRecord, AppTokenStore, InMemoryAppTokenStore, SqlAppTokenStore
 from .audit import AuditEvent, AuditLog, InMemoryAuditLog, SqlAuditLog
+from .config_tokens import (
+    ConfigTokenRevocation,
+    ConfigTokenRevocations,
+    InMemoryConfigTokenRevocations,
+    SqlConfigTokenRevocations,
+)
 from .database import DEFAULT_CONNECT_TIMEOUT, Database
 from .regulation import InMemoryRegulationStore, RegulationStore, SqlRegulationStore
 from .urls import default_sqlite_url, redact, to_async_url
@@ -21,13 +27,17 @@ __all__ = [
     "AppTokenStore",
     "AuditEvent",
     "AuditLog",
+    "ConfigTokenRevocation",
+    "ConfigTokenRevocations",
     "Database",
     "InMemoryAppTokenStore",
     "InMemoryAuditLog",
+    "InMemoryConfigTokenRevocations",
     "InMemoryRegulationStore",
     "RegulationStore",
     "SqlAppTokenStore",
     "SqlAuditLog",
+    "SqlConfigTokenRevocations",
     "SqlRegulationStore",
     "default_sqlite_url",
     "redact",
