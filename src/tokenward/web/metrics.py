@@ -17,6 +17,7 @@ class Metrics:
     """A registry per app, so several apps (tests, workers) never share counters by accident."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "tokenward_http_requests", "HTTP requests served.", ["route", "method", "status"], registry=self.registry
@@ -59,8 +60,17 @@ class Metrics:
         self.policy_reloads.labels("refused").set_function(lambda: holder.failures)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            # labels() takes a lock and builds a tuple each call; the label set is small and bounded
+            # (route templates x methods x statuses), so keep the children.
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
