@@ -227,3 +227,26 @@ async def test_get_and_resolve_reference() -> None:
         await service.get(record.id, owner="bob@example.com")
     with pytest.raises(NotFound):
         service.resolve_reference("nonsense")
+
+
+async def test_concurrent_cold_checks_share_one_store_read() -> None:
+    """When many requests arrive for a token whose cache entry expired, the store is read once."""
+    import asyncio
+
+    shared = stores(None)
+    service = make_service(shared=shared)
+    _, token = await service.create(owner="alice@example.com", created_by="alice@example.com")
+    store = shared[0]
+    reads = 0
+    real_get = store.get
+
+    async def counting_get(token_id: str) -> AppTokenRecord | None:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)
+        return await real_get(token_id)
+
+    store.get = counting_get  # type: ignore[method-assign]
+    records = await asyncio.gather(*(service.verify("alice@example.com", token) for _ in range(20)))
+    assert {r.owner for r in records} == {"alice@example.com"}
+    assert reads == 1
