@@ -381,6 +381,36 @@ async def test_source_identifier_plugin(client: httpx.AsyncClient, runtime: Runt
     assert r.headers["www-authenticate"] == 'Bearer realm="s"'
 
 
+async def test_source_identifier_login_url_redirects_with_the_original_url(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from tokenward.errors import BadRequest, Unauthorized
+
+    assert runtime.forward_auth is not None
+
+    async def sessions(value: str) -> tuple[str, tuple[str, ...]]:
+        if value != "good-session":
+            raise Unauthorized("this session was ended; log in again", code="session_revoked")
+        return "carol@example.com", ()
+
+    runtime.forward_auth.deps.sessions = sessions
+    plugin = {"type": "source_identifier", "realm": "s", "cookie": "tokenward_session"}
+    t = token(runtime, [{**plugin, "login_url": "https://auth.example.com/login"}])
+    rd = "rd=https%3A%2F%2Fapp.example.com%2Fdocs%2Fa%3Fx%3D1%26y%3D2"
+    for headers in ({}, {"Cookie": "tokenward_session=ended"}):
+        r = await call(client, {"config_token": t}, **headers)
+        assert r.status_code == 302 and r.headers["location"] == "https://auth.example.com/login?" + rd
+        r = await call(client, {"config_token": t, "redirect_http_code": "401"}, **headers)
+        assert r.status_code == 401 and r.headers["location"] == "https://auth.example.com/login?" + rd
+    r = await call(client, {"config_token": t}, Cookie="tokenward_session=good-session")
+    assert r.status_code == 200 and "location" not in r.headers
+    t = token(runtime, [{**plugin, "login_url": "https://auth.example.com/login?lang=en"}])
+    r = await call(client, {"config_token": t})
+    assert r.headers["location"] == "https://auth.example.com/login?lang=en&" + rd
+    with pytest.raises(BadRequest, match="login_url"):
+        token(runtime, [{**plugin, "login_url": "javascript:alert(1)"}])
+
+
 async def test_jwt_public_key_and_jwks(client: httpx.AsyncClient, runtime: Runtime) -> None:
     from joserfc import jwt
     from joserfc.jwk import ECKey, KeySet

@@ -242,6 +242,8 @@ class SourceIdentifierPlugin(_Plugin):
 
     type: Literal["source_identifier"]
     cookie: str | None = Field(default=None, max_length=128)
+    # Send a request without a valid session there (``redirect_http_code``), with ``rd=<original URL>``.
+    login_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$")
 
 
 PluginConfig = Annotated[

@@ -7,6 +7,7 @@ identifier and checks that the session was not ended), passed in as a callable.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from tokenward.errors import TokenwardError
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
@@ -38,10 +39,17 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
                 return cookie[self.config.cookie].value
         return bearer_token(request.headers)
 
+    def _unauthenticated(self, request: VerifyRequest, code: str, detail: str) -> Outcome:
+        url = self.config.login_url
+        if url is None:
+            return Outcome.failure(code, detail, challenge=self.challenge)
+        location = url + ("&" if "?" in url else "?") + "rd=" + quote(request.info.uri, safe="")
+        return Outcome(ok=False, code=code, detail=detail, challenge=self.challenge, location=location)
+
     async def verify(self, request: VerifyRequest) -> Outcome:
         token = self._token(request)
         if token is None or token.startswith("twa_"):
-            return Outcome.failure("credentials_missing", "no session given", challenge=self.challenge)
+            return self._unauthenticated(request, "credentials_missing", "no session given")
         check = self.check()
         if check is None:
             return Outcome.failure("sessions_unavailable", "sessions are not available", status=503)
@@ -49,7 +57,7 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
             subject, scopes = await check(token)
         except TokenwardError as exc:
             if exc.status in (400, 401):
-                return Outcome.failure(exc.error_code, exc.detail, challenge=self.challenge)
+                return self._unauthenticated(request, exc.error_code, exc.detail)
             return Outcome.failure(exc.error_code, exc.detail, status=exc.status)
         email = subject if "@" in subject else ""
         return Outcome.success(UserInfo(sub=subject, email=email, claims={"scopes": list(scopes)}))
