@@ -76,10 +76,10 @@ class Runtime:
         log.info("time code %s in force from the config bundle", codes.current.key_id)
 
     async def close(self) -> None:
-        if self.forward_auth is not None:
-            await self.forward_auth.close()
         if self.config_sync is not None:
             await self.config_sync.close()
+        if self.forward_auth is not None:
+            await self.forward_auth.close()
         if self.revocation_channel is not None:
             await self.revocation_channel.close()
         if self.redis is not None:

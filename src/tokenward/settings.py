@@ -117,7 +117,7 @@ class Settings(BaseSettings):
         default=60, ge=1, le=86400, description="Write an app token's last_used_at at most this often."
     )
     app_tokens_cache_ttl_seconds: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         le=60,
         description="How long a verified app token record is trusted from memory; bounds how late other "

@@ -18,6 +18,7 @@ from .config_tokens import (
     SqlConfigTokenRevocations,
 )
 from .database import DEFAULT_CONNECT_TIMEOUT, Database
+from .identity import Enrollment, IdentityStore, InMemoryIdentityStore, SessionRecord, SqlIdentityStore
 from .regulation import InMemoryRegulationStore, RegulationStore, SqlRegulationStore
 from .urls import default_sqlite_url, redact, to_async_url
 
@@ -30,14 +31,19 @@ __all__ = [
     "ConfigTokenRevocation",
     "ConfigTokenRevocations",
     "Database",
+    "Enrollment",
+    "IdentityStore",
     "InMemoryAppTokenStore",
     "InMemoryAuditLog",
     "InMemoryConfigTokenRevocations",
+    "InMemoryIdentityStore",
     "InMemoryRegulationStore",
     "RegulationStore",
+    "SessionRecord",
     "SqlAppTokenStore",
     "SqlAuditLog",
     "SqlConfigTokenRevocations",
+    "SqlIdentityStore",
     "SqlRegulationStore",
     "default_sqlite_url",
     "redact",
