@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_serve import env_for, free_port, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
 from tests.s3server import make_bucket, start_moto
 from tests.storage.servers import fresh_database_url
 from tokenward.configsync import ConfigKey
@@ -74,14 +74,7 @@ class Cluster:
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop(proc)
 
     def ready(self, name: str) -> dict[str, object]:
         body: dict[str, object] = httpx.get(self.urls[name] + "/readyz", timeout=2).json()

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.processes import env_for, stop, tokenward, wait_ready
 from tests.e2e.proxies import echo_upstream, free_port, run_caddy, run_nginx
-from tests.e2e.test_serve import env_for, tokenward, wait_ready
 from tests.helpers import init_data_dir
 
 DOC = {
@@ -73,14 +73,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         wait_ready(proc, f"http://127.0.0.1:{port}")
         yield Served(port, tokens)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop(proc)
 
 
 Runner = Callable[..., AbstractContextManager[int]]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.test_serve import env_for, free_port, tokenward
+from tests.e2e.processes import env_for, free_port, stop, tokenward
 from tests.helpers import init_data_dir
 
 
@@ -84,10 +84,7 @@ def test_serve_https(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert body == "tls.example.com"
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        if proc.stderr:
-            proc.stderr.close()
+        stop(proc)
 
 
 def test_serve_refuses_readable_tls_key(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page
 
-from tests.e2e.test_serve import tokenward
+from tests.e2e.processes import tokenward
 from tests.ui import test_browser as tb
 from tests.ui.test_browser import Server, Shots
 from tokenward.identity.captcha import CaptchaPlaintext, seal_captcha

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.test_serve import env_for, free_port, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
 from tests.ui.portal import ADMIN, USER, prepare
 from tokenward.identity.captcha import open_captcha
 from tokenward.identity.client_tokens import b64u_of_public
@@ -76,14 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.enrol(ADMIN)
         yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.e2e.processes import env_for, free_port, tokenward, wait_ready
 from tests.e2e.proxies import NGINX, require_binary, wait_port
-from tests.e2e.test_serve import env_for, free_port, tokenward, wait_ready
 from tests.ui.portal import USER, prepare
 from tests.ui.test_browser import ARGS, CHROMIUM
 from tokenward.identity.captcha import open_captcha

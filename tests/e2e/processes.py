@@ -1,0 +1,58 @@
+"""Real tokenward processes for end-to-end tests: ports, environments, start, readiness, stop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["env_for", "free_port", "stop", "tokenward", "wait_ready"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENWARD_")}
+    env.update(TOKENWARD_DATA_DIR=str(data), **extra)
+    return env
+
+
+def tokenward(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tokenward", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 20) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server did not become ready")
+
+
+def stop(proc: subprocess.Popen[str], *, timeout: float = 15) -> None:
+    """Terminate ``proc`` (kill it if it does not exit in ``timeout``) and close its pipes."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
