@@ -17,6 +17,7 @@ the CLI prints ``error: detail`` and exits non-zero. Messages never contain secr
     │   └── PayloadTooLarge      (HTTP 413)
     ├── Unauthorized             (HTTP 401)
     ├── Forbidden                (HTTP 403)
+    ├── MethodNotAllowed         (HTTP 405)
     ├── TooManyRequests          (HTTP 429, with Retry-After when known)
     ├── ServiceUnavailable       a service tokenward depends on (e.g. SMTP) is missing or down (HTTP 503)
     └── PolicyError              a policy file or question the engine cannot handle
