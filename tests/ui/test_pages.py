@@ -101,3 +101,29 @@ async def test_admin_pages_for_admins(browser: httpx.AsyncClient, enrol: Enrol) 
     assert audit.status_code == 200 and "session.issued" in audit.text and "captcha.issued" not in audit.text
     bad = await browser.get("/admin/audit", params={"since": "yesterday", "limit": "x"})
     assert bad.status_code == 200 and "is not a date" in bad.text
+
+
+async def test_double_submitted_create_form_creates_one_token(browser: httpx.AsyncClient, enrol: Enrol) -> None:
+    await sign_in(browser, enrol, USER)
+    page = await browser.get("/account/tokens")
+    submission = re.search(r'name="submission" value="([^"]+)"', page.text)
+    assert submission is not None
+    body = {"csrf": csrf_of(page.text), "submission": submission.group(1), "label": "once", "expires_in": "1d"}
+    first = await browser.post("/account/tokens", data=body)
+    again = await browser.post("/account/tokens", data=body)
+    assert first.status_code == 201
+    assert again.status_code == 409 and "already sent" in again.text
+    assert again.text.count("once") >= 1 and 'id="new-token"' not in again.text
+    fresh = re.search(r'name="submission" value="([^"]+)"', again.text)
+    assert fresh is not None and fresh.group(1) != submission.group(1)
+
+
+def test_recent_submissions_is_bounded_and_expires() -> None:
+    from tokenward.web.ui.security import RecentSubmissions
+
+    seen = RecentSubmissions(ttl=10, maxsize=3)
+    assert seen.first_use("a", now=0) and not seen.first_use("a", now=5)
+    assert seen.first_use("a", now=11)  # expired: a new submission
+    for key in "bcd":
+        assert seen.first_use(key, now=12)
+    assert len(seen._seen) <= 3

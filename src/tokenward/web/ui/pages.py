@@ -33,6 +33,7 @@ from tokenward.web.ui.security import (
     LOGIN_STATE_TTL,
     SESSION_COOKIE,
     LoginState,
+    RecentSubmissions,
     open_login_state,
     safe_return,
     seal_login_state,
@@ -273,6 +274,9 @@ def _caller(user: SourceIdentity) -> Caller:
     return Caller(subject=user.subject, scopes=frozenset({*user.scopes, MANAGE_SCOPE}), method="session")
 
 
+_SUBMISSIONS = RecentSubmissions()
+
+
 async def _tokens_page(request: Request, user: SourceIdentity, *, status: int = 200, **context: object) -> Response:
     service = get_runtime(request).app_tokens
     if service is None:
@@ -281,6 +285,7 @@ async def _tokens_page(request: Request, user: SourceIdentity, *, status: int = 
     context.setdefault("message", None)
     context.setdefault("created", None)
     context.setdefault("form", {"label": "", "expires_in": "", "scopes": ""})
+    context.setdefault("submission", secrets.token_urlsafe(16))
     return render(
         request,
         "tokens.html",
@@ -306,6 +311,16 @@ async def token_create(request: Request) -> Response:
     user = await signed_in(request)
     if user is None:
         return to_login(request)
+    submission = form.get("submission", max_length=64)
+    if submission and not _SUBMISSIONS.first_use(f"{user.subject}|{submission}", now=time.time()):
+        # The same form sent twice (double click, resend after a slow answer): create once.
+        return await _tokens_page(
+            request,
+            user,
+            status=409,
+            message="This form was already sent: the token was created once and is in the list below.",
+            notice=None,
+        )
     fields = {
         "label": form.get("label", max_length=2000),
         "expires_in": form.get("expires_in", max_length=20).strip(),
