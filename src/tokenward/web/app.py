@@ -1,9 +1,9 @@
 """ASGI app assembly.
 
 Middleware order (outermost first): Starlette's error guard → :class:`RequestContext`
-(request id, access log, metrics) → :class:`BodyLimit` → exception handlers → routes.
-Hot-path routes are plain Starlette routes; the management API is FastAPI (OpenAPI at
-``/openapi.json``).
+(request id, access log, metrics) → :class:`FastPath` (``/verify`` is answered here, by its raw
+ASGI endpoint) → :class:`BodyLimit` → exception handlers → routes. The management API is
+FastAPI (OpenAPI at ``/openapi.json``).
 """
 
 from __future__ import annotations
