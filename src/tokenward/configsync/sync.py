@@ -23,6 +23,7 @@ from tokenward.configsync.manifest import manifest_name
 from tokenward.configsync.seal import ConfigKey
 from tokenward.datadir import write_private
 from tokenward.errors import BundleError, StorageError, TokenwardError
+from tokenward.periodic import Periodic
 from tokenward.policy import PolicyHolder
 from tokenward.storage.blobs import BlobStore
 
@@ -86,7 +87,7 @@ class ConfigSync:
         self.last_contact: float | None = None
         self.applied = 0
         self.refused = 0
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.poll, interval=interval, name="tokenward-config-sync")
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -190,26 +191,13 @@ class ConfigSync:
     # -- polling task ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.poll()
-            except Exception:  # the poller must outlive anything S3 or a bundle throws at it
-                logger.exception("config sync poll failed")
+        await self._periodic.run()
 
     def start_polling(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="tokenward-config-sync")
-        return self._task
+        return self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await self._periodic.stop()
 
     async def close(self) -> None:
         await self.stop()

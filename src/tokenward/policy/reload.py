@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tokenward.errors import PolicyError
+from tokenward.periodic import Periodic
 from tokenward.policy.bundle import Policy, build_policy
 from tokenward.policy.files import POLICY_FILES, content_version, read_sources
 from tokenward.policy.patterns import Dialect
@@ -152,7 +153,7 @@ class PolicyWatcher:
         self.holder = holder
         self.data_dir: Path = holder.data_dir
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.check, interval=interval, name="tokenward-policy-watcher")
         self._seen = _fingerprint(self.data_dir)
 
     async def check(self) -> ReloadResult | None:
@@ -164,27 +165,14 @@ class PolicyWatcher:
         return await asyncio.to_thread(self.holder.reload)
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:  # the watcher must survive anything a file system throws at it
-                logger.exception("policy watcher poll failed")
+        await self._periodic.run()
 
     def start(self) -> asyncio.Task[None]:
         """Start polling in the running event loop."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="tokenward-policy-watcher")
-        return self._task
+        return self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await self._periodic.stop()
 
 
 def install_sighup(holder: PolicyHolder, loop: asyncio.AbstractEventLoop | None = None) -> bool:
