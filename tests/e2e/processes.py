@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,7 +46,7 @@ def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 20) -> N
     raise AssertionError("server did not become ready")
 
 
-def stop(proc: subprocess.Popen[str], *, timeout: float = 15) -> None:
+def stop(proc: subprocess.Popen[Any], *, timeout: float = 15) -> None:
     """Terminate ``proc`` (kill it if it does not exit in ``timeout``) and close its pipes."""
     proc.terminate()
     try:

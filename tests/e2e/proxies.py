@@ -14,11 +14,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.processes import free_port, stop
 
 NGINX = "/usr/sbin/nginx"
 CADDY = "/usr/bin/caddy"
@@ -32,12 +34,6 @@ def require_binary(path: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, deadline: float = 15) -> None:
@@ -66,9 +62,9 @@ class _Echo(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def echo_upstream() -> Iterator[int]:
-    """A tiny upstream that answers every GET with the headers it received, as JSON."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+def http_upstream(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A tiny threaded HTTP server on a free 127.0.0.1 port answering with ``handler``; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -78,13 +74,9 @@ def echo_upstream() -> Iterator[int]:
         server.server_close()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def echo_upstream() -> AbstractContextManager[int]:
+    """An upstream that answers every GET with the headers it received, as JSON."""
+    return http_upstream(_Echo)
 
 
 NGINX_CONF = """
@@ -165,7 +157,7 @@ def run_nginx(tmp: Path, *, tokenward: int, upstream: int, query: str) -> Iterat
         wait_port(port, proc, tmp / "error.log")
         yield port
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextmanager
@@ -190,4 +182,4 @@ def run_caddy(tmp: Path, *, tokenward: int, upstream: int, query: str) -> Iterat
         wait_port(port, proc, log)
         yield port
     finally:
-        _stop(proc)
+        stop(proc)

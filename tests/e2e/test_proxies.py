@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.processes import env_for, stop, tokenward, wait_ready
-from tests.e2e.proxies import echo_upstream, free_port, run_caddy, run_nginx
+from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.proxies import echo_upstream, run_caddy, run_nginx
 from tests.helpers import init_data_dir
 
 DOC = {

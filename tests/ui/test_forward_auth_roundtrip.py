@@ -16,10 +16,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -27,8 +27,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.processes import env_for, free_port, tokenward, wait_ready
-from tests.e2e.proxies import NGINX, require_binary, wait_port
+from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.proxies import NGINX, http_upstream, require_binary, wait_port
 from tests.ui.portal import USER, prepare
 from tests.ui.test_browser import ARGS, CHROMIUM
 from tokenward.identity.captcha import open_captcha
@@ -94,28 +94,11 @@ class _App(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def upstream_app() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
-def stopping(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> Iterator[None]:
+def stopping(proc: subprocess.Popen[Any]) -> Iterator[None]:
     try:
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 class Site:
@@ -172,7 +155,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    with stopping(proc), upstream_app() as upstream:
+    with stopping(proc), http_upstream(_App) as upstream:
         wait_ready(proc, portal)
         enrolled = tokenward("user", "enroll", USER, env=env)
         assert enrolled.returncode == 0, enrolled.stderr
