@@ -12,8 +12,9 @@ import builtins
 import dataclasses
 from abc import ABC, abstractmethod
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, Index, String, bindparam, func, select, update
+from sqlalchemy import JSON, Index, Row, String, bindparam, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errors import Conflict
@@ -162,21 +163,7 @@ class SqlAppTokenStore(AppTokenStore):
         with translate_errors(self._db.url):
             async with self._db.engine.connect() as conn:
                 row = (await conn.execute(_BY_ID, {"id": token_id})).first()
-        if row is None:
-            return None
-        return AppTokenRecord(
-            id=row.id,
-            owner=row.owner,
-            label=row.label,
-            scopes=tuple(row.scopes),
-            secret_hash=row.secret_hash,
-            key_id=row.key_id,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            created_by=row.created_by,
-            last_used_at=row.last_used_at,
-            revoked_at=row.revoked_at,
-        )
+        return None if row is None else _to_record(row)
 
     async def list(self, *, owner: str | None = None, include_revoked: bool = False) -> builtins.list[AppTokenRecord]:
         query = select(AppTokenRow)
@@ -215,7 +202,8 @@ _TABLE = AppTokenRow.__table__
 _BY_ID = select(_TABLE).where(_TABLE.c.id == bindparam("id"))
 
 
-def _to_record(row: AppTokenRow) -> AppTokenRecord:
+def _to_record(row: AppTokenRow | Row[Any]) -> AppTokenRecord:
+    """From an ORM row or a Core row of the same table (the cold path reads Core rows)."""
     return AppTokenRecord(
         id=row.id,
         owner=row.owner,

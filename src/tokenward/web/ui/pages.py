@@ -227,20 +227,7 @@ async def enroll_form(request: Request) -> Response:
 
 
 async def enroll_submit(request: Request) -> Response:
-    form = await read_form(request)
-    email = form.get("email", max_length=254).strip()
-    try:
-        done = await get_identity(request).enroll(
-            email=email,
-            code=form.get("code", max_length=64).strip(),
-            public_key=form.get("public_key", max_length=64).strip(),
-            now=time.time(),
-            client_ip=_client_ip(request),
-            aead=DEFAULT_AEAD,
-        )
-    except TokenwardError as exc:
-        return render(request, "enroll.html", status=exc.status, message=exc.detail, done=None, email=email)
-    return render(request, "enroll.html", message=None, done=done.email, email=done.email)
+    return await _enroll(request, "enroll.html", aead=DEFAULT_AEAD)
 
 
 async def authenticator_page(request: Request) -> Response:
@@ -250,6 +237,10 @@ async def authenticator_page(request: Request) -> Response:
 
 async def authenticator_enroll(request: Request) -> Response:
     """Enrol the page's key; WebCrypto has no ChaCha20-Poly1305, so its captchas are sealed with AES-256-GCM."""
+    return await _enroll(request, "authenticator.html", aead="aes256gcm")
+
+
+async def _enroll(request: Request, template: str, *, aead: str) -> Response:
     form = await read_form(request)
     email = form.get("email", max_length=254).strip()
     try:
@@ -259,11 +250,11 @@ async def authenticator_enroll(request: Request) -> Response:
             public_key=form.get("public_key", max_length=64).strip(),
             now=time.time(),
             client_ip=_client_ip(request),
-            aead="aes256gcm",
+            aead=aead,
         )
     except TokenwardError as exc:
-        return render(request, "authenticator.html", status=exc.status, message=exc.detail, done=None, email=email)
-    return render(request, "authenticator.html", message=None, done=done.email, email=done.email)
+        return render(request, template, status=exc.status, message=exc.detail, done=None, email=email)
+    return render(request, template, message=None, done=done.email, email=done.email)
 
 
 # -- my app tokens --------------------------------------------------------------------------------
