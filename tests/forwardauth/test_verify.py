@@ -441,3 +441,55 @@ async def test_jwt_public_key_and_jwks(client: httpx.AsyncClient, runtime: Runti
     r = await call(client, {"config_token": by_pem}, Authorization="Bearer " + hs)
     assert r.status_code == 401  # only the listed algorithms
     await runtime.forward_auth.deps.http.aclose()
+
+
+# -- the hot path (web.middleware.HotPath): what RequestContext gives every other route ------------
+
+
+async def test_hot_path_keeps_request_id_and_metrics(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    noop = token(runtime, [{"type": "noop"}])
+    r = await call(client, {"config_token": noop}, **{"X-Request-ID": "proxy-7"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "proxy-7"
+    r = await call(client, {"config_token": "garbage"})
+    assert r.status_code == 400 and len(r.headers["x-request-id"]) == 24
+    r = await client.get("/verify/s/nowhere/x", headers=FWD)  # the path-bound form goes the same way
+    assert r.status_code == 400 and r.json()["error"] == "config_token_store_unknown" and "x-request-id" in r.headers
+    text = (await client.get("/metrics")).text
+    assert 'tokenward_http_requests_total{method="GET",route="/verify",status="200"} 1.0' in text
+    assert 'tokenward_http_requests_total{method="GET",route="/verify",status="400"} 1.0' in text
+    assert 'route="/verify/s/{store_id}/{token_id}",status="400"} 1.0' in text
+
+
+async def test_hot_path_unexpected_error_is_a_json_500_naming_the_request(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert runtime.forward_auth is not None
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-ish internals")
+
+    monkeypatch.setattr(runtime.forward_auth, "verify", broken)
+    r = await call(client, {"config_token": token(runtime, [{"type": "noop"}])}, **{"X-Request-ID": "req-500"})
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal_error" and "req-500" in r.json()["detail"]
+    assert "secret-ish" not in r.text and r.headers["x-request-id"] == "req-500"
+    assert any("unhandled error on GET /verify" in m for m in caplog.messages)
+
+
+async def test_hot_path_leaves_other_methods_and_paths_to_the_router(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    r = await client.request("TRACE", "/verify", headers=FWD)
+    assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+    r = await client.get("/verifyx", headers=FWD)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+async def test_repeated_headers_are_joined(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    spec = {"X-Seen": {"source": "request", "value": "$.headers.x-custom"}}
+    tok = token(runtime, [{"type": "noop"}], block={"custom_service_headers": spec})
+    headers = [*FWD.items(), ("X-Custom", "a"), ("X-Custom", "b")]
+    r = await client.get("/verify", params={"config_token": tok}, headers=headers)
+    assert r.status_code == 200 and r.headers["x-seen"] == "a, b"
+    r = await client.get("/verify", params={"config_token": tok}, headers=[*FWD.items(), ("X-Custom", "x" * 70_000)])
+    assert r.status_code == 400 and r.json()["error"] == "headers_too_large"

@@ -147,3 +147,23 @@ async def test_metrics_count_by_route_template(client: httpx.AsyncClient) -> Non
 async def test_openapi_is_served(client: httpx.AsyncClient) -> None:
     r = await client.get("/openapi.json")
     assert r.status_code == 200 and r.json()["info"]["title"] == "tokenward"
+
+
+def test_metrics_histogram_buckets_are_cumulative() -> None:
+    from tokenward.web.metrics import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.0004, 0.0005, 0.003, 7.0):
+        metrics.observe("/verify", "GET", 200, seconds)
+    metrics.observe("/verify", "GET", 401, 0.001)
+    text = metrics.render().decode()
+    assert 'tokenward_http_requests_total{method="GET",route="/verify",status="200"} 4.0' in text
+    assert 'tokenward_http_requests_total{method="GET",route="/verify",status="401"} 1.0' in text
+    bucket = 'tokenward_http_request_duration_seconds_bucket{le="%s",route="/verify"} %s'
+    assert bucket % ("0.0005", "2.0") in text  # le: 0.0005 itself counts in its bucket
+    assert bucket % ("0.001", "3.0") in text
+    assert bucket % ("0.005", "4.0") in text
+    assert bucket % ("5.0", "4.0") in text
+    assert bucket % ("+Inf", "5.0") in text
+    assert 'tokenward_http_request_duration_seconds_count{route="/verify"} 5.0' in text
+    assert 'tokenward_http_request_duration_seconds_sum{route="/verify"} 7.0049' in text

@@ -13,6 +13,7 @@ parsedQuery, method, headers}``, built only when something asks for it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -45,6 +46,9 @@ _METHODS = frozenset(
         "SEARCH",
     }
 )
+
+
+_NOT_HOST = re.compile(r"[ /\\@?#]")
 
 
 def _missing(name: str) -> BadRequest:
@@ -111,7 +115,7 @@ class RequestInfo:
 def _split_host(value: str, scheme: str, name: str) -> tuple[str, int]:
     default = 443 if scheme == "https" else 80
     host = value.strip().split(",")[0].strip()
-    if not host or any(c in host for c in " /\\@?#"):
+    if not host or _NOT_HOST.search(host):
         raise _bad(name, "is not a host name")
     if host.startswith("["):  # [v6]:port
         end = host.find("]")

@@ -24,7 +24,7 @@ from tokenward.forwardauth.assertions import any_holds, check_assertion
 from tokenward.forwardauth.config_token import decode_token
 from tokenward.forwardauth.documents import load_text
 from tokenward.forwardauth.plugins import Outcome, Plugin, PluginDeps, UserInfo, VerifyRequest, build_plugin
-from tokenward.forwardauth.queries import compile_query
+from tokenward.forwardauth.queries import Query, compile_query
 from tokenward.forwardauth.request_info import RequestInfo, reconstruct
 from tokenward.forwardauth.schema import ConfigDocument, HeaderSpec, PolicyBlock, ValueQuery, parse_document
 from tokenward.forwardauth.stores import StoredValue, TokenStore
@@ -33,7 +33,7 @@ from tokenward.policy import Policy
 from tokenward.policy.questions import DENY, is_user
 from tokenward.storage.config_tokens import ConfigTokenRevocations
 
-__all__ = ["CompiledConfig", "Decision", "ForwardAuthService"]
+__all__ = ["CompiledConfig", "Decision", "ForwardAuthService", "VerifyParams"]
 
 log = logging.getLogger("tokenward.forwardauth")
 
@@ -67,11 +67,45 @@ class Decision:
     error: dict[str, str] | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyParams:
+    """The ``/verify`` query parameters, validated once (the route caches them per query string).
+
+    Each of ``token``, ``store_id`` and ``token_id`` is the plain parameter, or the compiled
+    ``*_query`` to run over the request info when only that was given, or None.
+    """
+
+    token: str | Query | None = None
+    store_id: str | Query | None = None
+    token_id: str | Query | None = None
+    fallback: int | None = None
+    redirect_code: int = 302
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> VerifyParams:
+        redirect_code = _int_param(params, "redirect_http_code") or 302
+        if redirect_code not in REDIRECT_CODES:
+            raise BadRequest("redirect_http_code must be 301, 302, 303, 307, 308, 401 or 403", code="param_invalid")
+        return cls(
+            token=_param(params, "config_token"),
+            store_id=_param(params, "config_token_store_id"),
+            token_id=_param(params, "config_token_id"),
+            fallback=_int_param(params, "fallback_plugin"),
+            redirect_code=redirect_code,
+        )
+
+
 @dataclasses.dataclass(slots=True)
 class _StoreEntry:
     version: int
     until: float
     value: StoredValue
+    token: str | None  # the value, stripped, when it has the shape of a token (checked once, not per request)
+
+
+def _entry(version: int, until: float, value: StoredValue) -> _StoreEntry:
+    token = value.strip() if isinstance(value, str) else None
+    return _StoreEntry(version, until, value, token if token and _TOKEN_SHAPE.match(token) else None)
 
 
 class _Revoked:
@@ -183,23 +217,25 @@ class ForwardAuthService:
                 self._plain.popitem(last=False)
         return compiled
 
-    async def _lookup(self, store_id: str, token_id: str, mono: float) -> tuple[TokenStore, StoredValue]:
+    async def _lookup(self, store_id: str, token_id: str, mono: float) -> tuple[TokenStore, _StoreEntry]:
         store = self.stores.get(store_id)
         if store is None:
             raise BadRequest(f"no config token store {store_id!r} is declared", code="config_token_store_unknown")
         await store.refresh()
-        entry = self._lookups.get((store_id, token_id))
+        key = (store_id, token_id)
+        entry = self._lookups.get(key)
         if entry is not None and entry.version == store.version and mono < entry.until:
-            return store, entry.value
+            return store, entry
         value = await store.get(token_id)
         if value is None:
             raise NotFound(f"store {store_id!r} holds no config token {token_id!r}", code="config_token_not_found")
         ttl = store.cache_ttl if store.cache_ttl > 0 else (float("inf") if store.in_memory else 0.0)
+        entry = _entry(store.version, mono + ttl, value)
         if ttl > 0:
             if len(self._lookups) > CACHE_SIZE:
                 self._lookups.clear()
-            self._lookups[(store_id, token_id)] = _StoreEntry(store.version, mono + ttl, value)
-        return store, value
+            self._lookups[key] = entry
+        return store, entry
 
     async def resolve(self, *, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
         """The config in force: from ``token`` or a store, following pointers (at most 4, no loops)."""
@@ -227,39 +263,38 @@ class ForwardAuthService:
             if (store_id, token_id) in seen:
                 raise BadRequest("config token pointers form a loop", code="config_token_pointer_loop")
             seen.add((store_id, token_id))
-            store, value = await self._lookup(store_id, token_id, mono)
-            if isinstance(value, dict) or not _TOKEN_SHAPE.match(value.strip()):
-                if not store.allow_plain:
-                    raise BadRequest(
-                        f"store {store_id!r} holds a plain document but does not set allow_plain",
-                        code="config_token_plain_refused",
-                    )
-                compiled = self._from_plain(value, mono)
+            store, entry = await self._lookup(store_id, token_id, mono)
+            if entry.token is not None:
+                compiled = self._from_token(entry.token, now, mono)
+            elif store.allow_plain:
+                compiled = self._from_plain(entry.value, mono)
             else:
-                compiled = self._from_token(value.strip(), now, mono)
+                raise BadRequest(
+                    f"store {store_id!r} holds a plain document but does not set allow_plain",
+                    code="config_token_plain_refused",
+                )
         raise BadRequest(f"more than {MAX_POINTER_DEPTH} pointers in a row", code="config_token_pointer_loop")
 
     # -- the pipeline -----------------------------------------------------------------------
 
     async def verify(
         self,
-        params: Mapping[str, str],
+        params: VerifyParams | Mapping[str, str],
         headers: Mapping[str, str],
         *,
         client_ip: str | None = None,
         request_id: str | None = None,
     ) -> Decision:
         """Decide one ``/verify`` call. Raises TokenwardError (4xx/503) for a bad call or configuration."""
+        if not isinstance(params, VerifyParams):
+            params = VerifyParams.parse(params)
         info = reconstruct(headers)
         compiled = await self.resolve(
-            token=_param(params, "config_token", info),
-            store_id=_param(params, "config_token_store_id", info),
-            token_id=_param(params, "config_token_id", info),
+            token=_run(params.token, "config_token", info),
+            store_id=_run(params.store_id, "config_token_store_id", info),
+            token_id=_run(params.token_id, "config_token_id", info),
         )
-        fallback = _int_param(params, "fallback_plugin")
-        redirect_code = _int_param(params, "redirect_http_code") or 302
-        if redirect_code not in REDIRECT_CODES:
-            raise BadRequest("redirect_http_code must be 301, 302, 303, 307, 308, 401 or 403", code="param_invalid")
+        fallback = params.fallback
         request = VerifyRequest(
             headers=headers, info=info, client_ip=_client_ip(headers, client_ip), request_id=request_id
         )
@@ -289,7 +324,7 @@ class ForwardAuthService:
             chosen = next((f for f in reversed(failures) if f is not None), None)
         if chosen is None:
             chosen = Outcome.failure("no_plugin_ran", "every plugin was skipped")
-        return self._refuse(block.custom_error_headers, chosen, info, redirect_code)
+        return self._refuse(block.custom_error_headers, chosen, info, params.redirect_code)
 
     def _allow(self, compiled: CompiledConfig, user: UserInfo, info: RequestInfo) -> Decision:
         block = compiled.document.tokenward
@@ -343,15 +378,20 @@ class ForwardAuthService:
         return Decision(status, out, {"error": outcome.code or "unauthorized", "detail": outcome.detail})
 
 
-def _param(params: Mapping[str, str], name: str, info: RequestInfo) -> str | None:
+def _param(params: Mapping[str, str], name: str) -> str | Query | None:
     value = params.get(name)
     if value is not None:
         return value
     query = params.get(f"{name}_query")
     if query is None:
         return None
-    engine = params.get(f"{name}_query_engine", "jp")
-    return compile_query(engine, query).one(info.as_dict(), name=f"{name}_query")
+    return compile_query(params.get(f"{name}_query_engine", "jp"), query)
+
+
+def _run(value: str | Query | None, name: str, info: RequestInfo) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.one(info.as_dict(), name=f"{name}_query")
 
 
 def _int_param(params: Mapping[str, str], name: str) -> int | None:

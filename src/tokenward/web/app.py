@@ -1,9 +1,9 @@
 """ASGI app assembly.
 
-Middleware order (outermost first): Starlette's error guard → :class:`RequestContext`
-(request id, access log, metrics) → :class:`FastPath` (``/verify`` is answered here, by its raw
-ASGI endpoint) → :class:`BodyLimit` → exception handlers → routes. The management API is
-FastAPI (OpenAPI at ``/openapi.json``).
+``/verify`` is answered by :class:`~tokenward.web.middleware.HotPath` before FastAPI sees the
+request. Everything else goes through the stack (outermost first): Starlette's error guard →
+:class:`RequestContext` (request id, access log, metrics) → :class:`BodyLimit` → exception
+handlers → routes. The management API is FastAPI (OpenAPI at ``/openapi.json``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from tokenward import __version__
 from tokenward.logs import configure_logging
@@ -22,18 +22,40 @@ from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
-from tokenward.web.middleware import BodyLimit, FastPath, RequestContext
+from tokenward.web.middleware import BodyLimit, HotPath, RequestContext, RequestLog
 from tokenward.web.routes import app_tokens, health, identity, policy, verify
 from tokenward.web.state import AppState
 from tokenward.web.ui import routes as ui_routes
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["TokenwardAPI", "create_app", "create_app_from_env"]
 
 
-def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+class TokenwardAPI(FastAPI):
+    """FastAPI with a front door: the hot path (``/verify``) skips the framework's wrappers entirely.
+
+    Those wrappers (FastAPI's and Starlette's ``__call__``, the error middleware, the router) cost
+    about as much as the whole ``/verify`` decision; the hot path keeps what matters of them
+    (request id, access log, metrics, the last-resort 500) in :class:`HotPath`.
+    """
+
+    hot: HotPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = self.hot
+        if hot is not None and scope["type"] == "http":
+            route = hot.match(scope)
+            if route is not None:
+                scope["app"] = self
+                await hot.serve(scope, send, route)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> TokenwardAPI:
     """Build the app. With ``runtime`` given the caller owns it; otherwise the lifespan opens and closes one."""
     metrics = Metrics()
     templates: dict[object, str] = {}
+    log = RequestLog(metrics=metrics, route_template=lambda scope: _route_template(scope, templates))
     state = AppState(settings=settings, metrics=metrics, runtime=runtime)
 
     @contextlib.asynccontextmanager
@@ -68,7 +90,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                 await state.runtime.close()
                 state.runtime = None
 
-    app = FastAPI(
+    app = TokenwardAPI(
         title="tokenward",
         version=__version__,
         summary="Management API of the tokenward token server.",
@@ -81,8 +103,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
-            Middleware(RequestContext, metrics=metrics, route_template=lambda scope: _route_template(scope, templates)),
-            Middleware(FastPath, routes=verify.routes, prefixes=("/verify",)),
+            Middleware(RequestContext, log=log),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
     )
@@ -90,7 +111,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     if runtime is not None and runtime.policy is not None:
         metrics.watch_policy(runtime.policy)
     app.router.routes.extend(health.routes)
-    app.router.routes.extend(verify.routes)  # served by FastPath; listed for 405s and url_for
+    app.router.routes.extend(verify.routes)  # served by the hot path; listed for 405s and url_for
+    app.hot = HotPath(log=log, routes=verify.routes, prefix="/verify", endpoint=verify.answer)
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)
@@ -115,7 +137,7 @@ def _route_template(scope: Scope, cache: dict[object, str]) -> str:
     return template
 
 
-def create_app_from_env() -> FastAPI:
+def create_app_from_env() -> TokenwardAPI:
     """Factory for ``uvicorn --factory`` and ``tokenward serve --workers N``: settings from the environment."""
     settings = Settings.load()
     configure_logging(settings.log_level, settings.log_format)

@@ -14,9 +14,9 @@ through FastAPI validation: :func:`parse_basic` is shared with ``/verify``.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import ipaddress
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -43,6 +43,7 @@ MAX_AUTHORIZATION_LENGTH = 1024
 """Longer Authorization headers are refused before decoding."""
 
 CHALLENGE = 'Basic realm="tokenward", charset="UTF-8"'
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 class AuthenticationRequired(Unauthorized):
@@ -65,7 +66,7 @@ def parse_basic(value: str) -> tuple[str, str]:
     if len(value) > MAX_AUTHORIZATION_LENGTH:
         raise _malformed("the Authorization header is too long")
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        decoded = binascii.a2b_base64(value.strip(), strict_mode=True).decode("utf-8")
     except (binascii.Error, ValueError):
         raise _malformed("Basic credentials are not valid base64 of UTF-8 user:password") from None
     user, colon, password = decoded.partition(":")
@@ -73,7 +74,7 @@ def parse_basic(value: str) -> tuple[str, str]:
         raise _malformed("Basic credentials must be user:password (no colon found)")
     if not user or not password:
         raise _malformed("Basic credentials need a non-empty user and password")
-    if any(ord(c) < 32 for c in user):
+    if _CONTROL.search(user):
         raise _malformed("the user name holds control characters")
     return user, password
 

@@ -1,9 +1,13 @@
-"""Plain ASGI middleware, built in this order (outermost first) by ``web.app``:
+"""Plain ASGI middleware and the hot-path front door, built by ``web.app``:
 
-1. :class:`RequestContext` — request id (``X-Request-ID`` in and out), access log line, metrics.
-2. :class:`FastPath` — hands the hot routes (``/verify``) straight to their ASGI endpoint, skipping
-   the FastAPI router and exception middleware (those routes render their own errors).
-3. :class:`BodyLimit` — refuses bodies over ``max_body_bytes`` with 413, by header or while streaming.
+- :class:`HotPath` — ``/verify`` is answered ahead of the whole framework stack (FastAPI's and
+  Starlette's wrappers, the router): its endpoint returns a ready response and renders its own
+  errors. It keeps the request id, access log, metrics and last-resort error guard of
+- :class:`RequestContext` — the outermost middleware of everything else: request id
+  (``X-Request-ID`` in and out), access log line, metrics, one JSON 500 shape;
+- :class:`BodyLimit` — refuses bodies over ``max_body_bytes`` with 413, by header or while streaming.
+
+Both front ends share one :class:`RequestLog`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,33 +27,77 @@ from tokenward.errors import BadRequest, PayloadTooLarge, TokenwardError
 from tokenward.logs import REQUEST_ID
 from tokenward.web.metrics import Metrics
 
-__all__ = ["BodyLimit", "FastPath", "RequestContext"]
+__all__ = ["BodyLimit", "HotEndpoint", "HotPath", "RequestContext", "RequestLog", "Response"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 access_log = logging.getLogger("tokenward.access")
 error_log = logging.getLogger("tokenward.web")
 
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""A whole response: status, headers (without ``content-length``), body."""
+HotEndpoint = Callable[[Scope], Awaitable[Response]]
 
-class RequestContext:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, route_template: Callable[[Scope], str]) -> None:
-        self.app = app
+
+class RequestLog:
+    """Request ids, the access log and metrics: one per app, shared by both front ends."""
+
+    def __init__(self, *, metrics: Metrics, route_template: Callable[[Scope], str]) -> None:
         self.metrics = metrics
         self.route_template = route_template
         # Request ids: a random per-process prefix and a counter — unique, and cheaper than uuid4 per request.
         self._id_prefix = secrets.token_hex(6)
         self._counter = itertools.count(1)
 
+    def request_id(self, scope: Scope) -> str:
+        """The caller's ``X-Request-ID`` when it is sane, else a fresh one."""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate: str = value.decode("latin-1")
+                if _REQUEST_ID.match(candidate):
+                    return candidate
+                break
+        return f"{self._id_prefix}{next(self._counter):012x}"
+
+    def finish(self, scope: Scope, route: str, status: int, elapsed: float) -> None:
+        # Route templates, never raw paths: raw paths would let any client grow the label set.
+        self.metrics.observe(route, scope["method"], status, elapsed)
+        # The path only — query strings may carry tokens.
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
+            )
+
+
+def _internal_error(request_id: str) -> Response:
+    body = json.dumps(
+        {
+            "error": "internal_error",
+            "detail": f"an unexpected error occurred; the server log has details (request id {request_id})",
+        }
+    ).encode()
+    return 500, [(b"content-type", b"application/json")], body
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, *, log: RequestLog) -> None:
+        self.app = app
+        self.log = log
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                request_id = candidate if _REQUEST_ID.match(candidate) else ""
-                break
-        request_id = request_id or f"{self._id_prefix}{next(self._counter):012x}"
+        request_id = self.log.request_id(scope)
         token = REQUEST_ID.set(request_id)
         status = 500
         started = False
@@ -68,58 +116,64 @@ class RequestContext:
             # The last guard: log with the request id, answer one JSON shape, never a traceback.
             error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if not started:
-                await send_json(
-                    send_with_id,
-                    500,
-                    {
-                        "error": "internal_error",
-                        "detail": f"an unexpected error occurred; the server log has details (request id {request_id})",
-                    },
-                )
+                await send_response(send_with_id, _internal_error(request_id))
         finally:
-            elapsed = time.perf_counter() - start
-            # Route templates, never raw paths: raw paths would let any client grow the label set.
-            self.metrics.observe(self.route_template(scope), scope["method"], status, elapsed)
-            # The path only — query strings may carry tokens.
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    elapsed * 1000,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    },
-                )
+            self.log.finish(scope, self.log.route_template(scope), status, time.perf_counter() - start)
             REQUEST_ID.reset(token)
 
 
-class FastPath:
-    """Serve ``routes`` (raw ASGI endpoints that render their own errors) without the framework stack.
+class HotPath:
+    """Answer ``routes`` (whose endpoint is ``endpoint``) without the framework stack.
 
-    Only paths starting with one of ``prefixes`` are tried, so every other request pays one
-    ``str.startswith``.
+    ``match`` costs one ``str.startswith`` for every other path; the exact ``prefix`` path with an
+    allowed method is one dict lookup. Anything not matched (a 405, say) goes to the framework.
     """
 
-    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], prefixes: tuple[str, ...]) -> None:
-        self.app = app
+    def __init__(self, *, log: RequestLog, routes: Sequence[BaseRoute], prefix: str, endpoint: HotEndpoint) -> None:
+        self.log = log
         self.routes = tuple(routes)
-        self.prefixes = prefixes
+        self.prefix = prefix
+        self.endpoint = endpoint
+        self._exact = {
+            (path, method)
+            for route in self.routes
+            if (path := getattr(route, "path", None)) == prefix
+            for method in getattr(route, "methods", None) or ()
+        }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
-            for route in self.routes:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    await route.handle(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    def match(self, scope: Scope) -> str | None:
+        """The matched route's template (and ``path_params`` set in ``scope``), or None."""
+        path: str = scope["path"]
+        if not path.startswith(self.prefix):
+            return None
+        if (path, scope["method"]) in self._exact:
+            return path
+        for route in self.routes:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child_scope)
+                return str(getattr(route, "path", path))
+        return None
+
+    async def serve(self, scope: Scope, send: Send, route: str) -> None:
+        log = self.log
+        request_id = log.request_id(scope)
+        token = REQUEST_ID.set(request_id)
+        start = time.perf_counter()
+        status = 500
+        try:
+            try:
+                response = await self.endpoint(scope)
+            except Exception:
+                # The same last guard as RequestContext: log with the request id, one JSON shape.
+                error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                response = _internal_error(request_id)
+            status = response[0]
+            response[1].append((b"x-request-id", request_id.encode("ascii")))
+            await send_response(send, response)
+        finally:
+            log.finish(scope, route, status, time.perf_counter() - start)
+            REQUEST_ID.reset(token)
 
 
 class BodyLimit:
@@ -163,14 +217,13 @@ def _bad_length() -> BadRequest:
 
 
 async def _send_error(send: Send, error: TokenwardError) -> None:
-    await send_json(send, error.status, error.to_dict(), close=True)
+    body = json.dumps(error.to_dict()).encode()
+    await send_response(send, (error.status, [(b"content-type", b"application/json"), (b"connection", b"close")], body))
 
 
-async def send_json(send: Send, status: int, payload: dict[str, str], *, close: bool = False) -> None:
-    """Send a whole JSON response from middleware (before any route ran)."""
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
+async def send_response(send: Send, response: Response) -> None:
+    """Send a whole response (``content-length`` added) from middleware or a raw endpoint."""
+    status, headers, body = response
+    headers.append((b"content-length", str(len(body)).encode("ascii")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

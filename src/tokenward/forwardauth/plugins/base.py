@@ -12,7 +12,8 @@ from tokenward.forwardauth.request_info import RequestInfo
 __all__ = ["Outcome", "Plugin", "UserInfo", "VerifyRequest"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# Not frozen (a frozen dataclass pays object.__setattr__ per field, on every /verify); never mutated.
+@dataclasses.dataclass(slots=True)
 class UserInfo:
     """Who the request is from, as sent in ``Remote-User`` / ``-Email`` / ``-Groups`` / ``-Name``."""
 
@@ -26,7 +27,7 @@ class UserInfo:
         return {**self.claims, "sub": self.sub, "email": self.email, "groups": list(self.groups), "name": self.name}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Outcome:
     """A plugin's answer. On failure ``challenge`` becomes ``WWW-Authenticate``; ``location`` a redirect."""
 

@@ -1,9 +1,10 @@
 """``/verify``: the forward-auth endpoint reverse proxies ask (nginx ``auth_request``, Caddy ``forward_auth``,
 Traefik ``forwardAuth``, Envoy ``ext_authz``).
 
-A raw ASGI endpoint on the hot path: no FastAPI validation, no Request/Response objects, no body
-read. Query string and header sizes are capped before parsing; the parsed query string is cached
-(a proxy sends the same one every time); every refusal is JSON ``{"error", "detail"}`` with a code.
+Served by the app's hot path (:class:`~tokenward.web.middleware.HotPath`): no FastAPI validation, no
+Request/Response objects, no body read. Query string and header sizes are capped; the parsed and
+validated query string is cached (a proxy sends the same one every time); every refusal is JSON
+``{"error", "detail"}`` with a code.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from starlette.types import Receive, Scope, Send
 
 from tokenward.errors import BadRequest, StorageUnavailable, TokenwardError
 from tokenward.forwardauth.plugins import SessionCheck
-from tokenward.forwardauth.service import Decision, ForwardAuthService
+from tokenward.forwardauth.service import Decision, ForwardAuthService, VerifyParams
 from tokenward.web.auth import current_request_id
+from tokenward.web.middleware import Response, send_response
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_QUERY_STRING", "routes"]
+__all__ = ["MAX_HEADER_BYTES", "MAX_QUERY_STRING", "answer", "routes"]
 
 MAX_QUERY_STRING = 16_384
 MAX_HEADER_BYTES = 65_536
@@ -29,10 +31,10 @@ QUERY_CACHE_SIZE = 1024
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _JSON = (b"content-type", b"application/json")
 
-_query_cache: dict[bytes, dict[str, str]] = {}
+_query_cache: dict[bytes, VerifyParams] = {}
 
 
-def _params(query: bytes) -> dict[str, str]:
+def _params(query: bytes) -> VerifyParams:
     params = _query_cache.get(query)
     if params is not None:
         return params
@@ -42,7 +44,7 @@ def _params(query: bytes) -> dict[str, str]:
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_PARAMS)
     except ValueError:
         raise BadRequest("the /verify query string has too many parameters", code="query_too_large") from None
-    params = dict(pairs)
+    params = VerifyParams.parse(dict(pairs))
     if len(_query_cache) >= QUERY_CACHE_SIZE:
         _query_cache.clear()
     _query_cache[query] = params
@@ -50,8 +52,7 @@ def _params(query: bytes) -> dict[str, str]:
 
 
 def _service(scope: Scope) -> ForwardAuthService:
-    state = scope["app"].state.tokenward
-    runtime = state.runtime
+    runtime = scope["app"].state.tokenward.runtime
     service: ForwardAuthService | None = None if runtime is None else runtime.forward_auth
     if service is None:
         raise StorageUnavailable("forward auth is not ready", code="not_ready")
@@ -76,44 +77,41 @@ def _sessions(scope: Scope) -> SessionCheck:
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    total = 0
-    out: dict[str, str] = {}
-    for raw_name, raw_value in raw:
-        total += len(raw_name) + len(raw_value)
-        if total > MAX_HEADER_BYTES:
-            raise BadRequest("the request headers are too large", code="headers_too_large")
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        out[name] = f"{out[name]}, {value}" if name in out and name != "cookie" else value
+    """Header names (lower case) to values; repeated headers joined with ", " (cookies with "; ")."""
+    out = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+    if len(out) != len(raw):  # a header sent more than once: join the values (rare, so done apart)
+        out = {}
+        for raw_name, raw_value in raw:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            if name in out:
+                value = out[name] + ("; " if name == "cookie" else ", ") + value
+            out[name] = value
+    if sum(map(len, out.values())) + sum(map(len, out)) > MAX_HEADER_BYTES:
+        raise BadRequest("the request headers are too large", code="headers_too_large")
     return out
 
 
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    headers.append((b"content-length", str(len(body)).encode("ascii")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _error(exc: TokenwardError) -> Response:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()]
+    headers.append(_JSON)
+    return exc.status, headers, json.dumps(exc.to_dict()).encode("utf-8")
 
 
-async def _error(send: Send, exc: TokenwardError) -> None:
-    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()]
-    await _send(send, exc.status, [_JSON, *extra], json.dumps(exc.to_dict()).encode("utf-8"))
-
-
-def _render(decision: Decision) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def _render(decision: Decision) -> Response:
     headers = [(name.lower().encode("latin-1"), value.encode("utf-8")) for name, value in decision.headers]
     if decision.error is None:
-        return headers, b""
+        return decision.status, headers, b""
     headers.append(_JSON)
-    return headers, json.dumps(decision.error).encode("utf-8")
+    return decision.status, headers, json.dumps(decision.error).encode("utf-8")
 
 
-async def verify(scope: Scope, receive: Receive, send: Send) -> None:
-    """ASGI endpoint: answer the proxy from the query string and headers alone."""
+async def answer(scope: Scope) -> Response:
+    """The whole ``/verify`` response, from the query string (or path) and headers alone."""
     try:
         bound = scope.get("path_params")
         if bound and "store_id" in bound:
             # Envoy ext_authz appends the client's path and query: only the path names the token then.
-            params = {"config_token_store_id": bound["store_id"], "config_token_id": bound["token_id"]}
+            params = VerifyParams(store_id=bound["store_id"], token_id=bound["token_id"])
         else:
             params = _params(scope["query_string"])
         service = _service(scope)
@@ -125,17 +123,19 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
             request_id=current_request_id(),
         )
     except TokenwardError as exc:
-        await _error(send, exc)
-        return
-    headers, body = _render(decision)
-    await _send(send, decision.status, headers, body)
+        return _error(exc)
+    return _render(decision)
 
 
 class _VerifyEndpoint:
-    """An object, not a function, so Starlette routes raw ASGI to it instead of wrapping it in Request/Response."""
+    """An object, not a function, so Starlette routes raw ASGI to it instead of wrapping it in Request/Response.
+
+    Requests normally reach :func:`answer` through the app's hot path; this is the same answer
+    for callers that go through the router (``url_for``, mounted sub-apps).
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await verify(scope, receive, send)
+        await send_response(send, await answer(scope))
 
 
 _ENDPOINT = _VerifyEndpoint()
