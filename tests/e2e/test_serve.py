@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -48,6 +49,33 @@ def test_serve_answers_resourceinfo_with_workers(served: tuple[str, subprocess.P
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     access = [line for line in lines if line.get("logger") == "tokenward.access" and line.get("request_id") == "e2e-1"]
     assert access and access[0]["path"] == "/api/resourceinfo" and access[0]["status"] == 200
+
+
+def test_client_ip_is_the_peer_unless_trusted_proxies_say_otherwise(tmp_path: Path) -> None:
+    # uvicorn's own proxy-header handling is off: X-Forwarded-For from a loopback peer is not believed
+    # unless TOKENWARD_TRUSTED_PROXIES names that peer (docs/configuration.md).
+    data = tmp_path / "data"
+    init_data_dir(data, "auth.example.com")
+    bad = {"Authorization": "Basic " + base64.b64encode(b"alice@example.com:twa_wrong").decode()}
+    for trusted, expected in (("", "127.0.0.1"), ("127.0.0.1", "203.0.113.9")):
+        port = free_port()
+        env = env_for(data, TOKENWARD_TRUSTED_PROXIES=trusted)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_ready(proc, f"http://127.0.0.1:{port}")
+            r = httpx.get(f"http://127.0.0.1:{port}/api/app-tokens", headers={**bad, "X-Forwarded-For": "203.0.113.9"})
+            assert r.status_code == 401
+        finally:
+            stop(proc)
+        listed = tokenward("audit", "--json", "--action", "apptoken.verify_failed", "-n", "1", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout.splitlines()[0])["detail"]["ip"] == expected
 
 
 def test_serve_refuses_unreachable_database(tmp_path: Path) -> None:

@@ -232,6 +232,9 @@ def serve(
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # X-Forwarded-For is believed only from TOKENWARD_TRUSTED_PROXIES (web.auth.client_ip), not from
+        # whatever uvicorn's own default (--forwarded-allow-ips, loopback) would trust.
+        "proxy_headers": False,
         **ssl,
     }
     if settings.workers > 1 or reload:
