@@ -40,20 +40,20 @@ async def test_file_store_rereads_on_change_and_keeps_last_good(
     store = FileStore(FileOptions(path=path), clock=clock)
     assert await store.get("a") == "tok-a"
     path.write_text("a: tok-a2\nb: tok-b\n")
-    await store.refresh()
+    store.refresh()
     assert await store.get("a") == "tok-a"  # not checked again within a second
     clock.now = 2
-    await store.refresh()
+    store.refresh()
     assert await store.get("b") == "tok-b" and store.version == 2
     path.write_text("{broken: [")
     clock.now = 4
     with caplog.at_level(logging.WARNING):
-        await store.refresh()
+        store.refresh()
     assert await store.get("b") == "tok-b"
     assert "keeping the last good content" in caplog.text
     path.unlink()
     clock.now = 6
-    await store.refresh()
+    store.refresh()
     assert await store.get("b") == "tok-b"
     with pytest.raises(BadRequest) as info:
         await store.get("bad id with spaces")

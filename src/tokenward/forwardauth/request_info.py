@@ -13,6 +13,7 @@ parsedQuery, method, headers}``, built only when something asks for it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from tokenward.errors import BadRequest
 __all__ = ["MAX_QUERY_PARAMS", "MAX_URL_LENGTH", "RequestInfo", "reconstruct"]
 
 MAX_URL_LENGTH = 8192
+MAX_CACHED_HOST = 300
 MAX_QUERY_PARAMS = 256
 _METHODS = frozenset(
     {
@@ -66,7 +68,7 @@ class RequestInfo:
     __slots__ = ("_dict", "_query_params", "headers", "host", "method", "path", "port", "query", "scheme")
 
     def __init__(
-        self, *, scheme: str, host: str, port: int, path: str, query: str, method: str, headers: Mapping[str, str]
+        self, scheme: str, host: str, port: int, path: str, query: str, method: str, headers: Mapping[str, str]
     ) -> None:
         self.scheme = scheme
         self.host = host
@@ -113,6 +115,12 @@ class RequestInfo:
 
 
 def _split_host(value: str, scheme: str, name: str) -> tuple[str, int]:
+    if len(value) <= MAX_CACHED_HOST:  # proxies send a handful of distinct hosts: parse each once
+        return _split_host_cached(value, scheme, name)
+    return _parse_host(value, scheme, name)
+
+
+def _parse_host(value: str, scheme: str, name: str) -> tuple[str, int]:
     default = 443 if scheme == "https" else 80
     host = value.strip().split(",")[0].strip()
     if not host or _NOT_HOST.search(host):
@@ -132,9 +140,14 @@ def _split_host(value: str, scheme: str, name: str) -> tuple[str, int]:
     return hostname.lower(), default
 
 
+_split_host_cached = functools.lru_cache(maxsize=512)(_parse_host)  # errors are raised, never cached
+
+
 def _method(value: str | None, name: str) -> str:
     if value is None:
         raise _missing(name)
+    if value in _METHODS:  # the usual case: already canonical
+        return value
     method = value.strip().upper()
     if method not in _METHODS:
         raise _bad(name, "is not an HTTP method")
@@ -142,6 +155,8 @@ def _method(value: str | None, name: str) -> str:
 
 
 def _scheme(value: str, name: str) -> str:
+    if value == "https" or value == "http":
+        return value
     scheme = value.split(",")[0].strip().lower()
     if scheme not in ("http", "https"):
         raise _bad(name, "must be http or https")
@@ -157,15 +172,8 @@ def reconstruct(headers: Mapping[str, str]) -> RequestInfo:
         parts = urlsplit(original.strip())
         scheme = _scheme(parts.scheme, "X-Original-URL")
         host, port = _split_host(parts.netloc, scheme, "X-Original-URL")
-        return RequestInfo(
-            scheme=scheme,
-            host=host,
-            port=port,
-            path=parts.path or "/",
-            query=parts.query,
-            method=_method(headers.get("x-original-method"), "X-Original-Method"),
-            headers=headers,
-        )
+        method = _method(headers.get("x-original-method"), "X-Original-Method")
+        return RequestInfo(scheme, host, port, parts.path or "/", parts.query, method, headers)
     proto = headers.get("x-forwarded-proto")
     if proto is None:
         raise _missing("X-Forwarded-Proto")
@@ -189,4 +197,4 @@ def reconstruct(headers: Mapping[str, str]) -> RequestInfo:
         path = prefix.rstrip("/") + "/" + path.lstrip("/")
     if not path.startswith("/"):
         raise _bad("X-Forwarded-Uri", "must start with /")
-    return RequestInfo(scheme=scheme, host=host, port=port, path=path, query=query, method=method, headers=headers)
+    return RequestInfo(scheme, host, port, path, query, method, headers)

@@ -24,6 +24,7 @@ from tokenward.forwardauth.assertions import any_holds, check_assertion
 from tokenward.forwardauth.config_token import decode_token
 from tokenward.forwardauth.documents import load_text
 from tokenward.forwardauth.plugins import Outcome, Plugin, PluginDeps, UserInfo, VerifyRequest, build_plugin
+from tokenward.forwardauth.plugins.base import check_header_value
 from tokenward.forwardauth.queries import Query, compile_query
 from tokenward.forwardauth.request_info import RequestInfo, reconstruct
 from tokenward.forwardauth.schema import ConfigDocument, HeaderSpec, PolicyBlock, ValueQuery, parse_document
@@ -60,10 +61,10 @@ class CompiledConfig:
 
 @dataclasses.dataclass(slots=True)
 class Decision:
-    """The answer to the proxy: status, headers (value bytes may be UTF-8), JSON error body when refused."""
+    """The answer to the proxy: status, ASGI headers (lower-case names, UTF-8 values), a JSON error if refused."""
 
     status: int
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     error: dict[str, str] | None = None
 
 
@@ -131,8 +132,12 @@ class _Revoked:
         except TokenwardError as exc:  # keep the last known set; the database may be back soon
             log.warning("cannot refresh revoked config tokens: %s", exc.detail)
 
+    def fresh(self, now: float) -> bool:
+        """True when :attr:`ids` may be used as is (no refresh due): the per-request check, without an await."""
+        return self.store is None or now - self.loaded_at < self.interval
+
     async def current(self, now: float) -> frozenset[str]:
-        if self.store is None or now - self.loaded_at < self.interval:
+        if self.fresh(now):
             return self.ids
         if self.loaded_at == float("-inf"):
             async with self._first:
@@ -221,7 +226,7 @@ class ForwardAuthService:
         store = self.stores.get(store_id)
         if store is None:
             raise BadRequest(f"no config token store {store_id!r} is declared", code="config_token_store_unknown")
-        await store.refresh()
+        store.refresh()
         key = (store_id, token_id)
         entry = self._lookups.get(key)
         if entry is not None and entry.version == store.version and mono < entry.until:
@@ -240,7 +245,7 @@ class ForwardAuthService:
     async def resolve(self, *, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
         """The config in force: from ``token`` or a store, following pointers (at most 4, no loops)."""
         now, mono = self.clock(), self.monotonic()
-        revoked = await self._revoked.current(mono)
+        revoked = self._revoked.ids if self._revoked.fresh(mono) else await self._revoked.current(mono)
         seen: set[tuple[str, str]] = set()
         compiled: CompiledConfig | None = None
         if token is not None:
@@ -330,16 +335,11 @@ class ForwardAuthService:
         block = compiled.document.tokenward
         if block.policy is not None:
             self._check_policy(block.policy, user, info)
-        out = [
-            ("Remote-User", user.sub),
-            ("Remote-Email", user.email),
-            ("Remote-Groups", ",".join(user.groups)),
-            ("Remote-Name", user.name),
-        ]
+        out = user.remote_headers()
         if block.custom_service_headers:
-            out += _custom_headers(block.custom_service_headers, info, user)
-        for _, value in out:
-            _check_value(value)
+            for name, value in _custom_headers(block.custom_service_headers, info, user):
+                check_header_value(value)
+                out.append(_encoded(name, value))
         return Decision(200, out)
 
     def _check_policy(self, spec: PolicyBlock, user: UserInfo, info: RequestInfo) -> None:
@@ -374,8 +374,8 @@ class ForwardAuthService:
                 out += _custom_headers(spec, info, UserInfo())
             except TokenwardError as exc:
                 log.warning("custom_error_headers skipped: %s", exc.detail)
-        out = [(k, v) for k, v in out if not any(c in v for c in "\r\n\0")]
-        return Decision(status, out, {"error": outcome.code or "unauthorized", "detail": outcome.detail})
+        headers = [_encoded(k, v) for k, v in out if not _CTL.search(v)]
+        return Decision(status, headers, {"error": outcome.code or "unauthorized", "detail": outcome.detail})
 
 
 def _param(params: Mapping[str, str], name: str) -> str | Query | None:
@@ -442,6 +442,5 @@ def _custom_headers(spec: Mapping[str, HeaderSpec], info: RequestInfo, user: Use
 _CTL = re.compile(r"[\r\n\0]")
 
 
-def _check_value(value: str) -> None:
-    if _CTL.search(value):
-        raise BadRequest("a response header value would hold CR, LF or NUL", code="header_value_invalid")
+def _encoded(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.lower().encode("latin-1"), value.encode("utf-8")

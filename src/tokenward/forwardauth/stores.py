@@ -134,8 +134,8 @@ class TokenStore(ABC):
     in_memory: bool = False
     version: int = 0
 
-    async def refresh(self) -> None:  # noqa: B027 - optional hook
-        """Pick up changes (a file store re-reads its file when it changed)."""
+    def refresh(self) -> None:  # noqa: B027 - optional hook
+        """Pick up changes (a file store re-reads its file when it changed). Called per lookup: keep it cheap."""
 
     @abstractmethod
     async def get(self, token_id: str) -> StoredValue | None: ...
@@ -207,7 +207,7 @@ class FileStore(_MapStore):
         self._stamp = stamp
         self.version += 1
 
-    async def refresh(self) -> None:
+    def refresh(self) -> None:
         if self._clock() - self._checked >= self.check_interval:
             self._load()
 

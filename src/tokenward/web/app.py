@@ -9,6 +9,7 @@ handlers → routes. The management API is FastAPI (OpenAPI at ``/openapi.json``
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -112,7 +113,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         metrics.watch_policy(runtime.policy)
     app.router.routes.extend(health.routes)
     app.router.routes.extend(verify.routes)  # served by the hot path; listed for 405s and url_for
-    app.hot = HotPath(log=log, routes=verify.routes, prefix="/verify", endpoint=verify.answer)
+    app.hot = HotPath(
+        log=log, routes=verify.routes, prefix="/verify", endpoint=functools.partial(verify.answer, state=state)
+    )
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)

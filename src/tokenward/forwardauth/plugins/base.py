@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
+from tokenward.errors import BadRequest
 from tokenward.forwardauth.request_info import RequestInfo
 
-__all__ = ["Outcome", "Plugin", "UserInfo", "VerifyRequest"]
+__all__ = ["Outcome", "Plugin", "UserInfo", "VerifyRequest", "check_header_value"]
+
+_CTL = re.compile(r"[\r\n\0]")
+_REMOTE = (b"remote-user", b"remote-email", b"remote-groups", b"remote-name")
+
+
+def check_header_value(value: str) -> None:
+    """Refuse a response header value holding CR, LF or NUL (header injection)."""
+    if _CTL.search(value):
+        raise BadRequest("a response header value would hold CR, LF or NUL", code="header_value_invalid")
 
 
 # Not frozen (a frozen dataclass pays object.__setattr__ per field, on every /verify); never mutated.
@@ -22,6 +33,17 @@ class UserInfo:
     groups: tuple[str, ...] = ()
     name: str = ""
     claims: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    _rendered: tuple[tuple[bytes, bytes], ...] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def remote_headers(self) -> list[tuple[bytes, bytes]]:
+        """``Remote-User``, ``-Email``, ``-Groups``, ``-Name`` for ASGI: a fresh list, checked and encoded once."""
+        rendered = self._rendered
+        if rendered is None:
+            values = (self.sub, self.email, ",".join(self.groups), self.name)
+            for value in values:
+                check_header_value(value)
+            rendered = self._rendered = tuple(zip(_REMOTE, (v.encode("utf-8") for v in values), strict=True))
+        return list(rendered)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.claims, "sub": self.sub, "email": self.email, "groups": list(self.groups), "name": self.name}

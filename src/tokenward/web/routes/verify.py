@@ -21,6 +21,7 @@ from tokenward.forwardauth.plugins import SessionCheck
 from tokenward.forwardauth.service import Decision, ForwardAuthService, VerifyParams
 from tokenward.web.auth import current_request_id
 from tokenward.web.middleware import Response, send_response
+from tokenward.web.state import AppState
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_QUERY_STRING", "answer", "routes"]
 
@@ -51,8 +52,8 @@ def _params(query: bytes) -> VerifyParams:
     return params
 
 
-def _service(scope: Scope) -> ForwardAuthService:
-    runtime = scope["app"].state.tokenward.runtime
+def _service(state: AppState, scope: Scope) -> ForwardAuthService:
+    runtime = state.runtime
     service: ForwardAuthService | None = None if runtime is None else runtime.forward_auth
     if service is None:
         raise StorageUnavailable("forward auth is not ready", code="not_ready")
@@ -98,15 +99,17 @@ def _error(exc: TokenwardError) -> Response:
 
 
 def _render(decision: Decision) -> Response:
-    headers = [(name.lower().encode("latin-1"), value.encode("utf-8")) for name, value in decision.headers]
     if decision.error is None:
-        return decision.status, headers, b""
-    headers.append(_JSON)
-    return decision.status, headers, json.dumps(decision.error).encode("utf-8")
+        return decision.status, decision.headers, b""
+    decision.headers.append(_JSON)
+    return decision.status, decision.headers, json.dumps(decision.error).encode("utf-8")
 
 
-async def answer(scope: Scope) -> Response:
-    """The whole ``/verify`` response, from the query string (or path) and headers alone."""
+async def answer(scope: Scope, state: AppState | None = None) -> Response:
+    """The whole ``/verify`` response, from the query string (or path) and headers alone.
+
+    ``state`` is the app's (the hot path binds it; otherwise it is found through ``scope["app"]``).
+    """
     try:
         bound = scope.get("path_params")
         if bound and "store_id" in bound:
@@ -114,7 +117,7 @@ async def answer(scope: Scope) -> Response:
             params = VerifyParams(store_id=bound["store_id"], token_id=bound["token_id"])
         else:
             params = _params(scope["query_string"])
-        service = _service(scope)
+        service = _service(state or scope["app"].state.tokenward, scope)
         client = scope.get("client")
         decision = await service.verify(
             params,
