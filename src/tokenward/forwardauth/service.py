@@ -48,15 +48,17 @@ DEFAULT_CHALLENGE = 'Basic realm="tokenward", charset="UTF-8"'
 
 @dataclasses.dataclass(slots=True)
 class CompiledConfig:
-    """A validated document with its plugins built (reused while cached)."""
+    """A validated document with its plugins built (reused while cached); hot fields copied out of it."""
 
     document: ConfigDocument
     plugins: list[Plugin[Any]]
     checked_until: float  # re-validate key id / expiry after this (monotonic)
+    jti: str | None = None
+    exp: int | None = None
+    pointer: tuple[str, str] | None = None
 
-    @property
-    def jti(self) -> str | None:
-        return self.document.jti
+    def __post_init__(self) -> None:
+        self.jti, self.exp, self.pointer = self.document.jti, self.document.exp, self.document.tokenward.pointer
 
 
 @dataclasses.dataclass(slots=True)
@@ -81,6 +83,12 @@ class VerifyParams:
     token_id: str | Query | None = None
     fallback: int | None = None
     redirect_code: int = 302
+    plain: tuple[str | None, str | None, str | None] | None = None  # the three, when none is a query
+
+    def __post_init__(self) -> None:
+        names = (self.token, self.store_id, self.token_id)
+        if not any(isinstance(v, Query) for v in names):
+            object.__setattr__(self, "plain", names)
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> VerifyParams:
@@ -198,7 +206,7 @@ class ForwardAuthService:
     def _from_token(self, token: str, now: float, mono: float) -> CompiledConfig:
         compiled = self._tokens.get(token)
         if compiled is not None:
-            exp = compiled.document.exp
+            exp = compiled.exp
             if mono < compiled.checked_until and (exp is None or now < exp):
                 return compiled
             del self._tokens[token]  # expired or due for a key check: decode again (and raise if bad)
@@ -259,7 +267,7 @@ class ForwardAuthService:
             if compiled is not None:
                 if compiled.jti is not None and compiled.jti in revoked:
                     raise Forbidden("this config token was revoked", code="config_token_revoked")
-                pointer = compiled.document.tokenward.pointer
+                pointer = compiled.pointer
                 if pointer is None:
                     return compiled
                 store_id, token_id = pointer
@@ -294,15 +302,14 @@ class ForwardAuthService:
         if not isinstance(params, VerifyParams):
             params = VerifyParams.parse(params)
         info = reconstruct(headers)
-        compiled = await self.resolve(
-            token=_run(params.token, "config_token", info),
-            store_id=_run(params.store_id, "config_token_store_id", info),
-            token_id=_run(params.token_id, "config_token_id", info),
+        token, store_id, token_id = params.plain or (
+            _run(params.token, "config_token", info),
+            _run(params.store_id, "config_token_store_id", info),
+            _run(params.token_id, "config_token_id", info),
         )
+        compiled = await self.resolve(token=token, store_id=store_id, token_id=token_id)
         fallback = params.fallback
-        request = VerifyRequest(
-            headers=headers, info=info, client_ip=_client_ip(headers, client_ip), request_id=request_id
-        )
+        request = VerifyRequest(headers, info, _client_ip(headers, client_ip), request_id)
         block = compiled.document.tokenward
         failures: list[Outcome | None] = []
         for plugin in compiled.plugins:

@@ -78,12 +78,15 @@ def _sessions(scope: Scope) -> SessionCheck:
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Header names (lower case) to values; repeated headers joined with ", " (cookies with "; ")."""
-    out = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+    """Header names to values; repeated headers joined with ", " (cookies with "; ").
+
+    Names are already lower case: ASGI servers lowercase them (as Starlette's ``Headers`` assumes too).
+    """
+    out = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
     if len(out) != len(raw):  # a header sent more than once: join the values (rare, so done apart)
         out = {}
         for raw_name, raw_value in raw:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             if name in out:
                 value = out[name] + ("; " if name == "cookie" else ", ") + value
             out[name] = value
