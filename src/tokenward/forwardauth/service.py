@@ -27,7 +27,14 @@ from tokenward.forwardauth.plugins import Outcome, Plugin, PluginDeps, UserInfo,
 from tokenward.forwardauth.plugins.base import check_header_value
 from tokenward.forwardauth.queries import Query, compile_query
 from tokenward.forwardauth.request_info import RequestInfo, reconstruct
-from tokenward.forwardauth.schema import ConfigDocument, HeaderSpec, PolicyBlock, ValueQuery, parse_document
+from tokenward.forwardauth.schema import (
+    Assertion,
+    ConfigDocument,
+    HeaderSpec,
+    PolicyBlock,
+    ValueQuery,
+    parse_document,
+)
 from tokenward.forwardauth.stores import StoredValue, TokenStore
 from tokenward.keys import Keyring
 from tokenward.policy import Policy
@@ -56,9 +63,18 @@ class CompiledConfig:
     jti: str | None = None
     exp: int | None = None
     pointer: tuple[str, str] | None = None
+    policy: PolicyBlock | None = None
+    service_headers: Mapping[str, HeaderSpec] = dataclasses.field(default_factory=dict)
+    # per plugin: (plugin, pcb.skip, pcb.stop, assertions)
+    steps: list[tuple[Plugin[Any], list[Assertion], list[Assertion], list[Assertion]]] = dataclasses.field(
+        default_factory=list
+    )
 
     def __post_init__(self) -> None:
-        self.jti, self.exp, self.pointer = self.document.jti, self.document.exp, self.document.tokenward.pointer
+        document, block = self.document, self.document.tokenward
+        self.jti, self.exp, self.pointer = document.jti, document.exp, block.pointer
+        self.policy, self.service_headers = block.policy, block.custom_service_headers
+        self.steps = [(p, p.config.pcb.skip, p.config.pcb.stop, p.config.assertions) for p in self.plugins]
 
 
 @dataclasses.dataclass(slots=True)
@@ -252,6 +268,9 @@ class ForwardAuthService:
 
     async def resolve(self, *, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
         """The config in force: from ``token`` or a store, following pointers (at most 4, no loops)."""
+        return await self._resolve(token, store_id, token_id)
+
+    async def _resolve(self, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
         now, mono = self.clock(), self.monotonic()
         revoked = self._revoked.ids if self._revoked.fresh(mono) else await self._revoked.current(mono)
         seen: set[tuple[str, str]] = set()
@@ -307,27 +326,24 @@ class ForwardAuthService:
             _run(params.store_id, "config_token_store_id", info),
             _run(params.token_id, "config_token_id", info),
         )
-        compiled = await self.resolve(token=token, store_id=store_id, token_id=token_id)
+        compiled = await self._resolve(token, store_id, token_id)
         fallback = params.fallback
         request = VerifyRequest(headers, info, _client_ip(headers, client_ip), request_id)
-        block = compiled.document.tokenward
         failures: list[Outcome | None] = []
-        for plugin in compiled.plugins:
-            cfg = plugin.config
-            if cfg.pcb.skip and any_holds(cfg.pcb.skip, info.as_dict()):
+        for plugin, skip, stop, assertions in compiled.steps:
+            if skip and any_holds(skip, info.as_dict()):
                 failures.append(None)
                 continue
             outcome = await plugin.verify(request)
-            if outcome.ok and cfg.assertions:
-                data = {**info.as_dict(), "userinfo": (outcome.user or UserInfo()).as_dict()}
-                if not all(check_assertion(a, data) for a in cfg.assertions):
-                    outcome = Outcome.failure(
-                        "assertion_failed", "the user does not satisfy the assertions", status=403
-                    )
             if outcome.ok:
-                return self._allow(compiled, outcome.user or UserInfo(), info)
+                user = outcome.user or UserInfo()
+                if not assertions or all(
+                    check_assertion(a, {**info.as_dict(), "userinfo": user.as_dict()}) for a in assertions
+                ):
+                    return self._allow(compiled, user, info)
+                outcome = Outcome.failure("assertion_failed", "the user does not satisfy the assertions", status=403)
             failures.append(outcome)
-            if cfg.pcb.stop and any_holds(cfg.pcb.stop, info.as_dict()):
+            if stop and any_holds(stop, info.as_dict()):
                 break
         chosen = None
         if fallback is not None and 0 <= fallback < len(failures):
@@ -336,15 +352,14 @@ class ForwardAuthService:
             chosen = next((f for f in reversed(failures) if f is not None), None)
         if chosen is None:
             chosen = Outcome.failure("no_plugin_ran", "every plugin was skipped")
-        return self._refuse(block.custom_error_headers, chosen, info, params.redirect_code)
+        return self._refuse(compiled.document.tokenward.custom_error_headers, chosen, info, params.redirect_code)
 
     def _allow(self, compiled: CompiledConfig, user: UserInfo, info: RequestInfo) -> Decision:
-        block = compiled.document.tokenward
-        if block.policy is not None:
-            self._check_policy(block.policy, user, info)
+        if compiled.policy is not None:
+            self._check_policy(compiled.policy, user, info)
         out = user.remote_headers()
-        if block.custom_service_headers:
-            for name, value in _custom_headers(block.custom_service_headers, info, user):
+        if compiled.service_headers:
+            for name, value in _custom_headers(compiled.service_headers, info, user):
                 check_header_value(value)
                 out.append(_encoded(name, value))
         return Decision(200, out)

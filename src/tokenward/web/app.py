@@ -113,9 +113,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         metrics.watch_policy(runtime.policy)
     app.router.routes.extend(health.routes)
     app.router.routes.extend(verify.routes)  # served by the hot path; listed for 405s and url_for
-    app.hot = HotPath(
-        log=log, routes=verify.routes, prefix="/verify", endpoint=functools.partial(verify.answer, state=state)
-    )
+    app.hot = HotPath(log=log, routes=verify.routes, prefix="/verify", endpoint=functools.partial(verify.answer, state))
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)

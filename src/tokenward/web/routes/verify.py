@@ -108,11 +108,8 @@ def _render(decision: Decision) -> Response:
     return decision.status, decision.headers, json.dumps(decision.error).encode("utf-8")
 
 
-async def answer(scope: Scope, state: AppState | None = None) -> Response:
-    """The whole ``/verify`` response, from the query string (or path) and headers alone.
-
-    ``state`` is the app's (the hot path binds it; otherwise it is found through ``scope["app"]``).
-    """
+async def answer(state: AppState, scope: Scope) -> Response:
+    """The whole ``/verify`` response from the query string (or path) and headers; the hot path binds ``state``."""
     try:
         bound = scope.get("path_params")
         if bound and "store_id" in bound:
@@ -120,7 +117,7 @@ async def answer(scope: Scope, state: AppState | None = None) -> Response:
             params = VerifyParams(store_id=bound["store_id"], token_id=bound["token_id"])
         else:
             params = _params(scope["query_string"])
-        service = _service(state or scope["app"].state.tokenward, scope)
+        service = _service(state, scope)
         client = scope.get("client")
         decision = await service.verify(
             params,
@@ -141,7 +138,7 @@ class _VerifyEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_response(send, await answer(scope))
+        await send_response(send, await answer(scope["app"].state.tokenward, scope))
 
 
 _ENDPOINT = _VerifyEndpoint()
