@@ -313,7 +313,6 @@ class ForwardAuthService:
         self,
         params: VerifyParams | Mapping[str, str],
         headers: Mapping[str, str],
-        *,
         client_ip: str | None = None,
         request_id: str | None = None,
     ) -> Decision:

@@ -27,15 +27,55 @@ from tokenward.errors import BadRequest, PayloadTooLarge, TokenwardError
 from tokenward.logs import REQUEST_ID
 from tokenward.web.metrics import Metrics
 
-__all__ = ["BodyLimit", "HotEndpoint", "HotPath", "RequestContext", "RequestLog", "Response"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "BodyLimit",
+    "HotEndpoint",
+    "HotPath",
+    "RequestContext",
+    "RequestLog",
+    "Response",
+    "decode_headers",
+    "error_response",
+    "send_response",
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 access_log = logging.getLogger("tokenward.access")
 error_log = logging.getLogger("tokenward.web")
 
+MAX_HEADER_BYTES = 65_536
+
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 """A whole response: status, headers (without ``content-length``), body."""
-HotEndpoint = Callable[[Scope], Awaitable[Response]]
+HotEndpoint = Callable[[Scope, dict[str, str]], Awaitable[Response]]
+"""A raw endpoint: the scope and its decoded headers in, a whole response out (errors rendered by it)."""
+
+
+def decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header names to values; a repeated header's values joined with ", " (cookies with "; ").
+
+    Names are already lower case: ASGI servers lowercase them (as Starlette's ``Headers`` assumes too).
+    More than :data:`MAX_HEADER_BYTES` in all is a 400 ``headers_too_large``.
+    """
+    out = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+    if len(out) != len(raw):  # a header sent more than once: join the values (rare, so done apart)
+        out = {}
+        for raw_name, raw_value in raw:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if name in out:
+                value = out[name] + ("; " if name == "cookie" else ", ") + value
+            out[name] = value
+    if sum(map(len, out.values())) + sum(map(len, out)) > MAX_HEADER_BYTES:
+        raise BadRequest("the request headers are too large", code="headers_too_large")
+    return out
+
+
+def error_response(exc: TokenwardError) -> Response:
+    """The JSON ``{"error", "detail"}`` response for ``exc``, with its extra headers (``WWW-Authenticate``…)."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()]
+    headers.append((b"content-type", b"application/json"))
+    return exc.status, headers, json.dumps(exc.to_dict()).encode("utf-8")
 
 
 class RequestLog:
@@ -52,10 +92,12 @@ class RequestLog:
         """The caller's ``X-Request-ID`` when it is sane, else a fresh one."""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                candidate: str = value.decode("latin-1")
-                if _REQUEST_ID.match(candidate):
-                    return candidate
-                break
+                return self.request_id_from(value.decode("latin-1"))
+        return self.request_id_from(None)
+
+    def request_id_from(self, given: str | None) -> str:
+        if given is not None and _REQUEST_ID.match(given):
+            return given
         return f"{self._id_prefix}{next(self._counter):012x}"
 
     def finish(self, scope: Scope, route: str, status: int, elapsed: float) -> None:
@@ -157,13 +199,18 @@ class HotPath:
 
     async def serve(self, scope: Scope, send: Send, route: str) -> None:
         log = self.log
-        request_id = log.request_id(scope)
+        try:
+            headers = decode_headers(scope["headers"])
+            refused = None
+        except TokenwardError as exc:
+            headers, refused = {}, exc
+        request_id = log.request_id_from(headers.get("x-request-id"))
         token = REQUEST_ID.set(request_id)
         start = time.perf_counter()
         status = 500
         try:
             try:
-                response = await self.endpoint(scope)
+                response = error_response(refused) if refused else await self.endpoint(scope, headers)
             except Exception:
                 # The same last guard as RequestContext: log with the request id, one JSON shape.
                 error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])

@@ -20,13 +20,12 @@ from tokenward.errors import BadRequest, StorageUnavailable, TokenwardError
 from tokenward.forwardauth.plugins import SessionCheck
 from tokenward.forwardauth.service import Decision, ForwardAuthService, VerifyParams
 from tokenward.web.auth import current_request_id
-from tokenward.web.middleware import Response, send_response
+from tokenward.web.middleware import Response, decode_headers, error_response, send_response
 from tokenward.web.state import AppState
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_QUERY_STRING", "answer", "routes"]
+__all__ = ["MAX_QUERY_STRING", "answer", "routes"]
 
 MAX_QUERY_STRING = 16_384
-MAX_HEADER_BYTES = 65_536
 MAX_PARAMS = 32
 QUERY_CACHE_SIZE = 1024
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -77,30 +76,6 @@ def _sessions(scope: Scope) -> SessionCheck:
     return check
 
 
-def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Header names to values; repeated headers joined with ", " (cookies with "; ").
-
-    Names are already lower case: ASGI servers lowercase them (as Starlette's ``Headers`` assumes too).
-    """
-    out = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
-    if len(out) != len(raw):  # a header sent more than once: join the values (rare, so done apart)
-        out = {}
-        for raw_name, raw_value in raw:
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            if name in out:
-                value = out[name] + ("; " if name == "cookie" else ", ") + value
-            out[name] = value
-    if sum(map(len, out.values())) + sum(map(len, out)) > MAX_HEADER_BYTES:
-        raise BadRequest("the request headers are too large", code="headers_too_large")
-    return out
-
-
-def _error(exc: TokenwardError) -> Response:
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()]
-    headers.append(_JSON)
-    return exc.status, headers, json.dumps(exc.to_dict()).encode("utf-8")
-
-
 def _render(decision: Decision) -> Response:
     if decision.error is None:
         return decision.status, decision.headers, b""
@@ -108,7 +83,7 @@ def _render(decision: Decision) -> Response:
     return decision.status, decision.headers, json.dumps(decision.error).encode("utf-8")
 
 
-async def answer(state: AppState, scope: Scope) -> Response:
+async def answer(state: AppState, scope: Scope, headers: dict[str, str]) -> Response:
     """The whole ``/verify`` response from the query string (or path) and headers; the hot path binds ``state``."""
     try:
         bound = scope.get("path_params")
@@ -119,14 +94,9 @@ async def answer(state: AppState, scope: Scope) -> Response:
             params = _params(scope["query_string"])
         service = _service(state, scope)
         client = scope.get("client")
-        decision = await service.verify(
-            params,
-            _headers(scope["headers"]),
-            client_ip=client[0] if client else None,
-            request_id=current_request_id(),
-        )
+        decision = await service.verify(params, headers, client[0] if client else None, current_request_id())
     except TokenwardError as exc:
-        return _error(exc)
+        return error_response(exc)
     return _render(decision)
 
 
@@ -138,7 +108,12 @@ class _VerifyEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_response(send, await answer(scope["app"].state.tokenward, scope))
+        try:
+            headers = decode_headers(scope["headers"])
+        except TokenwardError as exc:
+            await send_response(send, error_response(exc))
+            return
+        await send_response(send, await answer(scope["app"].state.tokenward, scope, headers))
 
 
 _ENDPOINT = _VerifyEndpoint()
