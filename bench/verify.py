@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/verify.py                 # 3 rounds x 5 s per case
     .venv/bin/python bench/verify.py --duration 3 --rounds 1   # quicker
+    taskset -c 0 .venv/bin/python bench/verify.py --in-process   # µs per request, ASGI calls without a socket
 
 Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with uvloop + httptools):
 
@@ -12,6 +13,10 @@ Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with uvloop + http
 - **htpasswd-apr1**: Basic against an apr1 htpasswd line (verified credential cached);
 - **healthz**: tokenward's own ``/healthz`` — the floor set by the app and its middleware stack
   (request id, access log, metrics), to tell the framework's share from /verify's.
+
+``--in-process`` calls the ASGI apps directly (no socket, no uvicorn, no wrk): microseconds per
+request of the app alone, for the same cases and a bare Starlette app, to see where a change
+lands before measuring it on the wire.
 
 The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
@@ -153,6 +159,93 @@ def setup(tmp: Path) -> tuple[dict[str, str], dict[str, str], str, str]:
     return env, params, app_token, password
 
 
+async def in_process(tmp: Path, requests: int) -> None:
+    """Microseconds per request through each ASGI app, called directly (best of 5 batches)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tokenward.settings import Settings
+    from tokenward.web.app import create_app
+
+    env, tokens, app_token, password = setup(tmp)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("TOKENWARD_")})
+    app = create_app(Settings.load())
+
+    async def ok(request: object) -> Response:
+        return Response(status_code=200)
+
+    bare = Starlette(routes=[Route("/verify", ok)])
+    startup: asyncio.Queue[Any] = asyncio.Queue()
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    await startup.put({"type": "lifespan.startup"})
+    life = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, startup.get, events.put)
+    )
+    await events.get()
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(int(message["status"]))  # type: ignore[call-overload]
+
+    def headers(extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+        merged = {"host": "127.0.0.1:8080", **FORWARDED, **extra}
+        return [(k.lower().encode(), v.encode()) for k, v in merged.items()]
+
+    auth = {
+        "noop": {},
+        "app-token": {"Authorization": basic("alice@example.com", app_token)},
+        "htpasswd-apr1": {"Authorization": basic("bob", password)},
+    }
+    cases: dict[str, tuple[object, str, bytes, list[tuple[bytes, bytes]]]] = {
+        "baseline": (bare, "/verify", b"", headers({})),
+        "healthz": (app, "/healthz", b"", headers({})),
+    }
+    for case, token in tokens.items():
+        cases[case] = (app, "/verify", f"config_token={token}".encode(), headers(auth[case]))
+    print(f"in-process: {requests:,} requests per batch, best of 5 batches")
+    print("| case | µs/request |")
+    print("|---|---:|")
+
+    def scope(path: str, query: bytes, raw: list[tuple[bytes, bytes]]) -> dict[str, object]:
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query,
+            "root_path": "",
+            "headers": list(raw),
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8080),
+            "state": {},
+        }
+
+    for case, (target, path, query, raw) in cases.items():
+        statuses.clear()
+        best = float("inf")
+        for batch in range(6):
+            started = time.perf_counter()
+            for _ in range(requests):
+                await target(scope(path, query, raw), receive, send)  # type: ignore[operator]
+            if batch:  # the first batch warms the caches
+                best = min(best, (time.perf_counter() - started) / requests * 1e6)
+        if set(statuses) != {200}:
+            raise SystemExit(f"{case}: answered {sorted(set(statuses))}")
+        print(f"| {case} | {best:.1f} |")
+    await startup.put({"type": "lifespan.shutdown"})
+    await life
+
+
 def basic(user: str, password: str) -> str:
     import base64
 
@@ -163,7 +256,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (1-60)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case once, interleaved (1-10)")
+    parser.add_argument("--in-process", action="store_true", help="time ASGI calls without a socket instead")
     opts = parser.parse_args()
+    if opts.in_process:
+        import asyncio
+
+        with tempfile.TemporaryDirectory() as tmpdir:
+            asyncio.run(in_process(Path(tmpdir), 20_000))
+        return
     duration = max(1, min(60, opts.duration))
     rounds = max(1, min(10, opts.rounds))
     for tool in ("wrk", "taskset"):

@@ -246,25 +246,30 @@ class ForwardAuthService:
                 self._plain.popitem(last=False)
         return compiled
 
-    async def _lookup(self, store_id: str, token_id: str, mono: float) -> tuple[TokenStore, _StoreEntry]:
+    def _store(self, store_id: str) -> TokenStore:
         store = self.stores.get(store_id)
         if store is None:
             raise BadRequest(f"no config token store {store_id!r} is declared", code="config_token_store_unknown")
         store.refresh()
-        key = (store_id, token_id)
+        return store
+
+    def _cached(self, store: TokenStore, key: tuple[str, str], mono: float) -> _StoreEntry | None:
         entry = self._lookups.get(key)
         if entry is not None and entry.version == store.version and mono < entry.until:
-            return store, entry
-        value = await store.get(token_id)
+            return entry
+        return None
+
+    async def _fetch(self, store: TokenStore, key: tuple[str, str], mono: float) -> _StoreEntry:
+        value = await store.get(key[1])
         if value is None:
-            raise NotFound(f"store {store_id!r} holds no config token {token_id!r}", code="config_token_not_found")
+            raise NotFound(f"store {key[0]!r} holds no config token {key[1]!r}", code="config_token_not_found")
         ttl = store.cache_ttl if store.cache_ttl > 0 else (float("inf") if store.in_memory else 0.0)
         entry = _entry(store.version, mono + ttl, value)
         if ttl > 0:
             if len(self._lookups) > CACHE_SIZE:
                 self._lookups.clear()
             self._lookups[key] = entry
-        return store, entry
+        return entry
 
     async def resolve(self, *, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
         """The config in force: from ``token`` or a store, following pointers (at most 4, no loops)."""
@@ -292,10 +297,12 @@ class ForwardAuthService:
                 store_id, token_id = pointer
             if store_id is None or token_id is None:  # pragma: no cover - guarded above
                 raise BadRequest("no config token given", code="config_token_missing")
-            if (store_id, token_id) in seen:
+            key = (store_id, token_id)
+            if key in seen:
                 raise BadRequest("config token pointers form a loop", code="config_token_pointer_loop")
-            seen.add((store_id, token_id))
-            store, entry = await self._lookup(store_id, token_id, mono)
+            seen.add(key)
+            store = self._store(store_id)
+            entry = self._cached(store, key, mono) or await self._fetch(store, key, mono)
             if entry.token is not None:
                 compiled = self._from_token(entry.token, now, mono)
             elif store.allow_plain:
