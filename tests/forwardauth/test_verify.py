@@ -450,12 +450,14 @@ async def test_hot_path_keeps_request_id_and_metrics(client: httpx.AsyncClient, 
     noop = token(runtime, [{"type": "noop"}])
     r = await call(client, {"config_token": noop}, **{"X-Request-ID": "proxy-7"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "proxy-7"
+    r = await call(client, {"config_token": noop})
+    assert r.status_code == 200 and "x-request-id" not in r.headers  # a 200 only echoes the proxy's id
     r = await call(client, {"config_token": "garbage"})
     assert r.status_code == 400 and len(r.headers["x-request-id"]) == 24
     r = await client.get("/verify/s/nowhere/x", headers=FWD)  # the path-bound form goes the same way
     assert r.status_code == 400 and r.json()["error"] == "config_token_store_unknown" and "x-request-id" in r.headers
     text = (await client.get("/metrics")).text
-    assert 'tokenward_http_requests_total{method="GET",route="/verify",status="200"} 1.0' in text
+    assert 'tokenward_http_requests_total{method="GET",route="/verify",status="200"} 2.0' in text
     assert 'tokenward_http_requests_total{method="GET",route="/verify",status="400"} 1.0' in text
     assert 'route="/verify/s/{store_id}/{token_id}",status="400"} 1.0' in text
 

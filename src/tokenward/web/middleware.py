@@ -204,7 +204,8 @@ class HotPath:
             refused = None
         except TokenwardError as exc:
             headers, refused = {}, exc
-        request_id = log.request_id_from(headers.get("x-request-id"))
+        given = headers.get("x-request-id")
+        request_id = log.request_id_from(given)
         token = REQUEST_ID.set(request_id)
         start = time.perf_counter()
         status = 500
@@ -216,7 +217,10 @@ class HotPath:
                 error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 response = _internal_error(request_id)
             status = response[0]
-            response[1].append((b"x-request-id", request_id.encode("ascii")))
+            # Refusals always carry the id (that is when someone looks for the log lines); a 200 only
+            # echoes the proxy's own X-Request-ID: one response header less per allowed request.
+            if status != 200 or given is not None:
+                response[1].append((b"x-request-id", request_id.encode("ascii")))
             await send_response(send, response)
         finally:
             log.finish(scope, route, status, time.perf_counter() - start)
