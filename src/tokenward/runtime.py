@@ -154,6 +154,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
         runtime.revocation_channel.start(runtime.app_tokens.forget)
     runtime.forward_auth = build_forward_auth(runtime)
+    await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
 
 

@@ -495,3 +495,24 @@ async def test_repeated_headers_are_joined(client: httpx.AsyncClient, runtime: R
     assert r.status_code == 200 and r.headers["x-seen"] == "a, b"
     r = await client.get("/verify", params={"config_token": tok}, headers=[*FWD.items(), ("X-Custom", "x" * 70_000)])
     assert r.status_code == 400 and r.json()["error"] == "headers_too_large"
+
+
+async def test_revocations_are_read_at_start_not_by_the_first_request(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # open_runtime read the revocation list; later refreshes run in the background, so even a
+    # database that hangs from now on does not hold up /verify.
+    release = asyncio.Event()
+
+    async def hanging(self: object) -> frozenset[str]:
+        await release.wait()
+        return frozenset()
+
+    from tokenward.storage.config_tokens import SqlConfigTokenRevocations
+
+    monkeypatch.setattr(SqlConfigTokenRevocations, "revoked_ids", hanging)
+    try:
+        r = await asyncio.wait_for(call(client, {"config_token": token(runtime, [{"type": "noop"}])}), timeout=5)
+        assert r.status_code == 200
+    finally:
+        release.set()

@@ -205,6 +205,10 @@ class ForwardAuthService:
         self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}
 
+    async def warm(self) -> None:
+        """Read the revoked jtis now (at start), so that no request pays for the first read."""
+        await self._revoked.current(self.monotonic())
+
     async def close(self) -> None:
         await self._revoked.close()
         for store in self.stores.values():
