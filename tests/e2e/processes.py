@@ -43,7 +43,13 @@ def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 20) -> N
                 return
         except httpx.TransportError:
             time.sleep(0.1)
-    raise AssertionError("server did not become ready")
+    proc.terminate()  # and show what it logged: the reason it is stuck is usually there
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    raise AssertionError(f"server did not become ready within {deadline} s: {err or ''}")
 
 
 def stop(proc: subprocess.Popen[Any], *, timeout: float = 15) -> None:

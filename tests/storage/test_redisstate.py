@@ -144,3 +144,16 @@ async def test_a_revocation_reaches_the_other_instance_before_its_cache_ttl(
     finally:
         await rt_a.close()
         await rt_b.close()
+
+
+async def test_closing_the_revocation_listener_never_hangs(redis: Any) -> None:
+    # redis-py can swallow a cancellation that lands inside get_message(timeout=…); whatever the
+    # moment close() comes, it returns (this hung `tokenward serve` start-up with Redis configured).
+    for yields in range(1, 16):
+        channel = RevocationChannel(redis, prefix=f"tw-test-{secrets.token_hex(4)}:")
+        channel.start(lambda token_id: None)
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        started = time.monotonic()
+        await asyncio.wait_for(channel.close(), timeout=5)
+        assert time.monotonic() - started < 2.5, f"close took too long after {yields} yields"

@@ -32,6 +32,7 @@ __all__ = ["RedisRegulationStore", "RevocationChannel", "connect_redis", "key_pr
 log = logging.getLogger("tokenward.redis")
 
 _RECONNECT_SECONDS = 1.0
+_CLOSE_SECONDS = 3.0
 
 
 def key_prefix(server_name: str) -> str:
@@ -119,6 +120,7 @@ class RevocationChannel:
         self.channel = prefix + "apptoken-revoked"
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._closing = False
 
     async def publish(self, token_id: str) -> None:
         try:
@@ -140,12 +142,15 @@ class RevocationChannel:
         return True
 
     async def _listen(self, on_notice: Callable[[str], Awaitable[None] | None]) -> None:
-        while True:
+        # Every wait is bounded (get_message: 1 s), and the loops check ``_closing``: redis-py can
+        # swallow a cancellation that lands inside get_message(timeout=…), which would otherwise
+        # leave this task running and close() — and with it server shutdown — waiting forever.
+        while not self._closing:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._subscribed.set()
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is None or message.get("type") != "message":
                             continue
@@ -156,17 +161,24 @@ class RevocationChannel:
                 raise
             except _driver_errors() as exc:
                 self._subscribed.clear()
+                if self._closing:
+                    return
                 log.warning("revocation notices: Redis unreachable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(_RECONNECT_SECONDS)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        """Stop listening: cancel, and (should the driver swallow the cancellation) let the loop see
+        the closing flag within its 1 s wait; give up waiting after :data:`_CLOSE_SECONDS`."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing = True
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=_CLOSE_SECONDS)
+        if not done:
+            log.warning("revocation notices: the listener did not stop within %s s", _CLOSE_SECONDS)
+        elif not task.cancelled():
+            task.exception()  # retrieved: an error on the way out is not worth a "never retrieved" log
 
 
 def _text(value: bytes | str) -> str:
