@@ -120,7 +120,7 @@ class RevocationChannel:
         self.channel = prefix + "apptoken-revoked"
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._closing = False
+        self._closing = asyncio.Event()
 
     async def publish(self, token_id: str) -> None:
         try:
@@ -145,12 +145,12 @@ class RevocationChannel:
         # Every wait is bounded (get_message: 1 s), and the loops check ``_closing``: redis-py can
         # swallow a cancellation that lands inside get_message(timeout=…), which would otherwise
         # leave this task running and close() — and with it server shutdown — waiting forever.
-        while not self._closing:
+        while not self._closing.is_set():
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._subscribed.set()
-                    while not self._closing:
+                    while not self._closing.is_set():
                         message = await pubsub.get_message(timeout=1.0)
                         if message is None or message.get("type") != "message":
                             continue
@@ -161,7 +161,7 @@ class RevocationChannel:
                 raise
             except _driver_errors() as exc:
                 self._subscribed.clear()
-                if self._closing:
+                if self._closing.is_set():
                     return
                 log.warning("revocation notices: Redis unreachable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(_RECONNECT_SECONDS)
@@ -172,7 +172,7 @@ class RevocationChannel:
         task, self._task = self._task, None
         if task is None:
             return
-        self._closing = True
+        self._closing.set()
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=_CLOSE_SECONDS)
         if not done:
