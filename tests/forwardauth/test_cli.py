@@ -60,5 +60,15 @@ def test_create_refuses_a_bad_plugin_with_its_path(data_dir: Path) -> None:
     r = runner.invoke(app, ["config-token", "create", "-"], input='{"tokenward": {"plugins": [{"type": "jwt"}]}}')
     assert r.exit_code == 1
     assert "tokenward.plugins.0.jwt.algorithms" in r.output
+    doc = {"type": "source_identifier", "login_url": "https://auth.example.com/login", "login_redirect": "api"}
+    r = runner.invoke(app, ["config-token", "create", "-"], input=json.dumps({"tokenward": {"plugins": [doc]}}))
+    assert r.exit_code == 1
+    assert "tokenward.plugins.0.source_identifier.login_redirect: Input should be 'browsers' or 'always'" in r.output
+    r = runner.invoke(
+        app,
+        ["config-token", "create", "-"],
+        input=json.dumps({"tokenward": {"plugins": [{**doc, "login_redirect": "always"}]}}),
+    )
+    assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["config-token", "create", "-"], input="{not: [valid")
     assert r.exit_code == 1 and "neither JSON nor YAML" in r.output

@@ -110,6 +110,20 @@ def test_expired() -> None:
             {"tokenward": {"plugins": [{"type": "noop"}], "custom_service_headers": {"X-A": {"value": "a\r\nB: c"}}}},
             "tokenward.custom_service_headers.X-A.value",
         ),
+        (
+            {
+                "tokenward": {
+                    "plugins": [
+                        {"type": "source_identifier", "login_url": "https://a.example/login", "login_redirect": "never"}
+                    ]
+                }
+            },
+            "tokenward.plugins.0.source_identifier.login_redirect",
+        ),
+        (
+            {"tokenward": {"plugins": [{"type": "source_identifier", "login_redirect": "always"}]}},
+            "tokenward.plugins.0.source_identifier",
+        ),
         ({"tokenward": {"config_token_store_id": "s"}}, "tokenward"),
         (
             {"tokenward": {"plugins": [{"type": "noop"}], "config_token_store_id": "s", "config_token_id": "i"}},

@@ -381,10 +381,23 @@ async def test_source_identifier_plugin(client: httpx.AsyncClient, runtime: Runt
     assert r.headers["www-authenticate"] == 'Bearer realm="s"'
 
 
-async def test_source_identifier_login_url_redirects_with_the_original_url(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
-    from tokenward.errors import BadRequest, Unauthorized
+# What Chromium sends on a navigation (Firefox and Safari send text/html first too).
+BROWSER_ACCEPT = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+    "application/signed-exchange;v=b3;q=0.7"
+)
+LOGIN_PLUGIN = {
+    "type": "source_identifier",
+    "realm": "s",
+    "cookie": "tokenward_session",
+    "login_url": "https://auth.example.com/login",
+}
+LOGIN_RD = "https://auth.example.com/login?rd=https%3A%2F%2Fapp.example.com%2Fdocs%2Fa%3Fx%3D1%26y%3D2"
+
+
+def with_sessions(runtime: Runtime) -> None:
+    """Sessions where only ``good-session`` is valid (``session_revoked`` otherwise)."""
+    from tokenward.errors import Unauthorized
 
     assert runtime.forward_auth is not None
 
@@ -394,21 +407,85 @@ async def test_source_identifier_login_url_redirects_with_the_original_url(
         return "carol@example.com", ()
 
     runtime.forward_auth.deps.sessions = sessions
-    plugin = {"type": "source_identifier", "realm": "s", "cookie": "tokenward_session"}
-    t = token(runtime, [{**plugin, "login_url": "https://auth.example.com/login"}])
-    rd = "rd=https%3A%2F%2Fapp.example.com%2Fdocs%2Fa%3Fx%3D1%26y%3D2"
+
+
+async def call_without_accept(client: httpx.AsyncClient, params: dict[str, str], **headers: str) -> httpx.Response:
+    request = client.build_request("GET", "/verify", params=params, headers={**FWD, **headers})
+    del request.headers["accept"]  # httpx adds */* by default
+    return await client.send(request)
+
+
+async def test_source_identifier_login_url_redirects_a_browser_with_the_original_url(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from tokenward.errors import BadRequest
+
+    with_sessions(runtime)
+    t = token(runtime, [LOGIN_PLUGIN])
     for headers in ({}, {"Cookie": "tokenward_session=ended"}):
-        r = await call(client, {"config_token": t}, **headers)
-        assert r.status_code == 302 and r.headers["location"] == "https://auth.example.com/login?" + rd
-        r = await call(client, {"config_token": t, "redirect_http_code": "401"}, **headers)
-        assert r.status_code == 401 and r.headers["location"] == "https://auth.example.com/login?" + rd
-    r = await call(client, {"config_token": t}, Cookie="tokenward_session=good-session")
+        r = await call(client, {"config_token": t}, Accept=BROWSER_ACCEPT, **headers)
+        assert r.status_code == 302 and r.headers["location"] == LOGIN_RD
+        r = await call(client, {"config_token": t, "redirect_http_code": "401"}, Accept=BROWSER_ACCEPT, **headers)
+        assert r.status_code == 401 and r.headers["location"] == LOGIN_RD
+        assert r.headers["www-authenticate"] == 'Bearer realm="s"'
+    r = await call(client, {"config_token": t}, Accept="text/html", Cookie="tokenward_session=good-session")
     assert r.status_code == 200 and "location" not in r.headers
-    t = token(runtime, [{**plugin, "login_url": "https://auth.example.com/login?lang=en"}])
-    r = await call(client, {"config_token": t})
-    assert r.headers["location"] == "https://auth.example.com/login?lang=en&" + rd
+    t = token(runtime, [{**LOGIN_PLUGIN, "login_url": "https://auth.example.com/login?lang=en"}])
+    r = await call(client, {"config_token": t}, Accept=BROWSER_ACCEPT)
+    assert r.headers["location"] == LOGIN_RD.replace("login?", "login?lang=en&")
     with pytest.raises(BadRequest, match="login_url"):
-        token(runtime, [{**plugin, "login_url": "javascript:alert(1)"}])
+        token(runtime, [{**LOGIN_PLUGIN, "login_url": "javascript:alert(1)"}])
+
+
+@pytest.mark.parametrize("accept", ["application/json", "*/*", "application/json, text/plain, */*", None])
+async def test_source_identifier_login_url_answers_other_clients_401(
+    client: httpx.AsyncClient, runtime: Runtime, accept: str | None
+) -> None:
+    """JSON, ``*/*`` (curl, fetch) and no Accept at all (Go, urllib): a 401 the program can act on."""
+    with_sessions(runtime)
+    t = token(runtime, [LOGIN_PLUGIN])
+    for params in ({"config_token": t}, {"config_token": t, "redirect_http_code": "302"}):
+        for headers, code in (({}, "credentials_missing"), ({"Cookie": "tokenward_session=ended"}, "session_revoked")):
+            if accept is None:
+                r = await call_without_accept(client, params, **headers)
+            else:
+                r = await call(client, params, Accept=accept, **headers)
+            assert r.status_code == 401 and "location" not in r.headers
+            assert r.headers["www-authenticate"] == 'Bearer realm="s"'
+            assert r.headers["content-type"] == "application/json"
+            assert r.json()["error"] == code
+    r = await call(client, {"config_token": t}, Accept="application/json", Cookie="tokenward_session=good-session")
+    assert r.status_code == 200
+
+
+async def test_source_identifier_login_redirect_always_redirects_every_client(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    with_sessions(runtime)
+    t = token(runtime, [{**LOGIN_PLUGIN, "login_redirect": "always"}])
+    for accept in ("application/json", "*/*", BROWSER_ACCEPT):
+        r = await call(client, {"config_token": t}, Accept=accept)
+        assert r.status_code == 302 and r.headers["location"] == LOGIN_RD
+    r = await call_without_accept(client, {"config_token": t}, Cookie="tokenward_session=ended")
+    assert r.status_code == 302 and r.headers["location"] == LOGIN_RD
+    r = await call(client, {"config_token": t}, Accept="application/json", Cookie="tokenward_session=good-session")
+    assert r.status_code == 200 and "location" not in r.headers
+    t = token(runtime, [{**LOGIN_PLUGIN, "login_redirect": "browsers"}])
+    r = await call(client, {"config_token": t}, Accept="application/json")
+    assert r.status_code == 401 and r.json()["error"] == "credentials_missing"
+
+
+def test_login_redirect_is_refused_without_login_url_or_with_an_unknown_value(runtime: Runtime) -> None:
+    from tokenward.errors import BadRequest
+
+    with pytest.raises(
+        BadRequest, match=r"field tokenward\.plugins\.0\.source_identifier: login_redirect needs login_url"
+    ):
+        token(runtime, [{"type": "source_identifier", "login_redirect": "browsers"}])
+    with pytest.raises(
+        BadRequest, match=r"field tokenward\.plugins\.0\.source_identifier\.login_redirect: Input should"
+    ):
+        token(runtime, [{**LOGIN_PLUGIN, "login_redirect": "Always"}])
 
 
 async def test_jwt_public_key_and_jwks(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -2,8 +2,9 @@
 
 nginx on 127.0.0.1:N asks `tokenward serve` (127.0.0.1:T) ``/verify`` with ``auth_request``; the
 config token's ``source_identifier`` plugin reads the ``tokenward_session`` cookie and, without a
-valid session, answers 401 + ``Location: http://127.0.0.1:T/login?rd=<original URL>``
-(``redirect_http_code=401``), which nginx turns into a 302. After sign-in the portal returns the
+valid session, answers a browser (``Accept: text/html…``) 401 + ``Location:
+http://127.0.0.1:T/login?rd=<original URL>`` (``redirect_http_code=401``), which nginx turns into a
+302; other clients get the plain 401 with ``WWW-Authenticate``. After sign-in the portal returns the
 browser to the protected URL (127.0.0.1 is in ``TOKENWARD_REDIRECT_DOMAINS``), and the upstream
 sees ``Remote-User`` set by nginx. Cookies are per host, not per port, so the host-only session
 cookie of 127.0.0.1:T is sent to 127.0.0.1:N too. Signing out sends the browser to sign-in again.
@@ -61,6 +62,9 @@ http {{
       proxy_pass http://127.0.0.1:{upstream};
     }}
     location @tokenward_login {{
+      if ($tw_login = "") {{
+        return 401;
+      }}
       return 302 $tw_login;
     }}
     location = /_tokenward_verify {{
@@ -226,10 +230,27 @@ def test_protected_app_sends_the_browser_to_sign_in_and_back(site: Site, tab: tu
 def test_nginx_turns_the_401_into_a_redirect_to_sign_in(site: Site) -> None:
     """Without a browser: the 401 + Location of /verify becomes nginx's 302; a stale cookie too.
 
+    nginx passes the client's ``Accept`` to ``/verify``: a page load (``text/html``) is redirected.
     ``rd`` is what the client asked for (nginx builds it from ``Host``); the portal returns there only
     for hosts in TOKENWARD_REDIRECT_DOMAINS (tests/ui/test_login.py covers the refusals).
     """
     for headers in ({}, {"Cookie": "tokenward_session=TWS1.forged"}):
-        r = httpx.get(site.app + "/a/b?c=d", headers=headers, follow_redirects=False)
+        r = httpx.get(site.app + "/a/b?c=d", headers={"Accept": "text/html", **headers}, follow_redirects=False)
         assert r.status_code == 302, r.text
         assert r.headers["location"] == site.portal + "/login?rd=" + quote(site.app + "/a/b?c=d", safe="")
+
+
+@pytest.mark.parametrize("accept", ["application/json", "*/*", None])
+def test_nginx_answers_api_clients_401_with_the_challenge(site: Site, accept: str | None) -> None:
+    """JSON, curl's ``*/*`` and no Accept at all: the 401 and ``WWW-Authenticate``, no redirect."""
+    for headers in ({}, {"Cookie": "tokenward_session=TWS1.forged"}):
+        with httpx.Client() as client:
+            request = client.build_request("GET", site.app + "/a/b?c=d", headers=headers)
+            if accept is None:
+                del request.headers["accept"]
+            else:
+                request.headers["accept"] = accept
+            r = client.send(request, follow_redirects=False)
+        assert r.status_code == 401, r.text
+        assert "location" not in r.headers
+        assert r.headers["www-authenticate"] == 'Bearer realm="app"'

@@ -244,6 +244,14 @@ class SourceIdentifierPlugin(_Plugin):
     cookie: str | None = Field(default=None, max_length=128)
     # Send a request without a valid session there (``redirect_http_code``), with ``rd=<original URL>``.
     login_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s]+$")
+    # Whom to redirect: ``browsers`` (``Accept`` holds ``text/html``; others get the 401) or ``always``.
+    login_redirect: Literal["browsers", "always"] = "browsers"
+
+    @model_validator(mode="after")
+    def _redirect_needs_url(self) -> SourceIdentifierPlugin:
+        if "login_redirect" in self.model_fields_set and self.login_url is None:
+            raise ValueError("login_redirect needs login_url")
+        return self
 
 
 PluginConfig = Annotated[

@@ -2,6 +2,12 @@
 
 Verification is :meth:`tokenward.identity.service.IdentityService.authenticate` (it opens the
 identifier and checks that the session was not ended), passed in as a callable.
+
+With ``login_url``, a request without a valid session is redirected to the login page only when it
+looks like a browser page load: its ``Accept`` header (the client's, which nginx, Caddy and Traefik
+pass to ``/verify``) contains ``text/html``. Everything else — ``*/*`` (curl, ``fetch()``), JSON, no
+``Accept`` at all — gets the 401 and its ``WWW-Authenticate`` challenge, which a program can act on.
+``login_redirect: always`` redirects every request, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
         super().__init__(config)
         self.check = check  # read per call: the web layer wires sessions in after start-up
         self.challenge = f'Bearer realm="{config.realm}"'
+        self.redirect_all = config.login_redirect == "always"
 
     def _token(self, request: VerifyRequest) -> str | None:
         if self.config.cookie is not None:
@@ -41,7 +48,9 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
 
     def _unauthenticated(self, request: VerifyRequest, code: str, detail: str) -> Outcome:
         url = self.config.login_url
-        if url is None:
+        # Browsers send ``text/html`` (lower case) in Accept on every navigation; a missing Accept is a
+        # program (Go, urllib), never a browser page load, so it gets the 401 too.
+        if url is None or not (self.redirect_all or "text/html" in request.headers.get("accept", "")):
             return Outcome.failure(code, detail, challenge=self.challenge)
         location = url + ("&" if "?" in url else "?") + "rd=" + quote(request.info.uri, safe="")
         return Outcome(ok=False, code=code, detail=detail, challenge=self.challenge, location=location)
