@@ -101,18 +101,12 @@ http {{
       auth_request_set $tw_groups $upstream_http_remote_groups;
       auth_request_set $tw_name $upstream_http_remote_name;
       auth_request_set $tw_custom $upstream_http_x_custom;
-      auth_request_set $tw_challenge $upstream_http_www_authenticate;
       proxy_set_header Remote-User $tw_user;
       proxy_set_header Remote-Email $tw_email;
       proxy_set_header Remote-Groups $tw_groups;
       proxy_set_header Remote-Name $tw_name;
       proxy_set_header X-Custom $tw_custom;
-      error_page 401 = @tokenward_401;
       proxy_pass http://127.0.0.1:{upstream};
-    }}
-    location @tokenward_401 {{
-      add_header WWW-Authenticate $tw_challenge always;
-      return 401;
     }}
     location = /_tokenward_verify {{
       internal;
