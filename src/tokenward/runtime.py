@@ -70,6 +70,16 @@ class Runtime:
             checks["database"] = exc.detail
         return checks
 
+    def degraded(self) -> dict[str, str]:
+        """Serving, but behind the shared configuration: one entry per part, a machine-readable reason.
+
+        Not a readiness failure: the instance keeps answering with its last good bundle, exactly as
+        before the refused save, and one bad ``config save`` must not take every instance out of the
+        load balancer at once. ``/readyz`` reports it as ``status: degraded``.
+        """
+        reason = self.config_sync.degraded_reason if self.config_sync is not None else None
+        return {} if reason is None else {"config_sync": reason}
+
     def use_timecodes(self, codes: TimeCodes) -> None:
         """Put new time codes in force (from the config bundle); one attribute store, no restart."""
         self.timecodes = codes

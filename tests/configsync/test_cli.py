@@ -61,6 +61,28 @@ def test_seed_procedure_save_then_get_on_another_instance(
     assert code == 0 and "differs" not in out and "Last-known-good copy: v1 (same)" in out
 
 
+def test_get_and_status_show_the_bundles_dialect_and_warn_on_a_mismatch(
+    env: S3Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKENWARD_CONFIG_KEY", ConfigKey.generate())
+    monkeypatch.setenv("TOKENWARD_POLICY_DIALECT", "compat")
+    assert run("config", "save")[0] == 0
+    # another machine still on the default glob
+    monkeypatch.delenv("TOKENWARD_POLICY_DIALECT")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("TOKENWARD_SERVER_NAME", "auth.example.com")
+    code, out, err = run("--getconfig")
+    assert code == 0, err  # the files are written; serve is where the bundle is refused
+    assert "Policy dialect: compat in the bundle, glob on this machine (TOKENWARD_POLICY_DIALECT) - MISMATCH" in out
+    assert err.startswith("warning: bundle v1 uses policy dialect compat but TOKENWARD_POLICY_DIALECT is glob here")
+    assert "set TOKENWARD_POLICY_DIALECT=compat on this machine" in err
+    code, out, err = run("config", "status")
+    assert code == 2 and "MISMATCH" in out and "differs" not in out and "warning:" in err
+    monkeypatch.setenv("TOKENWARD_POLICY_DIALECT", "compat")
+    code, out, err = run("config", "status")
+    assert code == 0 and "Policy dialect: compat (same as this machine)" in out and err == ""
+
+
 def test_save_without_key_skips_time_code(env: S3Config) -> None:
     code, out, _ = run("config", "save")
     assert code == 0

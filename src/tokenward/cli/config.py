@@ -15,10 +15,21 @@ import time
 import typer
 
 from tokenward.cli._common import fail, load_settings
-from tokenward.configsync import FILES, ConfigKey, fetch_bundle, mirror_bundle, open_bundle, save_bundle
+from tokenward.configsync import (
+    FILES,
+    ConfigKey,
+    Manifest,
+    fetch_bundle,
+    manifest_name,
+    mirror_bundle,
+    open_bundle,
+    save_bundle,
+)
 from tokenward.configsync.stores import cache_store, config_key, require_remote
 from tokenward.datadir import DataDir, check_secret_file, load_server_name, write_private
+from tokenward.errors import BundleError
 from tokenward.settings import Settings
+from tokenward.storage.blobs import BlobStore
 
 __all__ = ["app", "run_get", "run_save"]
 
@@ -49,6 +60,44 @@ def _saved_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
+
+
+def _dialect_line(manifest: Manifest, dialect: str) -> str:
+    """The bundle's policy dialect as ``get`` and ``status`` print it."""
+    saved = manifest.policy_dialect
+    if saved is None:
+        return f"Policy dialect: not recorded in the bundle (read as {dialect}, this machine's)"
+    if saved == dialect:
+        return f"Policy dialect: {saved} (same as this machine)"
+    return f"Policy dialect: {saved} in the bundle, {dialect} on this machine (TOKENWARD_POLICY_DIALECT) - MISMATCH"
+
+
+def _warn_dialect(manifest: Manifest, dialect: str) -> bool:
+    """Warn when the bundle was saved under another dialect than this machine's; True if it was."""
+    saved = manifest.policy_dialect
+    if saved is None or saved == dialect:
+        return False
+    _warn(
+        f"bundle v{manifest.version} uses policy dialect {saved} but TOKENWARD_POLICY_DIALECT is {dialect} here: "
+        f"its rows mean something else in {dialect}, and `tokenward serve` refuses such a bundle "
+        f"(policy_dialect_mismatch); set TOKENWARD_POLICY_DIALECT={saved} on this machine"
+    )
+    return True
+
+
+async def _current_manifest(store: BlobStore, server: str) -> Manifest | None:
+    """The manifest now in ``store`` (None when absent or damaged: ``save`` replaces it either way)."""
+    blob = await store.get(manifest_name(server))
+    if blob is None:
+        return None
+    try:
+        return Manifest.parse(blob.data, server=server)
+    except BundleError:
+        return None
+
+
 def run_save(*, seal_policies: bool = False, settings: Settings | None = None) -> None:
     """Upload the data dir's configuration and print one line per file."""
     settings = settings or load_settings()
@@ -59,6 +108,7 @@ def run_save(*, seal_policies: bool = False, settings: Settings | None = None) -
 
     async def go() -> None:
         try:
+            previous = await _current_manifest(store, server)
             manifest, lines = await save_bundle(
                 store,
                 server=server,
@@ -74,6 +124,14 @@ def run_save(*, seal_policies: bool = False, settings: Settings | None = None) -
         for line in lines:
             typer.echo(line.render())
         typer.echo(f"Bundle v{manifest.version} ({manifest.digest[:12]}) saved to {store.location} for {server}.")
+        old = previous.policy_dialect if previous is not None else None
+        if previous is not None and old is not None and old != settings.policy_dialect:
+            _warn(
+                f"bundle v{previous.version} used policy dialect {old}; v{manifest.version} is saved with "
+                f"{settings.policy_dialect} (TOKENWARD_POLICY_DIALECT here): instances running {old} refuse it "
+                f"(policy_dialect_mismatch) and keep serving the bundle they have until they run "
+                f"{settings.policy_dialect}"
+            )
 
     asyncio.run(go())
 
@@ -116,6 +174,8 @@ def run_get(*, settings: Settings | None = None) -> None:
         typer.echo(
             f"Bundle v{m.version} ({m.digest[:12]}) saved by {m.saved_by} at {m.saved_at}: now in {data_dir.path}."
         )
+        typer.echo(_dialect_line(m, settings.policy_dialect))
+        _warn_dialect(m, settings.policy_dialect)
 
     asyncio.run(go())
 
@@ -138,7 +198,7 @@ def get() -> None:
 
 @app.command("status")
 def status() -> None:
-    """Compare the data dir with the bundle in S3 and the last-known-good copy."""
+    """Compare the data dir and policy dialect with the bundle in S3 and the last-known-good copy (exit 2: differs)."""
     settings = load_settings()
     data_dir = DataDir(settings.data_dir)
     server = load_server_name(settings, data_dir)
@@ -157,6 +217,8 @@ def status() -> None:
             return 1
         m = fetched.manifest
         typer.echo(f"Remote: bundle v{m.version} ({m.digest[:12]}) saved by {m.saved_by} at {m.saved_at}")
+        typer.echo(_dialect_line(m, settings.policy_dialect))
+        mismatch = _warn_dialect(m, settings.policy_dialect)
         if cached is None:
             typer.echo("Last-known-good copy: none")
         else:
@@ -182,7 +244,7 @@ def status() -> None:
                     state = "same" if equal else "differs"
                 differs += state != "same"
             typer.echo(f"  {spec.filename:<24} {state}")
-        return 0 if differs == 0 else 2
+        return 0 if differs == 0 and not mismatch else 2
 
     code = asyncio.run(go())
     if code:

@@ -2,7 +2,7 @@
 
 Importing this package reads nothing and connects nowhere. See ``docs/multi-instance.md``.
 
-- :mod:`.manifest` — the bundle's files, object names and manifest (no I/O);
+- :mod:`.manifest` — the bundle's files, object names and manifest, the policy-dialect check (no I/O);
 - :mod:`.seal` — the config key (``TOKENWARD_CONFIG_KEY``) and sealed objects;
 - :mod:`.bundle` — save, fetch (verifying every hash), open;
 - :mod:`.sync` — :class:`ConfigSync`, start-up load with last-known-good fallback and polling;
@@ -19,7 +19,15 @@ from tokenward.configsync.bundle import (
     parse_timecodes,
     save_bundle,
 )
-from tokenward.configsync.manifest import FILES, BundleFile, Manifest, ObjectEntry, manifest_name, object_name
+from tokenward.configsync.manifest import (
+    FILES,
+    BundleFile,
+    Manifest,
+    ObjectEntry,
+    check_policy_dialect,
+    manifest_name,
+    object_name,
+)
 from tokenward.configsync.seal import ConfigKey
 from tokenward.configsync.sync import CACHE_DIR, ConfigSync, install_files
 
@@ -34,6 +42,7 @@ __all__ = [
     "Manifest",
     "ObjectEntry",
     "SaveLine",
+    "check_policy_dialect",
     "fetch_bundle",
     "install_files",
     "manifest_name",

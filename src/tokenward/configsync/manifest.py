@@ -32,6 +32,7 @@ __all__ = [
     "BundleFile",
     "Manifest",
     "ObjectEntry",
+    "check_policy_dialect",
     "manifest_name",
     "object_name",
     "unreferenced_objects",
@@ -121,6 +122,11 @@ class Manifest:
     settings: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def policy_dialect(self) -> str | None:
+        """The ``TOKENWARD_POLICY_DIALECT`` of the instance that saved the bundle; None when not recorded."""
+        return self.settings.get("policy_dialect") or None
+
+    @property
     def digest(self) -> str:
         """Identifies the bundle's content: SHA-256 over the kinds and object hashes."""
         text = "\n".join(f"{kind}={entry.sha256}" for kind, entry in sorted(self.objects.items()))
@@ -197,3 +203,24 @@ class Manifest:
                 code="bundle_mismatch",
             )
         return data
+
+
+def check_policy_dialect(manifest: Manifest, *, dialect: str) -> None:
+    """Refuse a bundle saved under another policy dialect: BundleError ``policy_dialect_mismatch``.
+
+    The same rows mean different things in ``glob`` and ``compat`` (docs/policies.md), so an
+    instance applying another dialect's bundle would answer the same question differently from
+    its peers. A manifest that records no dialect (written without one, e.g. by hand) is accepted:
+    there is nothing to compare, and refusing it would break bundles that worked before.
+    """
+    saved = manifest.policy_dialect
+    if saved is None or saved == dialect:
+        return
+    raise BundleError(
+        f"config bundle v{manifest.version} (saved by {manifest.saved_by} at {manifest.saved_at}) uses policy "
+        f"dialect {saved}, but this instance runs {dialect}; the same policy rows mean different things in the two "
+        f"dialects, so the bundle is refused: set TOKENWARD_POLICY_DIALECT={saved} on this instance, or save the "
+        f"bundle again from an instance running {dialect}",
+        code="policy_dialect_mismatch",
+        fields={"bundle_dialect": saved, "instance_dialect": dialect},
+    )

@@ -7,7 +7,13 @@ the new bundle is fetched, every object verified against the manifest, the polic
 to the side and swapped in by :meth:`~tokenward.policy.PolicyHolder.apply`; only then is it
 mirrored to the last-known-good copy. A bundle that fails anywhere is refused and the one in
 force stays; :meth:`status` (shown in ``/readyz``) says which bundle is in force, where it
-came from and the last error.
+came from, the last error and — while the bundle in S3 is a refused one — ``state: degraded``
+with the refusal's code as ``reason``.
+
+A bundle saved under another policy dialect than the instance's (``policy_dialect`` in the
+manifest, ``TOKENWARD_POLICY_DIALECT`` here) is refused like any bad bundle while running; at
+start it stops the instance (:meth:`ConfigSync.start` raises), because it is a setting to fix,
+not S3 trouble to ride out.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tokenward.configsync.bundle import BundleContents, FetchedBundle, fetch_bundle, mirror_bundle, open_bundle
-from tokenward.configsync.manifest import manifest_name
+from tokenward.configsync.manifest import check_policy_dialect, manifest_name
 from tokenward.configsync.seal import ConfigKey
 from tokenward.datadir import write_private
 from tokenward.errors import BundleError, StorageError, TokenwardError
@@ -83,6 +89,8 @@ class ConfigSync:
         self.contents: BundleContents | None = None
         self.etag: str | None = None
         self.refused_etag: str | None = None
+        #: Why the bundle now in S3 (``refused_etag``) was refused; kept until another bundle is saved.
+        self.refusal: TokenwardError | None = None
         self.last_error: TokenwardError | None = None
         self.last_contact: float | None = None
         self.applied = 0
@@ -92,15 +100,22 @@ class ConfigSync:
     # -- loading -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """The start-up load: S3, else the last-known-good copy, else leave the holder to local files."""
+        """The start-up load: S3, else the last-known-good copy, else leave the holder to local files.
+
+        Raises BundleError ``policy_dialect_mismatch`` when the bundle in S3 (or, S3 failing, the
+        last-known-good copy) was saved under another policy dialect: no fallback would be right.
+        """
         try:
             fetched = await fetch_bundle(self.remote, server=self.server)
             self.last_contact = self.clock()
         except (StorageError, BundleError) as exc:
             self._note_error(exc)
             fetched = None
-        if fetched is not None and await self._apply(fetched, source="s3"):
-            return
+        if fetched is not None:
+            # Falling back to an older copy would serve a policy the shared bundle has replaced.
+            check_policy_dialect(fetched.manifest, dialect=self.holder.dialect)
+            if await self._apply(fetched, source="s3"):
+                return
         if fetched is None and self.last_error is None:
             logger.info("no config bundle for %s in %s yet; using the local files", self.server, self.remote.location)
         try:
@@ -108,6 +123,8 @@ class ConfigSync:
         except (StorageError, BundleError) as exc:
             logger.error("the last-known-good bundle is unusable: %s", exc.detail)
             return
+        if cached is not None:
+            check_policy_dialect(cached.manifest, dialect=self.holder.dialect)
         if cached is not None and await self._apply(cached, source="last-known-good", mirror=False):
             logger.warning(
                 "serving the last-known-good bundle v%d until %s answers", cached.manifest.version, self.remote.location
@@ -118,7 +135,11 @@ class ConfigSync:
         try:
             etag = await self.remote.head(manifest_name(self.server))
             self.last_contact = self.clock()
-            if etag is None or (etag == self.etag and self.source == "s3") or etag == self.refused_etag:
+            if etag is not None and etag == self.refused_etag:
+                self.last_error = self.refusal  # S3 answers again, but still holds the refused bundle
+                return False
+            if etag is None or (etag == self.etag and self.source == "s3"):
+                self.refused_etag = self.refusal = None
                 if self.last_error is not None and self.source == "s3":
                     self.last_error = None
                 return False
@@ -133,6 +154,7 @@ class ConfigSync:
     async def _apply(self, fetched: FetchedBundle, *, source: str, mirror: bool = True) -> bool:
         manifest = fetched.manifest
         try:
+            check_policy_dialect(manifest, dialect=self.holder.dialect)
             contents = open_bundle(fetched, key=self.key)
             result = await asyncio.to_thread(self.holder.apply, contents.policy_sources)
             if result.error is not None:
@@ -144,13 +166,20 @@ class ConfigSync:
         except TokenwardError as exc:
             self.refused += 1
             if source == "s3":
-                self.refused_etag = fetched.etag
-            self._note_error(exc)
+                self.refused_etag, self.refusal = fetched.etag, exc
+            self.last_error = exc  # one log line per refused bundle: the error below
             logger.error("config bundle v%d refused, the one in force stays: %s", manifest.version, exc.detail)
             return False
         self.contents, self.source, self.applied = contents, source, self.applied + 1
         if source == "s3":
-            self.etag, self.refused_etag, self.last_error = fetched.etag, None, None
+            self.etag, self.refused_etag, self.refusal, self.last_error = fetched.etag, None, None, None
+        if manifest.policy_dialect is None:
+            logger.warning(
+                "config bundle v%d records no policy dialect (saved without one); its policy is read as %s, "
+                "this instance's dialect: save it again with `tokenward config save` to record it",
+                manifest.version,
+                self.holder.dialect,
+            )
         logger.info(
             "config bundle v%d (%s, saved by %s at %s) in force from %s",
             manifest.version,
@@ -173,16 +202,25 @@ class ConfigSync:
 
     # -- reporting ---------------------------------------------------------------------------
 
+    @property
+    def degraded_reason(self) -> str | None:
+        """The error code of the refused bundle now in S3 (this instance is behind it), else None."""
+        return None if self.refused_etag is None or self.refusal is None else self.refusal.error_code
+
     def status(self) -> dict[str, object]:
         """For ``/readyz``: the bundle in force, where it came from, the last error (never a secret)."""
         manifest = self.contents.manifest if self.contents is not None else None
+        reason = self.degraded_reason
         return {
+            "state": "ok" if reason is None else "degraded",
+            "reason": reason,
             "source": self.source,
             "store": self.remote.location,
             "version": manifest.version if manifest else None,
             "digest": manifest.digest[:12] if manifest else None,
             "saved_at": manifest.saved_at if manifest else None,
             "saved_by": manifest.saved_by if manifest else None,
+            "policy_dialect": manifest.policy_dialect if manifest else None,
             "withheld": sorted(self.contents.withheld) if self.contents else [],
             "last_error": None if self.last_error is None else self.last_error.to_dict(),
             "seconds_since_contact": None if self.last_contact is None else round(self.clock() - self.last_contact, 1),

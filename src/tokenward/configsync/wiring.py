@@ -42,7 +42,8 @@ async def start_config_sync(
     """Load the shared bundle into ``holder`` and the data dir, or None when no S3 bucket is configured.
 
     Never raises for S3 trouble: an unreachable store or a bad bundle leaves the last-known-good
-    copy (or the local files) in force, and :meth:`ConfigSync.status` says so.
+    copy (or the local files) in force, and :meth:`ConfigSync.status` says so. Raises BundleError
+    ``policy_dialect_mismatch`` for a bundle saved under another ``TOKENWARD_POLICY_DIALECT``.
     """
     remote = remote_store(settings)
     if remote is None:
@@ -57,5 +58,9 @@ async def start_config_sync(
         interval=settings.config_poll_seconds,
         on_contents=follow_bundle(data_dir),
     )
-    await sync.start()
+    try:
+        await sync.start()
+    except BaseException:
+        await sync.close()
+        raise
     return sync

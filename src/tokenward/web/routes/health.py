@@ -19,7 +19,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Database reachable and configuration loaded; 503 with the failing checks otherwise."""
+    """Database reachable and configuration loaded; 503 with the failing checks otherwise.
+
+    Ready but behind the shared config bundle (a refused bundle in S3) answers 200 with
+    ``status: degraded`` and ``degraded: {"config_sync": <reason code>}``.
+    """
     state = get_state(request)
     if state.runtime is None:
         return JSONResponse(
@@ -48,7 +52,12 @@ async def readyz(request: Request) -> Response:
         body["config_sync"] = state.runtime.config_sync.status()
     for probe in state.extra_readiness.values():
         body.update(probe())
+    degraded = state.runtime.degraded()
+    if degraded:
+        body["degraded"] = degraded
     if all(v == "ok" for v in checks.values()):
+        if degraded:
+            body["status"] = "degraded"
         return JSONResponse(body)
     failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
     body.update(status="unready", error="not_ready", detail=f"not ready ({failing})")
