@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,9 @@ from tests.helpers import init_data_dir
 from tests.identity.test_e2e import ORIGIN, SERVER, _policies
 from tokenward.cli.main import app as cli
 from tokenward.errors import ConfigError, Unauthorized
-from tokenward.identity.captcha import pkce_challenge
+from tokenward.identity.captcha import CaptchaPlaintext, pkce_challenge, seal_captcha
 from tokenward.identity.client_tokens import b64u_of_public
+from tokenward.identity.encoding import b64u_decode
 from tokenward.identity.keyfile import open_key_file, parse_key_file, seal_key_file
 from tokenward.keys import Secret
 from tokenward.settings import Settings
@@ -187,3 +190,33 @@ def test_passphrase_env_must_be_set(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         cli, ["authenticator", "init", "--key-file", str(tmp_path / "k")], input="a\nb\na\na\n"
     )
     assert mismatch.exit_code == 0 and (tmp_path / "k").exists()
+
+
+def test_read_opens_twc1_and_twc2_captchas_sealed_to_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASS_ENV, "correct horse battery")
+    key_file = tmp_path / "authenticator.key"
+    opts = ["--key-file", str(key_file), "--passphrase-env", PASS_ENV]
+    assert CliRunner().invoke(cli, ["authenticator", "init", *opts]).exit_code == 0
+    public = b64u_decode(parse_key_file(key_file.read_bytes()).public_key, field="public_key", length=32)
+    plain = CaptchaPlaintext("A" * 22, "K7HRX", SERVER, "alice@example.com", "App", ORIGIN, int(time.time()) + 120)
+    for aead, prefix in (("chacha20poly1305", "TWC1."), ("aes256gcm", "TWC2.aes256gcm.")):
+        payload = seal_captcha(plain, public, aead=aead)
+        assert payload.startswith(prefix)
+        result = CliRunner().invoke(cli, ["authenticator", "read", payload, "--code-only", *opts])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == "K7HRX"
+    # A browser authenticator's captcha is sealed to its own (non-extractable) key: refused, and said so.
+    browser = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    foreign = seal_captcha(plain, browser, aead="aes256gcm")
+    result = CliRunner().invoke(cli, ["authenticator", "read", foreign, *opts])
+    assert "not encrypted to this authenticator's key" in _error_line(result)
+
+
+def test_read_help_names_both_captcha_formats() -> None:
+    result = CliRunner().invoke(cli, ["authenticator", "read", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stdout).split())
+    assert "`TWC1.…` (ChaCha20-Poly1305" in text
+    assert "`TWC2.aes256gcm.…` (AES-256-GCM, the browser authenticator's format)" in text
+    assert "a browser authenticator's captcha cannot be read here" in text
+    assert "Key file (default: ~/.config/tokenward/authenticator.key)." in text

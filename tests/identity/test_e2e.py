@@ -9,6 +9,7 @@ login, exchange an AEAD message with no server in the path; plus the bad inputs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import os
@@ -38,6 +39,9 @@ from tokenward.identity.resources import login_message
 from tokenward.identity.service import IdentityService
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
+from tokenward.storage import Database
+from tokenward.storage.audit import SqlAuditLog
+from tokenward.storage.identity import SqlIdentityStore
 from tokenward.web.app import create_app
 
 SERVER = "auth.example.com"
@@ -109,9 +113,14 @@ async def _enrol(a: Instance, data_dir: Path, email: str) -> X25519PrivateKey:
     key = X25519PrivateKey.generate()
     r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
     assert r.status_code == 200, r.text
+    assert r.json() == {"email": email, "status": "enrolled", "fingerprint": _fingerprint(key)}
     r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
     assert r.json()["error"] == "enrollment_code_invalid"
     return key
+
+
+def _fingerprint(key: X25519PrivateKey) -> str:
+    return hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest()[:32]
 
 
 async def _captcha(a: Instance, client_id: str, email: str, verifier: str) -> httpx.Response:
@@ -208,6 +217,16 @@ async def test_whole_flow_across_two_instances(cluster: tuple[Instance, Instance
         "/api/poke", params={"subject": "alice@example.com"}, headers={"authorization": f"Bearer {alice_si}"}
     )
     assert poke.status_code == 200 and poke.json()["enrolled"] is True
+    assert poke.json()["fingerprint"] == _fingerprint(alice_key)
+
+    # `tokenward user enroll` issued an admin code: the enrolment and its audit event say so.
+    async with Database.connect(Settings.load(data_dir=data_dir).database_url_or_default) as db:
+        enrollment = await SqlIdentityStore(db).get_enrollment("alice@example.com")
+        assert enrollment is not None and enrollment.method == "admin-code"
+        [issued] = await SqlAuditLog(db).list(action="enrollment.code_issued")
+        assert (issued.actor, issued.detail) == ("cli", {"method": "admin-code"})
+        [completed] = await SqlAuditLog(db).list(action="enrollment.completed")
+        assert completed.detail == {"method": "admin-code", "aead": "chacha20poly1305"}
 
     # Logout on A is refused by B at once.
     r = await a.http.delete("/api/session", headers={"authorization": f"Bearer {alice_si}"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import hashlib
 import os
 import re
 import socket
@@ -22,6 +23,9 @@ from tests.identity.test_e2e import SERVER, _policies
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
+from tokenward.storage import Database
+from tokenward.storage.audit import SqlAuditLog
+from tokenward.storage.identity import SqlIdentityStore
 from tokenward.web.app import create_app
 
 CODE = re.compile(r"\b([0-9A-F]{8}-[0-9A-F]{8}-[0-9A-F]{8}-[0-9A-F]{8})\b")
@@ -103,14 +107,28 @@ async def test_code_by_email_enrols_and_answers_alike(tmp_path: Path, smtp: tupl
         assert r.status_code == 202 and r.json() == allowed_answer
         assert len(inbox.messages) == 1
 
-        key = b64u_of_public(X25519PrivateKey.generate())
+        private = X25519PrivateKey.generate()
+        key = b64u_of_public(private)
         r = await http.post("/api/enroll", json={"email": "alice@example.com", "code": code, "public_key": key})
-        assert r.status_code == 200 and r.json()["status"] == "enrolled"
+        assert r.status_code == 200, r.text
+        fingerprint = hashlib.sha256(private.public_key().public_bytes_raw()).hexdigest()[:32]
+        assert r.json() == {"email": "alice@example.com", "status": "enrolled", "fingerprint": fingerprint}
         r = await http.post("/api/enroll", json={"email": "alice@example.com", "code": code, "public_key": key})
         assert r.json()["error"] == "enrollment_code_invalid"  # single use
 
         r = await http.post("/api/enroll/email", json={"email": "not an address"})
         assert r.status_code == 400 and r.json()["error"] == "email_invalid"
+
+    # The mailed code made an "email-code" enrolment, and the audit log says so.
+    async with Database.connect(Settings.load(data_dir=tmp_path / "data").database_url_or_default) as db:
+        enrollment = await SqlIdentityStore(db).get_enrollment("alice@example.com")
+        assert enrollment is not None and enrollment.method == "email-code"
+        audit = SqlAuditLog(db)
+        [issued] = await audit.list(action="enrollment.code_issued")
+        assert (issued.actor, issued.subject, issued.detail) == ("email", "alice@example.com", {"method": "email-code"})
+        [completed] = await audit.list(action="enrollment.completed")
+        assert completed.subject == "alice@example.com"
+        assert completed.detail == {"method": "email-code", "aead": "chacha20poly1305"}
 
 
 async def test_enrolment_emails_are_rate_limited(tmp_path: Path, smtp: tuple[Inbox, int]) -> None:

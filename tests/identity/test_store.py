@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+
+from alembic import command
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
 
 from tokenward.identity.captcha import Challenge
+from tokenward.identity.service import enrollment_code_hash
 from tokenward.storage import Database
 from tokenward.storage.identity import (
     Enrollment,
+    EnrollmentCodeRow,
     IdentityStore,
     InMemoryIdentityStore,
+    RedeemedCode,
     SessionRecord,
     SqlIdentityStore,
 )
+from tokenward.storage.migrations import alembic_config
 
 NOW = 1_776_880_000.0
 
@@ -47,12 +56,44 @@ async def test_enrollments_and_codes(store_database: Database | None) -> None:
     await store.put_enrollment(Enrollment("bob@example.com", "b" * 43, NOW, "admin-code"))
     bob = await store.get_enrollment("bob@example.com")
     assert bob is not None and bob.aead == "chacha20poly1305"
-    await store.add_enrollment_code("h" * 64, "alice@example.com", expires_at=NOW + 10)
-    await store.add_enrollment_code("e" * 64, "bob@example.com", expires_at=NOW + 10)
+    await store.add_enrollment_code("h" * 64, "Alice@example.com", expires_at=NOW + 10, method="admin-code")
+    await store.add_enrollment_code("e" * 64, "bob@example.com", expires_at=NOW + 10, method="admin-code")
     assert await store.redeem_enrollment_code("e" * 64, now=NOW + 10) is None  # expired
-    assert await store.redeem_enrollment_code("h" * 64, now=NOW) == "alice@example.com"
+    assert await store.redeem_enrollment_code("h" * 64, now=NOW) == RedeemedCode("alice@example.com", "admin-code")
     assert await store.redeem_enrollment_code("h" * 64, now=NOW) is None  # single use
     assert await store.redeem_enrollment_code("z" * 64, now=NOW) is None
+
+
+async def test_codes_remember_how_they_were_issued(store_database: Database | None) -> None:
+    store = _store(store_database)
+    await store.add_enrollment_code("m" * 64, "alice@example.com", expires_at=NOW + 10, method="email-code")
+    await store.add_enrollment_code("a" * 64, "alice@example.com", expires_at=NOW + 10, method="admin-code")
+    assert await store.redeem_enrollment_code("m" * 64, now=NOW) == RedeemedCode("alice@example.com", "email-code")
+    assert await store.redeem_enrollment_code("a" * 64, now=NOW) == RedeemedCode("alice@example.com", "admin-code")
+    assert await store.redeem_enrollment_code("m" * 64, now=NOW) is None  # single use whatever the method
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def test_codes_issued_before_migration_0006_are_admin_codes(database_url: str) -> None:
+    async with Database.connect(database_url) as db:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_upgrade_to, "0005")
+            await conn.execute(
+                insert(EnrollmentCodeRow).values(
+                    code_hash=enrollment_code_hash("old"),
+                    email="carol@example.com",
+                    expires_at=datetime.fromtimestamp(NOW + 10, UTC),
+                )
+            )
+        await db.upgrade()
+        store = SqlIdentityStore(db)
+        got = await store.redeem_enrollment_code(enrollment_code_hash("old"), now=NOW)
+        assert got == RedeemedCode("carol@example.com", "admin-code")
 
 
 async def test_challenge_attempts_and_single_use(store_database: Database | None) -> None:

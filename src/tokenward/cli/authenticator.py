@@ -40,7 +40,12 @@ def default_key_file() -> Path:
 
 
 KEY_FILE = typer.Option(
-    None, "--key-file", "-k", help="Key file [default ~/.config/tokenward/authenticator.key].", show_default=False
+    None,
+    "--key-file",
+    "-k",
+    # Not "[default …]": Rich would take the brackets for markup and print nothing.
+    help="Key file (default: ~/.config/tokenward/authenticator.key).",
+    show_default=False,
 )
 PASSPHRASE_ENV = typer.Option(
     None,
@@ -133,13 +138,21 @@ def _server_error(response: httpx.Response) -> TokenwardError:
 
 @app.command("read")
 def read(
-    payload: str | None = typer.Argument(None, help="The captcha text `TWC1.…` (default: read from stdin)."),
+    payload: str | None = typer.Argument(
+        None,
+        help=(
+            "The captcha text (default: read from stdin): `TWC1.…` (ChaCha20-Poly1305, what keys enrolled with"
+            " this CLI get) or `TWC2.<aead>.…` such as `TWC2.aes256gcm.…` (AES-256-GCM, the browser"
+            " authenticator's format). Either opens only with the key it was sealed to: a browser"
+            " authenticator's captcha cannot be read here."
+        ),
+    ),
     image: Path | None = typer.Option(None, "--image", "-i", help="A QR code image (PNG) instead of the text."),
     key_file: Path | None = KEY_FILE,
     passphrase_env: str | None = PASSPHRASE_ENV,
     code_only: bool = typer.Option(False, "--code-only", help="Print only the code."),
 ) -> None:
-    """Decrypt a captcha and print its 5-character code with the server, account and app that asked."""
+    """Decrypt a captcha (TWC1 or TWC2) and print its 5-character code with the server, account and app that asked."""
     if image is not None and payload is not None:
         raise BadRequest("give the captcha text or --image, not both", code="captcha_unreadable")
     if image is not None:

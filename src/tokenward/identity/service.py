@@ -35,9 +35,9 @@ from tokenward.identity.resources import ResourceRegistry, login_message, verify
 from tokenward.identity.source import SourceIdentity, open_source_identifier, seal_source_identifier
 from tokenward.keys import Keyring, Purpose
 from tokenward.storage.audit import AuditEvent, AuditLog
-from tokenward.storage.identity import Enrollment, IdentityStore, SessionRecord
+from tokenward.storage.identity import Enrollment, EnrollmentMethod, IdentityStore, SessionRecord
 
-__all__ = ["CaptchaIssued", "IdentityService", "IssuedSession", "enrollment_code_hash"]
+__all__ = ["CaptchaIssued", "IdentityService", "IssuedSession", "enrollment_code_hash", "key_fingerprint"]
 
 ENROLLMENT_CODE_TTL = 24 * 3600
 
@@ -53,6 +53,11 @@ def _regulation_keys(kind: str, email: str, client_ip: str | None) -> tuple[str,
 def enrollment_code_hash(code: str) -> str:
     """SHA-256 hex of a normalised enrolment code (128 random bits: a fast hash is enough)."""
     return hashlib.sha256(code.strip().upper().replace("-", "").encode()).hexdigest()
+
+
+def key_fingerprint(public_key: str) -> str:
+    """First 32 hex characters of SHA-256 of an enrolled public key (docs/protocol.md §3)."""
+    return hashlib.sha256(b64u_decode(public_key, field="public_key", length=32)).hexdigest()[:32]
 
 
 def _session_key(value: str) -> str:
@@ -140,13 +145,16 @@ class IdentityService:
 
     # -- enrolment ------------------------------------------------------------------------------
 
-    async def issue_enrollment_code(self, email: str, *, now: float, actor: str = "admin") -> str:
+    async def issue_enrollment_code(
+        self, email: str, *, now: float, actor: str = "admin", method: EnrollmentMethod = "admin-code"
+    ) -> str:
+        """A one-time enrolment code for ``email``; the enrolment made with it records ``method``."""
         raw = self.random_bytes(16).hex().upper()
         code = "-".join(raw[i : i + 8] for i in range(0, 32, 8))
         await self.store.add_enrollment_code(
-            enrollment_code_hash(code), _email(email), expires_at=now + ENROLLMENT_CODE_TTL
+            enrollment_code_hash(code), _email(email), expires_at=now + ENROLLMENT_CODE_TTL, method=method
         )
-        await self._audit(now, actor, "enrollment.code_issued", subject=_email(email))
+        await self._audit(now, actor, "enrollment.code_issued", subject=_email(email), method=method)
         return code
 
     async def email_enrollment_code(self, email: str, *, now: float, client_ip: str | None = None) -> None:
@@ -166,7 +174,7 @@ class IdentityService:
         await self._check(self.request_regulator, requests, now, "enrollment_rate_limited")
         message = None
         if self.policy().captcha_enabled(email).allowed:
-            code = await self.issue_enrollment_code(email, now=now, actor="email")
+            code = await self.issue_enrollment_code(email, now=now, actor="email", method="email-code")
             message = enrollment_message(
                 server=self.server_name,
                 sender=self.mail_sender or f"tokenward@{self.server_name}",
@@ -194,14 +202,14 @@ class IdentityService:
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         b64u_decode(public_key, field="public_key", length=32, code="public_key_invalid")
         cap.validate_aead(aead)
-        owner = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
-        if owner is None or not hmac.compare_digest(owner, email):
+        redeemed = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
+        if redeemed is None or not hmac.compare_digest(redeemed.email, email):
             await self._audit(now, email, "enrollment.failed", subject=email, ip=client_ip)
             await self._count(self.failure_regulator, keys, now, client_ip=client_ip, reason="enrollment failure")
             raise Unauthorized("the enrolment code is wrong, used or expired", code="enrollment_code_invalid")
-        enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method="admin-code", aead=aead)
+        enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method=redeemed.method, aead=aead)
         await self.store.put_enrollment(enrollment)
-        await self._audit(now, email, "enrollment.completed", subject=email)
+        await self._audit(now, email, "enrollment.completed", subject=email, method=redeemed.method, aead=aead)
         return enrollment
 
     # -- captcha --------------------------------------------------------------------------------
@@ -493,13 +501,10 @@ class IdentityService:
         enrollment = await self.store.get_enrollment(subject) if "@" in subject else None
         _, key = self.keyring().key(Purpose.PSEUDONYM)
         pseudonym = hmac.new(key.reveal(), f"{identity.client_id}|{subject}".encode(), hashlib.sha256).digest()
-        fingerprint = None
-        if enrollment is not None:
-            fingerprint = hashlib.sha256(b64u_decode(enrollment.public_key, field="key")).hexdigest()[:32]
         return {
             "subject": subject,
             "enrolled": enrollment is not None,
-            "fingerprint": fingerprint,
+            "fingerprint": key_fingerprint(enrollment.public_key) if enrollment is not None else None,
             "pseudonym": b64u_encode(pseudonym[:16]),
         }
 

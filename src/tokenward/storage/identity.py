@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import Index, Integer, String, select, update
 from sqlalchemy.engine import CursorResult
@@ -25,8 +26,10 @@ from .types import UTCDateTime
 
 __all__ = [
     "Enrollment",
+    "EnrollmentMethod",
     "IdentityStore",
     "InMemoryIdentityStore",
+    "RedeemedCode",
     "SessionRecord",
     "SqlIdentityStore",
 ]
@@ -36,14 +39,26 @@ KEY_LEN = 64
 CLIENT_ID_LEN = 40
 HASH_LEN = 128
 
+#: How an enrolment code was issued: by an admin (CLI) or mailed on request (``POST /api/enroll/email``).
+#: The enrolment made with the code records the same method.
+EnrollmentMethod = Literal["admin-code", "email-code"]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Enrollment:
     email: str
     public_key: str  # base64url X25519
     enrolled_at: float
-    method: str  # "admin-code" | "email-code"
+    method: str  # "admin-code" | "email-code" (EnrollmentMethod): how its enrolment code was issued
     aead: str = "chacha20poly1305"  # the HPKE AEAD captchas are sealed with (identity.captcha.AEADS)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RedeemedCode:
+    """An enrolment code just used: the address it was issued for and how it was issued."""
+
+    email: str
+    method: str  # an EnrollmentMethod
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,10 +87,12 @@ class IdentityStore(ABC):
     @abstractmethod
     async def get_enrollment(self, email: str) -> Enrollment | None: ...
     @abstractmethod
-    async def add_enrollment_code(self, code_hash: str, email: str, *, expires_at: float) -> None: ...
+    async def add_enrollment_code(
+        self, code_hash: str, email: str, *, expires_at: float, method: EnrollmentMethod
+    ) -> None: ...
     @abstractmethod
-    async def redeem_enrollment_code(self, code_hash: str, *, now: float) -> str | None:
-        """Mark the code used and return its e-mail, or None if unknown, used or expired."""
+    async def redeem_enrollment_code(self, code_hash: str, *, now: float) -> RedeemedCode | None:
+        """Mark the code used and return its e-mail and method, or None if unknown, used or expired."""
 
     @abstractmethod
     async def add_challenge(self, challenge: Challenge) -> None: ...
@@ -109,7 +126,7 @@ class InMemoryIdentityStore(IdentityStore):
 
     def __init__(self) -> None:
         self._enrollments: dict[str, Enrollment] = {}
-        self._codes: dict[str, tuple[str, float, bool]] = {}
+        self._codes: dict[str, tuple[RedeemedCode, float, bool]] = {}
         self._challenges: dict[str, Challenge] = {}
         self._sessions: dict[str, SessionRecord] = {}
 
@@ -119,10 +136,12 @@ class InMemoryIdentityStore(IdentityStore):
     async def get_enrollment(self, email: str) -> Enrollment | None:
         return self._enrollments.get(email.lower())
 
-    async def add_enrollment_code(self, code_hash: str, email: str, *, expires_at: float) -> None:
-        self._codes[code_hash] = (email.lower(), expires_at, False)
+    async def add_enrollment_code(
+        self, code_hash: str, email: str, *, expires_at: float, method: EnrollmentMethod
+    ) -> None:
+        self._codes[code_hash] = (RedeemedCode(email.lower(), method), expires_at, False)
 
-    async def redeem_enrollment_code(self, code_hash: str, *, now: float) -> str | None:
+    async def redeem_enrollment_code(self, code_hash: str, *, now: float) -> RedeemedCode | None:
         entry = self._codes.get(code_hash)
         if entry is None or entry[2] or now >= entry[1]:
             return None
@@ -195,6 +214,8 @@ class EnrollmentCodeRow(Base):
     email: Mapped[str] = mapped_column(String(SUBJECT_LEN), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Rows written before migration 0006 were all issued by an admin.
+    method: Mapped[str] = mapped_column(String(16), nullable=False, server_default="admin-code")
 
 
 class ChallengeRow(Base):
@@ -293,11 +314,15 @@ class SqlIdentityStore(IdentityStore):
                 return None
             return Enrollment(row.email, row.public_key, _ts(row.enrolled_at), row.method, row.aead)
 
-    async def add_enrollment_code(self, code_hash: str, email: str, *, expires_at: float) -> None:
+    async def add_enrollment_code(
+        self, code_hash: str, email: str, *, expires_at: float, method: EnrollmentMethod
+    ) -> None:
         async with self._db.session() as s:
-            s.add(EnrollmentCodeRow(code_hash=code_hash, email=email.lower(), expires_at=_dt(expires_at)))
+            s.add(
+                EnrollmentCodeRow(code_hash=code_hash, email=email.lower(), expires_at=_dt(expires_at), method=method)
+            )
 
-    async def redeem_enrollment_code(self, code_hash: str, *, now: float) -> str | None:
+    async def redeem_enrollment_code(self, code_hash: str, *, now: float) -> RedeemedCode | None:
         async with self._db.session() as s:
             result = await s.execute(
                 update(EnrollmentCodeRow)
@@ -310,8 +335,14 @@ class SqlIdentityStore(IdentityStore):
             )
             if _rowcount(result) != 1:
                 return None
-            email = await s.scalar(select(EnrollmentCodeRow.email).where(EnrollmentCodeRow.code_hash == code_hash))
-            return email
+            row = (
+                await s.execute(
+                    select(EnrollmentCodeRow.email, EnrollmentCodeRow.method).where(
+                        EnrollmentCodeRow.code_hash == code_hash
+                    )
+                )
+            ).one()
+            return RedeemedCode(row.email, row.method)
 
     async def add_challenge(self, challenge: Challenge) -> None:
         async with self._db.session() as s:

@@ -24,7 +24,7 @@ from tokenward.identity.client_tokens import jwks
 from tokenward.identity.mail import SmtpMailer
 from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
 from tokenward.identity.resources import load_resources
-from tokenward.identity.service import IdentityService
+from tokenward.identity.service import IdentityService, key_fingerprint
 from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
 from tokenward.storage.audit import SqlAuditLog
@@ -242,7 +242,7 @@ async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str
         client_ip=_client_ip(request),
         aead=body.aead,
     )
-    return {"email": enrollment.email, "status": "enrolled"}
+    return {"email": enrollment.email, "status": "enrolled", "fingerprint": key_fingerprint(enrollment.public_key)}
 
 
 @router.post(
