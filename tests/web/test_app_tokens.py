@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.helpers import init_data_dir
 from tokenward.apptokens import MANAGE_SCOPE, AppTokenService
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
+from tokenward.storage import SqlAuditLog
 from tokenward.web.app import create_app
 
 ALICE = "alice@example.com"
@@ -259,6 +261,18 @@ async def test_token_limit_per_user_is_a_409(api: Api) -> None:
     assert (await client.post("/api/app-tokens", json={}, headers=auth)).status_code == 201
     r = await client.post("/api/app-tokens", json={}, headers=auth)
     assert r.status_code == 409 and r.json()["error"] == "apptoken_limit"
+
+
+async def test_a_create_whose_audit_write_fails_is_a_503_and_leaves_no_token(api: Api) -> None:
+    client, service = await api()
+    auth = await manager_token(service)
+    assert isinstance(service.audit, SqlAuditLog)
+    async with service.audit.database.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE audit_events"))  # the audit write fails; the token table is fine
+    for path, body in (("/auth-app/tokens?expiry=1h", None), ("/api/app-tokens", {})):
+        r = await client.post(path, json=body, headers=auth)
+        assert r.status_code == 503 and r.json()["error"] == "storage_schema_missing", r.text
+    assert len(await service.list(ALICE)) == 1  # only the manager token
 
 
 async def test_admin_comes_from_the_policy(api: Api) -> None:

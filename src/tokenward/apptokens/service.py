@@ -131,11 +131,6 @@ class AppTokenService:
             raise BadRequest(f"label must be at most {_MAX_LABEL} printable characters", code="label_invalid")
         scope_tuple = validate_scopes(scopes)
         now = self.clock()
-        if await self.store.count_live(owner, _dt(now)) >= self.config.max_per_user:
-            raise Conflict(
-                f"{owner} already holds {self.config.max_per_user} live app tokens; delete some first",
-                code="apptoken_limit",
-            )
         for attempt in range(_CREATE_ATTEMPTS):
             token, parsed = token_format.generate()
             record = AppTokenRecord(
@@ -149,28 +144,32 @@ class AppTokenService:
                 expires_at=_dt(now + lifetime.total_seconds()),
                 created_by=created_by,
             )
+            events = [
+                self._event(
+                    now,
+                    actor=created_by,
+                    action="apptoken.create",
+                    subject=owner,
+                    target=record.id,
+                    detail={
+                        "label": label,
+                        "scopes": list(scope_tuple),
+                        "expires_at": record.expires_at.isoformat(),
+                        "impersonated": impersonated,
+                    },
+                    request_id=request_id,
+                )
+            ]
+            if impersonated:
+                events.insert(0, self._impersonation_event(now, created_by, owner, "create", request_id))
+            # One transaction: the limit check (serialised per owner), the record and its audit events —
+            # a token is never stored without its audit trail, nor reported failed once stored.
             try:
-                await self.store.add(record)
+                await self.store.add(record, max_live=self.config.max_per_user, audit=self.audit, events=events)
                 break
-            except Conflict:  # a 71-bit id collision: astronomically rare, but never overwrite
-                if attempt == _CREATE_ATTEMPTS - 1:
+            except Conflict as exc:  # a 71-bit id collision: astronomically rare, but never overwrite
+                if exc.error_code != "storage_conflict" or attempt == _CREATE_ATTEMPTS - 1:
                     raise
-        if impersonated:
-            await self.record_impersonation(actor=created_by, target=owner, act="create", request_id=request_id)
-        await self._audit(
-            now,
-            actor=created_by,
-            action="apptoken.create",
-            subject=owner,
-            target=record.id,
-            detail={
-                "label": label,
-                "scopes": list(scope_tuple),
-                "expires_at": record.expires_at.isoformat(),
-                "impersonated": impersonated,
-            },
-            request_id=request_id,
-        )
         return record, token
 
     async def list(self, owner: str | None = None) -> builtins.list[AppTokenRecord]:
@@ -215,8 +214,11 @@ class AppTokenService:
 
     async def record_impersonation(self, *, actor: str, target: str, act: str, request_id: str | None = None) -> None:
         """Audit that ``actor`` acted (``create``/``list``/``delete``) on ``target``'s tokens."""
-        await self._audit(
-            self.clock(),
+        await self._append(self._impersonation_event(self.clock(), actor, target, act, request_id), required=True)
+
+    def _impersonation_event(self, now: float, actor: str, target: str, act: str, request_id: str | None) -> AuditEvent:
+        return self._event(
+            now,
             actor=actor,
             action="apptoken.impersonate",
             subject=target.lower(),
@@ -411,7 +413,23 @@ class AppTokenService:
         request_id: str | None = None,
         required: bool = True,
     ) -> None:
-        event = AuditEvent(
+        event = self._event(
+            now, actor=actor, action=action, subject=subject, target=target, detail=detail, request_id=request_id
+        )
+        await self._append(event, required=required)
+
+    def _event(
+        self,
+        now: float,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        target: str | None = None,
+        detail: dict[str, object] | None = None,
+        request_id: str | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
             at=_dt(now),
             actor=actor[:320],
             action=action,
@@ -421,12 +439,14 @@ class AppTokenService:
             request_id=request_id,
             instance=self.instance,
         )
+
+    async def _append(self, event: AuditEvent, *, required: bool) -> None:
         try:
             await self.audit.append(event)
         except TokenwardError as exc:
             if required:
                 raise
-            log.warning("cannot write audit event %s: %s", action, exc.detail)
+            log.warning("cannot write audit event %s: %s", event.action, exc.detail)
 
 
 def _regulation_keys(user: str | None, client_ip: str | None) -> tuple[str, ...]:

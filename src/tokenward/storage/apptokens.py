@@ -3,22 +3,34 @@
 A record never holds the secret, only its keyed hash (see :mod:`tokenward.apptokens.format`).
 Deleting a token *revokes* it (``revoked_at``): the row stays for the audit trail and so that
 every instance sees the revocation on its next read. Both implementations pass the contract
-tests in ``tests/apptokens/test_store.py``.
+tests in ``tests/apptokens/test_store.py`` and ``tests/apptokens/test_create.py``.
+
+Creating a token is one transaction: the per-owner limit check, the insert and the audit events.
+Creates for one owner are serialised so that the limit holds across instances — SQLite by its
+single writer (``BEGIN IMMEDIATE``), PostgreSQL by a transaction-scoped advisory lock
+(``pg_advisory_xact_lock``), MariaDB/MySQL by a named lock (``GET_LOCK``, released after the
+commit). The server locks are keyed by a hash of the owner, so different owners do not wait for each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import dataclasses
+import hashlib
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Row, String, bindparam, func, select, update
+from sqlalchemy import JSON, Index, Row, String, bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tokenward.errors import Conflict
+from tokenward.errors import Conflict, StorageUnavailable
 
+from .audit import AuditEvent, AuditLog, SqlAuditLog
 from .database import Database
 from .models import SUBJECT_LEN, Base
 from .translate import translate_errors
@@ -30,6 +42,11 @@ TOKEN_ID_LEN = 16
 LABEL_LEN = 200
 HASH_LEN = 64
 KEY_ID_LEN = 16
+
+log = logging.getLogger("tokenward.storage")
+
+# Seconds a create waits for another create of the same owner on MariaDB/MySQL (each holds it for one transaction).
+_OWNER_LOCK_WAIT = 10
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,8 +95,22 @@ class AppTokenStore(ABC):
     """Where app token records live."""
 
     @abstractmethod
-    async def add(self, record: AppTokenRecord) -> None:
-        """Store a new record; :class:`Conflict` if the id exists."""
+    async def add(
+        self,
+        record: AppTokenRecord,
+        *,
+        max_live: int | None = None,
+        audit: AuditLog | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Store a new record; :class:`Conflict` (``storage_conflict``) if the id exists.
+
+        With ``max_live``, refuse with :class:`Conflict` (``apptoken_limit``) when the owner already
+        holds that many live tokens at ``record.created_at``; concurrent adds for one owner are
+        serialised, so the limit holds under concurrency. ``events`` are appended to ``audit`` with
+        the record: the record is stored only if every event was. (When ``audit`` is a
+        :class:`SqlAuditLog` on the same database, record and events are one transaction.)
+        """
 
     @abstractmethod
     async def get(self, token_id: str) -> AppTokenRecord | None:
@@ -113,11 +144,26 @@ class InMemoryAppTokenStore(AppTokenStore):
 
     def __init__(self) -> None:
         self._records: dict[str, AppTokenRecord] = {}
+        self._adding = asyncio.Lock()
 
-    async def add(self, record: AppTokenRecord) -> None:
-        if record.id in self._records:
-            raise Conflict("an app token with this id exists", code="storage_conflict")
-        self._records[record.id] = record
+    async def add(
+        self,
+        record: AppTokenRecord,
+        *,
+        max_live: int | None = None,
+        audit: AuditLog | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        _check_events(audit, events)
+        async with self._adding:  # the appends may await: no other add between the count and the store
+            if record.id in self._records:
+                raise Conflict("an app token with this id exists", code="storage_conflict")
+            if max_live is not None and await self.count_live(record.owner, record.created_at) >= max_live:
+                raise _limit_reached(record.owner, max_live)
+            for event in events:
+                if audit is not None:
+                    await audit.append(event)  # a failed append leaves no record
+            self._records[record.id] = record
 
     async def get(self, token_id: str) -> AppTokenRecord | None:
         return self._records.get(token_id)
@@ -152,11 +198,63 @@ class SqlAppTokenStore(AppTokenStore):
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, record: AppTokenRecord) -> None:
-        row = AppTokenRow(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
-        row.scopes = list(record.scopes)
-        async with self._db.session() as session:
-            session.add(row)
+    async def add(
+        self,
+        record: AppTokenRecord,
+        *,
+        max_live: int | None = None,
+        audit: AuditLog | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        _check_events(audit, events)
+        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+        values["scopes"] = list(record.scopes)
+        # An audit log on this database writes in this transaction; any other one is appended to before the commit.
+        in_transaction = audit if isinstance(audit, SqlAuditLog) and audit.database.url == self._db.url else None
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                lock = await self._lock_owner(conn, record.owner)
+                try:
+                    if max_live is not None:
+                        live = await conn.execute(_COUNT_LIVE, {"owner": record.owner, "now": record.created_at})
+                        if live.scalar_one() >= max_live:
+                            raise _limit_reached(record.owner, max_live)
+                    await conn.execute(insert(AppTokenRow), values)
+                    for event in events:
+                        if in_transaction is not None:
+                            await in_transaction.append_in(conn, event)
+                        elif audit is not None:
+                            await audit.append(event)
+                    await conn.commit()
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                finally:
+                    if lock is not None:
+                        await _release(conn, lock)
+
+    async def _lock_owner(self, conn: AsyncConnection, owner: str) -> str | None:
+        """Start the transaction holding the owner's create lock; the MySQL lock name to release, if any."""
+        dialect = self._db.dialect
+        if dialect == "sqlite":
+            # The write lock now, not at the INSERT: no other writer can slip in between count and insert.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            # Released by the commit or rollback. Two-key form: a key space apart from the migration lock's.
+            await conn.execute(_PG_LOCK, {"space": _LOCK_SPACE, "key": _owner_hash(owner, 4)})
+        elif dialect == "mysql":
+            # A named lock belongs to the connection, not the transaction: taken before the first read of the
+            # transaction (so its snapshot includes the previous holder's commit) and released after the commit.
+            name = f"tokenward_apptoken_{_owner_hash(owner, 16):032x}"
+            got = (await conn.execute(_MYSQL_LOCK, {"name": name, "wait": _OWNER_LOCK_WAIT})).scalar_one()
+            if got != 1:
+                raise StorageUnavailable(
+                    f"another app token create for this user held the database lock for over {_OWNER_LOCK_WAIT} s; "
+                    "try again",
+                    code="apptoken_busy",
+                )
+            return name
+        return None
 
     async def get(self, token_id: str) -> AppTokenRecord | None:
         # The cold path of every verification: a Core SELECT by primary key, no ORM session or identity map.
@@ -176,13 +274,9 @@ class SqlAppTokenStore(AppTokenStore):
             return [_to_record(row) for row in (await session.scalars(query)).all()]
 
     async def count_live(self, owner: str, now: datetime) -> int:
-        query = (
-            select(func.count())
-            .select_from(AppTokenRow)
-            .where(AppTokenRow.owner == owner, AppTokenRow.revoked_at.is_(None), AppTokenRow.expires_at > now)
-        )
-        async with self._db.session() as session:
-            return int((await session.execute(query)).scalar_one())
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                return int((await conn.execute(_COUNT_LIVE, {"owner": owner, "now": now})).scalar_one())
 
     async def revoke(self, token_id: str, at: datetime, *, owner: str | None = None) -> bool:
         # One conditional UPDATE: the database decides which of two racing revocations wins.
@@ -200,6 +294,45 @@ class SqlAppTokenStore(AppTokenStore):
 
 _TABLE = AppTokenRow.__table__
 _BY_ID = select(_TABLE).where(_TABLE.c.id == bindparam("id"))
+_COUNT_LIVE = (
+    select(func.count())
+    .select_from(_TABLE)
+    .where(
+        _TABLE.c.owner == bindparam("owner"),
+        _TABLE.c.revoked_at.is_(None),
+        _TABLE.c.expires_at > bindparam("now", type_=UTCDateTime()),
+    )
+)
+_LOCK_SPACE = int.from_bytes(hashlib.blake2b(b"tokenward app token create", digest_size=4).digest(), "big", signed=True)
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
+_MYSQL_LOCK = text("SELECT GET_LOCK(:name, :wait)")
+_MYSQL_UNLOCK = text("SELECT RELEASE_LOCK(:name)")
+
+
+def _limit_reached(owner: str, max_live: int) -> Conflict:
+    """The error for an owner at the limit (409 ``apptoken_limit``)."""
+    return Conflict(f"{owner} already holds {max_live} live app tokens; delete some first", code="apptoken_limit")
+
+
+def _owner_hash(owner: str, size: int) -> int:
+    # Signed for PostgreSQL's int4 key; collisions only make two owners share a lock.
+    return int.from_bytes(hashlib.blake2b(owner.encode(), digest_size=size).digest(), "big", signed=size == 4)
+
+
+async def _release(conn: AsyncConnection, name: str) -> None:
+    # After commit or rollback. Should the release fail, closing the connection frees the lock: a pooled
+    # connection must never keep it. The create itself stands (it was committed or already failed).
+    try:
+        await conn.execute(_MYSQL_UNLOCK, {"name": name})
+        await conn.commit()
+    except Exception as exc:
+        log.warning("could not release app token lock (%s); dropping the connection", type(exc).__name__)
+        await conn.invalidate()
+
+
+def _check_events(audit: AuditLog | None, events: Sequence[AuditEvent]) -> None:
+    if events and audit is None:
+        raise ValueError("events to append need an audit log")
 
 
 def _to_record(row: AppTokenRow | Row[Any]) -> AppTokenRecord:

@@ -16,12 +16,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenward.errors import BadRequest
 
 from .database import Database
 from .models import ACTION_LEN, INSTANCE_LEN, REQUEST_ID_LEN, SUBJECT_LEN, TARGET_LEN, AuditEventRow
+from .translate import translate_errors
 
 __all__ = ["MAX_LIST_LIMIT", "AuditEvent", "AuditLog", "InMemoryAuditLog", "SqlAuditLog"]
 
@@ -139,22 +141,27 @@ class SqlAuditLog(AuditLog):
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @property
+    def database(self) -> Database:
+        """The database holding ``audit_events`` (a repository writing there may use :meth:`append_in`)."""
+        return self._db
+
     async def append(self, event: AuditEvent) -> AuditEvent:
+        with translate_errors(self._db.url):
+            async with self._db.engine.begin() as conn:
+                return await self.append_in(conn, event)
+
+    async def append_in(self, conn: AsyncConnection, event: AuditEvent) -> AuditEvent:
+        """Append inside the caller's open transaction on :attr:`database`: the event is committed
+        or rolled back with it (e.g. an app token and its ``apptoken.create`` event, both or neither).
+
+        The caller translates driver errors (``translate_errors``), as around any of its own statements.
+        """
         _check_new(event)
-        row = AuditEventRow(
-            at=event.at,
-            actor=event.actor,
-            action=event.action,
-            subject=event.subject,
-            target=event.target,
-            detail=dict(event.detail),
-            request_id=event.request_id,
-            instance=event.instance,
-        )
-        async with self._db.session() as session:
-            session.add(row)
-            await session.flush()
-            new_id = row.id
+        values = {name: getattr(event, name) for name in _COLUMNS}
+        values["detail"] = dict(event.detail)
+        result = await conn.execute(insert(AuditEventRow), values)
+        new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
         return dataclasses.replace(event, id=new_id, detail=json.loads(json.dumps(event.detail)))
 
     async def list(
@@ -177,6 +184,9 @@ class SqlAuditLog(AuditLog):
         async with self._db.session() as session:
             rows = (await session.scalars(query)).all()
         return [_to_event(row) for row in rows]
+
+
+_COLUMNS = ("at", "actor", "action", "subject", "target", "detail", "request_id", "instance")
 
 
 def _to_event(row: AuditEventRow) -> AuditEvent:
