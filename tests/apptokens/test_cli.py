@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import init_data_dir
+from tests.storage.test_redisstate import REDIS_URL, redis  # noqa: F401 - the fixture (skips without Redis)
 from tokenward.cli.main import app
+from tokenward.storage.redisstate import RevocationChannel, key_prefix
 
 runner = CliRunner()
 
@@ -65,3 +71,47 @@ def test_world_readable_key_is_refused(data_dir: Path) -> None:
     (data_dir / "apptoken.key").chmod(0o644)
     r = runner.invoke(app, ["app-token", "list"])
     assert r.exit_code == 1 and "chmod 600" in r.output
+
+
+async def test_delete_announces_the_revocation_to_other_instances(
+    data_dir: Path,
+    redis: Any,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A unique server name: the channel is per deployment, so parallel runs do not hear each other.
+    server_name = f"cli-{secrets.token_hex(4)}.example.com"
+    (data_dir / "server-name").write_text(server_name + "\n")
+    monkeypatch.setenv("TOKENWARD_REDIS_URL", REDIS_URL)
+    notices: list[str] = []
+    listener = RevocationChannel(redis, prefix=key_prefix(server_name))  # what another instance runs
+    listener.start(notices.append)
+    try:
+        assert await listener.wait_subscribed(5.0)
+        # The CLI runs its own event loop (asyncio.run): give it a thread, as a shell would a process.
+        created = await asyncio.to_thread(runner.invoke, app, ["app-token", "create", "-u", "alice@example.com"])
+        assert created.exit_code == 0, created.output
+        token = created.stdout.strip()
+        deleted = await asyncio.to_thread(runner.invoke, app, ["app-token", "delete", token])
+        assert deleted.exit_code == 0, deleted.output
+        for _ in range(200):
+            if notices:
+                break
+            await asyncio.sleep(0.01)
+        assert notices == [token[4:16]]
+    finally:
+        await listener.close()
+
+
+def test_delete_without_redis_still_deletes_and_warns(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = runner.invoke(app, ["app-token", "create", "-u", "alice@example.com"]).stdout.strip()
+    monkeypatch.setenv("TOKENWARD_REDIS_URL", "redis://:hunter2-secret@127.0.0.1:1/0")
+    with caplog.at_level(logging.WARNING):
+        r = runner.invoke(app, ["app-token", "delete", token])
+    assert r.exit_code == 0, r.output
+    assert f"deleted app token twa_{token[4:16]}" in r.stdout
+    assert f"revocation of app token {token[4:16]} not announced (redis_unavailable)" in caplog.text
+    assert "hunter2" not in r.output + caplog.text
+    monkeypatch.delenv("TOKENWARD_REDIS_URL")
+    assert runner.invoke(app, ["app-token", "list", "--json"]).stdout == ""
