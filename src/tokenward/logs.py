@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import sys
 import time
 from typing import Literal, TextIO
 
@@ -41,7 +42,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class _Handler(logging.StreamHandler[TextIO]):
-    """Marks the handler tokenward installed, so a second configure replaces it."""
+    """Writes to whatever ``sys.stderr`` is at the time of each record (as logging's last-resort
+    handler does), not the stream of the moment it was made: a CLI call run in-process (tests,
+    typer's CliRunner) swaps stderr and closes it afterwards. Marks the handler tokenward installed,
+    so a second configure replaces it."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always sys.stderr
 
 
 def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
