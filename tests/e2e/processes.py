@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["env_for", "free_port", "stop", "tokenward", "wait_ready"]
+__all__ = ["env_for", "free_port", "serving", "stop", "tokenward", "wait_ready"]
 
 
 def free_port() -> int:
@@ -63,3 +65,22 @@ def stop(proc: subprocess.Popen[Any], *, timeout: float = 15) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream:
             stream.close()
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], *args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``tokenward serve`` on 127.0.0.1 (a free port unless given), ready; stopped on exit. Yields (url, process)."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokenward", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url)
+        yield url, proc
+    finally:
+        stop(proc)

@@ -15,8 +15,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -24,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e import test_multi_instance as mi
-from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, serving, tokenward
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 
@@ -124,24 +122,12 @@ def test_session_from_a_is_accepted_by_c_and_refused_with_a_clear_code_on_anothe
     d_env = env_for(tmp_path / "d", TOKENWARD_SERVER_NAME=SERVER)
     done = tokenward("init", "--server-name", SERVER, env=d_env)
     assert done.returncode == 0, done.stderr
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
-        env=d_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(proc, url)
+    with serving(d_env) as (url, _):
         assert httpx.get(url + "/readyz", timeout=2).json()["timecode"] != cluster.ready("a")["timecode"]
         r = httpx.get(url + "/api/app-tokens", headers=_bearer(si), timeout=5)
         assert r.status_code == 401 and _error(r) == "timecode_mismatch", r.text
         r = httpx.delete(url + "/api/session", headers=_bearer(si), timeout=5)
         assert r.status_code == 401 and _error(r) == "timecode_mismatch", r.text
-    finally:
-        stop(proc)
 
     # ending the session on C is refused at once by A (one database)
     assert httpx.delete(cluster.urls["c"] + "/api/session", headers=_bearer(si), timeout=5).status_code == 204

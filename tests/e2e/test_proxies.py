@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, serving, tokenward
 from tests.e2e.proxies import echo_upstream, run_caddy, run_nginx
 from tests.helpers import init_data_dir
 
@@ -62,18 +62,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     store.write_text(json.dumps({"site": run("config-token", "create", "-", stdin=json.dumps(DOC))}))
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_ready(proc, f"http://127.0.0.1:{port}")
+    with serving(env, port=port):
         yield Served(port, tokens)
-    finally:
-        stop(proc)
 
 
 Runner = Callable[..., AbstractContextManager[int]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, serving, tokenward
 from tests.helpers import init_data_dir
 
 
@@ -21,20 +20,8 @@ from tests.helpers import init_data_dir
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     data = tmp_path / "data"
     init_data_dir(data, "auth.example.com")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenward", "serve", "--port", str(port), "--workers", "2"],
-        env=env_for(data, TOKENWARD_LOG_FORMAT="json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, url)
-        yield url, proc
-    finally:
-        stop(proc)
+    with serving(env_for(data, TOKENWARD_LOG_FORMAT="json"), "--workers", "2") as running:
+        yield running
 
 
 def test_serve_answers_resourceinfo_with_workers(served: tuple[str, subprocess.Popen[str]]) -> None:
@@ -58,21 +45,10 @@ def test_client_ip_is_the_peer_unless_trusted_proxies_say_otherwise(tmp_path: Pa
     init_data_dir(data, "auth.example.com")
     bad = {"Authorization": "Basic " + base64.b64encode(b"alice@example.com:twa_wrong").decode()}
     for trusted, expected in (("", "127.0.0.1"), ("127.0.0.1", "203.0.113.9")):
-        port = free_port()
         env = env_for(data, TOKENWARD_TRUSTED_PROXIES=trusted)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_ready(proc, f"http://127.0.0.1:{port}")
-            r = httpx.get(f"http://127.0.0.1:{port}/api/app-tokens", headers={**bad, "X-Forwarded-For": "203.0.113.9"})
+        with serving(env) as (url, _):
+            r = httpx.get(url + "/api/app-tokens", headers={**bad, "X-Forwarded-For": "203.0.113.9"})
             assert r.status_code == 401
-        finally:
-            stop(proc)
         listed = tokenward("audit", "--json", "--action", "apptoken.verify_failed", "-n", "1", env=env)
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout.splitlines()[0])["detail"]["ip"] == expected

@@ -8,8 +8,6 @@ each page is also saved as a PNG (``make screenshots`` writes docs/screenshots/)
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, serving, tokenward
 from tests.ui.portal import ADMIN, USER, prepare
 from tokenward.identity.captcha import open_captcha
 from tokenward.identity.client_tokens import b64u_of_public
@@ -59,24 +57,12 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("portal") / "data"
     prepare(data)
-    port = free_port()
     env = env_for(data, TOKENWARD_COOKIE_SECURE="false", TOKENWARD_REDIRECT_DOMAINS="127.0.0.1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, url)
+    with serving(env) as (url, _):
         srv = Server(url, data, env)
         srv.enrol(USER)
         srv.enrol(ADMIN)
         yield srv
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, serving, stop, tokenward
 from tests.e2e.proxies import NGINX, http_upstream, require_binary, wait_port
 from tests.ui.portal import USER, prepare
 from tests.ui.test_browser import ARGS, CHROMIUM
@@ -152,15 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     assert made.returncode == 0, made.stderr
     store.write_text(json.dumps({"app": made.stdout.splitlines()[0]}))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    with stopping(proc), http_upstream(_App) as upstream:
-        wait_ready(proc, portal)
+    with serving(env, port=port), http_upstream(_App) as upstream:
         enrolled = tokenward("user", "enroll", USER, env=env)
         assert enrolled.returncode == 0, enrolled.stderr
         key = X25519PrivateKey.generate()
@@ -175,8 +167,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with stopping(web):
             wait_port(nginx_port, web, tmp / "error.log")
             yield Site(portal, f"http://127.0.0.1:{nginx_port}", key)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 @pytest.fixture
