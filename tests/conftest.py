@@ -11,10 +11,14 @@ Databases (see ``tests/storage/servers.py``):
   otherwise.
 - ``sqlite_database_url`` / ``sqlite_database``: SQLite only, for tests that need *a*
   database but do not test storage portability.
+
+Every test also gets the root logger back as it found it (``configure_logging``, run by an
+in-process ``serve``, would otherwise leave its handler and level to the tests after it).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +26,17 @@ import pytest
 
 from tests.storage.servers import backend_params, fresh_database_url
 from tokenward.storage import Database
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_as_found() -> Iterator[None]:
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and type(handler).__module__ == "tokenward.logs":
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(params=backend_params())
