@@ -106,8 +106,12 @@ def check_secret_files(settings: Settings, data_dir: DataDir) -> None:
         check_secret_file(settings.tls_key)
 
 
-async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
-    """Load the data dir, check secret files, open the database and apply migrations."""
+async def open_runtime(settings: Settings, *, migrate: bool = True, listen: bool = True) -> Runtime:
+    """Load the data dir, check secret files, open the database and apply migrations.
+
+    ``listen=False`` (one-shot CLI commands, the serve pre-flight) skips the Redis subscription to
+    other instances' revocation notices: such a process publishes notices but never serves requests.
+    """
     data_dir = DataDir(settings.data_dir)
     server_name = load_server_name(settings, data_dir)
     policy = PolicyHolder(
@@ -162,7 +166,8 @@ async def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     )
     if runtime.revocation_channel is not None:
         runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
-        runtime.revocation_channel.start(runtime.app_tokens.forget)
+        if listen:
+            runtime.revocation_channel.start(runtime.app_tokens.forget)
     runtime.forward_auth = build_forward_auth(runtime)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime

@@ -113,5 +113,6 @@ def test_delete_without_redis_still_deletes_and_warns(
     assert f"deleted app token twa_{token[4:16]}" in r.stdout
     assert f"revocation of app token {token[4:16]} not announced (redis_unavailable)" in caplog.text
     assert "hunter2" not in r.output + caplog.text
+    assert "retrying" not in caplog.text  # a one-shot command does not subscribe to other instances' notices
     monkeypatch.delenv("TOKENWARD_REDIS_URL")
     assert runner.invoke(app, ["app-token", "list", "--json"]).stdout == ""

@@ -221,7 +221,7 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
 
     async def preflight() -> None:
-        runtime = await open_runtime(settings)
+        runtime = await open_runtime(settings, listen=False)
         await runtime.close()
 
     asyncio.run(preflight())
