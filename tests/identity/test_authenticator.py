@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import secrets
@@ -117,6 +118,8 @@ async def test_init_enroll_read_login(live: Live, tmp_path: Path) -> None:
     code = r.stdout.strip().splitlines()[-1].split()[-1]
     r = await live.run("authenticator", "enroll", live.url, "alice@example.com", "--code", code, *opts)
     assert r.exit_code == 0, r.output
+    public_key = b64u_decode(parse_key_file(key.read_bytes()).public_key, field="public_key", length=32)
+    assert f"key fingerprint {hashlib.sha256(public_key).hexdigest()[:32]}." in r.stdout
     assert "enrollment_code_invalid" in _error_line(
         await live.run("authenticator", "enroll", live.url, "alice@example.com", "--code", code, *opts)
     )
@@ -220,3 +223,21 @@ def test_read_help_names_both_captcha_formats() -> None:
     assert "`TWC2.aes256gcm.…` (AES-256-GCM, the browser authenticator's format)" in text
     assert "a browser authenticator's captcha cannot be read here" in text
     assert "Key file (default: ~/.config/tokenward/authenticator.key)." in text
+
+
+def test_enroll_refuses_a_server_that_recorded_another_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "authenticator.key"
+    monkeypatch.setenv(PASS_ENV, "correct horse battery staple")
+    opts = ["--key-file", str(key), "--passphrase-env", PASS_ENV]
+    assert CliRunner().invoke(cli, ["authenticator", "init", *opts]).exit_code == 0
+
+    def answer(url: str, **kwargs: object) -> httpx.Response:
+        body = {"email": "alice@example.com", "status": "enrolled", "fingerprint": "0" * 32}
+        return httpx.Response(200, json=body, request=httpx.Request("POST", url))
+
+    monkeypatch.setattr("tokenward.cli.authenticator.httpx.post", answer)
+    r = CliRunner().invoke(
+        cli, ["authenticator", "enroll", "https://auth.example.com", "alice@example.com", "-c", "X", *opts]
+    )
+    assert r.exit_code == 1
+    assert "recorded key '00000000000000000000000000000000'" in r.stderr and "do not trust" in r.stderr

@@ -23,6 +23,7 @@ from tokenward.datadir import check_secret_file, write_private
 from tokenward.errors import BadRequest, ConfigError, TokenwardError
 from tokenward.identity.captcha import CaptchaPlaintext, open_captcha
 from tokenward.identity.keyfile import open_key_file, parse_key_file, seal_key_file
+from tokenward.identity.service import key_fingerprint
 from tokenward.keys import Secret
 
 __all__ = ["app", "default_key_file"]
@@ -116,7 +117,8 @@ def enroll(
     open_key_file(data, _passphrase(passphrase_env, confirm=False))  # enrol only a key you can unlock
     if code is None:
         code = str(typer.prompt("One-time code"))
-    body = {"email": email, "code": code.strip(), "public_key": parse_key_file(data).public_key}
+    public_key = parse_key_file(data).public_key
+    body = {"email": email, "code": code.strip(), "public_key": public_key}
     url = server.rstrip("/") + "/api/enroll"
     try:
         response = httpx.post(url, json=body, timeout=timeout)
@@ -124,7 +126,17 @@ def enroll(
         raise ConfigError(f"cannot reach {url}: {type(exc).__name__}", code="server_unreachable") from None
     if response.status_code != 200:
         raise _server_error(response)
-    typer.echo(f"Enrolled {response.json().get('email', email)} on {server.rstrip('/')}.")
+    answer: Any = response.json()
+    mine = key_fingerprint(public_key)
+    theirs = answer.get("fingerprint") if isinstance(answer, dict) else None
+    if theirs is not None and theirs != mine:
+        raise TokenwardError(
+            f"the server recorded key {str(theirs)[:32]!r}, but this authenticator's key is {mine}: "
+            "do not trust this enrolment; tell your admin",
+            code="fingerprint_mismatch",
+        )
+    shown = answer.get("email", email) if isinstance(answer, dict) else email
+    typer.echo(f"Enrolled {shown} on {server.rstrip('/')}; key fingerprint {mine}.")
 
 
 def _server_error(response: httpx.Response) -> TokenwardError:
