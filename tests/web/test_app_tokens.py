@@ -275,6 +275,24 @@ async def test_a_create_whose_audit_write_fails_is_a_503_and_leaves_no_token(api
     assert len(await service.list(ALICE)) == 1  # only the manager token
 
 
+async def test_a_delete_whose_audit_write_fails_is_a_503_and_leaves_the_token_live(api: Api) -> None:
+    client, service = await api()
+    auth = await manager_token(service)
+    rest, rest_token = await service.create(owner=ALICE, created_by=ALICE)
+    ocis, ocis_token = await service.create(owner=ALICE, created_by=ALICE)
+    assert isinstance(service.audit, SqlAuditLog)
+    async with service.audit.database.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE audit_events"))  # the audit write fails; the token table is fine
+    for path in (f"/api/app-tokens/{rest.id}", f"/auth-app/tokens?token=twa_{ocis.id}"):
+        r = await client.delete(path, headers=auth)
+        assert r.status_code == 503 and r.json()["error"] == "storage_schema_missing", r.text
+    assert {rest.id, ocis.id} <= {t.id for t in await service.list(ALICE)}
+    for token in (rest_token, ocis_token):
+        await service.verify(ALICE, token)  # still accepted
+    r = await client.get(f"/api/app-tokens/{rest.id}", headers=auth)
+    assert r.status_code == 200 and r.json()["id"] == rest.id, r.text  # a deleted one is a 404
+
+
 async def test_admin_comes_from_the_policy(api: Api) -> None:
     client, service = await api(
         policy="p, admin@example.com, auth.example.com, TOKENWARD, admin\n", app_tokens_impersonation=True

@@ -195,21 +195,25 @@ class AppTokenService:
         """Revoke (delete) a token; 404 when it does not exist, is not ``owner``'s or was already deleted."""
         record = await self.get(token_id, owner=owner)
         now = self.clock()
-        if not await self.store.revoke(record.id, _dt(now), owner=record.owner):
+        events = [
+            self._event(
+                now,
+                actor=actor,
+                action="apptoken.delete",
+                subject=record.owner,
+                target=record.id,
+                detail={"label": record.label, "impersonated": impersonated},
+                request_id=request_id,
+            )
+        ]
+        if impersonated:
+            events.insert(0, self._impersonation_event(now, actor, record.owner, "delete", request_id))
+        # One transaction: the revocation and its audit events — never revoked unaudited, nor reported
+        # failed once revoked. Only after the commit: the cache eviction and the notice to other instances.
+        if not await self.store.revoke(record.id, _dt(now), owner=record.owner, audit=self.audit, events=events):
             raise NotFound(f"no app token {token_id[:32]!r}", code="apptoken_not_found")
         self._cache.pop(record.id)
         await self._announce(record.id)
-        if impersonated:
-            await self.record_impersonation(actor=actor, target=record.owner, act="delete", request_id=request_id)
-        await self._audit(
-            now,
-            actor=actor,
-            action="apptoken.delete",
-            subject=record.owner,
-            target=record.id,
-            detail={"label": record.label, "impersonated": impersonated},
-            request_id=request_id,
-        )
         return dataclasses.replace(record, revoked_at=_dt(now))
 
     async def record_impersonation(self, *, actor: str, target: str, act: str, request_id: str | None = None) -> None:

@@ -3,9 +3,10 @@
 A record never holds the secret, only its keyed hash (see :mod:`tokenward.apptokens.format`).
 Deleting a token *revokes* it (``revoked_at``): the row stays for the audit trail and so that
 every instance sees the revocation on its next read. Both implementations pass the contract
-tests in ``tests/apptokens/test_store.py`` and ``tests/apptokens/test_create.py``.
+tests in ``tests/apptokens/test_store.py``, ``test_create.py`` and ``test_revoke.py``.
 
 Creating a token is one transaction: the per-owner limit check, the insert and the audit events.
+Revoking one is too: the conditional UPDATE and its audit events, both or neither.
 Creates for one owner are serialised so that the limit holds across instances — SQLite by its
 single writer (``BEGIN IMMEDIATE``), PostgreSQL by a transaction-scoped advisory lock
 (``pg_advisory_xact_lock``), MariaDB/MySQL by a named lock (``GET_LOCK``, released after the
@@ -125,10 +126,20 @@ class AppTokenStore(ABC):
         """How many unrevoked, unexpired tokens ``owner`` holds."""
 
     @abstractmethod
-    async def revoke(self, token_id: str, at: datetime, *, owner: str | None = None) -> bool:
+    async def revoke(
+        self,
+        token_id: str,
+        at: datetime,
+        *,
+        owner: str | None = None,
+        audit: AuditLog | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> bool:
         """Mark the token revoked; ``False`` when it does not exist, is not ``owner``'s, or was already revoked.
 
-        Exactly one of several concurrent revocations of one token returns ``True``.
+        Exactly one of several concurrent revocations of one token returns ``True``. ``events`` are
+        appended to ``audit`` with the revocation, as in :meth:`add`: the token is revoked only if
+        every event was, and a revocation that returns ``False`` appends none.
         """
 
     @abstractmethod
@@ -144,7 +155,7 @@ class InMemoryAppTokenStore(AppTokenStore):
 
     def __init__(self) -> None:
         self._records: dict[str, AppTokenRecord] = {}
-        self._adding = asyncio.Lock()
+        self._writing = asyncio.Lock()  # adds and revokes: the appends may await between the check and the write
 
     async def add(
         self,
@@ -155,14 +166,12 @@ class InMemoryAppTokenStore(AppTokenStore):
         events: Sequence[AuditEvent] = (),
     ) -> None:
         _check_events(audit, events)
-        async with self._adding:  # the appends may await: no other add between the count and the store
+        async with self._writing:
             if record.id in self._records:
                 raise Conflict("an app token with this id exists", code="storage_conflict")
             if max_live is not None and await self.count_live(record.owner, record.created_at) >= max_live:
                 raise _limit_reached(record.owner, max_live)
-            for event in events:
-                if audit is not None:
-                    await audit.append(event)  # a failed append leaves no record
+            await _append_all(audit, events)  # a failed append leaves no record
             self._records[record.id] = record
 
     async def get(self, token_id: str) -> AppTokenRecord | None:
@@ -179,12 +188,23 @@ class InMemoryAppTokenStore(AppTokenStore):
     async def count_live(self, owner: str, now: datetime) -> int:
         return sum(1 for r in self._records.values() if r.owner == owner and r.is_live(now))
 
-    async def revoke(self, token_id: str, at: datetime, *, owner: str | None = None) -> bool:
-        record = self._records.get(token_id)
-        if record is None or record.revoked_at is not None or (owner is not None and record.owner != owner):
-            return False
-        self._records[token_id] = dataclasses.replace(record, revoked_at=at)
-        return True
+    async def revoke(
+        self,
+        token_id: str,
+        at: datetime,
+        *,
+        owner: str | None = None,
+        audit: AuditLog | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> bool:
+        _check_events(audit, events)
+        async with self._writing:
+            record = self._records.get(token_id)
+            if record is None or record.revoked_at is not None or (owner is not None and record.owner != owner):
+                return False
+            await _append_all(audit, events)  # a failed append leaves the token live
+            self._records[token_id] = dataclasses.replace(record, revoked_at=at)
+            return True
 
     async def touch(self, token_id: str, at: datetime) -> None:
         record = self._records.get(token_id)
@@ -209,8 +229,6 @@ class SqlAppTokenStore(AppTokenStore):
         _check_events(audit, events)
         values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
         values["scopes"] = list(record.scopes)
-        # An audit log on this database writes in this transaction; any other one is appended to before the commit.
-        in_transaction = audit if isinstance(audit, SqlAuditLog) and audit.database.url == self._db.url else None
         with translate_errors(self._db.url):
             async with self._db.engine.connect() as conn:
                 lock = await self._lock_owner(conn, record.owner)
@@ -220,11 +238,7 @@ class SqlAppTokenStore(AppTokenStore):
                         if live.scalar_one() >= max_live:
                             raise _limit_reached(record.owner, max_live)
                     await conn.execute(insert(AppTokenRow), values)
-                    for event in events:
-                        if in_transaction is not None:
-                            await in_transaction.append_in(conn, event)
-                        elif audit is not None:
-                            await audit.append(event)
+                    await self._append_events(conn, audit, events)
                     await conn.commit()
                 except BaseException:
                     await conn.rollback()
@@ -232,6 +246,18 @@ class SqlAppTokenStore(AppTokenStore):
                 finally:
                     if lock is not None:
                         await _release(conn, lock)
+
+    async def _append_events(self, conn: AsyncConnection, audit: AuditLog | None, events: Sequence[AuditEvent]) -> None:
+        """Append ``events`` with the write open on ``conn``, before its commit (shared by add and revoke).
+
+        An audit log on this database writes in this transaction (both or neither); any other one is
+        appended to before the commit, so a failed append rolls the write back.
+        """
+        if isinstance(audit, SqlAuditLog) and audit.database.url == self._db.url:
+            for event in events:
+                await audit.append_in(conn, event)
+        else:
+            await _append_all(audit, events)
 
     async def _lock_owner(self, conn: AsyncConnection, owner: str) -> str | None:
         """Start the transaction holding the owner's create lock; the MySQL lock name to release, if any."""
@@ -278,14 +304,34 @@ class SqlAppTokenStore(AppTokenStore):
             async with self._db.engine.connect() as conn:
                 return int((await conn.execute(_COUNT_LIVE, {"owner": owner, "now": now})).scalar_one())
 
-    async def revoke(self, token_id: str, at: datetime, *, owner: str | None = None) -> bool:
-        # One conditional UPDATE: the database decides which of two racing revocations wins.
+    async def revoke(
+        self,
+        token_id: str,
+        at: datetime,
+        *,
+        owner: str | None = None,
+        audit: AuditLog | None = None,
+        events: Sequence[AuditEvent] = (),
+    ) -> bool:
+        _check_events(audit, events)
+        # One conditional UPDATE: the database decides which of two racing revocations wins (the loser
+        # waits for the winner's row lock, then matches no row). Its events join the same transaction.
         query = update(AppTokenRow).where(AppTokenRow.id == token_id, AppTokenRow.revoked_at.is_(None))
         if owner is not None:
             query = query.where(AppTokenRow.owner == owner)
-        async with self._db.session() as session:
-            result = await session.execute(query.values(revoked_at=at))
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                try:
+                    result = await conn.execute(query.values(revoked_at=at))
+                    if result.rowcount != 1:
+                        await conn.rollback()
+                        return False
+                    await self._append_events(conn, audit, events)
+                    await conn.commit()
+                except BaseException:
+                    await conn.rollback()
+                    raise
+        return True
 
     async def touch(self, token_id: str, at: datetime) -> None:
         async with self._db.session() as session:
@@ -333,6 +379,12 @@ async def _release(conn: AsyncConnection, name: str) -> None:
 def _check_events(audit: AuditLog | None, events: Sequence[AuditEvent]) -> None:
     if events and audit is None:
         raise ValueError("events to append need an audit log")
+
+
+async def _append_all(audit: AuditLog | None, events: Sequence[AuditEvent]) -> None:
+    for event in events:
+        if audit is not None:
+            await audit.append(event)
 
 
 def _to_record(row: AppTokenRow | Row[Any]) -> AppTokenRecord:
