@@ -37,7 +37,15 @@ from tokenward.keys import Keyring, Purpose
 from tokenward.storage.audit import AuditEvent, AuditLog
 from tokenward.storage.identity import Enrollment, EnrollmentMethod, IdentityStore, SessionRecord
 
-__all__ = ["CaptchaIssued", "IdentityService", "IssuedSession", "enrollment_code_hash", "key_fingerprint"]
+__all__ = [
+    "ENROLLMENT_CODE_TTL",
+    "CaptchaIssued",
+    "IdentityService",
+    "IssuedSession",
+    "enrollment_code_hash",
+    "key_fingerprint",
+    "normalize_email",
+]
 
 ENROLLMENT_CODE_TTL = 24 * 3600
 
@@ -152,9 +160,9 @@ class IdentityService:
         raw = self.random_bytes(16).hex().upper()
         code = "-".join(raw[i : i + 8] for i in range(0, 32, 8))
         await self.store.add_enrollment_code(
-            enrollment_code_hash(code), _email(email), expires_at=now + ENROLLMENT_CODE_TTL, method=method
+            enrollment_code_hash(code), normalize_email(email), expires_at=now + ENROLLMENT_CODE_TTL, method=method
         )
-        await self._audit(now, actor, "enrollment.code_issued", subject=_email(email), method=method)
+        await self._audit(now, actor, "enrollment.code_issued", subject=normalize_email(email), method=method)
         return code
 
     async def email_enrollment_code(self, email: str, *, now: float, client_ip: str | None = None) -> None:
@@ -168,7 +176,7 @@ class IdentityService:
                 "e-mail enrolment is not configured on this server (TOKENWARD_SMTP_HOST); ask an admin for a code",
                 code="smtp_not_configured",
             )
-        email = _email(email)
+        email = normalize_email(email)
         requests = _regulation_keys("enroll-email", email, client_ip)
         await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="enrolment e-mail")
         await self._check(self.request_regulator, requests, now, "enrollment_rate_limited")
@@ -197,7 +205,7 @@ class IdentityService:
         client_ip: str | None = None,
         aead: str = cap.DEFAULT_AEAD,
     ) -> Enrollment:
-        email = _email(email)
+        email = normalize_email(email)
         keys = _regulation_keys("captcha", email, client_ip)
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         b64u_decode(public_key, field="public_key", length=32, code="public_key_invalid")
@@ -232,7 +240,7 @@ class IdentityService:
         app_hash: str | None = None,
         client_ip: str | None = None,
     ) -> CaptchaIssued:
-        email = _email(email)
+        email = normalize_email(email)
         # Failures ban new captchas too (else a fresh captcha would reset the guessing budget); every request
         # is counted before any policy answer, so probing which addresses are enrolled is limited as well.
         await self._check(
@@ -376,7 +384,7 @@ class IdentityService:
 
     def scopes_for(self, *, email: str, client_id: str, app_hash: str) -> list[str]:
         self.clients().get(normalize_client_id(client_id))
-        return sorted(self.policy().scopes(_email(email), normalize_app_hash(app_hash), client_id.upper()))
+        return sorted(self.policy().scopes(normalize_email(email), normalize_app_hash(app_hash), client_id.upper()))
 
     # -- resources ------------------------------------------------------------------------------
 
@@ -509,7 +517,8 @@ class IdentityService:
         }
 
 
-def _email(value: str) -> str:
+def normalize_email(value: str) -> str:
+    """``value`` stripped and lower-cased; 400 ``email_invalid`` unless it looks like an e-mail address."""
     value = value.strip().lower()
     local, at, domain = value.rpartition("@")
     if not (at and local and domain) or len(value) > 254 or any(c.isspace() for c in value):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import segno
@@ -18,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenward.apptokens import MANAGE_SCOPE, Caller
 from tokenward.apptokens.access import AdminCheck
 from tokenward.apptokens.regulation import RegulationPolicy, Regulator
-from tokenward.errors import Unauthorized
+from tokenward.errors import BadRequest, Unauthorized
 from tokenward.identity.apps import load_registry
 from tokenward.identity.client_tokens import jwks
 from tokenward.identity.mail import SmtpMailer
 from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
 from tokenward.identity.resources import load_resources
-from tokenward.identity.service import IdentityService, key_fingerprint
+from tokenward.identity.service import ENROLLMENT_CODE_TTL, IdentityService, key_fingerprint, normalize_email
 from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
 from tokenward.storage.audit import SqlAuditLog
@@ -172,6 +173,16 @@ class EnrollEmailIn(_In):
     email: str = Field(max_length=254)
 
 
+class EnrollmentCodeIn(_In):
+    email: str = Field(max_length=254, description="The address the code enrols (case-insensitive).")
+
+
+class EnrollmentCodeOut(BaseModel):
+    email: str = Field(description="The address, normalised (trimmed, lower-cased).")
+    code: str = Field(description="The one-time enrolment code. Shown once: hand it to the user now.")
+    expires_at: datetime = Field(description="When the code stops working (UTC).")
+
+
 class CaptchaIn(_In):
     email: str = Field(max_length=254)
     client_id: str = Field(max_length=40)
@@ -253,6 +264,52 @@ async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str
 async def enroll_by_email(body: EnrollEmailIn, service: Service, request: Request) -> dict[str, str]:
     await service.email_enrollment_code(body.email, now=time.time(), client_ip=_client_ip(request))
     return {"status": "accepted", "detail": "if this address may enrol, an enrolment code is on its way"}
+
+
+async def enrollment_admin(request: Request) -> Caller:
+    """The caller, if it holds ``tokenward:manage`` and the policy makes it an admin of this server.
+
+    The same rule as the admin policy API (docs/policies.md): 401 without a credential, 403
+    ``scope_missing`` without the management scope, 403 ``not_admin`` without the policy's
+    ``p, <subject>, <server>, TOKENWARD, admin`` row.
+    """
+    # Imported here: routes.app_tokens (and through it routes.policy) imports this module for
+    # the session authenticator.
+    from tokenward.web.routes.app_tokens import manager
+    from tokenward.web.routes.policy import admin
+
+    return await admin(request, await manager(request))
+
+
+@router.post(
+    "/api/enroll/codes",
+    status_code=201,
+    summary="Admin: issue a one-time enrolment code for an e-mail address (like `tokenward user enroll`)",
+)
+async def issue_enrollment_code(
+    body: EnrollmentCodeIn,
+    service: Service,
+    request: Request,
+    response: Response,
+    caller: Annotated[Caller, Depends(enrollment_admin)],
+) -> EnrollmentCodeOut:
+    """``201`` with the code, which is shown once: it is stored only as a hash and never logged.
+
+    The enrolment made with it records ``admin-code``; the audit event ``enrollment.code_issued``
+    names the calling admin as its actor.
+    """
+    if request.query_params:
+        name = next(iter(request.query_params))
+        raise BadRequest(
+            f"unknown parameter {name[:40]!r}; this endpoint takes none (send a JSON body)", code="unknown_parameter"
+        )
+    email = normalize_email(body.email)
+    now = time.time()
+    code = await service.issue_enrollment_code(email, now=now, actor=caller.subject, method="admin-code")
+    response.headers["Cache-Control"] = "no-store"
+    # Never later than the stored expiry (now + TTL): whole seconds, rounded down.
+    expires_at = datetime.fromtimestamp(int(now + ENROLLMENT_CODE_TTL), UTC)
+    return EnrollmentCodeOut(email=email, code=code, expires_at=expires_at)
 
 
 @router.post("/api/captcha", summary="Request an encrypted captcha for a login")
