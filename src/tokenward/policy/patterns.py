@@ -203,17 +203,50 @@ def _check_chain(items: list[_Item], where: str, pattern: str) -> None:
             _reject(where, pattern, f"{chain} repeats competing for the same characters")
 
 
+# Most compat rows are plain names (``alice@example\.com``): literal characters, escaped
+# punctuation (``\.``) and ``.`` (any character), nothing else a regular expression gives meaning
+# to. Those need no parse to be judged safe or indexed (a parse costs ~50 µs; 1M rows, 50 s).
+_PLAIN = re.compile(r"(?:[^\^$*+?{}\[\]\\|()]|\\[^A-Za-z0-9])*")
+
+
+def _plain(pattern: str) -> bool:
+    return len(pattern) <= MAX_PATTERN_LENGTH and _PLAIN.fullmatch(pattern) is not None
+
+
+def _plain_runs(pattern: str) -> list[str]:
+    """The literal runs of a :func:`_plain` pattern: split at unescaped ``.``, escapes resolved."""
+    runs: list[str] = []
+    current: list[str] = []
+    chars = iter(pattern)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars))
+        elif char == ".":
+            if current:
+                runs.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    if current:
+        runs.append("".join(current))
+    return runs
+
+
 def check_regex(pattern: str, *, where: str = "<memory>") -> None:
     """Raise :class:`PolicyError` if ``pattern`` is invalid or could backtrack catastrophically.
 
     Codes: ``policy_regex_invalid``, ``policy_regex_unsafe``, ``policy_pattern_too_long``.
     """
+    if _plain(pattern):  # literals, escaped punctuation and ".": always valid, nothing to backtrack on
+        return
     parsed = _parse(pattern, where)
     _check_chain(_flatten(parsed, where, pattern, in_repeat=False), where, pattern)
 
 
 def required_literals(pattern: str) -> list[str]:
     """Literal runs every match of a (valid) compat pattern must contain, used as index keys."""
+    if _plain(pattern):  # what the parser would give, without parsing
+        return _plain_runs(pattern)
     runs: list[str] = []
     current: list[str] = []
     parsed = sre_parse.parse(pattern)
