@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import secrets
 import socket
@@ -20,8 +19,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner, Result
 
-from tests.helpers import init_data_dir
-from tests.identity.test_e2e import ORIGIN, SERVER, _policies
+from tests.identity.test_e2e import ORIGIN, SERVER, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.errors import ConfigError, Unauthorized
 from tokenward.identity.captcha import CaptchaPlaintext, pkce_challenge, seal_captcha
@@ -74,16 +72,9 @@ class Live:
 
 @pytest.fixture
 async def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Live]:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv(PASS_ENV, "correct horse battery")
     data = tmp_path / "data"
-    init_data_dir(data, SERVER)
-    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
-    assert result.exit_code == 0, result.output
-    client_id = result.stdout.split("client_id:")[1].split()[0]
-    _policies(data, client_id)
+    client_id = prepare_data_dir(data, monkeypatch)
+    monkeypatch.setenv(PASS_ENV, "correct horse battery")
     port = _free_port()
     config = uvicorn.Config(
         create_app(Settings.load(data_dir=data)), host="127.0.0.1", port=port, log_config=None, ws="none"

@@ -48,6 +48,20 @@ SERVER = "auth.example.com"
 ORIGIN = "https://app.example.com:8443"
 
 
+def prepare_data_dir(data: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A data dir for SERVER with one client app (ORIGIN) and the test policies, in an environment
+    without TOKENWARD_* variables; returns the client id."""
+    for key in list(os.environ):
+        if key.startswith("TOKENWARD_"):
+            monkeypatch.delenv(key)
+    init_data_dir(data, SERVER)
+    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
+    assert result.exit_code == 0, result.output
+    client_id = result.stdout.split("client_id:")[1].split()[0]
+    _policies(data, client_id)
+    return client_id
+
+
 def _policies(data: Path, client_id: str) -> None:
     files = {
         "captchapolicy.csv": (
@@ -79,15 +93,8 @@ class Instance:
 
 @pytest.fixture
 async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Instance, Instance, str]]:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
     data = tmp_path / "data"
-    init_data_dir(data, SERVER)
-    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
-    assert result.exit_code == 0, result.output
-    client_id = result.stdout.split("client_id:")[1].split()[0]
-    _policies(data, client_id)
+    client_id = prepare_data_dir(data, monkeypatch)
     settings = Settings.load(data_dir=data, max_body_bytes=4096)
     rt_a, rt_b = await open_runtime(settings), await open_runtime(settings)
     a = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_a)), base_url="http://a")

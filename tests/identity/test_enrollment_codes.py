@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,13 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from typer.testing import CliRunner
 
-from tests.helpers import init_data_dir
-from tests.identity.test_e2e import ORIGIN, SERVER, Instance, _policies
+from tests.identity.test_e2e import SERVER, Instance, prepare_data_dir
 from tests.identity.test_management import _session
 from tokenward.apptokens import MANAGE_SCOPE
-from tokenward.cli.main import app as cli
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.service import ENROLLMENT_CODE_TTL
 from tokenward.runtime import Runtime, open_runtime
@@ -49,15 +45,8 @@ class Node:
 
 @pytest.fixture
 async def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Node]:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
     data = tmp_path / "data"
-    init_data_dir(data, SERVER)
-    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
-    assert result.exit_code == 0, result.output
-    client_id = result.stdout.split("client_id:")[1].split()[0]
-    _policies(data, client_id)
+    client_id = prepare_data_dir(data, monkeypatch)
     with (data / "clientscopespolicy.csv").open("a") as f:
         f.write(f"p, alice@example.com, *, {client_id}, TOKENWARD_MANAGE\n")
     with (data / "userpolicy.csv").open("a") as f:

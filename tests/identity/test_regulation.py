@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,11 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from typer.testing import CliRunner
 
-from tests.helpers import init_data_dir
-from tests.identity.test_e2e import ORIGIN, SERVER, Instance, _enrol, _policies
-from tokenward.cli.main import app as cli
+from tests.identity.test_e2e import ORIGIN, Instance, _enrol, prepare_data_dir
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
@@ -28,14 +24,8 @@ Cluster = tuple[Instance, Instance, str, Path]
 
 @pytest.fixture
 async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
     data = tmp_path / "data"
-    init_data_dir(data, SERVER)
-    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
-    client_id = result.stdout.split("client_id:")[1].split()[0]
-    _policies(data, client_id)
+    client_id = prepare_data_dir(data, monkeypatch)
     settings = Settings.load(
         data_dir=data, captcha_max_requests=3, captcha_max_failures=3, trusted_proxies="127.0.0.1/32"
     )

@@ -9,7 +9,6 @@ sentence naming the commands to fix it; a tampered identifier keeps its own code
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
 from tests.helpers import init_data_dir
-from tests.identity.test_e2e import ORIGIN, SERVER, Instance, _captcha, _enrol, _login, _policies
+from tests.identity.test_e2e import SERVER, Instance, _captcha, _enrol, _login, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.datadir import DataDir
 from tokenward.identity.captcha import open_captcha
@@ -41,16 +40,9 @@ class Pair:
 
 @pytest.fixture
 async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pair]:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
     data_a, data_b = tmp_path / "a", tmp_path / "b"
-    init_data_dir(data_a, SERVER)
+    client_id = prepare_data_dir(data_a, monkeypatch)
     init_data_dir(data_b, SERVER)  # its own, unsynchronised time code
-    result = CliRunner().invoke(cli, ["-d", str(data_a), "client", "register", "--name", "App", "--origin", ORIGIN])
-    assert result.exit_code == 0, result.output
-    client_id = result.stdout.split("client_id:")[1].split()[0]
-    _policies(data_a, client_id)
     for name in ("clientids.json", *(p.name for p in data_a.glob("*.csv"))):
         shutil.copy2(data_a / name, data_b / name)
     settings_a = Settings.load(data_dir=data_a)
