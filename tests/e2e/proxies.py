@@ -79,7 +79,8 @@ def echo_upstream() -> AbstractContextManager[int]:
     return http_upstream(_Echo)
 
 
-NGINX_CONF = """
+# What every test nginx needs to run unprivileged from a temporary folder; configs append a server.
+NGINX_HEAD = """
 daemon off;
 worker_processes 1;
 pid {tmp}/nginx.pid;
@@ -92,7 +93,11 @@ http {{
   fastcgi_temp_path {tmp}/fastcgi;
   uwsgi_temp_path {tmp}/uwsgi;
   scgi_temp_path {tmp}/scgi;
-  server {{
+"""
+
+NGINX_CONF = (
+    NGINX_HEAD
+    + """  server {{
     listen 127.0.0.1:{port};
     location / {{
       auth_request /_tokenward_verify;
@@ -121,6 +126,7 @@ http {{
   }}
 }}
 """
+)
 
 CADDYFILE = """
 {{
@@ -139,12 +145,13 @@ http://127.0.0.1:{port} {{
 
 
 @contextmanager
-def run_nginx(tmp: Path, *, tokenward: int, upstream: int, query: str) -> Iterator[int]:
+def run_nginx(tmp: Path, *, tokenward: int, upstream: int, query: str, template: str = NGINX_CONF) -> Iterator[int]:
+    """nginx from ``template`` (``{tmp} {port} {upstream} {tokenward} {query}``) on a free port; yields the port."""
     binary = require_binary(NGINX)
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream, tokenward=tokenward, query=query))
+    conf.write_text(template.format(tmp=tmp, port=port, upstream=upstream, tokenward=tokenward, query=query))
     log = tmp / "stderr.log"
     with log.open("wb") as err:
         proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)], stdout=err, stderr=err)

@@ -18,9 +18,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
-from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -28,28 +26,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.processes import env_for, free_port, serving, stop, tokenward
-from tests.e2e.proxies import NGINX, http_upstream, require_binary, wait_port
+from tests.e2e.processes import env_for, free_port, serving, tokenward
+from tests.e2e.proxies import NGINX, NGINX_HEAD, http_upstream, require_binary, run_nginx
 from tests.ui.portal import USER, prepare
 from tests.ui.test_browser import ARGS, CHROMIUM
 from tokenward.identity.captcha import open_captcha
 from tokenward.identity.client_tokens import b64u_of_public
 
 # The nginx snippet of docs/ui.md ("Forward auth with a login redirect").
-NGINX_CONF = """
-daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  server {{
+NGINX_CONF = (
+    NGINX_HEAD
+    + """  server {{
     listen 127.0.0.1:{port};
     location / {{
       auth_request /_tokenward_verify;
@@ -79,6 +66,7 @@ http {{
   }}
 }}
 """
+)
 
 
 class _App(BaseHTTPRequestHandler):
@@ -97,14 +85,6 @@ class _App(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def stopping(proc: subprocess.Popen[Any]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        stop(proc)
-
-
 class Site:
     def __init__(self, portal: str, app: str, key: X25519PrivateKey) -> None:
         self.portal, self.app, self.key = portal, app, key
@@ -116,7 +96,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         if os.environ.get("CI") == "true":
             raise AssertionError(f"{CHROMIUM} is missing; CI needs it for the browser tests (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    nginx = require_binary(NGINX)
+    require_binary(NGINX)  # skip (or, under CI, fail) before any set-up
     tmp = tmp_path_factory.mktemp("roundtrip")
     data = tmp / "data"
     prepare(data)
@@ -158,14 +138,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         key = X25519PrivateKey.generate()
         body = {"email": USER, "code": enrolled.stdout.strip().splitlines()[-1].split()[-1]}
         assert httpx.post(portal + "/api/enroll", json={**body, "public_key": b64u_of_public(key)}).status_code == 200
-        nginx_port = free_port()
-        conf = tmp / "nginx.conf"
         query = "config_token_store_id=primary&config_token_id=app&redirect_http_code=401"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, upstream=upstream, tokenward=port, query=query))
-        with (tmp / "nginx.stderr").open("wb") as err:
-            web = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf)], stdout=err, stderr=err)
-        with stopping(web):
-            wait_port(nginx_port, web, tmp / "error.log")
+        with run_nginx(tmp, tokenward=port, upstream=upstream, query=query, template=NGINX_CONF) as nginx_port:
             yield Site(portal, f"http://127.0.0.1:{nginx_port}", key)
 
 
