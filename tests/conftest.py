@@ -11,6 +11,8 @@ Databases (see ``tests/storage/servers.py``):
   otherwise.
 - ``sqlite_database_url`` / ``sqlite_database``: SQLite only, for tests that need *a*
   database but do not test storage portability.
+- ``data_dir``: an initialised data dir named by ``TOKENWARD_DATA_DIR``, no other TOKENWARD_*
+  variable set — for CLI tests.
 
 Every test also gets the root logger back as it found it (``configure_logging``, run by an
 in-process ``serve``, would otherwise leave its handler and level to the tests after it).
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tests.storage.servers import backend_params, fresh_database_url
 from tokenward.storage import Database
 
@@ -37,6 +40,14 @@ def _root_logger_as_found() -> Iterator[None]:
         if handler not in before and type(handler).__module__ == "tokenward.logs":
             root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    clear_tokenward_env(monkeypatch)
+    init_data_dir(tmp_path / "data")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
 
 
 @pytest.fixture(params=backend_params())

@@ -4,17 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clear_tokenward_env
 from tokenward.errors import ConfigError
 from tokenward.settings import Settings
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
 
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
 
 
 def test_defaults() -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -12,22 +11,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import init_data_dir
 from tests.storage.test_redisstate import REDIS_URL, redis  # noqa: F401 - the fixture (skips without Redis)
 from tokenward.cli.main import app
 from tokenward.storage.redisstate import RevocationChannel, key_prefix
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
-    init_data_dir(tmp_path / "data")
-    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
 
 
 def test_create_list_delete_and_audit(data_dir: Path) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import clear_tokenward_env
 from tokenward.cli.main import app
 from tokenward.keys import TimeCode
 from tokenward.policy import PolicyHolder, is_admin
@@ -19,9 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     path = tmp_path / "data"
     monkeypatch.setenv("TOKENWARD_DATA_DIR", str(path))
     return path

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.web.app import create_app
@@ -30,9 +29,7 @@ def stores_setting(token_file: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores_setting: str) -> Settings:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     monkeypatch.setenv(
         "TW_TEST_TOKENS",
         '{"anon": {"tokenward": {"plugins": [{"type": "noop"}]}}, "ptr": {"tokenward": '

@@ -1,26 +1,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import init_data_dir
 from tokenward.cli.main import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
-    init_data_dir(tmp_path / "data")
-    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
 
 
 def test_create_from_yaml_stdin_decode_and_revoke(data_dir: Path) -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 from typer.testing import CliRunner
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.cli.main import app
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.eas import _evp_bytes_to_key, convert, open_eas_token
@@ -87,9 +86,7 @@ def test_wrong_secrets_and_garbage() -> None:
 
 
 def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     init_data_dir(tmp_path / "data")
     monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("EAS_CONFIG_TOKEN_SIGN_SECRET", SIGN)

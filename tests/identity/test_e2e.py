@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import io
 import json
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -30,7 +29,7 @@ from joserfc.jwk import KeySet
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public, channel_key, verify_client_token
@@ -51,9 +50,7 @@ ORIGIN = "https://app.example.com:8443"
 def prepare_data_dir(data: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A data dir for SERVER with one client app (ORIGIN) and the test policies, in an environment
     without TOKENWARD_* variables; returns the client id."""
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     init_data_dir(data, SERVER)
     result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
     assert result.exit_code == 0, result.output

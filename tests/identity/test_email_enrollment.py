@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import hashlib
-import os
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tests.identity.test_e2e import SERVER, _policies
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
@@ -80,9 +79,7 @@ async def _app(tmp_path: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClie
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
 
 
 async def test_code_by_email_enrols_and_answers_alike(tmp_path: Path, smtp: tuple[Inbox, int]) -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
+from tests.helpers import clear_tokenward_env
 from tests.ui.portal import prepare
 from tokenward.cli.main import app as cli
 from tokenward.identity.client_tokens import b64u_of_public
@@ -23,9 +23,7 @@ HTML = {"accept": "text/html"}
 
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     path = tmp_path / "data"
     prepare(path)
     return path

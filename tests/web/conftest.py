@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.web.app import create_app
@@ -15,11 +15,8 @@ from tokenward.web.app import create_app
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    import os
 
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     init_data_dir(tmp_path / "data")
     return Settings.load(data_dir=tmp_path / "data", max_body_bytes=2048)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.apptokens import MANAGE_SCOPE, AppTokenService
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
@@ -35,11 +35,8 @@ def basic(user: str, token: str) -> dict[str, str]:
 async def api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> AsyncIterator[Callable[..., Awaitable[tuple[httpx.AsyncClient, AppTokenService]]]]:
-    import os
 
-    for key in list(os.environ):
-        if key.startswith("TOKENWARD_"):
-            monkeypatch.delenv(key)
+    clear_tokenward_env(monkeypatch)
     runtimes: list[Runtime] = []
     clients: list[httpx.AsyncClient] = []
 
