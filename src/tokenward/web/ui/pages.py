@@ -25,6 +25,7 @@ from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.source import SourceIdentity
 from tokenward.policy import is_admin
+from tokenward.web.routes.app_tokens import service as app_token_service
 from tokenward.web.routes.identity import _client_ip, get_identity
 from tokenward.web.state import get_runtime
 from tokenward.web.ui.render import error_page, read_form, redirect, render
@@ -269,9 +270,7 @@ _SUBMISSIONS = RecentSubmissions()
 
 
 async def _tokens_page(request: Request, user: SourceIdentity, *, status: int = 200, **context: object) -> Response:
-    service = get_runtime(request).app_tokens
-    if service is None:
-        raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
+    service = app_token_service(request)
     tokens = await service.list(user.subject)
     context.setdefault("message", None)
     context.setdefault("created", None)
@@ -317,10 +316,8 @@ async def token_create(request: Request) -> Response:
         "expires_in": form.get("expires_in", max_length=20).strip(),
         "scopes": form.get("scopes", max_length=1000),
     }
-    service = get_runtime(request).app_tokens
     try:
-        if service is None:
-            raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
+        service = app_token_service(request)
         scopes = tuple(fields["scopes"].split())
         check_scopes(_caller(user), scopes, is_admin=service.is_admin)
         record, token = await service.create(
@@ -339,10 +336,8 @@ async def token_delete_confirm(request: Request) -> Response:
     user = await signed_in(request)
     if user is None:
         return to_login(request)
-    service = get_runtime(request).app_tokens
     try:
-        if service is None:
-            raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
+        service = app_token_service(request)
         record = await service.get(request.path_params["token_id"][:64], owner=user.subject)
     except TokenwardError as exc:
         return error_page(request, exc, user=user, admin=admin_of(request, user))
@@ -354,10 +349,8 @@ async def token_delete(request: Request) -> Response:
     user = await signed_in(request)
     if user is None:
         return to_login(request)
-    service = get_runtime(request).app_tokens
     try:
-        if service is None:
-            raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
+        service = app_token_service(request)
         await service.revoke(request.path_params["token_id"][:64], owner=user.subject, actor=user.subject)
     except NotFound:
         # A double-submitted delete: the first one won; say so instead of failing.
