@@ -268,8 +268,9 @@ def _bad_length() -> BadRequest:
 
 
 async def _send_error(send: Send, error: TokenwardError) -> None:
-    body = json.dumps(error.to_dict()).encode()
-    await send_response(send, (error.status, [(b"content-type", b"application/json"), (b"connection", b"close")], body))
+    status, headers, body = error_response(error)
+    headers.append((b"connection", b"close"))  # the body was not read: the connection cannot be reused
+    await send_response(send, (status, headers, body))
 
 
 async def send_response(send: Send, response: Response) -> None:
