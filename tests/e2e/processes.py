@@ -29,13 +29,15 @@ def env_for(data: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def tokenward(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def tokenward(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tokenward", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 20) -> None:
+def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 180) -> None:
+    """Wait for ``/healthz``: a readiness wait, not a timing assertion, so the deadline is generous
+    (a loaded 2-core machine can take a minute to import and migrate)."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
