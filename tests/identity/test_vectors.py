@@ -72,6 +72,13 @@ def test_client_token_vector_signature_jwks_and_channel_key() -> None:
     assert claims.to_claims() == v["claims"]
     assert client_tokens.sign_client_token(claims, keyring) == v["client_token"]  # Ed25519 is deterministic
     assert client_tokens.jwks(keyring, now=v["now"]) == v["jwks"]
+    header = json.loads(b64u_decode(v["client_token"].split(".")[0], field="header"))
+    assert header == {"alg": "EdDSA", "kid": keyring.current.key_id, "typ": "tw-client+jws"}
+    # Tokens signed before 0.2 (alg "Ed25519", no app/aud claims) still verify against the same JWKS.
+    legacy = client_tokens.verify_client_token(
+        v["legacy_client_token"], KeySet.import_key_set(v["jwks"]), now=v["now"], issuer=v["claims"]["iss"]
+    )
+    assert legacy.app_hash == "" and legacy.token_id == claims.token_id
     for name in ("source_private_key", "destination_private_key"):
         private = X25519PrivateKey.from_private_bytes(b64u_decode(v[name], field=name))
         assert client_tokens.channel_key(private, claims).hex() == v["channel_key"]

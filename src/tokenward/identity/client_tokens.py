@@ -3,6 +3,7 @@
 The signing key is Ed25519 with the 32-byte seed ``Keyring.key(Purpose.CLIENT_TOKEN_SIGNING)``;
 its ``kid`` is the time code's key id, so every instance sharing the time code signs and
 verifies with the same keys, and ``/.well-known/jwks.json`` lists current and previous ones.
+Signing and the accepted algorithms live in :mod:`tokenward.keys.signing`.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwk import KeySet
 
 from tokenward.errors import TokenwardError, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
-from tokenward.keys import Keyring, Purpose, Secret
+from tokenward.keys import Keyring, Purpose
 from tokenward.keys.keyring import TIMECODE_MISMATCH
+from tokenward.keys.signing import ACCEPTED_ALGORITHMS, public_jwks, sign_compact, verify_compact
 
 __all__ = [
     "TOKEN_LIFETIME_SECONDS",
@@ -30,32 +30,19 @@ __all__ = [
     "ClientTokenClaims",
     "b64u_of_public",
     "channel_key",
+    "claims_from_payload",
     "jwks",
     "sign_client_token",
-    "signing_jwk",
     "verify_client_token",
 ]
 
 TOKEN_LIFETIME_SECONDS = 900
 TOKEN_TYPE = "tw-client+jws"
-# RFC 9864 fully-specified name for EdDSA over Ed25519 ("EdDSA" is deprecated). Closed list: never
-# accept whatever algorithm a token header asks for.
-ALGORITHMS = ["Ed25519"]
-
-
-def signing_jwk(key_id: str, seed: Secret, *, private: bool) -> OKPKey:
-    private_key = Ed25519PrivateKey.from_private_bytes(seed.reveal())
-    key = private_key if private else private_key.public_key()
-    return OKPKey.import_key(key, {"kid": key_id, "use": "sig", "alg": "Ed25519"})
 
 
 def jwks(keyring: Keyring, *, now: float) -> dict[str, Any]:
-    """The public JWKS: one OKP/Ed25519 key per time code still accepted."""
-    keys = [
-        signing_jwk(kid, seed, private=False).as_dict(private=False)
-        for kid, seed in keyring.verification_keys(Purpose.CLIENT_TOKEN_SIGNING, now=now)
-    ]
-    return {"keys": keys}
+    """The public JWKS: one OKP/Ed25519 key (``alg`` ``EdDSA``) per time code still accepted."""
+    return public_jwks(keyring.verification_keys(Purpose.CLIENT_TOKEN_SIGNING, now=now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +57,16 @@ class ClientTokenClaims:
     token_id: str
     issued_at: int
     expires_at: int
+    #: App hash of the source's client app (docs/protocol.md §2); "" for resources and for tokens made before 0.2.
+    app_hash: str = ""
 
     def to_claims(self) -> dict[str, Any]:
         return {
             "iss": self.issuer,
+            "app": self.app_hash,
             "sub": self.source,
             "dst": self.destination,
+            "aud": self.destination,  # the registered claim (RFC 7519) generic JWT libraries check
             "spk": self.source_key,
             "dpk": self.destination_key,
             "cid": self.client_id,
@@ -89,12 +80,29 @@ class ClientTokenClaims:
 
 def sign_client_token(claims: ClientTokenClaims, keyring: Keyring) -> str:
     kid, seed = keyring.key(Purpose.CLIENT_TOKEN_SIGNING)
-    header = {"alg": "Ed25519", "kid": kid, "typ": TOKEN_TYPE}
-    return jws.serialize_compact(header, _dumps(claims.to_claims()), signing_jwk(kid, seed, private=True), ALGORITHMS)
+    return sign_compact({"typ": TOKEN_TYPE}, claims.to_claims(), key_id=kid, seed=seed)
 
 
-def _dumps(claims: dict[str, Any]) -> bytes:
-    return json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
+def claims_from_payload(doc: Any) -> ClientTokenClaims:
+    """The claims of a verified payload; ``KeyError``/``TypeError``/``ValueError`` when one is missing or ill-typed."""
+    if not isinstance(doc, dict):
+        raise TypeError("claims")
+    scopes = doc["scp"]
+    if not isinstance(scopes, list):
+        raise TypeError("scp")
+    return ClientTokenClaims(
+        issuer=str(doc["iss"]),
+        source=str(doc["sub"]),
+        destination=str(doc["dst"]),
+        source_key=str(doc["spk"]),
+        destination_key=str(doc["dpk"]),
+        client_id=str(doc["cid"]),
+        scopes=tuple(str(s) for s in scopes),
+        token_id=str(doc["jti"]),
+        issued_at=int(doc["iat"]),
+        expires_at=int(doc["exp"]),
+        app_hash=str(doc.get("app", "")),
+    )
 
 
 def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str) -> ClientTokenClaims:
@@ -113,22 +121,10 @@ def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str)
             code=TIMECODE_MISMATCH,
         )
     try:
-        obj = jws.deserialize_compact(token, key_set, algorithms=ALGORITHMS)
-        if obj.headers().get("typ") != TOKEN_TYPE:
+        header, payload = verify_compact(token, key_set)
+        if header.get("typ") != TOKEN_TYPE or header.get("alg") not in ACCEPTED_ALGORITHMS:
             raise ValueError("typ")
-        doc = json.loads(obj.payload)
-        claims = ClientTokenClaims(
-            issuer=str(doc["iss"]),
-            source=str(doc["sub"]),
-            destination=str(doc["dst"]),
-            source_key=str(doc["spk"]),
-            destination_key=str(doc["dpk"]),
-            client_id=str(doc["cid"]),
-            scopes=tuple(str(s) for s in doc["scp"]),
-            token_id=str(doc["jti"]),
-            issued_at=int(doc["iat"]),
-            expires_at=int(doc["exp"]),
-        )
+        claims = claims_from_payload(json.loads(payload))
     except (JoseError, ValueError, KeyError, TypeError):
         raise Unauthorized(
             "the client token is malformed or its signature is wrong", code="client_token_invalid"

@@ -492,6 +492,7 @@ class IdentityService:
             token_id=b64u_encode(self.random_bytes(16)),
             issued_at=int(now),
             expires_at=int(now) + TOKEN_LIFETIME_SECONDS,
+            app_hash=identity.app_hash,
         )
         token = sign_client_token(claims, self.keyring())
         await self._audit(
