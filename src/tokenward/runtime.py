@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
+    from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
 
 __all__ = ["Runtime", "open_runtime"]
@@ -51,6 +53,8 @@ class Runtime:
     #: Present when ``TOKENWARD_REDIS_URL`` is set: app-token revocation notices between instances.
     revocation_channel: RevocationChannel | None = None
     redis: object | None = None
+    #: The OpenID Provider (docs/oidc.md).
+    oidc: OidcProvider | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -169,6 +173,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True, listen: bool
         if listen:
             runtime.revocation_channel.start(runtime.app_tokens.forget)
     runtime.forward_auth = build_forward_auth(runtime)
+    runtime.oidc = build_oidc(runtime)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
 
@@ -190,6 +195,37 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
         deps=PluginDeps(app_tokens=runtime.app_tokens, http=httpx.AsyncClient(timeout=10.0)),
         policy=lambda: holder.policy if holder is not None and holder.loaded else None,
         revocation_refresh=settings.config_token_revocation_refresh_seconds,
+    )
+
+
+def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> OidcProvider:
+    """The OpenID Provider on the runtime's database, keys and policy (issuer: setting or https://<server name>)."""
+    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
+    from tokenward.oidc.provider import OidcLifetimes, OidcProvider
+    from tokenward.storage.identity import SqlIdentityStore
+    from tokenward.storage.oidc import SqlOidcStore
+
+    settings = runtime.settings
+    holder = runtime.policy
+    questions = PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
+
+    def policy() -> IdentityPolicy | None:
+        return questions if holder is not None and holder.loaded else None
+
+    return OidcProvider(
+        issuer=settings.oidc_issuer or f"https://{runtime.server_name}",
+        store=SqlOidcStore(runtime.database),
+        sessions=SqlIdentityStore(runtime.database),
+        keyring=lambda: runtime.keyring,
+        policy=policy,
+        audit=SqlAuditLog(runtime.database),
+        lifetimes=OidcLifetimes(
+            code=settings.oidc_code_lifetime_seconds,
+            access_token=settings.oidc_access_token_lifetime_seconds,
+            id_token=settings.oidc_id_token_lifetime_seconds,
+            refresh_token=settings.oidc_refresh_token_lifetime_seconds,
+        ),
+        clock=clock,
     )
 
 

@@ -198,6 +198,28 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=120, description="Connect and command timeout of one SMTP conversation."
     )
 
+    oidc_issuer: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        max_length=512,
+        description="The OpenID Provider's issuer URL (no trailing slash); default https://<server name>.",
+    )
+    oidc_code_lifetime_seconds: int = Field(
+        default=60, ge=10, le=600, description="How long an OpenID Connect authorization code may be redeemed."
+    )
+    oidc_access_token_lifetime_seconds: int = Field(
+        default=600, ge=60, le=86400, description="Lifetime of OpenID Connect access tokens (signed JWTs)."
+    )
+    oidc_id_token_lifetime_seconds: int = Field(
+        default=600, ge=60, le=86400, description="Lifetime (exp) of OpenID Connect ID tokens."
+    )
+    oidc_refresh_token_lifetime_seconds: int = Field(
+        default=30 * 86400,
+        ge=300,
+        le=365 * 86400,
+        description="Lifetime of an OpenID Connect refresh token; each use rotates it and starts a new lifetime.",
+    )
+
     @field_validator("redirect_domains", mode="before")
     @classmethod
     def _domains(cls, value: Any) -> Any:

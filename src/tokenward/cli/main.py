@@ -14,7 +14,19 @@ import typer
 from pydantic import SecretStr
 
 from tokenward import __version__
-from tokenward.cli import app_token, audit, authenticator, client, config, config_token, db, policy, timecode, user
+from tokenward.cli import (
+    app_token,
+    audit,
+    authenticator,
+    client,
+    config,
+    config_token,
+    db,
+    oidc,
+    policy,
+    timecode,
+    user,
+)
 from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir, load_server_name
 from tokenward.errors import TokenwardError
@@ -42,6 +54,7 @@ app.add_typer(authenticator.app, name="authenticator")
 app.add_typer(policy.app, name="policy")
 app.add_typer(app_token.app, name="app-token")
 app.add_typer(config_token.app, name="config-token")
+app.add_typer(oidc.app, name="oidc")
 app.command("audit")(audit.audit)
 app.add_typer(config.app, name="config")
 
