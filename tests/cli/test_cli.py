@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -42,6 +43,20 @@ def test_init_creates_private_data_dir(data: Path) -> None:
     assert stat.S_IMODE((data / "timecode.json").stat().st_mode) == 0o600
     assert TimeCode.parse(current_code(data)).label % 15 == 0
     assert current_code(data) not in out  # init never prints the secret
+
+
+def test_init_file_modes_are_the_documented_ones(data: Path) -> None:
+    # docs/configuration.md's data-dir table once said 0644 for policy files that init writes 0600.
+    assert run("init", "--server-name", "auth.example.com")[0] == 0
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (`[^|]+`) \| (0[0-7]{3}) \|", doc, re.M))
+    assert rows, "the data-dir table in docs/configuration.md lost its mode column"
+    for names, mode in rows.items():
+        patterns = re.findall(r"`([^`]+)`", names)
+        files = [f for pattern in patterns for f in data.glob(pattern)]
+        assert files, f"docs/configuration.md names {names} but init created none"
+        for path in files:
+            assert f"{stat.S_IMODE(path.stat().st_mode):04o}" == mode, f"{path.name}: docs say {mode}"
 
 
 def test_init_refuses_existing_then_force_backs_up(data: Path) -> None:
