@@ -41,6 +41,22 @@ def test_maximum_is_enforced() -> None:
     assert check_expiry(timedelta(days=1), timedelta(days=365)) == timedelta(days=1)
 
 
+def test_too_long_names_both_durations_as_written() -> None:
+    with pytest.raises(BadRequest) as info:
+        check_expiry(parse_duration(" 400D "), parse_duration("365d"))
+    assert "expiry 400d is longer than the maximum of 365d" in str(info.value)
+    # Computed durations (no text) are shown in their shortest form.
+    with pytest.raises(BadRequest) as info:
+        check_expiry(timedelta(days=8), timedelta(days=7))
+    assert "expiry 1w1d is longer than the maximum of 1w" in str(info.value)
+
+
+def test_a_parsed_duration_behaves_as_a_timedelta() -> None:
+    value = parse_duration("1h30m")
+    assert value == timedelta(minutes=90) and value + timedelta(minutes=30) == timedelta(hours=2)
+    assert value.total_seconds() == 5400
+
+
 @pytest.mark.parametrize("seconds", [1, 59, 3600, 5400, 93784, 1209600])
 def test_format_round_trips(seconds: int) -> None:
     assert parse_duration(format_duration(timedelta(seconds=seconds))) == timedelta(seconds=seconds)

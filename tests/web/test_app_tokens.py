@@ -313,3 +313,11 @@ async def test_a_delete_on_one_instance_is_honoured_by_another_within_the_cache_
     await asyncio.sleep(0.25)
     r = await b.get("/api/app-tokens", headers=own)
     assert r.status_code == 401 and r.json()["error"] == "apptoken_revoked"
+
+
+async def test_too_long_expiry_quotes_the_value_and_the_maximum_as_written(api: Api) -> None:
+    # Once answered "expiry 57w1d is longer than the maximum of 52w1d" for 400d against 365d.
+    client, service = await api(app_tokens_max_expiry="365d")
+    r = await client.post("/auth-app/tokens?expiry=400d", headers=await manager_token(service))
+    assert (r.status_code, r.json()["error"]) == (400, "expiry_too_long")
+    assert "expiry 400d is longer than the maximum of 365d" in r.json()["detail"]

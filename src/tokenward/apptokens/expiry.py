@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from tokenward.errors import BadRequest
 
-__all__ = ["EXAMPLES", "check_expiry", "format_duration", "parse_duration"]
+__all__ = ["EXAMPLES", "Duration", "check_expiry", "format_duration", "parse_duration"]
 
 EXAMPLES = "72h, 30m, 1h30m, 45s, 7d or 2w"
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -22,7 +22,26 @@ _WHOLE = re.compile(r"^(?:\d{1,9}[wdhms])+$")
 _MAX_INPUT = 64
 
 
-def parse_duration(text: str) -> timedelta:
+class Duration(timedelta):
+    """A :class:`timedelta` that remembers how it was written (``400d``), so messages quote the user's words."""
+
+    text: str
+
+    def __new__(cls, seconds: int, text: str) -> Duration:
+        value = super().__new__(cls, seconds=seconds)
+        value.text = text
+        return value
+
+    def __reduce__(self) -> tuple[type[Duration], tuple[int, str]]:  # copy and pickle keep the text
+        return (Duration, (int(self.total_seconds()), self.text))
+
+
+def written(value: timedelta) -> str:
+    """How ``value`` was written, or its shortest form when it was computed."""
+    return value.text if isinstance(value, Duration) else format_duration(value)
+
+
+def parse_duration(text: str) -> Duration:
     """Parse a positive duration such as ``72h`` or ``1h30m``; units w, d, h, m, s, each at most once, largest first."""
     value = text.strip().lower()
     if len(value) > _MAX_INPUT or not _WHOLE.match(value):
@@ -37,14 +56,14 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:
         raise BadRequest(f"expiry {text!r} must be longer than zero; use e.g. {EXAMPLES}", code="expiry_invalid")
-    return timedelta(seconds=seconds)
+    return Duration(seconds, value)
 
 
 def check_expiry(lifetime: timedelta, maximum: timedelta) -> timedelta:
     """Return ``lifetime`` or raise ``expiry_too_long`` when it exceeds ``maximum``."""
     if lifetime > maximum:
         raise BadRequest(
-            f"expiry {format_duration(lifetime)} is longer than the maximum of {format_duration(maximum)} "
+            f"expiry {written(lifetime)} is longer than the maximum of {written(maximum)} "
             "(TOKENWARD_APP_TOKENS_MAX_EXPIRY)",
             code="expiry_too_long",
         )
