@@ -120,6 +120,17 @@ class DataDir:
     def write_server_name(self, name: str) -> None:
         self.server_name_file.write_text(validate_server_name(name) + "\n", encoding="utf-8")
 
+    def remember_server_name(self, name: str) -> bool:
+        """Write ``server-name`` when the data dir has none (a follower started from TOKENWARD_SERVER_NAME).
+
+        Later CLI commands in this data dir then work without the variable. An existing file is
+        left alone. Returns True when the file was written.
+        """
+        if self.server_name_file.exists():
+            return False
+        self.write_server_name(name)
+        return True
+
     # -- time codes ------------------------------------------------------------------------
 
     def read_timecodes(self) -> TimeCodes:

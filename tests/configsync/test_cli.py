@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 
 from tokenward.cli.main import app
 from tokenward.configsync import ConfigKey
+from tokenward.runtime import open_runtime
+from tokenward.settings import Settings
 from tokenward.storage.blobs import S3Config
 
 runner = CliRunner()
@@ -176,3 +179,28 @@ def test_prune_lists_then_deletes_only_objects_no_manifest_names(env: S3Config, 
     # the bundle in force still verifies whole (exit 2: the time code is only local, no config key here)
     code, out, err = run("config", "status")
     assert code == 2 and "Remote: bundle v2" in out and "userpolicy.csv           same" in out, out + err
+
+
+def test_a_follower_data_dir_remembers_the_server_name(
+    env: S3Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A follower started with only TOKENWARD_SERVER_NAME: later CLI commands there, without the
+    # variable, must still know the server name (they once failed with "no server name").
+    monkeypatch.setenv("TOKENWARD_CONFIG_KEY", ConfigKey.generate())
+    assert run("config", "save")[0] == 0
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "follower"))
+    monkeypatch.setenv("TOKENWARD_SERVER_NAME", "auth.example.com")
+
+    async def serve_preflight() -> None:  # what `tokenward serve` does before it listens
+        runtime = await open_runtime(Settings.load(), listen=False)
+        await runtime.close()
+
+    asyncio.run(serve_preflight())
+    monkeypatch.delenv("TOKENWARD_SERVER_NAME")
+    code, out, err = run("server-name")
+    assert (code, out.strip()) == (0, "auth.example.com"), err
+    # `config get` into a fresh dir does the same.
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "fetched"))
+    monkeypatch.setenv("TOKENWARD_SERVER_NAME", "auth.example.com")
+    assert run("config", "get")[0] == 0
+    assert (tmp_path / "fetched" / "server-name").read_text().strip() == "auth.example.com"

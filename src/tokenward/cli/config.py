@@ -152,6 +152,7 @@ def run_get(*, settings: Settings | None = None) -> None:
                 raise fail(f"no config bundle for {server} in {store.location}: run `tokenward config save` first")
             contents = open_bundle(fetched, key=key)
             data_dir.create()
+            data_dir.remember_server_name(server)  # later commands here work without TOKENWARD_SERVER_NAME
             for spec in FILES:
                 if spec.filename in contents.withheld:
                     typer.echo(

@@ -49,6 +49,8 @@ async def start_config_sync(
     if remote is None:
         return None
     data_dir.create()
+    if data_dir.remember_server_name(server):
+        logger.info("wrote %s: later commands in this data dir use %s", data_dir.server_name_file, server)
     sync = ConfigSync(
         remote=remote,
         cache=cache_store(data_dir.path),
