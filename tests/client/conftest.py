@@ -7,12 +7,15 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tokenward.identity.client_tokens import ClientTokenClaims
 from tokenward.keys import Keyring, TimeCode
+from tokenward.storage.redisstate import connect_redis
 
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -79,3 +82,21 @@ def make_claims(
         expires_at=int(now) + lifetime,
         app_hash=app_hash,
     )
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Any]:
+    """A client for the Redis on 127.0.0.1:6379 (fails under CI=true when absent, skips otherwise)."""
+    client = connect_redis("redis://127.0.0.1:6379/0", timeout=1.0)
+    try:
+        await client.ping()
+    except Exception as exc:  # any reason Redis cannot be reached
+        await client.aclose()
+        message = f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__}); start redis-server"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        yield client
+    finally:
+        await client.aclose()

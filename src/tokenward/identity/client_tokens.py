@@ -32,6 +32,7 @@ __all__ = [
     "channel_key",
     "claims_from_payload",
     "jwks",
+    "key_id_of",
     "sign_client_token",
     "verify_client_token",
 ]
@@ -105,13 +106,17 @@ def claims_from_payload(doc: Any) -> ClientTokenClaims:
     )
 
 
-def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str) -> ClientTokenClaims:
+def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str, leeway: int = 0) -> ClientTokenClaims:
     """Check signature (against a JWKS), type, issuer and window; what a peer does on receipt.
+
+    ``leeway`` (seconds) widens the window on both sides for clocks that disagree a little:
+    before ``iat - leeway`` the token is ``client_token_not_yet_valid``, from ``exp + leeway`` on
+    ``client_token_expired``.
 
     A well-formed token whose ``kid`` is not in ``key_set`` was signed under another time code:
     ``timecode_mismatch``, not ``client_token_invalid``.
     """
-    kid = _kid(token)
+    kid = key_id_of(token)
     if kid is not None and all(key.kid != kid for key in key_set.keys):
         raise Unauthorized(
             f"the client token was signed under time code {kid}, which is not in this JWKS "
@@ -131,12 +136,16 @@ def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str)
         ) from None
     if claims.issuer != issuer:
         raise Unauthorized("the client token was issued by another server", code="client_token_foreign")
-    if not claims.issued_at <= now < claims.expires_at:
-        raise Unauthorized("the client token is outside its validity window", code="client_token_expired")
+    if now < claims.issued_at - leeway:
+        raise Unauthorized(
+            "the client token is not valid yet: compare this clock with the issuer's", code="client_token_not_yet_valid"
+        )
+    if now >= claims.expires_at + leeway:
+        raise Unauthorized("the client token has expired: ask the issuer for a new one", code="client_token_expired")
     return claims
 
 
-def _kid(token: str) -> str | None:
+def key_id_of(token: str) -> str | None:
     """The ``kid`` of a compact JWS header, or None when the header cannot be read (left to the verifier)."""
     head = token.split(".", 1)[0]
     if len(head) > 1024:
