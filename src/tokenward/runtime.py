@@ -26,6 +26,7 @@ from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
+    from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
 
@@ -55,6 +56,8 @@ class Runtime:
     redis: object | None = None
     #: The OpenID Provider (docs/oidc.md).
     oidc: OidcProvider | None = None
+    #: Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md).
+    system_login: SystemLoginService | None = None
 
     @property
     def keyring(self) -> Keyring:
@@ -174,6 +177,7 @@ async def open_runtime(settings: Settings, *, migrate: bool = True, listen: bool
             runtime.revocation_channel.start(runtime.app_tokens.forget)
     runtime.forward_auth = build_forward_auth(runtime)
     runtime.oidc = build_oidc(runtime)
+    runtime.system_login = build_system_login(runtime, regulation_store or SqlRegulationStore(database))
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
 
@@ -226,6 +230,35 @@ def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> O
             refresh_token=settings.oidc_refresh_token_lifetime_seconds,
         ),
         clock=clock,
+    )
+
+
+def build_system_login(runtime: Runtime, regulation_store: RegulationStore) -> SystemLoginService:
+    """System login for PAM hosts, regulated like portal captchas (the ``TOKENWARD_CAPTCHA_*`` limits)."""
+    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
+    from tokenward.identity.resources import load_resources
+    from tokenward.identity.system_login import SystemLoginService
+    from tokenward.storage.identity import SqlIdentityStore
+
+    settings = runtime.settings
+    holder = runtime.policy
+    questions = PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
+
+    def policy() -> IdentityPolicy | None:
+        return questions if holder is not None and holder.loaded else None
+
+    window = float(settings.captcha_regulation_window_seconds)
+    return SystemLoginService(
+        server_name=runtime.server_name,
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        policy=policy,
+        resources=lambda: load_resources(settings.data_dir),
+        audit=SqlAuditLog(runtime.database),
+        request_regulator=Regulator(
+            regulation_store, RegulationPolicy(settings.captcha_max_requests + 1, window, window)
+        ),
+        failure_regulator=Regulator(regulation_store, RegulationPolicy(settings.captcha_max_failures, window, window)),
     )
 
 

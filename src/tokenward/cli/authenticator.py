@@ -1,4 +1,4 @@
-"""`tokenward authenticator init|enroll|read`: the reference authenticator (docs/sessions.md).
+"""`tokenward authenticator init|enroll|read|system-login`: the reference authenticator (docs/sessions.md).
 
 The private key lives in one file, mode 0600, sealed under a passphrase
 (:mod:`tokenward.identity.keyfile`). The passphrase comes from a hidden prompt or, for scripts,
@@ -180,6 +180,39 @@ def read(
     plain = open_captcha(text.strip(), key)
     if plain.expires_at < time.time():
         raise BadRequest("this captcha has expired; request a new one", code="captcha_expired")
+    if code_only:
+        typer.echo(plain.code)
+    else:
+        _show(plain)
+
+
+@app.command("system-login")
+def system_login(
+    server: str = typer.Argument(..., help="Base URL of the tokenward server, e.g. https://auth.example.com."),
+    email: str = typer.Argument(..., help="Your e-mail address."),
+    host: str = typer.Argument(..., help="The host you are about to log in to (its resource name)."),
+    key_file: Path | None = KEY_FILE,
+    passphrase_env: str | None = PASSPHRASE_ENV,
+    code_only: bool = typer.Option(False, "--code-only", help="Print only the code."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=300, help="HTTP timeout in seconds."),
+) -> None:
+    """Make a captcha for logging in to HOST and print its code: type it at the host's password prompt (2 minutes)."""
+    if not server.startswith(("https://", "http://")):
+        raise BadRequest("SERVER_URL must start with https:// (or http:// for local tests)", code="url_invalid")
+    path = key_file or default_key_file()
+    key = open_key_file(_read_key_file(path), _passphrase(passphrase_env, confirm=False))
+    url = server.rstrip("/") + "/api/system-login/user-captcha"
+    try:
+        response = httpx.post(url, json={"email": email, "host": host}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot reach {url}: {type(exc).__name__}", code="server_unreachable") from None
+    if response.status_code != 200:
+        raise _server_error(response)
+    plain = open_captcha(str(response.json().get("captcha", "")), key)
+    if plain.origin != host.strip().lower():
+        raise TokenwardError(
+            f"the server made a captcha for {plain.origin[:100]!r}, not {host!r}: do not type it", code="host_mismatch"
+        )
     if code_only:
         typer.echo(plain.code)
     else:

@@ -32,6 +32,7 @@ class IdentityPolicy(Protocol):
     def scopes(self, email: str, app_hash: str, client_id: str) -> frozenset[str]: ...
     def can_ask(self, source: str, destination: str, client_id: str) -> Decision: ...
     def can_poke(self, source: str, destination: str, client_id: str) -> Decision: ...
+    def can_system_login(self, email: str, host: str) -> Decision: ...
 
 
 def _d(value: bool) -> Decision:
@@ -80,6 +81,14 @@ class PolicyQuestions:
         if q.can_poke(policy, source, destination, client_id):
             return Decision(True)
         return _refusal(policy, source, destination, client_id, "poke")
+
+    def can_system_login(self, email: str, host: str) -> Decision:
+        from tokenward.policy import questions as q
+
+        policy = self.current()
+        if q.can_system_login(policy, email, host, self.server):
+            return Decision(True)
+        return _refusal(policy, email, host, self.server, "systemlogin")
 
 
 def _refusal(policy: Any, sub: str, dom: str, obj: str, act: str) -> Decision:
@@ -145,6 +154,9 @@ class RulesPolicy:
 
     def can_poke(self, source: str, destination: str, client_id: str) -> Decision:
         return self._ask(source, destination, client_id, "poke")
+
+    def can_system_login(self, email: str, host: str) -> Decision:
+        return self._ask(email, host, self.server, "systemlogin")
 
 
 def resolve_scopes(granted: frozenset[str], requested: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:

@@ -107,6 +107,12 @@ class IdentityStore(ABC):
         """Mark consumed; True for exactly one caller across every instance."""
 
     @abstractmethod
+    async def outstanding_challenges(
+        self, *, kind: str, subject: str, app_hash: str, now: float, limit: int
+    ) -> list[Challenge]:
+        """Unconsumed, unexpired challenges of ``kind`` for ``subject`` and ``app_hash``, newest first."""
+
+    @abstractmethod
     async def add_session(self, session: SessionRecord) -> None: ...
     @abstractmethod
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
@@ -167,6 +173,18 @@ class InMemoryIdentityStore(IdentityStore):
             return False
         self._challenges[challenge_id] = dataclasses.replace(c, consumed_at=now)
         return True
+
+    async def outstanding_challenges(
+        self, *, kind: str, subject: str, app_hash: str, now: float, limit: int
+    ) -> list[Challenge]:
+        found = [
+            c
+            for c in self._challenges.values()
+            if (c.kind, c.subject, c.app_hash) == (kind, subject, app_hash)
+            and c.consumed_at is None
+            and c.expires_at > now
+        ]
+        return sorted(found, key=lambda c: c.created_at, reverse=True)[:limit]
 
     async def add_session(self, session: SessionRecord) -> None:
         self._sessions[session.id] = session
@@ -389,6 +407,25 @@ class SqlIdentityStore(IdentityStore):
                 .values(consumed_at=_dt(now))
             )
             return _rowcount(result) == 1
+
+    async def outstanding_challenges(
+        self, *, kind: str, subject: str, app_hash: str, now: float, limit: int
+    ) -> list[Challenge]:
+        # The expires_at index narrows the scan to the last two minutes' challenges.
+        async with self._db.session() as s:
+            rows = await s.scalars(
+                select(ChallengeRow)
+                .where(
+                    ChallengeRow.expires_at > _dt(now),
+                    ChallengeRow.kind == kind,
+                    ChallengeRow.subject == subject,
+                    ChallengeRow.app_hash == app_hash,
+                    ChallengeRow.consumed_at.is_(None),
+                )
+                .order_by(ChallengeRow.created_at.desc())
+                .limit(limit)
+            )
+            return [_challenge(row) for row in rows]
 
     async def add_session(self, session: SessionRecord) -> None:
         async with self._db.session() as s:

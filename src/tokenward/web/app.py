@@ -24,7 +24,7 @@ from tokenward.settings import Settings
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, HotPath, RequestContext, RequestLog
-from tokenward.web.routes import app_tokens, health, identity, oidc, policy, verify
+from tokenward.web.routes import app_tokens, health, identity, oidc, policy, system_login, verify
 from tokenward.web.state import AppState
 from tokenward.web.ui import routes as ui_routes
 
@@ -117,6 +117,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
     app.include_router(app_tokens.router)
     app.include_router(policy.router)
     app.include_router(identity.router)
+    app.include_router(system_login.router)  # PAM hosts (docs/system-login.md)
     app.router.routes.extend(oidc.routes)  # the OpenID Provider (docs/oidc.md)
     app.router.routes.extend(ui_routes)  # the portal (docs/ui.md)
     return app

@@ -1,0 +1,278 @@
+"""System login on Linux hosts: the captcha as the second factor of a PAM login (docs/system-login.md).
+
+A host is a resource: it logs in with its Ed25519 key (docs/protocol.md §8) and, with that
+session, asks for a captcha sealed to a user's authenticator (:meth:`SystemLoginService.host_captcha`,
+the PAM conversation) and then checks the code the user typed (:meth:`SystemLoginService.verify`).
+The user may also make the captcha from their authenticator first and type the code at the
+password prompt (:meth:`SystemLoginService.user_captcha`, the original plugin's flow); the host
+then sends no captcha id and the code is checked against the user's outstanding captchas for
+that host.
+
+Every answer needs ``p, <e-mail>, <host>, <server name>, systemlogin`` in resourcepolicy.csv (and
+no ``deny`` row for the same triple). Captcha requests and wrong codes are regulated like portal
+logins (per address and per remote address); every issuance and every outcome is audited with
+the host as the actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from tokenward.apptokens.regulation import Regulator, ip_key, user_key
+from tokenward.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    StorageError,
+    TooManyRequests,
+    Unauthorized,
+)
+from tokenward.identity import captcha as cap
+from tokenward.identity.encoding import b64u_decode, b64u_encode
+from tokenward.identity.policy import IdentityPolicy
+from tokenward.identity.resources import ResourceRegistry
+from tokenward.keys import Keyring, Purpose
+from tokenward.storage.audit import AuditEvent, AuditLog
+from tokenward.storage.identity import IdentityStore
+
+__all__ = ["KIND", "MAX_OUTSTANDING", "SystemCaptcha", "SystemLoginGranted", "SystemLoginService", "host_hash"]
+
+log = logging.getLogger("tokenward.identity.system_login")
+
+#: The ``kind`` of system-login challenges in the challenge table.
+KIND = "system"
+#: At most this many outstanding captchas of one user for one host are tried against a code.
+MAX_OUTSTANDING = 5
+
+
+def host_hash(host: str) -> str:
+    """The challenge table's ``app_hash`` of a system-login captcha: uppercase SHA-512 hex of the host name."""
+    return hashlib.sha512(f"tokenward/v1/systemlogin|{host.lower()}".encode()).hexdigest().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class SystemCaptcha:
+    captcha_id: str
+    payload: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SystemLoginGranted:
+    user: str
+    host: str
+
+
+def _keys(kind: str, email: str, remote: str | None) -> tuple[str, ...]:
+    keys = (user_key(f"{kind}:{email}"),)
+    return (*keys, ip_key(f"{kind}:{remote}")) if remote else keys
+
+
+@dataclass
+class SystemLoginService:
+    """Host-initiated and user-initiated system-login captchas and their verification."""
+
+    server_name: str
+    keyring: Callable[[], Keyring]
+    store: IdentityStore
+    policy: Callable[[], IdentityPolicy | None]
+    resources: Callable[[], ResourceRegistry] = field(default=ResourceRegistry)
+    audit: AuditLog | None = None
+    #: Counts captcha requests per address and per remote address (like ``POST /api/captcha``).
+    request_regulator: Regulator | None = None
+    #: Counts wrong or missing codes per address and per remote address.
+    failure_regulator: Regulator | None = None
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    choice: Callable[[str], str] = secrets.choice
+
+    # -- issuing ----------------------------------------------------------------------------------
+
+    async def host_captcha(
+        self, *, host: str, client_id: str, user: str, now: float, remote: str | None = None
+    ) -> SystemCaptcha:
+        """A captcha for ``user`` logging in to ``host``, asked by the host itself (the PAM conversation)."""
+        return await self._issue(host=host, client_id=client_id, user=user, now=now, remote=remote, by="host")
+
+    async def user_captcha(self, *, host: str, user: str, now: float, client_ip: str | None = None) -> SystemCaptcha:
+        """A captcha for ``user`` logging in to ``host``, asked by the user's authenticator (password-prompt flow).
+
+        Anybody may ask, as for ``POST /api/captcha``: only the enrolled authenticator can read the code.
+        """
+        host = host.strip().lower()
+        self.resources().get(host)  # 404 resource_unknown: only registered hosts
+        return await self._issue(host=host, client_id="", user=user, now=now, remote=client_ip, by="user")
+
+    async def _issue(
+        self, *, host: str, client_id: str, user: str, now: float, remote: str | None, by: str
+    ) -> SystemCaptcha:
+        from tokenward.identity.service import normalize_email
+
+        email = normalize_email(user)
+        host = host.lower()
+        await self._check(self.failure_regulator, _keys("systemlogin", email, remote), now, "too_many_attempts")
+        requests = _keys("systemlogin-request", email, remote)
+        await self._count(self.request_regulator, requests, now, remote=remote, reason="system-login captcha")
+        await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
+        await self._allowed(email, host, now, remote=remote)
+        enrollment = await self.store.get_enrollment(email)
+        if enrollment is None:
+            raise NotFound("this e-mail address has no enrolled authenticator", code="not_enrolled")
+        captcha_id = b64u_encode(self.random_bytes(16))
+        code = cap.new_code(self.choice)
+        key_id, key = self.keyring().key(Purpose.CAPTCHA)
+        expires = int(now) + cap.TTL_SECONDS
+        await self.store.add_challenge(
+            cap.Challenge(
+                id=captcha_id,
+                kind=KIND,
+                subject=email,
+                client_id=client_id,
+                app_hash=host_hash(host),
+                code_challenge="",
+                code_mac=cap.code_mac(key, captcha_id, code),
+                key_id=key_id,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+        # The authenticator shows "system login on <host>": a captcha asked for another host is recognisable.
+        plain = cap.CaptchaPlaintext(
+            captcha_id, code, self.server_name, email, f"system login on {host}", host, expires
+        )
+        payload = cap.seal_captcha(
+            plain, b64u_decode(enrollment.public_key, field="public_key", length=32), aead=enrollment.aead
+        )
+        await self._audit(now, host, "systemlogin.captcha_issued", subject=email, host=host, by=by, remote=remote)
+        return SystemCaptcha(captcha_id, payload, expires)
+
+    # -- verifying --------------------------------------------------------------------------------
+
+    async def verify(
+        self,
+        *,
+        host: str,
+        user: str,
+        code: str,
+        now: float,
+        captcha_id: str | None = None,
+        remote: str | None = None,
+    ) -> SystemLoginGranted:
+        """Accept ``code`` for ``user`` on ``host`` once, or raise the refusal (401/403/409/429)."""
+        from tokenward.identity.service import normalize_email
+
+        email = normalize_email(user)
+        host = host.lower()
+        keys = _keys("systemlogin", email, remote)
+        await self._check(self.failure_regulator, keys, now, "too_many_attempts")
+        await self._allowed(email, host, now, remote=remote)
+        candidates = await self._candidates(email, host, captcha_id, now)
+        typed = cap.normalize_code(code)
+        matched: cap.Challenge | None = None
+        tried = 0
+        for challenge in candidates:
+            key = self.keyring().key_by_id(Purpose.CAPTCHA, challenge.key_id, now=now)
+            # Count the attempt first, atomically: guesses on several instances share the captcha's budget.
+            if key is None or not await self.store.use_attempt(challenge.id, max_attempts=cap.MAX_ATTEMPTS):
+                continue
+            tried += 1
+            if hmac.compare_digest(cap.code_mac(key, challenge.id, typed), challenge.code_mac) and matched is None:
+                matched = challenge
+        if matched is None:
+            reason = "system_login_wrong_code" if tried else "system_login_no_captcha"
+            await self._audit(now, host, "systemlogin.failed", subject=email, host=host, reason=reason, remote=remote)
+            await self._count(self.failure_regulator, keys, now, remote=remote, reason="system-login failure")
+            if tried:
+                raise Unauthorized("wrong code for this system login", code=reason)
+            raise Unauthorized(
+                f"no outstanding captcha for {email} on {host}; make a new one and type its code", code=reason
+            )
+        if not await self.store.consume_challenge(matched.id, now=now):
+            await self._audit(
+                now, host, "systemlogin.failed", subject=email, host=host, reason="captcha_used", remote=remote
+            )
+            raise Conflict("this captcha was already used; make a new one", code="captcha_used")
+        await self._audit(now, host, "systemlogin.granted", subject=email, host=host, remote=remote)
+        return SystemLoginGranted(email, host)
+
+    async def _candidates(self, email: str, host: str, captcha_id: str | None, now: float) -> list[cap.Challenge]:
+        if captcha_id is None:
+            return await self.store.outstanding_challenges(
+                kind=KIND, subject=email, app_hash=host_hash(host), now=now, limit=MAX_OUTSTANDING
+            )
+        challenge = await self.store.get_challenge(captcha_id)
+        ours = (
+            challenge is not None
+            and challenge.kind == KIND
+            and challenge.subject == email
+            and hmac.compare_digest(challenge.app_hash, host_hash(host))
+        )
+        if challenge is None or not ours:
+            raise NotFound("no such system-login captcha for this user on this host", code="captcha_unknown")
+        cap.check_usable(challenge, now=now)
+        return [challenge]
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    async def _allowed(self, email: str, host: str, now: float, *, remote: str | None) -> None:
+        policy = self.policy()
+        if policy is None:
+            raise ServiceUnavailable("the policy is not loaded; system login is refused", code="policy_not_loaded")
+        decision = policy.can_system_login(email, host)
+        if not decision.allowed:
+            await self._audit(
+                now, host, "systemlogin.denied", subject=email, host=host, rule=decision.rule, remote=remote
+            )
+            why = f" (denied by {decision.rule})" if decision.rule else " (no systemlogin row allows it)"
+            raise Forbidden(f"{email} may not log in to {host}{why}", code="system_login_denied")
+
+    async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
+        if regulator is None or not regulator.policy.enabled:
+            return
+        if regulator.needs_sync(now):
+            await regulator.sync(now)
+        try:
+            regulator.check(keys, now)
+        except TooManyRequests as exc:
+            raise TooManyRequests(exc.detail, code=code, retry_after=exc.retry_after) from None
+
+    async def _count(
+        self, regulator: Regulator | None, keys: tuple[str, ...], now: float, *, remote: str | None, reason: str
+    ) -> None:
+        if regulator is None:
+            return
+        try:
+            banned = await regulator.failure(keys, now)
+        except StorageError as exc:  # a storage hiccup must not turn into a refused (or granted) login
+            log.warning("cannot record a %s: %s", reason, exc.detail)
+            return
+        for key in banned:
+            await self._audit(
+                now,
+                "system",
+                "regulation.ban",
+                subject=key[:320],
+                reason=reason,
+                remote=remote,
+                seconds=regulator.policy.ban_time,
+            )
+
+    async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
+        if self.audit is None:
+            return
+        subject = detail.pop("subject", None)
+        await self.audit.append(
+            AuditEvent(
+                at=datetime.fromtimestamp(now, UTC),
+                actor=actor,
+                action=action,
+                subject=str(subject) if subject is not None else None,
+                detail={k: v for k, v in detail.items() if v is not None},
+            )
+        )
