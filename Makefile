@@ -3,6 +3,7 @@
 #   make test   create/refresh .venv with dev tools, then ruff, mypy --strict and pytest
 #   make lint   ruff + mypy only
 #   make bench  benchmark scripts in bench/
+#   make dist   build the wheel and sdist into dist/ (docs/deployment.md)
 #   make screenshots  PNGs of every portal page into docs/screenshots/ (needs /usr/bin/chromium)
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ BIN := $(VENV)/bin
 SERVER_NAME ?= localhost
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench screenshots clean
+.PHONY: run test lint bench dist screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +43,12 @@ test: lint
 bench: $(VENV)/.dev-installed
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+dist: $(VENV)/.dev-installed
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 screenshots: $(VENV)/.dev-installed
 	TOKENWARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui/test_browser.py tests/ui/test_authenticator.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
