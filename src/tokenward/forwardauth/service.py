@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import logging
 import re
@@ -134,27 +135,42 @@ def _entry(version: int, until: float, value: StoredValue) -> _StoreEntry:
 
 
 class _Revoked:
-    """The set of revoked jtis, re-read every ``interval`` seconds by one background query.
+    """The set of revoked jtis, re-read when a request finds it older than ``interval`` seconds.
 
-    The first read blocks (so a fresh process never serves a revoked token); later refreshes run
-    in the background and requests keep using the last set meanwhile, so no request waits on SQL.
+    The first read blocks (so a fresh process never serves a revoked token). A set that is due
+    (older than ``interval``) is re-read in the background while requests keep using it, so a busy
+    instance never waits on SQL. A set older than twice the interval means nobody asked for a
+    while (or the database is slow): that request waits for the read, at most ``wait`` seconds
+    after it started, so the first request after a quiet spell is not answered from a set read
+    before the quiet spell (issue 19: a token revoked ~40 s earlier still passed). A database that
+    does not answer in time leaves the last set in force (logged), and a failed read is retried
+    once per interval, not once per request.
     """
 
-    def __init__(self, store: ConfigTokenRevocations | None, interval: float) -> None:
+    def __init__(self, store: ConfigTokenRevocations | None, interval: float, *, wait: float = 1.0) -> None:
         self.store = store
         self.interval = interval
+        self.wait = wait
         self.ids: frozenset[str] = frozenset()
-        self.loaded_at = float("-inf")
+        self.loaded_at = float("-inf")  # when the read that produced ``ids`` started (monotonic)
+        self.attempted_at = float("-inf")  # when the last read started, successful or not
         self._task: asyncio.Task[None] | None = None
+        self._task_started = 0.0  # event-loop time of the read in flight
         self._first = asyncio.Lock()
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, started: float) -> None:
         if self.store is None:  # pragma: no cover - callers check
             return
         try:
-            self.ids = await self.store.revoked_ids()
+            async with asyncio.timeout(max(5.0, 2 * self.interval)):
+                self.ids = await self.store.revoked_ids()
         except TokenwardError as exc:  # keep the last known set; the database may be back soon
             log.warning("cannot refresh revoked config tokens: %s", exc.detail)
+            return
+        except TimeoutError:
+            log.warning("cannot refresh revoked config tokens: the database did not answer in time")
+            return
+        self.loaded_at = max(self.loaded_at, started)
 
     def fresh(self, now: float) -> bool:
         """True when :attr:`ids` may be used as is (no refresh due): the per-request check, without an await."""
@@ -163,19 +179,28 @@ class _Revoked:
     async def current(self, now: float) -> frozenset[str]:
         if self.fresh(now):
             return self.ids
-        if self.loaded_at == float("-inf"):
+        if self.loaded_at == float("-inf") and self.attempted_at == float("-inf"):
             async with self._first:
-                if self.loaded_at == float("-inf"):
-                    await self._refresh()
-                    self.loaded_at = now
+                if self.attempted_at == float("-inf"):
+                    self.attempted_at = now
+                    await self._refresh(now)
             return self.ids
-        if self._task is None or self._task.done():
-            self.loaded_at = now
-            self._task = asyncio.create_task(self._refresh())
+        loop = asyncio.get_running_loop()
+        if (self._task is None or self._task.done()) and now - self.attempted_at >= self.interval:
+            self.attempted_at = now
+            self._task_started = loop.time()
+            self._task = asyncio.create_task(self._refresh(now))
+        if now - self.loaded_at < 2 * self.interval or self._task is None or self._task.done():
+            return self.ids
+        remaining = self._task_started + self.wait - loop.time()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), remaining)
         return self.ids
 
     async def close(self) -> None:
         if self._task is not None:
+            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
 
@@ -191,6 +216,7 @@ class ForwardAuthService:
         deps: PluginDeps | None = None,
         policy: Callable[[], Policy | None] = lambda: None,
         revocation_refresh: float = 1.0,
+        revocation_wait: float = 1.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -200,7 +226,7 @@ class ForwardAuthService:
         self.policy = policy
         self.clock = clock
         self.monotonic = monotonic
-        self._revoked = _Revoked(revocations, revocation_refresh)
+        self._revoked = _Revoked(revocations, revocation_refresh, wait=revocation_wait)
         self._tokens: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}
