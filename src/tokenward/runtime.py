@@ -223,6 +223,14 @@ def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> O
         keyring=lambda: runtime.keyring,
         policy=policy,
         audit=SqlAuditLog(runtime.database),
+        regulator=Regulator(
+            SqlRegulationStore(runtime.database),
+            RegulationPolicy(
+                max_failures=settings.regulation_max_failures,
+                find_time=float(settings.regulation_find_time_seconds),
+                ban_time=float(settings.regulation_ban_time_seconds),
+            ),
+        ),
         lifetimes=OidcLifetimes(
             code=settings.oidc_code_lifetime_seconds,
             access_token=settings.oidc_access_token_lifetime_seconds,

@@ -22,6 +22,8 @@ from joserfc.jwk import KeySet
 
 from tests.oidc.conftest import ALICE, BOB, ISSUER, RP, RP_LOGOUT, RP_OTHER, SPA, Provider, Registered, signed_in
 from tests.ui.conftest import Enrol
+from tests.ui.portal import SERVER
+from tokenward.identity.apps import app_hash_of_origin
 from tokenward.web.ui.security import SESSION_COOKIE
 
 # A relying party on joserfc meets the polymorphic name "EdDSA", which joserfc marks deprecated (RFC 9864)
@@ -197,6 +199,32 @@ async def test_wrong_client_secret_is_refused(provider: Provider, browser: httpx
         assert caught.value.error == "invalid_client"
 
 
+async def test_repeated_wrong_client_secrets_are_regulated(
+    provider: Provider, browser: httpx.AsyncClient, enrol: Enrol
+) -> None:
+    """After the configured failures the client ID is banned: even its right secret gets 429 for a while."""
+    await signed_in(browser, enrol)
+    wrong = Registered(provider.confidential.client_id, "twocs_" + secrets.token_urlsafe(32))
+    failures = provider.runtime.settings.regulation_max_failures
+    for _ in range(failures):
+        r = await browser.post(
+            TOKEN,
+            data={"grant_type": "authorization_code", "code": "twoc_x"},
+            auth=(wrong.client_id, str(wrong.client_secret)),
+        )
+        assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    async with relying_party(provider, provider.confidential) as rp:
+        callback, verifier, _ = await authorize(browser, rp)
+        with pytest.raises(OAuthError) as caught:
+            await rp.fetch_token(TOKEN, authorization_response=callback, code_verifier=verifier)
+        assert caught.value.error == "too_many_attempts"
+        # The ban ends on the provider's clock.
+        provider.clock.now += provider.runtime.settings.regulation_ban_time_seconds + 1
+        callback, verifier, _ = await authorize(browser, rp)
+        token = await rp.fetch_token(TOKEN, authorization_response=callback, code_verifier=verifier)
+        assert token["id_token"]
+
+
 async def test_refresh_rotates_and_a_replayed_refresh_token_ends_the_family(
     provider: Provider, browser: httpx.AsyncClient, enrol: Enrol
 ) -> None:
@@ -275,3 +303,51 @@ async def test_bad_requests_get_oauth_errors_never_500(provider: Provider, brows
     assert "invalid_token" in r.headers["www-authenticate"]
     r = await browser.get("/oidc/logout", params={"id_token_hint": "garbage"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+async def test_clientappspolicy_limits_the_client_to_its_apps(
+    provider: Provider, browser: httpx.AsyncClient, enrol: Enrol
+) -> None:
+    """With clientaccess rows for the client, only the listed app hashes (redirect URI hosts) get a code."""
+    client_id = provider.confidential.client_id
+    policy_file = provider.data / "clientappspolicy.csv"
+    other = app_hash_of_origin("https://other.example.net/callback")
+    policy_file.write_text(f"p, {other}, {SERVER}, {client_id}, clientaccess\n")
+    policy_file.chmod(0o600)
+    assert provider.runtime.policy is not None and provider.runtime.policy.reload().changed
+    await signed_in(browser, enrol)
+    async with relying_party(provider, provider.confidential) as rp:
+        callback, _, _ = await authorize(browser, rp, state="s2")
+        query = parse_qs(urlsplit(callback).query)
+        assert query["error"] == ["access_denied"] and query["state"] == ["s2"] and "code" not in query
+        with policy_file.open("a") as f:
+            f.write(f"p, {app_hash_of_origin(RP)}, {SERVER}, {client_id}, clientaccess\n")
+        assert provider.runtime.policy.reload().changed
+        callback, verifier, _ = await authorize(browser, rp)
+        assert "code" in parse_qs(urlsplit(callback).query)
+        token = await rp.fetch_token(TOKEN, authorization_response=callback, code_verifier=verifier)
+        assert token["id_token"]
+
+
+async def test_groups_follow_clientscopespolicy_rows_for_the_redirect_host(
+    provider: Provider, browser: httpx.AsyncClient, enrol: Enrol
+) -> None:
+    """Roles bound to the client's app hash (not only ``*``) become groups; a deny row empties them."""
+    client_id = provider.confidential.client_id
+    scopes_file = provider.data / "clientscopespolicy.csv"
+    with scopes_file.open("a") as f:
+        f.write(f"p, {ALICE}, {app_hash_of_origin(RP)}, {client_id}, editors\n")
+        f.write(f"p, {ALICE}, {app_hash_of_origin('https://elsewhere.example.net/')}, {client_id}, elsewhere\n")
+    assert provider.runtime.policy is not None and provider.runtime.policy.reload().changed
+    await signed_in(browser, enrol)
+    async with relying_party(provider, provider.confidential) as rp:
+        callback, verifier, nonce = await authorize(browser, rp)
+        token = await rp.fetch_token(TOKEN, authorization_response=callback, code_verifier=verifier)
+        claims = await check_id_token(browser, token, client_id, nonce)
+        assert claims["groups"] == ["editors", "wiki-admins"]
+        with scopes_file.open("a") as f:
+            f.write(f"p, {ALICE}, *, {client_id}, deny\n")
+        assert provider.runtime.policy.reload().changed
+        refreshed = await rp.refresh_token(TOKEN, refresh_token=token["refresh_token"])
+        info = (await rp.get(USERINFO, headers={"authorization": f"Bearer {refreshed['access_token']}"})).json()
+        assert info["groups"] == []

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.storage.regulation import KEY_LEN, RegulationStore
 
-__all__ = ["RegulationPolicy", "Regulator", "ip_key", "user_key"]
+__all__ = ["RegulationPolicy", "Regulator", "client_key", "ip_key", "user_key"]
 
 log = logging.getLogger("tokenward.regulation")
 
@@ -49,6 +49,11 @@ def user_key(user: str) -> str:
 
 def ip_key(ip: str) -> str:
     return _key("ip", ip)
+
+
+def client_key(client_id: str) -> str:
+    """An OAuth client (OpenID Provider token endpoint)."""
+    return _key("client", client_id)
 
 
 class Regulator:

@@ -16,11 +16,13 @@ RFC 9700 §4.14.2).
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import unquote
 
 import anyio
 import anyio.from_thread
@@ -32,7 +34,8 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
 
-from tokenward.errors import Unauthorized
+from tokenward.apptokens.regulation import Regulator, client_key, ip_key
+from tokenward.errors import TooManyRequests, Unauthorized
 from tokenward.identity.apps import app_hash_of_origin
 from tokenward.identity.client_tokens import jwks
 from tokenward.identity.policy import IdentityPolicy
@@ -335,6 +338,7 @@ class OidcProvider:
         policy: Callable[[], IdentityPolicy | None],
         audit: AuditLog | None = None,
         lifetimes: OidcLifetimes | None = None,
+        regulator: Regulator | None = None,
         clock: Callable[[], float],
     ) -> None:
         self.issuer = issuer.rstrip("/")
@@ -344,6 +348,7 @@ class OidcProvider:
         self.policy = policy
         self.audit = audit
         self.lifetimes = lifetimes or OidcLifetimes()
+        self.regulator = regulator
         self.clock = clock
         server = _Server(self)
         server.register_token_generator("default", self._generate_token)
@@ -585,8 +590,28 @@ class OidcProvider:
             return False
         return self.clock() - user.auth_time > seconds
 
-    async def token(self, incoming: Incoming) -> Outgoing:
+    async def token(self, incoming: Incoming, *, client_ip: str | None = None) -> Outgoing:
+        """The token endpoint. Client authentication is regulated like every credential check: failed
+        ``invalid_client`` answers count against the client ID and the caller's IP, and a banned one
+        gets 429 ``too_many_attempts`` with ``Retry-After`` before its secret is even looked at."""
+        regulator = self.regulator
+        keys = _regulation_keys(incoming, client_ip)
+        if regulator is not None:
+            now = self.clock()
+            if regulator.needs_sync(now):
+                await regulator.sync(now)
+            try:
+                regulator.check(keys, now)
+            except TooManyRequests as exc:
+                return Outgoing(
+                    429,
+                    {"error": exc.error_code, "error_description": exc.detail},
+                    [("Retry-After", str(exc.retry_after or 1))],
+                )
         result: Outgoing = await anyio.to_thread.run_sync(self.server.create_token_response, incoming)
+        if regulator is not None and result.status == 401 and isinstance(result.body, dict):
+            if result.body.get("error") == "invalid_client":
+                await regulator.failure(keys, self.clock())
         return result
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:
@@ -629,3 +654,20 @@ class OidcProvider:
         if req.redirect_uri:
             return Outgoing(302, "", [("Location", req.redirect_uri)]), session_id
         return None, session_id
+
+
+def _regulation_keys(incoming: Incoming, client_ip: str | None) -> tuple[str, ...]:
+    """Regulation keys of a token request: its client ID (Basic user or ``client_id``) and the caller's IP."""
+    client_id = ""
+    scheme, _, value = incoming.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic" and value:
+        try:
+            client_id = unquote(base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0])
+        except (ValueError, UnicodeDecodeError):
+            client_id = ""
+    if not client_id:
+        client_id = (incoming.form.get("client_id") or [""])[0]
+    keys = [client_key(client_id[:64])] if client_id else []
+    if client_ip:
+        keys.append(ip_key(client_ip))
+    return tuple(keys)
