@@ -148,7 +148,9 @@ class Verifier:
         if hit is not None:
             if isinstance(hit, TokenwardError):
                 raise hit
-            if now < hit.valid_until and hit.kid in self.jwks.kids:
+            # Still in its window, its key still published, its session key still held here.
+            keys_ok = hit.kid in self.jwks.kids and self.session_keys.find(hit.claims.destination_key) is not None
+            if now < hit.valid_until and keys_ok:
                 if not self.jwks.fresh(now):
                     await self.jwks.key_set()  # refresh, or 503 once the stale bound has passed
                     if hit.kid in self.jwks.kids:
