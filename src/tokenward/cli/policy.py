@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from tokenward.cli._common import GuardedGroup, load_settings
+from tokenward.cli._common import GuardedGroup, fail, load_settings
+from tokenward.errors import TokenwardError
 from tokenward.policy import (
     CSV_FILES,
     explain,
@@ -71,18 +73,44 @@ def lint_command(dialect: str | None = _DIALECT, as_json: bool = _JSON) -> None:
 
 @app.command()
 def check(
-    sub: str = typer.Argument(..., help="Subject: e-mail, resource name or app hash."),
-    dom: str = typer.Argument(..., help="Domain: server name, destination, host or app hash."),
-    obj: str = typer.Argument(..., help="Object: client ID, CAPTCHA, server name or TOKENWARD."),
-    act: str = typer.Argument(..., help="Action: login, ask, poke, clientaccess, enable, systemlogin, admin, a scope."),
+    sub: str | None = typer.Argument(None, help="Subject: e-mail, resource name or app hash."),
+    dom: str | None = typer.Argument(None, help="Domain: server name, destination, host or app hash."),
+    obj: str | None = typer.Argument(None, help="Object: client ID, CAPTCHA, server name or TOKENWARD."),
+    act: str | None = typer.Argument(
+        None, help="Action: login, ask, poke, clientaccess, enable, systemlogin, admin, a scope."
+    ),
     file: str | None = typer.Option(None, "--file", help=f"Policy file to ask (default: by action). {CSV_FILES}"),
+    as_verify: str | None = typer.Option(
+        None,
+        "--as-verify",
+        metavar="URL",
+        help="Ask the question /verify asks for a request to URL (domain: the host without its port).",
+    ),
+    user: str | None = typer.Option(None, "--user", help="With --as-verify: the authenticated user (subject)."),
+    method: str = typer.Option("GET", "--method", help="With --as-verify: the request's HTTP method."),
+    config_token: str | None = typer.Option(
+        None, "--config-token", help="With --as-verify: the config token whose policy block /verify applies."
+    ),
+    object_: str | None = typer.Option(
+        None, "--object", help="With --as-verify and no --config-token: the policy block's object."
+    ),
     dialect: str | None = _DIALECT,
     as_json: bool = _JSON,
 ) -> None:
     """Decide one request and explain it: allow/deny, deciding rows with file:line, near misses.
 
-    Exit status: 0 allow, 1 deny.
+    Give SUB DOM OBJ ACT, or --as-verify URL --user SUBJECT with --config-token TOKEN (or --object
+    OBJ) to ask exactly what /verify asks for that request. Exit status: 0 allow, 1 deny, 2 bad input.
     """
+    positional = [value for value in (sub, dom, obj, act) if value is not None]
+    if as_verify is not None:
+        if positional:
+            raise fail("give SUB DOM OBJ ACT or --as-verify URL, not both", 2)
+        if file is not None:
+            raise fail("--as-verify picks the file /verify asks (userpolicy.csv or resourcepolicy.csv); drop --file", 2)
+        sub, dom, obj, act, file = _verify_question(as_verify, user, method, config_token, object_)
+    if sub is None or dom is None or obj is None or act is None:
+        raise fail("give the four parts of the question: SUB DOM OBJ ACT (or --as-verify URL --user SUBJECT)", 2)
     data_dir, chosen, settings = _settings(dialect)
     policy = load_policy(data_dir, dialect=chosen, segments=parse_segments(settings.policy_segments))
     result = explain(policy, sub, dom, obj, act, file=file)
@@ -101,6 +129,44 @@ def check(
         typer.echo(f"  policy {policy.short_version} ({policy.dialect})")
     if not result.allowed:
         raise typer.Exit(1)
+
+
+def _verify_question(
+    url: str, user: str | None, method: str, config_token: str | None, object_: str | None
+) -> tuple[str, str, str, str, str]:
+    """(sub, dom, obj, act, file) as /verify would ask them; exit 2 with a sentence for bad input."""
+    from tokenward.datadir import DataDir
+    from tokenward.forwardauth.config_token import decode_token
+    from tokenward.forwardauth.plugins.base import UserInfo
+    from tokenward.forwardauth.policy_question import request_for_url, verify_question
+    from tokenward.forwardauth.schema import PolicyBlock
+
+    if not user:
+        raise fail("--as-verify needs --user SUBJECT (the user /verify would have authenticated)", 2)
+    if (config_token is None) == (object_ is None):
+        raise fail("--as-verify needs --config-token TOKEN (its policy block) or --object OBJ, one of them", 2)
+    try:
+        info = request_for_url(url, method)
+        if config_token is not None:
+            keyring = DataDir(load_settings().data_dir).read_timecodes().keyring()
+            document = decode_token(config_token.strip(), keyring, now=time.time()).document
+            block = document.tokenward
+            if block.pointer is not None:
+                store_id, token_id = block.pointer
+                raise fail(
+                    f"this is a pointer token (store {store_id!r}, id {token_id!r}): "
+                    "give the config token it points to",
+                    2,
+                )
+            if block.policy is None:
+                raise fail("this config token has no policy block: /verify asks no policy question for it", 2)
+            spec = block.policy
+        else:
+            spec = PolicyBlock(object=object_ or "")
+        question = verify_question(spec, UserInfo(sub=user, email=user if "@" in user else ""), info)
+    except TokenwardError as exc:
+        raise fail(exc.detail, 2) from None
+    return question.subject, question.domain, question.object, question.action, question.file
 
 
 @app.command()

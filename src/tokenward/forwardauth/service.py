@@ -26,6 +26,7 @@ from tokenward.forwardauth.config_token import decode_token
 from tokenward.forwardauth.documents import load_text
 from tokenward.forwardauth.plugins import Outcome, Plugin, PluginDeps, UserInfo, VerifyRequest, build_plugin
 from tokenward.forwardauth.plugins.base import check_header_value
+from tokenward.forwardauth.policy_question import verify_question
 from tokenward.forwardauth.queries import Query, compile_query
 from tokenward.forwardauth.request_info import RequestInfo, reconstruct
 from tokenward.forwardauth.schema import (
@@ -33,13 +34,12 @@ from tokenward.forwardauth.schema import (
     ConfigDocument,
     HeaderSpec,
     PolicyBlock,
-    ValueQuery,
     parse_document,
 )
 from tokenward.forwardauth.stores import StoredValue, TokenStore
 from tokenward.keys import Keyring
 from tokenward.policy import Policy
-from tokenward.policy.questions import DENY, is_user
+from tokenward.policy.questions import DENY
 from tokenward.storage.config_tokens import ConfigTokenRevocations
 
 __all__ = ["CompiledConfig", "Decision", "ForwardAuthService", "VerifyParams"]
@@ -401,21 +401,15 @@ class ForwardAuthService:
         return Decision(200, out)
 
     def _check_policy(self, spec: PolicyBlock, user: UserInfo, info: RequestInfo) -> None:
-        subject = user.sub or user.email
-        if not subject:
-            raise Forbidden("the policy check needs an authenticated user", code="policy_denied")
+        question = verify_question(spec, user, info)  # the same question `policy check --as-verify` asks
         policy = self.policy()
         if policy is None:
             raise Forbidden("no policy is loaded", code="policy_unavailable")
-        data = {**info.as_dict(), "userinfo": user.as_dict()}
-        dom, obj, act = (
-            _value(v, data, name)
-            for v, name in ((spec.domain, "domain"), (spec.object, "object"), (spec.action, "action"))
-        )
         try:
-            engine = policy.engine("userpolicy.csv" if is_user(subject) else "resourcepolicy.csv")
+            engine = policy.engine(question.file)
         except (KeyError, TokenwardError):
             raise Forbidden("this instance does not serve the policy file needed", code="policy_unavailable") from None
+        subject, dom, obj, act = question.subject, question.domain, question.object, question.action
         if not engine.enforce(subject, dom, obj, act) or engine.enforce(subject, dom, obj, DENY):
             raise Forbidden(f"the policy does not allow {act} on {obj}", code="policy_denied")
 
@@ -466,12 +460,6 @@ def _client_ip(headers: Mapping[str, str], peer: str | None) -> str | None:
     if forwarded:  # the proxy appends the address it saw: the last entry is the one it vouches for
         return forwarded.rsplit(",", 1)[-1].strip()[:64] or peer
     return headers.get("x-real-ip", peer)
-
-
-def _value(spec: str | ValueQuery, data: Any, name: str) -> str:
-    if isinstance(spec, str):
-        return spec
-    return compile_query(spec.query_engine, spec.query).one(data, name=f"policy.{name}")
 
 
 def _encode(value: str, encoding: str) -> str:
