@@ -32,8 +32,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/tokenward serve
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/codespell src tests docs README.md
 
