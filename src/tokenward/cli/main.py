@@ -22,6 +22,7 @@ from tokenward.cli import (
     config,
     config_token,
     db,
+    host,
     oidc,
     policy,
     timecode,
@@ -57,6 +58,7 @@ app.add_typer(config_token.app, name="config-token")
 app.add_typer(oidc.app, name="oidc")
 app.command("audit")(audit.audit)
 app.add_typer(config.app, name="config")
+app.add_typer(host.app, name="host")
 
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")

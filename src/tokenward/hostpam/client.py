@@ -1,0 +1,139 @@
+"""The host's HTTP client: machine login with the host key, then the system-login calls.
+
+Standard library HTTP (``urllib``) so that nothing beyond Debian's python3 is needed at login.
+Every call gets the time left before the caller's deadline as its socket timeout; the caller
+(:mod:`.flow`) also stops waiting at the deadline, whatever a slow server does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from .config import HostConfig, read_key
+
+__all__ = ["MAX_ANSWER", "Refused", "ServerClient", "Unreachable", "b64u"]
+
+#: Answers are small JSON documents; anything longer is refused unread.
+MAX_ANSWER = 64 * 1024
+
+
+class Unreachable(Exception):
+    """No usable answer from the server (network, TLS, timeout, not JSON)."""
+
+
+class Refused(Exception):
+    """The server answered with an error: its machine-readable ``code`` and its sentence."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def login_message(*, server: str, challenge_id: str, challenge: str, client_id: str, session_key: str) -> bytes:
+    """What the host signs (docs/protocol.md §8; tokenward.identity.resources.login_message)."""
+    return f"tokenward/v1/resource-login|{server}|{challenge_id}|{challenge}|{client_id}|{session_key}".encode()
+
+
+class ServerClient:
+    """One login's conversation with the server, bounded by ``deadline`` (a ``time.monotonic()`` value)."""
+
+    def __init__(self, config: HostConfig, *, deadline: float) -> None:
+        self.config = config
+        self.deadline = deadline
+        self.token: str | None = None
+        self._tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+
+    def _post(self, path: str, body: dict[str, Any], *, auth: bool = False) -> dict[str, Any]:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Unreachable(f"no answer within {self.config.timeout:g} s")
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if auth and self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(
+            self.config.server + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=left, context=self._tls) as response:
+                return _json(response.read(MAX_ANSWER + 1), response.status)
+        except urllib.error.HTTPError as exc:
+            answer = _json(exc.read(MAX_ANSWER + 1), exc.code)
+            raise Refused(exc.code, str(answer.get("error", "")), str(answer.get("detail", ""))[:200]) from None
+        except (OSError, ValueError) as exc:  # URLError, timeouts and TLS errors are OSErrors
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise Unreachable(f"no answer within {self.config.timeout:g} s") from None
+            raise Unreachable(f"{type(reason).__name__}: {str(reason)[:120]}") from None
+
+    def login(self) -> None:
+        """Machine login with the host's Ed25519 key: a ``resource`` session for the next calls."""
+        try:
+            key = serialization.load_pem_private_key(read_key(self.config.key_file), password=None)
+        except ValueError:
+            raise Unreachable(f"{self.config.key_file} is not a PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise Unreachable(f"{self.config.key_file} is not an Ed25519 key")
+        challenge = self._post(
+            "/api/resource/challenge", {"resource": self.config.host, "client_id": self.config.client_id}
+        )
+        session_key = b64u(
+            X25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        message = login_message(
+            server=self.config.server_name,
+            challenge_id=str(challenge["challenge_id"]),
+            challenge=str(challenge["challenge"]),
+            client_id=self.config.client_id,
+            session_key=session_key,
+        )
+        answer = self._post(
+            "/api/resource/login",
+            {
+                "challenge_id": challenge["challenge_id"],
+                "challenge": challenge["challenge"],
+                "signature": b64u(key.sign(message)),
+                "session_key": session_key,
+            },
+        )
+        self.token = str(answer["source_identifier"])
+
+    def captcha(self, user: str, remote: str | None) -> dict[str, Any]:
+        """A captcha for ``user`` on this host: ``{"captcha_id", "captcha", "expires_at"}``."""
+        return self._post("/api/system-login/captcha", {"user": user, "remote": remote}, auth=True)
+
+    def verify(self, user: str, code: str, captcha_id: str | None, remote: str | None) -> None:
+        """Return when the server accepts ``code``; raise :class:`Refused` otherwise."""
+        body = {"user": user, "code": code, "captcha_id": captcha_id, "remote": remote}
+        answer = self._post("/api/system-login/verify", body, auth=True)
+        if answer.get("status") != "allowed":
+            raise Refused(200, "unexpected_answer", "the server did not say allowed")
+
+
+def _json(data: bytes, status: int) -> dict[str, Any]:
+    if len(data) > MAX_ANSWER:
+        raise Unreachable(f"answer too large (HTTP {status})")
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise Unreachable(f"answer is not JSON (HTTP {status})") from None
+    if not isinstance(value, dict):
+        raise Unreachable(f"answer is not a JSON object (HTTP {status})")
+    return value
