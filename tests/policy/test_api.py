@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 
 import tokenward.policy
 from tokenward.cli.policy import app
-from tokenward.policy import POLICY_FILES, build_policy, sample_files, write_samples
+from tokenward.policy import POLICY_FILES, build_policy, lint, read_sources, sample_files, write_samples
+
+from .helpers import uncommented
 
 
 def test_all_is_exactly_the_public_names() -> None:
@@ -57,3 +60,48 @@ def test_cli(tmp_path: Path, env: dict[str, str]) -> None:
     assert runner.invoke(app, ["lint", "--dialect", "compat"], env=env).exit_code == 2
     result = runner.invoke(app, ["show", "--json"], env=env)
     assert result.exit_code == 0 and '"version"' in result.output
+
+
+def seed_rows(directory: Path) -> None:
+    """Seed 002's rows as written (the sample files, uncommented)."""
+    for name, text in sample_files().items():
+        (directory / name).write_text(uncommented(text) if name.endswith(".csv") else text)
+
+
+def test_lint_groups_dialect_notes_and_keeps_problems_visible(tmp_path: Path, env: dict[str, str]) -> None:
+    # Seed 002's rows once printed 90 dialect-differs lines and exited 1 in the default dialect.
+    runner = CliRunner()
+    seed_rows(tmp_path)
+    result = runner.invoke(app, ["lint"], env=env)
+    assert result.exit_code == 0, result.output  # notes alone: the rows load and mean what glob says
+    lines = result.stdout.splitlines()
+    assert len(lines) < 20, result.stdout
+    assert sum("dialect-differs" in line for line in lines) <= 5  # a header and a few examples, not 90 lines
+    assert result.stdout.count("compat searches") == 1  # the difference is explained once
+    notes = [f for f in lint(read_sources(tmp_path)) if f.code == "dialect-differs"]
+    assert f"{len(notes)} patterns" in result.stdout
+    assert "0 problem(s)" in result.stderr
+    # --all lists every note; --strict makes notes fail.
+    every = runner.invoke(app, ["lint", "--all"], env=env)
+    assert sum(": dialect-differs:" in line for line in every.stdout.splitlines()) == len(notes)
+    assert runner.invoke(app, ["lint", "--strict"], env=env).exit_code == 1
+    # A real problem among them is listed on its own line and fails the lint.
+    with (tmp_path / "userpolicy.csv").open("a") as policy:
+        policy.write("p, alice@example.com, mytoken.server, C1, logon\n")
+    result = runner.invoke(app, ["lint"], env=env)
+    assert result.exit_code == 1
+    problem = [line for line in result.stdout.splitlines() if ": unknown-action:" in line]
+    assert len(problem) == 1 and problem[0].startswith("userpolicy.csv:")
+    assert result.stdout.index("unknown-action") < result.stdout.index("dialect-differs")  # problems first
+    assert "1 problem(s)" in result.stderr
+    # JSON keeps every finding, each with its severity.
+    body = json.loads(runner.invoke(app, ["lint", "--json"], env=env).stdout)
+    assert {f["severity"] for f in body if f["code"] == "dialect-differs"} == {"note"}
+    assert [f["severity"] for f in body if f["code"] == "unknown-action"] == ["problem"]
+
+
+def test_lint_in_compat_groups_unescaped_dots(tmp_path: Path, env: dict[str, str]) -> None:
+    seed_rows(tmp_path)
+    result = CliRunner().invoke(app, ["lint", "--dialect", "compat"], env=env)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) < 30 and "unescaped-dot" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tokenward.policy import (
     read_sources,
     write_samples,
 )
+from tokenward.policy.lint import group_notes
 from tokenward.policy.patterns import Dialect
 
 app = typer.Typer(
@@ -52,22 +54,44 @@ def samples(
 
 
 @app.command("lint")
-def lint_command(dialect: str | None = _DIALECT, as_json: bool = _JSON) -> None:
-    """Report rows that differ between dialects, never match, repeat, or use unknown actions.
+def lint_command(
+    dialect: str | None = _DIALECT,
+    as_json: bool = _JSON,
+    show_all: bool = typer.Option(False, "--all", help="List every note instead of a count and a few examples."),
+    strict: bool = typer.Option(False, "--strict", help="Notes fail the lint too (exit 1), not only problems."),
+) -> None:
+    """Report rows that never match, repeat, or use unknown actions; note rows the dialects read differently.
 
-    Exit status: 0 clean, 1 findings, 2 the policy does not load.
+    Problems are listed one per line. Notes (dialect-differs, unescaped-dot) are explained once,
+    counted, and shown by a few examples (--all lists them). Exit status: 0 no problems (notes
+    allowed), 1 problems (or notes with --strict), 2 the policy does not load.
     """
     data_dir, chosen, _ = _settings(dialect)
     findings = lint(read_sources(data_dir), dialect=chosen)
+    problems = [finding for finding in findings if finding.severity == "problem"]
+    notes = [finding for finding in findings if finding.severity == "note"]
     if as_json:
         typer.echo(json.dumps([finding.to_json() for finding in findings], indent=2))
     else:
-        for finding in findings:
+        for finding in problems:
             typer.echo(str(finding))
-        typer.echo(f"{len(findings)} finding(s) in {data_dir} ({chosen} dialect)", err=True)
+        for index, group in enumerate(group_notes(notes)):
+            if problems or index:
+                typer.echo("")
+            typer.echo(f"{group.code}: {len(group.findings)} patterns in {group.rows} rows (note)")
+            typer.echo(textwrap.fill(group.explanation, width=100, initial_indent="  ", subsequent_indent="  "))
+            shown = group.findings if show_all else group.examples()
+            for finding in shown:
+                typer.echo(f"  {finding}")
+            if len(shown) < len(group.findings):
+                typer.echo(f"  … and {len(group.findings) - len(shown)} more (--all lists them, --json for tools)")
+        typer.echo(
+            f"{len(problems)} problem(s), {len(notes)} note(s) in {data_dir} ({chosen} dialect)",
+            err=True,
+        )
     if any(finding.code == "load-error" for finding in findings):
         raise typer.Exit(2)
-    if findings:
+    if problems or (strict and notes):
         raise typer.Exit(1)
 
 

@@ -9,6 +9,11 @@ Each :class:`Finding` names file:line and has a stable ``code``:
 ``duplicate-row``     the same row appears earlier in the file
 ``unknown-action``    an action the file's questions never ask
 ``lowercase-hash``    compat: a SHA-512 hash in lowercase, compared case-sensitively
+
+``dialect-differs`` and ``unescaped-dot`` are *notes* (:data:`NOTES`): the row loads and means what
+the chosen dialect says, but a reader who knows the other dialect may read it differently. Seed
+rows written for the original server carry them on nearly every row, so the CLI explains each
+once and counts them (:func:`group_notes`). The other codes are *problems*: look at each row.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from tokenward.policy.bundle import build_policy
 from tokenward.policy.model import Rule
 from tokenward.policy.patterns import Dialect, check_regex, glob_match, glob_segments, is_glob_literal
 
-__all__ = ["KNOWN_ACTIONS", "Finding", "lint", "witness"]
+__all__ = ["KNOWN_ACTIONS", "NOTES", "Finding", "NoteGroup", "group_notes", "lint", "witness"]
 
 #: Actions each file's questions ask (``clientscopespolicy.csv`` holds free-form scopes).
 KNOWN_ACTIONS: Mapping[str, frozenset[str]] = {
@@ -35,6 +40,21 @@ _HASH = re.compile(r"^[0-9A-Fa-f]{32,}$")
 _WHERE = re.compile(r"^([\w.]+):(\d+): ")
 _GLOB_NEVER = re.compile(r"[\\^$\[\](){}|\s]")
 
+#: Finding codes that are notes rather than problems, each with the one explanation shown for all of them.
+NOTES: Mapping[str, str] = {
+    "dialect-differs": (
+        "glob (the default) anchors a pattern to the whole value, reads * and /* as 'any characters', '.' as a "
+        "dot and e-mails case-insensitively; compat searches an unanchored regular expression as the original "
+        "server did, so /* means 'zero or more slashes' and '.' any character. These patterns match different "
+        "values in the two dialects: nothing to fix if you chose your dialect, worth a look when you move "
+        "rows from one to the other (tokenward policy check shows a decision)."
+    ),
+    "unescaped-dot": (
+        "in compat a '.' matches any character, as in the original server (mytoken.server also matches "
+        "mytokenXserver.org); write '\\.' for a literal dot, or use the glob dialect, where '.' is a dot."
+    ),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -46,8 +66,50 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.code}: {self.message}"
 
+    @property
+    def severity(self) -> str:
+        """``note`` (see :data:`NOTES`) or ``problem``."""
+        return "note" if self.code in NOTES else "problem"
+
     def to_json(self) -> dict[str, object]:
-        return {"where": f"{self.file}:{self.line}", "code": self.code, "message": self.message}
+        return {
+            "where": f"{self.file}:{self.line}",
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NoteGroup:
+    """All findings of one note code: explained once, counted, a few shown."""
+
+    code: str
+    explanation: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def rows(self) -> int:
+        return len({(f.file, f.line) for f in self.findings})
+
+    def examples(self, limit: int = 3) -> tuple[Finding, ...]:
+        """Up to ``limit`` findings with distinct messages (the same pattern on 40 rows is one example)."""
+        seen: dict[str, Finding] = {}
+        for finding in self.findings:
+            seen.setdefault(finding.message, finding)
+            if len(seen) == limit:
+                break
+        return tuple(seen.values())
+
+
+def group_notes(findings: list[Finding]) -> list[NoteGroup]:
+    """The note findings grouped by code, in :data:`NOTES` order; codes without findings are left out."""
+    groups = []
+    for code, explanation in NOTES.items():
+        members = tuple(f for f in findings if f.code == code)
+        if members:
+            groups.append(NoteGroup(code, explanation, members))
+    return groups
 
 
 def _short(text: str) -> str:
