@@ -7,6 +7,7 @@ migrations). The CLI uses it to fail before binding a port; the ASGI lifespan us
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
 from tokenward.apptokens.access import policy_admin_check
+from tokenward.clientaddr import TrustedProxies
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
 from tokenward.forwardauth.service import ForwardAuthService
@@ -58,6 +60,11 @@ class Runtime:
     oidc: OidcProvider | None = None
     #: Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md).
     system_login: SystemLoginService | None = None
+
+    @functools.cached_property
+    def trusted_proxies(self) -> TrustedProxies:
+        """Whose forwarding headers are believed (``TOKENWARD_TRUSTED_PROXIES``): /verify, the API, the portal."""
+        return TrustedProxies.parse(self.settings.trusted_proxies)
 
     @property
     def keyring(self) -> Keyring:

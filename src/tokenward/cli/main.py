@@ -247,7 +247,7 @@ def serve(
         "log_config": None,
         "access_log": False,
         "server_header": False,
-        # X-Forwarded-For is believed only from TOKENWARD_TRUSTED_PROXIES (web.auth.client_ip), not from
+        # X-Forwarded-For is believed only from TOKENWARD_TRUSTED_PROXIES (tokenward.clientaddr), not from
         # whatever uvicorn's own default (--forwarded-allow-ips, loopback) would trust.
         "proxy_headers": False,
         **ssl,

@@ -353,7 +353,11 @@ class ForwardAuthService:
         client_ip: str | None = None,
         request_id: str | None = None,
     ) -> Decision:
-        """Decide one ``/verify`` call. Raises TokenwardError (4xx/503) for a bad call or configuration."""
+        """Decide one ``/verify`` call. Raises TokenwardError (4xx/503) for a bad call or configuration.
+
+        ``client_ip`` is the client's address as the web layer resolved it
+        (:class:`tokenward.clientaddr.TrustedProxies`); forwarding headers are not read here.
+        """
         if not isinstance(params, VerifyParams):
             params = VerifyParams.parse(params)
         info = reconstruct(headers)
@@ -364,7 +368,7 @@ class ForwardAuthService:
         )
         compiled = await self._resolve(token, store_id, token_id)
         fallback = params.fallback
-        request = VerifyRequest(headers, info, _client_ip(headers, client_ip), request_id)
+        request = VerifyRequest(headers, info, client_ip, request_id)
         failures: list[Outcome | None] = []
         for plugin, skip, stop, assertions in compiled.steps:
             if skip and any_holds(skip, info.as_dict()):
@@ -453,13 +457,6 @@ def _int_param(params: Mapping[str, str], name: str) -> int | None:
     if not value.isdigit() or len(value) > 4:
         raise BadRequest(f"{name} must be a small whole number", code="param_invalid")
     return int(value)
-
-
-def _client_ip(headers: Mapping[str, str], peer: str | None) -> str | None:
-    forwarded = headers.get("x-forwarded-for")
-    if forwarded:  # the proxy appends the address it saw: the last entry is the one it vouches for
-        return forwarded.rsplit(",", 1)[-1].strip()[:64] or peer
-    return headers.get("x-real-ip", peer)
 
 
 def _encode(value: str, encoding: str) -> str:

@@ -15,7 +15,6 @@ through FastAPI validation: :func:`parse_basic` is shared with ``/verify``.
 from __future__ import annotations
 
 import binascii
-import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Protocol
@@ -23,6 +22,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from tokenward.apptokens import MANAGE_SCOPE, AppTokenService, Caller
+from tokenward.clientaddr import TrustedProxies
 from tokenward.errors import Forbidden, Unauthorized
 from tokenward.logs import REQUEST_ID
 
@@ -36,7 +36,6 @@ __all__ = [
     "current_request_id",
     "parse_basic",
     "require_scope",
-    "trusted_networks",
 ]
 
 MAX_AUTHORIZATION_LENGTH = 1024
@@ -79,33 +78,9 @@ def parse_basic(value: str) -> tuple[str, str]:
     return user, password
 
 
-def client_ip(request: Request, trusted: Sequence[IPNetwork] = ()) -> str | None:
-    """The client's IP for regulation: the peer, or — when the peer is a trusted proxy — the
-    right-most ``X-Forwarded-For`` address that is not itself a trusted proxy.
-    """
-    peer = request.client.host if request.client else None
-    if peer is None or not trusted or not _is_trusted(peer, trusted):
-        return peer
-    header = request.headers.get("x-forwarded-for", "")[:MAX_AUTHORIZATION_LENGTH]
-    for hop in reversed([h.strip() for h in header.split(",") if h.strip()]):
-        if not _is_trusted(hop, trusted):
-            return hop[:64]
-    return peer
-
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def trusted_networks(values: Sequence[str]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
-
-
-def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+def client_ip(request: Request, proxies: TrustedProxies) -> str | None:
+    """The client's address for regulation and audit (:meth:`TrustedProxies.client_address`)."""
+    return proxies.client_address(request.client.host if request.client else None, request.headers)
 
 
 class Authenticator(Protocol):
@@ -115,9 +90,9 @@ class Authenticator(Protocol):
 class AppTokenAuthenticator:
     """Authenticates ``Basic user:twa_…`` and ``Bearer twa_…`` with the app token service."""
 
-    def __init__(self, service: AppTokenService, *, trusted_proxies: Sequence[IPNetwork] = ()) -> None:
+    def __init__(self, service: AppTokenService, *, trusted_proxies: TrustedProxies | None = None) -> None:
         self.service = service
-        self.trusted_proxies = trusted_proxies
+        self.trusted_proxies = trusted_proxies or TrustedProxies()
 
     async def __call__(self, request: Request) -> Caller | None:
         header = request.headers.get("authorization")

@@ -22,11 +22,9 @@ from tokenward.storage import AppTokenRecord
 from tokenward.web.auth import (
     AppTokenAuthenticator,
     Authenticator,
-    IPNetwork,
     authenticate,
     current_request_id,
     require_scope,
-    trusted_networks,
 )
 from tokenward.web.routes.identity import SourceIdentifierAuthenticator, get_identity
 from tokenward.web.state import get_runtime
@@ -116,17 +114,11 @@ def service(request: Request) -> AppTokenService:
 def authenticators(request: Request) -> list[Authenticator]:
     """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``)."""
     runtime = get_runtime(request)
-    trusted = _trusted_cache.get(runtime.settings.trusted_proxies)
-    if trusted is None:
-        trusted = _trusted_cache[runtime.settings.trusted_proxies] = trusted_networks(runtime.settings.trusted_proxies)
     svc = service(request)
     return [
-        AppTokenAuthenticator(svc, trusted_proxies=trusted),
+        AppTokenAuthenticator(svc, trusted_proxies=runtime.trusted_proxies),
         SourceIdentifierAuthenticator(get_identity(request), is_admin=svc.is_admin),
     ]
-
-
-_trusted_cache: dict[tuple[str, ...], tuple[IPNetwork, ...]] = {}
 
 
 async def manager(request: Request) -> Caller:

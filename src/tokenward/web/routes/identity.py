@@ -31,7 +31,7 @@ from tokenward.identity.source import SourceIdentity
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.storage.identity import SqlIdentityStore
 from tokenward.storage.regulation import SqlRegulationStore
-from tokenward.web.auth import AuthenticationRequired, IPNetwork, client_ip, trusted_networks
+from tokenward.web.auth import AuthenticationRequired, client_ip
 from tokenward.web.state import get_runtime
 
 __all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "get_identity", "router"]
@@ -98,12 +98,9 @@ def _mailer(settings: Any, server_name: str) -> SmtpMailer | None:
     )
 
 
-def _client_ip(request: Request) -> str | None:
-    trusted: tuple[IPNetwork, ...] | None = getattr(request.app.state, "identity_trusted_proxies", None)
-    if trusted is None:
-        trusted = trusted_networks(get_runtime(request).settings.trusted_proxies)
-        request.app.state.identity_trusted_proxies = trusted
-    return client_ip(request, trusted)
+def request_client_ip(request: Request) -> str | None:
+    """The client's address, forwarding headers believed only from TOKENWARD_TRUSTED_PROXIES."""
+    return client_ip(request, get_runtime(request).trusted_proxies)
 
 
 Service = Annotated[IdentityService, Depends(get_identity)]
@@ -250,7 +247,7 @@ async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str
         code=body.code,
         public_key=body.public_key,
         now=time.time(),
-        client_ip=_client_ip(request),
+        client_ip=request_client_ip(request),
         aead=body.aead,
     )
     return {"email": enrollment.email, "status": "enrolled", "fingerprint": key_fingerprint(enrollment.public_key)}
@@ -262,7 +259,7 @@ async def enroll(body: EnrollIn, service: Service, request: Request) -> dict[str
     summary="E-mail a one-time enrolment code (same answer whether or not the address may enrol)",
 )
 async def enroll_by_email(body: EnrollEmailIn, service: Service, request: Request) -> dict[str, str]:
-    await service.email_enrollment_code(body.email, now=time.time(), client_ip=_client_ip(request))
+    await service.email_enrollment_code(body.email, now=time.time(), client_ip=request_client_ip(request))
     return {"status": "accepted", "detail": "if this address may enrol, an enrolment code is on its way"}
 
 
@@ -321,7 +318,7 @@ async def request_captcha(body: CaptchaIn, service: Service, request: Request) -
         app_hash=body.app_hash,
         code_challenge=body.code_challenge,
         now=time.time(),
-        client_ip=_client_ip(request),
+        client_ip=request_client_ip(request),
     )
     svg = segno.make(issued.payload, error="m").svg_inline(scale=4)
     return CaptchaOut(captcha_id=issued.captcha_id, captcha=issued.payload, qr_svg=svg, expires_at=issued.expires_at)
@@ -343,7 +340,7 @@ async def verify_captcha(body: VerifyIn, service: Service, request: Request) -> 
         session_key=body.session_key,
         scopes=body.scopes,
         now=time.time(),
-        client_ip=_client_ip(request),
+        client_ip=request_client_ip(request),
     )
     return _session_out(issued)
 

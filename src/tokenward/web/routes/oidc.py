@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from tokenward.errors import BadRequest, TokenwardError, Unauthorized
 from tokenward.oidc.provider import EndUser, Incoming, OidcProvider, Outgoing
-from tokenward.web.routes.identity import _client_ip
+from tokenward.web.routes.identity import request_client_ip
 from tokenward.web.state import get_runtime
 from tokenward.web.ui.pages import signed_in
 from tokenward.web.ui.security import SESSION_COOKIE
@@ -109,7 +109,7 @@ async def token(request: Request) -> Response:
         incoming = await _incoming(request, provider)
     except BadRequest as exc:
         return _oauth_error(400, "invalid_request", exc.detail)
-    return _render(await provider.token(incoming, client_ip=_client_ip(request)))
+    return _render(await provider.token(incoming, client_ip=request_client_ip(request)))
 
 
 async def userinfo(request: Request) -> Response:

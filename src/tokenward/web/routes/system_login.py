@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenward.errors import Forbidden, ServiceUnavailable
 from tokenward.identity.source import SourceIdentity
 from tokenward.identity.system_login import SystemCaptcha, SystemLoginService
-from tokenward.web.routes.identity import _client_ip, current_session
+from tokenward.web.routes.identity import current_session, request_client_ip
 from tokenward.web.state import get_runtime
 
 __all__ = ["router"]
@@ -98,7 +98,9 @@ async def host_captcha(body: HostCaptchaIn, host: Host, service: Service) -> Sys
 @router.post("/api/system-login/user-captcha", summary="Authenticator: a captcha for logging in to a host")
 async def user_captcha(body: UserCaptchaIn, service: Service, request: Request) -> SystemCaptchaOut:
     return _out(
-        await service.user_captcha(host=body.host, user=body.email, now=time.time(), client_ip=_client_ip(request))
+        await service.user_captcha(
+            host=body.host, user=body.email, now=time.time(), client_ip=request_client_ip(request)
+        )
     )
 
 

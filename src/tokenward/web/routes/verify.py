@@ -76,6 +76,11 @@ def _sessions(scope: Scope) -> SessionCheck:
     return check
 
 
+def _client_address(state: AppState, peer: str | None, headers: dict[str, str]) -> str | None:
+    runtime = state.runtime
+    return peer if runtime is None else runtime.trusted_proxies.client_address(peer, headers)
+
+
 def _render(decision: Decision) -> Response:
     if decision.error is None:
         return decision.status, decision.headers, b""
@@ -94,7 +99,8 @@ async def answer(state: AppState, scope: Scope, headers: dict[str, str]) -> Resp
             params = _params(scope["query_string"])
         service = _service(state, scope)
         client = scope.get("client")
-        decision = await service.verify(params, headers, client[0] if client else None, current_request_id())
+        address = _client_address(state, client[0] if client else None, headers)
+        decision = await service.verify(params, headers, address, current_request_id())
     except TokenwardError as exc:
         return error_response(exc)
     return _render(decision)

@@ -26,7 +26,7 @@ from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.source import SourceIdentity
 from tokenward.policy import is_admin
 from tokenward.web.routes.app_tokens import service as app_token_service
-from tokenward.web.routes.identity import _client_ip, get_identity
+from tokenward.web.routes.identity import get_identity, request_client_ip
 from tokenward.web.state import get_runtime
 from tokenward.web.ui.render import error_page, read_form, redirect, render
 from tokenward.web.ui.security import (
@@ -122,7 +122,7 @@ async def login_start(request: Request) -> Response:
             origin=origin,
             code_challenge=pkce_challenge(verifier),
             now=time.time(),
-            client_ip=_client_ip(request),
+            client_ip=request_client_ip(request),
         )
         scopes = service.scopes_for(email=email, client_id=client.client_id, app_hash=app_hash_of_origin(origin))
     except TokenwardError as exc:
@@ -185,7 +185,7 @@ async def login_code(request: Request) -> Response:
             session_key=session_key,
             scopes=picked,
             now=time.time(),
-            client_ip=_client_ip(request),
+            client_ip=request_client_ip(request),
         )
     except TokenwardError as exc:
         message = LOGIN_MESSAGES.get(exc.error_code, exc.detail)
@@ -250,7 +250,7 @@ async def _enroll(request: Request, template: str, *, aead: str) -> Response:
             code=form.get("code", max_length=64).strip(),
             public_key=form.get("public_key", max_length=64).strip(),
             now=time.time(),
-            client_ip=_client_ip(request),
+            client_ip=request_client_ip(request),
             aead=aead,
         )
     except TokenwardError as exc:
