@@ -99,3 +99,47 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "not imported: eas.plugins.0 (oidc)" in r.stderr
     decoded = json.loads(runner.invoke(app, ["config-token", "decode", token]).stdout)
     assert decoded["document"]["aud"] == "wiki"
+
+
+SHORT = {
+    "jti": "eas-1",
+    "eas": {
+        "plugins": [
+            {"type": "jwt", "config": {"secret": "short-secret", "options": {"issuer": "me"}}},
+            {"type": "htpasswd", "htpasswd": "bob:{SHA}EfatjsUqKYSrqv18O1FlA3hcIHI="},
+            {"type": "forward", "url": "not a url"},
+        ]
+    },
+}
+
+
+def test_a_short_jwt_secret_refuses_that_plugin_only() -> None:
+    # Once the whole token was refused because one jwt secret had fewer than 16 characters.
+    doc, notes = convert(SHORT)
+    assert [p["type"] for p in doc["tokenward"]["plugins"]] == ["htpasswd"]
+    short = [n for n in notes if n.startswith("eas.plugins.0 (jwt)")]
+    assert len(short) == 1 and "12 characters" in short[0] and "at least 16" in short[0]
+    assert "short-secret" not in " ".join(notes)  # never the secret itself
+    assert any(n.startswith("eas.plugins.2 (forward)") and "url" in n for n in notes)
+
+
+def test_cli_import_reports_each_plugin_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_tokenward_env(monkeypatch)
+    init_data_dir(tmp_path / "data")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    args = ["config-token", "import-eas", eas_token(SHORT), "--sign-secret", SIGN, "--encrypt-secret", ENCRYPT]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "not imported: eas.plugins.0 (jwt)" in r.stderr and "not imported: eas.plugins.2 (forward)" in r.stderr
+    assert "imported 1 of 3 plugins" in r.stderr
+    decoded = json.loads(runner.invoke(app, ["config-token", "decode", r.stdout.splitlines()[0]]).stdout)
+    assert [p["type"] for p in decoded["document"]["tokenward"]["plugins"]] == ["htpasswd"]
+    # --strict refuses to make a token that leaves anything behind.
+    r = runner.invoke(app, [*args, "--strict"])
+    assert r.exit_code == 1 and "not imported: eas.plugins.0 (jwt)" in r.stderr and not r.stdout
+    # Nothing importable at all: an error naming every reason, no token.
+    only_short = {"eas": {"plugins": [SHORT["eas"]["plugins"][0]]}}  # type: ignore[index]
+    args[2] = eas_token(only_short)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and "12 characters" in r.stderr and not r.stdout

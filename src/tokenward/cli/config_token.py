@@ -14,7 +14,7 @@ from urllib.parse import quote
 import typer
 
 from tokenward.apptokens import cli_actor
-from tokenward.cli._common import GuardedGroup, load_settings
+from tokenward.cli._common import GuardedGroup, fail, load_settings
 from tokenward.datadir import DataDir
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.config_token import decode_token, encode_token, peek_header
@@ -135,15 +135,27 @@ def import_eas(
     ),
     signed_only: bool = typer.Option(False, "--signed-only", help="Sign the result instead of encrypting it."),
     print_document: bool = typer.Option(False, "--print-document", help="Print the converted document, not a token."),
+    strict: bool = typer.Option(False, "--strict", help="Make no token when anything is left behind."),
 ) -> None:
-    """Turn an eas config token into a tokenward one; prints what could not be carried over on stderr."""
+    """Turn an eas config token into a tokenward one; prints what could not be carried over on stderr.
+
+    Each plugin is imported or reported on its own (`not imported: eas.plugins.N (type): why`);
+    exit 1 when no plugin can be imported, or when anything is left behind with --strict.
+    """
     from tokenward.forwardauth.eas import convert, open_eas_token
 
     text = sys.stdin.read() if token == "-" else token
-    doc, notes = convert(open_eas_token(text, sign_secret=sign_secret, encrypt_secret=encrypt_secret))
+    payload = open_eas_token(text, sign_secret=sign_secret, encrypt_secret=encrypt_secret)
+    doc, notes = convert(payload)
     document = parse_document(doc)
     for note in notes:
         typer.echo(f"not imported: {note}", err=True)
+    given = payload["eas"].get("plugins")
+    if isinstance(given, list):
+        imported = len(document.tokenward.plugins)
+        typer.echo(f"imported {imported} of {len(given)} plugins", err=True)
+    if strict and notes:
+        raise fail(f"{len(notes)} item(s) not imported (above); no token made (--strict)")
     if print_document:
         typer.echo(json.dumps(document.model_dump(mode="json", exclude_none=True, exclude_defaults=True), indent=2))
         return

@@ -24,11 +24,13 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import OctKey
 
 from tokenward.errors import BadRequest
+from tokenward.forwardauth.schema import parse_document
 
 __all__ = ["convert", "open_eas_token"]
 
 MAX_EAS_TOKEN = 65_536
 _RULE_METHODS = {"eq", "in", "contains", "regex"}
+MIN_JWT_SECRET = 16  # the jwt plugin's own minimum (forwardauth.schema)
 
 
 def _evp_bytes_to_key(password: bytes) -> tuple[bytes, bytes]:
@@ -131,14 +133,47 @@ def _plugin(p: dict[str, Any], i: int, notes: list[str]) -> dict[str, Any] | Non
     return out
 
 
+def _refusal(plugin: dict[str, Any]) -> str | None:
+    """Why tokenward will not run this converted plugin, or None. Never quotes a secret."""
+    secret = plugin.get("secret")
+    if plugin["type"] == "jwt" and isinstance(secret, str) and len(secret) < MIN_JWT_SECRET:
+        return (
+            f"its HS secret is {len(secret)} characters and tokenward needs at least {MIN_JWT_SECRET} (a short "
+            "HMAC key can be guessed offline from one token); re-key the issuer with a longer secret, or verify "
+            "with its public_key or jwks_url, then add the plugin with `tokenward config-token create`"
+        )
+    try:
+        parse_document({"tokenward": {"plugins": [plugin]}})
+    except BadRequest as exc:
+        return exc.detail.replace("config token field tokenward.plugins.0.", "", 1)
+    return None
+
+
 def convert(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``(tokenward document, notes)``: notes name every plugin and option not carried over."""
+    """``(tokenward document, notes)``: notes name every plugin and option not carried over.
+
+    Each plugin is checked on its own: one that tokenward would refuse (a jwt secret under 16
+    characters, a forward URL that is not one) is left out with a note naming it and why, and the
+    others are imported. 400 ``eas_unmappable`` when no plugin is left.
+    """
     eas = payload["eas"]
     notes: list[str] = []
     if isinstance(eas.get("config_token_store_id"), str) and isinstance(eas.get("config_token_id"), str):
         pointer = {"config_token_store_id": eas["config_token_store_id"], "config_token_id": eas["config_token_id"]}
         return {"tokenward": pointer}, [f"eas.{k}: not mapped" for k in sorted(set(eas) - set(pointer))]
-    plugins = [m for i, p in enumerate(eas.get("plugins") or []) if isinstance(p, dict) and (m := _plugin(p, i, notes))]
+    plugins = []
+    for i, p in enumerate(eas.get("plugins") or []):
+        if not isinstance(p, dict):
+            notes.append(f"eas.plugins.{i}: not an object")
+            continue
+        mapped = _plugin(p, i, notes)
+        if mapped is None:
+            continue
+        refusal = _refusal(mapped)
+        if refusal is not None:  # this plugin stays behind; the others are still imported
+            notes.append(f"eas.plugins.{i} ({mapped['type']}): not imported: {refusal}")
+            continue
+        plugins.append(mapped)
     for key in sorted(set(eas) - {"plugins"}):
         notes.append(f"eas.{key}: not mapped")
     doc: dict[str, Any] = {"tokenward": {"plugins": plugins}}
