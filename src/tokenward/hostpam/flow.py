@@ -10,7 +10,9 @@ no code and no key material is ever written there.
 
 from __future__ import annotations
 
-import syslog
+import logging
+import logging.handlers
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +22,11 @@ from typing import TypeVar
 from .client import Refused, ServerClient, Unreachable
 from .config import ConfigProblem, HostConfig, address_for
 
-__all__ = ["Outcome", "Prompt", "conversation_login", "log_line", "password_login"]
+__all__ = ["SYSLOG_ADDRESS", "Outcome", "Prompt", "conversation_login", "log_line", "password_login"]
+
+#: The local syslog socket. Written to directly: ``syslog.openlog`` would rename the whole process's
+#: log lines (sshd's own included, pam_python runs inside it).
+SYSLOG_ADDRESS = "/dev/log"
 
 T = TypeVar("T")
 
@@ -68,21 +74,41 @@ class _Deadline:
         return box["value"]  # type: ignore[return-value]
 
 
+class _QuietSysLog(logging.handlers.SysLogHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A login must not print tracebacks when syslog is down; the log file still gets the line."""
+
+
+def _syslog(line: str, *, warning: bool, address: str) -> None:
+    try:
+        handler = _QuietSysLog(address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV)
+    except OSError:
+        return  # no syslog socket (a container)
+    handler.ident = f"tokenward-pam[{os.getpid()}]: "
+    level = logging.WARNING if warning else logging.INFO
+    try:
+        handler.emit(logging.makeLogRecord({"msg": line, "levelno": level, "levelname": logging.getLevelName(level)}))
+    finally:
+        handler.close()
+
+
 def log_line(
-    config: HostConfig | None, unix_user: str, address: str | None, outcome: Outcome, remote: str | None
+    config: HostConfig | None,
+    unix_user: str,
+    address: str | None,
+    outcome: Outcome,
+    remote: str | None,
+    *,
+    syslog_address: str = SYSLOG_ADDRESS,
 ) -> str:
-    """Write the one auth-log line of this login and return it."""
+    """Write the one auth-log line of this login (syslog ``authpriv``, and ``log_file``) and return it."""
     host = config.host if config is not None else "?"
     line = (
-        f"tokenward-pam: {outcome.result} unix user {unix_user!r}"
+        f"{outcome.result} unix user {unix_user!r}"
         f" (address {address or '-'}) on host {host} from {remote or '-'}: {outcome.reason}"
     )
-    priority = syslog.LOG_INFO if outcome.ok else syslog.LOG_WARNING
-    try:
-        syslog.openlog("tokenward-pam", syslog.LOG_PID, syslog.LOG_AUTHPRIV)
-        syslog.syslog(priority, line)
-    except OSError:
-        pass  # no syslog socket (a container): the log file, if any, still gets it
+    _syslog(line, warning=not outcome.ok, address=syslog_address)
+    line = "tokenward-pam: " + line
     if config is not None and config.log_file is not None:
         try:
             with open(config.log_file, "a", encoding="utf-8") as handle:
