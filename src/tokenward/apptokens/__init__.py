@@ -7,11 +7,16 @@ brute-force regulation (:mod:`.regulation`). See docs/app-tokens.md.
 
 from __future__ import annotations
 
-from .access import MANAGE_SCOPE, AdminCheck, Caller, UserDirectory, no_admins, subject_directory
-from .expiry import format_duration, parse_duration
-from .format import PREFIX, ParsedToken
-from .regulation import RegulationPolicy, Regulator
-from .service import AppTokenConfig, AppTokenService, cli_actor
+from typing import TYPE_CHECKING
+
+from tokenward._facade import lazy_exports
+
+if TYPE_CHECKING:
+    from .access import MANAGE_SCOPE, AdminCheck, Caller, UserDirectory, no_admins, subject_directory
+    from .expiry import format_duration, parse_duration
+    from .format import PREFIX, ParsedToken
+    from .regulation import RegulationPolicy, Regulator
+    from .service import AppTokenConfig, AppTokenService, cli_actor
 
 __all__ = [
     "MANAGE_SCOPE",
@@ -30,3 +35,14 @@ __all__ = [
     "parse_duration",
     "subject_directory",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        ".access": ("MANAGE_SCOPE", "AdminCheck", "Caller", "UserDirectory", "no_admins", "subject_directory"),
+        ".expiry": ("format_duration", "parse_duration"),
+        ".format": ("PREFIX", "ParsedToken"),
+        ".regulation": ("RegulationPolicy", "Regulator"),
+        ".service": ("AppTokenConfig", "AppTokenService", "cli_actor"),
+    },
+)

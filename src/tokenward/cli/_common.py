@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
 from tokenward.errors import TokenwardError
-from tokenward.settings import Settings
+
+if TYPE_CHECKING:
+    from tokenward.settings import Settings
 
 __all__ = ["DATA_DIR_OPTION", "GuardedGroup", "fail", "load_settings"]
 
@@ -34,6 +36,8 @@ class GuardedGroup(TyperGroup):
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment/config file, the global ``--data-dir`` option, then ``overrides``."""
+    from tokenward.settings import Settings  # here, so that `tokenward --help` does not import pydantic
+
     return Settings.load(**{"data_dir": DATA_DIR_OPTION.get(), **overrides})
 
 

@@ -2,41 +2,96 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import SecretStr
 
 from tokenward import __version__
-from tokenward.cli import (
-    app_token,
-    audit,
-    authenticator,
-    client,
-    config,
-    config_token,
-    db,
-    host,
-    oidc,
-    policy,
-    timecode,
-    user,
-)
-from tokenward.cli._common import DATA_DIR_OPTION, GuardedGroup, fail, load_settings
-from tokenward.datadir import DataDir, load_server_name
+from tokenward.cli._common import DATA_DIR_OPTION, fail, load_settings
+from tokenward.cli._lazy import LazyGroup, LazySpec
 from tokenward.errors import TokenwardError
-from tokenward.keys import TimeCode
-from tokenward.logs import configure_logging
-from tokenward.settings import validate_server_name
+
+if TYPE_CHECKING:
+    from tokenward.datadir import DataDir
+
+# What a command needs (settings, data dir, keys, the runtime, uvicorn) is imported inside it: `tokenward --help`
+# and `--version` import typer and little else.
+
+# Command groups, imported only when invoked (cli/_lazy.py): add new ones here rather than with app.add_typer,
+# so that `tokenward --help` and the light commands do not import every group's dependencies.
+LAZY_COMMANDS = (
+    LazySpec(
+        "app-hash",
+        "tokenward.cli.client:app_hash",
+        "Print the app hash (uppercase SHA-512) of an origin's host[:port], or of a file's bytes.",
+        group=False,
+    ),
+    LazySpec("audit", "tokenward.cli.audit:audit", "Print audit events, newest first.", group=False),
+    LazySpec(
+        "timecode",
+        "tokenward.cli.timecode:app",
+        "Manage the time code: the cluster secret every instance of one server name shares. "
+        "All keys derive from it (docs/keys.md).",
+    ),
+    LazySpec(
+        "db",
+        "tokenward.cli.db:app",
+        "Manage the SQL database: apply schema migrations and show the schema revision. The database is "
+        "TOKENWARD_DATABASE_URL, or the SQLite file tokenward.db in the data dir (docs/storage.md).",
+    ),
+    LazySpec("client", "tokenward.cli.client:app", "Register and manage client apps (client IDs and app hashes)."),
+    LazySpec("resource", "tokenward.cli.client:resource_app", "Resource servers allowed to log in by machine login."),
+    LazySpec("user", "tokenward.cli.user:app", "Users: enrolment of authenticators."),
+    LazySpec(
+        "authenticator",
+        "tokenward.cli.authenticator:app",
+        "The reference authenticator: a key pair that reads your captchas.",
+    ),
+    LazySpec(
+        "policy",
+        "tokenward.cli.policy:app",
+        "Policy files: write commented samples, lint them, check a request and see why (docs/policies.md).",
+    ),
+    LazySpec(
+        "app-token",
+        "tokenward.cli.app_token:app",
+        "App tokens for third-party tools (HTTP Basic user:token). Works directly on the database; the API is "
+        "/auth-app/tokens and /api/app-tokens (docs/app-tokens.md).",
+    ),
+    LazySpec(
+        "config-token",
+        "tokenward.cli.config_token:app",
+        "Config tokens tell /verify which plugins, assertions and policy apply (docs/forward-auth.md).",
+    ),
+    LazySpec(
+        "oidc",
+        "tokenward.cli.oidc:app",
+        "The OpenID Provider: register relying parties (client IDs, secrets, redirect URIs); docs/oidc.md.",
+    ),
+    LazySpec(
+        "config",
+        "tokenward.cli.config:app",
+        "Share the master configuration through S3: policies, client IDs, and the sealed time code.",
+    ),
+    LazySpec(
+        "host",
+        "tokenward.cli.host:app",
+        "Set up a Linux host for system login through PAM (run on the host).",
+    ),
+)
+
+
+class RootGroup(LazyGroup):
+    lazy_commands = LAZY_COMMANDS
+
 
 app = typer.Typer(
-    cls=GuardedGroup,
+    cls=RootGroup,
     name="tokenward",
     no_args_is_help=True,
     add_completion=False,
@@ -45,20 +100,6 @@ app = typer.Typer(
     "authorized by Casbin policy files.\n\nStart with `tokenward init --server-name auth.example.com`, then "
     "`tokenward serve`. Every setting is also an environment variable TOKENWARD_<NAME> (docs/configuration.md).",
 )
-app.add_typer(timecode.app, name="timecode")
-app.add_typer(db.app, name="db")
-app.add_typer(client.app, name="client")
-app.command("app-hash")(client.app_hash)
-app.add_typer(client.resource_app, name="resource")
-app.add_typer(user.app, name="user")
-app.add_typer(authenticator.app, name="authenticator")
-app.add_typer(policy.app, name="policy")
-app.add_typer(app_token.app, name="app-token")
-app.add_typer(config_token.app, name="config-token")
-app.add_typer(oidc.app, name="oidc")
-app.command("audit")(audit.audit)
-app.add_typer(config.app, name="config")
-app.add_typer(host.app, name="host")
 
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
@@ -84,6 +125,8 @@ def _show_owner(value: bool) -> None:
 
 def _interactive_timecode(value: bool) -> None:
     if value:
+        from tokenward.cli import timecode
+
         try:
             timecode.run_interactive()
         except TokenwardError as exc:
@@ -93,6 +136,8 @@ def _interactive_timecode(value: bool) -> None:
 
 def _saveconfig(value: bool) -> None:
     if value:
+        from tokenward.cli import config
+
         try:
             config.run_save()
         except TokenwardError as exc:
@@ -102,6 +147,8 @@ def _saveconfig(value: bool) -> None:
 
 def _getconfig(value: bool) -> None:
     if value:
+        from tokenward.cli import config
+
         try:
             config.run_get()
         except TokenwardError as exc:
@@ -144,6 +191,8 @@ def root(
 @app.command("server-name")
 def server_name() -> None:
     """Print the server name (the deployment's resource name, e.g. auth.example.com)."""
+    from tokenward.datadir import DataDir, load_server_name
+
     settings = load_settings()
     typer.echo(load_server_name(settings, DataDir(settings.data_dir)))
 
@@ -164,6 +213,10 @@ def init(
     ),
 ) -> None:
     """Create the data dir (0700) with sample policy files, the server name and a fresh time code."""
+    from tokenward.datadir import DataDir
+    from tokenward.keys import TimeCode
+    from tokenward.settings import validate_server_name
+
     try:
         name = validate_server_name(server_name)
     except ValueError as exc:
@@ -190,6 +243,8 @@ def init(
     code = TimeCode.generate(now=now, random_bytes=secrets.token_bytes(32))
     data_dir.install_timecode(code, now=now, grace_seconds=0)
     data_dir.ensure_apptoken_key()  # kept across --force: existing app tokens stay valid
+    from tokenward.cli import client
+
     first_party = client.ensure_first_party_client(data_dir.path, name)
     written = _write_policy_samples(data_dir, name, admin)
     typer.echo(f"Initialized {data_dir.path} for {name}.")
@@ -227,8 +282,12 @@ def serve(
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key, mode 0600 [TOKENWARD_TLS_KEY]."),
 ) -> None:
     """Serve HTTP(S). Checks the configuration and the database first and exits non-zero with a clear message."""
-    import uvicorn
+    import asyncio
 
+    import uvicorn
+    from pydantic import SecretStr
+
+    from tokenward.logs import configure_logging
     from tokenward.runtime import open_runtime
     from tokenward.web.app import create_app
 

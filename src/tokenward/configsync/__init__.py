@@ -9,27 +9,34 @@ Importing this package reads nothing and connects nowhere. See ``docs/multi-inst
 - :mod:`.stores` — building stores and the key from settings.
 """
 
-from tokenward.configsync.bundle import (
-    BundleContents,
-    FetchedBundle,
-    SaveLine,
-    fetch_bundle,
-    mirror_bundle,
-    open_bundle,
-    parse_timecodes,
-    save_bundle,
-)
-from tokenward.configsync.manifest import (
-    FILES,
-    BundleFile,
-    Manifest,
-    ObjectEntry,
-    check_policy_dialect,
-    manifest_name,
-    object_name,
-)
-from tokenward.configsync.seal import ConfigKey
-from tokenward.configsync.sync import CACHE_DIR, ConfigSync, install_files
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenward._facade import lazy_exports
+
+if TYPE_CHECKING:
+    from tokenward.configsync.bundle import (
+        BundleContents,
+        FetchedBundle,
+        SaveLine,
+        fetch_bundle,
+        mirror_bundle,
+        open_bundle,
+        parse_timecodes,
+        save_bundle,
+    )
+    from tokenward.configsync.manifest import (
+        FILES,
+        BundleFile,
+        Manifest,
+        ObjectEntry,
+        check_policy_dialect,
+        manifest_name,
+        object_name,
+    )
+    from tokenward.configsync.seal import ConfigKey
+    from tokenward.configsync.sync import CACHE_DIR, ConfigSync, install_files
 
 __all__ = [
     "CACHE_DIR",
@@ -52,3 +59,30 @@ __all__ = [
     "parse_timecodes",
     "save_bundle",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "tokenward.configsync.bundle": (
+            "BundleContents",
+            "FetchedBundle",
+            "SaveLine",
+            "fetch_bundle",
+            "mirror_bundle",
+            "open_bundle",
+            "parse_timecodes",
+            "save_bundle",
+        ),
+        "tokenward.configsync.manifest": (
+            "FILES",
+            "BundleFile",
+            "Manifest",
+            "ObjectEntry",
+            "check_policy_dialect",
+            "manifest_name",
+            "object_name",
+        ),
+        "tokenward.configsync.seal": ("ConfigKey",),
+        "tokenward.configsync.sync": ("CACHE_DIR", "ConfigSync", "install_files"),
+    },
+)
