@@ -130,6 +130,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         conf = etc / "pam.conf"
         conf.write_text(conf.read_text().replace("log_file = \n", f"log_file = {log}\n"))
         (etc / "pam-users").write_text(f"{bob_unix} {bob}\n")
+        assert _run("host", "check", "--config", str(conf), env=env).startswith(f"ok: {HOST} logged in")
         key_file = root / "authenticator.key"
         opts = ["--key-file", str(key_file), "--passphrase-env", PASS_ENV]
         _run("authenticator", "init", *opts, env=env)

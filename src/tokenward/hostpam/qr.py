@@ -10,14 +10,15 @@ __all__ = ["terminal_qr"]
 def terminal_qr(payload: str) -> list[str]:
     """Lines that draw ``payload`` as a QR code with half-block characters; [] without segno.
 
-    Two modules a character (upper and lower half blocks) keep the code small enough for an
-    80x24 terminal; the quiet zone is light on a dark terminal, which phone scanners read.
+    Two modules a character (upper and lower half blocks) and error level L (a screen is not a
+    scuffed label; segno raises it when the size allows) keep a captcha of 400 characters within
+    80 columns; the quiet zone is light on a dark terminal, which phone scanners read.
     """
     try:
         import segno
     except ImportError:
         return []
-    matrix = [list(row) for row in segno.make(payload, error="m").matrix_iter(scale=1, border=2)]
+    matrix = [list(row) for row in segno.make(payload, error="l").matrix_iter(scale=1, border=2)]
     if len(matrix) % 2:
         matrix.append([0] * len(matrix[0]))
     out = io.StringIO()
