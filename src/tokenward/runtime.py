@@ -203,7 +203,9 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
         keyring=lambda: runtime.keyring,
         stores=build_stores(parse_store_specs(settings.config_token_stores)),
         revocations=SqlConfigTokenRevocations(runtime.database),
-        deps=PluginDeps(app_tokens=runtime.app_tokens, http=httpx.AsyncClient(timeout=10.0)),
+        deps=PluginDeps(
+            app_tokens=runtime.app_tokens, http=httpx.AsyncClient(timeout=10.0), keyring=lambda: runtime.keyring
+        ),
         policy=lambda: holder.policy if holder is not None and holder.loaded else None,
         revocation_refresh=settings.config_token_revocation_refresh_seconds,
     )

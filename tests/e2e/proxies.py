@@ -145,11 +145,14 @@ http://127.0.0.1:{port} {{
 
 
 @contextmanager
-def run_nginx(tmp: Path, *, tokenward: int, upstream: int, query: str, template: str = NGINX_CONF) -> Iterator[int]:
-    """nginx from ``template`` (``{tmp} {port} {upstream} {tokenward} {query}``) on a free port; yields the port."""
+def run_nginx(
+    tmp: Path, *, tokenward: int, upstream: int, query: str, template: str = NGINX_CONF, port: int | None = None
+) -> Iterator[int]:
+    """nginx from ``template`` (``{tmp} {port} {upstream} {tokenward} {query}``) on ``port`` (default: a free
+    one); yields the port."""
     binary = require_binary(NGINX)
     tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     conf = tmp / "nginx.conf"
     conf.write_text(template.format(tmp=tmp, port=port, upstream=upstream, tokenward=tokenward, query=query))
     log = tmp / "stderr.log"

@@ -23,6 +23,7 @@ __all__ = [
     "Assertion",
     "ConfigDocument",
     "HeaderSpec",
+    "OidcPlugin",
     "Pcb",
     "PluginConfig",
     "PolicyBlock",
@@ -254,8 +255,62 @@ class SourceIdentifierPlugin(_Plugin):
         return self
 
 
+_URL = r"^https?://[^\s#]+$"
+
+
+class OidcPlugin(_Plugin):
+    """Sign-in at an external OpenID Provider (code flow + PKCE); an encrypted cookie holds the session."""
+
+    type: Literal["oidc"]
+    issuer: str = Field(max_length=2048, pattern=_URL)
+    client_id: str = Field(min_length=1, max_length=256)
+    client_secret: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)
+    # Default: client_secret_basic with a secret, none (a public client, PKCE only) without.
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] | None = None
+    # The callback on the protected site (its host goes through the proxy to /verify like any page).
+    redirect_uri: str = Field(max_length=2048, pattern=_URL)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"], min_length=1, max_length=MAX_LIST)
+    cookie: str = Field(default="tokenward_oidc", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    cookie_domain: str | None = Field(default=None, max_length=255, pattern=r"^\.?[A-Za-z0-9.-]+$")
+    cookie_secure: bool = True
+    session_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    refresh: bool = True
+    logout_path: str | None = Field(default=None, max_length=1024, pattern=r"^/[^\s?#]*$")
+    post_logout_redirect_uri: str | None = Field(default=None, max_length=2048, pattern=_URL)
+    login_redirect: Literal["browsers", "always"] = "browsers"
+    user_claim: str = "sub"
+    email_claim: str = "email"
+    groups_claim: str = "groups"
+    name_claim: str = "name"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    discovery_cache_seconds: int = Field(default=3600, ge=0, le=86400)
+    leeway_seconds: int = Field(default=60, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OidcPlugin:
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include openid")
+        method = self.token_endpoint_auth_method
+        if method is None:
+            object.__setattr__(
+                self, "token_endpoint_auth_method", "client_secret_basic" if self.client_secret else "none"
+            )
+        elif (method == "none") != (self.client_secret is None):
+            raise ValueError("client_secret is needed by client_secret_basic/post and refused by none")
+        if self.logout_path is not None and self.logout_path == _path_of(self.redirect_uri):
+            raise ValueError("logout_path cannot be the redirect_uri's path")
+        return self
+
+
+def _path_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path or "/"
+
+
 PluginConfig = Annotated[
-    AppTokenPlugin
+    OidcPlugin
+    | AppTokenPlugin
     | HtpasswdPlugin
     | JwtPlugin
     | RequestHeaderPlugin

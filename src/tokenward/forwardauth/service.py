@@ -380,9 +380,13 @@ class ForwardAuthService:
                 if not assertions or all(
                     check_assertion(a, {**info.as_dict(), "userinfo": user.as_dict()}) for a in assertions
                 ):
-                    return self._allow(compiled, user, info)
+                    return self._allow(compiled, user, info, outcome.headers)
                 outcome = Outcome.failure("assertion_failed", "the user does not satisfy the assertions", status=403)
             failures.append(outcome)
+            if outcome.final:
+                return self._refuse(
+                    compiled.document.tokenward.custom_error_headers, outcome, info, params.redirect_code
+                )
             if stop and any_holds(stop, info.as_dict()):
                 break
         chosen = None
@@ -394,10 +398,14 @@ class ForwardAuthService:
             chosen = Outcome.failure("no_plugin_ran", "every plugin was skipped")
         return self._refuse(compiled.document.tokenward.custom_error_headers, chosen, info, params.redirect_code)
 
-    def _allow(self, compiled: CompiledConfig, user: UserInfo, info: RequestInfo) -> Decision:
+    def _allow(
+        self, compiled: CompiledConfig, user: UserInfo, info: RequestInfo, extra: tuple[tuple[str, str], ...] = ()
+    ) -> Decision:
         if compiled.policy is not None:
             self._check_policy(compiled.policy, user, info)
         out = user.remote_headers()
+        if extra:
+            out += [_encoded(k, v) for k, v in extra if not _CTL.search(v)]
         if compiled.service_headers:
             for name, value in _custom_headers(compiled.service_headers, info, user):
                 check_header_value(value)
@@ -425,6 +433,7 @@ class ForwardAuthService:
             out.append(("Location", outcome.location))
         if status == 401:
             out.append(("WWW-Authenticate", outcome.challenge or DEFAULT_CHALLENGE))
+        out += outcome.headers
         if spec:
             try:
                 out += _custom_headers(spec, info, UserInfo())

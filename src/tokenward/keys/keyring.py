@@ -36,6 +36,7 @@ class Purpose(enum.StrEnum):
     SESSION_COOKIE = "session-cookie"
     CSRF = "csrf"
     PSEUDONYM = "pseudonym"
+    FORWARD_AUTH_COOKIE = "forward-auth-cookie"
 
 
 def derive_key(code: TimeCode, purpose: Purpose) -> Secret:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, Verify
 from tokenward.forwardauth.plugins.forward import ForwardAuth
 from tokenward.forwardauth.plugins.htpasswd import HtpasswdAuth
 from tokenward.forwardauth.plugins.jwt import JwtAuth
+from tokenward.forwardauth.plugins.oidc import OidcAuth
 from tokenward.forwardauth.plugins.simple import NoopAuth, RequestHeaderAuth, RequestParamAuth
 from tokenward.forwardauth.plugins.source_identifier import SessionCheck, SourceIdentifierAuth
 from tokenward.forwardauth.schema import (
@@ -21,10 +24,12 @@ from tokenward.forwardauth.schema import (
     HtpasswdPlugin,
     JwtPlugin,
     NoopPlugin,
+    OidcPlugin,
     RequestHeaderPlugin,
     RequestParamPlugin,
     SourceIdentifierPlugin,
 )
+from tokenward.keys import Keyring
 
 __all__ = ["Outcome", "Plugin", "PluginDeps", "SessionCheck", "UserInfo", "VerifyRequest", "build_plugin"]
 
@@ -36,6 +41,9 @@ class PluginDeps:
     app_tokens: AppTokenService | None = None
     sessions: SessionCheck | None = None
     http: httpx.AsyncClient | None = None
+    #: The time-code keys (the ``oidc`` plugin seals its session cookies with them).
+    keyring: Callable[[], Keyring] | None = None
+    clock: Callable[[], float] = time.time
 
 
 def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
@@ -56,6 +64,10 @@ def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
         if deps.http is None:
             raise RuntimeError("the forward plugin needs an HTTP client")
         return ForwardAuth(config, deps.http)
+    if isinstance(config, OidcPlugin):
+        if deps.http is None or deps.keyring is None:
+            raise RuntimeError("the oidc plugin needs an HTTP client and the keyring")
+        return OidcAuth(config, deps.http, deps.keyring, clock=deps.clock)
     if isinstance(config, SourceIdentifierPlugin):
         return SourceIdentifierAuth(config, lambda: deps.sessions)
     raise TypeError(f"unknown plugin config {type(config).__name__}")

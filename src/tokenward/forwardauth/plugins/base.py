@@ -51,7 +51,11 @@ class UserInfo:
 
 @dataclasses.dataclass(slots=True)
 class Outcome:
-    """A plugin's answer. On failure ``challenge`` becomes ``WWW-Authenticate``; ``location`` a redirect."""
+    """A plugin's answer. On failure ``challenge`` becomes ``WWW-Authenticate``; ``location`` a redirect.
+
+    ``headers`` go out with the answer whatever it is (a plugin's ``Set-Cookie``); a ``final``
+    failure ends the chain and is the answer (a sign-in callback no other plugin should handle).
+    """
 
     ok: bool
     user: UserInfo | None = None
@@ -60,6 +64,8 @@ class Outcome:
     challenge: str | None = None
     location: str | None = None
     status: int = 401
+    headers: tuple[tuple[str, str], ...] = ()
+    final: bool = False
 
     @classmethod
     def success(cls, user: UserInfo) -> Outcome:
