@@ -3,6 +3,7 @@
 #   make test   create/refresh .venv with dev tools, then ruff, mypy --strict and pytest
 #   make lint   ruff + mypy only
 #   make bench  benchmark scripts in bench/
+#   make fuzz   every parser of untrusted input under atheris, FUZZ_SECONDS (60) each (docs/security.md)
 #   make dist   build the wheel and sdist into dist/ (docs/deployment.md)
 #   make screenshots  PNGs of every portal page into docs/screenshots/ (needs /usr/bin/chromium)
 
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 SERVER_NAME ?= localhost
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench dist screenshots clean
+.PHONY: run test lint bench fuzz dist screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,14 @@ test: lint
 bench: $(VENV)/.dev-installed
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(shell $(BIN)/python -c "from tests.fuzz.targets import TARGETS; print(*TARGETS)" 2>/dev/null)
+fuzz: $(VENV)/.dev-installed
+	@mkdir -p .fuzz; for target in $(FUZZ_TARGETS); do echo "== fuzz $$target ($(FUZZ_SECONDS) s)"; \
+		$(BIN)/python -m tests.fuzz.run_atheris $$target $(FUZZ_SECONDS) >.fuzz/$$target.log 2>&1 \
+			|| { tail -n 60 .fuzz/$$target.log; echo "fuzz: $$target crashed (input in .fuzz/crash-$$target-*)"; exit 1; }; \
+		grep -E '^(Done|stat::new_units)' .fuzz/$$target.log; done
+
 dist: $(VENV)/.dev-installed
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
@@ -51,4 +60,4 @@ screenshots: $(VENV)/.dev-installed
 	TOKENWARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/ui/test_browser.py tests/ui/test_authenticator.py
 
 clean:
-	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .fuzz

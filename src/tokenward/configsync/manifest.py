@@ -175,7 +175,7 @@ class Manifest:
                 key_id=None if doc.get("key_id") is None else str(doc["key_id"]),
                 settings={str(k): str(v) for k, v in dict(doc.get("settings") or {}).items()},
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise BundleError(f"the bundle manifest is damaged: {exc}", code="bundle_manifest_invalid") from None
         if manifest.server != server:
             raise BundleError(

@@ -61,7 +61,7 @@ def peek_header(token: str) -> dict[str, Any]:
     first = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: a header of 20,000 nested "["
         raise _invalid("the config token is not a JWE or JWS (unreadable header)") from None
     if not isinstance(header, dict):
         raise _invalid("the config token header is not a JSON object")
@@ -105,7 +105,7 @@ def decode_token(token: str, keyring: Keyring, *, now: float, check_expiry: bool
         raise _invalid("the config token does not verify (tampered, truncated or made for another server)") from None
     try:
         data = json.loads(plaintext or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _invalid("the config token does not hold JSON") from None
     document = parse_document(data)
     if check_expiry and document.exp is not None and now >= document.exp:

@@ -134,7 +134,8 @@ def _parse_host(value: str, scheme: str, name: str) -> tuple[str, int]:
     else:
         hostname, _, port_text = host.partition(":")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        # isascii: str.isdigit() also says yes to "²", which int() refuses
+        if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) or not 0 < int(port_text) < 65536:
             raise _bad(name, "has a bad port")
         return hostname.lower(), int(port_text)
     return hostname.lower(), default
@@ -169,7 +170,10 @@ def reconstruct(headers: Mapping[str, str]) -> RequestInfo:
     if original is not None:
         if len(original) > MAX_URL_LENGTH:
             raise BadRequest("X-Original-URL is too long", code="uri_too_long")
-        parts = urlsplit(original.strip())
+        try:
+            parts = urlsplit(original.strip())
+        except ValueError:  # an unbalanced IPv6 bracket: "http://[abc/"
+            raise _bad("X-Original-URL", "is not a URL") from None
         scheme = _scheme(parts.scheme, "X-Original-URL")
         host, port = _split_host(parts.netloc, scheme, "X-Original-URL")
         method = _method(headers.get("x-original-method"), "X-Original-Method")

@@ -320,18 +320,18 @@ class CasbinEngine:
         self.rules = rules
         self.dialect: Dialect = dialect
         self._by_values = {(rule.ptype, *rule.values()): rule for rule in rules}
-        enforcer = casbin.Enforcer(model.casbin_model(), _Rows())
-        enforcer.add_function("regexMatch", _casbin_regex(dialect))
-        self._enforcer = enforcer
         self._acts: dict[str, set[str]] = defaultdict(set)
         for rule in rules:
             self._acts[rule.obj].add(rule.act)
-        try:
+        try:  # pycasbin raises bare RuntimeErrors (e.g. "unsupported effect") while building, too
+            enforcer = casbin.Enforcer(model.casbin_model(), _Rows())
+            enforcer.add_function("regexMatch", _casbin_regex(dialect))
             enforcer.enforce("", "", "", "")
         except Exception as exc:
             raise PolicyError(
                 f"{model.file}:0: model cannot be evaluated ({exc})", code="policy_model_invalid"
             ) from None
+        self._enforcer = enforcer
 
     def enforce(self, sub: str, dom: str, obj: str, act: str) -> bool:
         _check_value(sub)
