@@ -1,19 +1,24 @@
-"""`tokenward policy`: write samples, lint, check a request, show the policy in force."""
+"""`tokenward policy`: write samples, lint, check a request, show the policy in force, diff two policies."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import textwrap
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from tokenward.cli._common import GuardedGroup, fail, load_settings
-from tokenward.errors import TokenwardError
+from tokenward.errors import PolicyError, TokenwardError
 from tokenward.policy import (
     CSV_FILES,
+    POLICY_FILES,
+    Policy,
+    build_policy,
     explain,
     lint,
     load_policy,
@@ -21,8 +26,11 @@ from tokenward.policy import (
     read_sources,
     write_samples,
 )
+from tokenward.policy.diff import PolicyDiff, diff_policies
+from tokenward.policy.files import MAX_FILE_BYTES
 from tokenward.policy.lint import group_notes
 from tokenward.policy.patterns import Dialect
+from tokenward.policy.probes import Probe, generate_probes, parse_requests
 
 app = typer.Typer(
     cls=GuardedGroup,
@@ -209,3 +217,171 @@ def show(dialect: str | None = _DIALECT, as_json: bool = _JSON) -> None:
         state = "" if name in policy.present else "  (absent)"
         slow = "" if engine.fast else "  [slow path: pycasbin]"
         typer.echo(f"  {name:24} {len(engine.rules):>9} rows{state}{slow}")
+
+
+_SIDE_HELP = (
+    "A data dir, a policy file named like one of the seven (userpolicy.csv), NAME=PATH for a file "
+    "named otherwise, or several files separated by commas."
+)
+
+
+@app.command("diff")
+def diff_command(
+    old: str = typer.Argument(..., help=f"The policy in force. {_SIDE_HELP}"),
+    new: str = typer.Argument(..., help=f"The changed policy. {_SIDE_HELP}"),
+    requests: list[Path] | None = typer.Option(
+        None, "--requests", help="A file of questions: JSON lines or 'sub, dom, obj, act' rows (repeatable)."
+    ),
+    generate: bool = typer.Option(
+        True, "--generate/--no-generate", help="Also ask questions generated from every row of both sides."
+    ),
+    dialect: str | None = typer.Option(None, "--dialect", help="glob or compat for both sides (default: setting)."),
+    dialect_from: str | None = typer.Option(None, "--dialect-from", help="Dialect of OLD (default: --dialect)."),
+    dialect_to: str | None = typer.Option(None, "--dialect-to", help="Dialect of NEW (default: --dialect)."),
+    examples: int = typer.Option(3, "--examples", min=0, max=1000, help="Example questions shown per row."),
+    as_json: bool = _JSON,
+) -> None:
+    """Show which decisions flip between two policies, grouped by the row responsible.
+
+    Exit status: 0 nothing flips, 1 something flips, 2 error (for a policy repository's CI).
+    """
+    try:
+        result = run_diff(
+            old,
+            new,
+            requests=requests or [],
+            generate=generate,
+            dialects=(dialect_from or dialect, dialect_to or dialect),
+            examples=examples,
+        )
+    except TokenwardError as exc:
+        typer.secho(f"error: {exc.detail}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        for line in render_diff(result):
+            typer.echo(line)
+    if result.flips:
+        raise typer.Exit(1)
+
+
+def run_diff(
+    old: str,
+    new: str,
+    *,
+    requests: list[Path],
+    generate: bool,
+    dialects: tuple[str | None, str | None],
+    examples: int,
+) -> PolicyDiff:
+    """Read both sides and the question files, build both policies, diff them."""
+    default: str | None = None
+    if None in dialects:
+        default = load_settings().policy_dialect
+    old_sources, new_sources = read_sides(old, new)
+    old_dialect, new_dialect = (_dialect(d or default) for d in dialects)
+    old_policy = _build_side("OLD", old, old_sources, old_dialect)
+    new_policy = _build_side("NEW", new, new_sources, new_dialect)
+    probes: list[Probe] = []
+    for path in requests:
+        probes.extend(parse_requests(_read_text(path), source=str(path)))
+    questions: Iterable[Probe] = probes
+    if generate:
+        questions = itertools.chain(probes, generate_probes(old_policy, new_policy))
+    return diff_policies(old_policy, new_policy, questions, examples=examples)
+
+
+def _dialect(value: str | None) -> Dialect:
+    if value == "glob":
+        return "glob"
+    if value == "compat":
+        return "compat"
+    raise PolicyError(f"unknown policy dialect {value!r}; use glob or compat", code="policy_dialect_unknown")
+
+
+def _build_side(label: str, spec: str, sources: dict[str, bytes], dialect: Dialect) -> Policy:
+    try:
+        return build_policy(sources, dialect=dialect)
+    except PolicyError as exc:
+        raise PolicyError(f"{label} ({spec}): {exc.detail}", code=exc.code) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = _read_bytes(path)
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: not valid UTF-8", code="policy_requests_invalid") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})", code="policy_file_unreadable") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise PolicyError(f"{path}: file is larger than {MAX_FILE_BYTES} bytes", code="policy_file_too_large")
+    return data
+
+
+def _read_side(spec: str) -> tuple[dict[str, bytes], bool]:
+    """The files of one side and whether it is a whole data dir."""
+    path = Path(spec)
+    if "," not in spec and path.is_dir():
+        sources = read_sources(path)
+        if not sources:
+            raise PolicyError(f"{spec}: no policy files in this directory", code="policy_file_unreadable")
+        return sources, True
+    sources = {}
+    for item in spec.split(","):
+        name, sep, target = item.strip().partition("=")
+        if not sep:
+            name, target = Path(item.strip()).name, item.strip()
+        if name not in POLICY_FILES:
+            raise PolicyError(
+                f"{item.strip()}: not a policy file name; write NAME=PATH with NAME one of {', '.join(POLICY_FILES)}",
+                code="policy_file_unknown",
+            )
+        if name in sources:
+            raise PolicyError(f"{spec}: {name} is given twice", code="policy_file_unknown")
+        sources[name] = _read_bytes(Path(target))
+    return sources, False
+
+
+def read_sides(old: str, new: str) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Both sides' files; a side given as files takes the files it does not name from a dir side."""
+    old_sources, old_dir = _read_side(old)
+    new_sources, new_dir = _read_side(new)
+    if old_dir and not new_dir:
+        new_sources = {**old_sources, **new_sources}
+    elif new_dir and not old_dir:
+        old_sources = {**new_sources, **old_sources}
+    return old_sources, new_sources
+
+
+def render_diff(result: PolicyDiff) -> list[str]:
+    """The text report: a summary line, the row changes per file, then one block per row."""
+    old = f"{result.old_version[:12]} ({result.old_dialect})"
+    new = f"{result.new_version[:12]} ({result.new_dialect})"
+    lines = [
+        f"{result.flips} decision(s) flip of {result.questions} question(s) "
+        f"({result.evaluated} answered by both)  old {old} -> new {new}"
+    ]
+    for name, changes in result.rows.items():
+        if changes.added or changes.removed:
+            lines.append(f"  {name}: +{changes.added} -{changes.removed} row(s)")
+    for group in result.groups:
+        where = f"{group.side}:{group.rule.where}" if group.rule is not None else group.file
+        lines.append("")
+        lines.append(f"{group.change:<8} {where}  {group.row}".rstrip())
+        counts = []
+        if group.allow_to_deny:
+            counts.append(f"{group.allow_to_deny} allow -> deny")
+        if group.deny_to_allow:
+            counts.append(f"{group.deny_to_allow} deny -> allow")
+        lines.append(f"         {group.reason}: {', '.join(counts)}")
+        for flip in group.examples:
+            lines.append(f"         e.g. {flip.probe.text()}: {flip.old} -> {flip.new}")
+    return lines
