@@ -16,6 +16,8 @@ and either
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 
@@ -66,19 +68,23 @@ def make_proof(aead: ChaCha20Poly1305, *, token_id: str, ts: int, nonce: bytes, 
     return f"{ts}.{b64u_encode(nonce)}.{b64u_encode(tag)}"
 
 
-def parse_proof(value: str) -> tuple[int, str, bytes, bytes]:
-    """``(ts, nonce text, nonce, tag)`` of a proof header; ``request_proof_invalid`` when it is not one."""
+def parse_proof(value: str) -> tuple[int, bytes, bytes]:
+    """``(ts, nonce, tag)`` of a proof header; ``request_proof_invalid`` when it is not one."""
     parts = value.split(".")
-    if len(parts) != 3 or len(value) > 120 or not parts[0].isdigit() or len(parts[0]) > 12:
+    # Lengths first (12-byte nonce = 16 characters, 16-byte tag = 22): nothing longer is decoded.
+    if len(parts) != 3 or len(parts[1]) != 16 or len(parts[2]) != 22 or not parts[0].isdigit() or len(parts[0]) > 12:
         raise Unauthorized("Tokenward-Proof must be `<unix seconds>.<nonce>.<tag>`", code="request_proof_invalid")
     try:
-        nonce = b64u_decode(parts[1], field="proof nonce", length=NONCE_BYTES)
-        tag = b64u_decode(parts[2], field="proof tag", length=16)
-    except BadRequest:
+        nonce = base64.urlsafe_b64decode(parts[1])
+        tag = base64.urlsafe_b64decode(parts[2] + "==")
+    except (binascii.Error, ValueError):
+        nonce = tag = b""
+    if len(nonce) != NONCE_BYTES or len(tag) != 16:
         raise Unauthorized(
             "Tokenward-Proof's nonce or tag is not base64url of the right length", code="request_proof_invalid"
-        ) from None
-    return int(parts[0]), parts[1], nonce, tag
+        )
+    # The replay window keys on the decoded nonce, so another spelling of the same bytes is the same request.
+    return int(parts[0]), nonce, tag
 
 
 def verify_proof(
@@ -102,7 +108,8 @@ class SealedRequest:
 
     client_token: str
     ts: int
-    nonce: str  # base64url, as sent (the replay key and the answer's associated data use it)
+    nonce: str  # base64url, as sent (the answer's associated data uses it)
+    nonce_bytes: bytes  # the replay window's key
     content_type: str
     body: bytes
 
@@ -168,7 +175,9 @@ def open_request(aead: ChaCha20Poly1305, *, token_id: str, method: str, target: 
             "(sealed for another token or request, or altered)",
             code="sealed_body_unreadable",
         ) from None
-    return SealedRequest(client_token=token, ts=ts, nonce=nonce_text, content_type=content_type, body=body)
+    return SealedRequest(
+        client_token=token, ts=ts, nonce=nonce_text, nonce_bytes=nonce, content_type=content_type, body=body
+    )
 
 
 def seal_response(

@@ -92,7 +92,7 @@ class TokenwardMiddleware:
                     code="request_proof_missing",
                 )
             await self.verifier.check_proof(verified, proof.decode("latin-1"), method=method, target=target)
-            scope = {**scope, CALLER_SCOPE_KEY: verified.caller}
+            scope[CALLER_SCOPE_KEY] = verified.caller
             await self.app(scope, receive, send_started)
         except TokenwardError as refusal:
             if started:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -44,6 +45,12 @@ _PERMANENT = frozenset(
     }
 )
 _MAX_TOKEN_CHARS = 8192
+
+
+def _remember(cache: dict[str, Any], size: int, token: str, outcome: Any) -> None:
+    if len(cache) >= size:
+        del cache[next(iter(cache))]  # the oldest entry (dicts keep insertion order)
+    cache[token] = outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +128,7 @@ class Verifier:
         roles: Mapping[str, Iterable[str]] | None = None,
         required_scopes: Iterable[str] = (),
         cache_size: int = 100_000,
+        refused_cache_size: int = 10_000,
     ) -> None:
         self.issuer = issuer
         self.resource = resource
@@ -136,8 +144,11 @@ class Verifier:
         self._app_hashes = hashes if allowed_app_hashes is not None or allowed_origins is not None else None
         self._roles = {role: frozenset(scopes) for role, scopes in (roles or {}).items()}
         self._required = frozenset(required_scopes)
-        self._cache: dict[str, VerifiedToken | TokenwardError] = {}
+        self._cache: dict[str, VerifiedToken] = {}
         self._cache_size = cache_size
+        # Refusals live apart: a flood of bad tokens must not evict the good ones.
+        self._refused: dict[str, TokenwardError] = {}
+        self._refused_size = refused_cache_size
 
     # -- the token -----------------------------------------------------------------------------
 
@@ -146,8 +157,6 @@ class Verifier:
         now = self.clock()
         hit = self._cache.get(token)
         if hit is not None:
-            if isinstance(hit, TokenwardError):
-                raise hit
             # Still in its window, its key still published, its session key still held here.
             keys_ok = hit.kid in self.jwks.kids and self.session_keys.find(hit.claims.destination_key) is not None
             if now < hit.valid_until and keys_ok:
@@ -158,25 +167,25 @@ class Verifier:
                 else:
                     return hit
             del self._cache[token]
+        else:
+            refused = self._refused.get(token)
+            if refused is not None:
+                raise refused
         try:
             verified = await self._verify(token, now)
         except TokenwardError as refusal:
             if refusal.error_code in _PERMANENT:
-                self._remember(token, refusal)
+                _remember(self._refused, self._refused_size, token, refusal)
             raise
-        self._remember(token, verified)
+        _remember(self._cache, self._cache_size, token, verified)
         return verified
-
-    def _remember(self, token: str, outcome: VerifiedToken | TokenwardError) -> None:
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            del cache[next(iter(cache))]
-        cache[token] = outcome
 
     async def _verify(self, token: str, now: float) -> VerifiedToken:
         if len(token) > _MAX_TOKEN_CHARS:
             raise Unauthorized("the client token is malformed or its signature is wrong", code="client_token_invalid")
         kid = key_id_of(token)
+        if kid is None:  # tokenward always names its key: garbage is refused before any parsing
+            raise Unauthorized("the client token is malformed or its signature is wrong", code="client_token_invalid")
         keys = await self.jwks.key_set(kid)
         claims = verify_client_token(token, keys, now=now, issuer=self.issuer, leeway=self.leeway)
         if claims.destination != self.resource:
@@ -213,7 +222,7 @@ class Verifier:
             claims=claims,
             caller=caller,
             aead=ChaCha20Poly1305(channel_key(private, claims)),
-            kid=str(kid),
+            kid=kid,
             valid_until=claims.expires_at + self.leeway,
         )
 
@@ -231,12 +240,12 @@ class Verifier:
 
     async def check_proof(self, verified: VerifiedToken, proof: str, *, method: str, target: str) -> None:
         """Accept an unsealed request's ``Tokenward-Proof`` once."""
-        ts, nonce_text, nonce, tag = parse_proof(proof)
+        ts, nonce, tag = parse_proof(proof)
         now = self.clock()
         self._check_time(ts, now)
         token_id = verified.claims.token_id
         verify_proof(verified.aead, token_id=token_id, ts=ts, nonce=nonce, tag=tag, method=method, target=target)
-        await self._first_use(token_id, nonce_text, ts, now)
+        await self._first_use(token_id, nonce, ts, now)
 
     async def open_sealed(self, verified: VerifiedToken, body: bytes, *, method: str, target: str) -> SealedRequest:
         """Open a sealed request body and accept it once."""
@@ -249,7 +258,7 @@ class Verifier:
             )
         now = self.clock()
         self._check_time(opened.ts, now)
-        await self._first_use(token_id, opened.nonce, opened.ts, now)
+        await self._first_use(token_id, opened.nonce_bytes, opened.ts, now)
         return opened
 
     def _check_time(self, ts: int, now: float) -> None:
@@ -260,8 +269,8 @@ class Verifier:
                 code="request_stale",
             )
 
-    async def _first_use(self, token_id: str, nonce: str, ts: int, now: float) -> None:
-        request_id = f"{token_id}|{nonce}"
+    async def _first_use(self, token_id: str, nonce: bytes, ts: int, now: float) -> None:
+        request_id = f"{token_id}|{nonce.hex()}"
         until = ts + self.proof_window + 1
         memory = self._memory_replay
         first = (
