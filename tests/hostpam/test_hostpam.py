@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 import tokenward.hostpam
 from tokenward.cli.main import app as cli
 from tokenward.hostpam import pam_exec, pam_module
+from tokenward.hostpam.client import SessionCache
 from tokenward.hostpam.config import ConfigProblem, HostConfig, address_for, load_config, read_key, render_config
 from tokenward.hostpam.flow import (
     GRANTED,
@@ -80,6 +81,7 @@ def _config(tmp_path: Path, **changes: Any) -> HostConfig:
         "users_file": tmp_path / "pam-users",
         "timeout": 1.0,
         "log_file": tmp_path / "auth.log",
+        "session_cache": None,
     }
     base.update(changes)
     return HostConfig(**base)
@@ -302,3 +304,23 @@ def test_host_cli_init_and_bad_inputs(tmp_path: Path) -> None:
     assert bad_mode.exit_code == 1 and "unknown mode" in bad_mode.output
     check = runner.invoke(cli, ["host", "check", "--config", str(tmp_path / "pam.conf")])
     assert check.exit_code == 1 and "cannot reach http://127.0.0.1:9" in check.output
+
+
+def test_session_cache_is_private_and_picky(tmp_path: Path) -> None:
+    cache = SessionCache(tmp_path / "run" / "session")
+    assert cache.read() is None
+    cache.write("tw1si.k1.abc")
+    assert cache.read() == "tw1si.k1.abc"
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "run" / "session").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "run" / "session").chmod(0o644)
+    assert cache.read() is None, "a cache others can read is not used"
+    cache.write("not a token")
+    assert cache.read() is None
+    (tmp_path / "elsewhere").write_text("tw1si.k1.stolen")
+    (tmp_path / "elsewhere").chmod(0o600)
+    cache.clear()
+    (tmp_path / "run" / "session").symlink_to(tmp_path / "elsewhere")
+    assert cache.read() is None, "a symlink is not followed"
+    cache.clear()
+    assert not (tmp_path / "run" / "session").exists() and cache.read() is None

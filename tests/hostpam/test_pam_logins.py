@@ -128,7 +128,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         _run("resource", "register", HOST, "--public-key", str(etc / "host.pub"), env=env)
         _run("host", "install", "--lib-dir", str(lib), env=env)
         conf = etc / "pam.conf"
-        conf.write_text(conf.read_text().replace("log_file = \n", f"log_file = {log}\n"))
+        text = conf.read_text().replace("log_file = \n", f"log_file = {log}\n")
+        conf.write_text(re.sub(r"(?m)^session_cache = .*$", f"session_cache = {root / 'run' / 'session'}", text))
         (etc / "pam-users").write_text(f"{bob_unix} {bob}\n")
         assert _run("host", "check", "--config", str(conf), env=env).startswith(f"ok: {HOST} logged in")
         key_file = root / "authenticator.key"
@@ -206,6 +207,26 @@ def test_password_prompt_right_code_then_replay_and_wrong_code(setup: Setup) -> 
         replay = pamtester(service, setup.alice_unix, code)
         assert replay.returncode != 0
         assert "system_login_no_captcha" in _last_log_line(setup)
+        assert _session_cache(setup).stat().st_mode & 0o777 == 0o600
+
+
+def _session_cache(setup: Setup) -> Path:
+    return setup.etc.parent / "run" / "session"
+
+
+def test_a_stale_cached_host_session_is_replaced(setup: Setup) -> None:
+    # A session of another time code, or ended on the server: the host logs in again, once.
+    _session_cache(setup).parent.mkdir(mode=0o700, exist_ok=True)
+    _session_cache(setup).write_text("tw1si.k0000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+    _session_cache(setup).chmod(0o600)
+    with pam_service(_auth_lines(setup, "exec")) as service:
+        code = _user_code(setup, setup.alice)
+        ok = pamtester(service, setup.alice_unix, code)
+        assert ok.returncode == 0, ok.stderr
+    assert (
+        _session_cache(setup).read_text().startswith("tw1si.")
+        and "AAAAAAAAAAAA" not in _session_cache(setup).read_text()
+    )
 
 
 def test_password_prompt_user_outside_the_policy_is_refused(setup: Setup) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
+import stat
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -21,10 +24,66 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .config import HostConfig, read_key
 
-__all__ = ["MAX_ANSWER", "Refused", "ServerClient", "Unreachable", "b64u"]
+__all__ = ["MAX_ANSWER", "SESSION_ERRORS", "Refused", "ServerClient", "SessionCache", "Unreachable", "b64u"]
 
 #: Answers are small JSON documents; anything longer is refused unread.
 MAX_ANSWER = 64 * 1024
+#: A 401 with one of these codes means the host's (cached) session is no longer good: log in again, once.
+SESSION_ERRORS = frozenset(
+    {
+        "session_revoked",
+        "source_identifier_expired",
+        "source_identifier_malformed",
+        "source_identifier_tampered",
+        "timecode_mismatch",
+    }
+)
+_MAX_TOKEN = 4096
+
+
+class SessionCache:
+    """The host's source identifier kept in one root-only file, so a login costs two requests, not four.
+
+    Read only when it is a regular file owned by this user with no group/other permission; written
+    atomically (a private temporary file renamed over it). Any problem just means logging in again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> str | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                return None
+            token = os.read(fd, _MAX_TOKEN + 1).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        return token if token.startswith("tw1si.") and len(token) <= _MAX_TOKEN else None
+
+    def write(self, token: str) -> None:
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, token.encode("ascii"))
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+        except OSError:
+            pass  # no cache: the next login logs in again
+
+    def clear(self) -> None:
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
 
 
 class Unreachable(Exception):
@@ -57,6 +116,7 @@ class ServerClient:
         self.config = config
         self.deadline = deadline
         self.token: str | None = None
+        self.cache = SessionCache(config.session_cache) if config.session_cache is not None else None
         self._tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
 
     def _post(self, path: str, body: dict[str, Any], *, auth: bool = False) -> dict[str, Any]:
@@ -115,14 +175,37 @@ class ServerClient:
         )
         self.token = str(answer["source_identifier"])
 
+    def _fresh_session(self) -> None:
+        self.login()
+        if self.cache is not None and self.token:
+            self.cache.write(self.token)
+
+    def _as_host(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A call with the host's session: the cached one if any, else a fresh login; a stale one is replaced once."""
+        cached = False
+        if self.token is None and self.cache is not None:
+            self.token = self.cache.read()
+            cached = self.token is not None
+        if self.token is None:
+            self._fresh_session()
+        try:
+            return self._post(path, body, auth=True)
+        except Refused as exc:
+            if not (cached and exc.status == 401 and exc.code in SESSION_ERRORS):
+                raise
+        if self.cache is not None:
+            self.cache.clear()
+        self._fresh_session()
+        return self._post(path, body, auth=True)
+
     def captcha(self, user: str, remote: str | None) -> dict[str, Any]:
         """A captcha for ``user`` on this host: ``{"captcha_id", "captcha", "expires_at"}``."""
-        return self._post("/api/system-login/captcha", {"user": user, "remote": remote}, auth=True)
+        return self._as_host("/api/system-login/captcha", {"user": user, "remote": remote})
 
     def verify(self, user: str, code: str, captcha_id: str | None, remote: str | None) -> None:
         """Return when the server accepts ``code``; raise :class:`Refused` otherwise."""
         body = {"user": user, "code": code, "captcha_id": captcha_id, "remote": remote}
-        answer = self._post("/api/system-login/verify", body, auth=True)
+        answer = self._as_host("/api/system-login/verify", body)
         if answer.get("status") != "allowed":
             raise Refused(200, "unexpected_answer", "the server did not say allowed")
 

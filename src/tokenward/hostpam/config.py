@@ -9,9 +9,20 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_CONFIG", "ConfigProblem", "HostConfig", "address_for", "load_config", "read_key", "render_config"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_SESSION_CACHE",
+    "ConfigProblem",
+    "HostConfig",
+    "address_for",
+    "load_config",
+    "read_key",
+    "render_config",
+]
 
 DEFAULT_CONFIG = "/etc/tokenward/pam.conf"
+#: On tmpfs: a reboot forgets it; root-only, like the host key it stands for.
+DEFAULT_SESSION_CACHE = Path("/run/tokenward-pam/session")
 SECTION = "tokenward"
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -35,6 +46,8 @@ class HostConfig:
     timeout: float = 10.0
     ca_file: Path | None = None
     log_file: Path | None = None
+    #: Where the host's session (its source identifier) is kept between logins; None: log in every time.
+    session_cache: Path | None = DEFAULT_SESSION_CACHE
 
 
 def render_config(config: HostConfig) -> str:
@@ -60,6 +73,8 @@ def render_config(config: HostConfig) -> str:
         f"ca_file = {config.ca_file or ''}",
         "# Also append the auth-log lines to this file (empty: syslog authpriv only).",
         f"log_file = {config.log_file or ''}",
+        "# The host's session between logins (root-only 0600; empty: log in to the server at every login).",
+        f"session_cache = {config.session_cache or ''}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -111,6 +126,7 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> HostConfig:
         timeout=timeout,
         ca_file=_path(section.get("ca_file", "")),
         log_file=_path(section.get("log_file", "")),
+        session_cache=_path(section.get("session_cache", str(DEFAULT_SESSION_CACHE))),
     )
 
 

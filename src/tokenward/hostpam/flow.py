@@ -148,7 +148,6 @@ def password_login(config: HostConfig, unix_user: str, code: str, remote: str | 
             raise Refused(401, "no_code", "no code was typed")
 
         def work(c: ServerClient) -> None:
-            c.login()
             c.verify(address, code, None, remote)
 
         deadline.run(work, client)
@@ -166,7 +165,6 @@ def conversation_login(
 
     def steps(deadline: _Deadline, client: ServerClient, address: str) -> str:
         def ask(c: ServerClient) -> dict[str, object]:
-            c.login()
             return c.captcha(address, remote)
 
         issued = deadline.run(ask, client)
