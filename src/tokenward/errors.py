@@ -18,7 +18,7 @@ the CLI prints ``error: detail`` and exits non-zero. Messages never contain secr
     ├── Unauthorized             (HTTP 401)
     ├── Forbidden                (HTTP 403)
     ├── MethodNotAllowed         (HTTP 405)
-    ├── TooManyRequests          (HTTP 429, with Retry-After when known)
+    ├── TooManyRequests          (HTTP 429, always with Retry-After)
     ├── ServiceUnavailable       a service tokenward depends on (e.g. SMTP) is missing or down (HTTP 503)
     └── PolicyError              a policy file or question the engine cannot handle
 """
@@ -140,17 +140,21 @@ class MethodNotAllowed(TokenwardError):
 
 
 class TooManyRequests(TokenwardError):
-    """Refused for a while (brute-force regulation); ``retry_after`` (whole seconds) becomes ``Retry-After``."""
+    """Refused for a while (brute-force regulation); ``retry_after`` (whole seconds) becomes ``Retry-After``.
+
+    Every 429 carries ``Retry-After`` (RFC 6585 §4): 1 s when the wait is not known (e.g. a spent
+    captcha, which a new request replaces at once).
+    """
 
     code = "too_many_requests"
     status = 429
 
     def __init__(self, detail: str, *, code: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(detail, code=code)
-        self.retry_after = None if retry_after is None else max(1, int(retry_after))
+        self.retry_after = 1 if retry_after is None else max(1, int(retry_after))
 
     def headers(self) -> dict[str, str]:
-        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(TokenwardError):

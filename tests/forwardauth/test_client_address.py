@@ -62,9 +62,12 @@ async def test_a_spoofed_forwarding_header_from_an_untrusted_peer_bans_only_the_
     assert r.status_code == 200, r.text
     r = await client.get("/api/app-tokens", headers=ok)
     assert r.status_code == 200, r.text
-    # ... the attacker's real address is.
+    # ... the attacker's real address is, and every 429 says when to come back (finding 6).
     r = await attacker.get("/verify", params={"config_token": config}, headers={**FWD, **ok})
     assert r.status_code == 429 and r.json()["error"] == "too_many_attempts"
+    assert 0 < int(r.headers["retry-after"]) <= runtime.settings.regulation_ban_time_seconds
+    r = await attacker.get("/api/app-tokens", headers=ok)
+    assert r.status_code == 429 and 0 < int(r.headers["retry-after"]) <= runtime.settings.regulation_ban_time_seconds
 
 
 async def test_forwarding_headers_from_a_trusted_proxy_name_the_client(

@@ -290,6 +290,7 @@ async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Inst
         assert await code_of(await a.post("/api/captcha/verify", {**verify, "code": wrong})) == "captcha_wrong_code"
     r = await b.post("/api/captcha/verify", verify)  # sixth attempt, right code: refused
     assert r.status_code == 429 and await code_of(r) == "captcha_attempts_exhausted"
+    assert r.headers["retry-after"] == "1"  # every 429 says when to come back (issue 15 #6)
     assert await code_of(await b.post("/api/captcha/verify", {**verify, "captcha_id": "Z" * 22})) == "captcha_unknown"
 
     carol_si, _ = await _login(a, b, client_id, "carol@example.com", carol_key)

@@ -43,7 +43,7 @@ class AppTokenAuth(Plugin[AppTokenPlugin]):
         except TokenwardError as exc:
             if exc.status == 401:
                 return Outcome.failure(exc.error_code, exc.detail, challenge=self.challenge)
-            return Outcome.failure(exc.error_code, exc.detail, status=exc.status)
+            return Outcome.refused(exc)
         cached = self._outcomes.get(record.id)
         if cached is not None and cached[0] is record:  # the service hands out one object until it re-reads
             return cached[1]

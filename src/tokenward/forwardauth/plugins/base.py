@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from tokenward.errors import BadRequest
+from tokenward.errors import BadRequest, TokenwardError
 from tokenward.forwardauth.request_info import RequestInfo
 
 __all__ = ["Outcome", "Plugin", "UserInfo", "VerifyRequest", "check_header_value"]
@@ -72,8 +72,21 @@ class Outcome:
         return cls(ok=True, user=user)
 
     @classmethod
-    def failure(cls, code: str, detail: str, *, challenge: str | None = None, status: int = 401) -> Outcome:
-        return cls(ok=False, code=code, detail=detail, challenge=challenge, status=status)
+    def failure(
+        cls,
+        code: str,
+        detail: str,
+        *,
+        challenge: str | None = None,
+        status: int = 401,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> Outcome:
+        return cls(ok=False, code=code, detail=detail, challenge=challenge, status=status, headers=headers)
+
+    @classmethod
+    def refused(cls, exc: TokenwardError) -> Outcome:
+        """A failure carrying ``exc``'s code, detail, status and headers (``Retry-After``…)."""
+        return cls.failure(exc.error_code, exc.detail, status=exc.status, headers=tuple(exc.headers().items()))
 
 
 @dataclasses.dataclass(slots=True)

@@ -67,6 +67,6 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
         except TokenwardError as exc:
             if exc.status in (400, 401):
                 return self._unauthenticated(request, exc.error_code, exc.detail)
-            return Outcome.failure(exc.error_code, exc.detail, status=exc.status)
+            return Outcome.refused(exc)
         email = subject if "@" in subject else ""
         return Outcome.success(UserInfo(sub=subject, email=email, claims={"scopes": list(scopes)}))

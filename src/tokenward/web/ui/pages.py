@@ -28,7 +28,7 @@ from tokenward.policy import is_admin
 from tokenward.web.routes.app_tokens import service as app_token_service
 from tokenward.web.routes.identity import get_identity, request_client_ip
 from tokenward.web.state import get_runtime
-from tokenward.web.ui.render import error_page, read_form, redirect, render
+from tokenward.web.ui.render import error_page, read_form, redirect, render, retry_after
 from tokenward.web.ui.security import (
     LOGIN_COOKIE,
     LOGIN_STATE_TTL,
@@ -127,9 +127,10 @@ async def login_start(request: Request) -> Response:
         scopes = service.scopes_for(email=email, client_id=client.client_id, app_hash=app_hash_of_origin(origin))
     except TokenwardError as exc:
         message = LOGIN_MESSAGES.get(exc.error_code, exc.detail)
-        return render(
+        page = render(
             request, "login.html", status=exc.status, rd=rd, email=email, message=message, code=exc.error_code
         )
+        return retry_after(page, exc)
     state = LoginState(
         captcha_id=issued.captcha_id,
         verifier=verifier,
@@ -191,7 +192,8 @@ async def login_code(request: Request) -> Response:
         message = LOGIN_MESSAGES.get(exc.error_code, exc.detail)
         if exc.error_code == "captcha_wrong_code":
             return _captcha_page(request, state, message=message, status=exc.status)
-        return render(request, "login.html", status=exc.status, rd=state.rd, email=state.email, message=message)
+        page = render(request, "login.html", status=exc.status, rd=state.rd, email=state.email, message=message)
+        return retry_after(page, exc)
     settings = runtime.settings
     response = redirect(safe_return(state.rd, settings.redirect_domains))
     response.set_cookie(
@@ -254,7 +256,9 @@ async def _enroll(request: Request, template: str, *, aead: str) -> Response:
             aead=aead,
         )
     except TokenwardError as exc:
-        return render(request, template, status=exc.status, message=exc.detail, done=None, email=email)
+        return retry_after(
+            render(request, template, status=exc.status, message=exc.detail, done=None, email=email), exc
+        )
     return render(request, template, message=None, done=done.email, email=done.email)
 
 

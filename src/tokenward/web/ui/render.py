@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tokenward import __version__
-from tokenward.errors import BadRequest, TokenwardError
+from tokenward.errors import BadRequest, TokenwardError, TooManyRequests
 from tokenward.web.state import get_runtime
 from tokenward.web.ui.security import CSRF_COOKIE, SECURITY_HEADERS, check_csrf, csrf_token
 
-__all__ = ["Form", "error_page", "read_form", "redirect", "render", "wants_html"]
+__all__ = ["Form", "error_page", "read_form", "redirect", "render", "retry_after", "wants_html"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("tokenward.web", "templates"),
@@ -79,7 +79,14 @@ def error_page(request: Request, exc: TokenwardError, **context: Any) -> HTMLRes
     """The HTML page for an error: its status, a short title and the error's own sentence (never a trace)."""
     titles = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found", 429: "Slow down"}
     title = titles.get(exc.status, "Something went wrong")
-    return render(request, "error.html", status=exc.status, title=title, error=exc, **context)
+    return retry_after(render(request, "error.html", status=exc.status, title=title, error=exc, **context), exc)
+
+
+def retry_after(response: HTMLResponse, exc: TokenwardError) -> HTMLResponse:
+    """``response`` with the ``Retry-After`` of a 429 ``exc`` (RFC 6585 §4), as the JSON API sends it."""
+    if isinstance(exc, TooManyRequests):
+        response.headers.update(exc.headers())
+    return response
 
 
 def wants_html(request: Request) -> bool:
