@@ -243,21 +243,37 @@ def test_password_prompt_unmapped_user_is_refused(setup: Setup) -> None:
         assert "unknown-user unix user 'root'" in _last_log_line(setup)
 
 
-def test_server_down_is_refused_within_the_timeout(setup: Setup) -> None:
-    # A listener that accepts connections and never answers: the hang a dead server causes.
+@contextlib.contextmanager
+def server_down(setup: Setup) -> Iterator[Path]:
+    """A pam.conf whose server accepts connections and never answers (the hang a dead server causes)."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         port = silent.getsockname()[1]
         conf = setup.etc / "pam-down.conf"
         text = (setup.etc / "pam.conf").read_text()
-        conf.write_text(re.sub(r"(?m)^server = .*$", f"server = http://127.0.0.1:{port}", text).replace(
-            "timeout = 5", "timeout = 1.5"))  # fmt: skip
-        with pam_service(_auth_lines(setup, "exec", conf)) as service:
-            result = pamtester(service, setup.alice_unix, "AAAAA")
+        text = re.sub(r"(?m)^server = .*$", f"server = http://127.0.0.1:{port}", text)
+        conf.write_text(
+            re.sub(r"(?m)^session_cache = .*$", "session_cache = ", text).replace("timeout = 5", "timeout = 1.5")
+        )
+        yield conf
+
+
+def test_server_down_is_refused_within_the_timeout(setup: Setup) -> None:
+    with server_down(setup) as conf, pam_service(_auth_lines(setup, "exec", conf)) as service:
+        result = pamtester(service, setup.alice_unix, "AAAAA")
     assert result.returncode != 0
     line = _last_log_line(setup)
     assert "unavailable" in line and "no answer within 1.5 s" in line, line
+
+
+def test_pam_python_password_mode_takes_the_code_at_the_prompt(setup: Setup) -> None:
+    with pam_service(_auth_lines(setup, "password")) as service:
+        code = _user_code(setup, setup.alice)
+        assert pamtester(service, setup.alice_unix, _wrong(code)).returncode != 0
+        ok = pamtester(service, setup.alice_unix, code)
+        assert ok.returncode == 0, ok.stderr
+        assert "tokenward-pam: granted" in _last_log_line(setup)
 
 
 # -- (b) the PAM conversation: pam_python, on a pseudo-terminal --------------------------------
@@ -335,6 +351,13 @@ def test_conversation_wrong_and_empty_codes_are_refused(setup: Setup) -> None:
         status, screen = converse(service, setup.alice_unix, lambda _: "")
         assert status != 0, screen
         assert "no_code" in _last_log_line(setup)
+
+
+def test_conversation_server_down_asks_nothing_and_refuses(setup: Setup) -> None:
+    with server_down(setup) as conf, pam_service(_auth_lines(setup, "conversation", conf)) as service:
+        status, screen = converse(service, setup.alice_unix, lambda _: "AAAAA")
+    assert status != 0 and "Code: " not in screen
+    assert "no answer within 1.5 s" in _last_log_line(setup)
 
 
 def test_conversation_user_outside_the_policy_gets_no_captcha(setup: Setup) -> None:
