@@ -115,6 +115,8 @@ async def _enrol(a: Instance, data_dir: Path, email: str) -> X25519PrivateKey:
     assert result.exit_code == 0, result.output
     code = result.stdout.strip().splitlines()[-1].split()[-1]
     key = X25519PrivateKey.generate()
+    r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_encode(bytes(32))})
+    assert r.status_code == 400 and r.json()["error"] == "public_key_weak"  # and the code is not spent
     r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
     assert r.status_code == 200, r.text
     assert r.json() == {"email": email, "status": "enrolled", "fingerprint": _fingerprint(key)}
@@ -283,6 +285,13 @@ async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Inst
     code = open_captcha(r.json()["captcha"], carol_key).code
     session = b64u_of_public(X25519PrivateKey.generate())
     verify = {"captcha_id": captcha_id, "code": code, "code_verifier": verifier, "session_key": session}
+    # A low-order X25519 session key (all-zero shared secret) binds nothing: refused before an attempt is spent.
+    for weak in (bytes(32), b"\x01" + bytes(31)):
+        r = await b.post("/api/captcha/verify", {**verify, "session_key": b64u_encode(weak)})
+        assert r.status_code == 400 and await code_of(r) == "session_key_weak", r.text
+    assert (
+        await code_of(await b.post("/api/captcha/verify", {**verify, "session_key": "A" * 5})) == "session_key_invalid"
+    )
     assert await code_of(await b.post("/api/captcha/verify", {**verify, "code_verifier": "x" * 43})) == "pkce_mismatch"
     assert await code_of(await b.post("/api/captcha/verify", {**verify, "scopes": ["ADMIN"]})) == "scope_not_granted"
     wrong = "AAAAA" if code != "AAAAA" else "CCCCC"

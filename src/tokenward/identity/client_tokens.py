@@ -31,6 +31,7 @@ __all__ = [
     "b64u_of_public",
     "channel_key",
     "claims_from_payload",
+    "is_weak_x25519",
     "jwks",
     "key_id_of",
     "sign_client_token",
@@ -173,6 +174,19 @@ def channel_key(own_private: X25519PrivateKey, claims: ClientTokenClaims) -> byt
     shared = own_private.exchange(X25519PublicKey.from_public_bytes(b64u_decode(peer, field="peer key", length=32)))
     info = f"tokenward/v1/channel|{claims.token_id}|{claims.source_key}|{claims.destination_key}|{claims.client_id}"
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tokenward/v1/channel", info=info.encode()).derive(shared)
+
+
+_PROBE = X25519PrivateKey.from_private_bytes(b"tokenward/v1/x25519-order-probe!")
+
+
+def is_weak_x25519(raw: bytes) -> bool:
+    """Whether the X25519 public key ``raw`` is of low order: every private key's shared secret with it is
+    all zero (RFC 7748 §6.1 says to check for that). Such a key binds nothing: whoever learns a
+    channel key derived from it knows every other one."""
+    try:
+        return _PROBE.exchange(X25519PublicKey.from_public_bytes(raw)) == bytes(32)
+    except ValueError:  # the library itself refuses an all-zero result
+        return True
 
 
 def b64u_of_public(private: X25519PrivateKey) -> str:

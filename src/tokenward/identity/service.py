@@ -27,7 +27,12 @@ from tokenward.errors import (
 )
 from tokenward.identity import captcha as cap
 from tokenward.identity.apps import ClientRegistry, app_hash_of_origin, normalize_app_hash, normalize_client_id
-from tokenward.identity.client_tokens import TOKEN_LIFETIME_SECONDS, ClientTokenClaims, sign_client_token
+from tokenward.identity.client_tokens import (
+    TOKEN_LIFETIME_SECONDS,
+    ClientTokenClaims,
+    is_weak_x25519,
+    sign_client_token,
+)
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.identity.mail import Mailer, enrollment_message
 from tokenward.identity.policy import IdentityPolicy, resolve_scopes
@@ -69,7 +74,18 @@ def key_fingerprint(public_key: str) -> str:
 
 
 def _session_key(value: str) -> str:
-    b64u_decode(value, field="session_key", length=32, code="session_key_invalid")
+    return _x25519(value, "session_key")
+
+
+def _x25519(value: str, field: str) -> str:
+    """A b64u X25519 public key: 400 ``<field>_invalid`` for bad syntax, ``<field>_weak`` for a low-order one."""
+    raw = b64u_decode(value, field=field, length=32, code=f"{field}_invalid")
+    if is_weak_x25519(raw):
+        raise BadRequest(
+            f"{field} is a low-order X25519 point (every shared secret with it is zero); send a freshly "
+            "generated X25519 public key",
+            code=f"{field}_weak",
+        )
     return value
 
 
@@ -208,7 +224,7 @@ class IdentityService:
         email = normalize_email(email)
         keys = _regulation_keys("captcha", email, client_ip)
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
-        b64u_decode(public_key, field="public_key", length=32, code="public_key_invalid")
+        _x25519(public_key, "public_key")
         cap.validate_aead(aead)
         redeemed = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
         if redeemed is None or not hmac.compare_digest(redeemed.email, email):
