@@ -300,6 +300,22 @@ async def test_jwt_plugin(client: httpx.AsyncClient, runtime: Runtime) -> None:
     assert r.status_code == 400 and r.json()["error"] == "header_value_invalid"
 
 
+async def test_jwt_plugin_requires_exp_unless_told_not_to(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """A JWT without ``exp`` never expires: refused by default (issue 15 #9), accepted with ``require_exp: false``."""
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    key = "k" * 32
+    forever = jwt.encode({"alg": "HS256"}, {"sub": "u1"}, OctKey.import_key(key.encode()))
+    strict = token(runtime, [{"type": "jwt", "algorithms": ["HS256"], "secret": key}])
+    r = await call(client, {"config_token": strict}, Authorization="Bearer " + forever)
+    assert r.status_code == 401 and r.json()["error"] == "jwt_exp_missing", r.text
+    assert "invalid_token" in r.headers["www-authenticate"] and "require_exp" in r.json()["detail"]
+    lax = token(runtime, [{"type": "jwt", "algorithms": ["HS256"], "secret": key, "require_exp": False}])
+    r = await call(client, {"config_token": lax}, Authorization="Bearer " + forever)
+    assert r.status_code == 200 and r.headers["remote-user"] == "u1"
+
+
 async def test_forward_plugin_and_redirect_code(client: httpx.AsyncClient, runtime: Runtime) -> None:
     assert runtime.forward_auth is not None
 

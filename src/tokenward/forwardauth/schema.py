@@ -160,6 +160,8 @@ class JwtPlugin(_Plugin):
     issuer: str | None = None
     audience: str | None = None
     leeway_seconds: int = Field(default=30, ge=0, le=3600)
+    #: A JWT without ``exp`` never expires: refused unless this is turned off (RFC 8725 §3.10).
+    require_exp: bool = True
     header: str = "authorization"
     scheme: str = "Bearer"
     query_param: str | None = None

@@ -1,7 +1,8 @@
 """``jwt``: a JWT verified by a shared secret (HS*), a PEM public key or a JWKS URL (cached).
 
 Only the algorithms the token's config lists are accepted (no ``none``, no HS/RS confusion: a
-secret verifies only HS*, a public key never does). ``exp``/``nbf`` are checked with a leeway;
+secret verifies only HS*, a public key never does). ``exp`` is required (``require_exp``, default
+true); ``exp``/``nbf`` are checked with a leeway;
 ``iss`` and ``aud`` when configured. Claim assertions run over ``userinfo`` like any plugin's.
 """
 
@@ -39,7 +40,7 @@ class JwtAuth(Plugin[JwtPlugin]):
             self._key = import_key(config.public_key, config.public_key_type)
         self._jwks_until = 0.0
         self._jwks_lock = asyncio.Lock()
-        claims: dict[str, Any] = {"exp": {"essential": False}}
+        claims: dict[str, Any] = {"exp": {"essential": False}}  # require_exp is checked first, with its own code
         if config.issuer is not None:
             claims["iss"] = {"essential": True, "value": config.issuer}
         if config.audience is not None:
@@ -92,11 +93,14 @@ class JwtAuth(Plugin[JwtPlugin]):
             key = await self._keys()
         except (httpx.HTTPError, JoseError, ValueError):
             return Outcome.failure("jwks_unavailable", "the JWKS URL could not be read", status=503)
+        error = f'Bearer realm="{self.config.realm}", error="invalid_token"'
         try:
             decoded = jwt.decode(token, key, algorithms=list(self.config.algorithms))
+            if self.config.require_exp and "exp" not in decoded.claims:
+                detail = "the JWT has no exp claim, so it would never expire (set require_exp: false to accept it)"
+                return Outcome.failure("jwt_exp_missing", detail, challenge=error)
             self._registry.validate(decoded.claims)
         except (JoseError, ValueError, TypeError) as exc:
-            error = f'Bearer realm="{self.config.realm}", error="invalid_token"'
             return Outcome.failure("jwt_invalid", f"the JWT was refused ({type(exc).__name__})", challenge=error)
         claims = decoded.claims
         groups = claims.get(self.config.groups_claim) or []
