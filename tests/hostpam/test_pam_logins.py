@@ -98,10 +98,16 @@ def _useradd(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    root = tmp_path_factory.mktemp("pam")
+    with host_setup(tmp_path_factory.mktemp("pam")) as ready:
+        yield ready
+
+
+@contextlib.contextmanager
+def host_setup(root: Path, **server_env: str) -> Iterator[Setup]:
+    """A served data dir, a host set up with `tokenward host init|install`, two enrolled users with unix accounts."""
     data = root / "data"
     init_data_dir(data, SERVER)
-    env = env_for(data, **{PASS_ENV: PASSPHRASE})
+    env = env_for(data, **{PASS_ENV: PASSPHRASE}, **server_env)
     client_id = _run("client", "register", "--name", "Hosts", env=env).split("client_id:")[1].split()[0]
     tag = secrets.token_hex(3)
     alice, bob = f"twa{tag}@example.com", f"twb{tag}@example.com"

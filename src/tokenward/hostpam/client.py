@@ -18,10 +18,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from .config import HostConfig, read_key
 
 __all__ = ["MAX_ANSWER", "SESSION_ERRORS", "Refused", "ServerClient", "SessionCache", "Unreachable", "b64u"]
@@ -117,7 +113,9 @@ class ServerClient:
         self.deadline = deadline
         self.token: str | None = None
         self.cache = SessionCache(config.session_cache) if config.session_cache is not None else None
-        self._tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        self._tls: ssl.SSLContext | None = None
+        if config.server.startswith("https://"):  # loading the CA store is not free; plain http needs none
+            self._tls = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
 
     def _post(self, path: str, body: dict[str, Any], *, auth: bool = False) -> dict[str, Any]:
         left = self.deadline - time.monotonic()
@@ -143,6 +141,11 @@ class ServerClient:
 
     def login(self) -> None:
         """Machine login with the host's Ed25519 key: a ``resource`` session for the next calls."""
+        # Imported here: a login with a cached session never signs, and cryptography costs ~100 ms to import.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
         try:
             key = serialization.load_pem_private_key(read_key(self.config.key_file), password=None)
         except ValueError:

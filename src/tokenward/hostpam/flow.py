@@ -10,9 +10,8 @@ no code and no key material is ever written there.
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -74,22 +73,21 @@ class _Deadline:
         return box["value"]  # type: ignore[return-value]
 
 
-class _QuietSysLog(logging.handlers.SysLogHandler):
-    def handleError(self, record: logging.LogRecord) -> None:
-        """A login must not print tracebacks when syslog is down; the log file still gets the line."""
+#: RFC 3164 priority: facility authpriv (10) * 8 + severity warning (4) or info (6).
+_AUTHPRIV_WARNING, _AUTHPRIV_INFO = 10 * 8 + 4, 10 * 8 + 6
 
 
 def _syslog(line: str, *, warning: bool, address: str) -> None:
+    """One datagram to the local syslog socket; silently nothing when there is none (a container)."""
+    priority = _AUTHPRIV_WARNING if warning else _AUTHPRIV_INFO
+    message = f"<{priority}>tokenward-pam[{os.getpid()}]: {line}".encode("utf-8", "replace")
     try:
-        handler = _QuietSysLog(address=address, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(address)
+            sock.send(message[:8192])
     except OSError:
-        return  # no syslog socket (a container)
-    handler.ident = f"tokenward-pam[{os.getpid()}]: "
-    level = logging.WARNING if warning else logging.INFO
-    try:
-        handler.emit(logging.makeLogRecord({"msg": line, "levelno": level, "levelname": logging.getLevelName(level)}))
-    finally:
-        handler.close()
+        pass
 
 
 def log_line(
