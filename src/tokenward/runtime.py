@@ -20,6 +20,7 @@ from tokenward.clientaddr import TrustedProxies
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
 from tokenward.forwardauth.service import ForwardAuthService
+from tokenward.identity.apps import load_registry
 from tokenward.keys import Keyring, Secret
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.settings import Settings
@@ -75,6 +76,11 @@ class Runtime:
         checks = {"config": "ok"}
         if self.policy is not None:
             checks["policy"] = "ok" if self.policy.loaded else "not loaded"
+        try:
+            load_registry(self.settings.data_dir)
+            checks["client_ids"] = "ok"
+        except TokenwardError as exc:  # captcha requests answer 503 with the same code until it is fixed
+            checks["client_ids"] = f"{exc.error_code}: {exc.detail}"
         try:
             await asyncio.wait_for(self.database.ping(), READY_TIMEOUT_SECONDS)
             checks["database"] = "ok"

@@ -27,7 +27,7 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient, runtime: Runtime) -
     r = await client.get("/readyz")
     assert r.status_code == 200
     body = r.json()
-    assert body["checks"] == {"config": "ok", "database": "ok", "policy": "ok"}
+    assert body["checks"] == {"config": "ok", "database": "ok", "policy": "ok", "client_ids": "ok"}
     assert runtime.policy is not None and body["policy"]["version"] == runtime.policy.version
     assert body["timecode"] == runtime.timecodes.current.key_id
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.datadir import write_private
-from tokenward.errors import BadRequest, ConfigError, Conflict, NotFound
+from tokenward.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 
 __all__ = [
     "CLIENT_IDS_FILE",
@@ -30,6 +30,7 @@ __all__ = [
     "app_hash_of_origin",
     "hashes_equal",
     "load_registry",
+    "load_serving_registry",
     "new_client_id",
     "normalize_app_hash",
     "normalize_client_id",
@@ -207,6 +208,19 @@ def load_registry(data_dir: Path) -> ClientRegistry:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", code="client_ids_unreadable") from None
     return ClientRegistry.parse(data, source=str(path))
+
+
+def load_serving_registry(data_dir: Path) -> ClientRegistry:
+    """:func:`load_registry` for a running server: a damaged or unreadable file is 503 with its code
+    (``client_ids_invalid``, ``client_ids_unreadable``) — the operator has to fix it, the caller
+    can only retry later — and ``/readyz`` reports the same (``checks.client_ids``)."""
+    try:
+        return load_registry(data_dir)
+    except ConfigError as exc:
+        raise ServiceUnavailable(
+            f"{exc.detail}; restore it from a backup or the config bundle, or re-register the clients",
+            code=exc.error_code,
+        ) from None
 
 
 def save_registry(data_dir: Path, registry: ClientRegistry) -> None:

@@ -20,7 +20,7 @@ from tokenward.apptokens import MANAGE_SCOPE, Caller
 from tokenward.apptokens.access import AdminCheck
 from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import BadRequest, Unauthorized
-from tokenward.identity.apps import load_registry
+from tokenward.identity.apps import load_serving_registry
 from tokenward.identity.client_tokens import jwks
 from tokenward.identity.mail import SmtpMailer
 from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
@@ -71,7 +71,7 @@ def get_identity(request: Request) -> IdentityService:
         keyring=lambda: runtime.keyring,
         store=SqlIdentityStore(runtime.database),
         policy=policy,
-        clients=lambda: load_registry(data_dir),
+        clients=lambda: load_serving_registry(data_dir),
         resources=lambda: load_resources(data_dir),
         audit=SqlAuditLog(runtime.database),
         session_lifetime=runtime.settings.session_lifetime_seconds,

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tokenward.errors import BadRequest, Forbidden, TokenwardError
-from tokenward.identity.apps import load_registry
+from tokenward.identity.apps import load_serving_registry
 from tokenward.policy import CSV_FILES, explain, lint, read_sources
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.web.state import get_runtime
@@ -124,7 +124,7 @@ async def clients(request: Request) -> Response:
     user, refused = await _admin(request)
     if refused is not None:
         return refused
-    registry = load_registry(get_runtime(request).settings.data_dir)
+    registry = load_serving_registry(get_runtime(request).settings.data_dir)
     return render(request, "admin_clients.html", user=user, admin=True, apps=registry.apps)
 
 

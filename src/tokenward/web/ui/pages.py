@@ -20,7 +20,7 @@ from starlette.routing import Route
 from tokenward.apptokens import MANAGE_SCOPE, Caller, parse_duration
 from tokenward.apptokens.access import check_scopes
 from tokenward.errors import BadRequest, NotFound, StorageUnavailable, TokenwardError
-from tokenward.identity.apps import FIRST_PARTY_NAME, ClientApp, app_hash_of_origin, load_registry
+from tokenward.identity.apps import FIRST_PARTY_NAME, ClientApp, app_hash_of_origin, load_serving_registry
 from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.source import SourceIdentity
@@ -59,7 +59,7 @@ LOGIN_MESSAGES = {
 
 
 def _first_party(request: Request) -> ClientApp:
-    registry = load_registry(get_runtime(request).settings.data_dir)
+    registry = load_serving_registry(get_runtime(request).settings.data_dir)
     for app in registry.apps:
         if app.name == FIRST_PARTY_NAME:
             return app
