@@ -23,6 +23,7 @@ __all__ = [
     "Assertion",
     "ConfigDocument",
     "HeaderSpec",
+    "LdapPlugin",
     "OidcPlugin",
     "Pcb",
     "PluginConfig",
@@ -310,8 +311,53 @@ def _path_of(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
+_DN = r"^[^\r\n\x00]{1,1024}$"
+
+
+class LdapPlugin(_Plugin):
+    """HTTP Basic checked against an LDAP directory: search the user, bind as them, read their groups."""
+
+    type: Literal["ldap"]
+    url: str = Field(max_length=512, pattern=r"^ldaps?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
+    start_tls: bool = False
+    # PEM CA bundle for ldaps:// or StartTLS; default: the system's CAs. The server's name is always checked.
+    ca_file: str | None = Field(default=None, max_length=4096)
+    bind_dn: str | None = Field(default=None, pattern=_DN)
+    bind_password: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)
+    user_base_dn: str = Field(pattern=_DN)
+    # ``{username}`` is replaced by the Basic user name, escaped (RFC 4515).
+    user_filter: str = Field(default="(uid={username})", max_length=1024, pattern=r"\{username\}")
+    username_attribute: str = Field(default="uid", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+    email_attribute: str = Field(default="mail", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+    name_attribute: str = Field(default="cn", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+    group_base_dn: str | None = Field(default=None, pattern=_DN)
+    # ``{dn}`` is the user's DN, ``{username}`` the user name (both escaped).
+    group_filter: str = Field(default="(|(member={dn})(uniqueMember={dn}))", max_length=1024)
+    group_name_attribute: str = Field(default="cn", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+    # The user must be in one of these groups (by name); empty: any user who can bind.
+    required_groups: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+    pool_size: int = Field(default=4, ge=1, le=64)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    cache_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LdapPlugin:
+        if (self.bind_dn is None) != (self.bind_password is None):
+            raise ValueError("give bind_dn and bind_password together (or neither, for an anonymous search)")
+        if self.start_tls and self.url.startswith("ldaps://"):
+            raise ValueError("start_tls is for ldap:// URLs; ldaps:// is TLS from the start")
+        if self.required_groups and self.group_base_dn is None:
+            raise ValueError("required_groups needs group_base_dn")
+        for field in ("user_filter", "group_filter"):
+            value = getattr(self, field)
+            if not (value.startswith("(") and value.endswith(")")):
+                raise ValueError(f"{field} must be an LDAP filter in parentheses")
+        return self
+
+
 PluginConfig = Annotated[
-    OidcPlugin
+    LdapPlugin
+    | OidcPlugin
     | AppTokenPlugin
     | HtpasswdPlugin
     | JwtPlugin

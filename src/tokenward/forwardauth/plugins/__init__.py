@@ -15,6 +15,7 @@ from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, Verify
 from tokenward.forwardauth.plugins.forward import ForwardAuth
 from tokenward.forwardauth.plugins.htpasswd import HtpasswdAuth
 from tokenward.forwardauth.plugins.jwt import JwtAuth
+from tokenward.forwardauth.plugins.ldap import LdapAuth
 from tokenward.forwardauth.plugins.oidc import OidcAuth
 from tokenward.forwardauth.plugins.simple import NoopAuth, RequestHeaderAuth, RequestParamAuth
 from tokenward.forwardauth.plugins.source_identifier import SessionCheck, SourceIdentifierAuth
@@ -23,6 +24,7 @@ from tokenward.forwardauth.schema import (
     ForwardPlugin,
     HtpasswdPlugin,
     JwtPlugin,
+    LdapPlugin,
     NoopPlugin,
     OidcPlugin,
     RequestHeaderPlugin,
@@ -64,6 +66,8 @@ def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
         if deps.http is None:
             raise RuntimeError("the forward plugin needs an HTTP client")
         return ForwardAuth(config, deps.http)
+    if isinstance(config, LdapPlugin):
+        return LdapAuth(config)
     if isinstance(config, OidcPlugin):
         if deps.http is None or deps.keyring is None:
             raise RuntimeError("the oidc plugin needs an HTTP client and the keyring")
