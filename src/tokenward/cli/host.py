@@ -98,6 +98,8 @@ def init(
             write_private(config.users_file, USERS_HELP.encode())
     except OSError as exc:
         raise ConfigError(f"cannot write in {directory}: {exc.strerror}", code="host_dir_unwritable") from None
+    if force and config.session_cache is not None:
+        config.session_cache.unlink(missing_ok=True)  # the old key's session must not outlive it
     typer.echo(f"Wrote {directory / 'pam.conf'}, {key_file} (0600), {public_file}.")
     typer.echo("On the server:")
     typer.echo(f"  tokenward resource register {config.host} --public-key host.pub   # copy {public_file} there")

@@ -203,14 +203,19 @@ class ServerClient:
 
     def captcha(self, user: str, remote: str | None) -> dict[str, Any]:
         """A captcha for ``user`` on this host: ``{"captcha_id", "captcha", "expires_at"}``."""
-        return self._as_host("/api/system-login/captcha", {"user": user, "remote": remote})
+        return self._as_host("/api/system-login/captcha", {"user": user, "remote": _remote(remote)})
 
     def verify(self, user: str, code: str, captcha_id: str | None, remote: str | None) -> None:
         """Return when the server accepts ``code``; raise :class:`Refused` otherwise."""
-        body = {"user": user, "code": code, "captcha_id": captcha_id, "remote": remote}
+        body = {"user": user, "code": code[:64], "captcha_id": captcha_id, "remote": _remote(remote)}
         answer = self._as_host("/api/system-login/verify", body)
         if answer.get("status") != "allowed":
             raise Refused(200, "unexpected_answer", "the server did not say allowed")
+
+
+def _remote(remote: str | None) -> str | None:
+    """PAM_RHOST as the server takes it (at most 255 characters): a long name must not turn into a refusal."""
+    return remote[:255] if remote else None
 
 
 def _json(data: bytes, status: int) -> dict[str, Any]:
