@@ -24,6 +24,7 @@ from tokenward.settings import Settings
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, HotPath, RequestContext, RequestLog
+from tokenward.web.openapi import build_openapi
 from tokenward.web.routes import app_tokens, health, identity, oidc, policy, system_login, verify
 from tokenward.web.state import AppState
 from tokenward.web.ui import routes as ui_routes
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
     app.include_router(system_login.router)  # PAM hosts (docs/system-login.md)
     app.router.routes.extend(oidc.routes)  # the OpenID Provider (docs/oidc.md)
     app.router.routes.extend(ui_routes)  # the portal (docs/ui.md)
+    app.openapi = functools.partial(build_openapi, app)  # type: ignore[method-assign]  # errors as sent
     return app
 
 

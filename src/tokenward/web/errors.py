@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from tokenward.errors import (
     BadRequest,
@@ -64,7 +65,27 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path}"
     else:
         detail = exc.detail if isinstance(exc.detail, str) else kind.code.replace("_", " ")
-    return await _tokenward_error(request, kind(detail))
+    response = await _tokenward_error(request, kind(detail))
+    if exc.headers:  # e.g. a 401's WWW-Authenticate
+        response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request)
+    return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (RFC 9110 §15.5.6).
+
+    Starlette names only the first route whose path matched, and FastAPI has one route per method,
+    so ask the router which methods would match this path fully.
+    """
+    scope = {k: v for k, v in request.scope.items() if k in ("type", "path", "root_path", "app", "headers")}
+    routes = request.app.router.routes
+    allowed = [m for m in _METHODS if any(r.matches({**scope, "method": m})[0] is Match.FULL for r in routes)]
+    return ", ".join(allowed)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _wants_html(request: Request) -> bool:
