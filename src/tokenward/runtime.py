@@ -210,7 +210,10 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
         stores=build_stores(parse_store_specs(settings.config_token_stores)),
         revocations=SqlConfigTokenRevocations(runtime.database),
         deps=PluginDeps(
-            app_tokens=runtime.app_tokens, http=httpx.AsyncClient(timeout=10.0), keyring=lambda: runtime.keyring
+            app_tokens=runtime.app_tokens,
+            http=httpx.AsyncClient(timeout=10.0),
+            keyring=lambda: runtime.keyring,
+            regulator=runtime.app_tokens.regulator if runtime.app_tokens is not None else None,
         ),
         policy=lambda: holder.policy if holder is not None and holder.loaded else None,
         revocation_refresh=settings.config_token_revocation_refresh_seconds,

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 from tests.forwardauth.slapd import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd, populate, run_slapd
+from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.plugins import PluginDeps, VerifyRequest, build_plugin
 from tokenward.forwardauth.plugins.ldap import LdapAuth
 from tokenward.forwardauth.request_info import reconstruct
 from tokenward.forwardauth.schema import LdapPlugin, parse_document
+from tokenward.storage.regulation import InMemoryRegulationStore
 
 PEOPLE = f"ou=people,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
@@ -192,3 +194,20 @@ def test_bad_configs_are_refused_at_create() -> None:
         with pytest.raises(BadRequest) as caught:
             parse_document({"tokenward": {"plugins": [{**base, **bad}]}})
         assert caught.value.error_code == "config_token_schema"
+
+
+async def test_repeated_wrong_passwords_are_regulated(slapd: Slapd) -> None:
+    """Failed binds count per user and client IP; once banned even the right password gets 429 until the ban ends."""
+    clock = [1_000_000.0]
+    regulator = Regulator(InMemoryRegulationStore(), RegulationPolicy(max_failures=3, find_time=60, ban_time=300))
+    plugin = LdapAuth(config(slapd.url, cache_seconds=0), regulator=regulator, clock=lambda: clock[0])
+    try:
+        for _ in range(3):
+            assert (await plugin.verify(basic("alice", "guess"))).code == "credentials_invalid"
+        banned = await plugin.verify(basic("alice", ALICE_PW))
+        assert not banned.ok and banned.status == 429 and banned.code == "too_many_attempts"
+        assert dict(banned.headers)["Retry-After"] == "300"
+        clock[0] += 301
+        assert (await plugin.verify(basic("alice", ALICE_PW))).ok
+    finally:
+        await plugin.aclose()

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tokenward.apptokens import AppTokenService
+from tokenward.apptokens.regulation import Regulator
 from tokenward.forwardauth.plugins.app_token import AppTokenAuth
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.forward import ForwardAuth
@@ -46,6 +47,8 @@ class PluginDeps:
     #: The time-code keys (the ``oidc`` plugin seals its session cookies with them).
     keyring: Callable[[], Keyring] | None = None
     clock: Callable[[], float] = time.time
+    #: Brute-force regulation for password plugins (``ldap``); the app-token service has its own.
+    regulator: Regulator | None = None
 
 
 def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
@@ -67,7 +70,7 @@ def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
             raise RuntimeError("the forward plugin needs an HTTP client")
         return ForwardAuth(config, deps.http)
     if isinstance(config, LdapPlugin):
-        return LdapAuth(config)
+        return LdapAuth(config, regulator=deps.regulator, clock=deps.clock)
     if isinstance(config, OidcPlugin):
         if deps.http is None or deps.keyring is None:
             raise RuntimeError("the oidc plugin needs an HTTP client and the keyring")

@@ -26,11 +26,13 @@ import ssl
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tokenward.errors import Unauthorized
+from tokenward.apptokens.regulation import Regulator, ip_key, user_key
+from tokenward.errors import TooManyRequests, Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials
 from tokenward.forwardauth.schema import LdapPlugin
@@ -223,8 +225,12 @@ def _values(value: Any) -> list[str]:
 
 
 class LdapAuth(Plugin[LdapPlugin]):
-    def __init__(self, config: LdapPlugin) -> None:
+    def __init__(
+        self, config: LdapPlugin, *, regulator: Regulator | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(config)
+        self.regulator = regulator
+        self.clock = clock
         self.directory = _Directory(config)
         self.challenge = basic_challenge(config.realm)
         self._slots = asyncio.Semaphore(config.pool_size)
@@ -244,6 +250,16 @@ class LdapAuth(Plugin[LdapPlugin]):
         user, password = creds
         if not password or not user or len(user) > MAX_USERNAME or "\0" in user:
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
+        regulator = self.regulator
+        keys = (user_key(user), *((ip_key(request.client_ip),) if request.client_ip else ()))
+        if regulator is not None:
+            wall = self.clock()
+            if regulator.needs_sync(wall):
+                await regulator.sync(wall)
+            try:
+                regulator.check(keys, wall)
+            except TooManyRequests as exc:
+                return Outcome.refused(exc)
         now = time.monotonic()
         fingerprint = self._fingerprint(user, password)
         cached = self._verified.get(fingerprint)
@@ -255,6 +271,8 @@ class LdapAuth(Plugin[LdapPlugin]):
         except _Unavailable as exc:
             return Outcome.failure("ldap_unavailable", f"the LDAP directory cannot be used: {exc}", status=503)
         if verdict != "ok" or entry is None:
+            if regulator is not None:
+                await regulator.failure(keys, self.clock())
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
         if self.required and not self.required & {g.lower() for g in groups}:
             return Outcome.failure(
