@@ -164,6 +164,25 @@ async def test_password_prompt_flow_user_made_captcha_without_id(world: World) -
     assert replay.status_code == 401 and replay.json()["error"] == "system_login_no_captcha"
 
 
+async def test_a_typed_code_is_tried_against_the_five_newest_outstanding_captchas(world: World) -> None:
+    codes = []
+    for _ in range(6):
+        r = await world.post("/api/system-login/user-captcha", {"email": "alice@example.com", "host": HOST})
+        assert r.status_code == 200, r.text
+        codes.append(open_captcha(r.json()["captcha"], world.alice).code)
+    alice = {"user": "alice@example.com"}
+    # Six outstanding: the oldest is not among the five a code is tried against.
+    r = await world.host_post("/api/system-login/verify", {**alice, "code": codes[0]})
+    assert r.status_code == 401 and r.json()["error"] == "system_login_wrong_code"
+    # Each code is accepted once, whichever of the five newest it belongs to.
+    for code in (codes[3], codes[5]):
+        r = await world.host_post("/api/system-login/verify", {**alice, "code": code})
+        assert r.status_code == 200, r.text
+    # Two consumed: the oldest is among the five newest outstanding again.
+    r = await world.host_post("/api/system-login/verify", {**alice, "code": codes[0]})
+    assert r.status_code == 200, r.text
+
+
 async def test_wrong_code_is_refused_then_the_right_one_still_works(world: World) -> None:
     r = await world.post("/api/system-login/user-captcha", {"email": "alice@example.com", "host": HOST})
     code = open_captcha(r.json()["captcha"], world.alice).code
