@@ -67,6 +67,33 @@ async def test_list_is_newest_first_with_filters_and_limit(audit_log: AuditLog) 
     assert await audit_log.list(actor="nobody@example.com") == []
 
 
+async def test_until_is_exclusive_and_paging_walks_every_event_once(audit_log: AuditLog) -> None:
+    for minute in (0, 1, 1, 1, 2, 3, 4):  # three events share one time: the cursor keeps them apart
+        await audit_log.append(event(minute))
+    until = await audit_log.list(until=T0 + timedelta(minutes=3))
+    assert [e.at for e in until] == [T0 + timedelta(minutes=m) for m in (2, 1, 1, 1, 0)]
+    window = await audit_log.list(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=2))
+    assert len(window) == 3
+    seen: list[int] = []
+    page = await audit_log.list(limit=2)
+    while page:
+        seen += [e.id for e in page if e.id is not None]
+        last = page[-1]
+        assert last.id is not None
+        page = await audit_log.list(limit=2, before=(last.at, last.id))
+    everything = [e.id for e in await audit_log.list()]
+    assert seen == everything and len(seen) == 7
+
+
+async def test_naive_until_or_cursor_is_bad_request(audit_log: AuditLog) -> None:
+    with pytest.raises(BadRequest) as caught:
+        await audit_log.list(until=datetime(2026, 1, 1))
+    assert caught.value.error_code == "invalid_until"
+    with pytest.raises(BadRequest) as caught:
+        await audit_log.list(before=(datetime(2026, 1, 1), 3))
+    assert caught.value.error_code == "invalid_cursor"
+
+
 async def test_same_timestamp_is_ordered_by_insertion(audit_log: AuditLog) -> None:
     ids = [(await audit_log.append(event(0, target=str(n)))).id for n in range(3)]
     assert [e.id for e in await audit_log.list()] == list(reversed(ids))

@@ -7,8 +7,10 @@ each page is also saved as a PNG (``make screenshots`` writes docs/screenshots/)
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -171,4 +173,36 @@ def test_admin_policy_check(server: Server, page: tuple[Page, list[str]]) -> Non
     assert tab.locator("tbody tr", has_text="captcha.issued").count() == 0
     assert tab.locator("tbody tr", has_text="session.issued").count() >= 1
     shots(tab, "admin-audit")
+    assert problems == []
+
+
+def test_admin_audit_fits_the_page(server: Server, page: tuple[Page, list[str]]) -> None:
+    # Issue 19: with 100 events the Detail column wrapped a few characters a line, Target sat
+    # empty and wide, the table ran past the content width, and the page was 14,806 px tall.
+    from tests.ui.test_audit_page import seed_events
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+        pool.submit(asyncio.run, seed_events(server.data)).result()
+    tab, problems = page
+    sign_in(tab, server, ADMIN)
+    tab.goto(server.url + "/admin/audit?limit=100")
+    assert tab.locator("tbody tr.event").count() == 100
+    fits = tab.evaluate(
+        """() => {
+          const main = document.querySelector("main"), table = document.querySelector("table.audit");
+          const style = getComputedStyle(main);
+          const content = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+          const detail = document.querySelector("tbody tr.event td.detail");
+          const target = document.querySelector("tbody tr.event td:nth-child(5)");
+          const rows = document.querySelectorAll("tbody tr.event");
+          const line = parseFloat(getComputedStyle(detail).lineHeight);
+          return {content, table: table.scrollWidth, detail: detail.clientWidth, target: target.clientWidth,
+                  lines: document.querySelector("tbody").offsetHeight / rows.length / line,
+                  height: document.documentElement.scrollHeight};
+        }"""
+    )
+    assert fits["table"] <= fits["content"] + 1, fits  # no sideways scrolling at a laptop width
+    assert fits["detail"] >= 2 * fits["target"], fits  # the widest column holds the longest values
+    assert fits["lines"] < 4, fits  # a row is a few lines (here: ~100 characters of detail), not fragments
+    assert tab.get_by_role("link", name="Older events »").count() == 1  # 100 of 120+: paged
     assert problems == []

@@ -171,7 +171,7 @@ def convert(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             continue
         refusal = _refusal(mapped)
         if refusal is not None:  # this plugin stays behind; the others are still imported
-            notes.append(f"eas.plugins.{i} ({mapped['type']}): not imported: {refusal}")
+            notes.append(f"eas.plugins.{i} ({mapped['type']}): {refusal}")
             continue
         plugins.append(mapped)
     for key in sorted(set(eas) - {"plugins"}):

@@ -14,9 +14,9 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenward.errors import BadRequest
@@ -25,9 +25,11 @@ from .database import Database
 from .models import ACTION_LEN, INSTANCE_LEN, REQUEST_ID_LEN, SUBJECT_LEN, TARGET_LEN, AuditEventRow
 from .translate import translate_errors
 
-__all__ = ["MAX_LIST_LIMIT", "AuditEvent", "AuditLog", "InMemoryAuditLog", "SqlAuditLog"]
+__all__ = ["MAX_LIST_LIMIT", "AuditEvent", "AuditLog", "Cursor", "InMemoryAuditLog", "SqlAuditLog"]
 
 MAX_LIST_LIMIT = 1000
+#: Where a page ends: the last listed event's ``(at, id)``; the next page lists the events after it.
+Cursor: TypeAlias = tuple[datetime, int]
 
 _LIMITS = {
     "actor": SUBJECT_LEN,
@@ -91,11 +93,14 @@ class AuditLog(ABC):
         actor: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
+        before: Cursor | None = None,
         limit: int = 100,
     ) -> builtins.list[AuditEvent]:
         """Events matching every given filter, newest first, at most ``limit`` (1-1000).
 
-        ``since`` is inclusive and must be timezone-aware.
+        ``since`` is inclusive, ``until`` exclusive; both must be timezone-aware. ``before`` pages:
+        pass the last listed event's ``(at, id)`` to get the events after it in this order.
         """
 
     async def close(self) -> None:  # noqa: B027 - optional hook, like httpx's BaseTransport.close
@@ -121,15 +126,19 @@ class InMemoryAuditLog(AuditLog):
         actor: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
+        before: Cursor | None = None,
         limit: int = 100,
     ) -> builtins.list[AuditEvent]:
-        _check_query(since, limit)
+        _check_query(since, limit, until=until, before=before)
         found = [
             event
             for event in self._events
             if (actor is None or event.actor == actor)
             and (action is None or event.action == action)
             and (since is None or event.at >= since)
+            and (until is None or event.at < until)
+            and (before is None or (event.at, event.id or 0) < before)
         ]
         found.sort(key=lambda event: (event.at, event.id or 0), reverse=True)
         return found[:limit]
@@ -170,9 +179,11 @@ class SqlAuditLog(AuditLog):
         actor: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
+        before: Cursor | None = None,
         limit: int = 100,
     ) -> builtins.list[AuditEvent]:
-        _check_query(since, limit)
+        _check_query(since, limit, until=until, before=before)
         query = select(AuditEventRow)
         if actor is not None:
             query = query.where(AuditEventRow.actor == actor)
@@ -180,6 +191,11 @@ class SqlAuditLog(AuditLog):
             query = query.where(AuditEventRow.action == action)
         if since is not None:
             query = query.where(AuditEventRow.at >= since)
+        if until is not None:
+            query = query.where(AuditEventRow.at < until)
+        if before is not None:
+            at, event_id = before
+            query = query.where(or_(AuditEventRow.at < at, and_(AuditEventRow.at == at, AuditEventRow.id < event_id)))
         query = query.order_by(AuditEventRow.at.desc(), AuditEventRow.id.desc()).limit(limit)
         async with self._db.session() as session:
             rows = (await session.scalars(query)).all()
@@ -208,8 +224,14 @@ def _check_new(event: AuditEvent) -> None:
         raise ValueError("append takes a new event; the audit log assigns ids")
 
 
-def _check_query(since: datetime | None, limit: int) -> None:
+def _check_query(
+    since: datetime | None, limit: int, *, until: datetime | None = None, before: Cursor | None = None
+) -> None:
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise BadRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}", code="invalid_limit")
     if since is not None and (since.tzinfo is None or since.utcoffset() is None):
         raise BadRequest("since must include a time zone", code="invalid_since")
+    if until is not None and (until.tzinfo is None or until.utcoffset() is None):
+        raise BadRequest("until must include a time zone", code="invalid_until")
+    if before is not None and (before[0].tzinfo is None or before[0].utcoffset() is None):
+        raise BadRequest("a paging cursor's time must include a time zone", code="invalid_cursor")

@@ -8,7 +8,6 @@ else gets the 403 page. Read-only pages take GET parameters; the policy tester p
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +18,7 @@ from tokenward.identity.apps import load_serving_registry
 from tokenward.policy import CSV_FILES, explain, lint, read_sources
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.web.state import get_runtime
+from tokenward.web.ui.audit_filters import DEFAULT_PAGE, parse_filters
 from tokenward.web.ui.pages import admin_of, signed_in, to_login
 from tokenward.web.ui.render import error_page, read_form, render
 
@@ -132,31 +132,43 @@ async def audit(request: Request) -> Response:
     user, refused = await _admin(request)
     if refused is not None:
         return refused
-    params = request.query_params
-    actor = params.get("actor", "").strip()[:320] or None
-    action = params.get("action", "").strip()[:100] or None
     try:
-        limit = max(1, min(500, int(params.get("limit", "100"))))
-    except ValueError:
-        limit = 100
-    since_text = params.get("since", "").strip()[:32]
-    since = None
-    message = None
-    if since_text:
-        try:
-            since = datetime.fromisoformat(since_text)
-            since = since if since.tzinfo else since.replace(tzinfo=UTC)
-        except ValueError:
-            message = f"{since_text!r} is not a date like 2025-01-31 or 2025-01-31T12:00"
-    events = await SqlAuditLog(get_runtime(request).database).list(actor=actor, action=action, since=since, limit=limit)
+        filters = parse_filters(request.query_params)
+    except BadRequest as exc:  # the form shows what is wrong; no query runs
+        raw = {name: request.query_params.get(name, "")[:64] for name in ("actor", "action", "since", "until")}
+        form = {**raw, "limit": DEFAULT_PAGE}
+        return render(
+            request,
+            "admin_audit.html",
+            status=400,
+            user=user,
+            admin=True,
+            events=[],
+            filters=form,
+            older=None,
+            paged=False,
+            message=exc.detail,
+        )
+    found = await SqlAuditLog(get_runtime(request).database).list(
+        actor=filters.actor or None,
+        action=filters.action or None,
+        since=filters.since,
+        until=filters.until,
+        before=filters.before,
+        limit=filters.limit + 1,  # one more tells whether an older page exists
+    )
+    events = found[: filters.limit]
+    older = filters.older_link(events[-1]) if len(found) > filters.limit else None
     return render(
         request,
         "admin_audit.html",
         user=user,
         admin=True,
         events=events,
-        filters={"actor": actor or "", "action": action or "", "since": since_text, "limit": limit},
-        message=message,
+        filters=filters.form(),
+        older=older,
+        paged=filters.before is not None,
+        message=None,
     )
 
 

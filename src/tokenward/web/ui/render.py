@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import jinja2
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -26,6 +27,24 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 MAX_FORM_BYTES = 16 * 1024
+
+
+def _breakable(value: object, before: str = "@", after: str = "") -> Markup:
+    """``value`` escaped, with a line-break opportunity (``<wbr>``) before ``before`` and after ``after``.
+
+    For narrow table cells: ``alice@example.com`` may wrap before the ``@`` instead of mid-word,
+    and copying the text still gives the address (a ``<wbr>`` is not a character).
+    """
+    text = escape(str(value))
+    wbr = Markup("<wbr>")
+    if before:
+        text = text.replace(escape(before), wbr + escape(before))
+    if after:
+        text = text.replace(escape(after), escape(after) + wbr)
+    return text
+
+
+_ENV.filters["breakable"] = _breakable
 
 
 def _csrf_nonce(request: Request) -> tuple[str, bool]:
