@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import io
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -302,8 +303,11 @@ def test_host_cli_init_and_bad_inputs(tmp_path: Path) -> None:
     assert bad_url.exit_code == 1 and "https:// URL" in bad_url.output
     bad_mode = runner.invoke(cli, ["host", "pam-config", "--mode", "telepathy"])
     assert bad_mode.exit_code == 1 and "unknown mode" in bad_mode.output
-    check = runner.invoke(cli, ["host", "check", "--config", str(tmp_path / "pam.conf")])
+    check = runner.invoke(
+        cli, ["host", "check", "--config", str(tmp_path / "pam.conf"), "-u", "jo--x.org", "-u", "root"]
+    )
     assert check.exit_code == 1 and "cannot reach http://127.0.0.1:9" in check.output
+    assert "jo--x.org -> jo@x.org" in check.output and "root -> no address: refused" in check.output
 
 
 def test_session_cache_is_private_and_picky(tmp_path: Path) -> None:
@@ -324,3 +328,26 @@ def test_session_cache_is_private_and_picky(tmp_path: Path) -> None:
     assert cache.read() is None, "a symlink is not followed"
     cache.clear()
     assert not (tmp_path / "run" / "session").exists() and cache.read() is None
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/python3").exists(), reason="no system python3 (/usr/bin/python3) on this machine"
+)
+def test_the_installed_helper_runs_under_the_system_python(tmp_path: Path) -> None:
+    """No virtualenv at login: the copied package alone, under /usr/bin/python3 -I, fails closed and says why."""
+    install(tmp_path / "lib")
+    conf = tmp_path / "pam.conf"
+    conf.write_text(render_config(_config(tmp_path, server=f"http://127.0.0.1:{_closed_port()}")))
+    env = {"PAM_USER": "alice--example.com", "PAM_TYPE": "auth", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        ["/usr/bin/python3", "-I", str(tmp_path / "lib" / "tokenward-pam-exec"), f"config={conf}"],
+        input=b"AAAAA\0",
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    line = (tmp_path / "auth.log").read_text().strip()
+    assert "tokenward-pam: unavailable unix user 'alice--example.com'" in line
+    assert "ConnectionRefusedError" in line or "apt-get install python3-cryptography" in line, line

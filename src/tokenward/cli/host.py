@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tokenward.datadir import write_private
 from tokenward.errors import BadRequest, ConfigError
 from tokenward.hostpam.client import Refused, ServerClient, Unreachable
-from tokenward.hostpam.config import DEFAULT_CONFIG, ConfigProblem, HostConfig, load_config, render_config
+from tokenward.hostpam.config import (
+    DEFAULT_CONFIG,
+    ConfigProblem,
+    HostConfig,
+    address_for,
+    load_config,
+    render_config,
+)
 from tokenward.hostpam.install import DEFAULT_LIB_DIR, install, pam_lines
 
 __all__ = ["app"]
@@ -145,10 +152,16 @@ def pam_config(
 
 
 @app.command("check")
-def check(config: Path = CONFIG) -> None:
+def check(
+    config: Path = CONFIG,
+    user: list[str] = typer.Option([], "--user", "-u", help="Also show the address this unix user logs in as."),
+) -> None:
     """Log in to the server as this host, as PAM will (configuration, key, network, policy `login` row)."""
     try:
         host = load_config(config)
+        for name in user:
+            address = address_for(name, host)
+            typer.echo(f"{name} -> {address or 'no address: refused (users_file, default_mapping)'}")
         client = ServerClient(host, deadline=time.monotonic() + host.timeout)
         client.login()
     except ConfigProblem as exc:

@@ -12,13 +12,14 @@ import json
 import os
 import ssl
 import stat
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .config import HostConfig, read_key
+from .config import ConfigProblem, HostConfig, read_key
 
 __all__ = ["MAX_ANSWER", "SESSION_ERRORS", "Refused", "ServerClient", "SessionCache", "Unreachable", "b64u"]
 
@@ -142,9 +143,14 @@ class ServerClient:
     def login(self) -> None:
         """Machine login with the host's Ed25519 key: a ``resource`` session for the next calls."""
         # Imported here: a login with a cached session never signs, and cryptography costs ~100 ms to import.
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        try:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+            from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        except ImportError:
+            raise ConfigProblem(
+                f"{sys.executable} has no cryptography module: apt-get install python3-cryptography"
+            ) from None
 
         try:
             key = serialization.load_pem_private_key(read_key(self.config.key_file), password=None)
