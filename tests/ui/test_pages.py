@@ -7,9 +7,10 @@ import re
 import httpx
 import pytest
 
-from tests.ui.conftest import Enrol, csrf_of
+from tests.ui.conftest import HTML, Enrol, csrf_of
 from tests.ui.portal import ADMIN, USER
 from tests.ui.test_login import sign_in
+from tokenward.web.ui.security import CSRF_COOKIE
 
 
 async def test_tokens_need_a_session(browser: httpx.AsyncClient) -> None:
@@ -127,3 +128,23 @@ def test_recent_submissions_is_bounded_and_expires() -> None:
     for key in "bcd":
         assert seen.first_use(key, now=12)
     assert len(seen._seen) <= 3
+
+
+async def test_an_attackers_csrf_pair_fails_beside_the_victims_session(
+    browser: httpx.AsyncClient, enrol: Enrol
+) -> None:
+    """Issue 15 #7: the CSRF token is bound to the session, so a planted cookie/token pair is refused."""
+    await sign_in(browser, enrol, USER)
+    # The attacker gets a pair of his own (anonymous, from the login page) and plants the cookie in the victim's
+    # browser (a sibling subdomain can set a cookie for the parent domain).
+    async with httpx.AsyncClient(transport=browser._transport, base_url=browser.base_url, headers=HTML) as attacker:
+        page = await attacker.get("/login")
+        nonce, token = attacker.cookies[CSRF_COOKIE], csrf_of(page.text)
+    browser.cookies.set(CSRF_COOKIE, nonce, domain="auth.example.com")
+    r = await browser.post("/account/tokens", data={"csrf": token, "label": "planted", "expires_in": "7d"})
+    assert r.status_code == 403 and "security token" in r.text
+    listed = await browser.get("/account/tokens")
+    assert "planted" not in listed.text
+    # The victim's own page still works with the planted nonce: its token is bound to that nonce and her session.
+    r = await browser.post("/account/tokens", data={"csrf": csrf_of(listed.text), "label": "mine", "expires_in": "7d"})
+    assert r.status_code == 201

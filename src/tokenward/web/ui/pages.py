@@ -211,9 +211,9 @@ async def login_code(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await read_form(request)
     user = await signed_in(request)
-    if user is not None:
+    if user is not None:  # the CSRF token is bound to the session: without one there is nothing to end
+        await read_form(request)
         # Ends the session server-side: every instance and /verify refuse it from now on.
         await get_identity(request).logout(user, now=time.time())
     settings = get_runtime(request).settings
@@ -301,10 +301,12 @@ async def tokens(request: Request) -> Response:
 
 
 async def token_create(request: Request) -> Response:
-    form = await read_form(request)
+    # The session first: the form's CSRF token is bound to it, and a form posted after the session
+    # ran out goes back to sign-in rather than to a 403.
     user = await signed_in(request)
     if user is None:
         return to_login(request)
+    form = await read_form(request)
     submission = form.get("submission", max_length=64)
     if submission and not _SUBMISSIONS.first_use(f"{user.subject}|{submission}", now=time.time()):
         # The same form sent twice (double click, resend after a slow answer): create once.
@@ -349,10 +351,10 @@ async def token_delete_confirm(request: Request) -> Response:
 
 
 async def token_delete(request: Request) -> Response:
-    await read_form(request)
     user = await signed_in(request)
     if user is None:
         return to_login(request)
+    await read_form(request)
     try:
         service = app_token_service(request)
         await service.revoke(request.path_params["token_id"][:64], owner=user.subject, actor=user.subject)

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from tokenward import __version__
 from tokenward.errors import BadRequest, TokenwardError, TooManyRequests
 from tokenward.web.state import get_runtime
-from tokenward.web.ui.security import CSRF_COOKIE, SECURITY_HEADERS, check_csrf, csrf_token
+from tokenward.web.ui.security import CSRF_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, check_csrf, csrf_token
 
 __all__ = ["Form", "error_page", "read_form", "redirect", "render", "retry_after", "wants_html"]
 
@@ -68,7 +68,7 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     context.setdefault("user", None)
     context.setdefault("admin", False)
     html = _ENV.get_template(template).render(
-        csrf=csrf_token(runtime.keyring, nonce),
+        csrf=csrf_token(runtime.keyring, nonce, request.cookies.get(SESSION_COOKIE)),
         server_name=runtime.server_name,
         version=__version__,
         path=request.url.path,
@@ -149,5 +149,11 @@ async def read_form(request: Request) -> Form:
         raise BadRequest("the form could not be read", code="form_invalid") from None
     form = Form(fields)
     runtime = get_runtime(request)
-    check_csrf(runtime.keyring, request.cookies.get(CSRF_COOKIE), form.get("csrf"), now=time.time())
+    check_csrf(
+        runtime.keyring,
+        request.cookies.get(CSRF_COOKIE),
+        form.get("csrf"),
+        session=request.cookies.get(SESSION_COOKIE),
+        now=time.time(),
+    )
     return form

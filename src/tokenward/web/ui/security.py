@@ -4,7 +4,8 @@ Decide first, act second: everything here is a pure function of its inputs (keys
 randomness are passed in); the page handlers in :mod:`tokenward.web.ui.pages` do the I/O.
 
 - **CSRF** is a signed double-submit token (OWASP): a random nonce lives in an HttpOnly,
-  ``SameSite=Strict`` cookie; every form carries ``kid.HMAC(csrf_key, nonce)``. A forged or
+  ``SameSite=Strict`` cookie; every form carries ``kid.HMAC(csrf_key, nonce | SHA-256(session cookie))``,
+  so a planted cookie/token pair fails beside another session. A forged or
   stale token, or a missing cookie, is refused before the form is read any further.
 - **Login state** between "send me a captcha" and "here is the code" (captcha id, PKCE
   verifier, e-mail, return URL, payload for redrawing the QR) is sealed with
@@ -71,23 +72,32 @@ def _unb64u(text: str) -> bytes:
 # -- CSRF ---------------------------------------------------------------------------------------
 
 
-def _csrf_mac(key: bytes, nonce: str) -> str:
-    return _b64u(hmac.new(key, b"csrf|" + nonce.encode("ascii", "replace"), hashlib.sha256).digest())
+def _csrf_mac(key: bytes, nonce: str, session: str | None) -> str:
+    # The session enters as a digest: the MAC input stays short whatever the cookie holds.
+    bound = hashlib.sha256((session or "").encode("ascii", "replace")).digest()
+    message = b"csrf|" + nonce.encode("ascii", "replace") + b"|" + bound
+    return _b64u(hmac.new(key, message, hashlib.sha256).digest())
 
 
-def csrf_token(keyring: Keyring, nonce: str) -> str:
-    """The form token for the browser's CSRF cookie ``nonce``: ``kid.mac``."""
+def csrf_token(keyring: Keyring, nonce: str, session: str | None = None) -> str:
+    """The form token for the browser's CSRF cookie ``nonce`` and session cookie ``session``: ``kid.mac``.
+
+    Bound to the session as well as the nonce: a cookie/token pair an attacker obtained for
+    himself (and planted in the victim's browser, e.g. from a sibling subdomain) does not
+    validate next to the victim's session cookie.
+    """
     kid, key = keyring.key(Purpose.CSRF)
-    return f"{kid}.{_csrf_mac(key.reveal(), nonce)}"
+    return f"{kid}.{_csrf_mac(key.reveal(), nonce, session)}"
 
 
-def check_csrf(keyring: Keyring, nonce: str | None, token: str | None, *, now: float) -> None:
-    """403 ``csrf_invalid`` unless ``token`` is this cookie nonce's token under a current or previous key."""
+def check_csrf(keyring: Keyring, nonce: str | None, token: str | None, *, session: str | None, now: float) -> None:
+    """403 ``csrf_invalid`` unless ``token`` is this cookie nonce's and this session's token under a current or
+    previous key."""
     if not nonce or not token or len(token) > 200 or len(nonce) > 100:
         raise Forbidden("the form's security token is missing; reload the page and try again", code="csrf_invalid")
     kid, _, mac = token.partition(".")
     key = keyring.key_by_id(Purpose.CSRF, kid, now=now)
-    if key is None or not hmac.compare_digest(mac.encode(), _csrf_mac(key.reveal(), nonce).encode()):
+    if key is None or not hmac.compare_digest(mac.encode(), _csrf_mac(key.reveal(), nonce, session).encode()):
         raise Forbidden("the form's security token is not valid; reload the page and try again", code="csrf_invalid")
 
 
