@@ -31,6 +31,7 @@ from tokenward.client import (
     Tokenward,
     Verifier,
     key_authenticator,
+    prompt_authenticator,
 )
 from tokenward.errors import ServiceUnavailable, TokenwardError, Unauthorized
 from tokenward.identity.client_tokens import b64u_of_public
@@ -189,3 +190,14 @@ def test_an_unreachable_issuer_is_a_clear_error() -> None:
         with pytest.raises(ServiceUnavailable) as info:
             tw.login_resource(RESOURCE, signing_key=Ed25519PrivateKey.generate())
     assert info.value.error_code == "issuer_unreachable"
+
+
+def test_the_prompt_authenticator_shows_the_qr_code_and_returns_the_typed_code() -> None:
+    shown: list[str] = []
+    answer = prompt_authenticator(read=lambda prompt: "  k3m7p \n", write=lambda text: shown.append(str(text)))
+    challenge = CaptchaChallenge(
+        email="alice@example.com", captcha_id="id", captcha="TWC1.id.payload", qr_svg="", expires_at=0
+    )
+    assert answer(challenge) == "k3m7p"
+    assert "alice@example.com" in shown[0]
+    assert len(shown[1].splitlines()) > 10  # the QR code, drawn with block characters

@@ -52,8 +52,10 @@ class JWKSCache:
         self._fetched_at = float("-inf")  # last success
         self._tried_at = float("-inf")  # last attempt
         self._lock = asyncio.Lock()
-        #: Bumped on every successful fetch whose key ids differ (callers drop what they cached under old keys).
+        #: Bumped on every successful fetch whose key ids differ (callers re-check what they cached under old keys).
         self.generation = 0
+        #: Until when the set needs no refresh (the request path compares with it, no call).
+        self.fresh_until = float("-inf")
 
     @property
     def kids(self) -> frozenset[str]:
@@ -102,3 +104,4 @@ class JWKSCache:
         if kids != self._kids:
             self.generation += 1
         self._keys, self._kids, self._fetched_at = keys, kids, now
+        self.fresh_until = now + self._refresh

@@ -9,6 +9,7 @@ body, :mod:`tokenward.client.channel`) and is accepted once (:mod:`tokenward.cli
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class SessionKeys:
     def __init__(self, *keys: X25519PrivateKey, keep: int = 4) -> None:
         self._keep = keep
         self._keys: dict[str, X25519PrivateKey] = {}
+        #: Bumped on every change (verified tokens re-check their destination key after one).
+        self.generation = 0
         for key in keys:
             self.add(key)
 
@@ -88,6 +91,7 @@ class SessionKeys:
         self._keys = {b64u_of_public(key): key, **self._keys}
         while len(self._keys) > self._keep:
             self._keys.pop(next(reversed(self._keys)))
+        self.generation += 1
 
     def find(self, public: str) -> X25519PrivateKey | None:
         return self._keys.get(public)
@@ -106,6 +110,8 @@ class VerifiedToken:
     aead: ChaCha20Poly1305
     kid: str
     valid_until: float  # exp + leeway
+    #: (JWKS generation, session-key generation) when kid and destination key were last found.
+    generations: tuple[int, int] = (-1, -1)
 
 
 class Verifier:
@@ -156,16 +162,18 @@ class Verifier:
         """The verified token, from the cache when it was seen before (raises the refusal otherwise)."""
         now = self.clock()
         hit = self._cache.get(token)
+        if hit is not None and now < hit.valid_until:
+            jwks, keys = self.jwks, self.session_keys
+            if now >= jwks.fresh_until:
+                await jwks.key_set()  # refresh, or 503 once the stale bound has passed
+            # Unchanged key sets since the token was checked: its kid and session key still hold.
+            if hit.generations == (jwks.generation, keys.generation):
+                return hit
+            if hit.kid in jwks.kids and keys.find(hit.claims.destination_key) is not None:
+                hit = dataclasses.replace(hit, generations=(jwks.generation, keys.generation))
+                self._cache[token] = hit
+                return hit
         if hit is not None:
-            # Still in its window, its key still published, its session key still held here.
-            keys_ok = hit.kid in self.jwks.kids and self.session_keys.find(hit.claims.destination_key) is not None
-            if now < hit.valid_until and keys_ok:
-                if not self.jwks.fresh(now):
-                    await self.jwks.key_set()  # refresh, or 503 once the stale bound has passed
-                    if hit.kid in self.jwks.kids:
-                        return hit
-                else:
-                    return hit
             del self._cache[token]
         else:
             refused = self._refused.get(token)
@@ -224,6 +232,7 @@ class Verifier:
             aead=ChaCha20Poly1305(channel_key(private, claims)),
             kid=kid,
             valid_until=claims.expires_at + self.leeway,
+            generations=(self.jwks.generation, self.session_keys.generation),
         )
 
     def _authorize(self, claims: ClientTokenClaims) -> None:
