@@ -263,7 +263,13 @@ def test_pam_module_maps_outcomes_to_pam_codes(tmp_path: Path) -> None:
     argv = ["/usr/local/lib/tokenward-pam/pam_tokenward.py", f"config={conf}"]
     pamh = FakePamh("alice--example.com")
     assert pam_module.pam_sm_authenticate(pamh, 0, argv) == FakePamh.PAM_AUTHINFO_UNAVAIL
-    assert pamh.said == []  # no captcha could be had: nothing shown, nothing asked
+    # No captcha could be had: nothing asked, one error message shown.
+    assert pamh.said == [
+        (
+            FakePamh.PAM_ERROR_MSG,
+            "tokenward: the token server could not be asked; try again later or use another way in.",
+        )
+    ]
     assert "ConnectionRefusedError" in (tmp_path / "auth.log").read_text()
     assert pam_module.pam_sm_authenticate(FakePamh("root"), 0, argv) == FakePamh.PAM_USER_UNKNOWN
     assert pam_module.pam_sm_authenticate(FakePamh("x"), 0, [argv[0], "config=/nonexistent"]) == 9

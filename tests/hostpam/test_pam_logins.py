@@ -354,6 +354,7 @@ def test_conversation_wrong_and_empty_codes_are_refused(setup: Setup) -> None:
         status, screen = converse(service, setup.alice_unix, lambda s: _wrong(_code_on_screen(setup, s)))
         assert status != 0, screen
         assert "system_login_wrong_code" in _last_log_line(setup)
+        assert "tokenward: the code was not accepted." in screen and "system_login" not in screen
         status, screen = converse(service, setup.alice_unix, lambda _: "")
         assert status != 0, screen
         assert "no_code" in _last_log_line(setup)
@@ -364,6 +365,7 @@ def test_conversation_server_down_asks_nothing_and_refuses(setup: Setup) -> None
         status, screen = converse(service, setup.alice_unix, lambda _: "AAAAA")
     assert status != 0 and "Code: " not in screen
     assert "no answer within 1.5 s" in _last_log_line(setup)
+    assert "tokenward: the token server could not be asked" in screen
 
 
 def test_conversation_user_outside_the_policy_gets_no_captcha(setup: Setup) -> None:
@@ -372,6 +374,7 @@ def test_conversation_user_outside_the_policy_gets_no_captcha(setup: Setup) -> N
         assert status != 0
         assert "Code: " not in screen and "TWC" not in screen
         assert "system_login_denied" in _last_log_line(setup)
+        assert "the code was not accepted" in screen and "denied" not in screen  # no policy revealed
 
 
 def test_server_answers_are_checked_over_http_too(setup: Setup) -> None:

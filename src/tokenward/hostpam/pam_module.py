@@ -65,7 +65,25 @@ def pam_sm_authenticate(pamh: Any, flags: int, argv: Sequence[str]) -> int:
             code = _prompt(pamh, "Code: ", lines, echo=False)
         return _status(pamh, password_login(config, user, str(code or ""), remote))
     outcome = conversation_login(config, user, remote, lambda text, lines: _prompt(pamh, text, lines), terminal_qr)
+    _tell(pamh, outcome)
     return _status(pamh, outcome)
+
+
+#: What the person at the terminal is told; the reason stays in the auth log (no policy is revealed).
+_TOLD = {
+    REFUSED: "tokenward: the code was not accepted.",
+    UNAVAILABLE: "tokenward: the token server could not be asked; try again later or use another way in.",
+}
+
+
+def _tell(pamh: Any, outcome: Outcome) -> None:
+    text = _TOLD.get(outcome.result)
+    if text is None:
+        return
+    try:
+        pamh.conversation(pamh.Message(pamh.PAM_ERROR_MSG, text))
+    except pamh.exception:
+        pass
 
 
 def pam_sm_setcred(pamh: Any, flags: int, argv: Sequence[str]) -> int:
