@@ -31,7 +31,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -40,7 +39,7 @@ import httpx
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.oidc_upstream import TokenAnswer, UpstreamError, UpstreamProvider
 from tokenward.forwardauth.schema import OidcPlugin
-from tokenward.forwardauth.sealed import MAX_SEALED_LENGTH, open_value, seal_value
+from tokenward.forwardauth.sealed import MAX_SEALED_LENGTH, Sealer
 from tokenward.keys import Keyring
 
 __all__ = ["OidcAuth"]
@@ -48,6 +47,10 @@ __all__ = ["OidcAuth"]
 LOGIN_SECONDS = 600
 SHARED_REFRESH_SECONDS = 30.0
 MAX_RETURN_URL = 2048
+#: Opened session cookies kept in memory (bounded; re-opened after a minute, so a time code rotated
+#: out, or a session's ``until``, is noticed within that time even for a cookie seen before).
+OPENED_CACHE_SIZE = 10_000
+OPENED_CACHE_SECONDS = 60.0
 _ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
 
 
@@ -64,6 +67,7 @@ class OidcAuth(Plugin[OidcPlugin]):
         super().__init__(config)
         self.upstream = UpstreamProvider(config, http, clock=clock, monotonic=monotonic)
         self.keyring = keyring
+        self.sealer = Sealer(keyring)
         self.clock = clock
         self.monotonic = monotonic
         parts = urlsplit(config.redirect_uri)
@@ -72,22 +76,25 @@ class OidcAuth(Plugin[OidcPlugin]):
         self.aad = f"oidc|{config.cookie}|{self.upstream.issuer}|{config.client_id}"
         self.challenge = f'Bearer realm="{config.realm}"'
         self._refreshes: dict[str, tuple[float, asyncio.Task[dict[str, Any]]]] = {}
+        # cookie value -> (monotonic deadline, session, outcome): a warm browser costs a dict lookup.
+        self._opened: dict[str, tuple[float, dict[str, Any], Outcome]] = {}
 
     # -- cookies ----------------------------------------------------------------------------------
 
-    def _cookies(self, request: VerifyRequest) -> SimpleCookie:
-        jar = SimpleCookie()
-        try:
-            jar.load(request.headers.get("cookie", "")[:16384])
-        except CookieError:
-            pass
+    def _cookies(self, request: VerifyRequest) -> dict[str, str]:
+        """The request's cookies (RFC 6265 §5.4 ``name=value; …``); a value sent twice: the first."""
+        jar: dict[str, str] = {}
+        for part in request.headers.get("cookie", "")[:16384].split(";"):
+            name, sep, value = part.partition("=")
+            if sep:
+                jar.setdefault(name.strip(), value.strip())
         return jar
 
-    def _open(self, jar: SimpleCookie, name: str, kind: str) -> dict[str, Any] | None:
-        morsel = jar.get(name)
-        if morsel is None:
+    def _open(self, jar: dict[str, str], name: str, kind: str) -> dict[str, Any] | None:
+        value = jar.get(name)
+        if value is None:
             return None
-        data = open_value(morsel.value, self.keyring(), aad=f"{self.aad}|{kind}", now=self.clock())
+        data = self.sealer.open(value, aad=f"{self.aad}|{kind}", now=self.clock())
         if data is None or data.get("k") != kind or not isinstance(data.get("exp"), int | float):
             return None
         return data
@@ -102,7 +109,7 @@ class OidcAuth(Plugin[OidcPlugin]):
         return ("Set-Cookie", "; ".join(parts))
 
     def _seal(self, data: dict[str, Any], kind: str) -> str:
-        return seal_value(data, self.keyring(), aad=f"{self.aad}|{kind}")
+        return self.sealer.seal(data, aad=f"{self.aad}|{kind}")
 
     # -- the plugin -------------------------------------------------------------------------------
 
@@ -113,11 +120,20 @@ class OidcAuth(Plugin[OidcPlugin]):
             return await self._callback(request, jar)
         if self.config.logout_path is not None and info.path == self.config.logout_path:
             return await self._logout(jar)
-        session = self._open(jar, self.config.cookie, "s")
+        value = jar.get(self.config.cookie)
         now = self.clock()
+        hit = self._opened.get(value) if value is not None else None
+        if hit is not None and hit[0] > self.monotonic() and now < float(hit[1]["exp"]):
+            return hit[2]  # a cookie opened in the last minute, still fresh: no decryption
+        session = self._open(jar, self.config.cookie, "s")
         if session is not None and now < float(session.get("until", 0)):
             if now < float(session["exp"]):
-                return Outcome.success(self._user(session))
+                outcome = Outcome.success(self._user(session))
+                if value is not None:
+                    if len(self._opened) >= OPENED_CACHE_SIZE:
+                        self._opened.clear()
+                    self._opened[value] = (self.monotonic() + OPENED_CACHE_SECONDS, session, outcome)
+                return outcome
             if self.config.refresh and isinstance(session.get("rt"), str):
                 try:
                     fresh = await self._shared_refresh(session)
@@ -157,7 +173,7 @@ class OidcAuth(Plugin[OidcPlugin]):
             headers=(cookie, _NO_STORE),
         )
 
-    async def _callback(self, request: VerifyRequest, jar: SimpleCookie) -> Outcome:
+    async def _callback(self, request: VerifyRequest, jar: dict[str, str]) -> Outcome:
         params = request.info.query_params
         now = self.clock()
         state = _one(params, "state")
@@ -198,7 +214,7 @@ class OidcAuth(Plugin[OidcPlugin]):
             return cookie
         return _final_redirect(back, "oidc_signed_in", "signed in", self.challenge, (cookie, _NO_STORE))
 
-    async def _logout(self, jar: SimpleCookie) -> Outcome:
+    async def _logout(self, jar: dict[str, str]) -> Outcome:
         session = self._open(jar, self.config.cookie, "s")
         clear = self._set_cookie(self.config.cookie, "", 0)
         target = self.config.post_logout_redirect_uri
