@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +23,12 @@ from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server
 from tokenward.errors import StorageError, TokenwardError
 from tokenward.forwardauth.service import ForwardAuthService
 from tokenward.identity.apps import load_registry
-from tokenward.keys import Keyring, Secret
+from tokenward.keys import Keyring, Purpose, Secret
 from tokenward.policy import PolicyHolder, parse_segments
+from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage.decisions import SqlDecisionSink
 from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
@@ -61,6 +65,10 @@ class Runtime:
     oidc: OidcProvider | None = None
     #: Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md).
     system_login: SystemLoginService | None = None
+    #: Present when ``TOKENWARD_DECISION_LOG_ENABLED``: sampled policy decisions (docs/configuration.md).
+    decision_log: DecisionLog | None = None
+    #: Present when ``TOKENWARD_DECISION_LOG_SINK=sql``: the ``decision_log`` table.
+    decision_sink: SqlDecisionSink | None = None
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
@@ -103,7 +111,15 @@ class Runtime:
     def use_timecodes(self, codes: TimeCodes) -> None:
         """Put new time codes in force (from the config bundle); one attribute store, no restart."""
         self.timecodes = codes
+        if self.decision_log is not None:
+            self.decision_log.rekey(self.keyring.key(Purpose.DECISION_LOG)[1].reveal())
         log.info("time code %s in force from the config bundle", codes.current.key_id)
+
+    async def flush_decisions(self) -> int:
+        """Write the decisions kept since the last flush to the SQL sink (a no-op without one)."""
+        if self.decision_log is None or self.decision_sink is None:
+            return 0
+        return await self.decision_sink.flush(self.decision_log, now=time.time())
 
     async def close(self) -> None:
         if self.config_sync is not None:
@@ -191,8 +207,28 @@ async def open_runtime(settings: Settings, *, migrate: bool = True, listen: bool
     runtime.forward_auth = build_forward_auth(runtime)
     runtime.oidc = build_oidc(runtime)
     runtime.system_login = build_system_login(runtime, regulation_store or SqlRegulationStore(database))
+    build_decision_log(runtime)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
+
+
+def build_decision_log(runtime: Runtime) -> None:
+    """The decision log and its SQL sink, as the settings ask; the policy holder reports to it."""
+    settings = runtime.settings
+    if not settings.decision_log_enabled or runtime.policy is None:
+        return
+    decisions = DecisionLog(
+        size=settings.decision_log_size,
+        sample_rate=settings.decision_log_sample_rate,
+        hash_mode=settings.decision_log_hash_subjects,
+        hash_key=runtime.keyring.key(Purpose.DECISION_LOG)[1].reveal(),
+        instance=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    runtime.policy.set_observer(decisions.observe)
+    runtime.decision_log = decisions
+    if settings.decision_log_sink == "sql":
+        retention = settings.decision_log_retention_days * 86400.0
+        runtime.decision_sink = SqlDecisionSink(runtime.database, retention_seconds=retention)
 
 
 def build_forward_auth(runtime: Runtime) -> ForwardAuthService:

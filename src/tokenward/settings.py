@@ -102,6 +102,29 @@ class Settings(BaseSettings):
         default=SEGMENTS,
         description="Comma-separated policy segments this instance serves: user,resource,captcha,system.",
     )
+    decision_log_enabled: bool = Field(
+        default=False,
+        description="Keep a sampled record of the questions the policy answers (personal data; docs/policy-diff.md).",
+    )
+    decision_log_sample_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Share of policy questions the decision log keeps (0-1)."
+    )
+    decision_log_size: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Most decisions kept in memory per instance (ring buffer)."
+    )
+    decision_log_hash_subjects: Literal["off", "local", "full"] = Field(
+        default="local",
+        description="Pseudonymise subjects with a keyed hash: local (the part before @), full, or off.",
+    )
+    decision_log_sink: Literal["memory", "sql"] = Field(
+        default="memory", description="Where decisions also go: memory only, or the SQL database's decision_log table."
+    )
+    decision_log_flush_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="How often kept decisions are written to the SQL sink."
+    )
+    decision_log_retention_days: int = Field(
+        default=7, ge=1, le=3650, description="Decisions older than this are deleted from the SQL sink."
+    )
     app_tokens_impersonation: bool = Field(
         default=False,
         description="Let admins create, list and delete app tokens of other users (userID/userName parameters).",
@@ -291,7 +314,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("log_format", "policy_dialect", mode="before")
+    @field_validator("log_format", "policy_dialect", "decision_log_hash_subjects", "decision_log_sink", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

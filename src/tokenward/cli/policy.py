@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import textwrap
@@ -26,7 +27,7 @@ from tokenward.policy import (
     read_sources,
     write_samples,
 )
-from tokenward.policy.diff import PolicyDiff, diff_policies
+from tokenward.policy.diff import PolicyDiff, diff_policies, flip_scope
 from tokenward.policy.files import MAX_FILE_BYTES
 from tokenward.policy.lint import group_notes
 from tokenward.policy.patterns import Dialect
@@ -232,6 +233,10 @@ def diff_command(
     requests: list[Path] | None = typer.Option(
         None, "--requests", help="A file of questions: JSON lines or 'sub, dom, obj, act' rows (repeatable)."
     ),
+    from_log: bool = typer.Option(
+        False, "--from-log", help="Also ask the decisions recorded in the database's decision log (newest first)."
+    ),
+    log_limit: int = typer.Option(100_000, "--log-limit", min=1, max=5_000_000, help="Most recorded decisions read."),
     generate: bool = typer.Option(
         True, "--generate/--no-generate", help="Also ask questions generated from every row of both sides."
     ),
@@ -246,9 +251,11 @@ def diff_command(
     Exit status: 0 nothing flips, 1 something flips, 2 error (for a policy repository's CI).
     """
     try:
+        recorded = _recorded(log_limit) if from_log else []
         result = run_diff(
             old,
             new,
+            recorded=recorded,
             requests=requests or [],
             generate=generate,
             dialects=(dialect_from or dialect, dialect_to or dialect),
@@ -266,10 +273,31 @@ def diff_command(
         raise typer.Exit(1)
 
 
+def _recorded(limit: int) -> list[Probe]:
+    """The newest ``limit`` questions of the decision log's SQL sink (TOKENWARD_DECISION_LOG_SINK=sql)."""
+    from tokenward.storage import Database
+    from tokenward.storage.decisions import SqlDecisionSink
+
+    settings = load_settings()
+
+    async def read() -> list[Probe]:
+        async with Database.connect(settings.database_url_or_default) as db:
+            if not await db.is_current():
+                raise PolicyError(
+                    "the database schema is not current (no decision_log table?): run `tokenward db upgrade`",
+                    code="decision_log_unavailable",
+                )
+            records = await SqlDecisionSink(db, retention_seconds=0).recent(limit)
+        return [record.probe() for record in records]
+
+    return asyncio.run(read())
+
+
 def run_diff(
     old: str,
     new: str,
     *,
+    recorded: list[Probe] | None = None,
     requests: list[Path],
     generate: bool,
     dialects: tuple[str | None, str | None],
@@ -283,12 +311,13 @@ def run_diff(
     old_dialect, new_dialect = (_dialect(d or default) for d in dialects)
     old_policy = _build_side("OLD", old, old_sources, old_dialect)
     new_policy = _build_side("NEW", new, new_sources, new_dialect)
-    probes: list[Probe] = []
+    probes: list[Probe] = list(recorded or [])
     for path in requests:
         probes.extend(parse_requests(_read_text(path), source=str(path)))
     questions: Iterable[Probe] = probes
     if generate:
-        questions = itertools.chain(probes, generate_probes(old_policy, new_policy))
+        scope = flip_scope(old_policy, new_policy)  # no question outside it can flip
+        questions = itertools.chain(probes, generate_probes(old_policy, new_policy, objects=scope))
     return diff_policies(old_policy, new_policy, questions, examples=examples)
 
 

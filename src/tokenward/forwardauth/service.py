@@ -39,7 +39,7 @@ from tokenward.forwardauth.schema import (
 from tokenward.forwardauth.stores import StoredValue, TokenStore
 from tokenward.keys import Keyring
 from tokenward.policy import Policy
-from tokenward.policy.questions import DENY
+from tokenward.policy.questions import ask
 from tokenward.storage.config_tokens import ConfigTokenRevocations
 
 __all__ = ["CompiledConfig", "Decision", "ForwardAuthService", "VerifyParams"]
@@ -418,11 +418,11 @@ class ForwardAuthService:
         if policy is None:
             raise Forbidden("no policy is loaded", code="policy_unavailable")
         try:
-            engine = policy.engine(question.file)
+            policy.engine(question.file)
         except (KeyError, TokenwardError):
             raise Forbidden("this instance does not serve the policy file needed", code="policy_unavailable") from None
         subject, dom, obj, act = question.subject, question.domain, question.object, question.action
-        if not engine.enforce(subject, dom, obj, act) or engine.enforce(subject, dom, obj, DENY):
+        if not ask(policy, question.file, subject, dom, obj, act):
             raise Forbidden(f"the policy does not allow {act} on {obj}", code="policy_denied")
 
     def _refuse(self, spec: Mapping[str, HeaderSpec], outcome: Outcome, info: RequestInfo, redirect: int) -> Decision:

@@ -37,6 +37,7 @@ class Purpose(enum.StrEnum):
     CSRF = "csrf"
     PSEUDONYM = "pseudonym"
     FORWARD_AUTH_COOKIE = "forward-auth-cookie"
+    DECISION_LOG = "decision-log"
 
 
 def derive_key(code: TimeCode, purpose: Purpose) -> Secret:

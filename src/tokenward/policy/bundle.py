@@ -8,7 +8,9 @@ policy, which is what lets :mod:`.reload` keep the previous one in force on erro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +21,10 @@ from tokenward.policy.model import DEFAULT_MODEL, PolicyModel, Rule, parse_model
 from tokenward.policy.patterns import Dialect
 from tokenward.policy.segments import ALL_SEGMENTS, Segment
 
-__all__ = ["Policy", "build_policy", "load_policy"]
+__all__ = ["Observer", "Policy", "build_policy", "load_policy", "with_files"]
+
+#: ``observer(policy, file, sub, dom, obj, act, allowed)``, see :class:`~.decisionlog.DecisionLog`.
+Observer = Callable[["Policy", str, str, str, str, str, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,8 @@ class Policy:
     models: Mapping[str, PolicyModel]
     #: Files that were present (the others count as empty).
     present: frozenset[str] = field(default_factory=frozenset)
+    #: Called after each question the server asks (:mod:`.questions`): the decision log.
+    observer: Observer | None = field(default=None, compare=False, repr=False)
 
     def engine(self, file: str) -> Engine:
         return self.engines[file]
@@ -94,3 +101,45 @@ def build_policy(
 def load_policy(data_dir: Path, *, dialect: Dialect = "glob", segments: frozenset[Segment] = ALL_SEGMENTS) -> Policy:
     """Read the policy files in ``data_dir`` and build a :class:`Policy`."""
     return build_policy(read_sources(data_dir), dialect=dialect, segments=segments)
+
+
+def with_files(policy: Policy, changes: Mapping[str, bytes], *, dialect: Dialect | None = None) -> Policy:
+    """``policy`` with some files replaced (and, optionally, another dialect), built from its own rows.
+
+    What-if without the sources on disk: the files not in ``changes`` keep the rows the policy
+    was built from. A changed model file rebuilds the engines of the files it governs. Raises
+    :class:`PolicyError` naming file:line, like :func:`build_policy`.
+    """
+    chosen: Dialect = dialect or policy.dialect
+    if chosen not in ("glob", "compat"):
+        raise PolicyError(f"unknown policy dialect {chosen!r}; use glob or compat", code="policy_dialect_unknown")
+    for name in changes:
+        if name not in MODEL_FILES and name not in CSV_FILES:
+            raise PolicyError(f"unknown policy file {name!r}", code="policy_file_unknown")
+    models = dict(policy.models)
+    for name in MODEL_FILES:
+        if name in changes:
+            models[name] = parse_model(decode(changes[name], file=name), file=name)
+    engines: dict[str, Engine] = {}
+    for name in CSV_FILES:
+        model = models[MODEL_OF[name]]
+        if name in changes:
+            text = decode(changes[name], file=name)
+            rows = parse_rows(text, file=name, columns=len(model.policy_tokens), ptypes=_ptypes(model))
+        elif MODEL_OF[name] in changes or chosen != policy.dialect:
+            rows = list(policy.engines[name].rules)
+        else:
+            engines[name] = policy.engines[name]
+            continue
+        engines[name] = build_engine(model, rows, dialect=chosen, file=name)
+    digest = hashlib.sha256(policy.version.encode() + b"\0" + chosen.encode())
+    digest.update(content_version(changes).encode())
+    return dataclasses.replace(
+        policy,
+        version=digest.hexdigest(),
+        dialect=chosen,
+        engines=engines,
+        models=models,
+        present=policy.present | frozenset(changes),
+        observer=None,
+    )

@@ -17,18 +17,20 @@ Pure: the caller reads the files and builds the two :class:`~tokenward.policy.bu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tokenward.policy.bundle import Policy
+from tokenward.errors import PolicyError
+from tokenward.policy.bundle import Policy, with_files
 from tokenward.policy.engine import Engine, IndexedEngine
 from tokenward.policy.files import CSV_FILES, MODEL_OF
 from tokenward.policy.model import Rule
-from tokenward.policy.probes import Probe
+from tokenward.policy.patterns import Dialect
+from tokenward.policy.probes import Probe, generate_probes
 from tokenward.policy.questions import DENY
 
-__all__ = ["Flip", "FlipGroup", "PolicyDiff", "RowChanges", "decide", "diff_policies"]
+__all__ = ["Flip", "FlipGroup", "PolicyDiff", "RowChanges", "decide", "diff_policies", "flip_scope", "what_if"]
 
 Decision = Literal["allow", "deny"]
 Change = Literal["added", "removed", "kept", "enforcement"]
@@ -234,16 +236,22 @@ def _delta(file: str, old: Policy, new: Policy) -> tuple[IndexedEngine | None, f
     return IndexedEngine(rules, shape=old_engine.shape, dialect=old.dialect), toggled
 
 
-def diff_policies(old: Policy, new: Policy, probes: Iterable[Probe], *, examples: int = 3) -> PolicyDiff:
+def diff_policies(
+    old: Policy, new: Policy, probes: Iterable[Probe], *, examples: int = 3, full: bool = False
+) -> PolicyDiff:
     """Ask every question of both policies; group the answers that differ by responsible row.
 
     Duplicate questions are asked once; examples come in the order the questions were given.
     Raises :class:`~tokenward.errors.PolicyError` for a question the engines refuse (a value
-    longer than :data:`~.patterns.MAX_VALUE_LENGTH`).
+    longer than :data:`~.patterns.MAX_VALUE_LENGTH`). ``full`` answers every question through
+    both policies, without the delta index (the same result, slower; for tests and benchmarks).
     """
     by_file: dict[str, dict[Probe, None]] = {name: {} for name in CSV_FILES}
     for probe in probes:
-        by_file[probe.file][probe] = None
+        asked = by_file.get(probe.file)
+        if asked is None:
+            raise PolicyError(f"unknown policy file {probe.file!r} in a question", code="policy_file_unknown")
+        asked[probe] = None
     groups: list[FlipGroup] = []
     rows: dict[str, RowChanges] = {}
     evaluated = 0
@@ -254,7 +262,7 @@ def diff_policies(old: Policy, new: Policy, probes: Iterable[Probe], *, examples
         asked = by_file[file]
         if not asked:
             continue
-        delta = _delta(file, old, new)
+        delta = None if full else _delta(file, old, new)
         if delta is not None and delta[0] is None and not delta[1]:
             continue  # same rows, same model, same dialect: nothing in this file can flip
         attributor = _Attributor(file, old_engine, new_engine, examples)
@@ -302,3 +310,34 @@ def _ask(
         if before != decide(new, probe):
             attributor.add(probe, before)
     return evaluated
+
+
+def flip_scope(old: Policy, new: Policy) -> set[tuple[str, str]]:
+    """The ``(file, obj)`` pairs where a question can flip: objects of rows on one side only, or
+    every object of a file whose dialect or model differs. Generation needs no other rows."""
+    scope: set[tuple[str, str]] = set()
+    for file in CSV_FILES:
+        old_engine, new_engine = old.engine(file), new.engine(file)
+        if old_engine is new_engine:
+            continue
+        delta = _delta(file, old, new)
+        if delta is None:
+            scope.update((file, rule.obj) for rule in (*old_engine.rules, *new_engine.rules))
+        elif delta[0] is not None:
+            scope.update((file, rule.obj) for rule in delta[0].rules)
+    return scope
+
+
+def what_if(
+    policy: Policy,
+    changes: Mapping[str, bytes],
+    *,
+    dialect: Dialect | None = None,
+    recorded: Iterable[Probe] = (),
+    examples: int = 3,
+) -> PolicyDiff:
+    """What replacing some files of ``policy`` (or its dialect) would flip: recorded questions
+    first, then questions generated from the rows that can flip. Raises ``PolicyError``."""
+    changed = with_files(policy, changes, dialect=dialect)
+    probes = [*recorded, *generate_probes(policy, changed, objects=flip_scope(policy, changed))]
+    return diff_policies(policy, changed, probes, examples=examples)

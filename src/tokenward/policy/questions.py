@@ -32,6 +32,7 @@ __all__ = [
     "ADMIN_REALM",
     "DEFAULT_SCOPE",
     "Route",
+    "ask",
     "can_ask",
     "can_login",
     "can_poke",
@@ -62,27 +63,38 @@ def _allowed(engine: Engine, sub: str, dom: str, obj: str, act: str) -> bool:
     return engine.enforce(sub, dom, obj, act) and not engine.enforce(sub, dom, obj, DENY)
 
 
-def _subject_file(policy: Policy, subject: str) -> Engine:
+def ask(policy: Policy, file: str, sub: str, dom: str, obj: str, act: str) -> bool:
+    """``act ∧ ¬deny`` in ``file``, told to the policy's observer (the decision log) when it has one.
+
+    Every question below goes through here; so does ``/verify``'s policy check.
+    """
+    allowed = _allowed(policy.engine(file), sub, dom, obj, act)
+    if policy.observer is not None:
+        policy.observer(policy, file, sub, dom, obj, act, allowed)
+    return allowed
+
+
+def _subject_file(policy: Policy, subject: str) -> str:
     if is_user(subject):
         require(policy.segments, "user")
-        return policy.engine("userpolicy.csv")
+        return "userpolicy.csv"
     require(policy.segments, "resource")
-    return policy.engine("resourcepolicy.csv")
+    return "resourcepolicy.csv"
 
 
 def can_login(policy: Policy, subject: str, server: str, client_id: str) -> bool:
     """May ``subject`` (user or resource) log in to ``client_id`` on this ``server``?"""
-    return _allowed(_subject_file(policy, subject), subject, server, client_id, "login")
+    return ask(policy, _subject_file(policy, subject), subject, server, client_id, "login")
 
 
 def can_ask(policy: Policy, source: str, destination: str, client_id: str) -> bool:
     """May ``source`` obtain a client token to talk to ``destination`` under ``client_id``?"""
-    return _allowed(_subject_file(policy, source), source, destination, client_id, "ask")
+    return ask(policy, _subject_file(policy, source), source, destination, client_id, "ask")
 
 
 def can_poke(policy: Policy, source: str, destination: str, client_id: str) -> bool:
     """May ``source`` fetch information about ``destination`` under ``client_id``?"""
-    return _allowed(_subject_file(policy, source), source, destination, client_id, "poke")
+    return ask(policy, _subject_file(policy, source), source, destination, client_id, "poke")
 
 
 def client_access(policy: Policy, app_hash: str, server: str, client_id: str) -> bool:
@@ -92,10 +104,9 @@ def client_access(policy: Policy, app_hash: str, server: str, client_id: str) ->
     app development it is best to not set this enforcement"); otherwise every app may.
     """
     require(policy.segments, "user", "resource")
-    engine = policy.engine("clientappspolicy.csv")
-    if not engine.has_object(client_id):
+    if not policy.engine("clientappspolicy.csv").has_object(client_id):
         return True
-    return _allowed(engine, app_hash, server, client_id, "clientaccess")
+    return ask(policy, "clientappspolicy.csv", app_hash, server, client_id, "clientaccess")
 
 
 def granted_scopes(policy: Policy, email: str, app_hash: str, client_id: str) -> frozenset[str]:
@@ -104,7 +115,11 @@ def granted_scopes(policy: Policy, email: str, app_hash: str, client_id: str) ->
     engine = policy.engine("clientscopespolicy.csv")
     if engine.enforce(email, app_hash, client_id, DENY):
         return frozenset()
-    return frozenset(engine.actions(email, app_hash, client_id) - {DENY})
+    granted = frozenset(engine.actions(email, app_hash, client_id) - {DENY})
+    if policy.observer is not None:
+        for scope in sorted(granted):
+            policy.observer(policy, "clientscopespolicy.csv", email, app_hash, client_id, scope, True)
+    return granted
 
 
 def resolve_scopes(
@@ -113,22 +128,23 @@ def resolve_scopes(
     """The requested scopes that are granted; ``DEFAULT`` is requested when none are."""
     wanted = frozenset(requested) or frozenset({DEFAULT_SCOPE})
     require(policy.segments, "user", "resource")
-    engine = policy.engine("clientscopespolicy.csv")
-    if engine.enforce(email, app_hash, client_id, DENY):
-        return frozenset()
-    return frozenset(scope for scope in wanted if scope != DENY and engine.enforce(email, app_hash, client_id, scope))
+    return frozenset(
+        scope
+        for scope in sorted(wanted)
+        if scope != DENY and ask(policy, "clientscopespolicy.csv", email, app_hash, client_id, scope)
+    )
 
 
 def captcha_enabled(policy: Policy, email: str, server: str) -> bool:
     """May ``email`` request a captcha (the first step of login) on ``server``?"""
     require(policy.segments, "captcha")
-    return _allowed(policy.engine("captchapolicy.csv"), email, server, CAPTCHA_OBJECT, "enable")
+    return ask(policy, "captchapolicy.csv", email, server, CAPTCHA_OBJECT, "enable")
 
 
 def can_system_login(policy: Policy, email: str, host: str, server: str) -> bool:
     """May ``email`` log in to the system ``host`` through this ``server`` (third column = server)?"""
     require(policy.segments, "system")
-    return _allowed(policy.engine("resourcepolicy.csv"), email, host, server, "systemlogin")
+    return ask(policy, "resourcepolicy.csv", email, host, server, "systemlogin")
 
 
 def is_admin(policy: Policy, subject: str, server: str) -> bool:
@@ -136,7 +152,7 @@ def is_admin(policy: Policy, subject: str, server: str) -> bool:
 
     Answered by every instance, whatever segments it serves: admin is tokenward's own question.
     """
-    return _allowed(policy.engine("userpolicy.csv"), subject, server, ADMIN_REALM, "admin")
+    return ask(policy, "userpolicy.csv", subject, server, ADMIN_REALM, "admin")
 
 
 class Route(NamedTuple):

@@ -20,6 +20,7 @@ reloads on change; an unchanged content hash (the policy *version*) skips the re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import threading
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from tokenward.errors import PolicyError
 from tokenward.periodic import Periodic
-from tokenward.policy.bundle import Policy, build_policy
+from tokenward.policy.bundle import Observer, Policy, build_policy
 from tokenward.policy.files import POLICY_FILES, content_version, read_sources
 from tokenward.policy.patterns import Dialect
 from tokenward.policy.segments import ALL_SEGMENTS, Segment
@@ -68,6 +69,14 @@ class PolicyHolder:
         self.reloads = 0
         self.failures = 0
         self._listeners: list[Callable[[Policy], None]] = []
+        self._observer: Observer | None = None
+
+    def set_observer(self, observer: Observer | None) -> None:
+        """Tell ``observer`` every question asked of this policy and of every later one (decision log)."""
+        with self._lock:
+            self._observer = observer
+            if self._policy is not None:
+                self._policy = dataclasses.replace(self._policy, observer=observer)
 
     @property
     def policy(self) -> Policy:
@@ -117,6 +126,8 @@ class PolicyHolder:
                 policy = build_policy(sources, dialect=self.dialect, segments=self.segments)
             except PolicyError as exc:
                 return self._refuse(exc)
+            if self._observer is not None:
+                policy = dataclasses.replace(policy, observer=self._observer)
             self._policy = policy
             self.last_error = None
             self.reloads += 1

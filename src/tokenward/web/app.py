@@ -17,7 +17,9 @@ from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
 from tokenward import __version__
+from tokenward.errors import TokenwardError
 from tokenward.logs import configure_logging
+from tokenward.periodic import Periodic
 from tokenward.policy import PolicyWatcher, install_sighup
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
@@ -81,9 +83,19 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
             watcher = PolicyWatcher(runtime.policy, interval=settings.policy_watch_seconds)
             watcher.start()
             install_sighup(runtime.policy)
+        flusher = None
+        if owned and runtime.decision_sink is not None:  # the decision log's SQL sink, off the request path
+            flusher = Periodic(
+                runtime.flush_decisions, interval=settings.decision_log_flush_seconds, name="tokenward-decision-log"
+            )
+            flusher.start()
         try:
             yield
         finally:
+            if flusher is not None:
+                await flusher.stop()
+                with contextlib.suppress(TokenwardError):
+                    await runtime.flush_decisions()
             if watcher is not None:
                 await watcher.stop()
             if sync is not None:

@@ -1,4 +1,5 @@
-"""Admin policy endpoints: what is in force, why a request is allowed or denied, lint findings.
+"""Admin policy endpoints: what is in force, why a request is allowed or denied, lint findings,
+what a changed file would flip, and the decision log.
 
 Admins only: the caller authenticates through the chain with the management scope and must be
 granted ``admin`` on this server's realm by the policy (docs/policies.md).
@@ -7,14 +8,18 @@ granted ``admin`` on this server's realm by the policy (docs/policies.md).
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
 from tokenward.apptokens import Caller
-from tokenward.errors import Forbidden, PolicyError
-from tokenward.policy import CSV_FILES, PolicyHolder, explain, is_admin, lint, read_sources
+from tokenward.errors import Forbidden, NotFound, PolicyError
+from tokenward.policy import CSV_FILES, POLICY_FILES, PolicyHolder, explain, is_admin, lint, read_sources
+from tokenward.policy.diff import what_if
+from tokenward.runtime import Runtime
 from tokenward.web.routes.app_tokens import manager
 from tokenward.web.state import get_runtime
 
@@ -84,3 +89,54 @@ async def policy_lint(request: Request, caller: Admin) -> dict[str, object]:
     sources = await asyncio.to_thread(read_sources, holder.data_dir)
     findings = await asyncio.to_thread(lint, sources, dialect=holder.dialect)
     return {"dialect": holder.dialect, "findings": [finding.to_json() for finding in findings]}
+
+
+class DiffRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Changed files by name (one of {list(POLICY_FILES)}) and their whole new text.",
+        max_length=len(POLICY_FILES),
+    )
+    dialect: Literal["glob", "compat"] | None = Field(default=None, description="Another dialect (default: in force).")
+    examples: int = Field(default=3, ge=0, le=100, description="Example questions per responsible row.")
+
+
+def recorded_probes(runtime: Runtime) -> list[Any]:
+    """The questions in this instance's decision log buffer (none when the log is off)."""
+    if runtime.decision_log is None:
+        return []
+    return [record.probe() for record in runtime.decision_log.records()]
+
+
+@router.post("/diff", summary="What a changed policy file would flip: decisions grouped by responsible row")
+async def policy_diff(request: Request, body: DiffRequest, caller: Admin) -> dict[str, object]:
+    for name in body.files:
+        if name not in POLICY_FILES:
+            raise PolicyError(
+                f"unknown policy file {name!r}; one of {', '.join(POLICY_FILES)}", code="policy_file_unknown"
+            )
+    if not body.files and body.dialect is None:
+        raise PolicyError("give at least one changed file or another dialect", code="policy_diff_empty")
+    runtime = get_runtime(request)
+    policy = _holder(request).policy
+    changes = {name: text.encode() for name, text in body.files.items()}
+    result = await asyncio.to_thread(
+        what_if, policy, changes, dialect=body.dialect, recorded=recorded_probes(runtime), examples=body.examples
+    )
+    return result.to_json()
+
+
+@router.get("/decisions", summary="The decision log of this instance, as JSON lines (oldest first)")
+async def policy_decisions(
+    request: Request, caller: Admin, limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000
+) -> Response:
+    log = get_runtime(request).decision_log
+    if log is None:
+        raise NotFound(
+            "the decision log is off on this instance; set TOKENWARD_DECISION_LOG_ENABLED=true",
+            code="decision_log_disabled",
+        )
+    lines = "".join(json.dumps(record.to_json(), separators=(",", ":")) + "\n" for record in log.records(limit))
+    return Response(lines, media_type="application/x-ndjson", headers={"Cache-Control": "no-store"})
