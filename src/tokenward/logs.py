@@ -9,9 +9,37 @@ import sys
 import time
 from typing import Literal, TextIO
 
-__all__ = ["REQUEST_ID", "configure_logging"]
+__all__ = ["QUIET_LOGGERS", "REQUEST_ID", "ThirdPartyFilter", "configure_logging"]
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("tokenward_request_id", default="-")
+
+QUIET_LOGGERS = (
+    "aiosqlite",  # every statement with its parameters (token hashes, MACs, e-mails)
+    "asyncmy",
+    "aiomysql",
+    "psycopg",
+    "asyncpg",
+    "sqlalchemy",  # SQL and parameters, result rows (the engine hides parameters in errors only)
+    "botocore",  # signed request headers (Authorization: AWS4-HMAC-SHA256 Credential=…)
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "redis",
+)
+"""Third-party loggers whose records below WARNING can carry secrets: kept at WARNING even when
+``TOKENWARD_LOG_LEVEL=DEBUG``, and filtered out of tokenward's handler below WARNING in case
+something lowers their level again. tokenward's own DEBUG records never hold a secret."""
+
+
+def _quiet(name: str) -> bool:
+    return any(name == quiet or name.startswith(quiet + ".") for quiet in QUIET_LOGGERS)
+
+
+class ThirdPartyFilter(logging.Filter):
+    """Drops records below WARNING from :data:`QUIET_LOGGERS` (and their children)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not _quiet(record.name)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -59,6 +87,7 @@ class _Handler(logging.StreamHandler[TextIO]):
 def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     """Configure the root logger once for the process (idempotent)."""
     handler = _Handler()
+    handler.addFilter(ThirdPartyFilter())
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -72,5 +101,8 @@ def configure_logging(level: str, fmt: Literal["text", "json"]) -> None:
     root.setLevel(level)
     # uvicorn's own access log would duplicate ours (and print query strings that may hold tokens).
     logging.getLogger("uvicorn.access").disabled = True
+    # Nor is the work of formatting them done: their records would be dropped anyway.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     # Migration chatter only when debugging; `tokenward db upgrade` prints the revision itself.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
