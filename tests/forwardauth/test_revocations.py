@@ -70,9 +70,16 @@ class SlowRevocations(InMemoryConfigTokenRevocations):
 REVOKED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-async def service_with(store: ConfigTokenRevocations, clock: Clock, *, wait: float = 1.0) -> ForwardAuthService:
+async def service_with(
+    store: ConfigTokenRevocations, clock: Clock, *, wait: float = 1.0, read_timeout: float | None = None
+) -> ForwardAuthService:
     service = ForwardAuthService(
-        keyring=lambda: KEYRING, revocations=store, revocation_refresh=1.0, revocation_wait=wait, monotonic=clock
+        keyring=lambda: KEYRING,
+        revocations=store,
+        revocation_refresh=1.0,
+        revocation_wait=wait,
+        revocation_read_timeout=read_timeout,
+        monotonic=clock,
     )
     await service.warm()
     return service
@@ -154,4 +161,19 @@ async def test_a_failing_read_is_retried_once_per_interval_not_per_request() -> 
     assert store.reads == 2
     clock.now += 1.5
     assert await verdict(service) == "allowed" and store.reads == 3
+    await service.close()
+
+
+async def test_a_hung_read_is_abandoned_and_the_next_one_sees_the_revocation() -> None:
+    # A read that never answers once held every later refresh back (one read at a time): the
+    # revocation was honoured only when the stuck read finally returned.
+    store, clock = SlowRevocations(), Clock()
+    service = await service_with(store, clock, read_timeout=0.01)
+    store.gate.clear()
+    clock.now += 40
+    assert await verdict(service) == "allowed"  # the read timed out while this request waited for it
+    store.gate.set()
+    await store.revoke(ConfigTokenRevocation(jti="t1", revoked_at=REVOKED_AT, revoked_by="cli:root"))
+    clock.now += 1.5
+    assert await verdict(service) == "config_token_revoked" and store.reads == 3
     await service.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -148,3 +149,17 @@ async def test_an_attackers_csrf_pair_fails_beside_the_victims_session(
     # The victim's own page still works with the planted nonce: its token is bound to that nonce and her session.
     r = await browser.post("/account/tokens", data={"csrf": csrf_of(listed.text), "label": "mine", "expires_in": "7d"})
     assert r.status_code == 201
+
+
+async def test_lint_page_groups_dialect_notes(browser: httpx.AsyncClient, enrol: Enrol, data: Path) -> None:
+    await sign_in(browser, enrol, ADMIN)
+    with (data / "userpolicy.csv").open("a", encoding="utf-8") as policy:
+        policy.write(
+            "p, /*@/*./*, mytoken.server, C1, login\n" * 3 + "p, bob@example.com, auth.example.com, C1, logon\n"
+        )
+    r = await browser.get("/admin/lint")
+    assert r.status_code == 200
+    assert r.text.count('class="finding"') == 3  # two duplicate rows and the unknown action, one row each
+    counted = re.search(r"dialect-differs</code>: (\d+) patterns in (\d+) rows", r.text)
+    assert counted is not None and int(counted.group(1)) >= 6 and int(counted.group(2)) >= 3
+    assert r.text.count("compat searches") == 1

@@ -147,10 +147,19 @@ class _Revoked:
     once per interval, not once per request.
     """
 
-    def __init__(self, store: ConfigTokenRevocations | None, interval: float, *, wait: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: ConfigTokenRevocations | None,
+        interval: float,
+        *,
+        wait: float = 1.0,
+        read_timeout: float | None = None,
+    ) -> None:
         self.store = store
         self.interval = interval
         self.wait = wait
+        # A read that hangs is abandoned, so the next due request starts a fresh one (no stall).
+        self.read_timeout = read_timeout if read_timeout is not None else max(5.0, 2 * interval)
         self.ids: frozenset[str] = frozenset()
         self.loaded_at = float("-inf")  # when the read that produced ``ids`` started (monotonic)
         self.attempted_at = float("-inf")  # when the last read started, successful or not
@@ -162,7 +171,7 @@ class _Revoked:
         if self.store is None:  # pragma: no cover - callers check
             return
         try:
-            async with asyncio.timeout(max(5.0, 2 * self.interval)):
+            async with asyncio.timeout(self.read_timeout):
                 self.ids = await self.store.revoked_ids()
         except TokenwardError as exc:  # keep the last known set; the database may be back soon
             log.warning("cannot refresh revoked config tokens: %s", exc.detail)
@@ -217,6 +226,7 @@ class ForwardAuthService:
         policy: Callable[[], Policy | None] = lambda: None,
         revocation_refresh: float = 1.0,
         revocation_wait: float = 1.0,
+        revocation_read_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -226,7 +236,9 @@ class ForwardAuthService:
         self.policy = policy
         self.clock = clock
         self.monotonic = monotonic
-        self._revoked = _Revoked(revocations, revocation_refresh, wait=revocation_wait)
+        self._revoked = _Revoked(
+            revocations, revocation_refresh, wait=revocation_wait, read_timeout=revocation_read_timeout
+        )
         self._tokens: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}

@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from tokenward.errors import BadRequest, Forbidden, TokenwardError
 from tokenward.identity.apps import load_serving_registry
-from tokenward.policy import CSV_FILES, explain, lint, read_sources
+from tokenward.policy import CSV_FILES, Finding, explain, lint, read_sources
+from tokenward.policy.lint import group_notes
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.web.state import get_runtime
 from tokenward.web.ui.audit_filters import DEFAULT_PAGE, parse_filters
@@ -103,7 +104,7 @@ async def lint_page(request: Request) -> Response:
     if refused is not None:
         return refused
     holder = get_runtime(request).policy
-    findings: list[dict[str, object]] = []
+    found: list[Finding] = []
     problem = None
     if holder is None or holder.data_dir is None:
         problem = "this instance has no policy folder to lint"
@@ -111,12 +112,19 @@ async def lint_page(request: Request) -> Response:
         try:
             sources = await asyncio.to_thread(read_sources, holder.data_dir)
             found = await asyncio.to_thread(lint, sources, dialect=holder.dialect)
-            findings = [f.to_json() for f in found]
         except TokenwardError as exc:
             problem = exc.detail
     dialect = holder.dialect if holder is not None else ""
+    # As the CLI: problems one per row; notes (dialect-differs, …) explained once per kind, counted.
     return render(
-        request, "admin_lint.html", user=user, admin=True, findings=findings, problem=problem, dialect=dialect
+        request,
+        "admin_lint.html",
+        user=user,
+        admin=True,
+        findings=[f.to_json() for f in found if f.severity == "problem"],
+        notes=group_notes([f for f in found if f.severity == "note"]),
+        problem=problem,
+        dialect=dialect,
     )
 
 
