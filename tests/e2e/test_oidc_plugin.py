@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -25,6 +27,8 @@ from tests.e2e.proxies import NGINX, NGINX_HEAD, echo_upstream, require_binary, 
 from tests.helpers import init_data_dir
 from tests.ui.conftest import csrf_of
 from tests.ui.portal import SERVER, USER, code_of, prepare
+from tokenward.datadir import DataDir
+from tokenward.forwardauth.sealed import open_value, seal_value
 from tokenward.identity.client_tokens import b64u_of_public
 
 # docs/oidc.md, "The oidc plugin behind nginx".
@@ -78,6 +82,8 @@ class Site:
     provider: str
     app: str
     key: X25519PrivateKey
+    verify_data: Path
+    aad: str
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -157,7 +163,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with run_nginx(
             tmp / "nginx", tokenward=verify_port, upstream=upstream, query=query, template=NGINX_CONF, port=app_port
         ):
-            yield Site(provider, app, key)
+            aad = f"oidc|tokenward_oidc|{provider}|{client_id}"
+            yield Site(provider, app, key, vdata, aad)
 
 
 def sign_in(site: Site, browser: httpx.Client, page: str) -> httpx.Response:
@@ -234,3 +241,30 @@ def test_a_provider_refusal_comes_back_as_403(site: Site) -> None:
     with httpx.Client(timeout=60) as browser:
         r = browser.get(site.app + "/oauth2/callback?error=access_denied&state=x", headers=HTML)
     assert r.status_code == 403
+
+
+def test_expired_tokens_are_refreshed_and_nginx_sets_the_new_cookie_on_the_200(site: Site) -> None:
+    """The session's tokens are over (re-sealed with an ``exp`` in the past, as the verify instance's
+    key allows): the plugin refreshes at the provider and answers 200 with ``Set-Cookie``, which the
+    documented ``add_header Set-Cookie $tw_cookie always`` hands to the browser."""
+    keyring = DataDir(site.verify_data).read_timecodes().keyring()
+    with httpx.Client(follow_redirects=True, timeout=60) as browser:
+        r = sign_in(site, browser, site.app + "/start")
+        assert r.status_code == 200 and r.json()["headers"]["remote-user"] == USER
+        cookie = browser.cookies["tokenward_oidc"]
+        session = open_value(cookie, keyring, aad=site.aad + "|s", now=time.time())
+        assert session is not None and session["rt"].startswith("twor_")
+        session["exp"] = int(time.time()) - 1
+        stale = seal_value(session, keyring, aad=site.aad + "|s")
+        browser.cookies.set("tokenward_oidc", stale, domain="127.0.0.1")
+        r = browser.get(site.app + "/later", headers=HTML)
+        assert r.status_code == 200 and not r.history and r.json()["headers"]["remote-user"] == USER
+        renewed = r.headers["set-cookie"]
+        assert renewed.startswith("tokenward_oidc=TWC1.") and "HttpOnly" in renewed
+        fresh = open_value(browser.cookies["tokenward_oidc"], keyring, aad=site.aad + "|s", now=time.time())
+        assert fresh is not None and fresh["exp"] > time.time() and fresh["rt"] != session["rt"]
+        # The rotated-out refresh token is spent: the stale cookie again is served the shared refresh
+        # for a moment, and never makes the provider see the old refresh token twice.
+        browser.cookies.set("tokenward_oidc", stale, domain="127.0.0.1")
+        r = browser.get(site.app + "/again", headers=HTML)
+        assert r.status_code == 200 and r.json()["headers"]["remote-user"] == USER
