@@ -204,3 +204,44 @@ def test_a_follower_data_dir_remembers_the_server_name(
     monkeypatch.setenv("TOKENWARD_SERVER_NAME", "auth.example.com")
     assert run("config", "get")[0] == 0
     assert (tmp_path / "fetched" / "server-name").read_text().strip() == "auth.example.com"
+
+
+def test_save_prints_what_flips_against_the_bundle_in_force(env: S3Config, tmp_path: Path) -> None:
+    code, out, _ = run("config", "save")
+    assert code == 0 and "No bundle in force yet" in out
+    with (tmp_path / "a" / "userpolicy.csv").open("a") as f:
+        f.write("p, root@example.com, auth.example.com, TOKENWARD, deny\n")
+    code, out, err = run("config", "save")  # not a terminal: no question asked, scripts keep working
+    assert code == 0, err
+    assert "decision(s) flip" in out and "p, root@example.com, auth.example.com, TOKENWARD, deny" in out
+    assert "allow -> deny" in out and "Bundle v2" in out
+    code, out, _ = run("config", "save")
+    assert code == 0 and out.startswith("0 decision(s) flip") and "Bundle v3" in out
+
+
+def test_save_asks_on_a_terminal(env: S3Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenward.cli import config as config_cli
+
+    assert run("config", "save")[0] == 0
+    with (tmp_path / "a" / "userpolicy.csv").open("a") as f:
+        f.write("p, carol@example.com, auth.example.com, TOKENWARD, admin\n")
+    monkeypatch.setattr(config_cli, "_is_terminal", lambda: True)
+    result = runner.invoke(app, ["config", "save"], input="n\n")
+    assert result.exit_code == 1 and "(1 decision(s) flip)?" in result.stdout
+    assert "nothing saved" in result.stderr and "Bundle v2" not in result.stdout
+    result = runner.invoke(app, ["config", "save"], input="y\n")
+    assert result.exit_code == 0 and "Bundle v2" in result.stdout
+    with (tmp_path / "a" / "userpolicy.csv").open("a") as f:
+        f.write("p, dave@example.com, auth.example.com, TOKENWARD, admin\n")
+    result = runner.invoke(app, ["config", "save", "--yes"])
+    assert result.exit_code == 0 and "Bundle v3" in result.stdout and "Save this configuration" not in result.stdout
+
+
+def test_save_refuses_a_policy_that_does_not_load(env: S3Config, tmp_path: Path) -> None:
+    assert run("config", "save")[0] == 0
+    with (tmp_path / "a" / "userpolicy.csv").open("a") as f:
+        f.write("p, only, three\n")
+    code, out, err = run("config", "save")
+    assert code == 1 and "Bundle v2" not in out
+    assert err.startswith("error: the policy in ") and "nothing saved" in err and "userpolicy.csv:" in err
+    assert len(err.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ import asyncio
 import getpass
 import hashlib
 import socket
+import sys
 import time
 
 import typer
@@ -27,7 +28,10 @@ from tokenward.configsync import (
 )
 from tokenward.configsync.stores import cache_store, config_key, require_remote
 from tokenward.datadir import DataDir, check_secret_file, load_server_name, write_private
-from tokenward.errors import BundleError
+from tokenward.errors import BundleError, PolicyError
+from tokenward.policy import Policy, build_policy, read_sources
+from tokenward.policy.diff import PolicyDiff, diff_policies, flip_scope
+from tokenward.policy.probes import generate_probes
 from tokenward.settings import Settings
 from tokenward.storage.blobs import BlobStore
 
@@ -98,8 +102,63 @@ async def _current_manifest(store: BlobStore, server: str) -> Manifest | None:
         return None
 
 
-def run_save(*, seal_policies: bool = False, settings: Settings | None = None) -> None:
-    """Upload the data dir's configuration and print one line per file."""
+#: Rows of the diff printed before a save; ``tokenward policy diff`` shows them all.
+_DIFF_GROUPS = 10
+
+
+def _is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+async def _policy_in_force(store: BlobStore, server: str, key: ConfigKey | None, dialect: str) -> Policy | str | None:
+    """The bundle's policy (None: no bundle yet) or a sentence saying why it cannot be compared."""
+    try:
+        fetched = await fetch_bundle(store, server=server)
+        if fetched is None:
+            return None
+        contents = open_bundle(fetched, key=key)
+        saved = fetched.manifest.policy_dialect or dialect
+        return build_policy(contents.policy_sources, dialect="compat" if saved == "compat" else "glob")
+    except (BundleError, PolicyError) as exc:  # a store that fails stops the save itself
+        return f"the bundle in force cannot be compared ({exc.detail})"
+
+
+def _diff_before_save(settings: Settings, data_dir: DataDir, in_force: Policy | str | None) -> PolicyDiff | None:
+    """Build the local policy (refusing one that does not load) and diff it against the bundle's."""
+    try:
+        local = build_policy(read_sources(data_dir.path), dialect=settings.policy_dialect)
+    except PolicyError as exc:
+        raise fail(f"the policy in {data_dir.path} does not load, nothing saved: {exc.detail}") from None
+    if isinstance(in_force, str):
+        _warn(in_force)
+        return None
+    if in_force is None:
+        typer.echo("No bundle in force yet: every decision is new.")
+        return None
+    probes = generate_probes(in_force, local, objects=flip_scope(in_force, local))
+    return diff_policies(in_force, local, probes, examples=2)
+
+
+def _print_diff(result: PolicyDiff) -> None:
+    from tokenward.cli.policy import render_diff
+
+    lines = render_diff(result)
+    shown: list[str] = []
+    blocks = 0
+    for line in lines:
+        if line == "":
+            blocks += 1
+            if blocks > _DIFF_GROUPS:
+                break
+        shown.append(line)
+    for line in shown:
+        typer.echo(line)
+    if len(result.groups) > _DIFF_GROUPS:
+        typer.echo(f"... and {len(result.groups) - _DIFF_GROUPS} more row(s): `tokenward policy diff` shows them all")
+
+
+def run_save(*, seal_policies: bool = False, settings: Settings | None = None, yes: bool = False) -> None:
+    """Show what the local policy flips against the bundle in force, confirm on a terminal, upload."""
     settings = settings or load_settings()
     data_dir = DataDir(settings.data_dir)
     server = load_server_name(settings, data_dir)
@@ -108,6 +167,14 @@ def run_save(*, seal_policies: bool = False, settings: Settings | None = None) -
 
     async def go() -> None:
         try:
+            in_force = await _policy_in_force(store, server, key, settings.policy_dialect)
+            result = _diff_before_save(settings, data_dir, in_force)
+            if result is not None:
+                _print_diff(result)
+            if not yes and _is_terminal():
+                flips = "not compared" if result is None else f"{result.flips} decision(s) flip"
+                if not typer.confirm(f"Save this configuration for {server} ({flips})?", default=False):
+                    raise fail("nothing saved", code=1)
             previous = await _current_manifest(store, server)
             manifest, lines = await save_bundle(
                 store,
@@ -186,9 +253,15 @@ def save(
     seal_policies: bool = typer.Option(
         False, "--seal-policies", help="Seal the policy files too (every instance then needs TOKENWARD_CONFIG_KEY)."
     ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation on a terminal."),
 ) -> None:
-    """Save the data dir's policies, client IDs and time code to S3 (the time code only sealed)."""
-    run_save(seal_policies=seal_policies)
+    """Save the data dir's policies, client IDs and time code to S3 (the time code only sealed).
+
+    First prints the decisions the local policy flips against the bundle in force (as
+    `tokenward policy diff`) and, on a terminal, asks before saving; a policy that does not load
+    is never saved.
+    """
+    run_save(seal_policies=seal_policies, yes=yes)
 
 
 @app.command("get")
