@@ -21,7 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tests.client.resource import ISSUER, ORIGIN, RESOURCE, Clock, Issuer, Peer, make_verifier, resource_app
-from tokenward.client import JWKSCache, MemoryReplayGuard, RedisReplayGuard, SessionKeys, Verifier
+from tokenward.client import (
+    JWKSCache,
+    MemoryReplayGuard,
+    RedisReplayGuard,
+    SessionKeys,
+    TokenwardMiddleware,
+    Verifier,
+)
 from tokenward.client.channel import SEALED_CONTENT_TYPE, open_response, seal_request
 from tokenward.identity.apps import app_hash_of_origin
 from tokenward.identity.client_tokens import channel_key, jwks
@@ -385,3 +392,26 @@ async def test_redis_replay_guard_shares_the_window_between_replicas(world: Worl
     headers = world.peer.headers(token, c, "GET", "/whoami")
     assert (await one.get("/whoami", headers=headers)).is_success
     _refused(await two.get("/whoami", headers=headers), 401, "request_replayed")
+
+
+async def test_websockets_are_refused_not_let_through(world: World) -> None:
+    verifier, http = make_verifier(world.issuer, world.keys, world.clock)
+    world._closing.append(http)
+    reached: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "websocket.connect"}
+
+    middleware = TokenwardMiddleware(inner, verifier=verifier)
+    await middleware({"type": "websocket", "path": "/ws", "headers": []}, receive, send)
+    assert reached == [] and sent[0]["type"] == "websocket.close" and sent[0]["code"] == 1008
+    await middleware({"type": "lifespan"}, receive, send)
+    assert reached == ["lifespan"]

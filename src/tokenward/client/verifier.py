@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +49,10 @@ _PERMANENT = frozenset(
 _MAX_TOKEN_CHARS = 8192
 
 
-def _remember(cache: dict[str, Any], size: int, token: str, outcome: Any) -> None:
+def _remember(cache: OrderedDict[str, Any], size: int, token: str, outcome: Any) -> None:
+    # OrderedDict: dropping the oldest is O(1) (a plain dict's next(iter()) scans deleted slots).
     if len(cache) >= size:
-        del cache[next(iter(cache))]  # the oldest entry (dicts keep insertion order)
+        cache.popitem(last=False)
     cache[token] = outcome
 
 
@@ -150,10 +152,10 @@ class Verifier:
         self._app_hashes = hashes if allowed_app_hashes is not None or allowed_origins is not None else None
         self._roles = {role: frozenset(scopes) for role, scopes in (roles or {}).items()}
         self._required = frozenset(required_scopes)
-        self._cache: dict[str, VerifiedToken] = {}
+        self._cache: OrderedDict[str, VerifiedToken] = OrderedDict()
         self._cache_size = cache_size
         # Refusals live apart: a flood of bad tokens must not evict the good ones.
-        self._refused: dict[str, TokenwardError] = {}
+        self._refused: OrderedDict[str, TokenwardError] = OrderedDict()
         self._refused_size = refused_cache_size
 
     # -- the token -----------------------------------------------------------------------------
