@@ -21,7 +21,6 @@ from tokenward.apptokens.access import policy_admin_check
 from tokenward.clientaddr import TrustedProxies
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
-from tokenward.forwardauth.service import ForwardAuthService
 from tokenward.identity.apps import load_registry
 from tokenward.keys import Keyring, Purpose, Secret
 from tokenward.policy import PolicyHolder, parse_segments
@@ -33,6 +32,7 @@ from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
+    from tokenward.forwardauth.service import ForwardAuthService
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
@@ -142,11 +142,16 @@ def check_secret_files(settings: Settings, data_dir: DataDir) -> None:
         check_secret_file(settings.tls_key)
 
 
-async def open_runtime(settings: Settings, *, migrate: bool = True, listen: bool = True) -> Runtime:
+async def open_runtime(
+    settings: Settings, *, migrate: bool = True, listen: bool = True, app_tokens_only: bool = False
+) -> Runtime:
     """Load the data dir, check secret files, open the database and apply migrations.
 
     ``listen=False`` (one-shot CLI commands, the serve pre-flight) skips the Redis subscription to
     other instances' revocation notices: such a process publishes notices but never serves requests.
+    ``app_tokens_only=True`` (the ``app-token`` commands) builds neither the /verify service nor the
+    OpenID Provider or system login: they import httpx, Authlib, Jinja2 and the hash libraries, about
+    a second of start-up for a command that never uses them.
     """
     data_dir = DataDir(settings.data_dir)
     server_name = load_server_name(settings, data_dir)
@@ -204,10 +209,12 @@ async def open_runtime(settings: Settings, *, migrate: bool = True, listen: bool
         runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
         if listen:
             runtime.revocation_channel.start(runtime.app_tokens.forget)
+    build_decision_log(runtime)
+    if app_tokens_only:
+        return runtime
     runtime.forward_auth = build_forward_auth(runtime)
     runtime.oidc = build_oidc(runtime)
     runtime.system_login = build_system_login(runtime, regulation_store or SqlRegulationStore(database))
-    build_decision_log(runtime)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
 
@@ -236,6 +243,7 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
     import httpx
 
     from tokenward.forwardauth.plugins import PluginDeps
+    from tokenward.forwardauth.service import ForwardAuthService
     from tokenward.forwardauth.stores import build_stores, parse_store_specs
     from tokenward.storage.config_tokens import SqlConfigTokenRevocations
 

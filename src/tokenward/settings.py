@@ -288,6 +288,8 @@ class Settings(BaseSettings):
     @field_validator("config_token_stores")
     @classmethod
     def _stores(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return value  # the usual case: no need to import the forward-auth stores to say so
         from tokenward.errors import ConfigError
         from tokenward.forwardauth.stores import parse_store_specs
 

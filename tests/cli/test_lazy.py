@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.cli._lazy import LazyCommand, LazyGroup, load_command
 from tokenward.cli.main import LAZY_COMMANDS, app
 
@@ -100,3 +102,21 @@ def test_a_light_command_imports_only_its_group() -> None:
     assert "tokenward.cli.client" in modules
     assert heavy_in(modules) == []
     assert not {"tokenward.cli.app_token", "tokenward.cli.db", "tokenward.runtime"} & modules
+
+
+def test_commands_import_only_what_they_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_tokenward_env(monkeypatch)
+    init_data_dir(tmp_path / "data")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(tmp_path / "data"))
+    invoke = (
+        "from typer.testing import CliRunner\nfrom tokenward.cli.main import app\n"
+        "result = CliRunner().invoke(app, {})\nassert result.exit_code == 0, result.output"
+    )
+    # Reading the server name needs settings and the data dir: no SQL, no web stack.
+    assert heavy_in(imported_after(invoke.format(["server-name"]))) == []
+    # App tokens need the database, not the /verify plugins, OIDC or templates.
+    modules = imported_after(invoke.format(["app-token", "list"]))
+    assert "sqlalchemy" in modules
+    assert not [
+        m for m in modules if m.split(".")[0] in ("httpx", "authlib", "jinja2", "jsonpath", "starlette", "uvicorn")
+    ]

@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 def _run(action: Callable[[AppTokenService], Awaitable[T]]) -> T:
     async def main() -> T:
-        runtime = await open_runtime(load_settings(), listen=False)
+        runtime = await open_runtime(load_settings(), listen=False, app_tokens_only=True)
         try:
             if runtime.app_tokens is None:  # pragma: no cover - open_runtime always builds it
                 raise StorageUnavailable("app tokens are not available", code="not_ready")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
 from tokenward.errors import BadRequest
 
 __all__ = ["MAX_DOCUMENT_BYTES", "load_text"]
@@ -22,6 +20,8 @@ def load_text(text: str, *, what: str = "document") -> Any:
         return json.loads(text)
     except ValueError:
         pass
+    import yaml  # here: most documents are JSON, and PyYAML costs a tenth of a second to import
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import text
 
 from tokenward.errors import BadRequest, ConfigError, StorageError, StorageUnavailable
 from tokenward.forwardauth.documents import load_text
@@ -232,6 +231,8 @@ class SqlStore(TokenStore):
     """A table read with the operator's query; the ``token`` column of the first row is the value."""
 
     def __init__(self, options: SqlOptions) -> None:
+        from sqlalchemy import text
+
         from tokenward.storage import Database
 
         self.cache_ttl = options.cache_ttl
