@@ -190,3 +190,16 @@ async def test_logout_clears_the_cookie_and_goes_to_the_end_session_endpoint(
     provider.clock.now += provider.runtime.settings.oidc_access_token_lifetime_seconds + 1
     after = await plugin.verify(request(PAGE, {"tokenward_oidc": session}))
     assert not after.ok and after.code == "oidc_session_ended" and after.location is not None
+
+
+async def test_the_return_url_stays_on_the_protected_site(provider: Provider, plugin: OidcAuth) -> None:
+    """A page asked for under another host name (the proxy's Host) is not where the sign-in ends."""
+    for asked, expected in (
+        (PAGE, PAGE),
+        ("https://evil.example.org/steal", "https://rp.example.net/"),
+        ("https://rp.example.net/" + "x" * 3000, "https://rp.example.net/"),
+    ):
+        start = await plugin.verify(request(asked))
+        login = cookie_of(start, "tokenward_oidc_login")
+        pending = open_value(login, provider.runtime.keyring, aad=plugin.aad + "|p", now=provider.clock())
+        assert pending is not None and pending["rd"] == expected

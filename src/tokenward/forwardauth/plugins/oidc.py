@@ -158,10 +158,7 @@ class OidcAuth(Plugin[OidcPlugin]):
         except UpstreamError as exc:
             return Outcome.failure(exc.code, exc.detail, status=exc.status)
         now = self.clock()
-        back = request.info.uri
-        if len(back) > MAX_RETURN_URL:
-            info = request.info
-            back = f"{info.scheme}://{urlsplit(info.uri).netloc}/"
+        back = self._return_url(request.info.uri)
         pending = {"k": "p", "st": state, "n": nonce, "cv": verifier, "rd": back, "exp": int(now) + LOGIN_SECONDS}
         cookie = self._set_cookie(self.login_cookie, self._seal(pending, "p"), LOGIN_SECONDS)
         return Outcome(
@@ -172,6 +169,22 @@ class OidcAuth(Plugin[OidcPlugin]):
             location=login.url,
             headers=(cookie, _NO_STORE),
         )
+
+    def _return_url(self, uri: str) -> str:
+        """Where the browser goes after the callback: the page it asked for, when that page is on the
+        callback's host (or under ``cookie_domain``) and not too long; else the callback host's ``/``.
+
+        The URL comes from the proxy's ``Host``; a request that reached the proxy under another name
+        must not turn the sign-in into a redirect to that name.
+        """
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+        domain = (self.config.cookie_domain or "").lower().lstrip(".")
+        ours = host == self.callback[0] or (domain and (host == domain or host.endswith("." + domain)))
+        if ours and len(uri) <= MAX_RETURN_URL and parts.scheme in ("https", "http"):
+            return uri
+        home = urlsplit(self.config.redirect_uri)
+        return f"{home.scheme}://{home.netloc}/"
 
     async def _callback(self, request: VerifyRequest, jar: dict[str, str]) -> Outcome:
         params = request.info.query_params
