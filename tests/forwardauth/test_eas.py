@@ -143,3 +143,41 @@ def test_cli_import_reports_each_plugin_left_behind(tmp_path: Path, monkeypatch:
     args[2] = eas_token(only_short)
     r = runner.invoke(app, args)
     assert r.exit_code == 1 and "12 characters" in r.stderr and not r.stdout
+
+
+def test_ldap_plugin_is_carried_over() -> None:
+    """eas's ldap (node-ldapauth-fork connection options) becomes tokenward's ldap plugin."""
+    plugin = {
+        "type": "ldap",
+        "realm": "wiki",
+        "session_cache_ttl": 900,
+        "connection": {
+            "url": "ldap://ldap.example.com",
+            "bindDN": "cn=eas,dc=example,dc=com",
+            "bindCredentials": "service-password",
+            "searchBase": "ou=people,dc=example,dc=com",
+            "searchFilter": "(uid={{username}})",
+            "groupSearchBase": "ou=groups,dc=example,dc=com",
+            "groupSearchFilter": "(member={{dn}})",
+            "starttls": True,
+            "tlsOptions": {"ca": ["-----BEGIN CERTIFICATE-----"]},
+        },
+    }
+    doc, notes = convert({"eas": {"plugins": [plugin]}})
+    assert doc["tokenward"]["plugins"] == [
+        {
+            "type": "ldap",
+            "url": "ldap://ldap.example.com",
+            "user_base_dn": "ou=people,dc=example,dc=com",
+            "bind_dn": "cn=eas,dc=example,dc=com",
+            "bind_password": "service-password",
+            "group_base_dn": "ou=groups,dc=example,dc=com",
+            "user_filter": "(uid={username})",
+            "group_filter": "(member={dn})",
+            "start_tls": True,
+            "cache_seconds": 900,
+            "realm": "wiki",
+        }
+    ]
+    assert any("tlsOptions" in n and "ca_file" in n for n in notes)
+    assert not any("service-password" in n for n in notes)

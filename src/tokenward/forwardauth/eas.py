@@ -121,8 +121,11 @@ def _plugin(p: dict[str, Any], i: int, notes: list[str]) -> dict[str, Any] | Non
                 out[name] = options[name]
         if p.get("assertions"):
             notes.append(f"{where}: assertions need review (eas userinfo/id_token queries differ)")
+    elif kind == "ldap":
+        out = _ldap(p, where, notes)
     else:
-        notes.append(f"{where}: plugin type {kind!r} is not supported; use a tokenward plugin or forward")
+        hint = "the tokenward oidc plugin (docs/oidc.md)" if kind in ("oidc", "oauth2") else "a tokenward plugin"
+        notes.append(f"{where}: plugin type {kind!r} is not supported; use {hint} or forward")
         return None
     if isinstance(p.get("realm"), str):
         out["realm"] = p["realm"]
@@ -130,6 +133,33 @@ def _plugin(p: dict[str, Any], i: int, notes: list[str]) -> dict[str, Any] | Non
     mapped = {k: _assertions(pcb.get(k), f"{where}.pcb.{k}", notes) for k in ("skip", "stop") if pcb.get(k)}
     if mapped:
         out["pcb"] = mapped
+    return out
+
+
+def _ldap(p: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """eas's ``ldap`` (node-ldapauth-fork options in ``connection``) as tokenward's ``ldap`` plugin."""
+    conn = p.get("connection") or {}
+    out: dict[str, Any] = {"type": "ldap", "url": conn.get("url", ""), "user_base_dn": conn.get("searchBase", "")}
+    for theirs, ours in (
+        ("bindDN", "bind_dn"),
+        ("bindCredentials", "bind_password"),
+        ("groupSearchBase", "group_base_dn"),
+    ):
+        if isinstance(conn.get(theirs), str):
+            out[ours] = conn[theirs]
+    # ldapauth-fork writes {{username}} and {{dn}}; tokenward {username} and {dn} (escaped the same way).
+    for theirs, ours in (("searchFilter", "user_filter"), ("groupSearchFilter", "group_filter")):
+        if isinstance(conn.get(theirs), str):
+            out[ours] = conn[theirs].replace("{{username}}", "{username}").replace("{{dn}}", "{dn}")
+    if conn.get("starttls") is True:
+        out["start_tls"] = True
+    ttl = p.get("session_cache_ttl")
+    if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
+        out["cache_seconds"] = min(ttl, 3600)
+    if conn.get("tlsOptions"):
+        notes.append(f"{where}: connection.tlsOptions not mapped; give ca_file (a PEM file of the directory's CA)")
+    if p.get("assertions"):
+        notes.append(f"{where}: assertions need review (tokenward's userinfo has sub, email, groups, name, dn)")
     return out
 
 
