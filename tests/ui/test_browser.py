@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, sync_playwright
 
 from tests.e2e.processes import env_for, serving, tokenward
 from tests.ui.portal import ADMIN, USER, prepare
@@ -205,4 +205,22 @@ def test_admin_audit_fits_the_page(server: Server, page: tuple[Page, list[str]])
     assert fits["detail"] >= 2 * fits["target"], fits  # the widest column holds the longest values
     assert fits["lines"] < 4, fits  # a row is a few lines (here: ~100 characters of detail), not fragments
     assert tab.get_by_role("link", name="Older events »").count() == 1  # 100 of 120+: paged
+    assert problems == []
+
+
+def test_admin_policy_what_if_upload(server: Server, page: tuple[Page, list[str]]) -> None:
+    tab, problems = page
+    sign_in(tab, server, ADMIN)
+    tab.get_by_role("link", name="What if").click()
+    tab.get_by_label("Policy file").select_option("captchapolicy.csv")
+    changed = (server.data / "userpolicy.csv").read_text() + f"p, {USER}, auth.example.com, TOKENWARD, admin\n"
+    upload: FilePayload = {"name": "userpolicy.csv", "mimeType": "text/csv", "buffer": changed.encode()}
+    tab.get_by_label("Upload").set_input_files(upload)  # ui.js reads it into the textarea, picks its name
+    tab.wait_for_function("() => document.getElementById('content').value.includes('TOKENWARD, admin')")
+    assert tab.get_by_label("Policy file").input_value() == "userpolicy.csv"
+    tab.get_by_role("button", name="Show the flips").click()
+    assert tab.locator("#flips").inner_text().startswith("1 decision(s) flip")
+    group = tab.locator("article.flip-group")
+    assert group.count() == 1 and f"p, {USER}, auth.example.com, TOKENWARD, admin" in group.inner_text()
+    Shots()(tab, "admin-policy-diff")
     assert problems == []

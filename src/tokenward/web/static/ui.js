@@ -22,3 +22,15 @@ document.addEventListener("submit", (event) => {
   form.dataset.sent = "1";
   for (const b of form.querySelectorAll("button[type=submit]")) b.setAttribute("aria-disabled", "true");
 });
+// The policy what-if page: an uploaded file fills the textarea (and picks its name when it is one of the seven).
+document.addEventListener("change", (event) => {
+  const input = event.target.closest("input[type=file][data-load-into]");
+  if (!input || !input.files || !input.files.length) return;
+  const file = input.files[0];
+  const target = document.getElementById(input.dataset.loadInto);
+  const select = document.getElementById(input.dataset.nameInto || "");
+  if (select) {
+    for (const option of select.options) if (option.value === file.name) select.value = file.name;
+  }
+  file.text().then((text) => { if (target) target.value = text; });
+});

@@ -1,4 +1,4 @@
-"""Admin pages: instance status, policy tester, lint findings, client apps, recent audit events.
+"""Admin pages: instance status, policy tester, policy what-if, lint findings, client apps, audit events.
 
 Only for subjects the policy makes admins (``p, <email>, <server>, TOKENWARD, admin``); anyone
 else gets the 403 page. Read-only pages take GET parameters; the policy tester posts a form
@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from tokenward.errors import BadRequest, Forbidden, TokenwardError
 from tokenward.identity.apps import load_serving_registry
-from tokenward.policy import CSV_FILES, Finding, explain, lint, read_sources
+from tokenward.policy import CSV_FILES, POLICY_FILES, Finding, explain, lint, read_sources
+from tokenward.policy.diff import what_if
 from tokenward.policy.lint import group_notes
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.web.state import get_runtime
@@ -96,6 +97,59 @@ async def policy_tester(request: Request) -> Response:
         fields=fields,
         result=result,
         files=sorted(CSV_FILES),
+    )
+
+
+#: Longest file the what-if page takes (the request body limit still applies); bigger: the CLI.
+MAX_DIFF_FILE = 4 * 1024 * 1024
+
+
+async def policy_diff(request: Request) -> Response:
+    """Paste or upload a changed policy file; see the decisions it would flip, by responsible row."""
+    user, refused = await _admin(request)
+    if refused is not None:
+        return refused
+    fields = {"file": "userpolicy.csv", "content": "", "dialect": ""}
+    result = None
+    status_code = 200
+    if request.method == "POST":
+        runtime = get_runtime(request)
+        form = await read_form(request, max_bytes=max(runtime.settings.max_body_bytes, 16 * 1024))
+        fields = {
+            "file": form.get("file", max_length=64),
+            "content": form.get("content", max_length=MAX_DIFF_FILE),
+            "dialect": form.get("dialect", max_length=16),
+        }
+        holder = runtime.policy
+        try:
+            if fields["file"] not in POLICY_FILES:
+                raise BadRequest(f"unknown policy file {fields['file']!r}", code="policy_file_unknown")
+            if fields["dialect"] not in ("", "glob", "compat"):
+                raise BadRequest("the dialect is glob or compat", code="policy_dialect_unknown")
+            if holder is None or not holder.loaded:
+                raise BadRequest("no policy is loaded on this instance", code="policy_not_loaded")
+            recorded = [r.probe() for r in runtime.decision_log.records()] if runtime.decision_log else []
+            diff = await asyncio.to_thread(
+                what_if,
+                holder.policy,
+                {fields["file"]: fields["content"].replace("\r\n", "\n").encode()},
+                dialect="compat" if fields["dialect"] == "compat" else "glob" if fields["dialect"] else None,
+                recorded=recorded,
+                examples=5,
+            )
+            result = diff.to_json()
+        except TokenwardError as exc:
+            status_code = 400
+            result = {"error": exc.detail}
+    return render(
+        request,
+        "admin_policy_diff.html",
+        status=status_code,
+        user=user,
+        admin=True,
+        fields=fields,
+        result=result,
+        files=POLICY_FILES,
     )
 
 
@@ -183,6 +237,7 @@ async def audit(request: Request) -> Response:
 routes = [
     Route("/admin", status, methods=["GET"]),
     Route("/admin/policy", policy_tester, methods=["GET", "POST"]),
+    Route("/admin/policy-diff", policy_diff, methods=["GET", "POST"]),
     Route("/admin/lint", lint_page, methods=["GET"]),
     Route("/admin/clients", clients, methods=["GET"]),
     Route("/admin/audit", audit, methods=["GET"]),

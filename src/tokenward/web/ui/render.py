@@ -135,13 +135,16 @@ class Form:
         return self.fields.get(name, [])[:64]
 
 
-async def read_form(request: Request) -> Form:
-    """Read a form and check its CSRF token (403 ``csrf_invalid``) before anything else looks at it."""
+async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES) -> Form:
+    """Read a form and check its CSRF token (403 ``csrf_invalid``) before anything else looks at it.
+
+    ``max_bytes`` raises the size cap for a form that carries a file (the policy what-if page).
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest("send the form as application/x-www-form-urlencoded", code="form_invalid")
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
+    if len(body) > max_bytes:
         raise BadRequest("the form is too large", code="form_invalid")
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=100)
