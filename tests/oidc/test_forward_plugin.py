@@ -203,3 +203,36 @@ async def test_the_return_url_stays_on_the_protected_site(provider: Provider, pl
         login = cookie_of(start, "tokenward_oidc_login")
         pending = open_value(login, provider.runtime.keyring, aad=plugin.aad + "|p", now=provider.clock())
         assert pending is not None and pending["rd"] == expected
+
+
+async def test_userinfo_claims_are_added_when_asked_for(
+    provider: Provider, browser: httpx.AsyncClient, enrol: Enrol
+) -> None:
+    """``userinfo: true``: the userinfo endpoint is read with the access token after the code and after each
+    refresh; its claims fill what the ID token lacks (here a ``nickname`` the provider's userinfo adds)."""
+    asgi = provider.transport()
+    seen: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        response = await asgi.handle_async_request(request)
+        if request.url.path != "/oidc/userinfo":
+            return response
+        await response.aread()
+        seen.append(request.headers["authorization"].split()[0])
+        return httpx.Response(200, json={**response.json(), "nickname": "Al"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        plugin = OidcAuth(
+            config(provider, userinfo=True, name_claim="nickname"),
+            http,
+            lambda: provider.runtime.keyring,
+            clock=provider.clock,
+        )
+        await signed_in(browser, enrol)
+        session = await sign_in(plugin, browser)
+        ok = await plugin.verify(request(PAGE, {"tokenward_oidc": session}))
+        assert ok.ok and ok.user is not None and ok.user.name == "Al" and ok.user.groups == ("wiki-admins",)
+        provider.clock.now += provider.runtime.settings.oidc_access_token_lifetime_seconds + 1
+        refreshed = await plugin.verify(request(PAGE, {"tokenward_oidc": session}))
+        assert refreshed.ok and refreshed.user is not None and refreshed.user.name == "Al"
+    assert seen == ["Bearer", "Bearer"]

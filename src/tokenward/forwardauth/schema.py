@@ -278,6 +278,8 @@ class OidcPlugin(_Plugin):
     cookie_secure: bool = True
     session_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
     refresh: bool = True
+    # Also read the userinfo endpoint (for providers whose ID token lacks email, groups or name).
+    userinfo: bool = False
     logout_path: str | None = Field(default=None, max_length=1024, pattern=r"^/[^\s?#]*$")
     post_logout_redirect_uri: str | None = Field(default=None, max_length=2048, pattern=_URL)
     login_redirect: Literal["browsers", "always"] = "browsers"

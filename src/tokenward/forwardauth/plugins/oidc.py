@@ -25,6 +25,7 @@ must never be sent twice: the provider would revoke the whole sign-in).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -216,7 +217,9 @@ class OidcAuth(Plugin[OidcPlugin]):
         if not code or len(code) > 2048:
             return _final("oidc_code_missing", "the callback carries no authorization code", 401)
         try:
-            answer = await self.upstream.exchange_code(code, verifier=str(pending["cv"]), nonce=str(pending["n"]))
+            answer = await self._with_userinfo(
+                await self.upstream.exchange_code(code, verifier=str(pending["cv"]), nonce=str(pending["n"]))
+            )
         except UpstreamError as exc:
             return _final(exc.code, exc.detail, exc.status)
         back = str(pending.get("rd") or "/")
@@ -301,6 +304,9 @@ class OidcAuth(Plugin[OidcPlugin]):
     async def _refresh(self, session: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()
         answer = await self.upstream.refresh(str(session["rt"]), subject=str(session.get("sub", "")))
+        if self.config.userinfo:
+            base = answer.claims if answer.claims is not None else {"sub": str(session.get("sub", ""))}
+            answer = await self._with_userinfo(dataclasses.replace(answer, claims=base))
         if answer.claims is not None:
             fresh = self._new_session(answer, now, auth_time=float(session.get("at", now)))
             fresh["ls"], fresh["rd"] = session.get("ls"), session.get("rd")
@@ -309,6 +315,13 @@ class OidcAuth(Plugin[OidcPlugin]):
             return fresh
         self._update_tokens(session, answer, now)
         return session
+
+    async def _with_userinfo(self, answer: TokenAnswer) -> TokenAnswer:
+        """``answer`` with the userinfo endpoint's claims added when ``userinfo`` is on (the ID token's win)."""
+        if not self.config.userinfo or answer.claims is None:
+            return answer
+        extra = await self.upstream.userinfo(answer.access_token, subject=str(answer.claims.get("sub", "")))
+        return dataclasses.replace(answer, claims={**extra, **answer.claims})
 
     def _user(self, session: dict[str, Any]) -> UserInfo:
         return UserInfo(

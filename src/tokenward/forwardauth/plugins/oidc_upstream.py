@@ -78,6 +78,7 @@ class TokenAnswer:
     id_token: str | None
     refresh_token: str | None
     expires_in: int | None
+    access_token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +235,9 @@ class UpstreamProvider:
         if not isinstance(raw, str):
             raise UpstreamError("oidc_id_token_invalid", "the provider sent no ID token (is `openid` in scopes?)")
         token = await self.verify_id_token(raw, nonce=nonce)
-        return TokenAnswer(token.claims, raw, _str(data.get("refresh_token")), _int(data.get("expires_in")))
+        return TokenAnswer(
+            token.claims, raw, _str(data.get("refresh_token")), _int(data.get("expires_in")), data["access_token"]
+        )
 
     async def refresh(self, refresh_token: str, *, subject: str) -> TokenAnswer:
         """The refresh grant (RFC 6749 §6); a new ID token must name the same subject (Core §12.2)."""
@@ -246,8 +249,42 @@ class UpstreamProvider:
             if not hmac.compare_digest(str(claims.get("sub", "")), subject):
                 raise UpstreamError("oidc_id_token_invalid", "the refreshed ID token names another subject")
         return TokenAnswer(
-            claims, raw if isinstance(raw, str) else None, _str(data.get("refresh_token")), _int(data.get("expires_in"))
+            claims,
+            raw if isinstance(raw, str) else None,
+            _str(data.get("refresh_token")),
+            _int(data.get("expires_in")),
+            data["access_token"],
         )
+
+    async def userinfo(self, access_token: str, *, subject: str) -> dict[str, Any]:
+        """The userinfo endpoint's claims (Core §5.3); its ``sub`` must be the ID token's (§5.3.2)."""
+        meta = await self.metadata()
+        url = meta.get("userinfo_endpoint")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise UpstreamError("oidc_provider_invalid", "the provider has no userinfo_endpoint", status=503)
+        try:
+            response = await self.http.get(
+                url,
+                headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                timeout=self.config.timeout_seconds,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                "oidc_provider_unavailable", f"the userinfo endpoint failed ({type(exc).__name__})", status=503
+            ) from None
+        try:
+            data = response.json() if len(response.content) <= MAX_DOCUMENT_BYTES else None
+        except ValueError:
+            data = None
+        if response.status_code != 200 or not isinstance(data, dict):
+            status = 503 if response.status_code >= 500 or not isinstance(data, dict) else 401
+            raise UpstreamError(
+                "oidc_userinfo_refused", f"the userinfo endpoint answered {response.status_code}", status=status
+            )
+        if not hmac.compare_digest(str(data.get("sub", "")), subject):
+            raise UpstreamError("oidc_userinfo_refused", "the userinfo names another subject than the ID token")
+        return data
 
     async def verify_id_token(self, raw: str, *, nonce: str | None) -> IdToken:
         """Signature (JWKS, closed algorithm list), then ``iss``/``aud``/``azp``/``exp``/``iat``/``nonce``."""
