@@ -27,7 +27,7 @@ from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
-from tokenward.storage.decisions import SqlDecisionSink
+from tokenward.storage.decisions import BlobDecisionSink, DecisionSink, SqlDecisionSink
 from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ class Runtime:
     system_login: SystemLoginService | None = None
     #: Present when ``TOKENWARD_DECISION_LOG_ENABLED``: sampled policy decisions (docs/configuration.md).
     decision_log: DecisionLog | None = None
-    #: Present when ``TOKENWARD_DECISION_LOG_SINK=sql``: the ``decision_log`` table.
-    decision_sink: SqlDecisionSink | None = None
+    #: Present when ``TOKENWARD_DECISION_LOG_SINK`` is ``sql`` (the ``decision_log`` table) or ``s3``.
+    decision_sink: DecisionSink | None = None
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
@@ -122,6 +122,8 @@ class Runtime:
         return await self.decision_sink.flush(self.decision_log, now=time.time())
 
     async def close(self) -> None:
+        if self.decision_sink is not None:
+            await self.decision_sink.close()
         if self.config_sync is not None:
             await self.config_sync.close()
         if self.forward_auth is not None:
@@ -233,9 +235,18 @@ def build_decision_log(runtime: Runtime) -> None:
     )
     runtime.policy.set_observer(decisions.observe)
     runtime.decision_log = decisions
+    retention = settings.decision_log_retention_days * 86400.0
     if settings.decision_log_sink == "sql":
-        retention = settings.decision_log_retention_days * 86400.0
         runtime.decision_sink = SqlDecisionSink(runtime.database, retention_seconds=retention)
+    elif settings.decision_log_sink == "s3":
+        from tokenward.configsync.stores import require_remote
+
+        runtime.decision_sink = BlobDecisionSink(
+            require_remote(settings),
+            server=runtime.server_name,
+            instance=decisions.instance,
+            retention_seconds=retention,
+        )
 
 
 def build_forward_auth(runtime: Runtime) -> ForwardAuthService:

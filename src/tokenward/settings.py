@@ -116,8 +116,9 @@ class Settings(BaseSettings):
         default="local",
         description="Pseudonymise subjects with a keyed hash: local (the part before @), full, or off.",
     )
-    decision_log_sink: Literal["memory", "sql"] = Field(
-        default="memory", description="Where decisions also go: memory only, or the SQL database's decision_log table."
+    decision_log_sink: Literal["memory", "sql", "s3"] = Field(
+        default="memory",
+        description="Where decisions also go: memory only, the SQL database's decision_log table, or the S3 bucket.",
     )
     decision_log_flush_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="How often kept decisions are written to the SQL sink."
@@ -345,6 +346,12 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TOKENWARD_TLS_CERT and TOKENWARD_TLS_KEY must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _decision_log_bucket(self) -> Settings:
+        if self.decision_log_enabled and self.decision_log_sink == "s3" and not self.s3_bucket:
+            raise ValueError("TOKENWARD_DECISION_LOG_SINK=s3 needs TOKENWARD_S3_BUCKET (and the other TOKENWARD_S3_*)")
         return self
 
     @model_validator(mode="after")

@@ -234,7 +234,10 @@ def diff_command(
         None, "--requests", help="A file of questions: JSON lines or 'sub, dom, obj, act' rows (repeatable)."
     ),
     from_log: bool = typer.Option(
-        False, "--from-log", help="Also ask the decisions recorded in the database's decision log (newest first)."
+        False,
+        "--from-log",
+        help="Also ask the decisions recorded by the decision log's sink (the database, or S3 with "
+        "TOKENWARD_DECISION_LOG_SINK=s3), newest first.",
     ),
     log_limit: int = typer.Option(100_000, "--log-limit", min=1, max=5_000_000, help="Most recorded decisions read."),
     generate: bool = typer.Option(
@@ -274,13 +277,24 @@ def diff_command(
 
 
 def _recorded(limit: int) -> list[Probe]:
-    """The newest ``limit`` questions of the decision log's SQL sink (TOKENWARD_DECISION_LOG_SINK=sql)."""
+    """The newest ``limit`` questions of the decision log's sink: the S3 bucket with
+    TOKENWARD_DECISION_LOG_SINK=s3, otherwise the database's ``decision_log`` table."""
     from tokenward.storage import Database
-    from tokenward.storage.decisions import SqlDecisionSink
+    from tokenward.storage.decisions import BlobDecisionSink, SqlDecisionSink
 
     settings = load_settings()
 
     async def read() -> list[Probe]:
+        if settings.decision_log_sink == "s3":
+            from tokenward.configsync.stores import require_remote
+            from tokenward.datadir import DataDir, load_server_name
+
+            server = load_server_name(settings, DataDir(settings.data_dir))
+            sink = BlobDecisionSink(require_remote(settings), server=server, instance="cli", retention_seconds=0)
+            try:
+                return [record.probe() for record in await sink.recent(limit)]
+            finally:
+                await sink.close()
         async with Database.connect(settings.database_url_or_default) as db:
             if not await db.is_current():
                 raise PolicyError(

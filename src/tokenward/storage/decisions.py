@@ -1,24 +1,29 @@
-"""The decision log's SQL sink: the ``decision_log`` table (docs/configuration.md, "The decision log").
+"""The decision log's sinks: the ``decision_log`` table, or JSON-lines objects in the S3 bucket.
 
 Instances append the decisions their :class:`~tokenward.policy.decisionlog.DecisionLog` kept, in
-batches off the request path (:meth:`SqlDecisionSink.flush`), and delete those older than the
-retention; ``tokenward policy diff --from-log`` reads the newest back.
+batches off the request path (``flush``), and delete those older than the retention;
+``tokenward policy diff --from-log`` reads the newest back (``recent``). See docs/configuration.md,
+"The decision log".
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import Index, String, delete, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.policy.decisionlog import DecisionLog, DecisionRecord
 
+from .blobs import BlobStore
 from .database import Database
 from .models import ACTION_LEN, INSTANCE_LEN, SUBJECT_LEN, Base
 from .types import ID, UTCDateTime
 
-__all__ = ["DecisionLogRow", "SqlDecisionSink"]
+__all__ = ["BlobDecisionSink", "DecisionLogRow", "DecisionSink", "SqlDecisionSink"]
 
 ROW_LEN = 1024
 _FILE_LEN = 32
@@ -51,6 +56,16 @@ class DecisionLogRow(Base):
 
 def _cut(value: str, size: int) -> str:
     return value if len(value) <= size else value[: size - 1] + "…"
+
+
+class DecisionSink(Protocol):
+    """Where an instance's kept decisions go (SQL table or S3 objects)."""
+
+    async def flush(self, log: DecisionLog, *, now: float) -> int: ...
+
+    async def recent(self, limit: int) -> list[DecisionRecord]: ...
+
+    async def close(self) -> None: ...
 
 
 class SqlDecisionSink:
@@ -88,6 +103,9 @@ class SqlDecisionSink:
             "version": record.version,
         }
 
+    async def close(self) -> None:
+        """Nothing to release: the runtime owns the database."""
+
     async def recent(self, limit: int) -> list[DecisionRecord]:
         """The newest ``limit`` decisions of every instance, oldest first."""
         query = select(DecisionLogRow).order_by(DecisionLogRow.id.desc()).limit(limit)
@@ -109,3 +127,64 @@ class SqlDecisionSink:
             )
             for row in reversed(rows)
         ]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Deleting expired objects lists the whole prefix: at most this often.
+PRUNE_INTERVAL = 3600.0
+
+
+class BlobDecisionSink:
+    """Decisions as JSON-lines objects ``decisions_<server>_<ms>-<instance>.jsonl`` in a blob store.
+
+    One object per flush that had something to write. The prefix is outside the config bundle's
+    (``<server>_``), so ``tokenward config prune`` never touches it.
+    """
+
+    def __init__(self, store: BlobStore, *, server: str, instance: str, retention_seconds: float) -> None:
+        self._store = store
+        self.prefix = f"decisions_{server}_"
+        self._instance = _UNSAFE.sub("_", instance)[:64] or "instance"
+        self.retention_seconds = retention_seconds
+        self._pruned_at = float("-inf")
+        self.written = 0
+
+    async def flush(self, log: DecisionLog, *, now: float) -> int:
+        """Write what ``log`` kept since the last flush as one object; prune expired ones hourly."""
+        records = log.take_pending()
+        if records:
+            body = "".join(json.dumps(r.to_json(), separators=(",", ":")) + "\n" for r in records)
+            await self._store.put(f"{self.prefix}{int(now * 1000):015d}-{self._instance}.jsonl", body.encode())
+            self.written += len(records)
+        if now - self._pruned_at >= PRUNE_INTERVAL:
+            self._pruned_at = now
+            cutoff = int((now - self.retention_seconds) * 1000)
+            for name in await self._store.list(self.prefix):
+                stamp = name[len(self.prefix) :].split("-", 1)[0]
+                if stamp.isdigit() and int(stamp) < cutoff:
+                    await self._store.delete(name)
+        return len(records)
+
+    async def recent(self, limit: int) -> list[DecisionRecord]:
+        """The newest ``limit`` decisions of every instance, oldest first (objects read newest first)."""
+        found: list[DecisionRecord] = []
+        for name in reversed(await self._store.list(self.prefix)):
+            blob = await self._store.get(name)
+            if blob is None:
+                continue
+            lines = [line for line in blob.data.decode("utf-8", "replace").splitlines() if line.strip()]
+            batch: list[DecisionRecord] = []
+            for line in lines:
+                try:
+                    data = json.loads(line)
+                except ValueError:
+                    continue  # a damaged line costs that line, not the replay
+                if isinstance(data, dict):
+                    batch.append(DecisionRecord.from_json(data))
+            found[:0] = batch
+            if len(found) >= limit:
+                break
+        return found[-limit:]
+
+    async def close(self) -> None:
+        await self._store.close()
