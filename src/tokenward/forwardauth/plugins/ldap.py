@@ -177,10 +177,12 @@ class _Directory:
         user_filter = cfg.user_filter.replace("{username}", escape_filter_chars(username))
         attributes = [cfg.username_attribute, cfg.email_attribute, cfg.name_attribute]
         found = self._search(cfg.user_base_dn, user_filter, attributes, 2)
-        if not found:
-            return "unknown", None, []
-        if len(found) > 1:
-            return "ambiguous", None, []
+        if len(found) != 1:
+            # Pay for a bind all the same (to a DN that cannot exist), so the answer's timing does not
+            # tell an unknown user name from a wrong password.
+            conn, _ = self._connect(f"cn=tokenward-no-such-user-{secrets.token_hex(8)},{cfg.user_base_dn}", password)
+            _close(conn)
+            return ("unknown" if not found else "ambiguous"), None, []
         entry = found[0]
         conn, bound = self._connect(entry.dn, password)
         _close(conn)
