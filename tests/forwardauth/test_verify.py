@@ -361,6 +361,31 @@ async def test_policy_block(client: httpx.AsyncClient, runtime: Runtime) -> None
     assert r.status_code == 403
 
 
+async def test_policy_block_decisions_reach_the_decision_log(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    from tokenward.policy.decisionlog import DecisionLog
+    from tokenward.policy.files import read_sources
+
+    assert runtime.app_tokens is not None and runtime.policy is not None
+    sources = dict(read_sources(runtime.settings.data_dir))
+    sources["userpolicy.csv"] = (
+        sources.get("userpolicy.csv", b"") + b"\np, alice@example.com, app.example.com, wiki, GET\n"
+    )
+    assert runtime.policy.apply(sources).error is None
+    log = DecisionLog(hash_mode="off")
+    runtime.policy.set_observer(log.observe)
+    _, alice = await runtime.app_tokens.create(owner="alice@example.com", created_by="t")
+    t = token(runtime, [{"type": "app_token"}], block={"policy": {"object": "wiki"}})
+    assert (await call(client, {"config_token": t}, Authorization=basic("alice@example.com", alice))).status_code == 200
+    headers = {"Authorization": basic("alice@example.com", alice), "X-Forwarded-Method": "DELETE"}
+    assert (await call(client, {"config_token": t}, **headers)).status_code == 403
+    seen = [(r.file, r.sub, r.dom, r.obj, r.act, r.decision) for r in log.records()]
+    assert seen == [
+        ("userpolicy.csv", "alice@example.com", "app.example.com", "wiki", "GET", "allow"),
+        ("userpolicy.csv", "alice@example.com", "app.example.com", "wiki", "DELETE", "deny"),
+    ]
+    assert log.records()[0].row.endswith("p, alice@example.com, app.example.com, wiki, GET")
+
+
 async def test_path_bound_form_ignores_the_query_string(
     client: httpx.AsyncClient, runtime: Runtime, token_file: Path
 ) -> None:

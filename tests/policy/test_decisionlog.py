@@ -126,3 +126,14 @@ def test_recorded_pseudonymous_questions_replay_against_a_wildcard_change() -> N
     assert recorded_sub in flipped
     (group,) = result.groups
     assert group.row == "p, *@example.com, auth.example.com, APP1, deny" and group.change == "added"
+
+
+def test_a_failing_observer_never_changes_a_decision(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("sink exploded")
+
+    holder = PolicyHolder(policy=build_policy({"userpolicy.csv": USERS.encode()}))
+    holder.set_observer(broken)
+    assert can_login(holder.policy, "carol@example.com", SERVER, "APP1")
+    assert not can_login(holder.policy, "eve@example.com", SERVER, "APP1")
+    assert "observer failed" in caplog.text

@@ -125,7 +125,11 @@ async def test_diff_bad_input(admin_client: httpx.AsyncClient, body: dict[str, o
 
 
 async def test_decisions_404_when_the_log_is_off(runtime: Runtime, admin_client: httpx.AsyncClient) -> None:
+    stats = (await admin_client.get("/api/policy")).json()["decision_log"]
+    assert stats["enabled"] is True and stats["sample_rate"] == 1.0 and stats["hash_mode"] == "local"
+    assert stats["kept"] >= 1 and stats["dropped"] == 0  # at least this request's admin check
     runtime.decision_log = None
+    assert (await admin_client.get("/api/policy")).json()["decision_log"] == {"enabled": False}
     r = await admin_client.get("/api/policy/decisions")
     assert r.status_code == 404 and r.json()["error"] == "decision_log_disabled"
 

@@ -21,10 +21,11 @@ admin              subject, server, ``TOKENWARD``, ``admin``             userpol
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from tokenward.policy.bundle import Policy
+from tokenward.policy.bundle import Observer, Policy
 from tokenward.policy.engine import Engine
 from tokenward.policy.segments import Segment, require
 
@@ -45,6 +46,8 @@ __all__ = [
     "resolve_scopes",
     "route",
 ]
+
+logger = logging.getLogger("tokenward.policy")
 
 DEFAULT_SCOPE = "DEFAULT"
 #: The ``obj`` of admin rows: ``p, alice@example.com, auth.example.com, TOKENWARD, admin``.
@@ -70,8 +73,16 @@ def ask(policy: Policy, file: str, sub: str, dom: str, obj: str, act: str) -> bo
     """
     allowed = _allowed(policy.engine(file), sub, dom, obj, act)
     if policy.observer is not None:
-        policy.observer(policy, file, sub, dom, obj, act, allowed)
+        _tell(policy.observer, policy, file, sub, dom, obj, act, allowed)
     return allowed
+
+
+def _tell(observer: Observer, policy: Policy, file: str, sub: str, dom: str, obj: str, act: str, allowed: bool) -> None:
+    """Report a decision; an observer that fails is logged and never changes the answer."""
+    try:
+        observer(policy, file, sub, dom, obj, act, allowed)
+    except Exception:
+        logger.exception("the policy decision observer failed (the decision stands)")
 
 
 def _subject_file(policy: Policy, subject: str) -> str:
@@ -118,7 +129,7 @@ def granted_scopes(policy: Policy, email: str, app_hash: str, client_id: str) ->
     granted = frozenset(engine.actions(email, app_hash, client_id) - {DENY})
     if policy.observer is not None:
         for scope in sorted(granted):
-            policy.observer(policy, "clientscopespolicy.csv", email, app_hash, client_id, scope, True)
+            _tell(policy.observer, policy, "clientscopespolicy.csv", email, app_hash, client_id, scope, True)
     return granted
 
 

@@ -65,10 +65,12 @@ class CheckRequest(BaseModel):
 @router.get("", summary="The policy in force")
 async def policy_summary(request: Request, caller: Admin) -> dict[str, Any]:
     holder = _holder(request)
+    decisions = get_runtime(request).decision_log
     return {
         **holder.policy.summary(),
         "reloads": holder.reloads,
         "last_reload_error": holder.last_error.detail if holder.last_error else None,
+        "decision_log": decisions.stats() if decisions is not None else {"enabled": False},
     }
 
 
