@@ -324,7 +324,12 @@ async def request_captcha(body: CaptchaIn, service: Service, request: Request) -
     return CaptchaOut(captcha_id=issued.captcha_id, captcha=issued.payload, qr_svg=svg, expires_at=issued.expires_at)
 
 
-@router.get("/api/captcha/qr.png", summary="Render a captcha payload as a PNG QR code")
+@router.get(
+    "/api/captcha/qr.png",
+    summary="Render a captcha payload as a PNG QR code",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The QR code."}},
+)
 async def captcha_png(captcha: Annotated[str, Query(max_length=1024, pattern=r"^TWC[12]\.")]) -> Response:
     buffer = io.BytesIO()
     segno.make(captcha, error="m").save(buffer, kind="png", scale=6)
