@@ -2,6 +2,7 @@
 
     taskset -c 0 .venv/bin/python bench/policy_diff.py            # 100k rows, 1M questions
     taskset -c 0 .venv/bin/python bench/policy_diff.py --quick    # 10k rows, 100k questions
+    taskset -c 0 .venv/bin/python bench/policy_diff.py --dialect compat   # the same rows as regexes
 
 OLD is a generated ``userpolicy.csv`` with realistic shapes (per-user exact rows over 8 client
 IDs, user-to-user rows, per-domain and subdomain wildcards, exact deny rows, global rows). NEW is
@@ -23,12 +24,14 @@ import argparse
 import gc
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from tokenward.policy import Policy, build_policy
 from tokenward.policy.diff import decide, diff_policies
+from tokenward.policy.patterns import Dialect
 from tokenward.policy.probes import Probe, generate_probes
 
 SERVER = "auth.example.com"
@@ -37,24 +40,38 @@ FILE = "userpolicy.csv"
 ACTS = ("login", "ask", "poke")
 
 
+DIALECT: Dialect = "glob"
+
+
+def esc(value: str) -> str:
+    """A literal as the dialect writes it (compat: dots escaped)."""
+    return value.replace(".", "\\.") if DIALECT == "compat" else value
+
+
+def wild() -> str:
+    return "/*" if DIALECT == "compat" else "*"
+
+
 def generate_rows(n: int, rng: random.Random) -> list[str]:
     domains = max(10, n // 200)
     rows: list[str] = []
+    w = wild()
     for i in range(n - len(CLIENTS[:2])):
         kind = rng.random()
         client = rng.choice(CLIENTS)
         dom = f"dom{rng.randrange(domains)}.example"
         if kind < 0.80:
-            rows.append(f"p, user{i}@{dom}, {SERVER}, {client}, {rng.choice(ACTS)}")
+            rows.append(f"p, {esc(f'user{i}@{dom}')}, {SERVER}, {client}, {rng.choice(ACTS)}")
         elif kind < 0.90:
-            rows.append(f"p, user{rng.randrange(n)}@{dom}, peer{rng.randrange(1000)}@{dom}, {client}, ask")
+            sub, peer = f"user{rng.randrange(n)}@{dom}", f"peer{rng.randrange(1000)}@{dom}"
+            rows.append(f"p, {esc(sub)}, {esc(peer)}, {client}, ask")
         elif kind < 0.97:
-            rows.append(f"p, *@{dom}, {SERVER}, {client}, login")
+            rows.append(f"p, {w}@{esc(dom)}, {SERVER}, {client}, login")
         elif kind < 0.99:
-            rows.append(f"p, *@*.{dom}, {SERVER}, {client}, ask")
+            rows.append(f"p, {w}@{w}.{esc(dom)}, {SERVER}, {client}, ask")
         else:
-            rows.append(f"p, blocked{i}@{dom}, {SERVER}, {client}, deny")
-    rows.extend(f"p, *@*.*, {SERVER}, {client}, poke" for client in CLIENTS[:2])
+            rows.append(f"p, {esc(f'blocked{i}@{dom}')}, {SERVER}, {client}, deny")
+    rows.extend(f"p, {w}@{w}.{w}, {SERVER}, {client}, poke" for client in CLIENTS[:2])
     return rows
 
 
@@ -69,18 +86,18 @@ def edit(rows: list[str], rng: random.Random) -> list[str]:
         client, dom = rng.choice(CLIENTS), f"dom{rng.randrange(domains)}.example"
         kind = rng.random()
         if kind < 0.6:
-            edited.append(f"p, newuser{i}@{dom}, {SERVER}, {client}, {rng.choice(ACTS)}")
+            edited.append(f"p, {esc(f'newuser{i}@{dom}')}, {SERVER}, {client}, {rng.choice(ACTS)}")
         elif kind < 0.8:
-            edited.append(f"p, *@{dom}, {SERVER}, {client}, ask")
+            edited.append(f"p, {wild()}@{esc(dom)}, {SERVER}, {client}, ask")
         else:
-            edited.append(f"p, user{rng.randrange(len(rows))}@{dom}, {SERVER}, {client}, deny")
-    edited.append(f"p, *@dom{rng.randrange(domains)}.example, {SERVER}, {CLIENTS[0]}, deny")
+            edited.append(f"p, {esc(f'user{rng.randrange(len(rows))}@{dom}')}, {SERVER}, {client}, deny")
+    edited.append(f"p, {wild()}@{esc(f'dom{rng.randrange(domains)}.example')}, {SERVER}, {CLIENTS[0]}, deny")
     return edited
 
 
 def questions(rows: list[str], count: int, rng: random.Random) -> list[Probe]:
     """``count`` distinct questions: row subjects, wildcard-only subjects, denied ones, strangers."""
-    subjects = [row.split(", ")[1] for row in rows]
+    subjects = [row.split(", ")[1].replace("\\", "").replace("/*", "*") for row in rows]
     found: dict[Probe, None] = {}
     while len(found) < count:
         kind = rng.random()
@@ -108,7 +125,7 @@ def timed(func: Callable[[], Any], name: str = "") -> tuple[float, Any]:
 
 
 def build(rows: list[str]) -> Policy:
-    return build_policy({FILE: ("\n".join(rows) + "\n").encode()}, dialect="glob")
+    return build_policy({FILE: ("\n".join(rows) + "\n").encode()}, dialect=DIALECT)
 
 
 def main() -> None:
@@ -117,15 +134,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--questions", type=int, default=1_000_000)
     parser.add_argument("--no-full", action="store_true", help="skip the diff without the delta index")
+    parser.add_argument("--dialect", choices=("glob", "compat"), default="glob")
     args = parser.parse_args()
+    global DIALECT
+    DIALECT = args.dialect
     n, count = (10_000, 100_000) if args.quick else (args.rows, args.questions)
     rng = random.Random(18)
     old_rows = generate_rows(n, rng)
     new_rows = edit(old_rows, rng)
     asked = questions(old_rows + new_rows, count, rng)
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    version = os.sys.version.split()[0]
-    print(f"python {version}, cpus {affinity}; {n:,} rows per side, {len(asked):,} distinct questions")
+    version = sys.version.split()[0]
+    print(f"python {version}, cpus {affinity}; {n:,} {DIALECT} rows per side, {len(asked):,} distinct questions")
 
     load_s, (old, new) = timed(lambda: (build(old_rows), build(new_rows)), "load")
     print(f"load both sides                 {load_s:8.2f} s  (wall {WALL['load']:.2f})")

@@ -141,6 +141,13 @@ async def test_non_admins_cannot_read_decisions(client: httpx.AsyncClient) -> No
     assert r.status_code == 401
 
 
+async def test_metrics_count_the_decisions(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    login(runtime, "carol@example.com")
+    text = (await client.get("/metrics")).text
+    assert 'tokenward_decision_log_decisions{outcome="kept"} 1.0' in text
+    assert 'tokenward_decision_log_decisions{outcome="dropped"} 0.0' in text
+
+
 async def test_sql_sink_writes_reads_and_prunes(runtime: Runtime) -> None:
     assert runtime.decision_sink is not None and runtime.decision_log is not None
     login(runtime, "carol@example.com")

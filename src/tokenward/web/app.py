@@ -70,6 +70,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         runtime = state.runtime
         assert runtime is not None
         metrics.info.labels(__version__, runtime.server_name).set(1)
+        if owned and runtime.decision_log is not None:
+            metrics.watch_decision_log(runtime.decision_log)
         watcher = None
         sync = runtime.config_sync if owned else None
         if sync is not None:
@@ -124,6 +126,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
     app.state.tokenward = state
     if runtime is not None and runtime.policy is not None:
         metrics.watch_policy(runtime.policy)
+    if runtime is not None and runtime.decision_log is not None:
+        metrics.watch_decision_log(runtime.decision_log)
     app.router.routes.extend(health.routes)
     app.router.routes.extend(verify.routes)  # served by the hot path; listed for 405s and url_for
     app.hot = HotPath(log=log, routes=verify.routes, prefix="/verify", endpoint=functools.partial(verify.answer, state))

@@ -11,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
 from tokenward.policy import Policy, PolicyHolder
+from tokenward.policy.decisionlog import DecisionLog
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -96,6 +97,18 @@ class Metrics:
         holder.on_swap(update)
         self.policy_reloads.labels("applied").set_function(lambda: holder.reloads)
         self.policy_reloads.labels("refused").set_function(lambda: holder.failures)
+
+    def watch_decision_log(self, log: DecisionLog) -> None:
+        """Questions the decision log saw, kept (sampled) and dropped (its sink fell behind)."""
+        gauge = Gauge(
+            "tokenward_decision_log_decisions",
+            "Policy decisions the decision log saw, kept and dropped since start.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        gauge.labels("seen").set_function(lambda: log.seen)
+        gauge.labels("kept").set_function(lambda: log.kept)
+        gauge.labels("dropped").set_function(lambda: log.dropped)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
