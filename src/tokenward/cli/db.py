@@ -8,7 +8,7 @@ import typer
 
 from tokenward.cli._common import GuardedGroup, load_settings
 from tokenward.storage import Database
-from tokenward.storage.migrations import head_revision
+from tokenward.storage.schema_head import packaged_head
 
 app = typer.Typer(
     cls=GuardedGroup,
@@ -32,7 +32,11 @@ def _database(database_url: str | None) -> Database:
 def _describe(revision: str | None) -> str:
     if revision is None:
         return "no schema yet (run `tokenward db upgrade`)"
-    head = head_revision()
+    head = packaged_head()
+    if head is None:  # not plain from the files: ask Alembic
+        from tokenward.storage.migrations import head_revision
+
+        head = head_revision()
     if revision == head:
         return f"{revision} (head)"
     return f"{revision} (head is {head}; run `tokenward db upgrade`)"

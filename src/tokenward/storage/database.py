@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -31,6 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from tokenward.errors import ConfigError
 
+from .schema_head import packaged_head
 from .translate import extra_hint, translate_errors
 from .urls import SETTING, redact, to_async_url
 
@@ -125,6 +126,9 @@ class Database:
         Safe to run from several instances at once on PostgreSQL and MariaDB: an advisory lock
         serialises them, and the later ones find the schema already current.
         """
+        head = packaged_head()
+        if head is not None and await self._recorded_revisions() == {head}:
+            return  # current: no need to import Alembic to find that out
         from .migrations import alembic_config
 
         config = alembic_config()
@@ -138,7 +142,10 @@ class Database:
 
     async def current_revision(self) -> str | None:
         """The schema revision the database is at, or ``None`` before the first upgrade."""
-        with translate_errors(self._url):
+        recorded = await self._recorded_revisions()
+        if recorded is None or len(recorded) <= 1:
+            return next(iter(recorded or ()), None)
+        with translate_errors(self._url):  # several heads recorded: Alembic says what is wrong
             async with self._engine.connect() as conn:
                 return await conn.run_sync(_current_revision)
 
@@ -147,6 +154,15 @@ class Database:
         from .migrations import head_revision
 
         return await self.current_revision() == head_revision()
+
+    async def _recorded_revisions(self) -> set[str] | None:
+        """The rows of ``alembic_version`` (``None``: no such table yet), read with plain SQL."""
+        with translate_errors(self._url):
+            async with asyncio.timeout(self._guard_timeout()), self._engine.connect() as conn:
+                if not await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+                    return None
+                rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+                return {str(row[0]) for row in rows}
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
