@@ -34,6 +34,7 @@ from tokenward.identity.apps import app_hash_of_origin
 from tokenward.identity.client_tokens import channel_key, jwks
 from tokenward.identity.encoding import b64u_encode
 from tokenward.keys import Keyring, TimeCode
+from tokenward.storage.redisstate import connect_redis
 
 AppFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 
@@ -415,3 +416,12 @@ async def test_websockets_are_refused_not_let_through(world: World) -> None:
     assert reached == [] and sent[0]["type"] == "websocket.close" and sent[0]["code"] == 1008
     await middleware({"type": "lifespan"}, receive, send)
     assert reached == ["lifespan"]
+
+
+async def test_redis_down_is_503_not_a_silent_pass(world: World) -> None:
+    down = connect_redis("redis://127.0.0.1:9/0", timeout=1.0)
+    try:
+        client = await world.app(replay=RedisReplayGuard(down))
+        _refused(await world.get(client), 503, "replay_store_unavailable")
+    finally:
+        await down.aclose()
