@@ -115,3 +115,23 @@ def test_env_example_names_only_known_settings_and_holds_no_secret() -> None:
         assert name in known, f"tokenward.env.example: unknown setting {name}"
         if name.endswith(("_KEY", "_URL")) and name not in ("TOKENWARD_S3_URL",):
             assert "CHANGE-ME" in value, f"{name} in the example must be a placeholder"
+
+
+def test_the_unit_and_env_example_are_valid_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.helpers import clear_tokenward_env
+    from tokenward.configsync import ConfigKey
+    from tokenward.settings import Settings
+
+    clear_tokenward_env(monkeypatch)
+    values = dict(line.split("=", 1) for line in unit_directives()["Environment"])
+    for line in (DEPLOY / "tokenward.env.example").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    values["TOKENWARD_CONFIG_KEY"] = ConfigKey.generate()  # the one placeholder with a format to meet
+    values["TOKENWARD_DATA_DIR"] = str(tmp_path)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.load()  # raises ConfigError naming any setting the files get wrong
+    assert settings.host == "127.0.0.1" and settings.log_format == "json"
+    assert settings.workers == 2 and settings.server_name == "auth.example.com"
