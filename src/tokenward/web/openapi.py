@@ -11,7 +11,8 @@ sends, and none of the other errors. :func:`build_openapi` takes FastAPI's docum
   ready). A 405 is not per operation: it carries ``Allow`` (RFC 9110 §15.5.6).
 
 ``tests/web/test_schemathesis.py`` drives the API from this document and fails on any answer
-the document does not describe, so a route that learns a new status must be listed here.
+the document does not describe, so a route that learns a new status must be listed here (a new
+route in a known area inherits the area's statuses, :data:`AREA_ERRORS`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-__all__ = ["ERROR_SCHEMA", "OPERATION_ERRORS", "build_openapi"]
+__all__ = ["AREA_ERRORS", "ERROR_SCHEMA", "OPERATION_ERRORS", "build_openapi", "operation_errors"]
 
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
@@ -89,7 +90,32 @@ OPERATION_ERRORS: Mapping[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/system-login/captcha"): _LOGIN,
     ("post", "/api/system-login/user-captcha"): _LOGIN,
     ("post", "/api/system-login/verify"): _LOGIN,
+    ("post", "/api/policy/diff"): _MANAGE,
+    ("get", "/api/policy/decisions"): (*_MANAGE, 404),
 }
+
+#: Operations not listed above take the errors of the area they belong to (longest prefix first).
+AREA_ERRORS: Mapping[str, tuple[int, ...]] = {
+    "/api/policy": (*_MANAGE, 404),
+    "/api/app-tokens": (*_MANAGE, 404, 409),
+    "/auth-app/": (*_MANAGE, 404, 409),
+    "/api/enroll": _LOGIN,
+    "/api/system-login/": _LOGIN,
+    "/api/resource/": _LOGIN,
+    "/api/captcha": _LOGIN,
+}
+
+
+def operation_errors(method: str, path: str) -> tuple[int, ...] | None:
+    """The error statuses declared for an operation (beside the shared ones); None when neither listed nor in an area."""
+    listed = OPERATION_ERRORS.get((method, path))
+    if listed is not None:
+        return listed
+    for prefix in sorted(AREA_ERRORS, key=len, reverse=True):
+        if path.startswith(prefix):
+            return AREA_ERRORS[prefix]
+    return None
+
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -100,7 +126,7 @@ def _error_response(status: int) -> dict[str, Any]:
 
 def _fix_operation(method: str, path: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
-    statuses = set(OPERATION_ERRORS.get((method, path), ()))
+    statuses = set(operation_errors(method, path) or ())
     statuses.add(503)
     if "requestBody" in operation:
         statuses.update((413, 422))

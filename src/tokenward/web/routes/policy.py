@@ -130,7 +130,12 @@ async def policy_diff(request: Request, body: DiffRequest, caller: Admin) -> dic
     return result.to_json()
 
 
-@router.get("/decisions", summary="The decision log of this instance, as JSON lines (oldest first)")
+@router.get(
+    "/decisions",
+    summary="The decision log of this instance, as JSON lines (oldest first)",
+    response_class=Response,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "One JSON decision per line."}},
+)
 async def policy_decisions(
     request: Request, caller: Admin, limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000
 ) -> Response:
