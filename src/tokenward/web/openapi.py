@@ -107,7 +107,7 @@ AREA_ERRORS: Mapping[str, tuple[int, ...]] = {
 
 
 def operation_errors(method: str, path: str) -> tuple[int, ...] | None:
-    """The error statuses an operation declares beside the shared ones; None when it is neither listed nor in an area."""
+    """Error statuses an operation declares beside the shared ones; None if neither listed nor in an area."""
     listed = OPERATION_ERRORS.get((method, path))
     if listed is not None:
         return listed
