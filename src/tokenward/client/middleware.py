@@ -16,6 +16,7 @@ rendered the same way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -189,9 +190,20 @@ def _bearer(value: bytes | None) -> str:
     return token
 
 
+@functools.lru_cache(maxsize=512)
+def _error_body(members: tuple[tuple[str, str], ...]) -> bytes:
+    # Most refusals repeat the same few sentences: a flood of bad requests is not a flood of JSON encoding.
+    return json.dumps(dict(members)).encode()
+
+
+@functools.lru_cache(maxsize=16)
+def _challenge(realm: str) -> bytes:
+    return f'Bearer realm="{realm}", error="invalid_token"'.encode()
+
+
 async def _refuse(refusal: TokenwardError, send: Send, *, realm: str) -> None:
     log.debug("refused a request: %s", refusal.error_code)
-    body = json.dumps(refusal.to_dict()).encode()
+    body = _error_body(tuple(refusal.to_dict().items()))
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -199,7 +211,7 @@ async def _refuse(refusal: TokenwardError, send: Send, *, realm: str) -> None:
     ]
     headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers().items()]
     if refusal.status == 401:
-        headers.append((b"www-authenticate", f'Bearer realm="{realm}", error="invalid_token"'.encode()))
+        headers.append((b"www-authenticate", _challenge(realm)))
     message: dict[str, Any] = {"type": "http.response.start", "status": refusal.status, "headers": headers}
     await send(message)
     await send({"type": "http.response.body", "body": body})

@@ -180,7 +180,7 @@ class Verifier:
         else:
             refused = self._refused.get(token)
             if refused is not None:
-                raise refused
+                raise refused.with_traceback(None)  # a fresh traceback: re-raising would lengthen the old one
         try:
             verified = await self._verify(token, now)
         except TokenwardError as refusal:
