@@ -363,6 +363,7 @@ def build_app_token_service(
             max_failures=settings.regulation_max_failures,
             find_time=float(settings.regulation_find_time_seconds),
             ban_time=float(settings.regulation_ban_time_seconds),
+            soft_max_failures=settings.regulation_account_max_failures,
         ),
     )
     config = AppTokenConfig(
@@ -373,6 +374,7 @@ def build_app_token_service(
         cache_ttl=settings.app_tokens_cache_ttl_seconds,
         cache_size=settings.app_tokens_cache_size,
         impersonation=settings.app_tokens_impersonation,
+        account_failure_delay=settings.regulation_account_delay_seconds,
     )
     return AppTokenService(
         store=SqlAppTokenStore(database),

@@ -156,7 +156,20 @@ class Settings(BaseSettings):
         "when finding a client's IP for brute-force regulation; empty: the peer address is the client.",
     )
     regulation_max_failures: int = Field(
-        default=3, ge=1, le=1000, description="Failed credential checks (per user and per client IP) before a ban."
+        default=3,
+        ge=1,
+        le=1000,
+        description="Failed credential checks per client IP, and per (user, client IP), before a ban.",
+    )
+    regulation_account_max_failures: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Failed app-token checks of one user (from any address) within the find time after which that "
+        "user's failures answer late (regulation_account_delay_seconds); never a lockout.",
+    )
+    regulation_account_delay_seconds: float = Field(
+        default=1.0, ge=0, le=10, description="How late a failed check of a user over the account limit answers."
     )
     regulation_find_time_seconds: int = Field(
         default=120, ge=1, le=86400, description="Window in which regulation_max_failures failures cause a ban."
@@ -168,13 +181,22 @@ class Settings(BaseSettings):
         default=20,
         ge=1,
         le=100_000,
-        description="Captcha requests per e-mail address and per client IP within captcha_regulation_window_seconds.",
+        description="Captcha requests per client IP, and per (e-mail address, client IP), within "
+        "captcha_regulation_window_seconds.",
     )
     captcha_max_failures: int = Field(
         default=10,
         ge=1,
         le=100_000,
-        description="Wrong captcha answers and enrolment codes per e-mail address and per client IP within the window.",
+        description="Wrong captcha answers and enrolment codes per client IP, and per (e-mail address, client IP), "
+        "within the window.",
+    )
+    captcha_account_max_failures: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Wrong captcha answers for one e-mail address (from any address) within the window after which "
+        "only browsers that signed in as it before (device cookie) may go on.",
     )
     captcha_regulation_window_seconds: int = Field(
         default=600,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator
@@ -49,14 +51,17 @@ def make_service(
     shared: tuple[AppTokenStore, AuditLog, RegulationStore] | None = None,
     is_admin: AdminCheck = no_admins,
     key: Secret = KEY,
+    policy: RegulationPolicy | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AppTokenService:
     store, audit, regulation = shared or stores(db)
     return AppTokenService(
         store=store,
         audit=audit,
-        regulator=Regulator(regulation, RegulationPolicy()),
+        regulator=Regulator(regulation, policy or RegulationPolicy()),
         key=key,
         config=config or AppTokenConfig(),
         clock=clock or Clock(),
         is_admin=is_admin,
+        sleep=sleep or asyncio.sleep,
     )

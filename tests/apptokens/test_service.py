@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.apptokens.helpers import Clock, make_service, stores
-from tokenward.apptokens import AppTokenConfig
+from tokenward.apptokens import AppTokenConfig, RegulationPolicy
 from tokenward.apptokens import format as token_format
 from tokenward.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from tokenward.keys import Secret
@@ -115,26 +115,52 @@ async def test_malformed_and_checksum_failures_count_as_failures() -> None:
     assert await _codes(service.verify(ALICE, "still-not")) == "too_many_attempts"
 
 
-async def test_three_failures_ban_user_and_ip_for_five_minutes() -> None:
+async def test_three_failures_ban_the_address_and_the_pair_never_the_account() -> None:
+    """Issue 15 #3: three wrong tokens for a known user name no longer lock that user out from everywhere."""
     clock = Clock()
     service = make_service(clock=clock)
     _, token = await service.create(owner=ALICE, created_by=ALICE)
     _, bob_token = await service.create(owner="bob@example.com", created_by="bob@example.com")
     for _ in range(3):
         assert await _codes(service.verify(ALICE, token[:-6] + "AAAAAA", client_ip="192.0.2.1")) != "ok"
+    # Alice, from her own address, is not locked out ...
+    assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "ok"
+    # ... the guesser's address is, for every user, and so is the (alice, guesser's address) pair.
     with pytest.raises(TooManyRequests) as info:
-        await service.verify(ALICE, token, client_ip="198.51.100.7")  # right token, banned user
+        await service.verify(ALICE, token, client_ip="192.0.2.1")
     assert info.value.error_code == "too_many_attempts" and info.value.retry_after == 300
     assert info.value.headers() == {"Retry-After": "300"}
-    # the IP is banned too, for every user
     assert await _codes(service.verify("bob@example.com", bob_token, client_ip="192.0.2.1")) == "too_many_attempts"
     assert await _codes(service.verify("bob@example.com", bob_token, client_ip="198.51.100.7")) == "ok"
     clock.advance(299)
-    assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "too_many_attempts"
+    assert await _codes(service.verify(ALICE, token, client_ip="192.0.2.1")) == "too_many_attempts"
     clock.advance(2)
-    assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "ok"
+    assert await _codes(service.verify(ALICE, token, client_ip="192.0.2.1")) == "ok"
     bans = await service.audit.list(action="regulation.ban")
-    assert sorted(e.subject or "" for e in bans) == ["ip:192.0.2.1", "user:alice@example.com"]
+    assert sorted(e.subject or "" for e in bans) == ["ip:192.0.2.1", "pair:alice@example.com|192.0.2.1"]
+
+
+async def test_an_account_over_its_soft_limit_answers_failures_late_and_right_tokens_at_once() -> None:
+    clock = Clock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    policy = RegulationPolicy(soft_max_failures=4)
+    service = make_service(clock=clock, policy=policy, sleep=sleep, config=AppTokenConfig(account_failure_delay=1.5))
+    _, token = await service.create(owner=ALICE, created_by=ALICE)
+    # A distributed guesser: one failure from each of four addresses (no address reaches its limit).
+    for i in range(3):
+        assert await _codes(service.verify(ALICE, token[:-6] + "AAAAAA", client_ip=f"203.0.113.{i}")) != "ok"
+    assert slept == []
+    assert await _codes(service.verify(ALICE, token[:-6] + "AAAAAA", client_ip="203.0.113.3")) != "ok"
+    assert slept == [1.5]  # from the soft limit on, failures answer late ...
+    assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "ok"  # ... right tokens do not
+    assert await _codes(service.verify(ALICE, token, client_ip="203.0.113.0")) == "ok"
+    assert slept == [1.5]
+    assert await _codes(service.verify(ALICE, "twa_nope", client_ip="203.0.113.9")) == "apptoken_malformed"
+    assert slept == [1.5, 1.5]
 
 
 async def test_failures_outside_the_window_do_not_ban() -> None:

@@ -1,7 +1,16 @@
 """Brute-force regulation: count failed credential checks, ban, answer 429 while banned.
 
-Defaults follow Authelia's: 3 failures within 2 minutes ban the user *and* the client IP for
-5 minutes. Failures and bans are stored through a
+Keys come in two kinds (docs/regulation.md):
+
+- **hard** keys — the client address (:func:`ip_key`) and the (account, address) pair
+  (:func:`pair_key`): ``max_failures`` within ``find_time`` ban them for ``ban_time``; a
+  banned hard key is refused whoever presents it. Nobody can ban an address but its own user.
+- **soft** keys — the account (:func:`user_key`): counted too, and banned at
+  ``soft_max_failures`` (None: never), but a ban on them is *not* a lockout: the caller
+  decides what it costs — a delay on failures (app tokens), or a refusal only for browsers
+  that never signed in as that account (captchas; a signed device cookie exempts the others).
+
+Defaults follow Authelia's: 3 failures within 2 minutes ban for 5 minutes. Failures and bans are stored through a
 :class:`~tokenward.storage.RegulationStore` (SQL: shared by every instance). Each instance keeps
 a snapshot of active bans and refreshes it at most once per ``sync_seconds``, so checking a
 ban on the hot path is a dict lookup, and a ban made elsewhere is honoured within that time.
@@ -30,6 +39,8 @@ class RegulationPolicy:
     max_failures: int = 3
     find_time: float = 120.0
     ban_time: float = 300.0
+    #: Failures of a soft key (an account) within ``find_time`` that mark it banned; None: never.
+    soft_max_failures: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -49,6 +60,11 @@ def user_key(user: str) -> str:
 
 def ip_key(ip: str) -> str:
     return _key("ip", ip)
+
+
+def pair_key(user: str, ip: str | None) -> str:
+    """The (account, address) key: failures from one address against one account."""
+    return _key("pair", f"{user}|{ip or '-'}")
 
 
 def client_key(client_id: str) -> str:
@@ -84,6 +100,10 @@ class Regulator:
                 retry_after=math.ceil(until - now),
             )
 
+    def banned(self, key: str, now: float) -> bool:
+        """Whether ``key`` is banned in the local snapshot (for soft keys, whose ban the caller interprets)."""
+        return self._bans.get(key, 0.0) > now
+
     def needs_sync(self, now: float) -> bool:
         return self.policy.enabled and now - self._synced_at >= self.sync_seconds
 
@@ -97,13 +117,17 @@ class Regulator:
             return
         self._bans = {key: until.timestamp() for key, until in bans.items()}
 
-    async def failure(self, keys: tuple[str, ...], now: float) -> list[str]:
-        """Record a failure for every key; ban those that reached the limit. Returns the newly banned keys."""
-        if not self.policy.enabled or not keys:
+    async def failure(self, keys: tuple[str, ...], now: float, *, soft: tuple[str, ...] = ()) -> list[str]:
+        """Record a failure for every key (hard ``keys`` and ``soft`` ones); ban those that reached their limit.
+        Returns the newly banned keys."""
+        if not self.policy.enabled or not (keys or soft):
             return []
         at = _dt(now)
-        counts = await self.store.record_failure(keys, at, since=_dt(now - self.policy.find_time))
-        banned = [key for key, count in counts.items() if count >= self.policy.max_failures]
+        counts = await self.store.record_failure((*keys, *soft), at, since=_dt(now - self.policy.find_time))
+        limits = {key: self.policy.max_failures for key in keys}
+        if self.policy.soft_max_failures is not None:
+            limits.update(dict.fromkeys(soft, self.policy.soft_max_failures))
+        banned = [key for key, count in counts.items() if key in limits and count >= limits[key]]
         until = now + self.policy.ban_time
         for key in banned:
             if self._bans.get(key, 0.0) < until:

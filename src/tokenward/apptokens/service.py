@@ -39,7 +39,7 @@ from . import format as token_format
 from .access import AdminCheck, UserDirectory, no_admins, subject_directory, validate_scopes, validate_subject
 from .cache import TTLCache
 from .expiry import check_expiry
-from .regulation import Regulator, ip_key, user_key
+from .regulation import Regulator, ip_key, pair_key, user_key
 
 __all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]
 
@@ -62,6 +62,8 @@ class AppTokenConfig:
     cache_ttl: float = 0.5
     cache_size: int = 100_000
     impersonation: bool = False
+    #: Seconds a failed check waits while its account is over the soft limit (docs/regulation.md).
+    account_failure_delay: float = 1.0
 
 
 def cli_actor() -> str:
@@ -87,8 +89,10 @@ class AppTokenService:
         instance: str | None = None,
         is_admin: AdminCheck = no_admins,
         directory: UserDirectory = subject_directory,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
+        self.sleep = sleep
         self.audit = audit
         self.regulator = regulator
         self.config = config or AppTokenConfig()
@@ -365,11 +369,17 @@ class AppTokenService:
         client_ip: str | None,
         request_id: str | None,
     ) -> None:
+        soft = (user_key(user),) if user else ()
         try:
-            banned = await self.regulator.failure(keys, now)
+            banned = await self.regulator.failure(keys, now, soft=soft)
         except StorageError as exc:
             log.warning("cannot record a failed app token check: %s", exc.detail)
             banned = []
+        if soft and self.regulator.banned(soft[0], now):
+            # The account is under attack: its failures answer late (a guesser's throughput drops), its
+            # owner's right tokens do not (no lockout). App tokens carry ~131 random bits: the delay is a
+            # brake on noise, the per-address bans are what stop a guesser.
+            await self.sleep(self.config.account_failure_delay)
         await self._audit(
             now,
             actor=_actor(user),
@@ -454,11 +464,13 @@ class AppTokenService:
 
 
 def _regulation_keys(user: str | None, client_ip: str | None) -> tuple[str, ...]:
+    """The hard keys: the client address and the (account, address) pair. The account alone is a soft key
+    (:meth:`AppTokenService._failed`): a known user name must not let anyone lock its owner out."""
     keys: tuple[str, ...] = ()
-    if user:
-        keys += (user_key(user),)
     if client_ip:
         keys += (ip_key(client_ip),)
+    if user:
+        keys += (pair_key(user, client_ip),)
     return keys
 
 

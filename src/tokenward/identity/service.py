@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tokenward.apptokens.regulation import Regulator, ip_key, user_key
+from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
 from tokenward.errors import (
     BadRequest,
     Conflict,
@@ -33,6 +33,7 @@ from tokenward.identity.client_tokens import (
     is_weak_x25519,
     sign_client_token,
 )
+from tokenward.identity.device import device_proves, issue_device_token
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.identity.mail import Mailer, enrollment_message
 from tokenward.identity.policy import IdentityPolicy, resolve_scopes
@@ -58,9 +59,24 @@ log = logging.getLogger("tokenward.identity")
 
 
 def _regulation_keys(kind: str, email: str, client_ip: str | None) -> tuple[str, ...]:
-    """Keys of their own (``user:captcha:…``): a captcha ban never locks the same user out of app tokens."""
+    """Per e-mail and per IP, both hard (enrolment e-mails: the limit protects the mailbox itself).
+
+    Keys of their own (``user:captcha:…``): a captcha ban never locks the same user out of app tokens.
+    """
     keys = (user_key(f"{kind}:{email}"),)
     return (*keys, ip_key(f"{kind}:{client_ip}")) if client_ip else keys
+
+
+def _hard_keys(kind: str, email: str, client_ip: str | None) -> tuple[str, ...]:
+    """The hard keys of captcha regulation: the client address and the (e-mail, address) pair
+    (docs/regulation.md). Nobody but the address's own users can get them banned."""
+    pair = (pair_key(f"{kind}:{email}", client_ip),)
+    return (ip_key(f"{kind}:{client_ip}"), *pair) if client_ip else pair
+
+
+def _account_key(kind: str, email: str) -> str:
+    """The soft key: the e-mail address from anywhere. Banned, it refuses only browsers without its device cookie."""
+    return user_key(f"{kind}:{email}")
 
 
 def enrollment_code_hash(code: str) -> str:
@@ -122,6 +138,18 @@ class IdentityService:
     mailer: Mailer | None = None
     mail_sender: str = ""
 
+    def _failure_keys(self, email: str, client_ip: str | None, device: str | None, now: float) -> tuple[str, ...]:
+        """The captcha-failure keys a request is checked against: the hard ones, and the account's unless the
+        request shows the device cookie of a browser that signed in as ``email`` before."""
+        keys = _hard_keys("captcha", email, client_ip)
+        if device_proves(self.keyring(), device, email, now=now):
+            return keys
+        return (*keys, _account_key("captcha", email))
+
+    def device_token(self, email: str, *, now: float) -> str:
+        """A device cookie for a browser that just signed in as ``email`` (:mod:`tokenward.identity.device`)."""
+        return issue_device_token(self.keyring(), normalize_email(email), now=now, nonce=self.random_bytes(12))
+
     async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
         if regulator is None or not regulator.policy.enabled:
             return
@@ -134,12 +162,19 @@ class IdentityService:
             raise TooManyRequests(detail, code=code, retry_after=exc.retry_after) from None
 
     async def _count(
-        self, regulator: Regulator | None, keys: tuple[str, ...], now: float, *, client_ip: str | None, reason: str
+        self,
+        regulator: Regulator | None,
+        keys: tuple[str, ...],
+        now: float,
+        *,
+        client_ip: str | None,
+        reason: str,
+        soft: tuple[str, ...] = (),
     ) -> None:
         if regulator is None:
             return
         try:
-            banned = await regulator.failure(keys, now)
+            banned = await regulator.failure(keys, now, soft=soft)
         except StorageError as exc:  # regulation must not turn a storage hiccup into a refused login
             log.warning("cannot record a %s: %s", reason, exc.detail)
             return
@@ -222,7 +257,7 @@ class IdentityService:
         aead: str = cap.DEFAULT_AEAD,
     ) -> Enrollment:
         email = normalize_email(email)
-        keys = _regulation_keys("captcha", email, client_ip)
+        keys = _hard_keys("captcha", email, client_ip)  # enrolment codes carry 128 bits: no account limit
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         _x25519(public_key, "public_key")
         cap.validate_aead(aead)
@@ -255,16 +290,19 @@ class IdentityService:
         origin: str | None = None,
         app_hash: str | None = None,
         client_ip: str | None = None,
+        device: str | None = None,
     ) -> CaptchaIssued:
         email = normalize_email(email)
         # Failures ban new captchas too (else a fresh captcha would reset the guessing budget); every request
         # is counted before any policy answer, so probing which addresses are enrolled is limited as well.
         await self._check(
-            self.failure_regulator, _regulation_keys("captcha", email, client_ip), now, "too_many_attempts"
+            self.failure_regulator, self._failure_keys(email, client_ip, device, now), now, "too_many_attempts"
         )
         # Count first, then check: the count is one SQL query shared by every instance, so the limit is exact
         # across instances (the regulator's policy allows max + 1, the first request that is refused).
-        requests = _regulation_keys("captcha-request", email, client_ip)
+        # Per address and per (e-mail, address) only: a captcha request costs a guesser nothing he could use
+        # (the answers are what is limited per account), so counting them per e-mail only handed out lockouts.
+        requests = _hard_keys("captcha-request", email, client_ip)
         await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="captcha request")
         await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
         client = self.clients().get(normalize_client_id(client_id))
@@ -320,12 +358,18 @@ class IdentityService:
         now: float,
         scopes: Iterable[str] = (),
         client_ip: str | None = None,
+        device: str | None = None,
     ) -> IssuedSession:
         challenge = await self.store.get_challenge(captcha_id)
         if challenge is None or challenge.kind != "captcha":
             raise NotFound("no such captcha", code="captcha_unknown")
-        keys = _regulation_keys("captcha", challenge.subject, client_ip)
-        await self._check(self.failure_regulator, keys, now, "too_many_attempts")
+        keys = _hard_keys("captcha", challenge.subject, client_ip)
+        await self._check(
+            self.failure_regulator,
+            self._failure_keys(challenge.subject, client_ip, device, now),
+            now,
+            "too_many_attempts",
+        )
         _session_key(session_key)
         cap.check_usable(challenge, now=now)
         # A captcha made by an instance with another time code is a configuration fault, not a guess:
@@ -347,7 +391,14 @@ class IdentityService:
             await self._audit(
                 now, challenge.subject, "captcha.failed", subject=challenge.subject, reason=exc.error_code, ip=client_ip
             )
-            await self._count(self.failure_regulator, keys, now, client_ip=client_ip, reason="captcha failure")
+            await self._count(
+                self.failure_regulator,
+                keys,
+                now,
+                client_ip=client_ip,
+                reason="captcha failure",
+                soft=(_account_key("captcha", challenge.subject),),
+            )
             raise
         granted, missing = resolve_scopes(
             self.policy().scopes(challenge.subject, challenge.app_hash, challenge.client_id), scopes

@@ -38,6 +38,7 @@ class Purpose(enum.StrEnum):
     PSEUDONYM = "pseudonym"
     FORWARD_AUTH_COOKIE = "forward-auth-cookie"
     DECISION_LOG = "decision-log"
+    DEVICE = "device"
 
 
 def derive_key(code: TimeCode, purpose: Purpose) -> Secret:

@@ -76,7 +76,12 @@ def get_identity(request: Request) -> IdentityService:
         audit=SqlAuditLog(runtime.database),
         session_lifetime=runtime.settings.session_lifetime_seconds,
         request_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_requests + 1, window, window)),
-        failure_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_failures, window, window)),
+        failure_regulator=Regulator(
+            regulation,
+            RegulationPolicy(
+                settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
+            ),
+        ),
         mailer=_mailer(settings, runtime.server_name),
         mail_sender=settings.smtp_from,
     )
@@ -186,6 +191,12 @@ class CaptchaIn(_In):
     origin: str | None = Field(default=None, max_length=300)
     app_hash: str | None = Field(default=None, max_length=128)
     code_challenge: str = Field(max_length=43, description="RFC 7636 S256 challenge.")
+    device: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The `device` token an earlier sign-in as this e-mail returned: exempts from the per-account "
+        "limit on wrong answers (docs/regulation.md).",
+    )
 
 
 class CaptchaOut(BaseModel):
@@ -203,6 +214,12 @@ class VerifyIn(_In):
     code_verifier: str = Field(max_length=128)
     session_key: str = Field(max_length=64, description="b64u X25519 public key of this session.")
     scopes: list[str] = Field(default_factory=list, max_length=32)
+    device: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The `device` token an earlier sign-in as this e-mail returned: exempts from the per-account "
+        "limit on wrong answers (docs/regulation.md).",
+    )
 
 
 class SessionOut(BaseModel):
@@ -211,6 +228,11 @@ class SessionOut(BaseModel):
     client_id: str
     scopes: list[str]
     expires_at: int
+    device: str | None = Field(
+        default=None,
+        description="After a captcha sign-in: keep it and send it as `device` with later captcha requests and "
+        "answers for this e-mail (docs/regulation.md).",
+    )
 
 
 class ClientTokenIn(_In):
@@ -319,6 +341,7 @@ async def request_captcha(body: CaptchaIn, service: Service, request: Request) -
         code_challenge=body.code_challenge,
         now=time.time(),
         client_ip=request_client_ip(request),
+        device=body.device,
     )
     svg = segno.make(issued.payload, error="m").svg_inline(scale=4)
     return CaptchaOut(captcha_id=issued.captcha_id, captcha=issued.payload, qr_svg=svg, expires_at=issued.expires_at)
@@ -346,8 +369,11 @@ async def verify_captcha(body: VerifyIn, service: Service, request: Request) -> 
         scopes=body.scopes,
         now=time.time(),
         client_ip=request_client_ip(request),
+        device=body.device,
     )
-    return _session_out(issued)
+    out = _session_out(issued)
+    out.device = service.device_token(issued.identity.subject, now=time.time())
+    return out
 
 
 @router.get("/api/scopes", summary="Scopes a user may pick for a client app (LOGIN AS)")

@@ -23,6 +23,7 @@ from tokenward.errors import BadRequest, NotFound, StorageUnavailable, Tokenward
 from tokenward.identity.apps import FIRST_PARTY_NAME, ClientApp, app_hash_of_origin, load_serving_registry
 from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
+from tokenward.identity.device import DEVICE_COOKIE, DEVICE_MAX_AGE
 from tokenward.identity.source import SourceIdentity
 from tokenward.policy import is_admin
 from tokenward.web.routes.app_tokens import service as app_token_service
@@ -123,6 +124,7 @@ async def login_start(request: Request) -> Response:
             code_challenge=pkce_challenge(verifier),
             now=time.time(),
             client_ip=request_client_ip(request),
+            device=request.cookies.get(DEVICE_COOKIE),
         )
         scopes = service.scopes_for(email=email, client_id=client.client_id, app_hash=app_hash_of_origin(origin))
     except TokenwardError as exc:
@@ -187,6 +189,7 @@ async def login_code(request: Request) -> Response:
             scopes=picked,
             now=time.time(),
             client_ip=request_client_ip(request),
+            device=request.cookies.get(DEVICE_COOKIE),
         )
     except TokenwardError as exc:
         message = LOGIN_MESSAGES.get(exc.error_code, exc.detail)
@@ -207,6 +210,17 @@ async def login_code(request: Request) -> Response:
         path="/",
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
+    # This browser signed in as this account: it may go on signing in while strangers' wrong answers hold
+    # the account over its limit (docs/regulation.md). Sent to the sign-in pages only.
+    response.set_cookie(
+        DEVICE_COOKIE,
+        get_identity(request).device_token(issued.identity.subject, now=time.time()),
+        max_age=DEVICE_MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+        path="/login",
+    )
     return response
 
 
