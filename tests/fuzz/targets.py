@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import KeySet
 
 from tokenward.apptokens import format as apptoken_format
+from tokenward.apptokens.expiry import parse_duration
 from tokenward.configsync.manifest import Manifest
 from tokenward.errors import TokenwardError
 from tokenward.forwardauth.config_token import decode_token, encode_token
@@ -27,7 +28,9 @@ from tokenward.forwardauth.plugins.basic import basic_credentials, bearer_token
 from tokenward.forwardauth.queries import compile_query
 from tokenward.forwardauth.request_info import reconstruct
 from tokenward.forwardauth.schema import parse_document
-from tokenward.identity import captcha, client_tokens, source
+from tokenward.identity import apps, captcha, client_tokens, source
+from tokenward.identity.encoding import b64u_decode
+from tokenward.identity.resources import ResourceRegistry
 from tokenward.keys import Keyring, Purpose, Secret, TimeCode
 from tokenward.policy import DEFAULT_MODEL, build_policy
 from tokenward.web.auth import parse_basic
@@ -129,6 +132,31 @@ def query_expression(text: str) -> object:
     return query.values(_QUERY_DATA)
 
 
+def expiry(text: str) -> object:
+    """An app token's ``expiry`` / ``expires_in`` (``72h``, ``1h30m``)."""
+    return parse_duration(text)
+
+
+def origin(text: str) -> object:
+    """The ``origin`` a browser's client app sends with a captcha request."""
+    return apps.origin_host(text)
+
+
+def client_ids_file(data: bytes) -> object:
+    """``clientids.json`` (from the data dir or the S3 bundle)."""
+    return apps.ClientRegistry.parse(data)
+
+
+def resources_file(data: bytes) -> object:
+    """``resources.json`` (from the data dir or the S3 bundle)."""
+    return ResourceRegistry.parse(data)
+
+
+def base64url_field(text: str) -> object:
+    """Every base64url field of the identity API (session keys, signatures, captcha bodies)."""
+    return b64u_decode(text, field="session_key", length=32)
+
+
 def forwarded_headers(data: bytes) -> object:
     """The ``X-Forwarded-*`` / ``X-Original-*`` headers /verify rebuilds the request from (JSON object of strings)."""
     try:
@@ -170,6 +198,11 @@ TARGETS: dict[str, Target] = {
         Target("time_code", "text", time_code),
         Target("query_expression", "text", query_expression),
         Target("forwarded_headers", "bytes", forwarded_headers),
+        Target("expiry", "text", expiry),
+        Target("origin", "text", origin),
+        Target("client_ids_file", "bytes", client_ids_file),
+        Target("resources_file", "bytes", resources_file),
+        Target("base64url_field", "text", base64url_field),
     )
 }
 
@@ -244,6 +277,13 @@ def sample_manifest() -> bytes:
     return manifest.render()
 
 
+def _sample_clients() -> bytes:
+    registry, _ = apps.ClientRegistry().register(
+        name="App", origins=["https://app.example.com"], client_id="A" * 40, now=int(NOW)
+    )
+    return registry.render()
+
+
 def seeds() -> dict[str, list[bytes]]:
     """A starting corpus per target: valid inputs the fuzzers mutate."""
     user_row = (
@@ -262,6 +302,11 @@ def seeds() -> dict[str, list[bytes]]:
         "app_token": [apptoken_format.generate()[0].encode()],
         "time_code": [KEYRING.current.format().encode()],
         "query_expression": [b"b$.user.name", b"a{{ user.name | upper }}"],
+        "expiry": [b"72h", b"1h30m"],
+        "origin": [b"https://app.example.com:8443", b"[::1]:8080"],
+        "client_ids_file": [_sample_clients()],
+        "resources_file": [ResourceRegistry().register("api.example.com", "A" * 43).render()],
+        "base64url_field": [client_tokens.b64u_of_public(CAPTCHA_KEY).encode()],
         "forwarded_headers": [
             json.dumps(
                 {

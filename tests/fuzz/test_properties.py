@@ -19,15 +19,17 @@ from hypothesis import strategies as st
 from tests.fuzz import targets
 from tests.fuzz.targets import TARGETS, seeds
 from tokenward.apptokens import format as apptoken_format
+from tokenward.apptokens.expiry import parse_duration
 from tokenward.configsync.manifest import Manifest
 from tokenward.errors import TokenwardError
 from tokenward.forwardauth.config_token import decode_token, encode_token
-from tokenward.identity import captcha, client_tokens, source
+from tokenward.identity import apps, captcha, client_tokens, source
+from tokenward.identity.resources import ResourceRegistry
 from tokenward.keys import Secret, TimeCode
 from tokenward.policy import DEFAULT_MODEL, build_policy
 from tokenward.web.auth import parse_basic
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 _SEEDS = seeds()
 
@@ -77,6 +79,10 @@ def test_every_seed_parses() -> None:
         ("config_token", b"W" * 20000),  # base64 of "[[[[" ...: deeply nested JSON in the header
         ("config_token", base64.urlsafe_b64encode(b"[" * 20000)),
         ("config_document", b"[" * 20000),
+        ("client_ids_file", b"[" * 20000),
+        ("resources_file", b"[" * 20000),
+        ("origin", b"https://[::1/"),
+        ("origin", b"https://h:\xc2\xb2/"),
         ("bundle_manifest", b"[" * 20000),
         ("forwarded_headers", json.dumps({"X-Original-URL": "http://[abc/"}).encode()),
         ("forwarded_headers", json.dumps({"X-Original-URL": "http://h:99999999/"}).encode()),
@@ -218,3 +224,37 @@ def test_model_with_an_unknown_effect_is_a_policy_error() -> None:
     with pytest.raises(TokenwardError) as info:
         build_policy({"model.conf": model.encode()})
     assert info.value.error_code == "policy_model_invalid"
+
+
+@FUZZ
+@given(
+    names=st.lists(
+        st.text(string.ascii_letters + " -", min_size=1, max_size=30).map(str.strip), max_size=4, unique=True
+    ),
+    hosts=st.lists(
+        st.from_regex(r"[a-z]{1,12}\.example\.com(:[1-9][0-9]{0,3})?", fullmatch=True), min_size=1, max_size=3
+    ),
+)
+def test_client_ids_round_trip(names: list[str], hosts: list[str]) -> None:
+    registry = apps.ClientRegistry()
+    for i, name in enumerate(n for n in names if n):
+        registry, _ = registry.register(name=name, origins=hosts, client_id=f"{i:040X}", now=int(targets.NOW))
+    assert apps.ClientRegistry.parse(registry.render()) == registry
+
+
+@FUZZ
+@given(names=st.lists(st.from_regex(r"[a-z]{1,12}\.example\.com", fullmatch=True), max_size=4, unique=True))
+def test_resources_round_trip(names: list[str]) -> None:
+    registry = ResourceRegistry()
+    for name in names:
+        registry = registry.register(name, "A" * 43)
+    assert ResourceRegistry.parse(registry.render()) == registry
+
+
+@FUZZ
+@given(weeks=st.integers(0, 5), hours=st.integers(0, 48), minutes=st.integers(0, 59))
+def test_expiry_round_trip(weeks: int, hours: int, minutes: int) -> None:
+    text = "".join(f"{n}{u}" for n, u in ((weeks, "w"), (hours, "h"), (minutes, "m")) if n)
+    if not text:
+        return
+    assert parse_duration(text).total_seconds() == weeks * 604800 + hours * 3600 + minutes * 60

@@ -193,7 +193,7 @@ class ClientRegistry:
                 )
                 for item in doc["clients"]
             )
-        except (ValueError, KeyError, TypeError, AttributeError, BadRequest) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, BadRequest) as exc:
             raise ConfigError(f"{source} is damaged ({type(exc).__name__})", code="client_ids_invalid") from None
         return cls(apps)
 

@@ -86,7 +86,7 @@ class ResourceRegistry:
         try:
             doc = json.loads(data)
             return cls(tuple((str(r["name"]), str(r["public_key"])) for r in doc["resources"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ConfigError(f"{RESOURCES_FILE} is damaged ({type(exc).__name__})", code="resources_invalid") from None
 
 
