@@ -76,6 +76,10 @@ def resource_app(verifier: Verifier, **options: Any) -> FastAPI:
     async def admin() -> dict[str, str]:
         return {"ok": "admin"}
 
+    @app.delete("/whoami", status_code=204)
+    async def forget(caller: VerifiedCaller) -> None:
+        return None
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"ok": "yes"}

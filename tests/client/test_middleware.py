@@ -284,7 +284,14 @@ async def test_an_unreachable_issuer_is_503_not_500(world: World) -> None:
 
 
 def _sealed_post(
-    world: World, token: str, claims: Any, target: str, body: bytes, *, content_type: str = "application/json"
+    world: World,
+    token: str,
+    claims: Any,
+    target: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    method: str = "POST",
 ) -> tuple[dict[str, str], bytes, str, ChaCha20Poly1305]:
     aead = ChaCha20Poly1305(channel_key(world.peer.key, claims))
     nonce = secrets.token_bytes(12)
@@ -294,7 +301,7 @@ def _sealed_post(
         token_id=claims.token_id,
         ts=int(world.clock.now),
         nonce=nonce,
-        method="POST",
+        method=method,
         target=target,
         content_type=content_type,
         body=body,
@@ -318,6 +325,10 @@ async def test_sealed_bodies_are_opened_and_answers_sealed(world: World) -> None
     assert answer["body"] == '{"hello": "api"}' and answer["sealed"] is True
     assert answer["content_type"] == "application/json"
     _refused(await client.post("/whoami", headers=headers, content=sealed), 401, "request_replayed")
+    # A 204 answer must stay without a body: it is not sealed.
+    headers, sealed, nonce, aead = _sealed_post(world, token, c, "/whoami", b"", method="DELETE")
+    r = await client.request("DELETE", "/whoami", headers=headers, content=sealed)
+    assert r.status_code == 204 and r.content == b"" and r.headers.get("content-type") != SEALED_CONTENT_TYPE
 
 
 async def test_a_sealed_body_that_does_not_open_is_refused(world: World) -> None:

@@ -110,6 +110,8 @@ async def test_login_then_sealed_and_proven_requests_through_the_middleware(setu
         assert answer["subject"] == "alice@example.com" and answer["sealed"] is True
         assert answer["body"] == '{"n":1}' and answer["content_type"] == "application/json"
         assert answer["client_id"] == s.client_id
+        gone = await api.delete("/whoami")  # an answer without a body stays without one
+        assert gone.status_code == 204 and gone.content == b""
         refused = await api.get("/admin")  # the middleware's refusals are not sealed
         assert refused.status_code == 403 and refused.json()["error"] == "scope_missing"
 

@@ -139,6 +139,10 @@ class TokenwardMiddleware:
             if message.get("more_body", False):
                 return
             status = int(start["status"])
+            if status in (204, 304) or method == "HEAD":  # no body allowed: nothing to seal
+                await send(start)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             out_headers = list(start.get("headers", []))
             inner_type = next((v.decode("latin-1") for n, v in out_headers if n.lower() == b"content-type"), "")
             sealed = seal_response(
