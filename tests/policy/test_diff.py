@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +157,28 @@ def test_seed_policy_compat_to_glob_reports_the_dotted_rows() -> None:
     assert "p, /*@/*./*, mytoken.server, CLIENTID-A, login" in rows
     document = result.to_json()
     assert document["flips"] == result.flips and document["old"] == {"version": compat.version, "dialect": "compat"}
+
+
+def test_a_shared_matcher_cache_changes_no_decision_and_no_error() -> None:
+    from tokenward.errors import PolicyError
+    from tokenward.policy.engine import MatcherCache
+
+    cache: MatcherCache = {}
+    rows_old = [("/*@example\\.com", "auth\\.example\\.com", "C1", "login"), ("bob@example\\.com", "d", "C1", "deny")]
+    rows_new = [*rows_old, ("/*@mail\\.example\\.com", "auth\\.example\\.com", "C1", "ask")]
+    text = {
+        name: "".join(f"p, {', '.join(r)}\n" for r in rows).encode()
+        for name, rows in (("old", rows_old), ("new", rows_new))
+    }
+    old_s, new_s = (build_policy({"userpolicy.csv": text[n]}, dialect="compat", matchers=cache) for n in ("old", "new"))
+    old_a, new_a = (build_policy({"userpolicy.csv": text[n]}, dialect="compat") for n in ("old", "new"))
+    assert len(cache) == 5  # three sub patterns and two dom patterns, each compiled once for both builds
+    probes = generate_probes(old_a, new_a)
+    groups = diff_policies(old_s, new_s, probes).to_json()["groups"]
+    assert groups and groups == diff_policies(old_a, new_a, probes).to_json()["groups"]
+    # the key holds the dialect: a glob-compiled '*@x' is no regex for compat, and still fails naming its line
+    build_policy({"userpolicy.csv": b"p, *@x.org, d, C1, login\n"}, dialect="glob", matchers=cache)
+    with pytest.raises(PolicyError, match=r"userpolicy.csv:2: invalid regular expression"):
+        build_policy(
+            {"userpolicy.csv": b"p, a@x, d, C1, login\np, *@x.org, d, C1, login\n"}, dialect="compat", matchers=cache
+        )

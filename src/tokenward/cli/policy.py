@@ -28,6 +28,7 @@ from tokenward.policy import (
     write_samples,
 )
 from tokenward.policy.diff import PolicyDiff, diff_policies, flip_scope
+from tokenward.policy.engine import MatcherCache
 from tokenward.policy.files import MAX_FILE_BYTES
 from tokenward.policy.lint import group_notes
 from tokenward.policy.patterns import Dialect
@@ -323,8 +324,9 @@ def run_diff(
         default = load_settings().policy_dialect
     old_sources, new_sources = read_sides(old, new)
     old_dialect, new_dialect = (_dialect(d or default) for d in dialects)
-    old_policy = _build_side("OLD", old, old_sources, old_dialect)
-    new_policy = _build_side("NEW", new, new_sources, new_dialect)
+    matchers: MatcherCache = {}  # the two sides share most patterns: compile each once
+    old_policy = _build_side("OLD", old, old_sources, old_dialect, matchers)
+    new_policy = _build_side("NEW", new, new_sources, new_dialect, matchers)
     probes: list[Probe] = list(recorded or [])
     for path in requests:
         probes.extend(parse_requests(_read_text(path), source=str(path)))
@@ -343,9 +345,9 @@ def _dialect(value: str | None) -> Dialect:
     raise PolicyError(f"unknown policy dialect {value!r}; use glob or compat", code="policy_dialect_unknown")
 
 
-def _build_side(label: str, spec: str, sources: dict[str, bytes], dialect: Dialect) -> Policy:
+def _build_side(label: str, spec: str, sources: dict[str, bytes], dialect: Dialect, matchers: MatcherCache) -> Policy:
     try:
-        return build_policy(sources, dialect=dialect)
+        return build_policy(sources, dialect=dialect, matchers=matchers)
     except PolicyError as exc:
         raise PolicyError(f"{label} ({spec}): {exc.detail}", code=exc.code) from None
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokenward.errors import PolicyError
-from tokenward.policy.engine import Engine, build_engine
+from tokenward.policy.engine import Engine, MatcherCache, build_engine
 from tokenward.policy.files import CSV_FILES, MODEL_FILES, MODEL_OF, content_version, decode, parse_rows, read_sources
 from tokenward.policy.model import DEFAULT_MODEL, PolicyModel, Rule, parse_model
 from tokenward.policy.patterns import Dialect
@@ -74,8 +74,13 @@ def build_policy(
     *,
     dialect: Dialect = "glob",
     segments: frozenset[Segment] = ALL_SEGMENTS,
+    matchers: MatcherCache | None = None,
 ) -> Policy:
-    """Build a :class:`Policy` from file contents keyed by file name; missing files are empty."""
+    """Build a :class:`Policy` from file contents keyed by file name; missing files are empty.
+
+    ``matchers`` shares compiled patterns with another build (``policy diff`` builds two policies
+    that differ in a few rows: each pattern is compiled once).
+    """
     if dialect not in ("glob", "compat"):
         raise PolicyError(f"unknown policy dialect {dialect!r}; use glob or compat", code="policy_dialect_unknown")
     models: dict[str, PolicyModel] = {}
@@ -87,7 +92,7 @@ def build_policy(
         model = models[MODEL_OF[name]]
         text = decode(sources[name], file=name) if name in sources else ""
         rows = parse_rows(text, file=name, columns=len(model.policy_tokens), ptypes=_ptypes(model))
-        engines[name] = build_engine(model, rows, dialect=dialect, file=name)
+        engines[name] = build_engine(model, rows, dialect=dialect, file=name, matchers=matchers)
     return Policy(
         version=content_version(sources),
         dialect=dialect,

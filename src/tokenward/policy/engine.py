@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from tokenward.errors import PolicyError
@@ -36,12 +36,16 @@ from tokenward.policy.patterns import (
     required_literals,
 )
 
-__all__ = ["CasbinEngine", "Engine", "IndexedEngine", "build_engine"]
+__all__ = ["CasbinEngine", "Engine", "IndexedEngine", "MatcherCache", "build_engine"]
 
 logger = logging.getLogger("tokenward.policy")
 
 _Match = Callable[[str], bool]
 _GRAM = 3
+#: Compiled row-side matchers by (dialect, pattern, modes). Matchers are pure, so one compiled
+#: pattern serves every row that repeats it; a cache shared between two builds (``policy diff``'s
+#: OLD and NEW) compiles each pattern once for both.
+MatcherCache = MutableMapping[tuple[str, str, frozenset[str]], tuple[_Match, str | None]]
 
 
 class Engine(Protocol):
@@ -136,7 +140,9 @@ class IndexedEngine:
 
     fast = True
 
-    def __init__(self, rules: Sequence[Rule], *, shape: ModelShape, dialect: Dialect) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], *, shape: ModelShape, dialect: Dialect, matchers: MatcherCache | None = None
+    ) -> None:
         self.rules = rules
         self.dialect: Dialect = dialect
         self.shape = shape
@@ -144,7 +150,7 @@ class IndexedEngine:
         self._pairs: dict[tuple[str, str, str, str], Rule | list[Rule]] = {}
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._acts: dict[str, set[str]] = defaultdict(set)
-        self._build(rules)
+        self._build(rules, {} if matchers is None else matchers)
 
     # ------------------------------------------------------------------ build
 
@@ -165,13 +171,21 @@ class IndexedEngine:
             return (lambda value: value == pattern or search(value) is not None), None
         return (lambda value: search(value) is not None), None
 
-    def _build(self, rules: Sequence[Rule]) -> None:
+    def _cached(
+        self, cache: MatcherCache, pattern: str, modes: frozenset[str], rule: Rule
+    ) -> tuple[_Match, str | None]:
+        key = (self.dialect, pattern, modes)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._matcher(pattern, modes, rule.where)
+        return found
+
+    def _build(self, rules: Sequence[Rule], cache: MatcherCache) -> None:
         shape = self.shape
         pending: list[tuple[_Entry, str | None, str | None]] = []
         for rule in rules:
-            where = rule.where
-            sub_ok, sub_lit = self._matcher(rule.sub, shape.sub, where)
-            dom_ok, dom_lit = self._matcher(rule.dom, shape.dom, where)
+            sub_ok, sub_lit = self._cached(cache, rule.sub, shape.sub, rule)
+            dom_ok, dom_lit = self._cached(cache, rule.dom, shape.dom, rule)
             self._acts[rule.obj].add(rule.act)
             if sub_lit is not None and dom_lit is not None:
                 key = (rule.obj, rule.act, sub_lit, dom_lit)
@@ -357,9 +371,11 @@ def _casbin_regex(dialect: Dialect) -> Callable[[str, str], bool]:
     return lambda value, pattern: glob_match(glob_segments(pattern), value.casefold())
 
 
-def build_engine(model: PolicyModel, rules: Sequence[Rule], *, dialect: Dialect, file: str) -> Engine:
+def build_engine(
+    model: PolicyModel, rules: Sequence[Rule], *, dialect: Dialect, file: str, matchers: MatcherCache | None = None
+) -> Engine:
     """The fast engine when the model has the supported shape, otherwise pycasbin with a warning."""
     if model.shape is not None:
-        return IndexedEngine(rules, shape=model.shape, dialect=dialect)
+        return IndexedEngine(rules, shape=model.shape, dialect=dialect, matchers=matchers)
     logger.warning("%s: %s uses pycasbin, the slow path (%s); decisions scan every row", file, model.file, model.reason)
     return CasbinEngine(rules, model=model, dialect=dialect)
