@@ -58,7 +58,12 @@ def app_under_test() -> Starlette:
     return Starlette(routes=[Route("/items", _hello)])
 
 
+_ADDRESSES = random.Random(3)
+
+
 def _scope(headers: Headers) -> dict[str, Any]:
+    # Traffic from 10,000 client addresses: the per-address regulation of failed checks stays in play.
+    k = _ADDRESSES.randrange(10_000)
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -70,7 +75,7 @@ def _scope(headers: Headers) -> dict[str, Any]:
         "query_string": b"",
         "root_path": "",
         "headers": headers,
-        "client": ("127.0.0.1", 5000),
+        "client": (f"10.0.{k // 256}.{k % 256}", 5000),
         "server": ("127.0.0.1", 8000),
     }
 

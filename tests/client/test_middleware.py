@@ -30,6 +30,7 @@ from tokenward.client import (
     Verifier,
 )
 from tokenward.client.channel import SEALED_CONTENT_TYPE, open_response, seal_request
+from tokenward.client.regulation import FailureRegulator
 from tokenward.identity.apps import app_hash_of_origin
 from tokenward.identity.client_tokens import channel_key, jwks
 from tokenward.identity.encoding import b64u_encode
@@ -436,3 +437,24 @@ async def test_redis_down_is_503_not_a_silent_pass(world: World) -> None:
         _refused(await world.get(client), 503, "replay_store_unavailable")
     finally:
         await down.aclose()
+
+
+async def test_failed_first_sight_checks_are_regulated_per_address(world: World) -> None:
+    client = await world.app(regulator=FailureRegulator(limit=3, window_seconds=60))
+    good = world.peer.claims()
+    good_token = world.peer.token(good)
+    assert (await client.get("/whoami", headers=world.peer.headers(good_token, good, "GET", "/whoami"))).is_success
+    for _ in range(3):
+        _refused(await world.get(client, issuer="evil.example.com"), 401, "client_token_foreign")
+    r = await world.get(client)  # a new token, even a good one, waits out the window
+    _refused(r, 429, "too_many_attempts")
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    # A token verified before keeps working; the limit is per address and lifts with the window.
+    assert (await client.get("/whoami", headers=world.peer.headers(good_token, good, "GET", "/whoami"))).is_success
+    elsewhere = httpx.AsyncClient(transport=httpx.ASGITransport(app=client._transport.app, client=("10.0.0.2", 1)))  # type: ignore[attr-defined]
+    world._closing.append(elsewhere)
+    c = world.peer.claims()
+    r = await elsewhere.get("http://api/whoami", headers=world.peer.headers(world.peer.token(c), c, "GET", "/whoami"))
+    assert r.is_success, r.text
+    world.clock.now += 61
+    assert (await world.get(client)).is_success

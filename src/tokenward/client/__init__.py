@@ -16,6 +16,7 @@ from tokenward.client.authenticators import key_authenticator, prompt_authentica
 from tokenward.client.flows import CaptchaChallenge, ClientToken, Session
 from tokenward.client.jwks import JWKSCache
 from tokenward.client.middleware import CALLER_SCOPE_KEY, TokenwardMiddleware
+from tokenward.client.regulation import FailureRegulator
 from tokenward.client.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from tokenward.client.session import AsyncTokenward, Tokenward
 from tokenward.client.verifier import Caller, SessionKeys, VerifiedToken, Verifier
@@ -26,6 +27,7 @@ __all__ = [
     "Caller",
     "CaptchaChallenge",
     "ClientToken",
+    "FailureRegulator",
     "JWKSCache",
     "MemoryReplayGuard",
     "RedisReplayGuard",

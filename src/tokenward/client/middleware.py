@@ -81,7 +81,8 @@ class TokenwardMiddleware:
             await send(message)
 
         try:
-            verified = await self.verifier.verify_token(_bearer(authorization))
+            peer = scope.get("client")
+            verified = await self.verifier.verify_token(_bearer(authorization), client=peer[0] if peer else None)
             raw_path = scope.get("raw_path") or scope["path"].encode()
             query = scope.get("query_string", b"")
             target = (raw_path + b"?" + query if query else raw_path).decode("latin-1")

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tokenward.client.channel import SealedRequest, open_request, parse_proof, verify_proof
 from tokenward.client.jwks import JWKSCache
+from tokenward.client.regulation import FailureRegulator
 from tokenward.client.replay import MemoryReplayGuard, ReplayGuard
 from tokenward.errors import Forbidden, TokenwardError, Unauthorized
 from tokenward.identity.apps import app_hash_of_origin, hashes_equal
@@ -137,6 +138,7 @@ class Verifier:
         required_scopes: Iterable[str] = (),
         cache_size: int = 100_000,
         refused_cache_size: int = 10_000,
+        regulator: FailureRegulator | None = None,
     ) -> None:
         self.issuer = issuer
         self.resource = resource
@@ -157,11 +159,17 @@ class Verifier:
         # Refusals live apart: a flood of bad tokens must not evict the good ones.
         self._refused: OrderedDict[str, TokenwardError] = OrderedDict()
         self._refused_size = refused_cache_size
+        #: Regulates failed first-sight checks per client address (pass ``None`` to switch it off).
+        self.regulator = regulator if regulator is not None else FailureRegulator()
 
     # -- the token -----------------------------------------------------------------------------
 
-    async def verify_token(self, token: str) -> VerifiedToken:
-        """The verified token, from the cache when it was seen before (raises the refusal otherwise)."""
+    async def verify_token(self, token: str, *, client: str | None = None) -> VerifiedToken:
+        """The verified token, from the cache when it was seen before (raises the refusal otherwise).
+
+        ``client`` (the peer's address) is regulated: too many failed first-sight checks from it
+        and its new tokens get 429 ``too_many_attempts`` for a while (``regulator``).
+        """
         now = self.clock()
         hit = self._cache.get(token)
         if hit is not None and now < hit.valid_until:
@@ -181,11 +189,16 @@ class Verifier:
             refused = self._refused.get(token)
             if refused is not None:
                 raise refused.with_traceback(None)  # a fresh traceback: re-raising would lengthen the old one
+        regulator = self.regulator
+        if regulator is not None and client is not None:
+            regulator.check(client, now=now)
         try:
             verified = await self._verify(token, now)
         except TokenwardError as refusal:
             if refusal.error_code in _PERMANENT:
                 _remember(self._refused, self._refused_size, token, refusal)
+            if regulator is not None and client is not None and refusal.status == 401:
+                regulator.failed(client, now=now)
             raise
         _remember(self._cache, self._cache_size, token, verified)
         return verified
