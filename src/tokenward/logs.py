@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Literal, TextIO
 
-__all__ = ["QUIET_LOGGERS", "REQUEST_ID", "ThirdPartyFilter", "configure_logging"]
+__all__ = ["QUIET_LOGGERS", "REQUEST_ID", "JsonFormatter", "ThirdPartyFilter", "configure_logging"]
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("tokenward_request_id", default="-")
 

@@ -16,17 +16,28 @@ log = logging.getLogger("tokenward.periodic")
 
 
 class Periodic:
-    """Run ``step`` every ``interval`` seconds in the running event loop until :meth:`stop`."""
+    """Run ``step`` every ``interval`` seconds in the running event loop until :meth:`stop`.
 
-    def __init__(self, step: Callable[[], Awaitable[object]], *, interval: float, name: str) -> None:
+    ``sleep`` waits between steps (:func:`asyncio.sleep`); tests pass one they release by hand.
+    """
+
+    def __init__(
+        self,
+        step: Callable[[], Awaitable[object]],
+        *,
+        interval: float,
+        name: str,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.step = step
         self.interval = interval
         self.name = name
+        self.sleep = sleep
         self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await self.sleep(self.interval)
             try:
                 await self.step()
             except Exception:  # a poller must survive anything a file system, S3 or a bundle throws at it

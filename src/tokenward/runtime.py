@@ -37,7 +37,16 @@ if TYPE_CHECKING:
     from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = [
+    "Runtime",
+    "build_app_token_service",
+    "build_decision_log",
+    "build_forward_auth",
+    "build_oidc",
+    "build_system_login",
+    "check_secret_files",
+    "open_runtime",
+]
 
 log = logging.getLogger("tokenward.runtime")
 
@@ -145,7 +154,12 @@ def check_secret_files(settings: Settings, data_dir: DataDir) -> None:
 
 
 async def open_runtime(
-    settings: Settings, *, migrate: bool = True, listen: bool = True, app_tokens_only: bool = False
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    listen: bool = True,
+    app_tokens_only: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> Runtime:
     """Load the data dir, check secret files, open the database and apply migrations.
 
@@ -154,6 +168,7 @@ async def open_runtime(
     ``app_tokens_only=True`` (the ``app-token`` commands) builds neither the /verify service nor the
     OpenID Provider or system login: they import httpx, Authlib, Jinja2 and the hash libraries, about
     a second of start-up for a command that never uses them.
+    ``clock`` (Unix seconds) goes to the services that take one; tests move it instead of sleeping.
     """
     data_dir = DataDir(settings.data_dir)
     server_name = load_server_name(settings, data_dir)
@@ -206,6 +221,7 @@ async def open_runtime(
         server_name=server_name,
         runtime=runtime,
         regulation_store=regulation_store,
+        clock=clock,
     )
     if runtime.revocation_channel is not None:
         runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
@@ -215,7 +231,7 @@ async def open_runtime(
     if app_tokens_only:
         return runtime
     runtime.forward_auth = build_forward_auth(runtime)
-    runtime.oidc = build_oidc(runtime)
+    runtime.oidc = build_oidc(runtime, clock=clock)
     runtime.system_login = build_system_login(runtime, regulation_store or SqlRegulationStore(database))
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
@@ -351,6 +367,7 @@ def build_app_token_service(
     server_name: str,
     runtime: Runtime | None = None,
     regulation_store: RegulationStore | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AppTokenService:
     """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
 
@@ -383,4 +400,5 @@ def build_app_token_service(
         key=key,
         config=config,
         is_admin=policy_admin_check(lambda: runtime.policy if runtime is not None else None, server_name),
+        clock=clock,
     )

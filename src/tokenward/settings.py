@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from tokenward.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "SEGMENTS", "Settings"]
+__all__ = ["ENV_PREFIX", "SEGMENTS", "Settings", "validate_server_name"]
 
 ENV_PREFIX = "TOKENWARD_"
 CONFIG_FILE_ENV = "TOKENWARD_CONFIG_FILE"

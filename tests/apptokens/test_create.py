@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -122,7 +123,7 @@ async def test_a_create_waits_for_another_create_of_the_same_user(
     async with database.engine.connect() as holder:
         lock = await store._lock_owner(holder, ALICE)  # what a create of ALICE holds for its transaction
         waiting = asyncio.create_task(service.create(owner=ALICE, created_by=ALICE))
-        await asyncio.sleep(0.3)
+        await _until_a_lock_waiter(database, waiting)
         assert not waiting.done()
         await holder.commit()
         if lock is not None:
@@ -140,3 +141,22 @@ async def test_a_create_waits_for_another_create_of_the_same_user(
         await holder.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": lock})
     assert info.value.error_code == "apptoken_busy" and info.value.status == 503
     assert len(await service.list(ALICE)) == 1
+
+
+async def _until_a_lock_waiter(database: Database, task: asyncio.Task[Any]) -> None:
+    """Return once the server shows a session waiting for a lock (PostgreSQL, MariaDB): the create is
+    blocked, not merely slow. A readiness wait, not a clock: the deadline is generous. SQLite shows no
+    waiter; its create cannot finish while the holder's write transaction is open anyway."""
+    if database.dialect == "sqlite":
+        await asyncio.sleep(0)  # an event-loop turn: the create has started
+        return
+    query = {
+        "postgresql": "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'",
+        "mysql": "SELECT count(*) FROM information_schema.processlist WHERE state = 'User lock' AND db = DATABASE()",
+    }[database.dialect]
+    async with asyncio.timeout(120):
+        while not task.done():
+            async with database.engine.connect() as conn:
+                if (await conn.execute(text(query))).scalar_one():
+                    return
+            await asyncio.sleep(0.01)  # polling interval, not a clock

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
 from tests.client.resource import RESOURCE, Clock, resource_app
-from tests.identity.test_e2e import ORIGIN, SERVER, prepare_data_dir
+from tests.identity.helpers import ORIGIN, SERVER, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.client import (
     AsyncTokenward,

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
-from tests.identity.test_e2e import ORIGIN, SERVER, Instance, _enrol, _login, _policies
+from tests.identity.helpers import ORIGIN, SERVER, Instance, captcha_login, enrol_user, write_policies
 from tokenward.cli.main import app as cli
 from tokenward.configsync import ConfigKey
 from tokenward.identity.client_tokens import b64u_of_public
@@ -69,7 +69,7 @@ async def split(tmp_path: Path, s3_config: S3Config, monkeypatch: pytest.MonkeyP
     await _invoke("-d", str(admin), "init", "--server-name", SERVER, "--admin", "root@example.com")
     out = await _invoke("-d", str(admin), "client", "register", "--name", "App", "--origin", ORIGIN)
     client_id = out.split("client_id:")[1].split()[0]
-    _policies(admin, client_id)
+    write_policies(admin, client_id)
     with (admin / "resourcepolicy.csv").open("a") as f:
         f.write(f"p, api.example.com, *@example.com, {client_id}, ask\n")
     # the resource server's key is registered once, on the admin machine, and reaches R through the bundle
@@ -137,8 +137,8 @@ async def test_each_instance_enforces_its_segments_and_accepts_the_others_identi
         assert sorted(ready["policy"]["segments"]) == served, ready["policy"]
 
     # user logins (captcha and user segments) on U; resource machine logins on R
-    alice_key = await _enrol(u, split.admin, "alice@example.com")
-    alice, _ = await _login(u, u, client_id, "alice@example.com", alice_key)
+    alice_key = await enrol_user(u, split.admin, "alice@example.com")
+    alice, _ = await captcha_login(u, u, client_id, "alice@example.com", alice_key)
     login = await _resource_login(r, client_id, split.api_key)
     assert login.status_code == 200, login.text
     api = str(login.json()["source_identifier"])

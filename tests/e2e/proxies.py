@@ -36,7 +36,7 @@ def require_binary(path: str) -> str:
     pytest.skip(message)
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, deadline: float = 15) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, deadline: float = 120) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:

@@ -19,7 +19,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner, Result
 
-from tests.identity.test_e2e import ORIGIN, SERVER, prepare_data_dir
+from tests.identity.helpers import ORIGIN, SERVER, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.errors import ConfigError, Unauthorized
 from tokenward.identity.captcha import CaptchaPlaintext, pkce_challenge, seal_captcha

@@ -9,83 +9,40 @@ login, exchange an AEAD message with no server in the path; plus the bad inputs.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import json
 import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import zxingcpp
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from joserfc.jwk import KeySet
-from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import clear_tokenward_env, init_data_dir
+from tests.identity.helpers import (
+    ORIGIN,
+    SERVER,
+    Instance,
+    ask_captcha,
+    captcha_login,
+    enrol_user,
+    key_fingerprint,
+    prepare_data_dir,
+    resource_login,
+)
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public, channel_key, verify_client_token
 from tokenward.identity.encoding import b64u_encode
-from tokenward.identity.resources import login_message
-from tokenward.identity.service import IdentityService
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import Database
 from tokenward.storage.audit import SqlAuditLog
 from tokenward.storage.identity import SqlIdentityStore
 from tokenward.web.app import create_app
-
-SERVER = "auth.example.com"
-ORIGIN = "https://app.example.com:8443"
-
-
-def prepare_data_dir(data: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A data dir for SERVER with one client app (ORIGIN) and the test policies, in an environment
-    without TOKENWARD_* variables; returns the client id."""
-    clear_tokenward_env(monkeypatch)
-    init_data_dir(data, SERVER)
-    result = CliRunner().invoke(cli, ["-d", str(data), "client", "register", "--name", "App", "--origin", ORIGIN])
-    assert result.exit_code == 0, result.output
-    client_id = result.stdout.split("client_id:")[1].split()[0]
-    _policies(data, client_id)
-    return client_id
-
-
-def _policies(data: Path, client_id: str) -> None:
-    files = {
-        "captchapolicy.csv": (
-            f"p, *@example.com, {SERVER}, CAPTCHA, enable\np, mallory@example.com, {SERVER}, CAPTCHA, deny\n"
-        ),
-        "userpolicy.csv": (
-            f"p, *@example.com, {SERVER}, {client_id}, login\n"
-            f"p, *@example.com, api.example.com, {client_id}, ask\n"
-            f"p, *@example.com, *@example.com, {client_id}, poke\n"
-            f"p, carol@example.com, api.example.com, {client_id}, deny\n"
-        ),
-        "resourcepolicy.csv": f"p, api.example.com, {SERVER}, {client_id}, login\n",
-        "clientscopespolicy.csv": f"p, *@example.com, *, {client_id}, DEFAULT\n",
-    }
-    for name, text in files.items():
-        path = data / name
-        path.write_text(text)
-        path.chmod(0o600)
-
-
-class Instance:
-    def __init__(self, client: httpx.AsyncClient, service: IdentityService | None = None) -> None:
-        self.http = client
-
-    async def post(self, path: str, body: dict[str, Any], token: str | None = None) -> httpx.Response:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        return await self.http.post(path, json=body, headers=headers)
 
 
 @pytest.fixture
@@ -105,107 +62,12 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         await rt_b.close()
 
 
-def _data(settings_dir: Path) -> Path:
-    return settings_dir
-
-
-async def _enrol(a: Instance, data_dir: Path, email: str) -> X25519PrivateKey:
-    # The CLI runs its own event loop: give it a thread.
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data_dir), "user", "enroll", email])
-    assert result.exit_code == 0, result.output
-    code = result.stdout.strip().splitlines()[-1].split()[-1]
-    key = X25519PrivateKey.generate()
-    r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_encode(bytes(32))})
-    assert r.status_code == 400 and r.json()["error"] == "public_key_weak"  # and the code is not spent
-    r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
-    assert r.status_code == 200, r.text
-    assert r.json() == {"email": email, "status": "enrolled", "fingerprint": _fingerprint(key)}
-    r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_of_public(key)})
-    assert r.json()["error"] == "enrollment_code_invalid"
-    return key
-
-
-def _fingerprint(key: X25519PrivateKey) -> str:
-    return hashlib.sha256(key.public_key().public_bytes_raw()).hexdigest()[:32]
-
-
-async def _captcha(a: Instance, client_id: str, email: str, verifier: str) -> httpx.Response:
-    body = {"email": email, "client_id": client_id, "origin": ORIGIN, "code_challenge": pkce_challenge(verifier)}
-    return await a.post("/api/captcha", body)
-
-
-async def _login(
-    a: Instance, b: Instance, client_id: str, email: str, authenticator: X25519PrivateKey
-) -> tuple[str, X25519PrivateKey]:
-    verifier = secrets.token_urlsafe(48)
-    r = await _captcha(a, client_id, email, verifier)
-    assert r.status_code == 200, r.text
-    png = await a.http.get("/api/captcha/qr.png", params={"captcha": r.json()["captcha"]})
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.content)))
-    plain = open_captcha(decoded[0].text, authenticator)
-    assert plain.origin == ORIGIN and plain.server == SERVER and plain.subject == email
-    session = X25519PrivateKey.generate()
-    body = {
-        "captcha_id": r.json()["captcha_id"],
-        "code": plain.code.lower(),
-        "code_verifier": verifier,
-        "session_key": b64u_of_public(session),
-    }
-    r = await b.post("/api/captcha/verify", body)
-    assert r.status_code == 200, r.text
-    assert r.json()["scopes"] == ["DEFAULT"]
-    reuse = await a.post("/api/captcha/verify", body)
-    assert reuse.status_code == 409 and reuse.json()["error"] == "captcha_used"
-    return str(r.json()["source_identifier"]), session
-
-
-async def _resource_login(b: Instance, data_dir: Path, client_id: str) -> tuple[str, X25519PrivateKey]:
-    signing = Ed25519PrivateKey.generate()
-    pem = signing.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    (data_dir.parent / "api.pem").write_bytes(pem)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "-d",
-            str(data_dir),
-            "resource",
-            "register",
-            "api.example.com",
-            "--public-key",
-            str(data_dir.parent / "api.pem"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    r = await b.post("/api/resource/challenge", {"resource": "api.example.com", "client_id": client_id})
-    assert r.status_code == 200, r.text
-    ch = r.json()
-    session = X25519PrivateKey.generate()
-    message = login_message(
-        server=SERVER,
-        challenge_id=ch["challenge_id"],
-        challenge=ch["challenge"],
-        client_id=client_id,
-        session_key=b64u_of_public(session),
-    )
-    body = {
-        "challenge_id": ch["challenge_id"],
-        "challenge": ch["challenge"],
-        "signature": b64u_encode(signing.sign(message)),
-        "session_key": b64u_of_public(session),
-    }
-    r = await b.post("/api/resource/login", body)
-    assert r.status_code == 200, r.text
-    again = await b.post("/api/resource/login", body)
-    assert again.json()["error"] == "challenge_used"
-    return str(r.json()["source_identifier"]), session
-
-
 async def test_whole_flow_across_two_instances(cluster: tuple[Instance, Instance, str], tmp_path: Path) -> None:
     a, b, client_id = cluster
     data_dir = tmp_path / "data"
-    alice_key = await _enrol(a, data_dir, "alice@example.com")
-    alice_si, alice_session = await _login(a, b, client_id, "alice@example.com", alice_key)
-    _, api_session = await _resource_login(b, data_dir, client_id)
+    alice_key = await enrol_user(a, data_dir, "alice@example.com")
+    alice_si, alice_session = await captcha_login(a, b, client_id, "alice@example.com", alice_key)
+    _, api_session = await resource_login(b, data_dir, client_id)
 
     r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=alice_si)
     assert r.status_code == 200, r.text
@@ -223,7 +85,7 @@ async def test_whole_flow_across_two_instances(cluster: tuple[Instance, Instance
         "/api/poke", params={"subject": "alice@example.com"}, headers={"authorization": f"Bearer {alice_si}"}
     )
     assert poke.status_code == 200 and poke.json()["enrolled"] is True
-    assert poke.json()["fingerprint"] == _fingerprint(alice_key)
+    assert poke.json()["fingerprint"] == key_fingerprint(alice_key)
 
     # `tokenward user enroll` issued an admin code: the enrolment and its audit event say so.
     async with Database.connect(Settings.load(data_dir=data_dir).database_url_or_default) as db:
@@ -254,7 +116,7 @@ async def test_whole_flow_across_two_instances(cluster: tuple[Instance, Instance
 async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Instance, str], tmp_path: Path) -> None:
     a, b, client_id = cluster
     data_dir = tmp_path / "data"
-    carol_key = await _enrol(a, data_dir, "carol@example.com")
+    carol_key = await enrol_user(a, data_dir, "carol@example.com")
     verifier = secrets.token_urlsafe(48)
 
     async def code_of(r: httpx.Response) -> str:
@@ -302,7 +164,7 @@ async def test_bad_inputs_each_have_their_own_code(cluster: tuple[Instance, Inst
     assert r.headers["retry-after"] == "1"  # every 429 says when to come back (issue 15 #6)
     assert await code_of(await b.post("/api/captcha/verify", {**verify, "captcha_id": "Z" * 22})) == "captcha_unknown"
 
-    carol_si, _ = await _login(a, b, client_id, "carol@example.com", carol_key)
+    carol_si, _ = await captcha_login(a, b, client_id, "carol@example.com", carol_key)
     r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=carol_si)
     assert r.status_code == 403 and await code_of(r) == "ask_denied_by_rule"
     assert r.json()["rule"] == "userpolicy.csv:4"  # the carol … deny row, named by file and line
@@ -335,7 +197,7 @@ async def test_a_webcrypto_authenticator_enrols_with_aes256gcm(
     assert bad.status_code in (400, 422) and "aead" in bad.text
     assert (await a.post("/api/enroll", {**body, "aead": "aes256gcm"})).status_code == 200
     verifier = secrets.token_urlsafe(48)
-    r = await _captcha(b, client_id, "erin@example.com", verifier)
+    r = await ask_captcha(b, client_id, "erin@example.com", verifier)
     payload = r.json()["captcha"]
     assert payload.startswith("TWC2.aes256gcm.")
     assert (await a.http.get("/api/captcha/qr.png", params={"captcha": payload})).status_code == 200

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.helpers import clear_tokenward_env, init_data_dir
-from tests.identity.test_e2e import SERVER, _policies
+from tests.identity.helpers import SERVER, write_policies
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
@@ -64,7 +64,7 @@ async def _app(tmp_path: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClie
     data = tmp_path / "data"
     if not data.exists():
         init_data_dir(data, SERVER)
-        _policies(data, "C" * 40)
+        write_policies(data, "C" * 40)
     config = Settings.load(data_dir=data, **settings)
     runtime = await open_runtime(config)
     client = httpx.AsyncClient(

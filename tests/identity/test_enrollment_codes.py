@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.identity.test_e2e import SERVER, Instance, prepare_data_dir
+from tests.identity.helpers import SERVER, Instance, prepare_data_dir
 from tests.identity.test_management import _session
 from tokenward.apptokens import MANAGE_SCOPE
 from tokenward.identity.client_tokens import b64u_of_public

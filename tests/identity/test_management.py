@@ -11,7 +11,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.identity.test_e2e import ORIGIN, SERVER, Instance, _enrol, prepare_data_dir
+from tests.identity.helpers import ORIGIN, SERVER, Instance, enrol_user, prepare_data_dir
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
@@ -43,7 +43,7 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 async def _session(node: Instance, data: Path, client_id: str, email: str, scopes: list[str]) -> str:
-    key = await _enrol(node, data, email)
+    key = await enrol_user(node, data, email)
     verifier = secrets.token_urlsafe(48)
     body = {"email": email, "client_id": client_id, "origin": ORIGIN, "code_challenge": pkce_challenge(verifier)}
     captcha = (await node.post("/api/captcha", body)).json()

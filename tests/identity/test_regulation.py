@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.identity.test_e2e import ORIGIN, Instance, _enrol, prepare_data_dir
+from tests.identity.helpers import ORIGIN, Instance, enrol_user, prepare_data_dir
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
@@ -62,7 +62,7 @@ async def _bans(data: Path) -> list[str]:
 
 async def test_captcha_requests_are_limited_per_ip_and_per_email_and_ip_never_per_email(cluster: Cluster) -> None:
     a, b, client_id, data = cluster
-    await _enrol(a, data, "alice@example.com")
+    await enrol_user(a, data, "alice@example.com")
     # The audit's attack: a stranger asks for captchas for alice's address until refused ...
     for node in (a, b, a):
         assert (await _ask(node, client_id, "alice@example.com", "198.51.100.66")).status_code == 200
@@ -87,7 +87,7 @@ async def test_captcha_requests_are_limited_per_ip_and_per_email_and_ip_never_pe
 
 async def test_wrong_answers_hold_the_account_for_strangers_but_not_for_its_devices(cluster: Cluster) -> None:
     a, b, client_id, data = cluster
-    key = await _enrol(a, data, "carol@example.com")
+    key = await enrol_user(a, data, "carol@example.com")
     verifier = secrets.token_urlsafe(48)
     r = await _ask(a, client_id, "carol@example.com", "203.0.113.1", verifier)
     code = open_captcha(r.json()["captcha"], key).code

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
-from tests.identity.test_e2e import SERVER, Instance, _login, prepare_data_dir
+from tests.identity.helpers import SERVER, Instance, captcha_login, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import ALPHABET, open_captcha
 from tokenward.identity.client_tokens import b64u_of_public
@@ -273,7 +273,7 @@ async def test_user_captcha_bad_inputs(world: World) -> None:
 
 
 async def test_a_user_session_is_not_a_host(world: World) -> None:
-    user_token, _ = await _login(
+    user_token, _ = await captcha_login(
         Instance(world.http), Instance(world.http), world.client_id, "alice@example.com", world.alice
     )
     r = await world.post("/api/system-login/captcha", {"user": "alice@example.com"}, user_token)

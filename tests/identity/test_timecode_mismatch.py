@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
 from tests.helpers import init_data_dir
-from tests.identity.test_e2e import SERVER, Instance, _captcha, _enrol, _login, prepare_data_dir
+from tests.identity.helpers import SERVER, Instance, ask_captcha, captcha_login, enrol_user, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.datadir import DataDir
 from tokenward.identity.captcha import open_captcha
@@ -63,8 +63,8 @@ async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
 
 async def test_foreign_time_code_is_named_not_called_tampered(pair: Pair) -> None:
     a, b = pair.a, pair.b
-    alice = await _enrol(a, pair.data_a, "alice@example.com")
-    alice_si, _ = await _login(a, a, pair.client_id, "alice@example.com", alice)
+    alice = await enrol_user(a, pair.data_a, "alice@example.com")
+    alice_si, _ = await captcha_login(a, a, pair.client_id, "alice@example.com", alice)
 
     r = await b.post("/api/client-token", {"destination": "api.example.com"}, token=alice_si)
     assert r.status_code == 401 and r.json()["error"] == "timecode_mismatch"
@@ -79,7 +79,7 @@ async def test_foreign_time_code_is_named_not_called_tampered(pair: Pair) -> Non
 
     # A captcha issued by A and answered on B (shared database): a mismatch, and it costs no attempt.
     verifier = secrets.token_urlsafe(48)
-    r = await _captcha(a, pair.client_id, "alice@example.com", verifier)
+    r = await ask_captcha(a, pair.client_id, "alice@example.com", verifier)
     assert r.status_code == 200, r.text
     code = open_captcha(r.json()["captcha"], alice).code
     answer = {

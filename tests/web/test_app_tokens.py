@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ async def api(
     runtimes: list[Runtime] = []
     clients: list[httpx.AsyncClient] = []
 
-    async def make(*, policy: str | None = None, **overrides: Any) -> tuple[httpx.AsyncClient, AppTokenService]:
+    async def make(
+        *, policy: str | None = None, clock: Callable[[], float] = time.time, **overrides: Any
+    ) -> tuple[httpx.AsyncClient, AppTokenService]:
         data = tmp_path / f"data{len(runtimes)}"
         if not data.exists():
             init_data_dir(data)
@@ -49,7 +52,7 @@ async def api(
         if policy is not None:
             (data / "userpolicy.csv").write_text(policy)
         settings = Settings.load(data_dir=data, database_url=database_url, **overrides)
-        runtime = await open_runtime(settings)
+        runtime = await open_runtime(settings, clock=clock)
         runtimes.append(runtime)
         assert runtime.app_tokens is not None
         if policy is None:
@@ -303,14 +306,16 @@ async def test_admin_comes_from_the_policy(api: Api) -> None:
 
 
 async def test_a_delete_on_one_instance_is_honoured_by_another_within_the_cache_ttl(api: Api) -> None:
+    now = time.time()
     a, service = await api(app_tokens_cache_ttl_seconds=0.2)
-    b, _ = await api(app_tokens_cache_ttl_seconds=0.2)
+    b, _ = await api(app_tokens_cache_ttl_seconds=0.2, clock=lambda: now)
     auth = await manager_token(service)
     created = (await a.post("/api/app-tokens", json={"scopes": [MANAGE_SCOPE]}, headers=auth)).json()
     own = basic(ALICE, created["token"])
     assert (await b.get("/api/app-tokens", headers=own)).status_code == 200  # b caches it
     assert (await a.delete(f"/api/app-tokens/{created['id']}", headers=auth)).status_code == 204
-    await asyncio.sleep(0.25)
+    assert (await b.get("/api/app-tokens", headers=own)).status_code == 200  # within b's cache TTL: stale
+    now += 0.25  # b's clock passes the TTL
     r = await b.get("/api/app-tokens", headers=own)
     assert r.status_code == 401 and r.json()["error"] == "apptoken_revoked"
 

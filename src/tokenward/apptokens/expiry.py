@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from tokenward.errors import BadRequest
 
-__all__ = ["EXAMPLES", "Duration", "check_expiry", "format_duration", "parse_duration"]
+__all__ = ["EXAMPLES", "Duration", "check_expiry", "format_duration", "parse_duration", "written"]
 
 EXAMPLES = "72h, 30m, 1h30m, 45s, 7d or 2w"
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}

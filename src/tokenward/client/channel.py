@@ -34,6 +34,7 @@ __all__ = [
     "open_request",
     "open_response",
     "parse_proof",
+    "read_sealed_request",
     "request_aad",
     "response_aad",
     "seal_request",

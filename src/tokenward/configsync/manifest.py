@@ -35,6 +35,7 @@ __all__ = [
     "check_policy_dialect",
     "manifest_name",
     "object_name",
+    "sha256_hex",
     "unreferenced_objects",
 ]
 

@@ -10,7 +10,7 @@ from tokenward.errors import ConfigError
 from tokenward.settings import Settings
 from tokenward.storage.blobs import BlobStore, LocalBlobStore, S3BlobStore, S3Config
 
-__all__ = ["cache_store", "config_key", "remote_store", "s3_config"]
+__all__ = ["cache_store", "config_key", "remote_store", "require_remote", "s3_config"]
 
 
 def s3_config(settings: Settings) -> S3Config | None:

@@ -14,7 +14,7 @@ Queries are compiled once and cached; a query that fails to compile is a 400 ``q
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jsonpath
@@ -145,13 +145,3 @@ def compile_query(engine: str, text: str) -> Query:
         return Query(engine, text, builders[engine](text))
     except Exception as exc:
         raise BadRequest(f"invalid {engine} query {text!r}: {type(exc).__name__}", code="query_invalid") from None
-
-
-def first_error(queries: Sequence[tuple[str, str]]) -> str | None:
-    """The detail of the first query that does not compile, or None (for schema validation)."""
-    for engine, text in queries:
-        try:
-            compile_query(engine, text)
-        except BadRequest as exc:
-            return exc.detail
-    return None

@@ -20,16 +20,26 @@ from tokenward.errors import BadRequest
 from tokenward.forwardauth.queries import compile_query
 
 __all__ = [
+    "AppTokenPlugin",
     "Assertion",
     "ConfigDocument",
+    "ForwardPlugin",
     "HeaderSpec",
+    "HtpasswdPlugin",
+    "JwtPlugin",
     "LdapPlugin",
+    "NoopPlugin",
     "OidcPlugin",
     "Pcb",
     "PluginConfig",
     "PolicyBlock",
+    "RequestHeaderPlugin",
+    "RequestParamPlugin",
     "Rule",
+    "SourceIdentifierPlugin",
+    "TokenwardBlock",
     "ValueQuery",
+    "key_type",
     "parse_document",
 ]
 

@@ -29,8 +29,11 @@ from tokenward.errors import BadRequest, ConfigError, StorageError, StorageUnava
 from tokenward.forwardauth.documents import load_text
 
 __all__ = [
+    "EnvOptions",
     "EnvStore",
+    "FileOptions",
     "FileStore",
+    "SqlOptions",
     "SqlStore",
     "StoreSpec",
     "StoredValue",

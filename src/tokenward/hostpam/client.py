@@ -21,7 +21,16 @@ from typing import Any
 
 from .config import ConfigProblem, HostConfig, read_key
 
-__all__ = ["MAX_ANSWER", "SESSION_ERRORS", "Refused", "ServerClient", "SessionCache", "Unreachable", "b64u"]
+__all__ = [
+    "MAX_ANSWER",
+    "SESSION_ERRORS",
+    "Refused",
+    "ServerClient",
+    "SessionCache",
+    "Unreachable",
+    "b64u",
+    "login_message",
+]
 
 #: Answers are small JSON documents; anything longer is refused unread.
 MAX_ANSWER = 64 * 1024

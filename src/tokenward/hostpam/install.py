@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["DEFAULT_LIB_DIR", "PAM_PYTHON_PATHS", "install", "pam_lines"]
+__all__ = ["DEFAULT_LIB_DIR", "PAM_PYTHON_PATHS", "install", "pam_lines", "pam_python_path"]
 
 DEFAULT_LIB_DIR = Path("/usr/local/lib/tokenward-pam")
 PACKAGE = "tokenward_hostpam"

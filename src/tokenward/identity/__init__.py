@@ -3,3 +3,5 @@
 The modules here are pure (``now``, keys and randomness are passed in) except
 :mod:`tokenward.identity.service`, which combines them with storage and policy.
 """
+
+__all__: list[str] = []

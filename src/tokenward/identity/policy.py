@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["DEFAULT_SCOPE", "Decision", "IdentityPolicy", "PolicyQuestions", "RulesPolicy"]
+__all__ = ["DEFAULT_SCOPE", "Decision", "IdentityPolicy", "PolicyQuestions", "RulesPolicy", "resolve_scopes"]
 
 DEFAULT_SCOPE = "DEFAULT"
 

@@ -20,7 +20,14 @@ from tokenward.errors import Unauthorized
 from tokenward.keys import Keyring, Purpose
 from tokenward.keys.signing import SIGNING_ALGORITHM, public_jwks, sign_compact, verify_compact
 
-__all__ = ["ACCESS_TOKEN_TYPE", "sign_jwt", "signing_algorithm", "verify_access_token", "verify_id_token_hint"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "half_hash",
+    "sign_jwt",
+    "signing_algorithm",
+    "verify_access_token",
+    "verify_id_token_hint",
+]
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_LENGTH = 8192

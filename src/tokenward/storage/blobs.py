@@ -26,7 +26,7 @@ from typing import Any
 
 from tokenward.errors import StorageError, StorageUnavailable
 
-__all__ = ["Blob", "BlobStore", "LocalBlobStore", "MemoryBlobStore", "S3BlobStore", "S3Config"]
+__all__ = ["Blob", "BlobStore", "LocalBlobStore", "MemoryBlobStore", "S3BlobStore", "S3Config", "check_name"]
 
 # Names stay portable across S3 providers and file systems.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,511}$")

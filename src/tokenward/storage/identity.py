@@ -25,12 +25,16 @@ from .models import SUBJECT_LEN, Base
 from .types import UTCDateTime
 
 __all__ = [
+    "ChallengeRow",
     "Enrollment",
+    "EnrollmentCodeRow",
     "EnrollmentMethod",
+    "EnrollmentRow",
     "IdentityStore",
     "InMemoryIdentityStore",
     "RedeemedCode",
     "SessionRecord",
+    "SessionRow",
     "SqlIdentityStore",
 ]
 

@@ -24,7 +24,7 @@ from .database import Database
 from .models import SUBJECT_LEN, Base
 from .types import UTCDateTime
 
-__all__ = ["AuthorizationCode", "RefreshToken", "SqlOidcStore"]
+__all__ = ["AuthorizationCode", "OidcClientRow", "OidcCodeRow", "OidcRefreshTokenRow", "RefreshToken", "SqlOidcStore"]
 
 _TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 CLIENT_ID_LEN = 40

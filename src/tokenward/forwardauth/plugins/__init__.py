@@ -34,7 +34,25 @@ from tokenward.forwardauth.schema import (
 )
 from tokenward.keys import Keyring
 
-__all__ = ["Outcome", "Plugin", "PluginDeps", "SessionCheck", "UserInfo", "VerifyRequest", "build_plugin"]
+__all__ = [
+    "AppTokenAuth",
+    "ForwardAuth",
+    "HtpasswdAuth",
+    "JwtAuth",
+    "LdapAuth",
+    "NoopAuth",
+    "OidcAuth",
+    "Outcome",
+    "Plugin",
+    "PluginDeps",
+    "RequestHeaderAuth",
+    "RequestParamAuth",
+    "SessionCheck",
+    "SourceIdentifierAuth",
+    "UserInfo",
+    "VerifyRequest",
+    "build_plugin",
+]
 
 
 @dataclasses.dataclass

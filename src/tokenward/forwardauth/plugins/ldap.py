@@ -37,7 +37,7 @@ from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, Verify
 from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials
 from tokenward.forwardauth.schema import LdapPlugin
 
-__all__ = ["LdapAuth"]
+__all__ = ["LdapAuth", "escape_filter_chars"]
 
 CACHE_SIZE = 10_000
 MAX_USERNAME = 256
