@@ -32,7 +32,10 @@ from tokenward.storage.regulation import RegulationStore
 
 if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
+    from tokenward.forwardauth.plugins import SessionCheck
     from tokenward.forwardauth.service import ForwardAuthService
+    from tokenward.identity.mail import SmtpMailer
+    from tokenward.identity.service import IdentityService
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
@@ -42,10 +45,12 @@ __all__ = [
     "build_app_token_service",
     "build_decision_log",
     "build_forward_auth",
+    "build_identity",
     "build_oidc",
     "build_system_login",
     "check_secret_files",
     "open_runtime",
+    "session_check",
 ]
 
 log = logging.getLogger("tokenward.runtime")
@@ -72,6 +77,8 @@ class Runtime:
     redis: object | None = None
     #: The OpenID Provider (docs/oidc.md).
     oidc: OidcProvider | None = None
+    #: Enrolment, captchas, sessions and client tokens (docs/protocol.md); the API, the portal and /verify share it.
+    identity: IdentityService | None = None
     #: Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md).
     system_login: SystemLoginService | None = None
     #: Present when ``TOKENWARD_DECISION_LOG_ENABLED``: sampled policy decisions (docs/configuration.md).
@@ -230,9 +237,11 @@ async def open_runtime(
     build_decision_log(runtime)
     if app_tokens_only:
         return runtime
+    regulation_store = regulation_store or SqlRegulationStore(database)
+    runtime.identity = build_identity(runtime, regulation_store)
     runtime.forward_auth = build_forward_auth(runtime)
     runtime.oidc = build_oidc(runtime, clock=clock)
-    runtime.system_login = build_system_login(runtime, regulation_store or SqlRegulationStore(database))
+    runtime.system_login = build_system_login(runtime, regulation_store)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
 
@@ -285,10 +294,78 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
             http=httpx.AsyncClient(timeout=10.0),
             keyring=lambda: runtime.keyring,
             regulator=runtime.app_tokens.regulator if runtime.app_tokens is not None else None,
+            sessions=session_check(runtime.identity) if runtime.identity is not None else None,
         ),
         policy=lambda: holder.policy if holder is not None and holder.loaded else None,
         revocation_refresh=settings.config_token_revocation_refresh_seconds,
     )
+
+
+def build_identity(runtime: Runtime, regulation_store: RegulationStore) -> IdentityService:
+    """The identity service on the runtime's database, keys and policy, regulated through ``regulation_store``
+    (Redis when ``TOKENWARD_REDIS_URL`` is set, else SQL) with the ``TOKENWARD_CAPTCHA_*`` limits."""
+    from tokenward.identity.apps import load_serving_registry
+    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
+    from tokenward.identity.resources import load_resources
+    from tokenward.identity.service import IdentityService
+    from tokenward.storage.identity import SqlIdentityStore
+
+    settings = runtime.settings
+    data_dir = settings.data_dir
+    holder = runtime.policy
+    questions = PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
+
+    def policy() -> IdentityPolicy:
+        return questions
+
+    window = float(settings.captcha_regulation_window_seconds)
+    return IdentityService(
+        server_name=runtime.server_name,
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        policy=policy,
+        clients=lambda: load_serving_registry(data_dir),
+        resources=lambda: load_resources(data_dir),
+        audit=SqlAuditLog(runtime.database),
+        session_lifetime=settings.session_lifetime_seconds,
+        request_regulator=Regulator(
+            regulation_store, RegulationPolicy(settings.captcha_max_requests + 1, window, window)
+        ),
+        failure_regulator=Regulator(
+            regulation_store,
+            RegulationPolicy(
+                settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
+            ),
+        ),
+        mailer=_mailer(settings, runtime.server_name),
+        mail_sender=settings.smtp_from,
+    )
+
+
+def _mailer(settings: Settings, server_name: str) -> SmtpMailer | None:
+    if not settings.smtp_host:
+        return None
+    from tokenward.identity.mail import SmtpMailer
+
+    return SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from or f"tokenward@{server_name}",
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
+def session_check(identity: IdentityService) -> SessionCheck:
+    """How /verify plugins check a user session (``Bearer tw1si.…``): its subject and scopes, or the service's error."""
+
+    async def check(token: str) -> tuple[str, tuple[str, ...]]:
+        found = await identity.authenticate(token, now=time.time())
+        return found.subject, tuple(found.scopes)
+
+    return check
 
 
 def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> OidcProvider:

@@ -25,6 +25,7 @@ from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
 from tokenward.identity.resources import login_message
+from tokenward.runtime import Runtime
 
 __all__ = [
     "ORIGIN",
@@ -76,8 +77,11 @@ def write_policies(data: Path, client_id: str) -> None:
 
 
 class Instance:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    """One server instance as a test drives it: its HTTP client and, when the test built it, its runtime."""
+
+    def __init__(self, client: httpx.AsyncClient, runtime: Runtime | None = None) -> None:
         self.http = client
+        self.runtime = runtime
 
     async def post(self, path: str, body: dict[str, Any], token: str | None = None) -> httpx.Response:
         headers = {"authorization": f"Bearer {token}"} if token else {}

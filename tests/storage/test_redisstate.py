@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.apptokens import RegulationPolicy, Regulator
 from tokenward.errors import StorageUnavailable, TokenwardError
 from tokenward.runtime import open_runtime
@@ -157,3 +157,23 @@ async def test_closing_the_revocation_listener_never_hangs(redis: Any) -> None:
         started = time.monotonic()
         await asyncio.wait_for(channel.close(), timeout=5)
         assert time.monotonic() - started < 2.5, f"close took too long after {yields} yields"
+
+
+async def test_captcha_regulation_uses_the_runtimes_redis_store(
+    redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The identity service was once built on the first request with its own SQL store: Redis never regulated captchas.
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, f"redis-{secrets.token_hex(4)}.example.com")
+    runtime = await open_runtime(Settings.load(data_dir=data, redis_url=REDIS_URL), listen=False)
+    try:
+        identity, system_login = runtime.identity, runtime.system_login
+        assert identity is not None and system_login is not None
+        assert identity.request_regulator is not None and identity.failure_regulator is not None
+        store = identity.failure_regulator.store
+        assert isinstance(store, RedisRegulationStore)
+        assert identity.request_regulator.store is store and system_login.failure_regulator is not None
+        assert system_login.failure_regulator.store is store
+    finally:
+        await runtime.close()

@@ -1,7 +1,9 @@
-"""Shared CLI plumbing: settings from global options, one-line errors, the command group class."""
+"""Shared CLI plumbing: settings from global options, the runtime, one-line errors, the command group class."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,9 +14,10 @@ from typer.core import TyperGroup
 from tokenward.errors import TokenwardError
 
 if TYPE_CHECKING:
+    from tokenward.runtime import Runtime
     from tokenward.settings import Settings
 
-__all__ = ["DATA_DIR_OPTION", "GuardedGroup", "fail", "load_settings"]
+__all__ = ["DATA_DIR_OPTION", "GuardedGroup", "cli_runtime", "fail", "load_settings"]
 
 # Set by the root command's ``--data-dir``; read by every command through load_settings().
 DATA_DIR_OPTION: ContextVar[Path | None] = ContextVar("tokenward_cli_data_dir", default=None)
@@ -39,6 +42,19 @@ def load_settings(**overrides: Any) -> Settings:
     from tokenward.settings import Settings  # here, so that `tokenward --help` does not import pydantic
 
     return Settings.load(**{"data_dir": DATA_DIR_OPTION.get(), **overrides})
+
+
+@asynccontextmanager
+async def cli_runtime(settings: Settings | None = None, *, migrate: bool = True) -> AsyncIterator[Runtime]:
+    """The services a command needs, built as ``serve`` builds them (:func:`tokenward.runtime.open_runtime`, with
+    its start-up checks) but without listening for other instances' notices; closed when the block ends."""
+    from tokenward.runtime import open_runtime
+
+    runtime = await open_runtime(settings or load_settings(), migrate=migrate, listen=False)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import typer
 
 from tokenward.apptokens import parse_duration
-from tokenward.cli._common import fail, load_settings
+from tokenward.cli._common import cli_runtime, fail, load_settings
 from tokenward.errors import BadRequest
-from tokenward.storage import AuditEvent, Database, SqlAuditLog
+from tokenward.storage import AuditEvent, SqlAuditLog
 
 
 def _since(value: str | None) -> datetime | None:
@@ -45,8 +45,8 @@ def audit(
     since_at = _since(since)
 
     async def run() -> list[AuditEvent]:
-        async with Database.connect(settings.database_url_or_default) as db:
-            return await SqlAuditLog(db).list(actor=actor, action=action, since=since_at, limit=limit)
+        async with cli_runtime(settings, migrate=False) as runtime:  # reading the log changes no schema
+            return await SqlAuditLog(runtime.database).list(actor=actor, action=action, since=since_at, limit=limit)
 
     events = asyncio.run(run())
     for e in events:

@@ -14,14 +14,14 @@ from urllib.parse import quote
 import typer
 
 from tokenward.apptokens import cli_actor
-from tokenward.cli._common import GuardedGroup, fail, load_settings
+from tokenward.cli._common import GuardedGroup, cli_runtime, fail, load_settings
 from tokenward.datadir import DataDir
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.config_token import decode_token, encode_token, peek_header
 from tokenward.forwardauth.documents import load_text
 from tokenward.forwardauth.schema import parse_document
 from tokenward.keys import Keyring
-from tokenward.storage import AuditEvent, Database, SqlAuditLog
+from tokenward.storage import AuditEvent, SqlAuditLog
 from tokenward.storage.config_tokens import ConfigTokenRevocation, SqlConfigTokenRevocations
 
 app = typer.Typer(
@@ -108,8 +108,8 @@ def revoke(
     settings = load_settings()
 
     async def main() -> None:
-        async with Database.connect(settings.database_url_or_default) as db:
-            await db.upgrade()
+        async with cli_runtime(settings) as runtime:
+            db = runtime.database
             now = datetime.now(UTC)
             try:
                 revocation = ConfigTokenRevocation(jti=jti, revoked_at=now, revoked_by=cli_actor())

@@ -1,4 +1,8 @@
-"""Per-app state reachable from a request, and typed accessors for it."""
+"""Per-app state reachable from a request, and typed accessors for it.
+
+The web layer's one way to the services: handlers, pages and the hot path reach what
+:func:`tokenward.runtime.open_runtime` built through these accessors, and build nothing themselves.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from tokenward.errors import StorageUnavailable
+from tokenward.identity.service import IdentityService
 from tokenward.runtime import Runtime
 from tokenward.settings import Settings
 from tokenward.web.metrics import Metrics
 
-__all__ = ["AppState", "get_runtime", "get_state"]
+__all__ = ["AppState", "get_identity", "get_runtime", "get_state"]
 
 
 @dataclass
@@ -36,3 +41,11 @@ def get_runtime(request: Request) -> Runtime:
             "the server is still starting or lost its configuration; retry shortly", code="not_ready"
         )
     return runtime
+
+
+def get_identity(request: Request) -> IdentityService:
+    """The runtime's identity service (sessions, captchas, enrolment, client tokens)."""
+    identity = get_runtime(request).identity
+    if identity is None:
+        raise StorageUnavailable("the identity service is not ready; retry shortly", code="not_ready")
+    return identity

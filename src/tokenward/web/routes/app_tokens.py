@@ -26,8 +26,8 @@ from tokenward.web.auth import (
     current_request_id,
     require_scope,
 )
-from tokenward.web.routes.identity import SourceIdentifierAuthenticator, get_identity
-from tokenward.web.state import get_runtime
+from tokenward.web.routes.identity import SourceIdentifierAuthenticator
+from tokenward.web.state import get_identity, get_runtime
 
 __all__ = ["router"]
 

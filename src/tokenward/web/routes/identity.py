@@ -1,8 +1,7 @@
 """Sessions and client tokens over HTTP (docs/protocol.md). Thin: parse, call the service, render.
 
-The :class:`~tokenward.identity.service.IdentityService` is built once per app from the runtime
-(SQL store, policy holder, data-dir client IDs and resources); tests may set
-``app.state.identity_service`` to inject one.
+The :class:`~tokenward.identity.service.IdentityService` is built with the runtime
+(:func:`tokenward.runtime.build_identity`); handlers reach it through :mod:`tokenward.web.state`.
 """
 
 from __future__ import annotations
@@ -18,89 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenward.apptokens import MANAGE_SCOPE, Caller
 from tokenward.apptokens.access import AdminCheck
-from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import BadRequest, Unauthorized
-from tokenward.identity.apps import load_serving_registry
 from tokenward.identity.client_tokens import jwks
-from tokenward.identity.mail import SmtpMailer
-from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
-from tokenward.identity.resources import load_resources
 from tokenward.identity.service import ENROLLMENT_CODE_TTL, IdentityService, key_fingerprint, normalize_email
 from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
-from tokenward.storage.audit import SqlAuditLog
-from tokenward.storage.identity import SqlIdentityStore
-from tokenward.storage.regulation import SqlRegulationStore
 from tokenward.web.auth import AuthenticationRequired, client_ip
-from tokenward.web.state import get_runtime
+from tokenward.web.state import get_identity, get_runtime
 
-__all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "get_identity", "router"]
+__all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "request_client_ip", "router"]
 
 router = APIRouter(tags=["sessions"])
 
 #: The session scope (granted in clientscopespolicy.csv) that carries ``tokenward:manage`` into the management API.
 MANAGE_SESSION_SCOPE = "TOKENWARD_MANAGE"
-
-
-def get_identity(request: Request) -> IdentityService:
-    service: IdentityService | None = getattr(request.app.state, "identity_service", None)
-    if service is not None:
-        return service
-    runtime = get_runtime(request)
-    data_dir = runtime.settings.data_dir
-
-    holder: Any = getattr(runtime, "policy", None)
-    if holder is None:  # a runtime without a policy holder: load the data dir's files once
-        from tokenward.policy import PolicyHolder, parse_segments
-
-        settings = runtime.settings
-        holder = PolicyHolder(
-            data_dir, dialect=settings.policy_dialect, segments=parse_segments(settings.policy_segments)
-        )
-        holder.load()
-    questions = PolicyQuestions(lambda: holder.policy, runtime.server_name)
-
-    def policy() -> IdentityPolicy:
-        return questions
-
-    settings = runtime.settings
-    window = float(settings.captcha_regulation_window_seconds)
-    regulation = SqlRegulationStore(runtime.database)
-    service = IdentityService(
-        server_name=runtime.server_name,
-        keyring=lambda: runtime.keyring,
-        store=SqlIdentityStore(runtime.database),
-        policy=policy,
-        clients=lambda: load_serving_registry(data_dir),
-        resources=lambda: load_resources(data_dir),
-        audit=SqlAuditLog(runtime.database),
-        session_lifetime=runtime.settings.session_lifetime_seconds,
-        request_regulator=Regulator(regulation, RegulationPolicy(settings.captcha_max_requests + 1, window, window)),
-        failure_regulator=Regulator(
-            regulation,
-            RegulationPolicy(
-                settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
-            ),
-        ),
-        mailer=_mailer(settings, runtime.server_name),
-        mail_sender=settings.smtp_from,
-    )
-    request.app.state.identity_service = service
-    return service
-
-
-def _mailer(settings: Any, server_name: str) -> SmtpMailer | None:
-    if not settings.smtp_host:
-        return None
-    return SmtpMailer(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        sender=settings.smtp_from or f"tokenward@{server_name}",
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        starttls=settings.smtp_starttls,
-        timeout=settings.smtp_timeout_seconds,
-    )
 
 
 def request_client_ip(request: Request) -> str | None:

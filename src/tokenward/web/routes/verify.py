@@ -10,14 +10,12 @@ validated query string is cached (a proxy sends the same one every time); every 
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import parse_qsl
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from tokenward.errors import BadRequest, StorageUnavailable, TokenwardError
-from tokenward.forwardauth.plugins import SessionCheck
 from tokenward.forwardauth.service import Decision, ForwardAuthService, VerifyParams
 from tokenward.web.auth import current_request_id
 from tokenward.web.middleware import Response, decode_headers, error_response, send_response
@@ -51,29 +49,12 @@ def _params(query: bytes) -> VerifyParams:
     return params
 
 
-def _service(state: AppState, scope: Scope) -> ForwardAuthService:
+def _service(state: AppState) -> ForwardAuthService:
     runtime = state.runtime
     service: ForwardAuthService | None = None if runtime is None else runtime.forward_auth
     if service is None:
         raise StorageUnavailable("forward auth is not ready", code="not_ready")
-    if service.deps.sessions is None:
-        service.deps.sessions = _sessions(scope)
     return service
-
-
-def _sessions(scope: Scope) -> SessionCheck:
-    # The identity service is built by the identity routes once per app; /verify borrows it.
-    from starlette.requests import Request
-
-    from tokenward.web.routes.identity import get_identity
-
-    identity = get_identity(Request(scope))
-
-    async def check(token: str) -> tuple[str, tuple[str, ...]]:
-        found = await identity.authenticate(token, now=time.time())
-        return found.subject, tuple(found.scopes)
-
-    return check
 
 
 def _client_address(state: AppState, peer: str | None, headers: dict[str, str]) -> str | None:
@@ -97,7 +78,7 @@ async def answer(state: AppState, scope: Scope, headers: dict[str, str]) -> Resp
             params = VerifyParams(store_id=bound["store_id"], token_id=bound["token_id"])
         else:
             params = _params(scope["query_string"])
-        service = _service(state, scope)
+        service = _service(state)
         client = scope.get("client")
         address = _client_address(state, client[0] if client else None, headers)
         decision = await service.verify(params, headers, address, current_request_id())

@@ -27,8 +27,8 @@ from tokenward.identity.device import DEVICE_COOKIE, DEVICE_MAX_AGE
 from tokenward.identity.source import SourceIdentity
 from tokenward.policy import is_admin
 from tokenward.web.routes.app_tokens import service as app_token_service
-from tokenward.web.routes.identity import get_identity, request_client_ip
-from tokenward.web.state import get_runtime
+from tokenward.web.routes.identity import request_client_ip
+from tokenward.web.state import get_identity, get_runtime
 from tokenward.web.ui.render import error_page, read_form, redirect, render, retry_after
 from tokenward.web.ui.security import (
     LOGIN_COOKIE,
