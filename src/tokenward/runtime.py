@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
@@ -66,7 +66,6 @@ class Runtime:
     server_name: str
     timecodes: TimeCodes
     database: Database
-    started_at: float = field(default_factory=time.time)
     app_tokens: AppTokenService | None = None
     policy: PolicyHolder | None = None
     forward_auth: ForwardAuthService | None = None

@@ -114,11 +114,6 @@ class RulesPolicy:
     server: str
     rules: list[tuple[str, str, str, str]] = field(default_factory=list)
 
-    def allow(self, *rule: str) -> RulesPolicy:
-        sub, dom, obj, act = rule
-        self.rules.append((sub, dom, obj, act))
-        return self
-
     def _match(self, sub: str, dom: str, obj: str, act: str) -> int | None:
         for index, rule in enumerate(self.rules):
             if all(p == "*" or p.lower() == v.lower() for p, v in zip(rule, (sub, dom, obj, act), strict=True)):

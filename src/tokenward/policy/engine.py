@@ -307,11 +307,6 @@ class IndexedEngine:
         dom_ok, _ = self._matcher(rule.dom, self.shape.dom, rule.where)
         return sub_ok(sub), dom_ok(dom)
 
-    def stats(self) -> dict[str, int]:
-        """Counts per index kind, for the benchmark and ``policy lint --stats``."""
-        scan = sum(len(b.scan) for b in self._buckets.values())
-        return {"rules": len(self.rules), "exact": len(self._pairs), "buckets": len(self._buckets), "scanned": scan}
-
 
 class CasbinEngine:
     """The slow path: pycasbin evaluates the model for every row (any model pycasbin accepts)."""

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, Literal
@@ -269,6 +268,3 @@ def required_literals(pattern: str) -> list[str]:
     if current:
         runs.append("".join(current))
     return runs
-
-
-MatchFunc = Callable[[str], bool]

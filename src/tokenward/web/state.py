@@ -6,8 +6,7 @@ The web layer's one way to the services: handlers, pages and the hot path reach 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
@@ -25,8 +24,6 @@ class AppState:
     settings: Settings
     metrics: Metrics
     runtime: Runtime | None = None
-    # Extra facts for /readyz (e.g. the policy version), each a callable returning a dict to merge.
-    extra_readiness: dict[str, Callable[[], dict[str, object]]] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> AppState:

@@ -50,8 +50,6 @@ async def readyz(request: Request) -> Response:
         }
     if state.runtime.config_sync is not None:
         body["config_sync"] = state.runtime.config_sync.status()
-    for probe in state.extra_readiness.values():
-        body.update(probe())
     degraded = state.runtime.degraded()
     if degraded:
         body["degraded"] = degraded
