@@ -1,7 +1,7 @@
 # tokenward — the same commands locally and in CI.
 #   make run    create/refresh .venv, initialise ./tokenward-data if needed, serve on 127.0.0.1:8080
 #   make test   create/refresh .venv with dev tools, then ruff, mypy --strict and pytest
-#   make lint   ruff + mypy only
+#   make lint   ruff, mypy, codespell and the import contracts (.importlinter)
 #   make bench  benchmark scripts in bench/
 #   make fuzz   every parser of untrusted input under atheris, FUZZ_SECONDS (60) each (docs/security.md)
 #   make dist   build the wheel and sdist into dist/ (docs/deployment.md)
@@ -37,6 +37,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/codespell src tests docs README.md
+	PYTHONPATH=src $(BIN)/lint-imports --no-cache  # .importlinter: layers import downward only
 
 test: lint
 	$(BIN)/pytest -q

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tokenward.errors import Unauthorized
-from tokenward.web.auth import parse_basic
+from tokenward.httpauth import parse_basic
 
 __all__ = ["basic_challenge", "basic_credentials", "bearer_token"]
 
