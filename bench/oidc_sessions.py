@@ -6,7 +6,7 @@
 In-process (``ForwardAuthService.verify``, no socket): what a signed-in browser costs once the
 provider is out of the loop — parse the cookie, open the AES-GCM seal, build the ``Remote-*``
 headers. Cases, each against the ``noop`` plugin through the same service in the same run (the
-ratio is the figure to compare, design.md §8):
+ratio is the figure to compare, bench/README.md):
 
 - **noop**: the floor (request rebuilt from headers, token cache hit, headers built);
 - **oidc-valid**: a rotation over 10,000 distinct valid session cookies;

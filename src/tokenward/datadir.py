@@ -3,7 +3,7 @@
 Layout::
 
     <data_dir>/            0700
-      server-name          the deployment's resource name (seed 000: "Current Resource Owner")
+      server-name          the deployment's resource name (the original server: "Current Resource Owner")
       timecode.json        0600: current code, previous code and the end of its grace period
       apptoken.key         0600: the key app-token hashes are made with (docs/app-tokens.md)
       *.conf, *.csv        policy files (docs/policies.md)

@@ -434,7 +434,7 @@ def _reject_unknown_env(env: Mapping[str, str]) -> None:
             raise ConfigError(f"unknown setting {key}{hint}", code="setting_unknown")
 
 
-#: The original server's names (seed 000), still accepted.
+#: The original server's names, still accepted.
 LEGACY_ALIASES = {
     "HEXAEIGHT_S3_URL": "s3_url",
     "HEXAEIGHT_S3_BUCKET": "s3_bucket",

@@ -1,4 +1,4 @@
-"""Split authorization in practice (seed 002): one bucket, one database, different segments.
+"""Split authorization in practice (docs/policies.md): one bucket, one database, different segments.
 
 The admin data dir saves one bundle to a moto S3 bucket; instance U starts with
 ``TOKENWARD_POLICY_SEGMENTS=user,captcha`` and instance R with ``resource,system``, each from an

@@ -1,7 +1,7 @@
 """Real reverse proxies for e2e tests: nginx (auth_request) and Caddy (forward_auth) on loopback ports.
 
 Each runs from a temp folder with its own config, pid and logs. Outside CI a missing binary skips
-the test with an install hint; under ``CI=true`` it fails (design.md §6).
+the test with an install hint; under ``CI=true`` it fails.
 """
 
 from __future__ import annotations

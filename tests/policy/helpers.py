@@ -1,4 +1,4 @@
-"""Shared helpers for the policy tests: the seed 002 sample rows, uncommented."""
+"""Shared helpers for the policy tests: the sample rows of ``tokenward policy samples``, uncommented."""
 
 from __future__ import annotations
 

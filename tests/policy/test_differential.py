@@ -1,7 +1,7 @@
 """Differential tests: the indexed engine agrees with a reference on every decision.
 
 * compat vs pycasbin itself, with ``regexMatch`` registered as an unanchored ``re.search``
-  (Casbin.NET semantics, design.md §2), over several matcher shapes;
+  (Casbin.NET semantics, docs/policies.md), over several matcher shapes;
 * glob vs a straightforward reference (anchored regex translation, linear scan).
 """
 

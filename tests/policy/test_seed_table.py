@@ -1,4 +1,4 @@
-"""Every sample row of seed 002, uncommented, and the design.md traps, in both dialects."""
+"""Every sample row of the policy samples, uncommented, and the known pattern traps, in both dialects."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ TABLE: list[tuple[str, tuple[str, ...], bool, bool]] = [
     ("ask", ("someone@gmail.com", "personal@yahoo.com", B), False, False),
     ("ask", ("someone@gmail.com", "personal@yahoo.com", A), True, True),
     ("ask", ("someone@gmail.com", "confidential.resource.com", B), False, False),
-    # traps from design.md §2
+    # pattern traps (docs/policies.md)
     ("login", ("alice@example.com", "notmytokenXserver.org", A), False, True),  # unescaped dots, unanchored
     ("login", ("a@b", S, A), False, True),  # /*@/*./* is "contains @ and one more char"
     ("login", ("xhack@jackXemail.org", S, A), True, False),  # the deny row is a regex too

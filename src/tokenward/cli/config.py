@@ -1,4 +1,4 @@
-"""`tokenward config save|get|status|prune|keygen`: the shared config bundle in S3 (seed 000).
+"""`tokenward config save|get|status|prune|keygen`: the shared config bundle in S3.
 
 ``save`` is the original's ``--saveconfig`` and ``get`` its ``--getconfig``; both are also
 accepted as root options.

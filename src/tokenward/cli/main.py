@@ -262,7 +262,7 @@ def _write_policy_samples(data_dir: DataDir, server: str, admin: str | None) -> 
 
     written = [path.name for path in write_samples(data_dir.path, server_name=server)]
     if admin is not None:
-        # The first admin is an ordinary policy row (design.md glossary: no hidden superuser).
+        # The first admin is an ordinary policy row: there is no hidden superuser.
         with (data_dir.path / "userpolicy.csv").open("a", encoding="utf-8") as policy:
             policy.write(
                 f"\n# First admin, added by `tokenward init --admin`.\np, {admin}, {server}, TOKENWARD, admin\n"

@@ -44,7 +44,7 @@ class SaveLine:
     sealed: bool = False
 
     def render(self) -> str:
-        """One line in the seed's style (seed 000, ``--saveconfig``)."""
+        """One line in the original server's style (``--saveconfig``)."""
         if self.saved:
             return f"- {self.label} Saved Successfully." + (" (sealed)" if self.sealed else "")
         return f"- {self.label} Could Not Be Saved - Skipping File ({self.reason})"

@@ -1,7 +1,7 @@
 """What a config bundle holds and how its manifest reads — no I/O here.
 
 A bundle is one manifest plus one object per file, in one bucket, all named after the
-server (seed 000's "master files")::
+server (the original server's "master files")::
 
     auth.example.com_manifest                      JSON, written last
     auth.example.com_modelfile.<sha256>            model.conf

@@ -6,7 +6,7 @@ Shape (JSON or YAML)::
      tokenward: {plugins: [...], policy?, custom_service_headers?, custom_error_headers?}}
 
 A *pointer* token carries ``tokenward: {config_token_store_id, config_token_id}`` instead of plugins
-(seed 001, "token specified via pointer token").
+(docs/forward-auth.md, "token specified via pointer token").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Server-side config token stores (seed 001): ``file``, ``env`` and ``sql``.
+"""Server-side config token stores (docs/forward-auth.md): ``file``, ``env`` and ``sql``.
 
 Declared in ``TOKENWARD_CONFIG_TOKEN_STORES`` (JSON or YAML)::
 

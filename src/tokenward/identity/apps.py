@@ -1,4 +1,4 @@
-"""Client apps: client IDs, app hashes and the client-ID configuration file (seed 002, 003).
+"""Client apps: client IDs, app hashes and the client-ID configuration file (docs/policies.md).
 
 * **client ID** — 40 uppercase hex characters (160 random bits).
 * **app hash** — uppercase hex SHA-512 of ``host[:port]`` of an origin (host lower-cased,

@@ -24,7 +24,7 @@ class Decision:
 
 
 class IdentityPolicy(Protocol):
-    """The questions of seeds 002/003 (action ∧ ¬deny), with the server name already bound."""
+    """The questions of docs/policies.md (action ∧ ¬deny), with the server name already bound."""
 
     def captcha_enabled(self, email: str) -> Decision: ...
     def can_login(self, subject: str, client_id: str) -> Decision: ...
@@ -134,7 +134,7 @@ class RulesPolicy:
 
     def client_access(self, app_hash: str, client_id: str) -> Decision:
         if not any(r[2] == client_id and r[3] == "clientaccess" for r in self.rules):
-            return Decision(True)  # seed 002: enforced only when the client ID has rows
+            return Decision(True)  # docs/policies.md: enforced only when the client ID has rows
         return self._ask(app_hash, self.server, client_id, "clientaccess")
 
     def scopes(self, email: str, app_hash: str, client_id: str) -> frozenset[str]:

@@ -5,7 +5,7 @@ Format (version 1), one printable string::
     tw1.<label>.<secret>.<check>
 
 * ``label``  — decimal Unix minutes aligned down to a multiple of 15 (the original's "KGT"
-  time code, seed 000), public; it says when the code was made.
+  time code), public; it says when the code was made.
 * ``secret`` — 32 random bytes (256 bits), base64url without padding (43 characters).
 * ``check``  — first 6 base64url characters of SHA-256 over ``tw1.<label>.<secret>``; it
   catches truncation and typos before anything is stored.

@@ -39,7 +39,7 @@ CSV_FILES = (
     "captchapolicy.csv",
 )
 POLICY_FILES = MODEL_FILES + CSV_FILES
-#: Which model file gives each CSV file its meaning (seed 002).
+#: Which model file gives each CSV file its meaning (docs/policies.md).
 MODEL_OF: Mapping[str, str] = {
     name: "captchamodel.conf" if name == "captchapolicy.csv" else "model.conf" for name in CSV_FILES
 }

@@ -2,7 +2,7 @@
 
 A model file (``model.conf``, ``captchamodel.conf``) is parsed by pycasbin, which stays the
 authority on the Casbin syntax. We then recognise the one *shape* tokenward indexes
-(seed 002 and design.md §2)::
+(docs/policies.md, "Two pattern dialects")::
 
     r = sub, dom, obj, act
     p = sub, dom, obj, act

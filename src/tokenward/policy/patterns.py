@@ -7,7 +7,7 @@
     Matching is a left-to-right ``str.find`` walk: linear, no backtracking.
 
 ``compat``
-    Bit-for-bit the original server (design.md §2): a pattern is a regular expression matched
+    Bit-for-bit the original server (docs/policies.md): a pattern is a regular expression matched
     as an *unanchored search* (Casbin.NET ``Regex.IsMatch``), case-sensitive. ``/*@/*./*``
     therefore means "contains ``@`` followed by one more character". Because Python's ``re``
     backtracks, patterns are checked when loaded (:func:`check_regex`) and values are capped at

@@ -1,4 +1,4 @@
-"""The questions tokenward asks its policy, one typed function each (seeds 002 and 003).
+"""The questions tokenward asks its policy, one typed function each (docs/policies.md).
 
 Every question is ``action ∧ ¬deny``: a row with action ``deny`` for the same
 subject, destination and realm (client ID) wins over any number of allows. Subjects that look
@@ -111,7 +111,7 @@ def can_poke(policy: Policy, source: str, destination: str, client_id: str) -> b
 def client_access(policy: Policy, app_hash: str, server: str, client_id: str) -> bool:
     """May the client app with ``app_hash`` request keys for ``client_id``?
 
-    Enforced only when ``clientappspolicy.csv`` has rows for ``client_id`` (seed 002: "during
+    Enforced only when ``clientappspolicy.csv`` has rows for ``client_id`` (docs/policies.md: "during
     app development it is best to not set this enforcement"); otherwise every app may.
     """
     require(policy.segments, "user", "resource")

@@ -1,4 +1,4 @@
-"""Commented sample policy files, as ``tokenward policy samples`` writes them (seed 002).
+"""Commented sample policy files, as ``tokenward policy samples`` writes them (docs/policies.md).
 
 Every row is commented out, so a fresh install allows nothing until someone uncomments rows.
 ``mytoken.server`` is replaced by the deployment's server name when one is given.

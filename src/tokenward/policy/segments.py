@@ -1,4 +1,4 @@
-"""Split authorization: which questions an instance answers (seed 002, "Split Authorization").
+"""Split authorization: which questions an instance answers (docs/policies.md, "Split Authorization").
 
 One server name can run several instances, each enforcing a *segment* of the policy:
 

@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, readiness, metrics, and the server name (seed 000)."""
+"""Operational endpoints: liveness, readiness, metrics, and the server name."""
 
 from __future__ import annotations
 
