@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.storage.regulation import KEY_LEN, RegulationStore
 
-__all__ = ["RegulationPolicy", "Regulator", "client_key", "ip_key", "user_key"]
+__all__ = ["RegulationPolicy", "Regulator", "client_key", "ip_key", "pair_key", "user_key"]
 
 log = logging.getLogger("tokenward.regulation")
 
