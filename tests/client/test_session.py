@@ -203,3 +203,17 @@ def test_the_prompt_authenticator_shows_the_qr_code_and_returns_the_typed_code()
     assert answer(challenge) == "k3m7p"
     assert "alice@example.com" in shown[0]
     assert len(shown[1].splitlines()) > 10  # the QR code, drawn with block characters
+
+
+async def test_a_resource_session_renews_itself_before_it_expires(setup: Setup) -> None:
+    s = setup
+    keys = SessionKeys()
+    rs, _ = await _resource(s, keys)
+    first = rs.session
+    assert first is not None
+    assert await rs.ensure_session() is first
+    s.clock.now = first.expires_at - 60  # inside the refresh margin: a new login, a new session key
+    renewed = await rs.ensure_session()
+    assert renewed is not first and renewed.session_key is not first.session_key
+    assert keys.find(b64u_of_public(renewed.session_key)) is renewed.session_key
+    assert keys.find(b64u_of_public(first.session_key)) is first.session_key  # kept for live tokens

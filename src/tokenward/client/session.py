@@ -185,6 +185,11 @@ class Tokenward(_Core):
         session: Session = self._run(self._resource_flow(resource, signing_key))
         return session
 
+    def ensure_session(self) -> Session:
+        """The session, logging the resource in again when it is about to expire."""
+        session: Session = self._run(self._ensure_session_flow())
+        return session
+
     def client_token(self, destination: str) -> ClientToken:
         """A client token for ``destination``, from the cache until shortly before it expires."""
         token: ClientToken = self._run(self._token_flow(destination))
