@@ -89,3 +89,26 @@ def test_serve_refuses_bad_setting(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: invalid setting TOKENWARD_PORT: Input should be less than or equal to 65535"
     ]
+
+
+def test_a_rotated_time_code_reaches_the_running_workers_without_a_restart(tmp_path: Path) -> None:
+    """Issue 15 #12: `timecode rotate` printed "Succeeded" while the running server kept the old key."""
+    data = tmp_path / "data"
+    init_data_dir(data, "auth.example.com")
+    env = env_for(data, TOKENWARD_POLICY_WATCH_SECONDS="0.5")
+    with serving(env, "--workers", "2") as (url, _):
+        old = httpx.get(url + "/readyz").json()["timecode"]
+        rotated = tokenward("timecode", "rotate", env=env)
+        assert rotated.returncode == 0 and "Succeeded" in rotated.stdout, rotated.stderr
+        new = rotated.stdout.split("Key id:")[1].split()[0]
+        assert new != old
+        # Readiness-style wait (generous deadline, not a timing assertion): every answer, whichever worker
+        # gives it, must show the new key id; the documented bound is one watch interval.
+        seen: set[str] = set()
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            seen = {httpx.get(url + "/readyz").json()["timecode"] for _ in range(8)}
+            if seen == {new}:
+                break
+            time.sleep(0.2)
+        assert seen == {new}

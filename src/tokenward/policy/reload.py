@@ -24,9 +24,10 @@ import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenward.errors import PolicyError
 from tokenward.periodic import Periodic
@@ -186,14 +187,22 @@ class PolicyWatcher:
         await self._periodic.stop()
 
 
-def install_sighup(holder: PolicyHolder, loop: asyncio.AbstractEventLoop | None = None) -> bool:
-    """Reload ``holder`` on SIGHUP in ``loop`` (default: the running loop). False where unsupported."""
+def install_sighup(
+    holder: PolicyHolder,
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    also: Callable[[], Coroutine[Any, Any, object]] | None = None,
+) -> bool:
+    """Reload ``holder`` on SIGHUP in ``loop`` (default: the running loop), and run ``also`` (the time-code
+    check). False where unsupported."""
     if not hasattr(signal, "SIGHUP"):
         return False
     target = loop or asyncio.get_running_loop()
 
     def _reload() -> None:
         target.create_task(asyncio.to_thread(holder.reload))
+        if also is not None:
+            target.create_task(also())
 
     try:
         target.add_signal_handler(signal.SIGHUP, _reload)

@@ -17,12 +17,14 @@ from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
 from tokenward import __version__
+from tokenward.datadir import DataDir
 from tokenward.errors import TokenwardError
 from tokenward.logs import configure_logging
 from tokenward.periodic import Periodic
 from tokenward.policy import PolicyWatcher, install_sighup
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
+from tokenward.timecode_watch import TimecodeWatcher
 from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.metrics import Metrics
 from tokenward.web.middleware import BodyLimit, HotPath, RequestContext, RequestLog
@@ -73,6 +75,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         if owned and runtime.decision_log is not None:
             metrics.watch_decision_log(runtime.decision_log)
         watcher = None
+        keys = None
         sync = runtime.config_sync if owned else None
         if sync is not None:
             # The S3 bundle is the truth: poll its manifest instead of the local policy files.
@@ -84,7 +87,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
             metrics.watch_policy(runtime.policy)
             watcher = PolicyWatcher(runtime.policy, interval=settings.policy_watch_seconds)
             watcher.start()
-            install_sighup(runtime.policy)
+            # `tokenward timecode rotate/set` rewrite the file: put the new code in force without a restart.
+            keys = TimecodeWatcher(
+                DataDir(settings.data_dir), runtime.use_timecodes, interval=settings.policy_watch_seconds
+            )
+            keys.start()
+            install_sighup(runtime.policy, also=keys.check)
         flusher = None
         if owned and runtime.decision_sink is not None:  # the decision log's SQL sink, off the request path
             flusher = Periodic(
@@ -100,6 +108,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
                     await runtime.flush_decisions()
             if watcher is not None:
                 await watcher.stop()
+            if keys is not None:
+                await keys.stop()
             if sync is not None:
                 await sync.stop()
             if owned and state.runtime is not None:
