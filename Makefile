@@ -39,8 +39,13 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/codespell src tests docs README.md
 	PYTHONPATH=src $(BIN)/lint-imports --no-cache  # .importlinter: layers import downward only
 
+# Most tests wait on subprocesses, databases and browsers rather than on the CPU, so four
+# workers finish well before one even on two cores; each test file stays on one worker
+# (module fixtures such as a running server are made once). TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 4
+
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.dev-installed
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

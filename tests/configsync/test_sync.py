@@ -112,7 +112,7 @@ async def test_s3_down_serves_last_known_good_and_catches_up(s3_config: S3Config
     down, holder = make_sync(dead_s3(s3_config), tmp_path)
     started = time.monotonic()
     await down.start()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # gave up on S3 rather than hanging (not a speed check)
     assert down.source == "last-known-good" and holder.version == policy_version(userpolicy=ROW)
     last = down.status()["last_error"]
     assert isinstance(last, dict) and last["error"] == "s3_unreachable"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def test_client_ip_is_the_peer_unless_trusted_proxies_say_otherwise(tmp_path: Pa
 def test_serve_refuses_unreachable_database(tmp_path: Path) -> None:
     data = tmp_path / "data"
     init_data_dir(data)
-    started = time.monotonic()
+    # tokenward() gives up after 120 s: a hang fails the test, a slow machine does not.
     result = tokenward(
         "serve",
         "--port",
@@ -67,7 +66,6 @@ def test_serve_refuses_unreachable_database(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith("error: ") and "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
-    assert time.monotonic() - started < 20
 
 
 def test_serve_refuses_insecure_timecode_file(tmp_path: Path) -> None:
