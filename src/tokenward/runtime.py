@@ -7,6 +7,7 @@ migrations). The CLI uses it to fail before binding a port; the ASGI lifespan us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -14,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
@@ -28,7 +30,7 @@ from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
 from tokenward.storage.decisions import BlobDecisionSink, DecisionSink, SqlDecisionSink
-from tokenward.storage.regulation import RegulationStore
+from tokenward.storage.regulation import FallbackRegulationStore, RegulationStore
 
 if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
@@ -73,6 +75,8 @@ class Runtime:
     config_sync: ConfigSync | None = None
     #: Present when ``TOKENWARD_REDIS_URL`` is set: app-token revocation notices between instances.
     revocation_channel: RevocationChannel | None = None
+    #: Present when ``TOKENWARD_REDIS_URL`` is set: regulation in Redis, in SQL while Redis is down.
+    regulation_fallback: FallbackRegulationStore | None = None
     redis: object | None = None
     #: The OpenID Provider (docs/oidc.md).
     oidc: OidcProvider | None = None
@@ -111,6 +115,9 @@ class Runtime:
             checks["database"] = "timed out"
         except TokenwardError as exc:
             checks["database"] = exc.detail
+        if self.regulation_fallback is not None:  # a degraded state, not a readiness failure (degraded())
+            with contextlib.suppress(TimeoutError, TokenwardError):
+                await asyncio.wait_for(self.regulation_fallback.probe(datetime.now(UTC)), READY_TIMEOUT_SECONDS)
         return checks
 
     def degraded(self) -> dict[str, str]:
@@ -120,8 +127,14 @@ class Runtime:
         before the refused save, and one bad ``config save`` must not take every instance out of the
         load balancer at once. ``/readyz`` reports it as ``status: degraded``.
         """
+        out: dict[str, str] = {}
         reason = self.config_sync.degraded_reason if self.config_sync is not None else None
-        return {} if reason is None else {"config_sync": reason}
+        if reason is not None:
+            out["config_sync"] = reason
+        # Redis down: brute-force regulation counts in the database instead (docs/regulation.md).
+        if self.regulation_fallback is not None and self.regulation_fallback.degraded_reason is not None:
+            out["regulation"] = self.regulation_fallback.degraded_reason
+        return out
 
     def use_timecodes(self, codes: TimeCodes) -> None:
         """Put new time codes in force (from the config bundle); one attribute store, no restart."""
@@ -218,7 +231,10 @@ async def open_runtime(
         from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis, key_prefix
 
         runtime.redis = client = connect_redis(settings.redis_url.get_secret_value())
-        regulation_store = RedisRegulationStore(client, prefix=key_prefix(server_name))
+        runtime.regulation_fallback = FallbackRegulationStore(
+            RedisRegulationStore(client, prefix=key_prefix(server_name)), SqlRegulationStore(database)
+        )
+        regulation_store = runtime.regulation_fallback
         runtime.revocation_channel = RevocationChannel(client, prefix=key_prefix(server_name))
     runtime.app_tokens = build_app_token_service(
         settings,

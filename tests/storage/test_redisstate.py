@@ -23,6 +23,7 @@ from tokenward.errors import StorageUnavailable, TokenwardError
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis
+from tokenward.storage.regulation import FallbackRegulationStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 START = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
@@ -117,7 +118,8 @@ async def test_a_revocation_reaches_the_other_instance_before_its_cache_ttl(
         assert rt_a.app_tokens is not None and rt_b.app_tokens is not None
         assert rt_b.revocation_channel is not None
         assert await rt_b.revocation_channel.wait_subscribed(5.0)
-        assert isinstance(rt_b.app_tokens.regulator.store, RedisRegulationStore)
+        store = rt_b.app_tokens.regulator.store  # Redis first, SQL while Redis is down (docs/regulation.md)
+        assert isinstance(store, FallbackRegulationStore) and isinstance(store.primary, RedisRegulationStore)
         record, token = await rt_a.app_tokens.create(owner="alice@example.com", created_by="test")
         await rt_b.app_tokens.verify("alice@example.com", token)  # now cached on B
         start = time.monotonic()
@@ -171,7 +173,7 @@ async def test_captcha_regulation_uses_the_runtimes_redis_store(
         assert identity is not None and system_login is not None
         assert identity.request_regulator is not None and identity.failure_regulator is not None
         store = identity.failure_regulator.store
-        assert isinstance(store, RedisRegulationStore)
+        assert isinstance(store, FallbackRegulationStore) and isinstance(store.primary, RedisRegulationStore)
         assert identity.request_regulator.store is store and system_login.failure_regulator is not None
         assert system_login.failure_regulator.store is store
     finally:

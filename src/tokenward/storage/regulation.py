@@ -9,12 +9,18 @@ failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regula
 from __future__ import annotations
 
 import builtins
+import logging
+import math
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import Index, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
+
+from tokenward.errors import StorageError
 
 from .database import Database
 from .models import Base
@@ -24,12 +30,16 @@ __all__ = [
     "KEY_LEN",
     "AuthBanRow",
     "AuthFailureRow",
+    "FallbackRegulationStore",
     "InMemoryRegulationStore",
     "RegulationStore",
     "SqlRegulationStore",
 ]
 
 KEY_LEN = 400
+
+log = logging.getLogger("tokenward.regulation")
+_T = TypeVar("_T")
 
 
 class AuthFailureRow(Base):
@@ -136,3 +146,83 @@ class SqlRegulationStore(RegulationStore):
         async with self._db.session() as session:
             await session.execute(delete(AuthFailureRow).where(AuthFailureRow.at < failures_before))
             await session.execute(delete(AuthBanRow).where(AuthBanRow.until < bans_before))
+
+
+class FallbackRegulationStore(RegulationStore):
+    """A primary store (Redis) while it answers, the fallback (SQL) while it does not.
+
+    Regulation never goes silently off when the shared fast store is down (docs/regulation.md):
+    failures and bans go to the fallback, ``degraded_reason`` says so (``/readyz`` reports
+    ``status: degraded``, ``degraded.regulation``), and the primary is tried again every
+    ``retry_seconds``. Bans written to the fallback are merged into :meth:`active_bans` until the
+    last of them ends, so a ban made while Redis was down outlives Redis's return.
+    """
+
+    def __init__(
+        self,
+        primary: RegulationStore,
+        fallback: RegulationStore,
+        *,
+        retry_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.retry_seconds = retry_seconds
+        self.clock = clock
+        #: The primary's error code while the fallback is in use (``redis_unavailable``), else None.
+        self.degraded_reason: str | None = None
+        self._retry_at = -math.inf
+        self._fallback_bans_until: datetime | None = None
+
+    async def _use(self, op: Callable[[RegulationStore], Awaitable[_T]]) -> _T:
+        now = self.clock()
+        if self.degraded_reason is None or now >= self._retry_at:
+            try:
+                result = await op(self.primary)
+            except StorageError as exc:
+                if self.degraded_reason is None:
+                    log.error(
+                        "regulation store unavailable (%s): counting in the database until it is back", exc.detail
+                    )
+                self.degraded_reason = exc.error_code
+                self._retry_at = now + self.retry_seconds
+            else:
+                if self.degraded_reason is not None:
+                    log.warning("regulation store is back; leaving the database fallback")
+                    self.degraded_reason = None
+                return result
+        return await op(self.fallback)
+
+    async def probe(self, now: datetime) -> None:
+        """Ask the primary once now (``/readyz``), so ``degraded_reason`` is current without traffic."""
+        self._retry_at = -math.inf
+        await self._use(lambda store: store.active_bans(now))
+
+    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+        return await self._use(lambda store: store.record_failure(keys, at, since=since))
+
+    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+        await self._use(lambda store: store.add_ban(key, at, until))
+        if self.degraded_reason is not None and (
+            self._fallback_bans_until is None or until > self._fallback_bans_until
+        ):
+            self._fallback_bans_until = until
+
+    async def active_bans(self, now: datetime) -> dict[str, datetime]:
+        bans = await self._use(lambda store: store.active_bans(now))
+        if self.degraded_reason is None and self._fallback_bans_until is not None:
+            if now >= self._fallback_bans_until:
+                self._fallback_bans_until = None
+            else:
+                for key, until in (await self.fallback.active_bans(now)).items():
+                    if key not in bans or until > bans[key]:
+                        bans[key] = until
+        return bans
+
+    async def purge(self, *, failures_before: datetime, bans_before: datetime) -> None:
+        await self._use(lambda store: store.purge(failures_before=failures_before, bans_before=bans_before))
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.fallback.close()
