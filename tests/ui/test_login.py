@@ -124,3 +124,24 @@ async def test_unknown_page_is_an_html_404_and_api_stays_json(browser: httpx.Asy
     assert r.status_code == 404 and "text/html" in r.headers["content-type"]
     r = await browser.get("/api/nope")
     assert r.json()["error"] == "not_found"
+
+
+async def test_sign_in_leaves_a_device_cookie_for_the_sign_in_pages(browser: httpx.AsyncClient, enrol: Enrol) -> None:
+    """The browser that signed in may go on signing in while strangers hold the account over its limit."""
+    from tokenward.identity.device import DEVICE_COOKIE
+
+    r = await sign_in(browser, enrol, USER)
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith(DEVICE_COOKIE + "="))
+    for attribute in ("HttpOnly", "Secure", "SameSite=strict", "Path=/login", "Max-Age="):
+        assert attribute.lower() in cookie.lower()
+
+
+async def test_a_refused_sign_in_page_says_when_to_come_back(browser: httpx.AsyncClient, enrol: Enrol) -> None:
+    """Issue 15 #6 on the portal: its 429 pages carry Retry-After like the API's."""
+    await enrol(browser, USER)
+    page = await browser.get("/login")
+    for _ in range(20):  # TOKENWARD_CAPTCHA_MAX_REQUESTS from this address
+        r = await browser.post("/login", data={"csrf": csrf_of(page.text), "email": USER, "rd": ""})
+        assert r.status_code == 200, r.text
+    r = await browser.post("/login", data={"csrf": csrf_of(page.text), "email": USER, "rd": ""})
+    assert r.status_code == 429 and 0 < int(r.headers["retry-after"]) <= 600
