@@ -8,6 +8,7 @@ unsealed, with token caching, refresh, and the retry after the resource logged i
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -217,3 +218,22 @@ async def test_a_resource_session_renews_itself_before_it_expires(setup: Setup) 
     assert renewed is not first and renewed.session_key is not first.session_key
     assert keys.find(b64u_of_public(renewed.session_key)) is renewed.session_key
     assert keys.find(b64u_of_public(first.session_key)) is first.session_key  # kept for live tokens
+
+
+async def test_a_captcha_login_keeps_its_device_token_and_sends_it_next_time(setup: Setup) -> None:
+    """The SDK's side of docs/regulation.md: a client that logged in before is not locked out by strangers."""
+    s = setup
+    sent: list[dict[str, object]] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.url.path in ("/api/captcha", "/api/captcha/verify"):
+            sent.append(json.loads(request.content))
+
+    s.http.event_hooks["request"].append(record)
+    tw = AsyncTokenward("http://tw", client_id=s.client_id, http=s.http, clock=s.clock)
+    first = await tw.login_captcha("alice@example.com", authenticator=key_authenticator(s.alice), origin=ORIGIN)
+    assert first.device and first.device not in repr(first)
+    assert all("device" not in body for body in sent)
+    sent.clear()
+    await tw.login_captcha("alice@example.com", authenticator=key_authenticator(s.alice), origin=ORIGIN)
+    assert [body.get("device") for body in sent] == [first.device, first.device]

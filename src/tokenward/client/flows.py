@@ -75,6 +75,9 @@ class Session:
     kind: str  # "user" or "resource"
     source_identifier: str = field(repr=False)
     session_key: X25519PrivateKey = field(repr=False)
+    #: After a captcha login: the device token that exempts this client from the account's limit on wrong
+    #: answers next time (docs/regulation.md); :class:`Tokenward` sends it back by itself.
+    device: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ def _session(doc: dict[str, Any], *, kind: str, key: X25519PrivateKey) -> Sessio
         kind=kind,
         source_identifier=str(doc["source_identifier"]),
         session_key=key,
+        device=str(doc["device"]) if doc.get("device") else None,
     )
 
 
@@ -163,10 +167,16 @@ def captcha_login(
     origin: str | None = None,
     app_hash: str | None = None,
     scopes: tuple[str, ...] = (),
+    device: str | None = None,
 ) -> Flow:
-    """Captcha 2FA (§4, §5): ask for a captcha, have the authenticator read it, verify with PKCE."""
+    """Captcha 2FA (§4, §5): ask for a captcha, have the authenticator read it, verify with PKCE.
+
+    ``device``: the device token of an earlier login as ``email`` (:attr:`Session.device`), if any.
+    """
     verifier = secrets.token_urlsafe(48)
     body: dict[str, Any] = {"email": email, "client_id": client_id, "code_challenge": pkce_challenge(verifier)}
+    if device is not None:
+        body["device"] = device
     if app_hash is not None:
         body["app_hash"] = app_hash
     else:
@@ -188,6 +198,8 @@ def captcha_login(
         "session_key": b64u_of_public(key),
         "scopes": list(scopes),
     }
+    if device is not None:
+        verify["device"] = device
     return _session(_json((yield Call("POST", "/api/captcha/verify", verify))), kind="user", key=key)
 
 

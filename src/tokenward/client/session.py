@@ -57,6 +57,7 @@ class _Core:
         self._session: Session | None = None
         self._resource: tuple[str, Ed25519PrivateKey] | None = None
         self._tokens: dict[str, ClientToken] = {}
+        self._devices: dict[str, str] = {}
 
     @property
     def session(self) -> Session | None:
@@ -73,9 +74,17 @@ class _Core:
     def _captcha_flow(self, email: str, origin: str | None, app_hash: str | None, scopes: tuple[str, ...]) -> Flow:
         if (origin is None) == (app_hash is None):
             raise BadRequest("give the client app's origin or its app hash (one of them)", code="origin_missing")
+        known = email.strip().lower()
         session = yield from captcha_login(
-            email=email, client_id=self.client_id, origin=origin, app_hash=app_hash, scopes=scopes
+            email=email,
+            client_id=self.client_id,
+            origin=origin,
+            app_hash=app_hash,
+            scopes=scopes,
+            device=self._devices.get(known),
         )
+        if session.device is not None:  # kept for the next login as this address (docs/regulation.md)
+            self._devices[known] = session.device
         return self._set_session(session)
 
     def _resource_flow(self, resource: str, signing_key: Ed25519PrivateKey) -> Flow:
