@@ -447,7 +447,12 @@ def build_system_login(runtime: Runtime, regulation_store: RegulationStore) -> S
         request_regulator=Regulator(
             regulation_store, RegulationPolicy(settings.captcha_max_requests + 1, window, window)
         ),
-        failure_regulator=Regulator(regulation_store, RegulationPolicy(settings.captcha_max_failures, window, window)),
+        failure_regulator=Regulator(
+            regulation_store,
+            RegulationPolicy(
+                settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
+            ),
+        ),
     )
 
 

@@ -238,6 +238,16 @@ async def test_wrong_codes_are_regulated_per_user(world: World) -> None:
     assert "retry-after" in r.headers
 
 
+async def test_wrong_codes_from_one_remote_do_not_lock_the_user_out_from_another(world: World) -> None:
+    """docs/regulation.md: the remote address and the (user, remote) pair are banned, not the user."""
+    for _ in range(5):
+        body = {"user": "alice@example.com", "code": "AAAAA", "remote": "203.0.113.66"}
+        r = await world.host_post("/api/system-login/verify", body)
+    assert r.status_code == 429 and r.json()["error"] == "too_many_attempts"
+    r = await world.host_post("/api/system-login/captcha", {"user": "alice@example.com", "remote": "192.0.2.7"})
+    assert r.status_code == 200, r.text
+
+
 async def test_only_a_host_session_may_ask(world: World) -> None:
     r = await world.post("/api/system-login/captcha", {"user": "alice@example.com"})
     assert r.status_code == 401 and r.json()["error"] == "source_identifier_missing"

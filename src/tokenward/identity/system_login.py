@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tokenward.apptokens.regulation import Regulator, ip_key, user_key
+from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
 from tokenward.errors import (
     Conflict,
     Forbidden,
@@ -71,8 +71,15 @@ class SystemLoginGranted:
 
 
 def _keys(kind: str, email: str, remote: str | None) -> tuple[str, ...]:
-    keys = (user_key(f"{kind}:{email}"),)
-    return (*keys, ip_key(f"{kind}:{remote}")) if remote else keys
+    """The hard keys: the remote address and the (user, remote address) pair (docs/regulation.md)."""
+    pair = (pair_key(f"{kind}:{email}", remote),)
+    return (ip_key(f"{kind}:{remote}"), *pair) if remote else pair
+
+
+def _account(kind: str, email: str) -> tuple[str, ...]:
+    """The soft key, the user from anywhere: hosts have no device token, so past the account limit
+    (``TOKENWARD_CAPTCHA_ACCOUNT_MAX_FAILURES`` wrong codes from many addresses) it is refused."""
+    return (user_key(f"{kind}:{email}"),)
 
 
 @dataclass
@@ -116,7 +123,8 @@ class SystemLoginService:
 
         email = normalize_email(user)
         host = host.lower()
-        await self._check(self.failure_regulator, _keys("systemlogin", email, remote), now, "too_many_attempts")
+        failures = _keys("systemlogin", email, remote) + _account("systemlogin", email)
+        await self._check(self.failure_regulator, failures, now, "too_many_attempts")
         requests = _keys("systemlogin-request", email, remote)
         await self._count(self.request_regulator, requests, now, remote=remote, reason="system-login captcha")
         await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
@@ -170,7 +178,7 @@ class SystemLoginService:
         email = normalize_email(user)
         host = host.lower()
         keys = _keys("systemlogin", email, remote)
-        await self._check(self.failure_regulator, keys, now, "too_many_attempts")
+        await self._check(self.failure_regulator, keys + _account("systemlogin", email), now, "too_many_attempts")
         await self._allowed(email, host, now, remote=remote)
         candidates = await self._candidates(email, host, captcha_id, now)
         typed = cap.normalize_code(code)
@@ -187,7 +195,14 @@ class SystemLoginService:
         if matched is None:
             reason = "system_login_wrong_code" if tried else "system_login_no_captcha"
             await self._audit(now, host, "systemlogin.failed", subject=email, host=host, reason=reason, remote=remote)
-            await self._count(self.failure_regulator, keys, now, remote=remote, reason="system-login failure")
+            await self._count(
+                self.failure_regulator,
+                keys,
+                now,
+                remote=remote,
+                reason="system-login failure",
+                soft=_account("systemlogin", email),
+            )
             if tried:
                 raise Unauthorized("wrong code for this system login", code=reason)
             raise Unauthorized(
@@ -243,12 +258,19 @@ class SystemLoginService:
             raise TooManyRequests(exc.detail, code=code, retry_after=exc.retry_after) from None
 
     async def _count(
-        self, regulator: Regulator | None, keys: tuple[str, ...], now: float, *, remote: str | None, reason: str
+        self,
+        regulator: Regulator | None,
+        keys: tuple[str, ...],
+        now: float,
+        *,
+        remote: str | None,
+        reason: str,
+        soft: tuple[str, ...] = (),
     ) -> None:
         if regulator is None:
             return
         try:
-            banned = await regulator.failure(keys, now)
+            banned = await regulator.failure(keys, now, soft=soft)
         except StorageError as exc:  # a storage hiccup must not turn into a refused (or granted) login
             log.warning("cannot record a %s: %s", reason, exc.detail)
             return
