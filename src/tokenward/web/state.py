@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from tokenward.apptokens import AppTokenService
 from tokenward.errors import StorageUnavailable
 from tokenward.identity.service import IdentityService
 from tokenward.runtime import Runtime
 from tokenward.settings import Settings
+from tokenward.web.auth import client_ip
 from tokenward.web.metrics import Metrics
 
-__all__ = ["AppState", "get_identity", "get_runtime", "get_state"]
+__all__ = ["AppState", "get_app_tokens", "get_identity", "get_runtime", "get_state", "request_client_ip"]
 
 
 @dataclass
@@ -46,3 +48,16 @@ def get_identity(request: Request) -> IdentityService:
     if identity is None:
         raise StorageUnavailable("the identity service is not ready; retry shortly", code="not_ready")
     return identity
+
+
+def get_app_tokens(request: Request) -> AppTokenService:
+    """The runtime's app token service."""
+    service = get_runtime(request).app_tokens
+    if service is None:
+        raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
+    return service
+
+
+def request_client_ip(request: Request) -> str | None:
+    """The client's address, forwarding headers believed only from TOKENWARD_TRUSTED_PROXIES."""
+    return client_ip(request, get_runtime(request).trusted_proxies)

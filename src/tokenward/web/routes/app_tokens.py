@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenward.apptokens import PREFIX, AppTokenService, Caller, parse_duration
 from tokenward.apptokens.access import check_scopes, resolve_target
-from tokenward.errors import BadRequest, StorageUnavailable
+from tokenward.errors import BadRequest
 from tokenward.storage import AppTokenRecord
 from tokenward.web.auth import (
     AppTokenAuthenticator,
@@ -27,7 +27,7 @@ from tokenward.web.auth import (
     require_scope,
 )
 from tokenward.web.routes.identity import SourceIdentifierAuthenticator
-from tokenward.web.state import get_identity, get_runtime
+from tokenward.web.state import get_app_tokens, get_identity, get_runtime
 
 __all__ = ["router"]
 
@@ -104,11 +104,7 @@ def _ocis(record: AppTokenRecord, token: str | None = None) -> OcisToken:
 # -- dependencies -------------------------------------------------------------------------
 
 
-def service(request: Request) -> AppTokenService:
-    svc = get_runtime(request).app_tokens
-    if svc is None:
-        raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
-    return svc
+service = get_app_tokens
 
 
 def authenticators(request: Request) -> list[Authenticator]:

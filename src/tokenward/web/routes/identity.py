@@ -22,20 +22,15 @@ from tokenward.identity.client_tokens import jwks
 from tokenward.identity.service import ENROLLMENT_CODE_TTL, IdentityService, key_fingerprint, normalize_email
 from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
-from tokenward.web.auth import AuthenticationRequired, client_ip
-from tokenward.web.state import get_identity, get_runtime
+from tokenward.web.auth import AuthenticationRequired
+from tokenward.web.state import get_identity, get_runtime, request_client_ip
 
-__all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "request_client_ip", "router"]
+__all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "router"]
 
 router = APIRouter(tags=["sessions"])
 
 #: The session scope (granted in clientscopespolicy.csv) that carries ``tokenward:manage`` into the management API.
 MANAGE_SESSION_SCOPE = "TOKENWARD_MANAGE"
-
-
-def request_client_ip(request: Request) -> str | None:
-    """The client's address, forwarding headers believed only from TOKENWARD_TRUSTED_PROXIES."""
-    return client_ip(request, get_runtime(request).trusted_proxies)
 
 
 Service = Annotated[IdentityService, Depends(get_identity)]

@@ -16,8 +16,7 @@ from starlette.routing import Route
 
 from tokenward.errors import BadRequest, TokenwardError, Unauthorized
 from tokenward.oidc.provider import EndUser, Incoming, OidcProvider, Outgoing
-from tokenward.web.routes.identity import request_client_ip
-from tokenward.web.state import get_runtime
+from tokenward.web.state import get_runtime, request_client_ip
 from tokenward.web.ui.pages import signed_in
 from tokenward.web.ui.security import SESSION_COOKIE
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokenward.errors import Forbidden, ServiceUnavailable
 from tokenward.identity.source import SourceIdentity
 from tokenward.identity.system_login import SystemCaptcha, SystemLoginService
-from tokenward.web.routes.identity import current_session, request_client_ip
-from tokenward.web.state import get_runtime
+from tokenward.web.routes.identity import current_session
+from tokenward.web.state import get_runtime, request_client_ip
 
 __all__ = ["router"]
 

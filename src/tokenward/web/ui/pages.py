@@ -26,9 +26,7 @@ from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.device import DEVICE_COOKIE, DEVICE_MAX_AGE
 from tokenward.identity.source import SourceIdentity
 from tokenward.policy import is_admin
-from tokenward.web.routes.app_tokens import service as app_token_service
-from tokenward.web.routes.identity import request_client_ip
-from tokenward.web.state import get_identity, get_runtime
+from tokenward.web.state import get_app_tokens, get_identity, get_runtime, request_client_ip
 from tokenward.web.ui.render import error_page, read_form, redirect, render, retry_after
 from tokenward.web.ui.security import (
     LOGIN_COOKIE,
@@ -288,7 +286,7 @@ _SUBMISSIONS = RecentSubmissions()
 
 
 async def _tokens_page(request: Request, user: SourceIdentity, *, status: int = 200, **context: object) -> Response:
-    service = app_token_service(request)
+    service = get_app_tokens(request)
     tokens = await service.list(user.subject)
     context.setdefault("message", None)
     context.setdefault("created", None)
@@ -337,7 +335,7 @@ async def token_create(request: Request) -> Response:
         "scopes": form.get("scopes", max_length=1000),
     }
     try:
-        service = app_token_service(request)
+        service = get_app_tokens(request)
         scopes = tuple(fields["scopes"].split())
         check_scopes(_caller(user), scopes, is_admin=service.is_admin)
         record, token = await service.create(
@@ -357,7 +355,7 @@ async def token_delete_confirm(request: Request) -> Response:
     if user is None:
         return to_login(request)
     try:
-        service = app_token_service(request)
+        service = get_app_tokens(request)
         record = await service.get(request.path_params["token_id"][:64], owner=user.subject)
     except TokenwardError as exc:
         return error_page(request, exc, user=user, admin=admin_of(request, user))
@@ -370,7 +368,7 @@ async def token_delete(request: Request) -> Response:
         return to_login(request)
     await read_form(request)
     try:
-        service = app_token_service(request)
+        service = get_app_tokens(request)
         await service.revoke(request.path_params["token_id"][:64], owner=user.subject, actor=user.subject)
     except NotFound:
         # A double-submitted delete: the first one won; say so instead of failing.
