@@ -31,6 +31,8 @@ from tokenward.datadir import DataDir, check_secret_file, load_server_name, writ
 from tokenward.errors import BundleError, PolicyError
 from tokenward.policy import Policy, build_policy, read_sources
 from tokenward.policy.diff import PolicyDiff, diff_policies, flip_scope
+from tokenward.policy.engine import MatcherCache
+from tokenward.policy.patterns import Dialect
 from tokenward.policy.probes import generate_probes
 from tokenward.settings import Settings
 from tokenward.storage.blobs import BlobStore
@@ -110,7 +112,9 @@ def _is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-async def _policy_in_force(store: BlobStore, server: str, key: ConfigKey | None, dialect: str) -> Policy | str | None:
+async def _policy_in_force(
+    store: BlobStore, server: str, key: ConfigKey | None, dialect: str, matchers: MatcherCache
+) -> Policy | str | None:
     """The bundle's policy (None: no bundle yet) or a sentence saying why it cannot be compared."""
     try:
         fetched = await fetch_bundle(store, server=server)
@@ -118,15 +122,18 @@ async def _policy_in_force(store: BlobStore, server: str, key: ConfigKey | None,
             return None
         contents = open_bundle(fetched, key=key)
         saved = fetched.manifest.policy_dialect or dialect
-        return build_policy(contents.policy_sources, dialect="compat" if saved == "compat" else "glob")
+        chosen: Dialect = "compat" if saved == "compat" else "glob"
+        return build_policy(contents.policy_sources, dialect=chosen, matchers=matchers)
     except (BundleError, PolicyError) as exc:  # a store that fails stops the save itself
         return f"the bundle in force cannot be compared ({exc.detail})"
 
 
-def _diff_before_save(settings: Settings, data_dir: DataDir, in_force: Policy | str | None) -> PolicyDiff | None:
+def _diff_before_save(
+    settings: Settings, data_dir: DataDir, in_force: Policy | str | None, matchers: MatcherCache
+) -> PolicyDiff | None:
     """Build the local policy (refusing one that does not load) and diff it against the bundle's."""
     try:
-        local = build_policy(read_sources(data_dir.path), dialect=settings.policy_dialect)
+        local = build_policy(read_sources(data_dir.path), dialect=settings.policy_dialect, matchers=matchers)
     except PolicyError as exc:
         raise fail(f"the policy in {data_dir.path} does not load, nothing saved: {exc.detail}") from None
     if isinstance(in_force, str):
@@ -167,8 +174,9 @@ def run_save(*, seal_policies: bool = False, settings: Settings | None = None, y
 
     async def go() -> None:
         try:
-            in_force = await _policy_in_force(store, server, key, settings.policy_dialect)
-            result = _diff_before_save(settings, data_dir, in_force)
+            matchers: MatcherCache = {}  # both sides share most patterns: compile each once
+            in_force = await _policy_in_force(store, server, key, settings.policy_dialect, matchers)
+            result = _diff_before_save(settings, data_dir, in_force, matchers)
             if result is not None:
                 _print_diff(result)
             if not yes and _is_terminal():
