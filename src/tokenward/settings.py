@@ -325,7 +325,7 @@ class Settings(BaseSettings):
     @field_validator("app_tokens_default_expiry", "app_tokens_max_expiry")
     @classmethod
     def _duration(cls, value: str) -> str:
-        from tokenward.apptokens.expiry import parse_duration
+        from tokenward.durations import parse_duration
         from tokenward.errors import BadRequest
 
         try:
@@ -378,7 +378,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _expiry_order(self) -> Settings:
-        from tokenward.apptokens.expiry import parse_duration
+        from tokenward.durations import parse_duration
 
         if parse_duration(self.app_tokens_default_expiry) > parse_duration(self.app_tokens_max_expiry):
             raise ValueError("TOKENWARD_APP_TOKENS_DEFAULT_EXPIRY is longer than TOKENWARD_APP_TOKENS_MAX_EXPIRY")

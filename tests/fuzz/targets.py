@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import KeySet
 
 from tokenward.apptokens import format as apptoken_format
-from tokenward.apptokens.expiry import parse_duration
 from tokenward.configsync.manifest import Manifest
+from tokenward.durations import parse_duration
 from tokenward.errors import TokenwardError
 from tokenward.forwardauth.config_token import decode_token, encode_token
 from tokenward.forwardauth.plugins.basic import basic_credentials, bearer_token

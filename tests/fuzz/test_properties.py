@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from tests.fuzz import targets
 from tests.fuzz.targets import TARGETS, seeds
 from tokenward.apptokens import format as apptoken_format
-from tokenward.apptokens.expiry import parse_duration
 from tokenward.configsync.manifest import Manifest
+from tokenward.durations import parse_duration
 from tokenward.errors import TokenwardError
 from tokenward.forwardauth.config_token import decode_token, encode_token
 from tokenward.identity import apps, captcha, client_tokens, source

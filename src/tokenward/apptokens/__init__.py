@@ -1,7 +1,7 @@
 """App tokens: long-lived secrets for third-party tools, sent as HTTP Basic ``user:token``.
 
 The facade: :class:`AppTokenService` (create/list/revoke/verify), the token format
-(:mod:`.format`), lifetimes (:mod:`.expiry`), who may act for whom (:mod:`.access`) and
+(:mod:`.format`), lifetimes (:mod:`tokenward.durations`), who may act for whom (:mod:`.access`) and
 brute-force regulation (:mod:`.regulation`). See docs/app-tokens.md.
 """
 
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from tokenward._facade import lazy_exports
 
 if TYPE_CHECKING:
+    from tokenward.durations import format_duration, parse_duration
+
     from .access import MANAGE_SCOPE, AdminCheck, Caller, UserDirectory, no_admins, subject_directory
-    from .expiry import format_duration, parse_duration
     from .format import PREFIX, ParsedToken
     from .regulation import RegulationPolicy, Regulator
     from .service import AppTokenConfig, AppTokenService, cli_actor
@@ -40,7 +41,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         ".access": ("MANAGE_SCOPE", "AdminCheck", "Caller", "UserDirectory", "no_admins", "subject_directory"),
-        ".expiry": ("format_duration", "parse_duration"),
+        "tokenward.durations": ("format_duration", "parse_duration"),
         ".format": ("PREFIX", "ParsedToken"),
         ".regulation": ("RegulationPolicy", "Regulator"),
         ".service": ("AppTokenConfig", "AppTokenService", "cli_actor"),

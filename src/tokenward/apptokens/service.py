@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tokenward.durations import check_expiry
 from tokenward.errors import BadRequest, Conflict, NotFound, StorageError, TokenwardError, Unauthorized
 from tokenward.keys import Secret
 from tokenward.storage import AppTokenRecord, AppTokenStore, AuditEvent, AuditLog
@@ -38,7 +39,6 @@ from tokenward.storage import AppTokenRecord, AppTokenStore, AuditEvent, AuditLo
 from . import format as token_format
 from .access import AdminCheck, UserDirectory, no_admins, subject_directory, validate_scopes, validate_subject
 from .cache import TTLCache
-from .expiry import check_expiry
 from .regulation import Regulator, ip_key, pair_key, user_key
 
 __all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]

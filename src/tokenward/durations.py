@@ -1,4 +1,5 @@
-"""Token lifetimes: the oCIS forms (``72h``, ``30m``, ``1h30m``, ``45s``) plus days and weeks.
+"""Lifetimes as people write them (app tokens, settings): the oCIS forms (``72h``, ``30m``, ``1h30m``,
+``45s``) plus days and weeks.
 
 ``parse_duration("1h30m") == timedelta(hours=1, minutes=30)``. Zero, negative, unknown units
 (``1y``) and anything unparsable raise :class:`BadRequest` (code ``expiry_invalid``) with a

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from tokenward.apptokens.expiry import check_expiry, format_duration, parse_duration
+from tokenward.durations import check_expiry, format_duration, parse_duration
 from tokenward.errors import BadRequest
 
 
