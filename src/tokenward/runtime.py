@@ -28,7 +28,7 @@ from tokenward.keys import Keyring, Purpose, Secret
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
-from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage import AuditLog, Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
 from tokenward.storage.decisions import BlobDecisionSink, DecisionSink, SqlDecisionSink
 from tokenward.storage.regulation import FallbackRegulationStore, RegulationStore
 
@@ -68,6 +68,8 @@ class Runtime:
     server_name: str
     timecodes: TimeCodes
     database: Database
+    #: The audit log the admin pages read (docs/security.md); services append through their own handle.
+    audit: AuditLog | None = None
     app_tokens: AppTokenService | None = None
     policy: PolicyHolder | None = None
     forward_auth: ForwardAuthService | None = None
@@ -223,6 +225,7 @@ async def open_runtime(
         database=database,
         policy=policy,
         config_sync=sync,
+        audit=SqlAuditLog(database),
     )
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)

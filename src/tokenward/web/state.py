@@ -15,10 +15,11 @@ from tokenward.errors import StorageUnavailable
 from tokenward.identity.service import IdentityService
 from tokenward.runtime import Runtime
 from tokenward.settings import Settings
+from tokenward.storage import AuditLog
 from tokenward.web.auth import client_ip
 from tokenward.web.metrics import Metrics
 
-__all__ = ["AppState", "get_app_tokens", "get_identity", "get_runtime", "get_state", "request_client_ip"]
+__all__ = ["AppState", "get_app_tokens", "get_audit", "get_identity", "get_runtime", "get_state", "request_client_ip"]
 
 
 @dataclass
@@ -61,3 +62,11 @@ def get_app_tokens(request: Request) -> AppTokenService:
 def request_client_ip(request: Request) -> str | None:
     """The client's address, forwarding headers believed only from TOKENWARD_TRUSTED_PROXIES."""
     return client_ip(request, get_runtime(request).trusted_proxies)
+
+
+def get_audit(request: Request) -> AuditLog:
+    """The runtime's audit log."""
+    audit = get_runtime(request).audit
+    if audit is None:
+        raise StorageUnavailable("the audit log is not ready; retry shortly", code="not_ready")
+    return audit

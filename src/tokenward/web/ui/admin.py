@@ -18,8 +18,7 @@ from tokenward.identity.apps import load_serving_registry
 from tokenward.policy import CSV_FILES, POLICY_FILES, Finding, explain, lint, read_sources
 from tokenward.policy.diff import what_if
 from tokenward.policy.lint import group_notes
-from tokenward.storage.audit import SqlAuditLog
-from tokenward.web.state import get_runtime
+from tokenward.web.state import get_audit, get_runtime
 from tokenward.web.ui.audit_filters import DEFAULT_PAGE, parse_filters
 from tokenward.web.ui.pages import admin_of, signed_in, to_login
 from tokenward.web.ui.render import error_page, read_form, render
@@ -211,7 +210,7 @@ async def audit(request: Request) -> Response:
             paged=False,
             message=exc.detail,
         )
-    found = await SqlAuditLog(get_runtime(request).database).list(
+    found = await get_audit(request).list(
         actor=filters.actor or None,
         action=filters.action or None,
         since=filters.since,
