@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 
 import httpx
 
-__all__ = ["env_for", "free_port", "serving", "stop", "tokenward", "wait_ready"]
+__all__ = ["env_for", "free_port", "process_log", "serving", "start_process", "stop", "tokenward", "wait_ready"]
+
+# A server's stderr goes to a file, never to a pipe nobody reads: a pipe fills after ~64 KiB of
+# log lines and the server then blocks on its next write (a schemathesis run hung on that).
+_LOGS: dict[int, Path] = {}
 
 
 def free_port() -> int:
@@ -35,13 +40,28 @@ def tokenward(*args: str, env: dict[str, str], timeout: float = 120) -> subproce
     )
 
 
+def start_process(command: list[str], *, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Start ``command`` with stdout discarded and stderr in a log file (see ``process_log``)."""
+    with tempfile.NamedTemporaryFile(prefix="tokenward-test-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    _LOGS[proc.pid] = Path(log.name)
+    return proc
+
+
+def process_log(proc: subprocess.Popen[Any]) -> str:
+    """What ``proc`` wrote to stderr so far (the last 20,000 characters)."""
+    if proc.pid in _LOGS:
+        return _LOGS[proc.pid].read_text(errors="replace")[-20_000:]
+    return proc.stderr.read() if proc.stderr and not proc.stderr.closed else ""
+
+
 def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 180) -> None:
     """Wait for ``/healthz``: a readiness wait, not a timing assertion, so the deadline is generous
     (a loaded 2-core machine can take a minute to import and migrate)."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited early: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(f"server exited early: {process_log(proc)}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return
@@ -49,11 +69,11 @@ def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 180) -> 
             time.sleep(0.1)
     proc.terminate()  # and show what it logged: the reason it is stuck is usually there
     try:
-        _, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    raise AssertionError(f"server did not become ready within {deadline} s: {err or ''}")
+        proc.wait()
+    raise AssertionError(f"server did not become ready within {deadline} s: {process_log(proc)}")
 
 
 def stop(proc: subprocess.Popen[Any], *, timeout: float = 15) -> None:
@@ -67,19 +87,16 @@ def stop(proc: subprocess.Popen[Any], *, timeout: float = 15) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream:
             stream.close()
+    log = _LOGS.pop(proc.pid, None)
+    if log:
+        log.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def serving(env: dict[str, str], *args: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``tokenward serve`` on 127.0.0.1 (a free port unless given), ready; stopped on exit. Yields (url, process)."""
     port = port or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenward", "serve", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_process([sys.executable, "-m", "tokenward", "serve", "--port", str(port), *args], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url)

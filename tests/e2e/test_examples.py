@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.e2e.processes import env_for, free_port, serving, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, serving, start_process, stop, tokenward, wait_ready
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
 
@@ -85,13 +85,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             "RS_SIGNING_KEY": str(tmp / "api.pem"),
         }
         rs_env.pop("TOKENWARD_DATA_DIR")  # the resource server is not a tokenward instance
-        proc = subprocess.Popen(
+        proc = start_process(
             [sys.executable, "-m", "uvicorn", "examples.resource_server:create_app", "--factory", *_bind(port)],
             cwd=ROOT,
             env=rs_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
         )
         try:
             wait_ready(proc, f"http://127.0.0.1:{port}")

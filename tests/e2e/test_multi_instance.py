@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.e2e.processes import env_for, free_port, start_process, stop, tokenward, wait_ready
 from tests.s3server import make_bucket, start_moto
 from tests.storage.servers import fresh_database_url
 from tokenward.configsync import ConfigKey
@@ -59,13 +59,7 @@ class Cluster:
 
     def start(self, name: str, *, wait: bool = True) -> str:
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tokenward", "serve", "--port", str(port)],
-            env=self.env_of(name),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_process([sys.executable, "-m", "tokenward", "serve", "--port", str(port)], env=self.env_of(name))
         url = f"http://127.0.0.1:{port}"
         self.procs[name], self.urls[name] = proc, url
         if wait:

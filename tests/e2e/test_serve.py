@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import env_for, free_port, serving, tokenward
+from tests.e2e.processes import env_for, free_port, process_log, serving, tokenward
 from tests.helpers import init_data_dir
 
 
@@ -32,8 +32,8 @@ def test_serve_answers_resourceinfo_with_workers(served: tuple[str, subprocess.P
     assert "server" not in r.headers
     assert httpx.get(url + "/readyz").json()["status"] == "ready"
     proc.terminate()
-    _, err = proc.communicate(timeout=15)
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    proc.wait(timeout=15)
+    lines = [json.loads(line) for line in process_log(proc).splitlines() if line.startswith("{")]
     access = [line for line in lines if line.get("logger") == "tokenward.access" and line.get("request_id") == "e2e-1"]
     assert access and access[0]["path"] == "/api/resourceinfo" and access[0]["status"] == 200
 

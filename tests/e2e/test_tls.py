@@ -6,7 +6,6 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.processes import env_for, free_port, stop, tokenward
+from tests.e2e.processes import env_for, free_port, process_log, start_process, stop, tokenward
 from tests.helpers import init_data_dir
 
 
@@ -53,7 +52,7 @@ def test_serve_https(tmp_path: Path) -> None:
     init_data_dir(data, "tls.example.com")
     cert, key = make_cert(tmp_path)
     port = free_port()
-    proc = subprocess.Popen(
+    proc = start_process(
         [
             sys.executable,
             "-m",
@@ -67,20 +66,18 @@ def test_serve_https(tmp_path: Path) -> None:
             str(key),
         ],
         env=env_for(data),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
         context = ssl.create_default_context(cafile=str(cert))
         body = None
-        for _ in range(200):
+        end = time.monotonic() + 180  # a readiness wait, generous for a loaded machine
+        while time.monotonic() < end:
             try:
                 body = httpx.get(f"https://127.0.0.1:{port}/api/resourceinfo", verify=context, timeout=1).text
                 break
             except httpx.TransportError:
                 if proc.poll() is not None:
-                    raise AssertionError(proc.stderr.read() if proc.stderr else "exited") from None
+                    raise AssertionError(process_log(proc) or "exited") from None
                 time.sleep(0.1)
         assert body == "tls.example.com"
     finally:
