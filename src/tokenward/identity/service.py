@@ -14,18 +14,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import Regulator, ip_key, user_key
 from tokenward.errors import (
     BadRequest,
     Conflict,
     Forbidden,
     NotFound,
     ServiceUnavailable,
-    StorageError,
-    TooManyRequests,
     Unauthorized,
 )
 from tokenward.identity import captcha as cap
+from tokenward.identity import captcha_checks as checks
 from tokenward.identity.apps import ClientRegistry, app_hash_of_origin, normalize_app_hash, normalize_client_id
 from tokenward.identity.client_tokens import (
     TOKEN_LIFETIME_SECONDS,
@@ -65,18 +64,6 @@ def _regulation_keys(kind: str, email: str, client_ip: str | None) -> tuple[str,
     """
     keys = (user_key(f"{kind}:{email}"),)
     return (*keys, ip_key(f"{kind}:{client_ip}")) if client_ip else keys
-
-
-def _hard_keys(kind: str, email: str, client_ip: str | None) -> tuple[str, ...]:
-    """The hard keys of captcha regulation: the client address and the (e-mail, address) pair
-    (docs/regulation.md). Nobody but the address's own users can get them banned."""
-    pair = (pair_key(f"{kind}:{email}", client_ip),)
-    return (ip_key(f"{kind}:{client_ip}"), *pair) if client_ip else pair
-
-
-def _account_key(kind: str, email: str) -> str:
-    """The soft key: the e-mail address from anywhere. Banned, it refuses only browsers without its device cookie."""
-    return user_key(f"{kind}:{email}")
 
 
 def enrollment_code_hash(code: str) -> str:
@@ -141,25 +128,18 @@ class IdentityService:
     def _failure_keys(self, email: str, client_ip: str | None, device: str | None, now: float) -> tuple[str, ...]:
         """The captcha-failure keys a request is checked against: the hard ones, and the account's unless the
         request shows the device cookie of a browser that signed in as ``email`` before."""
-        keys = _hard_keys("captcha", email, client_ip)
+        keys = checks.hard_keys("captcha", email, client_ip)
         if device_proves(self.keyring(), device, email, now=now):
             return keys
-        return (*keys, _account_key("captcha", email))
+        return (*keys, checks.account_key("captcha", email))
 
     def device_token(self, email: str, *, now: float) -> str:
         """A device cookie for a browser that just signed in as ``email`` (:mod:`tokenward.identity.device`)."""
         return issue_device_token(self.keyring(), normalize_email(email), now=now, nonce=self.random_bytes(12))
 
     async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
-        if regulator is None or not regulator.policy.enabled:
-            return
-        if regulator.needs_sync(now):
-            await regulator.sync(now)
-        try:
-            regulator.check(keys, now)
-        except TooManyRequests as exc:
-            detail = "too many captcha requests; try again later" if code == "captcha_rate_limited" else exc.detail
-            raise TooManyRequests(detail, code=code, retry_after=exc.retry_after) from None
+        detail = "too many captcha requests; try again later" if code == "captcha_rate_limited" else None
+        await checks.check(regulator, keys, now, code, detail=detail)
 
     async def _count(
         self,
@@ -171,23 +151,9 @@ class IdentityService:
         reason: str,
         soft: tuple[str, ...] = (),
     ) -> None:
-        if regulator is None:
-            return
-        try:
-            banned = await regulator.failure(keys, now, soft=soft)
-        except StorageError as exc:  # regulation must not turn a storage hiccup into a refused login
-            log.warning("cannot record a %s: %s", reason, exc.detail)
-            return
-        for key in banned:
-            await self._audit(
-                now,
-                "system",
-                "regulation.ban",
-                subject=key[:320],
-                reason=reason,
-                ip=client_ip,
-                seconds=regulator.policy.ban_time,
-            )
+        await checks.count_failure(
+            regulator, keys, now, audit=self._audit, log=log, reason=reason, soft=soft, ip=client_ip
+        )
 
     async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
         if self.audit is not None:
@@ -257,7 +223,7 @@ class IdentityService:
         aead: str = cap.DEFAULT_AEAD,
     ) -> Enrollment:
         email = normalize_email(email)
-        keys = _hard_keys("captcha", email, client_ip)  # enrolment codes carry 128 bits: no account limit
+        keys = checks.hard_keys("captcha", email, client_ip)  # enrolment codes carry 128 bits: no account limit
         await self._check(self.failure_regulator, keys, now, "too_many_attempts")
         _x25519(public_key, "public_key")
         cap.validate_aead(aead)
@@ -302,7 +268,7 @@ class IdentityService:
         # across instances (the regulator's policy allows max + 1, the first request that is refused).
         # Per address and per (e-mail, address) only: a captcha request costs a guesser nothing he could use
         # (the answers are what is limited per account), so counting them per e-mail only handed out lockouts.
-        requests = _hard_keys("captcha-request", email, client_ip)
+        requests = checks.hard_keys("captcha-request", email, client_ip)
         await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="captcha request")
         await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
         client = self.clients().get(normalize_client_id(client_id))
@@ -323,30 +289,24 @@ class IdentityService:
         enrollment = await self.store.get_enrollment(email)
         if enrollment is None:
             raise NotFound("this e-mail address has no enrolled authenticator", code="not_enrolled")
-        captcha_id = b64u_encode(self.random_bytes(16))
-        code = cap.new_code(self.choice)
-        key_id, key = self.keyring().key(Purpose.CAPTCHA)
-        expires = int(now) + cap.TTL_SECONDS
-        await self.store.add_challenge(
-            cap.Challenge(
-                id=captcha_id,
-                kind="captcha",
-                subject=email,
-                client_id=client.client_id,
-                app_hash=hashed,
-                code_challenge=code_challenge,
-                code_mac=cap.code_mac(key, captcha_id, code),
-                key_id=key_id,
-                created_at=now,
-                expires_at=expires,
-            )
+        new = await checks.new_challenge(
+            self.store,
+            self.keyring(),
+            random_bytes=self.random_bytes,
+            choice=self.choice,
+            kind="captcha",
+            subject=email,
+            client_id=client.client_id,
+            app_hash=hashed,
+            code_challenge=code_challenge,
+            now=now,
         )
-        plain = cap.CaptchaPlaintext(captcha_id, code, self.server_name, email, client.name, shown_origin, expires)
-        payload = cap.seal_captcha(
-            plain, b64u_decode(enrollment.public_key, field="public_key", length=32), aead=enrollment.aead
+        plain = cap.CaptchaPlaintext(
+            new.captcha_id, new.code, self.server_name, email, client.name, shown_origin, new.expires_at
         )
+        payload = checks.seal_for(enrollment, plain)
         await self._audit(now, email, "captcha.issued", subject=email, client_id=client.client_id)
-        return CaptchaIssued(captcha_id, payload, expires)
+        return CaptchaIssued(new.captcha_id, payload, new.expires_at)
 
     async def verify_captcha(
         self,
@@ -363,7 +323,7 @@ class IdentityService:
         challenge = await self.store.get_challenge(captcha_id)
         if challenge is None or challenge.kind != "captcha":
             raise NotFound("no such captcha", code="captcha_unknown")
-        keys = _hard_keys("captcha", challenge.subject, client_ip)
+        keys = checks.hard_keys("captcha", challenge.subject, client_ip)
         await self._check(
             self.failure_regulator,
             self._failure_keys(challenge.subject, client_ip, device, now),
@@ -397,7 +357,7 @@ class IdentityService:
                 now,
                 client_ip=client_ip,
                 reason="captcha failure",
-                soft=(_account_key("captcha", challenge.subject),),
+                soft=(checks.account_key("captcha", challenge.subject),),
             )
             raise
         granted, missing = resolve_scopes(

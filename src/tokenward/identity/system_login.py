@@ -24,18 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import Regulator
 from tokenward.errors import (
     Conflict,
     Forbidden,
     NotFound,
     ServiceUnavailable,
-    StorageError,
-    TooManyRequests,
     Unauthorized,
 )
 from tokenward.identity import captcha as cap
-from tokenward.identity.encoding import b64u_decode, b64u_encode
+from tokenward.identity import captcha_checks as checks
 from tokenward.identity.policy import IdentityPolicy
 from tokenward.identity.resources import ResourceRegistry
 from tokenward.keys import Keyring, Purpose
@@ -70,16 +68,10 @@ class SystemLoginGranted:
     host: str
 
 
-def _keys(kind: str, email: str, remote: str | None) -> tuple[str, ...]:
-    """The hard keys: the remote address and the (user, remote address) pair (docs/regulation.md)."""
-    pair = (pair_key(f"{kind}:{email}", remote),)
-    return (ip_key(f"{kind}:{remote}"), *pair) if remote else pair
-
-
 def _account(kind: str, email: str) -> tuple[str, ...]:
     """The soft key, the user from anywhere: hosts have no device token, so past the account limit
     (``TOKENWARD_CAPTCHA_ACCOUNT_MAX_FAILURES`` wrong codes from many addresses) it is refused."""
-    return (user_key(f"{kind}:{email}"),)
+    return (checks.account_key(kind, email),)
 
 
 @dataclass
@@ -123,42 +115,34 @@ class SystemLoginService:
 
         email = normalize_email(user)
         host = host.lower()
-        failures = _keys("systemlogin", email, remote) + _account("systemlogin", email)
+        failures = checks.hard_keys("systemlogin", email, remote) + _account("systemlogin", email)
         await self._check(self.failure_regulator, failures, now, "too_many_attempts")
-        requests = _keys("systemlogin-request", email, remote)
+        requests = checks.hard_keys("systemlogin-request", email, remote)
         await self._count(self.request_regulator, requests, now, remote=remote, reason="system-login captcha")
         await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
         await self._allowed(email, host, now, remote=remote)
         enrollment = await self.store.get_enrollment(email)
         if enrollment is None:
             raise NotFound("this e-mail address has no enrolled authenticator", code="not_enrolled")
-        captcha_id = b64u_encode(self.random_bytes(16))
-        code = cap.new_code(self.choice)
-        key_id, key = self.keyring().key(Purpose.CAPTCHA)
-        expires = int(now) + cap.TTL_SECONDS
-        await self.store.add_challenge(
-            cap.Challenge(
-                id=captcha_id,
-                kind=KIND,
-                subject=email,
-                client_id=client_id,
-                app_hash=host_hash(host),
-                code_challenge="",
-                code_mac=cap.code_mac(key, captcha_id, code),
-                key_id=key_id,
-                created_at=now,
-                expires_at=expires,
-            )
+        new = await checks.new_challenge(
+            self.store,
+            self.keyring(),
+            random_bytes=self.random_bytes,
+            choice=self.choice,
+            kind=KIND,
+            subject=email,
+            client_id=client_id,
+            app_hash=host_hash(host),
+            code_challenge="",
+            now=now,
         )
         # The authenticator shows "system login on <host>": a captcha asked for another host is recognisable.
         plain = cap.CaptchaPlaintext(
-            captcha_id, code, self.server_name, email, f"system login on {host}", host, expires
+            new.captcha_id, new.code, self.server_name, email, f"system login on {host}", host, new.expires_at
         )
-        payload = cap.seal_captcha(
-            plain, b64u_decode(enrollment.public_key, field="public_key", length=32), aead=enrollment.aead
-        )
+        payload = checks.seal_for(enrollment, plain)
         await self._audit(now, host, "systemlogin.captcha_issued", subject=email, host=host, by=by, remote=remote)
-        return SystemCaptcha(captcha_id, payload, expires)
+        return SystemCaptcha(new.captcha_id, payload, new.expires_at)
 
     # -- verifying --------------------------------------------------------------------------------
 
@@ -177,7 +161,7 @@ class SystemLoginService:
 
         email = normalize_email(user)
         host = host.lower()
-        keys = _keys("systemlogin", email, remote)
+        keys = checks.hard_keys("systemlogin", email, remote)
         await self._check(self.failure_regulator, keys + _account("systemlogin", email), now, "too_many_attempts")
         await self._allowed(email, host, now, remote=remote)
         candidates = await self._candidates(email, host, captcha_id, now)
@@ -248,14 +232,7 @@ class SystemLoginService:
             raise Forbidden(f"{email} may not log in to {host}{why}", code="system_login_denied")
 
     async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
-        if regulator is None or not regulator.policy.enabled:
-            return
-        if regulator.needs_sync(now):
-            await regulator.sync(now)
-        try:
-            regulator.check(keys, now)
-        except TooManyRequests as exc:
-            raise TooManyRequests(exc.detail, code=code, retry_after=exc.retry_after) from None
+        await checks.check(regulator, keys, now, code)
 
     async def _count(
         self,
@@ -267,23 +244,9 @@ class SystemLoginService:
         reason: str,
         soft: tuple[str, ...] = (),
     ) -> None:
-        if regulator is None:
-            return
-        try:
-            banned = await regulator.failure(keys, now, soft=soft)
-        except StorageError as exc:  # a storage hiccup must not turn into a refused (or granted) login
-            log.warning("cannot record a %s: %s", reason, exc.detail)
-            return
-        for key in banned:
-            await self._audit(
-                now,
-                "system",
-                "regulation.ban",
-                subject=key[:320],
-                reason=reason,
-                remote=remote,
-                seconds=regulator.policy.ban_time,
-            )
+        await checks.count_failure(
+            regulator, keys, now, audit=self._audit, log=log, reason=reason, soft=soft, remote=remote
+        )
 
     async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
         if self.audit is None:
