@@ -312,6 +312,7 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
             http=httpx.AsyncClient(timeout=10.0),
             keyring=lambda: runtime.keyring,
             regulator=runtime.app_tokens.regulator if runtime.app_tokens is not None else None,
+            account_failure_delay=settings.regulation_account_delay_seconds,
             sessions=session_check(runtime.identity) if runtime.identity is not None else None,
         ),
         policy=lambda: holder.policy if holder is not None and holder.loaded else None,

@@ -18,6 +18,7 @@ from tokenward.forwardauth.plugins.htpasswd import HtpasswdAuth
 from tokenward.forwardauth.plugins.jwt import JwtAuth
 from tokenward.forwardauth.plugins.ldap import LdapAuth
 from tokenward.forwardauth.plugins.oidc import OidcAuth
+from tokenward.forwardauth.plugins.regulated import PasswordRegulation
 from tokenward.forwardauth.plugins.simple import NoopAuth, RequestHeaderAuth, RequestParamAuth
 from tokenward.forwardauth.plugins.source_identifier import SessionCheck, SourceIdentifierAuth
 from tokenward.forwardauth.schema import (
@@ -43,6 +44,7 @@ __all__ = [
     "NoopAuth",
     "OidcAuth",
     "Outcome",
+    "PasswordRegulation",
     "Plugin",
     "PluginDeps",
     "RequestHeaderAuth",
@@ -65,8 +67,13 @@ class PluginDeps:
     #: The time-code keys (the ``oidc`` plugin seals its session cookies with them).
     keyring: Callable[[], Keyring] | None = None
     clock: Callable[[], float] = time.time
-    #: Brute-force regulation for password plugins (``ldap``); the app-token service has its own.
+    #: Brute-force regulation for password plugins (``htpasswd``, ``ldap``); the app-token service has its own.
     regulator: Regulator | None = None
+    #: How late a password plugin's failures answer while their user name is over the soft limit.
+    account_failure_delay: float = 1.0
+
+    def password_regulation(self) -> PasswordRegulation:
+        return PasswordRegulation(self.regulator, self.clock, account_delay=self.account_failure_delay)
 
 
 def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
@@ -74,7 +81,7 @@ def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
     if isinstance(config, AppTokenPlugin):
         return AppTokenAuth(config, deps.app_tokens)
     if isinstance(config, HtpasswdPlugin):
-        return HtpasswdAuth(config)
+        return HtpasswdAuth(config, regulation=deps.password_regulation())
     if isinstance(config, JwtPlugin):
         return JwtAuth(config, deps.http)
     if isinstance(config, RequestHeaderPlugin):
@@ -88,7 +95,7 @@ def build_plugin(config: Any, deps: PluginDeps) -> Plugin[Any]:
             raise RuntimeError("the forward plugin needs an HTTP client")
         return ForwardAuth(config, deps.http)
     if isinstance(config, LdapPlugin):
-        return LdapAuth(config, regulator=deps.regulator, clock=deps.clock)
+        return LdapAuth(config, regulation=deps.password_regulation())
     if isinstance(config, OidcPlugin):
         if deps.http is None or deps.keyring is None:
             raise RuntimeError("the oidc plugin needs an HTTP client and the keyring")

@@ -4,6 +4,7 @@ Hashes: bcrypt (``$2y$``/``$2b$``/``$2a$``), apr1 (``$apr1$``, via libpass), ``{
 (``$argon2id$``…). Plain-text and crypt(3) entries are refused when the token is created.
 A verified ``user:password`` is remembered for :data:`CACHE_SECONDS` as an HMAC under a
 per-process random key, so bcrypt is paid once, not per request, and no password is kept.
+Wrong passwords are regulated like app tokens' (:mod:`~tokenward.forwardauth.plugins.regulated`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
 from tokenward.errors import Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials
+from tokenward.forwardauth.plugins.regulated import PasswordRegulation
 from tokenward.forwardauth.schema import HtpasswdPlugin
 
 __all__ = ["CACHE_SECONDS", "HtpasswdAuth", "check_password", "parse_htpasswd"]
@@ -75,8 +77,9 @@ def check_password(hashed: str, password: str) -> bool:
 
 
 class HtpasswdAuth(Plugin[HtpasswdPlugin]):
-    def __init__(self, config: HtpasswdPlugin) -> None:
+    def __init__(self, config: HtpasswdPlugin, *, regulation: PasswordRegulation | None = None) -> None:
         super().__init__(config)
+        self.regulation = regulation or PasswordRegulation(None, time.time)
         self.users = parse_htpasswd(config.htpasswd)
         self.challenge = basic_challenge(config.realm)
         self._key = secrets.token_bytes(32)
@@ -93,6 +96,9 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
         if creds is None:
             return Outcome.failure("credentials_missing", "no Basic credentials given", challenge=self.challenge)
         user, password = creds
+        refused = await self.regulation.refused(user, request.client_ip)
+        if refused is not None:
+            return refused
         now = time.monotonic()
         fingerprint = self._fingerprint(user, password)
         cached = self._verified.get(fingerprint)
@@ -102,6 +108,7 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
         # An unknown user still pays one bcrypt so timing does not tell which users exist.
         ok = await asyncio.to_thread(check_password, hashed or _DUMMY, password) and hashed is not None
         if not ok:
+            await self.regulation.failed(user, request.client_ip)
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
         outcome = Outcome.success(UserInfo(sub=user, email=user if "@" in user else ""))
         if len(self._verified) >= CACHE_SIZE:

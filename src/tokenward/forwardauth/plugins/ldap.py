@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tokenward.apptokens.regulation import Regulator, ip_key, user_key
-from tokenward.errors import TooManyRequests, Unauthorized
+from tokenward.apptokens.regulation import Regulator
+from tokenward.errors import Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials
+from tokenward.forwardauth.plugins.regulated import PasswordRegulation
 from tokenward.forwardauth.schema import LdapPlugin
 
 __all__ = ["LdapAuth", "escape_filter_chars"]
@@ -228,11 +229,15 @@ def _values(value: Any) -> list[str]:
 
 class LdapAuth(Plugin[LdapPlugin]):
     def __init__(
-        self, config: LdapPlugin, *, regulator: Regulator | None = None, clock: Callable[[], float] = time.time
+        self,
+        config: LdapPlugin,
+        *,
+        regulator: Regulator | None = None,
+        clock: Callable[[], float] = time.time,
+        regulation: PasswordRegulation | None = None,
     ) -> None:
         super().__init__(config)
-        self.regulator = regulator
-        self.clock = clock
+        self.regulation = regulation or PasswordRegulation(regulator, clock)
         self.directory = _Directory(config)
         self.challenge = basic_challenge(config.realm)
         self._slots = asyncio.Semaphore(config.pool_size)
@@ -252,16 +257,9 @@ class LdapAuth(Plugin[LdapPlugin]):
         user, password = creds
         if not password or not user or len(user) > MAX_USERNAME or "\0" in user:
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
-        regulator = self.regulator
-        keys = (user_key(user), *((ip_key(request.client_ip),) if request.client_ip else ()))
-        if regulator is not None:
-            wall = self.clock()
-            if regulator.needs_sync(wall):
-                await regulator.sync(wall)
-            try:
-                regulator.check(keys, wall)
-            except TooManyRequests as exc:
-                return Outcome.refused(exc)
+        refused = await self.regulation.refused(user, request.client_ip)
+        if refused is not None:
+            return refused
         now = time.monotonic()
         fingerprint = self._fingerprint(user, password)
         cached = self._verified.get(fingerprint)
@@ -273,8 +271,7 @@ class LdapAuth(Plugin[LdapPlugin]):
         except _Unavailable as exc:
             return Outcome.failure("ldap_unavailable", f"the LDAP directory cannot be used: {exc}", status=503)
         if verdict != "ok" or entry is None:
-            if regulator is not None:
-                await regulator.failure(keys, self.clock())
+            await self.regulation.failed(user, request.client_ip)
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
         if self.required and not self.required & {g.lower() for g in groups}:
             return Outcome.failure(
