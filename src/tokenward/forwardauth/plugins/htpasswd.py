@@ -13,7 +13,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import secrets
 import time
 
 import bcrypt
@@ -21,16 +20,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error
 from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
 
-from tokenward.errors import Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
-from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials
+from tokenward.forwardauth.plugins.basic import VerifiedCache, basic_challenge, basic_or_failure
 from tokenward.forwardauth.plugins.regulated import PasswordRegulation
 from tokenward.forwardauth.schema import HtpasswdPlugin
 
 __all__ = ["CACHE_SECONDS", "HtpasswdAuth", "check_password", "parse_htpasswd"]
 
 CACHE_SECONDS = 60.0
-CACHE_SIZE = 10_000
 _PREFIXES = ("$2y$", "$2b$", "$2a$", "$apr1$", "{SHA}", "$argon2id$", "$argon2i$", "$argon2d$")
 _ARGON2 = PasswordHasher()
 _DUMMY = bcrypt.hashpw(b"tokenward-dummy", bcrypt.gensalt(10)).decode()
@@ -82,28 +79,21 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
         self.regulation = regulation or PasswordRegulation(None, time.time)
         self.users = parse_htpasswd(config.htpasswd)
         self.challenge = basic_challenge(config.realm)
-        self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, tuple[float, Outcome]] = {}
-
-    def _fingerprint(self, user: str, password: str) -> bytes:
-        # Keyed BLAKE2b is a MAC (RFC 7693 §2.9): the cache never holds anything a password can be read from.
-        return hashlib.blake2b(f"{user}\0{password}".encode(), key=self._key, digest_size=32).digest()
+        self._verified = VerifiedCache()
 
     async def verify(self, request: VerifyRequest) -> Outcome:
-        creds = basic_credentials(request.headers)
-        if isinstance(creds, Unauthorized):
-            return Outcome.failure(creds.error_code, creds.detail, challenge=self.challenge)
-        if creds is None:
-            return Outcome.failure("credentials_missing", "no Basic credentials given", challenge=self.challenge)
+        creds = basic_or_failure(request.headers, self.challenge)
+        if isinstance(creds, Outcome):
+            return creds
         user, password = creds
         refused = await self.regulation.refused(user, request.client_ip)
         if refused is not None:
             return refused
         now = time.monotonic()
-        fingerprint = self._fingerprint(user, password)
-        cached = self._verified.get(fingerprint)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        fingerprint = self._verified.fingerprint(user, password)
+        cached = self._verified.get(fingerprint, now)
+        if cached is not None:
+            return cached
         hashed = self.users.get(user)
         # An unknown user still pays one bcrypt so timing does not tell which users exist.
         ok = await asyncio.to_thread(check_password, hashed or _DUMMY, password) and hashed is not None
@@ -111,7 +101,5 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
             await self.regulation.failed(user, request.client_ip)
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
         outcome = Outcome.success(UserInfo(sub=user, email=user if "@" in user else ""))
-        if len(self._verified) >= CACHE_SIZE:
-            self._verified.clear()
-        self._verified[fingerprint] = (now + CACHE_SECONDS, outcome)
+        self._verified.put(fingerprint, now + CACHE_SECONDS, outcome)
         return outcome

@@ -19,7 +19,6 @@ minute, not per request, and no password is kept.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import secrets
 import ssl
@@ -32,15 +31,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tokenward.apptokens.regulation import Regulator
-from tokenward.errors import Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
-from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials
+from tokenward.forwardauth.plugins.basic import VerifiedCache, basic_challenge, basic_or_failure
 from tokenward.forwardauth.plugins.regulated import PasswordRegulation
 from tokenward.forwardauth.schema import LdapPlugin
 
 __all__ = ["LdapAuth", "escape_filter_chars"]
 
-CACHE_SIZE = 10_000
 MAX_USERNAME = 256
 MAX_GROUPS = 256
 
@@ -241,19 +238,13 @@ class LdapAuth(Plugin[LdapPlugin]):
         self.directory = _Directory(config)
         self.challenge = basic_challenge(config.realm)
         self._slots = asyncio.Semaphore(config.pool_size)
-        self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, tuple[float, Outcome]] = {}
+        self._verified = VerifiedCache()
         self.required = frozenset(g.lower() for g in config.required_groups)
 
-    def _fingerprint(self, user: str, password: str) -> bytes:
-        return hashlib.blake2b(f"{user}\0{password}".encode(), key=self._key, digest_size=32).digest()
-
     async def verify(self, request: VerifyRequest) -> Outcome:
-        creds = basic_credentials(request.headers)
-        if isinstance(creds, Unauthorized):
-            return Outcome.failure(creds.error_code, creds.detail, challenge=self.challenge)
-        if creds is None:
-            return Outcome.failure("credentials_missing", "no Basic credentials given", challenge=self.challenge)
+        creds = basic_or_failure(request.headers, self.challenge)
+        if isinstance(creds, Outcome):
+            return creds
         user, password = creds
         if not password or not user or len(user) > MAX_USERNAME or "\0" in user:
             return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
@@ -261,10 +252,10 @@ class LdapAuth(Plugin[LdapPlugin]):
         if refused is not None:
             return refused
         now = time.monotonic()
-        fingerprint = self._fingerprint(user, password)
-        cached = self._verified.get(fingerprint)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        fingerprint = self._verified.fingerprint(user, password)
+        cached = self._verified.get(fingerprint, now)
+        if cached is not None:
+            return cached
         try:
             async with self._slots:
                 verdict, entry, groups = await asyncio.to_thread(self.directory.check, user, password)
@@ -292,9 +283,7 @@ class LdapAuth(Plugin[LdapPlugin]):
             )
         )
         if self.config.cache_seconds:
-            if len(self._verified) >= CACHE_SIZE:
-                self._verified.clear()
-            self._verified[fingerprint] = (now + self.config.cache_seconds, outcome)
+            self._verified.put(fingerprint, now + self.config.cache_seconds, outcome)
         return outcome
 
     async def aclose(self) -> None:
