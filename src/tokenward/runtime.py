@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tokenward.forwardauth.plugins import SessionCheck
     from tokenward.forwardauth.service import ForwardAuthService
     from tokenward.identity.mail import SmtpMailer
+    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
     from tokenward.identity.service import IdentityService
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
@@ -324,20 +325,17 @@ def build_identity(runtime: Runtime, regulation_store: RegulationStore) -> Ident
     """The identity service on the runtime's database, keys and policy, regulated through ``regulation_store``
     (Redis when ``TOKENWARD_REDIS_URL`` is set, else SQL) with the ``TOKENWARD_CAPTCHA_*`` limits."""
     from tokenward.identity.apps import load_serving_registry
-    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
     from tokenward.identity.resources import load_resources
     from tokenward.identity.service import IdentityService
     from tokenward.storage.identity import SqlIdentityStore
 
     settings = runtime.settings
     data_dir = settings.data_dir
-    holder = runtime.policy
-    questions = PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
+    questions = _policy_questions(runtime)
 
     def policy() -> IdentityPolicy:
         return questions
 
-    window = float(settings.captcha_regulation_window_seconds)
     return IdentityService(
         server_name=runtime.server_name,
         keyring=lambda: runtime.keyring,
@@ -347,17 +345,46 @@ def build_identity(runtime: Runtime, regulation_store: RegulationStore) -> Ident
         resources=lambda: load_resources(data_dir),
         audit=SqlAuditLog(runtime.database),
         session_lifetime=settings.session_lifetime_seconds,
-        request_regulator=Regulator(
-            regulation_store, RegulationPolicy(settings.captcha_max_requests + 1, window, window)
-        ),
-        failure_regulator=Regulator(
-            regulation_store,
-            RegulationPolicy(
-                settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
-            ),
-        ),
+        request_regulator=_captcha_request_regulator(settings, regulation_store),
+        failure_regulator=_captcha_failure_regulator(settings, regulation_store),
         mailer=_mailer(settings, runtime.server_name),
         mail_sender=settings.smtp_from,
+    )
+
+
+def _policy_questions(runtime: Runtime) -> PolicyQuestions:
+    from tokenward.identity.policy import PolicyQuestions
+
+    holder = runtime.policy
+    return PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
+
+
+def _loaded_policy(runtime: Runtime) -> Callable[[], IdentityPolicy | None]:
+    """The policy questions, or None while no policy is loaded (OIDC and system login then refuse)."""
+    holder = runtime.policy
+    questions = _policy_questions(runtime)
+
+    def policy() -> IdentityPolicy | None:
+        return questions if holder is not None and holder.loaded else None
+
+    return policy
+
+
+def _captcha_request_regulator(settings: Settings, store: RegulationStore) -> Regulator:
+    """Captcha requests: ``TOKENWARD_CAPTCHA_MAX_REQUESTS`` per window (the first one past it is refused)."""
+    window = float(settings.captcha_regulation_window_seconds)
+    return Regulator(store, RegulationPolicy(settings.captcha_max_requests + 1, window, window))
+
+
+def _captcha_failure_regulator(settings: Settings, store: RegulationStore) -> Regulator:
+    """Wrong captcha codes: hard keys past ``TOKENWARD_CAPTCHA_MAX_FAILURES``, the account past
+    ``TOKENWARD_CAPTCHA_ACCOUNT_MAX_FAILURES``."""
+    window = float(settings.captcha_regulation_window_seconds)
+    return Regulator(
+        store,
+        RegulationPolicy(
+            settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
+        ),
     )
 
 
@@ -389,24 +416,17 @@ def session_check(identity: IdentityService) -> SessionCheck:
 
 def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> OidcProvider:
     """The OpenID Provider on the runtime's database, keys and policy (issuer: setting or https://<server name>)."""
-    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
     from tokenward.oidc.provider import OidcLifetimes, OidcProvider
     from tokenward.storage.identity import SqlIdentityStore
     from tokenward.storage.oidc import SqlOidcStore
 
     settings = runtime.settings
-    holder = runtime.policy
-    questions = PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
-
-    def policy() -> IdentityPolicy | None:
-        return questions if holder is not None and holder.loaded else None
-
     return OidcProvider(
         issuer=settings.oidc_issuer or f"https://{runtime.server_name}",
         store=SqlOidcStore(runtime.database),
         sessions=SqlIdentityStore(runtime.database),
         keyring=lambda: runtime.keyring,
-        policy=policy,
+        policy=_loaded_policy(runtime),
         audit=SqlAuditLog(runtime.database),
         regulator=Regulator(
             SqlRegulationStore(runtime.database),
@@ -428,35 +448,20 @@ def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> O
 
 def build_system_login(runtime: Runtime, regulation_store: RegulationStore) -> SystemLoginService:
     """System login for PAM hosts, regulated like portal captchas (the ``TOKENWARD_CAPTCHA_*`` limits)."""
-    from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
     from tokenward.identity.resources import load_resources
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.storage.identity import SqlIdentityStore
 
     settings = runtime.settings
-    holder = runtime.policy
-    questions = PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
-
-    def policy() -> IdentityPolicy | None:
-        return questions if holder is not None and holder.loaded else None
-
-    window = float(settings.captcha_regulation_window_seconds)
     return SystemLoginService(
         server_name=runtime.server_name,
         keyring=lambda: runtime.keyring,
         store=SqlIdentityStore(runtime.database),
-        policy=policy,
+        policy=_loaded_policy(runtime),
         resources=lambda: load_resources(settings.data_dir),
         audit=SqlAuditLog(runtime.database),
-        request_regulator=Regulator(
-            regulation_store, RegulationPolicy(settings.captcha_max_requests + 1, window, window)
-        ),
-        failure_regulator=Regulator(
-            regulation_store,
-            RegulationPolicy(
-                settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
-            ),
-        ),
+        request_regulator=_captcha_request_regulator(settings, regulation_store),
+        failure_regulator=_captcha_failure_regulator(settings, regulation_store),
     )
 
 
