@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
+    from tokenward.storage.retention import PurgeCounts
 
 __all__ = [
     "Runtime",
@@ -91,6 +92,8 @@ class Runtime:
     decision_log: DecisionLog | None = None
     #: Present when ``TOKENWARD_DECISION_LOG_SINK`` is ``sql`` (the ``decision_log`` table) or ``s3``.
     decision_sink: DecisionSink | None = None
+    #: Unix seconds; tests pass a clock they move (open_runtime(clock=)).
+    clock: Callable[[], float] = time.time
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
@@ -151,6 +154,16 @@ class Runtime:
         if self.decision_log is None or self.decision_sink is None:
             return 0
         return await self.decision_sink.flush(self.decision_log, now=time.time())
+
+    async def purge_expired(self) -> PurgeCounts:
+        """Delete captcha challenges, sessions, enrolment codes and OIDC codes expired for
+        ``TOKENWARD_EXPIRED_RETENTION_SECONDS`` (docs/storage.md); the served app runs it periodically."""
+        from tokenward.storage.retention import purge_expired
+
+        counts = await purge_expired(self.database, now=self.clock(), grace=self.settings.expired_retention_seconds)
+        if counts.total:
+            log.info("purged expired rows: %s", counts)
+        return counts
 
     async def close(self) -> None:
         if self.decision_sink is not None:
@@ -227,6 +240,7 @@ async def open_runtime(
         policy=policy,
         config_sync=sync,
         audit=SqlAuditLog(database),
+        clock=clock,
     )
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)

@@ -126,6 +126,18 @@ class Settings(BaseSettings):
     decision_log_retention_days: int = Field(
         default=7, ge=1, le=3650, description="Decisions older than this are deleted from the SQL sink."
     )
+    purge_interval_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="How often expired captcha challenges, sessions, enrolment codes and OIDC codes are deleted.",
+    )
+    expired_retention_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        le=30 * 86400,
+        description="How long after expiring those rows are kept before the purge deletes them.",
+    )
     app_tokens_impersonation: bool = Field(
         default=False,
         description="Let admins create, list and delete app tokens of other users (userID/userName parameters).",

@@ -99,6 +99,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
                 runtime.flush_decisions, interval=settings.decision_log_flush_seconds, name="tokenward-decision-log"
             )
             flusher.start()
+        # Expired challenges, sessions and codes are deleted on every instance (harmless twice; docs/storage.md).
+        purger = Periodic(runtime.purge_expired, interval=settings.purge_interval_seconds, name="tokenward-purge")
+        if owned:
+            purger.start()
         try:
             yield
         finally:
@@ -106,6 +110,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
                 await flusher.stop()
                 with contextlib.suppress(TokenwardError):
                     await runtime.flush_decisions()
+            await purger.stop()
             if watcher is not None:
                 await watcher.stop()
             if keys is not None:
