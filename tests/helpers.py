@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tokenward.datadir import DataDir
+from tokenward.identity.encoding import b64u_encode
+from tokenward.identity.resources import login_message
 from tokenward.keys import TimeCode
 
 
@@ -28,3 +33,28 @@ def clear_tokenward_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("TOKENWARD_"):
             monkeypatch.delenv(key)
+
+
+def resource_login_body(
+    challenge: Mapping[str, Any],
+    signing: Ed25519PrivateKey,
+    *,
+    client_id: str,
+    session_key: str,
+    server: str = "auth.example.com",
+) -> dict[str, Any]:
+    """The body of ``POST /api/resource/login`` answering ``challenge`` (the reply of ``/api/resource/challenge``)
+    with the resource's Ed25519 key, for the b64u X25519 ``session_key``."""
+    message = login_message(
+        server=server,
+        challenge_id=challenge["challenge_id"],
+        challenge=challenge["challenge"],
+        client_id=client_id,
+        session_key=session_key,
+    )
+    return {
+        "challenge_id": challenge["challenge_id"],
+        "challenge": challenge["challenge"],
+        "signature": b64u_encode(signing.sign(message)),
+        "session_key": session_key,
+    }

@@ -22,12 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
+from tests.helpers import resource_login_body
 from tests.identity.helpers import ORIGIN, SERVER, Instance, captcha_login, enrol_user, write_policies
 from tokenward.cli.main import app as cli
 from tokenward.configsync import ConfigKey
 from tokenward.identity.client_tokens import b64u_of_public
-from tokenward.identity.encoding import b64u_encode
-from tokenward.identity.resources import login_message
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.storage.blobs import S3Config
@@ -106,19 +105,7 @@ async def split(tmp_path: Path, s3_config: S3Config, monkeypatch: pytest.MonkeyP
 async def _resource_login(r: Instance, client_id: str, signing: Ed25519PrivateKey) -> httpx.Response:
     ch = (await r.post("/api/resource/challenge", {"resource": "api.example.com", "client_id": client_id})).json()
     session = b64u_of_public(X25519PrivateKey.generate())
-    message = login_message(
-        server=SERVER,
-        challenge_id=ch["challenge_id"],
-        challenge=ch["challenge"],
-        client_id=client_id,
-        session_key=session,
-    )
-    body = {
-        "challenge_id": ch["challenge_id"],
-        "challenge": ch["challenge"],
-        "signature": b64u_encode(signing.sign(message)),
-        "session_key": session,
-    }
+    body = resource_login_body(ch, signing, client_id=client_id, session_key=session, server=SERVER)
     return await r.post("/api/resource/login", body)
 
 

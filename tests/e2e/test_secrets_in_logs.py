@@ -25,11 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, stop, wait_ready
-from tests.helpers import init_data_dir
+from tests.helpers import init_data_dir, resource_login_body
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
-from tokenward.identity.encoding import b64u_encode
-from tokenward.identity.resources import login_message
 
 pytestmark = pytest.mark.slow
 
@@ -150,22 +148,10 @@ def _flows(url: str, data: Path, env: dict[str, str], found: Secrets, client_id:
     assert r.status_code == 200, r.text
     challenge = r.json()
     api_session = X25519PrivateKey.generate()
-    message = login_message(
-        server=SERVER,
-        challenge_id=challenge["challenge_id"],
-        challenge=challenge["challenge"],
-        client_id=client_id,
-        session_key=b64u_of_public(api_session),
+    body = resource_login_body(
+        challenge, signing, client_id=client_id, session_key=b64u_of_public(api_session), server=SERVER
     )
-    r = http.post(
-        "/api/resource/login",
-        json={
-            "challenge_id": challenge["challenge_id"],
-            "challenge": challenge["challenge"],
-            "signature": b64u_encode(signing.sign(message)),
-            "session_key": b64u_of_public(api_session),
-        },
-    )
+    r = http.post("/api/resource/login", json=body)
     assert r.status_code == 200, r.text
     found.add("resource source identifier", r.json()["source_identifier"])
     bearer = {"Authorization": f"Bearer {source_identifier}"}

@@ -19,12 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import clear_tokenward_env, init_data_dir
+from tests.helpers import clear_tokenward_env, init_data_dir, resource_login_body
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
-from tokenward.identity.resources import login_message
 from tokenward.runtime import Runtime
 
 __all__ = [
@@ -159,19 +158,7 @@ async def resource_login(b: Instance, data_dir: Path, client_id: str) -> tuple[s
     assert r.status_code == 200, r.text
     ch = r.json()
     session = X25519PrivateKey.generate()
-    message = login_message(
-        server=SERVER,
-        challenge_id=ch["challenge_id"],
-        challenge=ch["challenge"],
-        client_id=client_id,
-        session_key=b64u_of_public(session),
-    )
-    body = {
-        "challenge_id": ch["challenge_id"],
-        "challenge": ch["challenge"],
-        "signature": b64u_encode(signing.sign(message)),
-        "session_key": b64u_of_public(session),
-    }
+    body = resource_login_body(ch, signing, client_id=client_id, session_key=b64u_of_public(session), server=SERVER)
     r = await b.post("/api/resource/login", body)
     assert r.status_code == 200, r.text
     again = await b.post("/api/resource/login", body)

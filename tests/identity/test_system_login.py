@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
+from tests.helpers import resource_login_body
 from tests.identity.helpers import SERVER, Instance, captcha_login, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import ALPHABET, open_captcha
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
-from tokenward.identity.resources import login_message
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.storage.audit import SqlAuditLog
@@ -84,19 +84,7 @@ async def host_login(http: httpx.AsyncClient, data: Path, client_id: str, host: 
     assert r.status_code == 200, r.text
     ch = r.json()
     session = b64u_of_public(X25519PrivateKey.generate())
-    message = login_message(
-        server=SERVER,
-        challenge_id=ch["challenge_id"],
-        challenge=ch["challenge"],
-        client_id=client_id,
-        session_key=session,
-    )
-    body = {
-        "challenge_id": ch["challenge_id"],
-        "challenge": ch["challenge"],
-        "signature": b64u_encode(signing.sign(message)),
-        "session_key": session,
-    }
+    body = resource_login_body(ch, signing, client_id=client_id, session_key=session, server=SERVER)
     r = await http.post("/api/resource/login", json=body)
     assert r.status_code == 200, r.text
     return str(r.json()["source_identifier"])
