@@ -23,8 +23,9 @@ NOW = 1_800_000_000.0
 async def test_a_rotation_is_applied_and_the_old_code_is_honoured_for_its_grace_only(tmp_path: Path) -> None:
     data_dir = init_data_dir(tmp_path / "data")
     in_force: list[TimeCodes] = [data_dir.read_timecodes()]
-    watcher = TimecodeWatcher(data_dir, in_force.append, interval=3600)
+    watcher = TimecodeWatcher(data_dir, in_force.append, in_force=lambda: in_force[-1], interval=3600)
     old = in_force[0].current
+    assert await watcher.check() is None  # the first look reads the file: the codes in force, nothing to do
     assert await watcher.check() is None  # nothing changed
     new = TimeCode.generate(now=NOW, random_bytes=secrets.token_bytes(32))
     data_dir.install_timecode(new, now=NOW, grace_seconds=600)  # what `tokenward timecode rotate` does
@@ -39,10 +40,24 @@ async def test_a_rotation_is_applied_and_the_old_code_is_honoured_for_its_grace_
     assert await watcher.check() is None
 
 
+async def test_a_rotation_just_before_the_watcher_started_is_still_applied(tmp_path: Path) -> None:
+    """A worker that read the old file at start-up, then built its watcher after a rotation."""
+    data_dir = init_data_dir(tmp_path / "data")
+    read_at_start = data_dir.read_timecodes()
+    data_dir.install_timecode(
+        TimeCode.generate(now=NOW, random_bytes=secrets.token_bytes(32)), now=NOW, grace_seconds=60
+    )
+    in_force: list[TimeCodes] = [read_at_start]
+    watcher = TimecodeWatcher(data_dir, in_force.append, in_force=lambda: in_force[-1], interval=3600)
+    applied = await watcher.check()
+    assert applied is not None and applied.current.key_id != read_at_start.current.key_id
+
+
 async def test_a_damaged_file_keeps_the_codes_in_force(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data_dir = init_data_dir(tmp_path / "data")
     in_force: list[TimeCodes] = []
-    watcher = TimecodeWatcher(data_dir, in_force.append, interval=3600)
+    start = data_dir.read_timecodes()
+    watcher = TimecodeWatcher(data_dir, in_force.append, in_force=lambda: start, interval=3600)
     data_dir.timecode_file.write_text("{not json")
     with caplog.at_level(logging.ERROR, logger="tokenward.timecode"):
         assert await watcher.check() is None

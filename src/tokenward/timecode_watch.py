@@ -34,18 +34,37 @@ def _fingerprint(data_dir: DataDir) -> Fingerprint:
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
+def _same(a: TimeCodes, b: TimeCodes) -> bool:
+    def ids(codes: TimeCodes) -> tuple[str, str | None, float | None]:
+        previous = codes.previous.key_id if codes.previous is not None else None
+        return codes.current.key_id, previous, codes.previous_until
+
+    return ids(a) == ids(b)
+
+
 class TimecodeWatcher:
     """Poll ``timecode.json`` and apply new codes; :meth:`check` is one poll (tests call it directly)."""
 
-    def __init__(self, data_dir: DataDir, apply: Callable[[TimeCodes], None], *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        data_dir: DataDir,
+        apply: Callable[[TimeCodes], None],
+        *,
+        in_force: Callable[[], TimeCodes],
+        interval: float = 1.0,
+    ) -> None:
         self.data_dir = data_dir
         self.apply = apply
+        self.in_force = in_force
         self.interval = interval
-        self._seen = _fingerprint(data_dir)
+        # Nothing seen yet: the first look reads the file, in case it changed between the runtime's
+        # read at start-up and this watcher's creation (a rotation while a worker was starting).
+        self._seen: Fingerprint = None
         self._periodic = Periodic(self.check, interval=interval, name="tokenward-timecode-watcher")
 
     async def check(self) -> TimeCodes | None:
-        """Read and apply the file if it changed since the last look; the new codes, or None."""
+        """Read the file if it changed since the last look; apply and return it if it differs from the codes
+        in force, else None."""
         marks = await asyncio.to_thread(_fingerprint, self.data_dir)
         if marks == self._seen or marks is None:
             return None
@@ -54,6 +73,8 @@ class TimecodeWatcher:
             codes = await asyncio.to_thread(self.data_dir.read_timecodes)
         except TokenwardError as exc:
             log.error("time code file changed but cannot be used, the codes in force stay: %s", exc.detail)
+            return None
+        if _same(codes, self.in_force()):
             return None
         self.apply(codes)
         return codes

@@ -99,6 +99,7 @@ def test_a_rotated_time_code_reaches_the_running_workers_without_a_restart(tmp_p
         old = httpx.get(url + "/readyz").json()["timecode"]
         rotated = tokenward("timecode", "rotate", env=env)
         assert rotated.returncode == 0 and "Succeeded" in rotated.stdout, rotated.stderr
+        assert "puts it in force within 0.5 s" in rotated.stdout
         new = rotated.stdout.split("Key id:")[1].split()[0]
         assert new != old
         # Readiness-style wait (generous deadline, not a timing assertion): every answer, whichever worker

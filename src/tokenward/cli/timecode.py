@@ -34,6 +34,11 @@ def _install(code: TimeCode) -> None:
     if codes.previous is not None and codes.previous_until is not None:
         until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(codes.previous_until))
         typer.echo(f"Previous time code {codes.previous.key_id} is still accepted until {until}.")
+    # A server running on this data dir watches the file (docs/keys.md): no restart needed.
+    typer.echo(
+        f"A server running on {data_dir.path} puts it in force within {settings.policy_watch_seconds:g} s "
+        "(at once on SIGHUP); other instances need it too (tokenward timecode set -)."
+    )
 
 
 @app.command()

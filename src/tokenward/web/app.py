@@ -89,7 +89,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
             watcher.start()
             # `tokenward timecode rotate/set` rewrite the file: put the new code in force without a restart.
             keys = TimecodeWatcher(
-                DataDir(settings.data_dir), runtime.use_timecodes, interval=settings.policy_watch_seconds
+                DataDir(settings.data_dir),
+                runtime.use_timecodes,
+                in_force=lambda: runtime.timecodes,
+                interval=settings.policy_watch_seconds,
             )
             keys.start()
             install_sighup(runtime.policy, also=keys.check)
