@@ -34,9 +34,17 @@ def env_for(data: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def tokenward(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def tokenward(
+    *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``tokenward`` CLI in a fresh interpreter, with ``stdin`` as its standard input when given."""
     return subprocess.run(
-        [sys.executable, "-m", "tokenward", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "tokenward", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -10,8 +10,6 @@ which sees the ``Remote-*`` headers nginx set. The nginx configuration is docs/o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,9 +85,7 @@ class Site:
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tokenward", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
-    )
+    done = tokenward(*args, env=env, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

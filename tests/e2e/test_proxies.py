@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -42,17 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env = env_for(data, TOKENWARD_CONFIG_TOKEN_STORES=stores)
 
     def run(*args: str, stdin: str | None = None) -> str:
-        if stdin is None:
-            result = tokenward(*args, env=env)
-        else:
-            result = subprocess.run(
-                [sys.executable, "-m", "tokenward", *args],
-                env=env,
-                input=stdin,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
+        result = tokenward(*args, env=env, stdin=stdin, timeout=120 if stdin is None else 30)
         assert result.returncode == 0, result.stderr
         return result.stdout.splitlines()[0]
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.e2e.processes import env_for, free_port, stop, wait_ready
+from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
 from tests.helpers import init_data_dir, resource_login_body
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
@@ -63,14 +63,7 @@ class Secrets:
                 yield f"{name} ({label})", form[:-4] if len(form) > 24 else form  # padding may differ at the end
 
     def cli(self, *args: str, env: dict[str, str], stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "tokenward", *args],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = tokenward(*args, env=env, stdin=stdin)
         assert done.returncode == 0, done.stderr
         self.cli_logs.append(done.stderr)  # stdout is where the CLI hands secrets over on purpose
         return done.stdout

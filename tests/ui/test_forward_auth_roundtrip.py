@@ -15,8 +15,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, quote, urlsplit
@@ -122,14 +120,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ]
         },
     }
-    made = subprocess.run(
-        [sys.executable, "-m", "tokenward", "config-token", "create", "-"],
-        env=env,
-        input=json.dumps(doc),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    made = tokenward("config-token", "create", "-", env=env, stdin=json.dumps(doc), timeout=30)
     assert made.returncode == 0, made.stderr
     store.write_text(json.dumps({"app": made.stdout.splitlines()[0]}))
     with serving(env, port=port), http_upstream(_App) as upstream:
