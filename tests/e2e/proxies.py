@@ -95,6 +95,21 @@ http {{
   scgi_temp_path {tmp}/scgi;
 """
 
+# The auth_request target of docs/ui.md and docs/oidc.md (docs/proxies.md adds X-Request-ID), and the end
+# of the server and http blocks.
+NGINX_VERIFY_TAIL = """    location = /_tokenward_verify {{
+      internal;
+      proxy_pass http://127.0.0.1:{tokenward}/verify?{query};
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+"""
+
 NGINX_CONF = (
     NGINX_HEAD
     + """  server {{

@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, serving, tokenward
-from tests.e2e.proxies import NGINX, NGINX_HEAD, echo_upstream, require_binary, run_nginx
+from tests.e2e.proxies import NGINX, NGINX_HEAD, NGINX_VERIFY_TAIL, echo_upstream, require_binary, run_nginx
 from tests.helpers import init_data_dir
 from tests.ui.conftest import csrf_of
 from tests.ui.portal import SERVER, USER, code_of, prepare
@@ -58,18 +58,8 @@ NGINX_CONF = (
       }}
       return 302 $tw_login;
     }}
-    location = /_tokenward_verify {{
-      internal;
-      proxy_pass http://127.0.0.1:{tokenward}/verify?{query};
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-  }}
-}}
 """
+    + NGINX_VERIFY_TAIL
 )
 
 HTML = {"Accept": "text/html"}

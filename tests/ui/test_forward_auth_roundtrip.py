@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.processes import env_for, free_port, serving, tokenward
-from tests.e2e.proxies import NGINX, NGINX_HEAD, http_upstream, require_binary, run_nginx
+from tests.e2e.proxies import NGINX, NGINX_HEAD, NGINX_VERIFY_TAIL, http_upstream, require_binary, run_nginx
 from tests.ui.portal import USER, prepare
 from tests.ui.test_browser import ARGS, CHROMIUM
 from tokenward.identity.captcha import open_captcha
@@ -52,18 +52,8 @@ NGINX_CONF = (
       }}
       return 302 $tw_login;
     }}
-    location = /_tokenward_verify {{
-      internal;
-      proxy_pass http://127.0.0.1:{tokenward}/verify?{query};
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-  }}
-}}
 """
+    + NGINX_VERIFY_TAIL
 )
 
 
