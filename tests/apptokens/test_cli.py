@@ -51,7 +51,7 @@ def test_bad_expirations_are_refused_with_an_example(data_dir: Path, expiration:
 
 def test_bad_since(data_dir: Path) -> None:
     r = runner.invoke(app, ["audit", "--since", "yesterday"])
-    assert r.exit_code == 1 and "--since" in r.output
+    assert r.exit_code == 2 and "--since" in r.output  # a usage error, like every bad audit option
 
 
 def test_world_readable_key_is_refused(data_dir: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,11 +26,42 @@ from .database import Database
 from .models import ACTION_LEN, INSTANCE_LEN, REQUEST_ID_LEN, SUBJECT_LEN, TARGET_LEN, AuditEventRow
 from .translate import translate_errors
 
-__all__ = ["MAX_LIST_LIMIT", "AuditEvent", "AuditLog", "Cursor", "InMemoryAuditLog", "SqlAuditLog"]
+__all__ = [
+    "MAX_LIST_LIMIT",
+    "AuditEvent",
+    "AuditLog",
+    "Cursor",
+    "InMemoryAuditLog",
+    "SqlAuditLog",
+    "format_cursor",
+    "parse_cursor",
+]
 
 MAX_LIST_LIMIT = 1000
 #: Where a page ends: the last listed event's ``(at, id)``; the next page lists the events after it.
 Cursor: TypeAlias = tuple[datetime, int]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"^(\d{1,17})-(\d{1,19})$")
+
+
+def format_cursor(event: AuditEvent) -> str:
+    """``event``'s cursor as text, ``<microseconds since 1970>-<event id>`` (the /admin/audit "Older"
+    link and ``tokenward audit --before`` take the same)."""
+    micros = (event.at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{event.id or 0}"
+
+
+def parse_cursor(text: str) -> Cursor:
+    """The cursor :func:`format_cursor` wrote; ``ValueError`` for anything else."""
+    match = _CURSOR.match(text)
+    if match is None:
+        raise ValueError(text)
+    try:
+        return _EPOCH + timedelta(microseconds=int(match.group(1))), int(match.group(2))
+    except OverflowError:
+        raise ValueError(text) from None
+
 
 _LIMITS = {
     "actor": SUBJECT_LEN,

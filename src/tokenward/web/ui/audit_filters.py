@@ -16,14 +16,12 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from tokenward.errors import BadRequest
-from tokenward.storage.audit import AuditEvent, Cursor
+from tokenward.storage.audit import AuditEvent, Cursor, format_cursor, parse_cursor
 
 __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "AuditFilters", "cursor_of", "parse_filters"]
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR = re.compile(r"^(\d{1,17})-(\d{1,19})$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LIMITS = {"actor": 320, "action": 100, "since": 32, "until": 32, "limit": 8, "before": 64}
 
@@ -57,8 +55,7 @@ class AuditFilters:
 
 
 def cursor_of(event: AuditEvent) -> str:
-    micros = (event.at - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}-{event.id or 0}"
+    return format_cursor(event)
 
 
 def _time(text: str, name: str, *, end_of_day: bool = False) -> datetime | None:
@@ -79,12 +76,9 @@ def _time(text: str, name: str, *, end_of_day: bool = False) -> datetime | None:
 def _cursor(text: str) -> Cursor | None:
     if not text:
         return None
-    match = _CURSOR.match(text)
     try:
-        if match is None:
-            raise ValueError(text)
-        return _EPOCH + timedelta(microseconds=int(match.group(1))), int(match.group(2))
-    except (ValueError, OverflowError):
+        return parse_cursor(text)
+    except ValueError:
         raise BadRequest(
             "this paging link is broken; start again from the newest events", code="invalid_cursor"
         ) from None
