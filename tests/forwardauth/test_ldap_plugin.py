@@ -79,13 +79,13 @@ def config(url: str, **extra: Any) -> LdapPlugin:
     return found
 
 
-def basic(user: str, password: str) -> VerifyRequest:
+def basic(user: str, password: str, ip: str = "127.0.0.1") -> VerifyRequest:
     headers = {
         "x-original-url": "https://wiki.example.com/page",
         "x-original-method": "GET",
         "authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
     }
-    return VerifyRequest(headers, reconstruct(headers), "127.0.0.1", None)
+    return VerifyRequest(headers, reconstruct(headers), ip, None)
 
 
 async def test_good_password_gives_the_user_and_groups(slapd: Slapd) -> None:
@@ -197,7 +197,8 @@ def test_bad_configs_are_refused_at_create() -> None:
 
 
 async def test_repeated_wrong_passwords_are_regulated(slapd: Slapd) -> None:
-    """Failed binds count per user and client IP; once banned even the right password gets 429 until the ban ends."""
+    """Failed binds count per client address and (user, address); once banned even the right password gets 429
+    from there until the ban ends, while the same user from another address gets in."""
     clock = [1_000_000.0]
     regulator = Regulator(InMemoryRegulationStore(), RegulationPolicy(max_failures=3, find_time=60, ban_time=300))
     plugin = LdapAuth(config(slapd.url, cache_seconds=0), regulator=regulator, clock=lambda: clock[0])
@@ -207,6 +208,8 @@ async def test_repeated_wrong_passwords_are_regulated(slapd: Slapd) -> None:
         banned = await plugin.verify(basic("alice", ALICE_PW))
         assert not banned.ok and banned.status == 429 and banned.code == "too_many_attempts"
         assert dict(banned.headers)["Retry-After"] == "300"
+        # The ban is on the guessing address (and the name from there), not on the account.
+        assert (await plugin.verify(basic("alice", ALICE_PW, "192.0.2.50"))).ok
         clock[0] += 301
         assert (await plugin.verify(basic("alice", ALICE_PW))).ok
     finally:
