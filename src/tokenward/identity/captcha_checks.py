@@ -1,6 +1,7 @@
 """The captcha checks the portal's captcha login (:mod:`tokenward.identity.service`) and system login
 (:mod:`tokenward.identity.system_login`) both make: the regulation keys, the check and the count of a
-request against a :class:`~tokenward.apptokens.regulation.Regulator`, and a new sealed challenge.
+request against a :class:`~tokenward.apptokens.regulation.Regulator`, a new sealed challenge, and the
+audit event.
 """
 
 from __future__ import annotations
@@ -8,15 +9,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.identity import captcha as cap
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Keyring, Purpose
+from tokenward.storage.audit import AuditEvent, AuditLog
 from tokenward.storage.identity import Enrollment, IdentityStore
 
-__all__ = ["NewChallenge", "account_key", "check", "count_failure", "hard_keys", "new_challenge", "seal_for"]
+__all__ = [
+    "NewChallenge",
+    "account_key",
+    "append_audit",
+    "check",
+    "count_failure",
+    "hard_keys",
+    "new_challenge",
+    "seal_for",
+]
 
 
 def hard_keys(kind: str, email: str, address: str | None) -> tuple[str, ...]:
@@ -124,4 +136,20 @@ def seal_for(enrollment: Enrollment, plain: cap.CaptchaPlaintext) -> str:
     """The captcha payload sealed to the enrolled authenticator's key with its AEAD."""
     return cap.seal_captcha(
         plain, b64u_decode(enrollment.public_key, field="public_key", length=32), aead=enrollment.aead
+    )
+
+
+async def append_audit(audit: AuditLog | None, now: float, actor: str, action: str, detail: dict[str, object]) -> None:
+    """Append an event to ``audit`` (nothing without one); ``detail["subject"]`` becomes the event's subject."""
+    if audit is None:
+        return
+    subject = detail.pop("subject", None)
+    await audit.append(
+        AuditEvent(
+            at=datetime.fromtimestamp(now, UTC),
+            actor=actor,
+            action=action,
+            subject=str(subject) if subject is not None else None,
+            detail=detail,
+        )
     )

@@ -12,7 +12,6 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from tokenward.apptokens.regulation import Regulator, ip_key, user_key
 from tokenward.errors import (
@@ -39,7 +38,7 @@ from tokenward.identity.policy import IdentityPolicy, resolve_scopes
 from tokenward.identity.resources import ResourceRegistry, login_message, verify_login_signature
 from tokenward.identity.source import SourceIdentity, open_source_identifier, seal_source_identifier
 from tokenward.keys import Keyring, Purpose
-from tokenward.storage.audit import AuditEvent, AuditLog
+from tokenward.storage.audit import AuditLog
 from tokenward.storage.identity import Enrollment, EnrollmentMethod, IdentityStore, SessionRecord
 
 __all__ = [
@@ -156,17 +155,7 @@ class IdentityService:
         )
 
     async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
-        if self.audit is not None:
-            subject = detail.pop("subject", None)
-            await self.audit.append(
-                AuditEvent(
-                    at=datetime.fromtimestamp(now, UTC),
-                    actor=actor,
-                    action=action,
-                    subject=str(subject) if subject is not None else None,
-                    detail=detail,
-                )
-            )
+        await checks.append_audit(self.audit, now, actor, action, detail)
 
     # -- enrolment ------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from tokenward.apptokens.regulation import Regulator
 from tokenward.errors import (
@@ -37,7 +36,7 @@ from tokenward.identity import captcha_checks as checks
 from tokenward.identity.policy import IdentityPolicy
 from tokenward.identity.resources import ResourceRegistry
 from tokenward.keys import Keyring, Purpose
-from tokenward.storage.audit import AuditEvent, AuditLog
+from tokenward.storage.audit import AuditLog
 from tokenward.storage.identity import IdentityStore
 
 __all__ = ["KIND", "MAX_OUTSTANDING", "SystemCaptcha", "SystemLoginGranted", "SystemLoginService", "host_hash"]
@@ -116,10 +115,10 @@ class SystemLoginService:
         email = normalize_email(user)
         host = host.lower()
         failures = checks.hard_keys("systemlogin", email, remote) + _account("systemlogin", email)
-        await self._check(self.failure_regulator, failures, now, "too_many_attempts")
+        await checks.check(self.failure_regulator, failures, now, "too_many_attempts")
         requests = checks.hard_keys("systemlogin-request", email, remote)
         await self._count(self.request_regulator, requests, now, remote=remote, reason="system-login captcha")
-        await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
+        await checks.check(self.request_regulator, requests, now, "captcha_rate_limited")
         await self._allowed(email, host, now, remote=remote)
         enrollment = await self.store.get_enrollment(email)
         if enrollment is None:
@@ -162,7 +161,7 @@ class SystemLoginService:
         email = normalize_email(user)
         host = host.lower()
         keys = checks.hard_keys("systemlogin", email, remote)
-        await self._check(self.failure_regulator, keys + _account("systemlogin", email), now, "too_many_attempts")
+        await checks.check(self.failure_regulator, keys + _account("systemlogin", email), now, "too_many_attempts")
         await self._allowed(email, host, now, remote=remote)
         candidates = await self._candidates(email, host, captcha_id, now)
         typed = cap.normalize_code(code)
@@ -231,9 +230,6 @@ class SystemLoginService:
             why = f" (denied by {decision.rule})" if decision.rule else " (no systemlogin row allows it)"
             raise Forbidden(f"{email} may not log in to {host}{why}", code="system_login_denied")
 
-    async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
-        await checks.check(regulator, keys, now, code)
-
     async def _count(
         self,
         regulator: Regulator | None,
@@ -249,15 +245,4 @@ class SystemLoginService:
         )
 
     async def _audit(self, now: float, actor: str, action: str, **detail: object) -> None:
-        if self.audit is None:
-            return
-        subject = detail.pop("subject", None)
-        await self.audit.append(
-            AuditEvent(
-                at=datetime.fromtimestamp(now, UTC),
-                actor=actor,
-                action=action,
-                subject=str(subject) if subject is not None else None,
-                detail={k: v for k, v in detail.items() if v is not None},
-            )
-        )
+        await checks.append_audit(self.audit, now, actor, action, {k: v for k, v in detail.items() if v is not None})
