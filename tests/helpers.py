@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import time
@@ -26,6 +27,11 @@ def init_data_dir(path: Path, server_name: str = "auth.example.com") -> DataDir:
     code = TimeCode.generate(now=time.time(), random_bytes=secrets.token_bytes(32))
     data_dir.install_timecode(code, now=time.time(), grace_seconds=0)
     return data_dir
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` header value for ``user:password``."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def clear_tokenward_env(monkeypatch: pytest.MonkeyPatch) -> None:

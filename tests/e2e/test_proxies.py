@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -13,6 +12,7 @@ import pytest
 
 from tests.e2e.processes import env_for, free_port, serving, tokenward
 from tests.e2e.proxies import echo_upstream, run_caddy, run_nginx
+from tests.helpers import basic_auth as basic
 from tests.helpers import init_data_dir
 
 DOC = {
@@ -66,10 +66,6 @@ def proxy(request: pytest.FixtureRequest, served: Served, tmp_path_factory: pyte
         runner(tmp_path_factory.mktemp(request.param), tokenward=served.port, upstream=upstream, query=query) as port,
     ):
         yield f"http://127.0.0.1:{port}"
-
-
-def basic(user: str, token: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
 def get(url: str, **headers: str) -> httpx.Response:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
+from tests.helpers import basic_auth as _basic
 from tests.helpers import init_data_dir, resource_login_body
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
@@ -84,10 +85,6 @@ def _policies(data: Path, client_id: str) -> None:
     for name, text in files.items():
         (data / name).write_text(text)
         (data / name).chmod(0o600)
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _forwarded(host: str = "wiki.example.com") -> dict[str, str]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from tests.helpers import basic_auth as basic
 from tokenward.apptokens import MANAGE_SCOPE, cli_actor
 from tokenward.clientaddr import TrustedProxies
 from tokenward.forwardauth.config_token import encode_token
@@ -22,10 +22,6 @@ FWD = {
     "X-Forwarded-Uri": "/",
     "X-Forwarded-Method": "GET",
 }
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @pytest.fixture

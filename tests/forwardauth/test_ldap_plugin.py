@@ -7,7 +7,6 @@ down, and pooled connections the server dropped.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.forwardauth.slapd import ADMIN_DN, ADMIN_PASSWORD, SUFFIX, Slapd, populate, run_slapd
+from tests.helpers import basic_auth
 from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.plugins import PluginDeps, VerifyRequest, build_plugin
@@ -83,7 +83,7 @@ def basic(user: str, password: str, ip: str = "127.0.0.1") -> VerifyRequest:
     headers = {
         "x-original-url": "https://wiki.example.com/page",
         "x-original-method": "GET",
-        "authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+        "authorization": basic_auth(user, password),
     }
     return VerifyRequest(headers, reconstruct(headers), ip, None)
 

@@ -7,7 +7,8 @@ import hashlib
 
 import httpx
 
-from tests.forwardauth.test_verify import basic, call, token
+from tests.forwardauth.test_verify import call, token
+from tests.helpers import basic_auth as basic
 from tokenward.apptokens.regulation import RegulationPolicy, Regulator
 from tokenward.forwardauth.plugins import HtpasswdAuth, PluginDeps, VerifyRequest, build_plugin
 from tokenward.forwardauth.request_info import reconstruct

@@ -15,6 +15,7 @@ import pytest
 from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
 
 import tokenward.forwardauth.service as service_module
+from tests.helpers import basic_auth as basic
 from tokenward.apptokens import cli_actor
 from tokenward.forwardauth.config_token import encode_token
 from tokenward.runtime import Runtime
@@ -25,10 +26,6 @@ FWD = {
     "X-Forwarded-Uri": "/docs/a?x=1&y=2",
     "X-Forwarded-Method": "GET",
 }
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def token(runtime: Runtime, plugins: list[dict[str, Any]], **extra: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 import socket
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import clear_tokenward_env, init_data_dir
+from tests.helpers import basic_auth, clear_tokenward_env, init_data_dir
 from tokenward.apptokens import MANAGE_SCOPE, cli_actor
 from tokenward.errors import StorageUnavailable
 from tokenward.runtime import open_runtime
@@ -28,7 +27,7 @@ def closed_port() -> int:
 
 
 def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {"Authorization": basic_auth(user, password)}
 
 
 async def test_with_redis_unreachable_bans_still_happen_and_readyz_says_degraded(
