@@ -36,16 +36,19 @@ def require_binary(path: str) -> str:
     pytest.skip(message)
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, deadline: float = 120) -> None:
+def wait_port(
+    port: int, proc: subprocess.Popen[bytes], log: Path, deadline: float = 120, *, what: str = "proxy"
+) -> None:
+    """Wait until ``proc`` (``what``, logging to ``log``) accepts connections on 127.0.0.1:``port``."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"proxy exited early: {log.read_text() if log.exists() else ''}")
+            raise AssertionError(f"{what} exited early: {log.read_text() if log.exists() else ''}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise AssertionError("proxy did not start listening")
+    raise AssertionError(f"{what} did not listen within {deadline} s: {log.read_text() if log.exists() else ''}")
 
 
 class _Echo(BaseHTTPRequestHandler):

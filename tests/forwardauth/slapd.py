@@ -12,9 +12,7 @@ import datetime
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.processes import free_port, stop
+from tests.e2e.proxies import wait_port
 
 SLAPD = "/usr/sbin/slapd"
 SUFFIX = "dc=example,dc=com"
@@ -121,18 +120,6 @@ def _certificates(tmp: Path) -> None:
     (tmp / "server.key").chmod(0o600)
 
 
-def _wait(port: int, proc: subprocess.Popen[bytes], log: Path, deadline: float = 60) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"slapd exited early: {log.read_text() if log.exists() else ''}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"slapd did not listen within {deadline} s: {log.read_text() if log.exists() else ''}")
-
-
 @contextmanager
 def run_slapd(tmp: Path) -> Iterator[Slapd]:
     """slapd on two free loopback ports, with an empty ``dc=example,dc=com`` (add entries with :func:`populate`)."""
@@ -150,8 +137,8 @@ def run_slapd(tmp: Path) -> Iterator[Slapd]:
         # -d 0: stay in the foreground (so the test owns the process) without debug output.
         proc = subprocess.Popen([binary, "-f", str(conf), "-h", urls, "-d", "0"], stdout=err, stderr=err)
     try:
-        _wait(port, proc, log)
-        _wait(tls_port, proc, log)
+        wait_port(port, proc, log, deadline=60, what="slapd")
+        wait_port(tls_port, proc, log, deadline=60, what="slapd")
         yield Slapd(port, tls_port, tmp / "ca.pem", tmp)
     finally:
         stop(proc)
