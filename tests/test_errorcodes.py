@@ -1,0 +1,90 @@
+"""The error code registry (``tokenward.errorcodes``), docs/errors.md and the codes src raises agree."""
+
+from __future__ import annotations
+
+import ast
+import json
+import pathlib
+import re
+
+from tokenward import errors
+from tokenward.errorcodes import ErrorCode
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "tokenward"
+DOC = ROOT / "docs" / "errors.md"
+_ROW = re.compile(r"^\| `([a-z0-9_]+)` \| (\d{3}) \| (.+) \|$", re.MULTILINE)
+
+# Functions that take an error code as their ``code`` keyword besides the exception classes themselves.
+_CODE_TAKERS = {"b64u_decode"}
+
+
+def _modules() -> list[tuple[pathlib.Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(SRC.rglob("*.py"))]
+
+
+def _error_classes(modules: list[tuple[pathlib.Path, ast.Module]]) -> set[str]:
+    """Names of every class in src that derives from TokenwardError (by the names of its bases)."""
+    known = {name for name in errors.__all__ if issubclass(getattr(errors, name), errors.TokenwardError)}
+    classes = [node for _, tree in modules for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    grew = True
+    while grew:
+        grew = False
+        for node in classes:
+            bases = {
+                b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases
+            }
+            if node.name not in known and bases & known:
+                known.add(node.name)
+                grew = True
+    return known
+
+
+def _callee(node: ast.Call) -> str:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def test_every_code_is_documented_with_its_status_and_meaning() -> None:
+    rows = {code: (int(status), meaning) for code, status, meaning in _ROW.findall(DOC.read_text(encoding="utf-8"))}
+    missing = [str(c) for c in ErrorCode if c not in rows]
+    wrong = [str(c) for c in ErrorCode if c in rows and rows[c] != (c.status, c.meaning)]
+    stale = sorted(set(rows) - set(ErrorCode))
+    expected = "".join(f"| `{c}` | {c.status} | {c.meaning} |\n" for c in ErrorCode)
+    assert (missing, wrong, stale) == ([], [], []), f"docs/errors.md is out of date; its table should be:\n{expected}"
+
+
+def test_every_member_has_a_status_and_a_one_line_meaning() -> None:
+    for code in ErrorCode:
+        assert 400 <= code.status <= 599, code
+        assert code.meaning.strip() and "\n" not in code.meaning and "|" not in code.meaning, code
+        assert code == code.value and code.name == code.value.upper(), code
+
+
+def test_members_render_as_the_plain_string_on_the_wire() -> None:
+    code = ErrorCode.APPTOKEN_EXPIRED
+    assert json.dumps({"error": code}) == '{"error": "apptoken_expired"}'
+    assert f"{code}" == str(code) == "apptoken_expired"
+    assert errors.Unauthorized("x", code=code).to_dict() == {"error": "apptoken_expired", "detail": "x"}
+
+
+def test_every_default_code_of_an_error_class_is_registered() -> None:
+    for name in errors.__all__:
+        kind = getattr(errors, name)
+        assert kind.code in set(ErrorCode), f"{name}.code {kind.code!r} is not in ErrorCode"
+
+
+def test_every_code_raised_in_src_is_registered() -> None:
+    modules = _modules()
+    takers = _error_classes(modules) | _CODE_TAKERS
+    unknown, seen = [], 0
+    for path, tree in modules:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _callee(node) in takers:
+                for keyword in node.keywords:
+                    value = keyword.value
+                    seen += keyword.arg == "code"
+                    if keyword.arg == "code" and isinstance(value, ast.Constant) and value.value not in set(ErrorCode):
+                        unknown.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value.value!r}")
+    assert seen > 200  # the scan sees the raising sites
+    assert unknown == [], "codes raised in src but missing from tokenward.errorcodes.ErrorCode"
