@@ -25,6 +25,7 @@ from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server
 from tokenward.errors import StorageError, TokenwardError
 from tokenward.identity.apps import load_registry
 from tokenward.keys import Keyring, Purpose, Secret
+from tokenward.periodic import Periodic
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
@@ -94,6 +95,8 @@ class Runtime:
     decision_sink: DecisionSink | None = None
     #: Unix seconds; tests pass a clock they move (open_runtime(clock=)).
     clock: Callable[[], float] = time.time
+    #: Writes the app tokens' last_used_at behind the requests, every ``last_used_interval`` (serving processes).
+    last_used_flusher: Periodic | None = None
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
@@ -166,6 +169,10 @@ class Runtime:
         return counts
 
     async def close(self) -> None:
+        if self.last_used_flusher is not None:
+            await self.last_used_flusher.stop()
+        if self.app_tokens is not None:  # SIGTERM: the uses noted since the last flush, before the pool closes
+            await self.app_tokens.flush_last_used()
         if self.decision_sink is not None:
             await self.decision_sink.close()
         if self.config_sync is not None:
@@ -267,6 +274,13 @@ async def open_runtime(
         runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
         if listen:
             runtime.revocation_channel.start(runtime.app_tokens.forget)
+    if listen:
+        runtime.last_used_flusher = Periodic(
+            runtime.app_tokens.flush_last_used,
+            interval=runtime.app_tokens.config.last_used_interval,
+            name="tokenward-app-token-last-used",
+        )
+        runtime.last_used_flusher.start()
     build_decision_log(runtime)
     if app_tokens_only:
         return runtime

@@ -150,7 +150,10 @@ class Settings(BaseSettings):
         default=100, ge=1, le=100_000, description="Most live (unrevoked, unexpired) app tokens one user may hold."
     )
     app_tokens_last_used_interval_seconds: int = Field(
-        default=60, ge=1, le=86400, description="Write an app token's last_used_at at most this often."
+        default=60,
+        ge=1,
+        le=86400,
+        description="Flush the app tokens' last_used_at (kept in memory, written behind) this often.",
     )
     app_tokens_cache_ttl_seconds: float = Field(
         default=0.5,

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import builtins
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,9 +26,9 @@ class CountingStore(InMemoryAppTokenStore):
         self.gets += 1
         return await super().get(token_id)
 
-    async def touch(self, token_id: str, at: datetime) -> None:
+    async def touch_many(self, uses: Mapping[str, datetime]) -> None:
         self.touches += 1
-        await super().touch(token_id, at)
+        await super().touch_many(uses)
 
 
 async def _codes(service_call: object) -> str:
@@ -171,22 +172,30 @@ async def test_failures_outside_the_window_do_not_ban() -> None:
         clock.advance(61)
 
 
-async def test_warm_verification_uses_the_cache_and_last_used_is_rate_limited() -> None:
+async def test_warm_verification_uses_the_cache_and_last_used_is_written_behind() -> None:
     clock = Clock()
     store = CountingStore()
     _, audit, regulation = stores(None)
     config = AppTokenConfig(cache_ttl=1.0, last_used_interval=60)
     service = make_service(clock=clock, shared=(store, audit, regulation), config=config)
-    _, token = await service.create(owner=ALICE, created_by=ALICE)
+    record, token = await service.create(owner=ALICE, created_by=ALICE)
     for _ in range(100):
         await service.verify(ALICE, token)
-    assert store.gets == 1 and store.touches == 1
+    assert store.gets == 1 and store.touches == 0
     clock.advance(1.5)
     await service.verify(ALICE, token)
-    assert store.gets == 2 and store.touches == 1
-    clock.advance(60)
-    await service.verify(ALICE, token)
-    assert store.touches == 2
+    assert store.gets == 2 and store.touches == 0
+    # Not yet written, but the list already shows it.
+    assert [r.last_used_at for r in await service.list(ALICE)] == [_at(clock.now)]
+    assert await service.flush_last_used() == 1
+    assert store.touches == 1
+    stored = await store.get(record.id)
+    assert stored is not None and stored.last_used_at == _at(clock.now)
+    assert await service.flush_last_used() == 0 and store.touches == 1  # nothing pending: no statement
+
+
+def _at(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
 
 
 async def test_revocation_on_another_instance_is_honoured_within_the_cache_ttl(store_database: Database | None) -> None:

@@ -52,9 +52,12 @@ async def test_add_get_list_revoke_touch(store_database: Database | None) -> Non
     assert [r.id for r in await store.list(owner="alice@example.com")] == ["BBBBBBBBBBBB"]
     assert len(await store.list(owner="alice@example.com", include_revoked=True)) == 2
 
-    await store.touch("BBBBBBBBBBBB", NOW + timedelta(minutes=5))
+    await store.touch_many({"BBBBBBBBBBBB": NOW + timedelta(minutes=5), "CCCCCCCCCCCC": NOW, "ZZZZZZZZZZZZ": NOW})
     touched = await store.get("BBBBBBBBBBBB")
     assert touched is not None and touched.last_used_at == NOW + timedelta(minutes=5)
+    other = await store.get("CCCCCCCCCCCC")
+    assert other is not None and other.last_used_at == NOW
+    assert await store.get("ZZZZZZZZZZZZ") is None
 
 
 async def test_duplicate_id_conflicts(store_database: Database | None) -> None:

@@ -14,6 +14,9 @@ Verification (``verify``), in order:
    ``apptoken_invalid`` for all three (the reason goes to the audit log only);
 5. revoked / expired → 401 ``apptoken_revoked`` / ``apptoken_expired`` (only after the
    secret was proven, so these reveal nothing to a guesser).
+
+A verified use is only noted in memory; :meth:`AppTokenService.flush_last_used` writes last_used_at
+behind, in one batched statement per interval (docs/app-tokens.md).
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ __all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]
 log = logging.getLogger("tokenward.apptokens")
 
 _DUMMY_HASH = "0" * 64
-_INF = float("inf")
 _MAX_LABEL = 200
 _CREATE_ATTEMPTS = 3
 
@@ -107,7 +109,10 @@ class AppTokenService:
             maxsize=self.config.cache_size, ttl=self.config.cache_ttl
         )
         self._cache_key = secrets.token_bytes(32)
-        self._touched: dict[str, float] = {}
+        # Write-behind of last_used_at (docs/app-tokens.md): token id → its latest use not yet written, at most
+        # ``cache_size`` ids; :meth:`flush_last_used` writes them in one statement, off the request path.
+        self._uses: dict[str, float] = {}
+        self._uses_dropped = 0
         # One store read per token id at a time: when a cached entry expires under load, the requests
         # that arrive together share one query instead of each paying one (the p99 of /verify).
         self._loading: dict[str, asyncio.Future[AppTokenRecord | None]] = {}
@@ -178,7 +183,8 @@ class AppTokenService:
 
     async def list(self, owner: str | None = None) -> builtins.list[AppTokenRecord]:
         """Unrevoked tokens of ``owner`` (every owner when ``None``), expired ones included, oldest first."""
-        return await self.store.list(owner=None if owner is None else owner.lower())
+        records = await self.store.list(owner=None if owner is None else owner.lower())
+        return [self._with_pending_use(r) for r in records] if self._uses else records
 
     async def get(self, token_id: str, *, owner: str | None) -> AppTokenRecord:
         """An unrevoked token by id; 404 ``apptoken_not_found`` when missing, revoked or not ``owner``'s."""
@@ -266,8 +272,7 @@ class AppTokenService:
             if user is None or user.lower() == record.owner:
                 if now >= expires or record.revoked_at is not None:
                     self._check_live(record, now)
-                if now - self._touched.get(record.id, -_INF) >= self.config.last_used_interval:
-                    await self._touch(record, now)
+                self._note_use(record.id, now)
                 return record
         return await self._verify_cold(user, token, now=now, client_ip=client_ip, request_id=request_id)
 
@@ -303,7 +308,7 @@ class AppTokenService:
             await self._refused(now, record, exc.error_code.removeprefix("apptoken_"), client_ip, request_id)
             raise
         self._cache.put(parsed.id, (record, self._fingerprint(token), record.expires_at.timestamp()), now)
-        await self._touch(record, now)
+        self._note_use(record.id, now)
         return record
 
     async def _load(self, token_id: str) -> AppTokenRecord | None:
@@ -343,21 +348,47 @@ class AppTokenService:
         """Drop a cached record (e.g. after a revocation seen elsewhere)."""
         self._cache.pop(token_id)
 
-    async def _touch(self, record: AppTokenRecord, now: float) -> None:
-        interval = self.config.last_used_interval
-        last = self._touched.get(record.id)
-        if last is None and record.last_used_at is not None:
-            last = record.last_used_at.timestamp()
-        if last is not None and now - last < interval:
-            self._touched[record.id] = last
-            return
-        self._touched[record.id] = now
-        if len(self._touched) > self.config.cache_size:
-            self._touched.clear()  # losing it only means one extra write per token
+    def _note_use(self, token_id: str, now: float) -> None:
+        if token_id in self._uses or len(self._uses) < self.config.cache_size:
+            self._uses[token_id] = now
+        else:  # bounded memory: beyond cache_size distinct tokens per interval, the extra uses go unrecorded
+            self._uses_dropped += 1
+
+    async def flush_last_used(self) -> int:
+        """Write the last uses noted since the previous flush in one batched statement; how many tokens.
+
+        Called every ``last_used_interval`` seconds by a periodic task and once more on shutdown
+        (``Runtime.close``). A failed write keeps the uses for the next flush; it never raises:
+        last_used_at is informational, a crash loses at most one interval of it.
+        """
+        uses, self._uses = self._uses, {}
+        dropped, self._uses_dropped = self._uses_dropped, 0
+        if dropped:
+            log.warning(
+                "last use of %d app token checks not recorded: over %d distinct tokens in one interval "
+                "(TOKENWARD_APP_TOKENS_CACHE_SIZE)",
+                dropped,
+                self.config.cache_size,
+            )
+        if not uses:
+            return 0
         try:
-            await self.store.touch(record.id, _dt(now))
-        except StorageError as exc:  # last_used_at is informational: never refuse a good token for it
-            log.warning("cannot record last use of app token %s: %s", record.id, exc.detail)
+            await self.store.touch_many({token_id: _dt(at) for token_id, at in uses.items()})
+        except StorageError as exc:
+            for token_id, at in uses.items():  # retried at the next flush; newer uses win, the bound holds
+                if token_id in self._uses:
+                    self._uses[token_id] = max(at, self._uses[token_id])
+                elif len(self._uses) < self.config.cache_size:
+                    self._uses[token_id] = at
+            log.warning("cannot record last use of %d app tokens (will retry): %s", len(uses), exc.detail)
+            return 0
+        return len(uses)
+
+    def _with_pending_use(self, record: AppTokenRecord) -> AppTokenRecord:
+        at = self._uses.get(record.id)
+        if at is None or (record.last_used_at is not None and record.last_used_at.timestamp() >= at):
+            return record
+        return dataclasses.replace(record, last_used_at=_dt(at))
 
     async def _failed(
         self,

@@ -21,11 +21,11 @@ import dataclasses
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Row, String, bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, Index, Row, String, bindparam, case, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -143,8 +143,11 @@ class AppTokenStore(ABC):
         """
 
     @abstractmethod
-    async def touch(self, token_id: str, at: datetime) -> None:
-        """Set ``last_used_at`` (callers rate-limit this)."""
+    async def touch_many(self, uses: Mapping[str, datetime]) -> None:
+        """Set ``last_used_at`` of each token id to its time: one statement (per :data:`TOUCH_BATCH` ids).
+
+        Unknown ids are ignored. The service calls this from its write-behind flush, never per request.
+        """
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (the SQL store does not own its ``Database``)."""
@@ -206,10 +209,11 @@ class InMemoryAppTokenStore(AppTokenStore):
             self._records[token_id] = dataclasses.replace(record, revoked_at=at)
             return True
 
-    async def touch(self, token_id: str, at: datetime) -> None:
-        record = self._records.get(token_id)
-        if record is not None:
-            self._records[token_id] = dataclasses.replace(record, last_used_at=at)
+    async def touch_many(self, uses: Mapping[str, datetime]) -> None:
+        for token_id, at in uses.items():
+            record = self._records.get(token_id)
+            if record is not None:
+                self._records[token_id] = dataclasses.replace(record, last_used_at=at)
 
 
 class SqlAppTokenStore(AppTokenStore):
@@ -333,12 +337,26 @@ class SqlAppTokenStore(AppTokenStore):
                     raise
         return True
 
-    async def touch(self, token_id: str, at: datetime) -> None:
-        async with self._db.session() as session:
-            await session.execute(update(AppTokenRow).where(AppTokenRow.id == token_id).values(last_used_at=at))
+    async def touch_many(self, uses: Mapping[str, datetime]) -> None:
+        items = list(uses.items())
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                for start in range(0, len(items), TOUCH_BATCH):
+                    # UPDATE … SET last_used_at = CASE id WHEN :a THEN :t1 … END WHERE id IN (…): one statement.
+                    batch = dict(items[start : start + TOUCH_BATCH])
+                    times = {token_id: literal(at, _WHEN) for token_id, at in batch.items()}
+                    await conn.execute(
+                        update(AppTokenRow)
+                        .where(AppTokenRow.id.in_(list(batch)))
+                        .values(last_used_at=case(times, value=AppTokenRow.id))
+                    )
+                await conn.commit()
 
 
 _TABLE = AppTokenRow.__table__
+#: Token ids per last-used UPDATE: two bound values each, well under every driver's parameter limit.
+TOUCH_BATCH = 1000
+_WHEN = UTCDateTime()
 _BY_ID = select(_TABLE).where(_TABLE.c.id == bindparam("id"))
 _COUNT_LIVE = (
     select(func.count())
