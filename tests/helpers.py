@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -10,10 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tokenward.datadir import DataDir
+from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
 from tokenward.identity.resources import login_message
 from tokenward.keys import TimeCode
@@ -64,3 +68,24 @@ def resource_login_body(
         "signature": b64u_encode(signing.sign(message)),
         "session_key": session_key,
     }
+
+
+async def enrollment_code(data: Path, email: str) -> str:
+    """A one-time enrolment code for ``email`` from ``tokenward user enroll`` on the data dir ``data``."""
+    from typer.testing import CliRunner
+
+    from tokenward.cli.main import app as cli
+
+    # The CLI runs its own event loop: give it a thread.
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data), "user", "enroll", email])
+    assert result.exit_code == 0, result.output
+    return str(result.stdout.strip().splitlines()[-1].split()[-1])
+
+
+async def enrol(http: httpx.AsyncClient, data: Path, email: str) -> X25519PrivateKey:
+    """Enrol a fresh authenticator key for ``email`` through ``POST /api/enroll``; the key."""
+    code = await enrollment_code(data, email)
+    key = X25519PrivateKey.generate()
+    r = await http.post("/api/enroll", json={"email": email, "code": code, "public_key": b64u_of_public(key)})
+    assert r.status_code == 200, r.text
+    return key

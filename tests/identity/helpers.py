@@ -3,7 +3,6 @@ resource login, driven over HTTP against an app (two instances when a test needs
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import secrets
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import clear_tokenward_env, init_data_dir, resource_login_body
+from tests.helpers import clear_tokenward_env, enrollment_code, init_data_dir, resource_login_body
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
@@ -88,10 +87,7 @@ class Instance:
 
 
 async def enrol_user(a: Instance, data_dir: Path, email: str) -> X25519PrivateKey:
-    # The CLI runs its own event loop: give it a thread.
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data_dir), "user", "enroll", email])
-    assert result.exit_code == 0, result.output
-    code = result.stdout.strip().splitlines()[-1].split()[-1]
+    code = await enrollment_code(data_dir, email)
     key = X25519PrivateKey.generate()
     r = await a.post("/api/enroll", {"email": email, "code": code, "public_key": b64u_encode(bytes(32))})
     assert r.status_code == 400 and r.json()["error"] == "public_key_weak"  # and the code is not spent

@@ -8,7 +8,6 @@ login, exchange an AEAD message with no server in the path; plus the bad inputs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
@@ -20,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from joserfc.jwk import KeySet
-from typer.testing import CliRunner
 
+from tests.helpers import enrollment_code
 from tests.identity.helpers import (
     ORIGIN,
     SERVER,
@@ -33,7 +32,6 @@ from tests.identity.helpers import (
     prepare_data_dir,
     resource_login,
 )
-from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public, channel_key, verify_client_token
 from tokenward.identity.encoding import b64u_encode
@@ -187,10 +185,7 @@ async def test_a_webcrypto_authenticator_enrols_with_aes256gcm(
     cluster: tuple[Instance, Instance, str], tmp_path: Path
 ) -> None:
     a, b, client_id = cluster
-    result = await asyncio.to_thread(
-        CliRunner().invoke, cli, ["-d", str(tmp_path / "data"), "user", "enroll", "erin@example.com"]
-    )
-    code = result.stdout.strip().splitlines()[-1].split()[-1]
+    code = await enrollment_code(tmp_path / "data", "erin@example.com")
     key = X25519PrivateKey.generate()
     body = {"email": "erin@example.com", "code": code, "public_key": b64u_of_public(key)}
     bad = await a.post("/api/enroll", {**body, "aead": "aes128gcm"})

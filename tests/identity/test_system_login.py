@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
-from tests.helpers import resource_login_body
+from tests.helpers import enrol, resource_login_body
 from tests.identity.helpers import SERVER, Instance, captcha_login, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import ALPHABET, open_captcha
@@ -60,16 +60,6 @@ def _policies(data: Path, client_id: str) -> None:
     )
 
 
-async def _enrol(http: httpx.AsyncClient, data: Path, email: str) -> X25519PrivateKey:
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data), "user", "enroll", email])
-    assert result.exit_code == 0, result.output
-    code = result.stdout.strip().splitlines()[-1].split()[-1]
-    key = X25519PrivateKey.generate()
-    r = await http.post("/api/enroll", json={"email": email, "code": code, "public_key": b64u_of_public(key)})
-    assert r.status_code == 200, r.text
-    return key
-
-
 async def host_login(http: httpx.AsyncClient, data: Path, client_id: str, host: str) -> str:
     """Register ``host`` as a resource and log it in with its Ed25519 key: its source identifier."""
     signing = Ed25519PrivateKey.generate()
@@ -101,7 +91,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         transport=httpx.ASGITransport(app=create_app(settings, runtime=runtime)), base_url="http://t"
     )
     try:
-        alice = await _enrol(http, data, "alice@example.com")
+        alice = await enrol(http, data, "alice@example.com")
         token = await host_login(http, data, client_id, HOST)
         yield World(http, runtime, data, client_id, token, alice)
     finally:
@@ -199,7 +189,7 @@ async def test_a_code_made_for_another_host_is_refused(world: World) -> None:
 
 
 async def test_users_outside_the_policy_are_refused(world: World) -> None:
-    await _enrol(world.http, world.data, "carol@example.com")
+    await enrol(world.http, world.data, "carol@example.com")
     for user, expected in (
         ("carol@example.com", "denied by resourcepolicy.csv:4"),
         ("bob@other.org", "no systemlogin row"),
@@ -280,7 +270,7 @@ async def test_a_user_session_is_not_a_host(world: World) -> None:
 
 async def test_another_users_captcha_id_is_unknown(world: World) -> None:
     r = await world.host_post("/api/system-login/captcha", {"user": "alice@example.com"})
-    await _enrol(world.http, world.data, "bob@example.com")
+    await enrol(world.http, world.data, "bob@example.com")
     body = {"user": "bob@example.com", "code": "AAAAA", "captcha_id": r.json()["captcha_id"]}
     r = await world.host_post("/api/system-login/verify", body)
     assert r.status_code == 404 and r.json()["error"] == "captcha_unknown"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -8,12 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from typer.testing import CliRunner
 
 from tests.helpers import clear_tokenward_env
+from tests.helpers import enrol as enrol_via_api
 from tests.ui.portal import prepare
-from tokenward.cli.main import app as cli
-from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.web.app import create_app
@@ -46,13 +43,7 @@ Enrol = Callable[[httpx.AsyncClient, str], Awaitable[X25519PrivateKey]]
 @pytest.fixture
 def enrol(data: Path) -> Enrol:
     async def run(client: httpx.AsyncClient, email: str) -> X25519PrivateKey:
-        result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data), "user", "enroll", email])
-        assert result.exit_code == 0, result.output
-        code = result.stdout.strip().splitlines()[-1].split()[-1]
-        key = X25519PrivateKey.generate()
-        r = await client.post("/api/enroll", json={"email": email, "code": code, "public_key": b64u_of_public(key)})
-        assert r.status_code == 200, r.text
-        return key
+        return await enrol_via_api(client, data, email)
 
     return run
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from typer.testing import CliRunner
 
+from tests.helpers import enrollment_code
 from tests.ui.conftest import csrf_of
-from tokenward.cli.main import app as cli
 from tokenward.identity.client_tokens import b64u_of_public
 
 
@@ -27,8 +25,7 @@ async def test_page_loads_its_module_and_has_no_inline_script(browser: httpx.Asy
 
 async def test_enrolment_is_csrf_protected_and_records_aes256gcm(browser: httpx.AsyncClient, data: Path) -> None:
     email = "erin@example.com"
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data), "user", "enroll", email])
-    code = result.stdout.strip().splitlines()[-1].split()[-1]
+    code = await enrollment_code(data, email)
     key = X25519PrivateKey.generate()
     form = {"email": email, "code": code, "public_key": b64u_of_public(key)}
     page = await browser.get("/authenticator")
