@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
-from tokenward.apptokens.access import policy_admin_check
 from tokenward.clientaddr import TrustedProxies
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
@@ -266,7 +265,7 @@ async def open_runtime(
         database,
         data_dir.ensure_apptoken_key(),
         server_name=server_name,
-        runtime=runtime,
+        policy=policy,
         regulation_store=regulation_store,
         clock=clock,
     )
@@ -499,14 +498,13 @@ def build_app_token_service(
     key: Secret,
     *,
     server_name: str,
-    runtime: Runtime | None = None,
+    policy: PolicyHolder,
     regulation_store: RegulationStore | None = None,
     clock: Callable[[], float] = time.time,
 ) -> AppTokenService:
     """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
 
-    The admin check asks the policy in force (``runtime.policy``); without a runtime or a loaded policy nobody is
-    an admin.
+    The admin check is :meth:`PolicyHolder.is_admin` on ``policy``: while no policy is loaded nobody is an admin.
     """
     regulator = Regulator(
         regulation_store or SqlRegulationStore(database),
@@ -533,6 +531,6 @@ def build_app_token_service(
         regulator=regulator,
         key=key,
         config=config,
-        is_admin=policy_admin_check(lambda: runtime.policy if runtime is not None else None, server_name),
+        is_admin=lambda subject: policy.is_admin(subject, server_name),
         clock=clock,
     )

@@ -7,7 +7,6 @@ from tokenward.apptokens.access import (
     Caller,
     check_scopes,
     no_admins,
-    policy_admin_check,
     resolve_target,
     subject_directory,
 )
@@ -83,9 +82,7 @@ def test_scope_escalation() -> None:
 def test_admin_is_a_policy_decision() -> None:
     rows = f"p, alice@example.com, {SERVER}, TOKENWARD, admin\n".encode()
     holder = PolicyHolder(policy=build_policy({"userpolicy.csv": rows}))
-    is_admin = policy_admin_check(lambda: holder, SERVER)
-    assert is_admin("alice@example.com")
-    assert not is_admin("bob@example.com")
-    assert not policy_admin_check(lambda: holder, "other.example.com")("alice@example.com")
-    assert not policy_admin_check(lambda: None, SERVER)("alice@example.com")  # no policy: fail closed
-    assert not policy_admin_check(lambda: PolicyHolder(), SERVER)("alice@example.com")  # not loaded yet
+    assert holder.is_admin("alice@example.com", SERVER)
+    assert not holder.is_admin("bob@example.com", SERVER)
+    assert not holder.is_admin("alice@example.com", "other.example.com")
+    assert not PolicyHolder().is_admin("alice@example.com", SERVER)  # no policy loaded yet: fail closed

@@ -104,3 +104,20 @@ def test_delete_without_redis_still_deletes_and_warns(
     assert "retrying" not in caplog.text  # a one-shot command does not subscribe to other instances' notices
     monkeypatch.delenv("TOKENWARD_REDIS_URL")
     assert runner.invoke(app, ["app-token", "list", "--json"]).stdout == ""
+
+
+async def test_the_cli_services_ask_the_one_admin_check(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app-token commands' service (built as serve builds it) asks PolicyHolder.is_admin: no policy, no admin."""
+    from tokenward.runtime import open_runtime
+    from tokenward.settings import Settings
+
+    admin = "admin@example.com"
+    (data_dir / "userpolicy.csv").write_text(f"p, {admin}, auth.example.com, TOKENWARD, admin\n", encoding="utf-8")
+    runtime = await open_runtime(Settings.load(), listen=False, app_tokens_only=True)
+    try:
+        assert runtime.app_tokens is not None
+        assert runtime.app_tokens.is_admin(admin) and not runtime.app_tokens.is_admin("bob@example.com")
+        monkeypatch.setattr(runtime.policy, "_policy", None)  # as before the first successful load
+        assert not runtime.app_tokens.is_admin(admin)
+    finally:
+        await runtime.close()

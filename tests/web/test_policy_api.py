@@ -137,3 +137,15 @@ async def test_watcher_is_started_by_the_served_app(settings: Settings) -> None:
                 await asyncio.sleep(0.05)
                 after = (await tc.get("/readyz")).json()["policy"]["version"]
     assert after != before
+
+
+async def test_no_policy_loaded_means_no_admin(
+    admin_client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin API and the app-token API ask the same check; without a loaded policy it says no."""
+    assert (await admin_client.get("/api/policy")).status_code == 200
+    monkeypatch.setattr(runtime.policy, "_policy", None)  # as before the first successful load
+    r = await admin_client.get("/api/policy")
+    assert r.status_code == 403 and r.json()["error"] == "not_admin"
+    r = await admin_client.post("/api/app-tokens", json={"scopes": ["files:write"]})
+    assert r.status_code == 403 and r.json()["error"] == "scope_escalation"

@@ -22,7 +22,6 @@ __all__ = [
     "UserDirectory",
     "check_scopes",
     "no_admins",
-    "policy_admin_check",
     "resolve_target",
     "subject_directory",
     "validate_scopes",
@@ -33,7 +32,7 @@ MANAGE_SCOPE = "tokenward:manage"
 """The scope an app token needs to call the app-token management API."""
 
 AdminCheck = Callable[[str], bool]
-"""``is_admin(subject) -> bool``: the policy engine's answer for this server name."""
+"""``is_admin(subject) -> bool``: the runtime passes ``PolicyHolder.is_admin`` for its server name."""
 
 UserDirectory = Callable[[str | None, str | None], str | None]
 """``lookup(user_id, user_name) -> subject | None``: maps oCIS ``userID``/``userName`` to a subject."""
@@ -127,26 +126,3 @@ def check_scopes(caller: Caller, requested: tuple[str, ...], *, is_admin: AdminC
         raise Forbidden(
             f"cannot grant scope(s) the caller does not hold: {', '.join(sorted(missing))}", code="scope_escalation"
         )
-
-
-def policy_admin_check(get_holder: Callable[[], object | None], server: str) -> AdminCheck:
-    """An :data:`AdminCheck` asking the policy in force (``tokenward.policy.is_admin``).
-
-    ``get_holder`` returns the runtime's :class:`~tokenward.policy.PolicyHolder` (or ``None``
-    while none is loaded). No policy, or a policy error, means "not an admin": fail closed.
-    """
-
-    def is_admin(subject: str) -> bool:
-        from tokenward.errors import PolicyError
-        from tokenward.policy import PolicyHolder
-        from tokenward.policy import is_admin as policy_is_admin
-
-        holder = get_holder()
-        if not isinstance(holder, PolicyHolder) or not holder.loaded:
-            return False
-        try:
-            return policy_is_admin(holder.policy, subject, server)
-        except PolicyError:
-            return False
-
-    return is_admin

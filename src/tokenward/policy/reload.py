@@ -34,6 +34,7 @@ from tokenward.periodic import Periodic
 from tokenward.policy.bundle import Observer, Policy, build_policy
 from tokenward.policy.files import POLICY_FILES, content_version, read_sources
 from tokenward.policy.patterns import Dialect
+from tokenward.policy.questions import is_admin
 from tokenward.policy.segments import ALL_SEGMENTS, Segment
 
 __all__ = ["PolicyHolder", "PolicyWatcher", "ReloadResult", "install_sighup"]
@@ -90,6 +91,20 @@ class PolicyHolder:
     @property
     def loaded(self) -> bool:
         return self._policy is not None
+
+    def is_admin(self, subject: str, server: str) -> bool:
+        """Is ``subject`` an admin of ``server``? The one admin check of the API, the portal and the CLI.
+
+        Asks ``userpolicy.csv`` for ``p, <subject>, <server>, TOKENWARD, admin`` (:func:`questions.is_admin`).
+        While no policy is loaded, or when the question itself fails, the answer is "no": fail closed.
+        """
+        policy = self._policy
+        if policy is None:
+            return False
+        try:
+            return is_admin(policy, subject, server)
+        except PolicyError:
+            return False
 
     @property
     def version(self) -> str | None:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from tokenward.apptokens import Caller
 from tokenward.errors import Forbidden, NotFound, PolicyError
-from tokenward.policy import CSV_FILES, POLICY_FILES, PolicyHolder, explain, is_admin, lint, read_sources
+from tokenward.policy import CSV_FILES, POLICY_FILES, PolicyHolder, explain, lint, read_sources
 from tokenward.policy.diff import what_if
 from tokenward.runtime import Runtime
 from tokenward.web.routes.app_tokens import manager
@@ -38,7 +38,8 @@ def _holder(request: Request) -> PolicyHolder:
 async def admin(request: Request, caller: Annotated[Caller, Depends(manager)]) -> Caller:
     """The caller, if the policy makes it an admin of this server (403 ``not_admin`` otherwise)."""
     runtime = get_runtime(request)
-    if not is_admin(_holder(request).policy, caller.subject, runtime.server_name):
+    holder = runtime.policy
+    if holder is None or not holder.is_admin(caller.subject, runtime.server_name):  # no policy loaded: nobody
         raise Forbidden(
             f"{caller.subject} is not an admin of {runtime.server_name} (needs a policy row "
             f"'p, {caller.subject}, {runtime.server_name}, TOKENWARD, admin')",

@@ -25,7 +25,6 @@ from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.device import DEVICE_COOKIE, DEVICE_MAX_AGE
 from tokenward.identity.source import SourceIdentity
-from tokenward.policy import is_admin
 from tokenward.web.state import get_app_tokens, get_identity, get_runtime, request_client_ip
 from tokenward.web.ui.render import error_page, read_form, redirect, render, retry_after
 from tokenward.web.ui.security import (
@@ -83,9 +82,7 @@ async def signed_in(request: Request) -> SourceIdentity | None:
 def admin_of(request: Request, user: SourceIdentity | None) -> bool:
     runtime = get_runtime(request)
     holder = runtime.policy
-    if user is None or holder is None or not holder.loaded:
-        return False
-    return is_admin(holder.policy, user.subject, runtime.server_name)
+    return user is not None and holder is not None and holder.is_admin(user.subject, runtime.server_name)
 
 
 def to_login(request: Request) -> Response:
