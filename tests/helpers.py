@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -21,6 +21,14 @@ from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
 from tokenward.identity.resources import login_message
 from tokenward.keys import TimeCode
+
+
+def missing(message: str, *, pytrace: bool = True) -> NoReturn:
+    """A tool or package a test needs is missing: the test fails under ``CI=true``, else it is skipped
+    with ``message`` (which says how to install it)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=pytrace)
+    pytest.skip(message)
 
 
 def init_data_dir(path: Path, server_name: str = "auth.example.com") -> DataDir:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import missing
 from tokenward.storage.blobs import S3Config
 
 __all__ = ["make_bucket", "moto_auth_url", "moto_url", "s3_config", "start_moto"]
@@ -43,10 +44,7 @@ def _moto_command() -> list[str]:
     found = shutil.which("moto_server")
     if found:
         return [found]
-    message = "moto_server is not installed: pip install 'moto[server]' (it is in the dev extra)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing("moto_server is not installed: pip install 'moto[server]' (it is in the dev extra)")
 
 
 def start_moto(*, auth: bool = False, deadline: float = 20.0) -> tuple[str, subprocess.Popen[bytes]]:

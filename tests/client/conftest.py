@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import missing
 from tokenward.identity.client_tokens import ClientTokenClaims
 from tokenward.keys import Keyring, TimeCode
 from tokenward.storage.redisstate import connect_redis
@@ -25,10 +26,7 @@ def require_program(name: str, hint: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed: {hint}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    missing(f"{name} is not installed: {hint}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +43,7 @@ def node_jose() -> Path:
             timeout=300,
         )
         if done.returncode != 0:
-            message = f"npm ci in {NODE_DIR} failed: {done.stderr.strip()[-500:]}"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
+            missing(f"npm ci in {NODE_DIR} failed: {done.stderr.strip()[-500:]}", pytrace=False)
     assert node
     return NODE_DIR
 

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from tests.helpers import clear_tokenward_env
+from tests.helpers import clear_tokenward_env, missing
 from tests.storage.servers import backend_params, fresh_database_url
 from tokenward.cli.client import ensure_first_party_client
 from tokenward.cli.main import app as cli
@@ -50,13 +50,10 @@ class Issued:
 
 
 def require_tools(backend: str) -> None:
-    missing = [tool for tool in TOOLS.get(backend, ()) if shutil.which(tool) is None]
-    if missing:
+    absent = [tool for tool in TOOLS.get(backend, ()) if shutil.which(tool) is None]
+    if absent:
         package = "postgresql-client" if backend == "postgresql" else "mariadb-client"
-        message = f"{', '.join(missing)} not installed: apt-get install {package}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{', '.join(absent)} not installed: apt-get install {package}")
 
 
 def identity_service(runtime: Runtime) -> IdentityService:

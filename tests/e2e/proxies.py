@@ -18,22 +18,19 @@ from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.processes import free_port, stop
+from tests.helpers import missing
 
 NGINX = "/usr/sbin/nginx"
 CADDY = "/usr/bin/caddy"
 
 
-def require_binary(path: str) -> str:
+def require_binary(path: str, *, install: str = "apt-get install nginx caddy") -> str:
+    """``path``, or the program of its name on PATH; missing, the test skips (under CI it fails) with ``install``."""
     found = path if os.access(path, os.X_OK) else shutil.which(Path(path).name)
     if found:
         return found
-    message = f"{path} is not installed: apt-get install nginx caddy"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{path} is not installed: {install}")
 
 
 def wait_port(

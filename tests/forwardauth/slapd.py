@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.processes import free_port, stop
-from tests.e2e.proxies import wait_port
+from tests.e2e.proxies import require_binary, wait_port
 
 SLAPD = "/usr/sbin/slapd"
 SUFFIX = "dc=example,dc=com"
@@ -70,15 +67,7 @@ class Slapd:
 
 
 def require_slapd() -> str:
-    if os.access(SLAPD, os.X_OK):
-        return SLAPD
-    found = shutil.which("slapd")
-    if found:
-        return found
-    message = f"{SLAPD} is not installed: DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return require_binary(SLAPD, install="DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils")
 
 
 def _certificates(tmp: Path) -> None:
