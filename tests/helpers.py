@@ -46,6 +46,14 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def write_policy_files(data: Path, files: Mapping[str, str]) -> None:
+    """Write policy CSV files (name: text) into the data dir ``data``, mode 0600 as tokenward requires."""
+    for name, text in files.items():
+        path = data / name
+        path.write_text(text)
+        path.chmod(0o600)
+
+
 def clear_tokenward_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remove every TOKENWARD_* variable for this test (settings refuse unknown ones; none may leak in)."""
     for key in list(os.environ):

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, serving, start_process, stop, tokenward, wait_ready
+from tests.helpers import write_policy_files
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
 
@@ -61,9 +62,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         "resourcepolicy.csv": f"p, {API}, {SERVER}, {client_id}, login\n",
         "clientscopespolicy.csv": f"p, *@example.com, *, {client_id}, DEFAULT\n",
     }
-    for name, text in policies.items():
-        (data / name).write_text(text)
-        (data / name).chmod(0o600)
+    write_policy_files(data, policies)
     code = _ok(tokenward("user", "enroll", "alice@example.com", env=env)).strip().splitlines()[-1].split()[-1]
     authenticator = X25519PrivateKey.generate()
     key_file = tmp / "authenticator.key"

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
 from tests.helpers import basic_auth as _basic
-from tests.helpers import init_data_dir, resource_login_body
+from tests.helpers import init_data_dir, resource_login_body, write_policy_files
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 
@@ -82,9 +82,7 @@ def _policies(data: Path, client_id: str) -> None:
         "resourcepolicy.csv": f"p, {API}, {SERVER}, {client_id}, login\n",
         "clientscopespolicy.csv": f"p, *@example.com, *, {client_id}, DEFAULT\n",
     }
-    for name, text in files.items():
-        (data / name).write_text(text)
-        (data / name).chmod(0o600)
+    write_policy_files(data, files)
 
 
 def _forwarded(host: str = "wiki.example.com") -> dict[str, str]:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import clear_tokenward_env, enrollment_code, init_data_dir, resource_login_body
+from tests.helpers import clear_tokenward_env, enrollment_code, init_data_dir, resource_login_body, write_policy_files
 from tokenward.cli.main import app as cli
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
@@ -68,10 +68,7 @@ def write_policies(data: Path, client_id: str) -> None:
         "resourcepolicy.csv": f"p, api.example.com, {SERVER}, {client_id}, login\n",
         "clientscopespolicy.csv": f"p, *@example.com, *, {client_id}, DEFAULT\n",
     }
-    for name, text in files.items():
-        path = data / name
-        path.write_text(text)
-        path.chmod(0o600)
+    write_policy_files(data, files)
 
 
 class Instance:

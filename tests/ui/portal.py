@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from tests.helpers import init_data_dir
+from tests.helpers import init_data_dir, write_policy_files
 from tokenward.cli.client import ensure_first_party_client
 from tokenward.identity.captcha import open_captcha
 
@@ -26,10 +26,7 @@ def prepare(data: Path) -> str:
         "userpolicy.csv": (f"p, *@example.com, {SERVER}, {client_id}, login\np, {ADMIN}, {SERVER}, TOKENWARD, admin\n"),
         "clientscopespolicy.csv": (f"p, *@example.com, *, {client_id}, DEFAULT\np, {ADMIN}, *, {client_id}, reports\n"),
     }
-    for name, text in files.items():
-        path = data / name
-        path.write_text(text)
-        path.chmod(0o600)
+    write_policy_files(data, files)
     return client_id
 
 
