@@ -294,14 +294,14 @@ class SqlAppTokenStore(AppTokenStore):
         return None if row is None else _to_record(row)
 
     async def list(self, *, owner: str | None = None, include_revoked: bool = False) -> builtins.list[AppTokenRecord]:
-        query = select(AppTokenRow)
+        # Core rows on a plain connection, like get(): no ORM session, identity map or commit.
+        query = _LIST_LIVE if not include_revoked else _LIST_ALL
         if owner is not None:
-            query = query.where(AppTokenRow.owner == owner)
-        if not include_revoked:
-            query = query.where(AppTokenRow.revoked_at.is_(None))
-        query = query.order_by(AppTokenRow.created_at, AppTokenRow.id)
-        async with self._db.session() as session:
-            return [_to_record(row) for row in (await session.scalars(query)).all()]
+            query = query.where(_TABLE.c.owner == bindparam("owner"))
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                rows = (await conn.execute(query.order_by(_TABLE.c.created_at, _TABLE.c.id), {"owner": owner})).all()
+        return [_to_record(row) for row in rows]
 
     async def count_live(self, owner: str, now: datetime) -> int:
         with translate_errors(self._db.url):
@@ -358,6 +358,8 @@ _TABLE = AppTokenRow.__table__
 TOUCH_BATCH = 1000
 _WHEN = UTCDateTime()
 _BY_ID = select(_TABLE).where(_TABLE.c.id == bindparam("id"))
+_LIST_ALL = select(_TABLE)
+_LIST_LIVE = _LIST_ALL.where(_TABLE.c.revoked_at.is_(None))
 _COUNT_LIVE = (
     select(func.count())
     .select_from(_TABLE)

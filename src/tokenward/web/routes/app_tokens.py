@@ -104,13 +104,15 @@ def _ocis(record: AppTokenRecord, token: str | None = None) -> OcisToken:
 # -- dependencies -------------------------------------------------------------------------
 
 
-service = get_app_tokens
+async def service(request: Request) -> AppTokenService:
+    """The app token service (``async``: FastAPI runs a plain ``def`` dependency in its thread pool)."""
+    return get_app_tokens(request)
 
 
 def authenticators(request: Request) -> list[Authenticator]:
     """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``)."""
     runtime = get_runtime(request)
-    svc = service(request)
+    svc = get_app_tokens(request)
     return [
         AppTokenAuthenticator(svc, trusted_proxies=runtime.trusted_proxies),
         SourceIdentifierAuthenticator(get_identity(request), is_admin=svc.is_admin),
@@ -125,7 +127,7 @@ async def manager(request: Request) -> Caller:
 def _only(*allowed: str) -> object:
     """A dependency refusing query parameters outside ``allowed`` (case matters) or given twice."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:  # async: a plain def would cost a thread-pool hop per request
         for name in request.query_params:
             if name not in allowed:
                 close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
