@@ -86,6 +86,11 @@ def resource_login_body(
     }
 
 
+def enrollment_code_in(output: str) -> str:
+    """The one-time code in the output of ``tokenward user enroll`` (the last word of its last line)."""
+    return output.strip().splitlines()[-1].split()[-1]
+
+
 async def enrollment_code(data: Path, email: str) -> str:
     """A one-time enrolment code for ``email`` from ``tokenward user enroll`` on the data dir ``data``."""
     from typer.testing import CliRunner
@@ -95,7 +100,7 @@ async def enrollment_code(data: Path, email: str) -> str:
     # The CLI runs its own event loop: give it a thread.
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["-d", str(data), "user", "enroll", email])
     assert result.exit_code == 0, result.output
-    return str(result.stdout.strip().splitlines()[-1].split()[-1])
+    return enrollment_code_in(result.stdout)
 
 
 async def enrol(http: httpx.AsyncClient, data: Path, email: str) -> X25519PrivateKey:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner
 
 from tests.client.resource import RESOURCE, Clock, resource_app
+from tests.helpers import enrollment_code_in
 from tests.identity.helpers import ORIGIN, SERVER, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.client import (
@@ -67,7 +68,7 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         signing.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     await _cli(data, "resource", "register", RESOURCE, "--public-key", str(pem))
-    code = (await _cli(data, "user", "enroll", "alice@example.com")).strip().splitlines()[-1].split()[-1]
+    code = enrollment_code_in(await _cli(data, "user", "enroll", "alice@example.com"))
     settings = Settings.load(data_dir=data)
     runtime = await open_runtime(settings)
     http = httpx.AsyncClient(

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, serving, start_process, stop, tokenward, wait_ready
-from tests.helpers import write_policy_files
+from tests.helpers import enrollment_code_in, write_policy_files
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.encoding import b64u_encode
 
@@ -63,7 +63,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         "clientscopespolicy.csv": f"p, *@example.com, *, {client_id}, DEFAULT\n",
     }
     write_policy_files(data, policies)
-    code = _ok(tokenward("user", "enroll", "alice@example.com", env=env)).strip().splitlines()[-1].split()[-1]
+    code = enrollment_code_in(_ok(tokenward("user", "enroll", "alice@example.com", env=env)))
     authenticator = X25519PrivateKey.generate()
     key_file = tmp / "authenticator.key"
     key_file.write_text(b64u_encode(authenticator.private_bytes_raw()))

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e import test_multi_instance as mi
 from tests.e2e.processes import env_for, serving, tokenward
+from tests.helpers import enrollment_code_in
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 
@@ -67,7 +68,7 @@ def _init_and_save(c: mi.Cluster) -> str:
 
 def _login(c: mi.Cluster, name: str, email: str, client_id: str) -> str:
     """Enrol ``email`` (CLI code + POST /api/enroll) and log in on instance ``name``; the ``tw1si.…``."""
-    code = c.cli(name, "user", "enroll", email).strip().splitlines()[-1].split()[-1]
+    code = enrollment_code_in(c.cli(name, "user", "enroll", email))
     authenticator = X25519PrivateKey.generate()
     with httpx.Client(base_url=c.urls[name], timeout=5) as http:
         r = http.post("/api/enroll", json={"email": email, "code": code, "public_key": b64u_of_public(authenticator)})

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, serving, tokenward
 from tests.e2e.proxies import NGINX, NGINX_HEAD, NGINX_VERIFY_TAIL, echo_upstream, require_binary, run_nginx
-from tests.helpers import init_data_dir
+from tests.helpers import enrollment_code_in, init_data_dir
 from tests.ui.conftest import csrf_of
 from tests.ui.portal import SERVER, USER, code_of, prepare
 from tokenward.datadir import DataDir
@@ -141,7 +141,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         enrolled = tokenward("user", "enroll", USER, env=penv)
         assert enrolled.returncode == 0, enrolled.stderr
         key = X25519PrivateKey.generate()
-        body = {"email": USER, "code": enrolled.stdout.strip().splitlines()[-1].split()[-1]}
+        body = {"email": USER, "code": enrollment_code_in(enrolled.stdout)}
         r = httpx.post(provider + "/api/enroll", json={**body, "public_key": b64u_of_public(key)})
         assert r.status_code == 200, r.text
         query = "config_token_store_id=primary&config_token_id=app&redirect_http_code=401"

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.e2e.processes import env_for, free_port, stop, tokenward, wait_ready
 from tests.helpers import basic_auth as _basic
-from tests.helpers import init_data_dir, resource_login_body, write_policy_files
+from tests.helpers import enrollment_code_in, init_data_dir, resource_login_body, write_policy_files
 from tokenward.identity.captcha import open_captcha, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 
@@ -97,7 +97,7 @@ def _forwarded(host: str = "wiki.example.com") -> dict[str, str]:
 def _flows(url: str, data: Path, env: dict[str, str], found: Secrets, client_id: str) -> None:
     http = httpx.Client(base_url=url, timeout=60)
     # Enrolment with a one-time code issued by the CLI.
-    code = found.cli("user", "enroll", ALICE, env=env).strip().splitlines()[-1].split()[-1]
+    code = enrollment_code_in(found.cli("user", "enroll", ALICE, env=env))
     found.add("enrolment code", code)
     authenticator = X25519PrivateKey.generate()
     found.add("authenticator private key", authenticator.private_bytes_raw())

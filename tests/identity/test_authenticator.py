@@ -19,6 +19,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from typer.testing import CliRunner, Result
 
+from tests.helpers import enrollment_code_in
 from tests.identity.helpers import ORIGIN, SERVER, prepare_data_dir
 from tokenward.cli.main import app as cli
 from tokenward.errors import ConfigError, Unauthorized
@@ -106,7 +107,7 @@ async def test_init_enroll_read_login(live: Live, tmp_path: Path) -> None:
     assert "already exists" in _error_line(await live.run("authenticator", "init", *opts))
 
     r = await live.run("-d", str(live.data), "user", "enroll", "alice@example.com")
-    code = r.stdout.strip().splitlines()[-1].split()[-1]
+    code = enrollment_code_in(r.stdout)
     r = await live.run("authenticator", "enroll", live.url, "alice@example.com", "--code", code, *opts)
     assert r.exit_code == 0, r.output
     public_key = b64u_decode(parse_key_file(key.read_bytes()).public_key, field="public_key", length=32)

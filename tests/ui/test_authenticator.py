@@ -13,6 +13,7 @@ from pathlib import Path
 from playwright.sync_api import Page
 
 from tests.e2e.processes import tokenward
+from tests.helpers import enrollment_code_in
 from tests.ui import test_browser as tb
 from tests.ui.test_browser import Server, Shots
 from tokenward.identity.captcha import CaptchaPlaintext, seal_captcha
@@ -55,7 +56,7 @@ def test_browser_authenticator_enrols_and_signs_in(server: Server, page: tuple[P
     result = tokenward("user", "enroll", email, env=server.env)
     assert result.returncode == 0, result.stderr
     tab.get_by_label("E-mail address").fill(email)
-    tab.get_by_label("Enrolment code").fill(result.stdout.strip().splitlines()[-1].split()[-1])
+    tab.get_by_label("Enrolment code").fill(enrollment_code_in(result.stdout))
     tab.get_by_role("button", name="Enrol this browser").click()
     tab.get_by_text(f"This browser is now the authenticator of {email}").wait_for()
 

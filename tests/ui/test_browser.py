@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, FilePayload, Page, sync_playwright
 
 from tests.e2e.processes import env_for, serving, tokenward
+from tests.helpers import enrollment_code_in
 from tests.ui.portal import ADMIN, USER, prepare
 from tokenward.identity.captcha import open_captcha
 from tokenward.identity.client_tokens import b64u_of_public
@@ -48,7 +49,7 @@ class Server:
     def enrol(self, email: str) -> None:
         result = tokenward("user", "enroll", email, env=self.env)
         assert result.returncode == 0, result.stderr
-        code = result.stdout.strip().splitlines()[-1].split()[-1]
+        code = enrollment_code_in(result.stdout)
         key = X25519PrivateKey.generate()
         body = {"email": email, "code": code, "public_key": b64u_of_public(key)}
         assert httpx.post(self.url + "/api/enroll", json=body).status_code == 200

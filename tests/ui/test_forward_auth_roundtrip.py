@@ -26,6 +26,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.processes import env_for, free_port, serving, tokenward
 from tests.e2e.proxies import NGINX, NGINX_HEAD, NGINX_VERIFY_TAIL, http_upstream, require_binary, run_nginx
+from tests.helpers import enrollment_code_in
 from tests.ui.portal import USER, prepare
 from tests.ui.test_browser import ARGS, CHROMIUM
 from tokenward.identity.captcha import open_captcha
@@ -117,7 +118,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         enrolled = tokenward("user", "enroll", USER, env=env)
         assert enrolled.returncode == 0, enrolled.stderr
         key = X25519PrivateKey.generate()
-        body = {"email": USER, "code": enrolled.stdout.strip().splitlines()[-1].split()[-1]}
+        body = {"email": USER, "code": enrollment_code_in(enrolled.stdout)}
         assert httpx.post(portal + "/api/enroll", json={**body, "public_key": b64u_of_public(key)}).status_code == 200
         query = "config_token_store_id=primary&config_token_id=app&redirect_http_code=401"
         with run_nginx(tmp, tokenward=port, upstream=upstream, query=query, template=NGINX_CONF) as nginx_port:
