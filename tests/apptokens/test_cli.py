@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.storage.test_redisstate import REDIS_URL, redis  # noqa: F401 - the fixture (skips without Redis)
+from tests.storage.servers import REDIS_URL
+from tests.storage.test_redisstate import redis  # noqa: F401 - the fixture (skips without Redis)
 from tokenward.cli.main import app
 from tokenward.storage.redisstate import RevocationChannel, key_prefix
 

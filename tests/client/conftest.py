@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
@@ -14,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import missing
+from tests.storage import servers
 from tokenward.identity.client_tokens import ClientTokenClaims
 from tokenward.keys import Keyring, TimeCode
-from tokenward.storage.redisstate import connect_redis
 
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -82,16 +81,5 @@ def make_claims(
 @pytest.fixture
 async def redis_client() -> AsyncIterator[Any]:
     """A client for the Redis on 127.0.0.1:6379 (fails under CI=true when absent, skips otherwise)."""
-    client = connect_redis("redis://127.0.0.1:6379/0", timeout=1.0)
-    try:
-        await client.ping()
-    except Exception as exc:  # any reason Redis cannot be reached
-        await client.aclose()
-        message = f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__}); start redis-server"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    try:
+    async with servers.redis_client() as client:
         yield client
-    finally:
-        await client.aclose()

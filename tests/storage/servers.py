@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pymysql
@@ -23,7 +24,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-__all__ = ["BACKENDS", "admin_url", "backend_params", "fresh_database_url"]
+__all__ = ["BACKENDS", "REDIS_URL", "admin_url", "backend_params", "fresh_database_url", "redis_client"]
 
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 
@@ -42,6 +43,9 @@ _HOW_TO_START = {
         "(root without password on 127.0.0.1), or point TOKENWARD_TEST_MARIADB_URL at a server"
     ),
 }
+REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_START = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
+
 # admin URL -> why it could not be reached, so later tests do not wait for the timeout again
 _unreachable: dict[str, str] = {}
 
@@ -88,6 +92,26 @@ def _unavailable(backend: str, reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and {message}", pytrace=False)
     pytest.skip(message)
+
+
+@asynccontextmanager
+async def redis_client() -> AsyncIterator[Any]:
+    """A client for the Redis on 127.0.0.1:6379; skips (or, under CI=true, fails) when it cannot be reached."""
+    from tokenward.storage.redisstate import connect_redis
+
+    client = connect_redis(REDIS_URL, timeout=1.0)
+    try:
+        await client.ping()
+    except Exception as exc:  # any reason Redis cannot be reached
+        await client.aclose()
+        message = f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__}); start one: {REDIS_START}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @contextmanager

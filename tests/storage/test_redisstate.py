@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import clear_tokenward_env, init_data_dir
+from tests.storage.servers import REDIS_URL, redis_client
 from tokenward.apptokens import RegulationPolicy, Regulator
 from tokenward.errors import StorageUnavailable, TokenwardError
 from tokenward.runtime import open_runtime
@@ -25,25 +26,11 @@ from tokenward.settings import Settings
 from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis
 from tokenward.storage.regulation import FallbackRegulationStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-START = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
-
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Any]:
-    client = connect_redis(REDIS_URL, timeout=1.0)
-    try:
-        await client.ping()
-    except Exception as exc:  # any reason Redis cannot be reached
-        await client.aclose()
-        message = f"Redis is not reachable on 127.0.0.1:6379 ({type(exc).__name__}); start one: {START}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
-    try:
+    async with redis_client() as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 def _dt(ts: float) -> datetime:
