@@ -71,23 +71,22 @@ class Runtime:
     timecodes: TimeCodes
     database: Database
     #: The audit log the admin pages read (docs/security.md); services append through their own handle.
-    audit: AuditLog | None = None
-    app_tokens: AppTokenService | None = None
-    policy: PolicyHolder | None = None
-    forward_auth: ForwardAuthService | None = None
+    audit: AuditLog
+    app_tokens: AppTokenService
+    policy: PolicyHolder
+    #: Brute-force regulation counts: in Redis (SQL while Redis is down) with ``TOKENWARD_REDIS_URL``, else SQL.
+    regulation_store: RegulationStore
+    # The fields below are genuinely optional: each is present only when a setting asks for it (S3 bucket, Redis,
+    # decision log) or in a serving process. The identity, /verify, OIDC and system-login services are the
+    # properties after the fields: always there, built on first use (open_runtime builds them for serving).
     #: Present when an S3 bucket is configured: the shared config bundle's poller (docs/multi-instance.md).
     config_sync: ConfigSync | None = None
     #: Present when ``TOKENWARD_REDIS_URL`` is set: app-token revocation notices between instances.
     revocation_channel: RevocationChannel | None = None
     #: Present when ``TOKENWARD_REDIS_URL`` is set: regulation in Redis, in SQL while Redis is down.
     regulation_fallback: FallbackRegulationStore | None = None
+    #: Present when ``TOKENWARD_REDIS_URL`` is set: the client the two above share, closed with the runtime.
     redis: object | None = None
-    #: The OpenID Provider (docs/oidc.md).
-    oidc: OidcProvider | None = None
-    #: Enrolment, captchas, sessions and client tokens (docs/protocol.md); the API, the portal and /verify share it.
-    identity: IdentityService | None = None
-    #: Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md).
-    system_login: SystemLoginService | None = None
     #: Present when ``TOKENWARD_DECISION_LOG_ENABLED``: sampled policy decisions (docs/configuration.md).
     decision_log: DecisionLog | None = None
     #: Present when ``TOKENWARD_DECISION_LOG_SINK`` is ``sql`` (the ``decision_log`` table) or ``s3``.
@@ -96,6 +95,26 @@ class Runtime:
     clock: Callable[[], float] = time.time
     #: Writes the app tokens' last_used_at behind the requests, every ``last_used_interval`` (serving processes).
     last_used_flusher: Periodic | None = None
+
+    @functools.cached_property
+    def identity(self) -> IdentityService:
+        """Enrolment, captchas, sessions and client tokens (docs/protocol.md); the API, portal and /verify share it."""
+        return build_identity(self, self.regulation_store)
+
+    @functools.cached_property
+    def forward_auth(self) -> ForwardAuthService:
+        """The /verify service (docs/forward-auth.md)."""
+        return build_forward_auth(self)
+
+    @functools.cached_property
+    def oidc(self) -> OidcProvider:
+        """The OpenID Provider (docs/oidc.md)."""
+        return build_oidc(self, clock=self.clock)
+
+    @functools.cached_property
+    def system_login(self) -> SystemLoginService:
+        """Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md)."""
+        return build_system_login(self, self.regulation_store)
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
@@ -108,9 +127,7 @@ class Runtime:
 
     async def readiness(self) -> dict[str, str]:
         """One entry per check: ``"ok"`` or a short reason (never a secret)."""
-        checks = {"config": "ok"}
-        if self.policy is not None:
-            checks["policy"] = "ok" if self.policy.loaded else "not loaded"
+        checks = {"config": "ok", "policy": "ok" if self.policy.loaded else "not loaded"}
         try:
             load_registry(self.settings.data_dir)
             checks["client_ids"] = "ok"
@@ -170,13 +187,13 @@ class Runtime:
     async def close(self) -> None:
         if self.last_used_flusher is not None:
             await self.last_used_flusher.stop()
-        if self.app_tokens is not None:  # SIGTERM: the uses noted since the last flush, before the pool closes
-            await self.app_tokens.flush_last_used()
+        # SIGTERM: the uses noted since the last flush, before the pool closes
+        await self.app_tokens.flush_last_used()
         if self.decision_sink is not None:
             await self.decision_sink.close()
         if self.config_sync is not None:
             await self.config_sync.close()
-        if self.forward_auth is not None:
+        if "forward_auth" in self.__dict__:  # built (a cached property): close its HTTP client
             await self.forward_auth.close()
         if self.revocation_channel is not None:
             await self.revocation_channel.close()
@@ -238,37 +255,43 @@ async def open_runtime(
             await sync.close()
         raise
     log.info("tokenward ready for %s (time code %s)", server_name, timecodes.current.key_id)
+    redis: object | None = None
+    regulation_fallback: FallbackRegulationStore | None = None
+    channel: RevocationChannel | None = None
+    regulation_store: RegulationStore = SqlRegulationStore(database)
+    if settings.redis_url is not None:
+        from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis, key_prefix
+
+        redis = client = connect_redis(settings.redis_url.get_secret_value())
+        regulation_store = regulation_fallback = FallbackRegulationStore(
+            RedisRegulationStore(client, prefix=key_prefix(server_name)), SqlRegulationStore(database)
+        )
+        channel = RevocationChannel(client, prefix=key_prefix(server_name))
     runtime = Runtime(
         settings=settings,
         server_name=server_name,
         timecodes=timecodes,
         database=database,
-        policy=policy,
-        config_sync=sync,
         audit=SqlAuditLog(database),
+        app_tokens=build_app_token_service(
+            settings,
+            database,
+            data_dir.ensure_apptoken_key(),
+            server_name=server_name,
+            policy=policy,
+            regulation_store=regulation_store,
+            clock=clock,
+        ),
+        policy=policy,
+        regulation_store=regulation_store,
+        config_sync=sync,
+        revocation_channel=channel,
+        regulation_fallback=regulation_fallback,
+        redis=redis,
         clock=clock,
     )
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
-    regulation_store: RegulationStore | None = None
-    if settings.redis_url is not None:
-        from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis, key_prefix
-
-        runtime.redis = client = connect_redis(settings.redis_url.get_secret_value())
-        runtime.regulation_fallback = FallbackRegulationStore(
-            RedisRegulationStore(client, prefix=key_prefix(server_name)), SqlRegulationStore(database)
-        )
-        regulation_store = runtime.regulation_fallback
-        runtime.revocation_channel = RevocationChannel(client, prefix=key_prefix(server_name))
-    runtime.app_tokens = build_app_token_service(
-        settings,
-        database,
-        data_dir.ensure_apptoken_key(),
-        server_name=server_name,
-        policy=policy,
-        regulation_store=regulation_store,
-        clock=clock,
-    )
     if runtime.revocation_channel is not None:
         runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
         if listen:
@@ -283,11 +306,8 @@ async def open_runtime(
     build_decision_log(runtime)
     if app_tokens_only:
         return runtime
-    regulation_store = regulation_store or SqlRegulationStore(database)
-    runtime.identity = build_identity(runtime, regulation_store)
-    runtime.forward_auth = build_forward_auth(runtime)
-    runtime.oidc = build_oidc(runtime, clock=clock)
-    runtime.system_login = build_system_login(runtime, regulation_store)
+    # Built now, not on a request (the properties build on first use): identity first, /verify asks it.
+    _services = (runtime.identity, runtime.forward_auth, runtime.oidc, runtime.system_login)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
     return runtime
 
@@ -295,7 +315,7 @@ async def open_runtime(
 def build_decision_log(runtime: Runtime) -> None:
     """The decision log and its SQL sink, as the settings ask; the policy holder reports to it."""
     settings = runtime.settings
-    if not settings.decision_log_enabled or runtime.policy is None:
+    if not settings.decision_log_enabled:
         return
     decisions = DecisionLog(
         size=settings.decision_log_size,
@@ -339,11 +359,11 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
             app_tokens=runtime.app_tokens,
             http=httpx.AsyncClient(timeout=10.0),
             keyring=lambda: runtime.keyring,
-            regulator=runtime.app_tokens.regulator if runtime.app_tokens is not None else None,
+            regulator=runtime.app_tokens.regulator,
             account_failure_delay=settings.regulation_account_delay_seconds,
-            sessions=session_check(runtime.identity) if runtime.identity is not None else None,
+            sessions=session_check(runtime.identity),
         ),
-        policy=lambda: holder.policy if holder is not None and holder.loaded else None,
+        policy=lambda: holder.policy if holder.loaded else None,
         revocation_refresh=settings.config_token_revocation_refresh_seconds,
     )
 
@@ -383,7 +403,7 @@ def _policy_questions(runtime: Runtime) -> PolicyQuestions:
     from tokenward.identity.policy import PolicyQuestions
 
     holder = runtime.policy
-    return PolicyQuestions(lambda: holder.policy if holder is not None else None, runtime.server_name)
+    return PolicyQuestions(lambda: holder.policy, runtime.server_name)
 
 
 def _loaded_policy(runtime: Runtime) -> Callable[[], IdentityPolicy | None]:
@@ -392,7 +412,7 @@ def _loaded_policy(runtime: Runtime) -> Callable[[], IdentityPolicy | None]:
     questions = _policy_questions(runtime)
 
     def policy() -> IdentityPolicy | None:
-        return questions if holder is not None and holder.loaded else None
+        return questions if holder.loaded else None
 
     return policy
 
@@ -499,7 +519,7 @@ def build_app_token_service(
     *,
     server_name: str,
     policy: PolicyHolder,
-    regulation_store: RegulationStore | None = None,
+    regulation_store: RegulationStore,
     clock: Callable[[], float] = time.time,
 ) -> AppTokenService:
     """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
@@ -507,7 +527,7 @@ def build_app_token_service(
     The admin check is :meth:`PolicyHolder.is_admin` on ``policy``: while no policy is loaded nobody is an admin.
     """
     regulator = Regulator(
-        regulation_store or SqlRegulationStore(database),
+        regulation_store,
         RegulationPolicy(
             max_failures=settings.regulation_max_failures,
             find_time=float(settings.regulation_find_time_seconds),

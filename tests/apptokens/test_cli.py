@@ -116,7 +116,6 @@ async def test_the_cli_services_ask_the_one_admin_check(data_dir: Path, monkeypa
     (data_dir / "userpolicy.csv").write_text(f"p, {admin}, auth.example.com, TOKENWARD, admin\n", encoding="utf-8")
     runtime = await open_runtime(Settings.load(), listen=False, app_tokens_only=True)
     try:
-        assert runtime.app_tokens is not None
         assert runtime.app_tokens.is_admin(admin) and not runtime.app_tokens.is_admin("bob@example.com")
         monkeypatch.setattr(runtime.policy, "_policy", None)  # as before the first successful load
         assert not runtime.app_tokens.is_admin(admin)

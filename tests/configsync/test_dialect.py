@@ -256,6 +256,6 @@ async def test_readyz_says_degraded_and_serve_refuses_to_start(
     runtime = await open_runtime(Settings.load(data_dir=tmp_path / "c"))
     try:
         assert runtime.config_sync is not None and runtime.config_sync.status()["version"] == 2
-        assert runtime.policy is not None and runtime.policy.policy.dialect == "compat"
+        assert runtime.policy.policy.dialect == "compat"
     finally:
         await runtime.close()

@@ -70,7 +70,6 @@ def identity_service(runtime: Runtime) -> IdentityService:
 async def issue(settings: Settings, client_id: str) -> Issued:
     runtime = await open_runtime(settings, listen=False)
     try:
-        assert runtime.app_tokens is not None
         _, kept = await runtime.app_tokens.create(owner="alice@example.com", created_by="cli", label="kept")
         gone, revoked = await runtime.app_tokens.create(owner="alice@example.com", created_by="cli", label="gone")
         await runtime.app_tokens.revoke(gone.id, owner=None, actor="cli")
@@ -132,7 +131,6 @@ def _mariadb_args(url: str) -> list[str]:
 async def assert_still_valid(settings: Settings, issued: Issued) -> None:
     runtime = await open_runtime(settings, listen=False)
     try:
-        assert runtime.app_tokens is not None
         record = await runtime.app_tokens.verify("alice@example.com", issued.kept_token)
         assert record.label == "kept"
         with pytest.raises(Unauthorized) as refused:
@@ -153,7 +151,6 @@ async def assert_refused_without_the_data_dir(settings: Settings, issued: Issued
     # sessions' identifiers are sealed under the time code, both in the data dir.
     runtime = await open_runtime(settings, listen=False)
     try:
-        assert runtime.app_tokens is not None
         with pytest.raises(Unauthorized):
             await runtime.app_tokens.verify("alice@example.com", issued.kept_token)
         with pytest.raises(Unauthorized):

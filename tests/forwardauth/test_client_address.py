@@ -46,7 +46,6 @@ async def spoofed_failures(attacker: httpx.AsyncClient, config: str, spoof: dict
 async def test_a_spoofed_forwarding_header_from_an_untrusted_peer_bans_only_the_peer(
     client: httpx.AsyncClient, attacker: httpx.AsyncClient, runtime: Runtime, spoof: dict[str, str]
 ) -> None:
-    assert runtime.app_tokens is not None
     _, secret = await runtime.app_tokens.create(
         owner="admin@example.com", created_by=cli_actor(), scopes=[MANAGE_SCOPE]
     )
@@ -70,7 +69,6 @@ async def test_forwarding_headers_from_a_trusted_proxy_name_the_client(
     client: httpx.AsyncClient, attacker: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     runtime.trusted_proxies = TrustedProxies.parse(["192.0.2.0/24"])
-    assert runtime.app_tokens is not None
     _, secret = await runtime.app_tokens.create(
         owner="admin@example.com", created_by=cli_actor(), scopes=[MANAGE_SCOPE]
     )

@@ -52,7 +52,6 @@ def test_the_default_domain_is_the_host_without_its_port() -> None:
 async def test_cli_and_verify_give_the_same_answer(
     client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, user: str, method: str, url: str
 ) -> None:
-    assert runtime.app_tokens is not None and runtime.policy is not None
     data = runtime.settings.data_dir
     with (data / "userpolicy.csv").open("a", encoding="utf-8") as policy:
         policy.write(ROWS)

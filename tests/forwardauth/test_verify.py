@@ -89,7 +89,6 @@ async def test_token_problems(client: httpx.AsyncClient, runtime: Runtime) -> No
 async def test_app_token_via_pointer_in_file_store_warm_path_decrypts_nothing(
     client: httpx.AsyncClient, runtime: Runtime, token_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert runtime.app_tokens is not None
     _, secret = await runtime.app_tokens.create(owner="alice@example.com", created_by=cli_actor())
     real = token(runtime, [{"type": "app_token"}], jti="real-1")
     token_file.write_text(json.dumps({"site": real}))
@@ -314,7 +313,6 @@ async def test_jwt_plugin_requires_exp_unless_told_not_to(client: httpx.AsyncCli
 
 
 async def test_forward_plugin_and_redirect_code(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    assert runtime.forward_auth is not None
 
     def upstream(request: httpx.Request) -> httpx.Response:
         if request.headers.get("authorization") == "ok":
@@ -337,7 +335,6 @@ async def test_forward_plugin_and_redirect_code(client: httpx.AsyncClient, runti
 
 
 async def test_policy_block(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    assert runtime.app_tokens is not None and runtime.policy is not None
     from tokenward.policy.files import read_sources
 
     sources = dict(read_sources(runtime.settings.data_dir))
@@ -362,7 +359,6 @@ async def test_policy_block_decisions_reach_the_decision_log(client: httpx.Async
     from tokenward.policy.decisionlog import DecisionLog
     from tokenward.policy.files import read_sources
 
-    assert runtime.app_tokens is not None and runtime.policy is not None
     sources = dict(read_sources(runtime.settings.data_dir))
     sources["userpolicy.csv"] = (
         sources.get("userpolicy.csv", b"") + b"\np, alice@example.com, app.example.com, wiki, GET\n"
@@ -403,8 +399,6 @@ async def test_path_bound_form_ignores_the_query_string(
 async def test_source_identifier_plugin(client: httpx.AsyncClient, runtime: Runtime) -> None:
     from tokenward.errors import Unauthorized
 
-    assert runtime.forward_auth is not None
-
     async def sessions(value: str) -> tuple[str, tuple[str, ...]]:
         if value != "good-session":
             raise Unauthorized("this session was ended; log in again", code="session_revoked")
@@ -436,8 +430,6 @@ LOGIN_RD = "https://auth.example.com/login?rd=https%3A%2F%2Fapp.example.com%2Fdo
 def with_sessions(runtime: Runtime) -> None:
     """Sessions where only ``good-session`` is valid (``session_revoked`` otherwise)."""
     from tokenward.errors import Unauthorized
-
-    assert runtime.forward_auth is not None
 
     async def sessions(value: str) -> tuple[str, tuple[str, ...]]:
         if value != "good-session":
@@ -530,7 +522,6 @@ async def test_jwt_public_key_and_jwks(client: httpx.AsyncClient, runtime: Runti
     from joserfc import jwt
     from joserfc.jwk import ECKey, KeySet
 
-    assert runtime.forward_auth is not None
     key = ECKey.generate_key("P-256", parameters={"kid": "k1"})
     pem = key.as_pem(private=False).decode()
     claims = {"sub": "svc", "exp": int(time.time()) + 60}
@@ -580,7 +571,6 @@ async def test_hot_path_keeps_request_id_and_metrics(client: httpx.AsyncClient, 
 async def test_hot_path_unexpected_error_is_a_json_500_naming_the_request(
     client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert runtime.forward_auth is not None
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret-ish internals")

@@ -38,7 +38,6 @@ class Node:
 
     async def basic(self, owner: str, scopes: list[str]) -> dict[str, str]:
         """Basic credentials for a fresh app token of ``owner``."""
-        assert self.runtime.app_tokens is not None
         _, token = await self.runtime.app_tokens.create(owner=owner, created_by=owner, scopes=scopes)
         return {"authorization": "Basic " + base64.b64encode(f"{owner}:{token}".encode()).decode()}
 

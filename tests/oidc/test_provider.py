@@ -314,7 +314,7 @@ async def test_clientappspolicy_limits_the_client_to_its_apps(
     other = app_hash_of_origin("https://other.example.net/callback")
     policy_file.write_text(f"p, {other}, {SERVER}, {client_id}, clientaccess\n")
     policy_file.chmod(0o600)
-    assert provider.runtime.policy is not None and provider.runtime.policy.reload().changed
+    assert provider.runtime.policy.reload().changed
     await signed_in(browser, enrol)
     async with relying_party(provider, provider.confidential) as rp:
         callback, _, _ = await authorize(browser, rp, state="s2")
@@ -338,7 +338,7 @@ async def test_groups_follow_clientscopespolicy_rows_for_the_redirect_host(
     with scopes_file.open("a") as f:
         f.write(f"p, {ALICE}, {app_hash_of_origin(RP)}, {client_id}, editors\n")
         f.write(f"p, {ALICE}, {app_hash_of_origin('https://elsewhere.example.net/')}, {client_id}, elsewhere\n")
-    assert provider.runtime.policy is not None and provider.runtime.policy.reload().changed
+    assert provider.runtime.policy.reload().changed
     await signed_in(browser, enrol)
     async with relying_party(provider, provider.confidential) as rp:
         callback, verifier, nonce = await authorize(browser, rp)

@@ -102,7 +102,6 @@ async def test_a_revocation_reaches_the_other_instance_before_its_cache_ttl(
     rt_a = await open_runtime(settings)
     rt_b = await open_runtime(settings)
     try:
-        assert rt_a.app_tokens is not None and rt_b.app_tokens is not None
         assert rt_b.revocation_channel is not None
         assert await rt_b.revocation_channel.wait_subscribed(5.0)
         store = rt_b.app_tokens.regulator.store  # Redis first, SQL while Redis is down (docs/regulation.md)

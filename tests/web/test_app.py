@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import httpx
@@ -28,17 +29,14 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient, runtime: Runtime) -
     assert r.status_code == 200
     body = r.json()
     assert body["checks"] == {"config": "ok", "database": "ok", "policy": "ok", "client_ids": "ok"}
-    assert runtime.policy is not None and body["policy"]["version"] == runtime.policy.version
+    assert body["policy"]["version"] == runtime.policy.version
     assert body["timecode"] == runtime.timecodes.current.key_id
 
 
 async def test_readyz_503_when_database_goes_away(settings: Settings, runtime: Runtime) -> None:
     # The same runtime, but its database is now a server nobody listens on.
-    gone = Runtime(
-        settings=settings,
-        server_name=runtime.server_name,
-        timecodes=runtime.timecodes,
-        database=Database.connect("postgresql://postgres@127.0.0.1:9/tokenward", connect_timeout=1),
+    gone = dataclasses.replace(
+        runtime, database=Database.connect("postgresql://postgres@127.0.0.1:9/tokenward", connect_timeout=1)
     )
     app = create_app(settings, runtime=gone)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

@@ -54,7 +54,6 @@ async def api(
         settings = Settings.load(data_dir=data, database_url=database_url, **overrides)
         runtime = await open_runtime(settings, clock=clock)
         runtimes.append(runtime)
-        assert runtime.app_tokens is not None
         if policy is None:
             runtime.app_tokens.is_admin = lambda subject: subject == ADMIN
         app = create_app(settings, runtime=runtime)

@@ -27,8 +27,7 @@ async def admin_client(settings: Settings, runtime: Runtime, app: FastAPI) -> As
         f"p, {ADMIN}, auth.example.com, TOKENWARD, admin\np, *@example.com, auth.example.com, APP1, login\n"
         "p, eve@example.com, auth.example.com, APP1, deny\n",
     )
-    assert runtime.policy is not None and runtime.policy.reload().changed
-    assert runtime.app_tokens is not None
+    assert runtime.policy.reload().changed
     _, token = await runtime.app_tokens.create(owner=ADMIN, created_by=ADMIN, scopes=[MANAGE_SCOPE])
     auth = base64.b64encode(f"{ADMIN}:{token}".encode()).decode()
     transport = httpx.ASGITransport(app=app)
@@ -54,7 +53,7 @@ async def test_check_explains_allow_and_deny(admin_client: httpx.AsyncClient) ->
 
 async def test_summary_and_lint(admin_client: httpx.AsyncClient, runtime: Runtime) -> None:
     r = await admin_client.get("/api/policy")
-    assert r.status_code == 200 and r.json()["version"] == runtime.policy.version  # type: ignore[union-attr]
+    assert r.status_code == 200 and r.json()["version"] == runtime.policy.version
     r = await admin_client.get("/api/policy/lint")
     assert r.status_code == 200 and r.json()["dialect"] == "glob" and isinstance(r.json()["findings"], list)
 
@@ -78,7 +77,6 @@ async def test_check_bad_input(
 async def test_non_admin_and_anonymous_are_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
     r = await client.get("/api/policy")
     assert r.status_code == 401 and r.json()["error"] == "authentication_required"
-    assert runtime.app_tokens is not None
     _, token = await runtime.app_tokens.create(owner=BOB, created_by=BOB, scopes=[MANAGE_SCOPE])
     auth = base64.b64encode(f"{BOB}:{token}".encode()).decode()
     r = await client.get("/api/policy", headers={"authorization": f"Basic {auth}"})

@@ -52,7 +52,6 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 @pytest.fixture
 async def admin_client(runtime: Runtime, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    assert runtime.app_tokens is not None
     _, token = await runtime.app_tokens.create(owner=ADMIN, created_by=ADMIN, scopes=[MANAGE_SCOPE])
     auth = base64.b64encode(f"{ADMIN}:{token}".encode()).decode()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -63,7 +62,6 @@ async def admin_client(runtime: Runtime, app: FastAPI) -> AsyncIterator[httpx.As
 
 
 def login(runtime: Runtime, subject: str) -> bool:
-    assert runtime.policy is not None
     return can_login(runtime.policy.policy, subject, "auth.example.com", "APP1")
 
 

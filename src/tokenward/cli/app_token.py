@@ -11,7 +11,6 @@ import typer
 
 from tokenward.apptokens import PREFIX, AppTokenService, cli_actor, format_duration, parse_duration
 from tokenward.cli._common import GuardedGroup, load_settings
-from tokenward.errors import StorageUnavailable
 from tokenward.runtime import open_runtime
 from tokenward.storage import AppTokenRecord
 
@@ -29,8 +28,6 @@ def _run(action: Callable[[AppTokenService], Awaitable[T]]) -> T:
     async def main() -> T:
         runtime = await open_runtime(load_settings(), listen=False, app_tokens_only=True)
         try:
-            if runtime.app_tokens is None:  # pragma: no cover - open_runtime always builds it
-                raise StorageUnavailable("app tokens are not available", code="not_ready")
             return await action(runtime.app_tokens)
         finally:
             await runtime.close()

@@ -12,7 +12,7 @@ from typing import TypeVar
 import typer
 
 from tokenward.cli._common import GuardedGroup, load_settings
-from tokenward.errors import BadRequest, StorageUnavailable
+from tokenward.errors import BadRequest
 from tokenward.identity.apps import new_client_id
 from tokenward.oidc.clients import CLIENT_SECRET_PREFIX, OidcClient, check_redirect_uri, hash_secret, new_secret
 from tokenward.runtime import Runtime, open_runtime
@@ -34,8 +34,6 @@ def _run(action: Callable[[SqlOidcStore, Runtime], Awaitable[T]]) -> T:
     async def main() -> T:
         runtime = await open_runtime(load_settings(), listen=False)
         try:
-            if runtime.oidc is None:  # pragma: no cover - open_runtime always builds it
-                raise StorageUnavailable("the OpenID Provider is not available", code="not_ready")
             return await action(runtime.oidc.store, runtime)
         finally:
             await runtime.close()

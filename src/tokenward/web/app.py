@@ -79,10 +79,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         sync = runtime.config_sync if owned else None
         if sync is not None:
             # The S3 bundle is the truth: poll its manifest instead of the local policy files.
-            if runtime.policy is not None:
-                metrics.watch_policy(runtime.policy)
+            metrics.watch_policy(runtime.policy)
             sync.start_polling()
-        elif owned and runtime.policy is not None:
+        elif owned:
             # A served app watches its policy files; a caller-owned runtime drives reloads itself.
             metrics.watch_policy(runtime.policy)
             watcher = PolicyWatcher(runtime.policy, interval=settings.policy_watch_seconds)
@@ -142,7 +141,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         ],
     )
     app.state.tokenward = state
-    if runtime is not None and runtime.policy is not None:
+    if runtime is not None:
         metrics.watch_policy(runtime.policy)
     if runtime is not None and runtime.decision_log is not None:
         metrics.watch_decision_log(runtime.decision_log)

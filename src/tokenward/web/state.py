@@ -45,18 +45,12 @@ def get_runtime(request: Request) -> Runtime:
 
 def get_identity(request: Request) -> IdentityService:
     """The runtime's identity service (sessions, captchas, enrolment, client tokens)."""
-    identity = get_runtime(request).identity
-    if identity is None:
-        raise StorageUnavailable("the identity service is not ready; retry shortly", code="not_ready")
-    return identity
+    return get_runtime(request).identity
 
 
 def get_app_tokens(request: Request) -> AppTokenService:
     """The runtime's app token service."""
-    service = get_runtime(request).app_tokens
-    if service is None:
-        raise StorageUnavailable("app tokens are not available on this instance", code="not_ready")
-    return service
+    return get_runtime(request).app_tokens
 
 
 def request_client_ip(request: Request) -> str | None:
@@ -66,7 +60,4 @@ def request_client_ip(request: Request) -> str | None:
 
 def get_audit(request: Request) -> AuditLog:
     """The runtime's audit log."""
-    audit = get_runtime(request).audit
-    if audit is None:
-        raise StorageUnavailable("the audit log is not ready; retry shortly", code="not_ready")
-    return audit
+    return get_runtime(request).audit

@@ -30,7 +30,7 @@ router = APIRouter(prefix="/api/policy", tags=["policy"])
 
 def _holder(request: Request) -> PolicyHolder:
     holder = get_runtime(request).policy
-    if holder is None or not holder.loaded:
+    if not holder.loaded:
         raise PolicyError("no policy is loaded on this instance", code="policy_not_loaded")
     return holder
 
@@ -38,8 +38,7 @@ def _holder(request: Request) -> PolicyHolder:
 async def admin(request: Request, caller: Annotated[Caller, Depends(manager)]) -> Caller:
     """The caller, if the policy makes it an admin of this server (403 ``not_admin`` otherwise)."""
     runtime = get_runtime(request)
-    holder = runtime.policy
-    if holder is None or not holder.is_admin(caller.subject, runtime.server_name):  # no policy loaded: nobody
+    if not runtime.policy.is_admin(caller.subject, runtime.server_name):  # no policy loaded: nobody is an admin
         raise Forbidden(
             f"{caller.subject} is not an admin of {runtime.server_name} (needs a policy row "
             f"'p, {caller.subject}, {runtime.server_name}, TOKENWARD, admin')",

@@ -51,10 +51,9 @@ def _params(query: bytes) -> VerifyParams:
 
 def _service(state: AppState) -> ForwardAuthService:
     runtime = state.runtime
-    service: ForwardAuthService | None = None if runtime is None else runtime.forward_auth
-    if service is None:
+    if runtime is None:
         raise StorageUnavailable("forward auth is not ready", code="not_ready")
-    return service
+    return runtime.forward_auth
 
 
 def _client_address(state: AppState, peer: str | None, headers: dict[str, str]) -> str | None:

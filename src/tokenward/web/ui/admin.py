@@ -47,7 +47,7 @@ async def status(request: Request) -> Response:
         return refused
     runtime = get_runtime(request)
     holder = runtime.policy
-    policy = holder.policy.summary() if holder is not None and holder.loaded else None
+    policy = holder.policy.summary() if holder.loaded else None
     sync = runtime.config_sync.status() if runtime.config_sync is not None else None
     return render(
         request,
@@ -76,7 +76,7 @@ async def policy_tester(request: Request) -> Response:
         try:
             if any(not fields[n] for n in ("sub", "dom", "obj", "act")):
                 raise BadRequest("fill in subject, domain, object and action", code="policy_check_incomplete")
-            if holder is None or not holder.loaded:
+            if not holder.loaded:
                 raise BadRequest("no policy is loaded on this instance", code="policy_not_loaded")
             file = fields["file"] or None
             if file is not None and file not in CSV_FILES:
@@ -125,7 +125,7 @@ async def policy_diff(request: Request) -> Response:
                 raise BadRequest(f"unknown policy file {fields['file']!r}", code="policy_file_unknown")
             if fields["dialect"] not in ("", "glob", "compat"):
                 raise BadRequest("the dialect is glob or compat", code="policy_dialect_unknown")
-            if holder is None or not holder.loaded:
+            if not holder.loaded:
                 raise BadRequest("no policy is loaded on this instance", code="policy_not_loaded")
             recorded = [r.probe() for r in runtime.decision_log.records()] if runtime.decision_log else []
             diff = await asyncio.to_thread(

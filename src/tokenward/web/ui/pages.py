@@ -81,8 +81,7 @@ async def signed_in(request: Request) -> SourceIdentity | None:
 
 def admin_of(request: Request, user: SourceIdentity | None) -> bool:
     runtime = get_runtime(request)
-    holder = runtime.policy
-    return user is not None and holder is not None and holder.is_admin(user.subject, runtime.server_name)
+    return user is not None and runtime.policy.is_admin(user.subject, runtime.server_name)
 
 
 def to_login(request: Request) -> Response:
