@@ -18,6 +18,12 @@ Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with uvloop + http
 request of the app alone, for the same cases and a bare Starlette app, to see where a change
 lands before measuring it on the wire.
 
+``--list-api`` runs the management case instead: ``GET /api/app-tokens`` with ``wrk -t1 -c200``
+rotating over 500 users' own app tokens (Basic, 5 tokens each, one with ``tokenward:manage``; every
+user behind its own ``X-Forwarded-For`` address) plus 10 % wrong tokens of the same users (401, then
+429 once their address is banned), against the bare Starlette app on the same connections:
+requests/s, p50 and p99, and the ratio.
+
 The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
 other work on the machine moves the absolute figures. Needs ``wrk`` (``apt-get install -y wrk``)
@@ -252,11 +258,126 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+ROTATE_LUA = """
+local auths = {}
+for line in io.lines(os.getenv("TOKENWARD_BENCH_AUTHS")) do table.insert(auths, line) end
+local path = os.getenv("TOKENWARD_BENCH_PATH")
+local i = 0
+request = function()
+  i = i + 1
+  local k = (i % #auths) + 1
+  local ip = "10." .. math.floor(k / 62500) .. "." .. (math.floor(k / 250) % 250) .. "." .. (k % 250)
+  return wrk.format("GET", path, {["Authorization"] = auths[k], ["X-Forwarded-For"] = ip})
+end
+"""
+
+
+async def _list_api_users(data: Path, users: int, per_user: int) -> list[str]:
+    """``users`` owners with ``per_user`` tokens each; the Basic header of each one's managing token."""
+    from tokenward.runtime import open_runtime
+    from tokenward.settings import Settings
+
+    runtime = await open_runtime(Settings.load(data_dir=data), listen=False, app_tokens_only=True)
+    assert runtime.app_tokens is not None
+    headers = []
+    try:
+        for u in range(users):
+            owner = f"user{u}@example.com"
+            for i in range(per_user):
+                scopes = ["tokenward:manage"] if i == 0 else []
+                _, token = await runtime.app_tokens.create(
+                    owner=owner, created_by="bench", scopes=scopes, label=f"t{i}"
+                )
+                if i == 0:
+                    headers.append(basic(owner, token))
+    finally:
+        await runtime.close()
+    return headers
+
+
+def wrk_rotating(url: str, path: str, auths: Path, script: Path, duration: int, connections: int) -> dict[str, float]:
+    env = {**os.environ, "TOKENWARD_BENCH_AUTHS": str(auths), "TOKENWARD_BENCH_PATH": path}
+    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    out = subprocess.run(
+        [*args, "-s", str(script), url], capture_output=True, text=True, timeout=duration + 60, check=True, env=env
+    ).stdout
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def percentile(name: str) -> float:
+        found = re.search(rf"{name}%\s+([\d.]+)(us|ms|s)\b", out)
+        return float(found.group(1)) * scale[found.group(2)] if found else float("nan")
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def list_api(duration: int, rounds: int, users: int = 500, per_user: int = 5, connections: int = 200) -> None:
+    """``GET /api/app-tokens`` at ``connections`` connections, many users, 10 % wrong tokens; bare Starlette beside."""
+    import asyncio
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        env, _, _, _ = setup(tmp)
+        env["TOKENWARD_TRUSTED_PROXIES"] = "127.0.0.1/32"  # each user behind its own address: no shared ban
+        good = asyncio.run(_list_api_users(Path(env["TOKENWARD_DATA_DIR"]), users, per_user))
+        wrong = [basic(f"user{i}@example.com", f"twa_{secrets.token_urlsafe(30)}") for i in range(users // 10)]
+        auths = tmp / "auths.txt"
+        auths.write_text("\n".join(good + wrong) + "\n")
+        lua = tmp / "rotate.lua"
+        lua.write_text(ROTATE_LUA)
+        base_port, port = free_port(), free_port()
+        script = tmp / "baseline.py"
+        script.write_text(BASELINE_APP)
+        procs = [
+            start([sys.executable, str(script), str(base_port)], env),
+            start([sys.executable, "-m", "tokenward", "serve", "--port", str(port)], env),
+        ]
+        runs: dict[str, list[dict[str, float]]] = {"baseline": [], "list": []}
+        try:
+            wait_up(f"http://127.0.0.1:{base_port}/verify", procs[0])
+            wait_up(f"http://127.0.0.1:{port}/healthz", procs[1], deadline=120)
+            check = httpx.get(f"http://127.0.0.1:{port}/api/app-tokens", headers={"Authorization": good[0]}, timeout=10)
+            if check.status_code != 200 or len(check.json()) != per_user:
+                raise SystemExit(f"/api/app-tokens answered {check.status_code} {check.text[:200]}")
+            targets = {
+                "baseline": (f"http://127.0.0.1:{base_port}", "/verify"),
+                "list": (f"http://127.0.0.1:{port}", "/api/app-tokens"),
+            }
+            for url, path in targets.values():
+                wrk_rotating(url, path, auths, lua, 1, connections)  # warm up
+            for _ in range(rounds):
+                for case, (url, path) in targets.items():
+                    runs[case].append(wrk_rotating(url, path, auths, lua, duration, connections))
+        finally:
+            for proc in procs:
+                stop(proc)
+    base = statistics.median(r["rps"] for r in runs["baseline"])
+    print(
+        f"GET /api/app-tokens: wrk -t1 -c{connections} -d{duration}s x {rounds} rounds, {users} users x {per_user} "
+        f"tokens, {len(wrong)} wrong tokens among {len(good) + len(wrong)} credentials; server on core 0, wrk on core 1"
+    )
+    print("| case | median req/s | x baseline | median p50 ms | median p99 ms | worst p99 ms | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for case, each in runs.items():
+        rps = statistics.median(r["rps"] for r in each)
+        print(
+            f"| {case} | {rps:,.0f} | {rps / base:.2f} | {statistics.median(r['p50_ms'] for r in each):.1f} | "
+            f"{statistics.median(r['p99_ms'] for r in each):.1f} | {max(r['p99_ms'] for r in each):.1f} | "
+            f"{sum(r['non2xx'] for r in each):.0f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (1-60)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case once, interleaved (1-10)")
     parser.add_argument("--in-process", action="store_true", help="time ASGI calls without a socket instead")
+    parser.add_argument("--list-api", action="store_true", help="GET /api/app-tokens at 200 connections instead")
     opts = parser.parse_args()
     if opts.in_process:
         import asyncio
@@ -266,6 +387,9 @@ def main() -> None:
         return
     duration = max(1, min(60, opts.duration))
     rounds = max(1, min(10, opts.rounds))
+    if opts.list_api:
+        list_api(duration, rounds)
+        return
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install -y wrk util-linux")
