@@ -23,6 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import ConfigError, InsecureFileError, TimeCodeError
 from tokenward.keys import Keyring, Secret, TimeCode
 from tokenward.settings import Settings, validate_server_name
@@ -39,9 +40,9 @@ def check_secret_file(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise ConfigError(f"secret file {path} does not exist", code="secret_missing") from None
+        raise ConfigError(f"secret file {path} does not exist", code=ErrorCode.SECRET_MISSING) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", code="secret_unreadable") from None
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}", code=ErrorCode.SECRET_UNREADABLE) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InsecureFileError(
             f"secret file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
@@ -100,7 +101,8 @@ class DataDir:
             self.path.chmod(0o700)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create data dir {self.path} (TOKENWARD_DATA_DIR): {exc.strerror}", code="data_dir_unusable"
+                f"cannot create data dir {self.path} (TOKENWARD_DATA_DIR): {exc.strerror}",
+                code=ErrorCode.DATA_DIR_UNUSABLE,
             ) from None
 
     # -- server name -----------------------------------------------------------------------
@@ -111,11 +113,13 @@ class DataDir:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {self.server_name_file}: {exc}", code="server_name_invalid") from None
+            raise ConfigError(
+                f"cannot read {self.server_name_file}: {exc}", code=ErrorCode.SERVER_NAME_INVALID
+            ) from None
         try:
             return validate_server_name(text)
         except ValueError as exc:
-            raise ConfigError(f"{self.server_name_file}: {exc}", code="server_name_invalid") from None
+            raise ConfigError(f"{self.server_name_file}: {exc}", code=ErrorCode.SERVER_NAME_INVALID) from None
 
     def write_server_name(self, name: str) -> None:
         self.server_name_file.write_text(validate_server_name(name) + "\n", encoding="utf-8")
@@ -139,7 +143,7 @@ class DataDir:
         if not path.exists():
             raise ConfigError(
                 f"no time code in {self.path}: run `tokenward init --server-name NAME` or `tokenward timecode set`",
-                code="timecode_missing",
+                code=ErrorCode.TIMECODE_MISSING,
             )
         check_secret_file(path)
         try:
@@ -148,11 +152,11 @@ class DataDir:
             previous = TimeCode.parse(data["previous"]) if data.get("previous") else None
             until = float(data["previous_until"]) if data.get("previous_until") is not None else None
         except TimeCodeError as exc:
-            raise ConfigError(f"{path}: {exc.detail}", code="timecode_invalid") from None
+            raise ConfigError(f"{path}: {exc.detail}", code=ErrorCode.TIMECODE_INVALID) from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"{path} is damaged ({type(exc).__name__}); restore it or run `tokenward timecode set`",
-                code="timecode_invalid",
+                code=ErrorCode.TIMECODE_INVALID,
             ) from None
         return TimeCodes(current, previous, until)
 
@@ -185,10 +189,10 @@ class DataDir:
         except (OSError, UnicodeDecodeError, binascii.Error, ValueError) as exc:
             raise ConfigError(
                 f"{path} is damaged ({type(exc).__name__}); restore it from another instance",
-                code="apptoken_key_invalid",
+                code=ErrorCode.APPTOKEN_KEY_INVALID,
             ) from None
         if len(raw) < 32:
-            raise ConfigError(f"{path} holds fewer than 32 bytes; restore it", code="apptoken_key_invalid")
+            raise ConfigError(f"{path} holds fewer than 32 bytes; restore it", code=ErrorCode.APPTOKEN_KEY_INVALID)
         return Secret(raw)
 
     def ensure_apptoken_key(self) -> Secret:
@@ -214,6 +218,6 @@ def load_server_name(settings: Settings, data_dir: DataDir) -> str:
         raise ConfigError(
             f"no server name in {data_dir.path}: run `tokenward init --server-name auth.example.com` "
             "or set TOKENWARD_SERVER_NAME",
-            code="server_name_missing",
+            code=ErrorCode.SERVER_NAME_MISSING,
         )
     return name

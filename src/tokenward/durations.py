@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 
 __all__ = ["EXAMPLES", "Duration", "check_expiry", "format_duration", "parse_duration", "written"]
@@ -46,17 +47,21 @@ def parse_duration(text: str) -> Duration:
     """Parse a positive duration such as ``72h`` or ``1h30m``; units w, d, h, m, s, each at most once, largest first."""
     value = text.strip().lower()
     if len(value) > _MAX_INPUT or not _WHOLE.match(value):
-        raise BadRequest(f"expiry {text[:_MAX_INPUT]!r} is not a duration; use e.g. {EXAMPLES}", code="expiry_invalid")
+        raise BadRequest(
+            f"expiry {text[:_MAX_INPUT]!r} is not a duration; use e.g. {EXAMPLES}", code=ErrorCode.EXPIRY_INVALID
+        )
     units = [unit for _, unit in _PART.findall(value)]
     order = list(_UNITS)
     if len(set(units)) != len(units) or units != sorted(units, key=order.index):
         raise BadRequest(
             f"expiry {text!r}: give each unit once, largest first (e.g. 1h30m); valid: {EXAMPLES}",
-            code="expiry_invalid",
+            code=ErrorCode.EXPIRY_INVALID,
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
     if seconds <= 0:
-        raise BadRequest(f"expiry {text!r} must be longer than zero; use e.g. {EXAMPLES}", code="expiry_invalid")
+        raise BadRequest(
+            f"expiry {text!r} must be longer than zero; use e.g. {EXAMPLES}", code=ErrorCode.EXPIRY_INVALID
+        )
     return Duration(seconds, value)
 
 
@@ -66,7 +71,7 @@ def check_expiry(lifetime: timedelta, maximum: timedelta) -> timedelta:
         raise BadRequest(
             f"expiry {written(lifetime)} is longer than the maximum of {written(maximum)} "
             "(TOKENWARD_APP_TOKENS_MAX_EXPIRY)",
-            code="expiry_too_long",
+            code=ErrorCode.EXPIRY_TOO_LONG,
         )
     return lifetime
 

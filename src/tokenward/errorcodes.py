@@ -280,6 +280,39 @@ class ErrorCode(StrEnum):
     USAGE = "usage"
     USER_INVALID = "user_invalid"
     USER_NOT_FOUND = "user_not_found"
+    ASK_DENIED_BY_RULE = "ask_denied_by_rule"
+    ASK_NOT_ALLOWED = "ask_not_allowed"
+    MALFORMED = "malformed"
+    APP_TOKENS_UNAVAILABLE = "app_tokens_unavailable"
+    ASSERTION_FAILED = "assertion_failed"
+    CREDENTIALS_INVALID = "credentials_invalid"
+    CREDENTIALS_MISSING = "credentials_missing"
+    JWT_EXP_MISSING = "jwt_exp_missing"
+    JWT_INVALID = "jwt_invalid"
+    LDAP_UNAVAILABLE = "ldap_unavailable"
+    LDAP_GROUP_DENIED = "ldap_group_denied"
+    NO_PLUGIN_RAN = "no_plugin_ran"
+    OIDC_CODE_MISSING = "oidc_code_missing"
+    OIDC_ID_TOKEN_INVALID = "oidc_id_token_invalid"
+    OIDC_PROVIDER_INVALID = "oidc_provider_invalid"
+    OIDC_PROVIDER_UNAVAILABLE = "oidc_provider_unavailable"
+    OIDC_PROVIDER_REFUSED = "oidc_provider_refused"
+    OIDC_ACCESS_DENIED = "oidc_access_denied"
+    OIDC_CODE_REFUSED = "oidc_code_refused"
+    OIDC_REFRESH_REFUSED = "oidc_refresh_refused"
+    OIDC_SESSION_ENDED = "oidc_session_ended"
+    OIDC_SESSION_TOO_LARGE = "oidc_session_too_large"
+    OIDC_STATE_MISMATCH = "oidc_state_mismatch"
+    OIDC_STATE_MISSING = "oidc_state_missing"
+    OIDC_USERINFO_REFUSED = "oidc_userinfo_refused"
+    OIDC_SIGNED_IN = "oidc_signed_in"
+    OIDC_SIGNED_OUT = "oidc_signed_out"
+    REDIRECT = "redirect"
+    REQUEST_HEADER_REJECTED = "request_header_rejected"
+    REQUEST_PARAM_REJECTED = "request_param_rejected"
+    SESSIONS_UNAVAILABLE = "sessions_unavailable"
+    FORWARD_REFUSED = "forward_refused"
+    FORWARD_UNAVAILABLE = "forward_unavailable"
 
     @property
     def status(self) -> int:
@@ -588,4 +621,43 @@ _INFO: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.USAGE: (400, "give a document or --pointer, not both"),
     ErrorCode.USER_INVALID: (400, "not a valid user name (e-mail address or name of letters, digits and ._%+@:-)"),
     ErrorCode.USER_NOT_FOUND: (404, "no such user"),
+    ErrorCode.ASK_DENIED_BY_RULE: (
+        403,
+        "a policy rule denies asking for a client token to this destination (the rule member names it)",
+    ),
+    ErrorCode.ASK_NOT_ALLOWED: (403, "no policy row allows asking for a client token to this destination"),
+    ErrorCode.MALFORMED: (400, "a base64url field is malformed or has the wrong length"),
+    ErrorCode.APP_TOKENS_UNAVAILABLE: (
+        503,
+        "/verify: the app_token plugin runs but app tokens are not available on this instance",
+    ),
+    ErrorCode.ASSERTION_FAILED: (403, "/verify: the user does not satisfy the rule's assertions"),
+    ErrorCode.CREDENTIALS_INVALID: (401, "/verify: wrong user name or password"),
+    ErrorCode.CREDENTIALS_MISSING: (401, "/verify: the request carries no credential a plugin of the rule reads"),
+    ErrorCode.JWT_EXP_MISSING: (401, "/verify: the JWT has no exp claim"),
+    ErrorCode.JWT_INVALID: (401, "/verify: the JWT is too long, malformed, or its signature or claims are refused"),
+    ErrorCode.LDAP_UNAVAILABLE: (503, "/verify: the LDAP directory cannot be used"),
+    ErrorCode.LDAP_GROUP_DENIED: (403, "/verify: the LDAP user is in none of the groups the site requires"),
+    ErrorCode.NO_PLUGIN_RAN: (401, "/verify: every plugin of the rule was skipped"),
+    ErrorCode.OIDC_CODE_MISSING: (401, "/verify: the OpenID callback carries no authorization code"),
+    ErrorCode.OIDC_ID_TOKEN_INVALID: (401, "/verify: the upstream provider's ID token is missing, too long or refused"),
+    ErrorCode.OIDC_PROVIDER_INVALID: (503, "/verify: the upstream OpenID provider's documents or answers are unusable"),
+    ErrorCode.OIDC_PROVIDER_UNAVAILABLE: (503, "/verify: the upstream OpenID provider cannot be reached or failed"),
+    ErrorCode.OIDC_PROVIDER_REFUSED: (403, "/verify: the upstream OpenID provider answered the sign-in with an error"),
+    ErrorCode.OIDC_ACCESS_DENIED: (403, "/verify: the upstream OpenID provider answered access_denied"),
+    ErrorCode.OIDC_CODE_REFUSED: (401, "/verify: the upstream OpenID provider refused the authorization code"),
+    ErrorCode.OIDC_REFRESH_REFUSED: (401, "/verify: the upstream OpenID provider refused the refresh token"),
+    ErrorCode.OIDC_SESSION_ENDED: (401, "/verify: the OpenID session ended; sign in again"),
+    ErrorCode.OIDC_SESSION_TOO_LARGE: (401, "/verify: the user's claims do not fit in a cookie"),
+    ErrorCode.OIDC_STATE_MISMATCH: (401, "/verify: the OpenID callback's state is not the one this sign-in sent"),
+    ErrorCode.OIDC_STATE_MISSING: (401, "/verify: no OpenID sign-in is under way in this browser"),
+    ErrorCode.OIDC_USERINFO_REFUSED: (401, "/verify: the upstream userinfo endpoint refused or named another subject"),
+    ErrorCode.OIDC_SIGNED_IN: (302, "/verify: signed in; a redirect back to the page first asked"),
+    ErrorCode.OIDC_SIGNED_OUT: (302, "/verify: signed out; a redirect to the provider's logout"),
+    ErrorCode.REDIRECT: (302, "/verify: the forward service answered a redirect, passed on"),
+    ErrorCode.REQUEST_HEADER_REJECTED: (401, "/verify: a request header does not satisfy the rule"),
+    ErrorCode.REQUEST_PARAM_REJECTED: (401, "/verify: a query parameter does not satisfy the rule"),
+    ErrorCode.SESSIONS_UNAVAILABLE: (503, "/verify: sessions are not available on this instance"),
+    ErrorCode.FORWARD_REFUSED: (401, "/verify: the forward service refused the request"),
+    ErrorCode.FORWARD_UNAVAILABLE: (503, "/verify: the forward service failed or cannot be reached"),
 }

@@ -25,7 +25,9 @@ the CLI prints ``error: detail`` and exits non-zero. Messages never contain secr
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+from tokenward.errorcodes import ErrorCode
 
 __all__ = [
     "BadRequest",
@@ -45,7 +47,10 @@ __all__ = [
     "TokenwardError",
     "TooManyRequests",
     "Unauthorized",
+    "error_body",
 ]
+
+_V = TypeVar("_V")
 
 
 class TokenwardError(Exception):
@@ -55,10 +60,10 @@ class TokenwardError(Exception):
     Subclasses set a default ``code`` and ``status``; call sites may pass a more specific code.
     """
 
-    code: ClassVar[str] = "error"
+    code: ClassVar[ErrorCode] = ErrorCode.ERROR
     status: ClassVar[int] = 500
 
-    def __init__(self, detail: str, *, code: str | None = None, fields: dict[str, str] | None = None) -> None:
+    def __init__(self, detail: str, *, code: ErrorCode | None = None, fields: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.error_code = code or type(self).code
@@ -70,6 +75,7 @@ class TokenwardError(Exception):
         return {}
 
     def to_dict(self) -> dict[str, str]:
+        """The JSON body: :func:`error_body` of this error (the same shape, kept ``str``-typed)."""
         return {**self.fields, "error": self.error_code, "detail": self.detail}
 
     def __repr__(self) -> str:
@@ -77,65 +83,65 @@ class TokenwardError(Exception):
 
 
 class ConfigError(TokenwardError):
-    code = "config_invalid"
+    code = ErrorCode.CONFIG_INVALID
     status = 500
 
 
 class InsecureFileError(ConfigError):
-    code = "insecure_file"
+    code = ErrorCode.INSECURE_FILE
 
 
 class BundleError(ConfigError):
-    code = "bundle_invalid"
+    code = ErrorCode.BUNDLE_INVALID
 
 
 class TimeCodeError(TokenwardError):
-    code = "timecode_invalid"
+    code = ErrorCode.TIMECODE_INVALID
     status = 400
 
 
 class StorageError(TokenwardError):
-    code = "storage_error"
+    code = ErrorCode.STORAGE_ERROR
     status = 503
 
 
 class StorageUnavailable(StorageError):
-    code = "storage_unavailable"
+    code = ErrorCode.STORAGE_UNAVAILABLE
     status = 503
 
 
 class NotFound(TokenwardError):
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
     status = 404
 
 
 class Conflict(TokenwardError):
-    code = "conflict"
+    code = ErrorCode.CONFLICT
     status = 409
 
 
 class BadRequest(TokenwardError):
-    code = "bad_request"
+    code = ErrorCode.BAD_REQUEST
     status = 400
 
 
 class PayloadTooLarge(BadRequest):
-    code = "payload_too_large"
+    code = ErrorCode.PAYLOAD_TOO_LARGE
     status = 413
 
 
 class Unauthorized(TokenwardError):
-    code = "unauthorized"
+    code = ErrorCode.UNAUTHORIZED
     status = 401
 
 
 class Forbidden(TokenwardError):
-    code = "forbidden"
+    code = ErrorCode.FORBIDDEN
     status = 403
 
 
 class MethodNotAllowed(TokenwardError):
-    code = "method_not_allowed"
+    code = ErrorCode.METHOD_NOT_ALLOWED
     status = 405
 
 
@@ -146,10 +152,10 @@ class TooManyRequests(TokenwardError):
     captcha, which a new request replaces at once).
     """
 
-    code = "too_many_requests"
+    code = ErrorCode.TOO_MANY_REQUESTS
     status = 429
 
-    def __init__(self, detail: str, *, code: str | None = None, retry_after: int | None = None) -> None:
+    def __init__(self, detail: str, *, code: ErrorCode | None = None, retry_after: int | None = None) -> None:
         super().__init__(detail, code=code)
         self.retry_after = 1 if retry_after is None else max(1, int(retry_after))
 
@@ -158,10 +164,19 @@ class TooManyRequests(TokenwardError):
 
 
 class ServiceUnavailable(TokenwardError):
-    code = "service_unavailable"
+    code = ErrorCode.SERVICE_UNAVAILABLE
     status = 503
 
 
 class PolicyError(TokenwardError):
-    code = "policy_invalid"
+    code = ErrorCode.POLICY_INVALID
     status = 400
+
+
+def error_body(code: ErrorCode, detail: str, **extra: _V) -> dict[str, _V | str]:
+    """The one shape of an error on the wire, ``{"error": code, "detail": sentence, ...extra}``.
+
+    For answers that are not a raised :class:`TokenwardError` (a 422 listing fields, the last-resort 500,
+    ``/readyz``, a ``/verify`` refusal); a raised error renders with :meth:`TokenwardError.to_dict`.
+    """
+    return {**extra, "error": code, "detail": detail}

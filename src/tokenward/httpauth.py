@@ -8,6 +8,7 @@ from __future__ import annotations
 import binascii
 import re
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 
 __all__ = ["CHALLENGE", "MAX_AUTHORIZATION_LENGTH", "AuthenticationRequired", "parse_basic"]
@@ -27,7 +28,7 @@ class AuthenticationRequired(Unauthorized):
 
 
 def _malformed(detail: str) -> AuthenticationRequired:
-    return AuthenticationRequired(detail, code="authorization_malformed")
+    return AuthenticationRequired(detail, code=ErrorCode.AUTHORIZATION_MALFORMED)
 
 
 def parse_basic(value: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "SEGMENTS", "Settings", "validate_server_name"]
@@ -427,7 +428,7 @@ class Settings(BaseSettings):
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_one_line(exc), code="setting_invalid") from None
+            raise ConfigError(_one_line(exc), code=ErrorCode.SETTING_INVALID) from None
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
@@ -446,7 +447,7 @@ def _reject_unknown_env(env: Mapping[str, str]) -> None:
         if key.startswith(ENV_PREFIX) and key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"unknown setting {key}{hint}", code="setting_unknown")
+            raise ConfigError(f"unknown setting {key}{hint}", code=ErrorCode.SETTING_UNKNOWN)
 
 
 #: The original server's names, still accepted.
@@ -483,20 +484,20 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(
-            f"cannot read config file {path} ({CONFIG_FILE_ENV}): {exc.strerror}", code="setting_invalid"
+            f"cannot read config file {path} ({CONFIG_FILE_ENV}): {exc.strerror}", code=ErrorCode.SETTING_INVALID
         ) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}", code="setting_invalid") from None
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", code=ErrorCode.SETTING_INVALID) from None
     table = data.get("tokenward", data)
     if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: [tokenward] must be a table", code="setting_invalid")
+        raise ConfigError(f"config file {path}: [tokenward] must be a table", code=ErrorCode.SETTING_INVALID)
     for key in table:
         if key not in Settings.model_fields:
             close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"unknown setting {key!r} in config file {path}{hint}", code="setting_unknown")
+            raise ConfigError(f"unknown setting {key!r} in config file {path}{hint}", code=ErrorCode.SETTING_UNKNOWN)
     return dict(table)
 
 

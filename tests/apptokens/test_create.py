@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from tests.apptokens.helpers import make_service, stores
 from tokenward.apptokens import AppTokenConfig, AppTokenService
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, StorageError, StorageUnavailable, TokenwardError
 from tokenward.storage import AuditEvent, Database, InMemoryAuditLog, SqlAppTokenStore
 
@@ -80,7 +81,7 @@ async def test_the_limit_error_is_unchanged(instances: list[AppTokenService]) ->
 
 class FailingAuditLog(InMemoryAuditLog):
     async def append(self, event: AuditEvent) -> AuditEvent:
-        raise StorageError("audit log is down", code="storage_error")
+        raise StorageError("audit log is down", code=ErrorCode.STORAGE_ERROR)
 
 
 @pytest.mark.parametrize("failing", ["audit_table", "other_log"])

@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from tests.apptokens.helpers import Clock, make_service
 from tokenward.apptokens import AppTokenConfig
+from tokenward.errorcodes import ErrorCode
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import Database, SqlAppTokenStore
@@ -80,7 +81,7 @@ async def test_a_failed_flush_keeps_the_uses_for_the_next(database: Database) ->
         async def touch_many(self, uses: Any) -> None:
             from tokenward.errors import StorageUnavailable
 
-            raise StorageUnavailable("database down", code="storage_unavailable")
+            raise StorageUnavailable("database down", code=ErrorCode.STORAGE_UNAVAILABLE)
 
     service.store = Down(database)
     assert await service.flush_last_used() == 0  # logged, not raised: never fails a request or a shutdown

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from tests.apptokens.helpers import make_service, stores
 from tokenward.apptokens import AppTokenService
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, TokenwardError
 from tokenward.storage import AuditEvent, Database, InMemoryAuditLog
 
@@ -23,7 +24,7 @@ BOB = "bob@example.com"
 
 class FailingAuditLog(InMemoryAuditLog):
     async def append(self, event: AuditEvent) -> AuditEvent:
-        raise StorageError("audit log is down", code="storage_error")
+        raise StorageError("audit log is down", code=ErrorCode.STORAGE_ERROR)
 
 
 def _notices(service: AppTokenService) -> list[str]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.forwardauth.helpers import NOOP, keyring
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, Forbidden, StorageUnavailable
 from tokenward.forwardauth.config_token import encode_token
 from tokenward.forwardauth.service import ForwardAuthService
@@ -150,7 +151,7 @@ async def test_a_failing_read_is_retried_once_per_interval_not_per_request() -> 
         async def revoked_ids(self) -> frozenset[str]:
             self.reads += 1
             if self.reads > 1:
-                raise StorageUnavailable("database down", code="database_unavailable")
+                raise StorageUnavailable("database down", code=ErrorCode.STORAGE_UNAVAILABLE)
             return frozenset()
 
     store, clock = Failing(), Clock()

@@ -17,6 +17,7 @@ from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
 import tokenward.forwardauth.service as service_module
 from tests.helpers import basic_auth as basic
 from tokenward.apptokens import cli_actor
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.config_token import encode_token
 from tokenward.runtime import Runtime
 
@@ -401,7 +402,7 @@ async def test_source_identifier_plugin(client: httpx.AsyncClient, runtime: Runt
 
     async def sessions(value: str) -> tuple[str, tuple[str, ...]]:
         if value != "good-session":
-            raise Unauthorized("this session was ended; log in again", code="session_revoked")
+            raise Unauthorized("this session was ended; log in again", code=ErrorCode.SESSION_REVOKED)
         return "carol@example.com", ("read",)
 
     runtime.forward_auth.deps.sessions = sessions
@@ -433,7 +434,7 @@ def with_sessions(runtime: Runtime) -> None:
 
     async def sessions(value: str) -> tuple[str, tuple[str, ...]]:
         if value != "good-session":
-            raise Unauthorized("this session was ended; log in again", code="session_revoked")
+            raise Unauthorized("this session was ended; log in again", code=ErrorCode.SESSION_REVOKED)
         return "carol@example.com", ()
 
     runtime.forward_auth.deps.sessions = sessions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden
 from tokenward.identity.policy import Decision, PolicyQuestions
 from tokenward.policy import build_policy
@@ -39,6 +40,6 @@ def test_denied_poke_names_the_deny_row() -> None:
 
 
 def test_error_fields_join_the_json_body() -> None:
-    error = Forbidden("no", code="ask_denied_by_rule", fields={"rule": "userpolicy.csv:3"})
+    error = Forbidden("no", code=ErrorCode.ASK_DENIED_BY_RULE, fields={"rule": "userpolicy.csv:3"})
     assert error.to_dict() == {"rule": "userpolicy.csv:3", "error": "ask_denied_by_rule", "detail": "no"}
     assert Forbidden("no").to_dict() == {"error": "forbidden", "detail": "no"}

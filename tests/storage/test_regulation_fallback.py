@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import basic_auth, clear_tokenward_env, init_data_dir
 from tokenward.apptokens import MANAGE_SCOPE, cli_actor
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageUnavailable
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
@@ -65,17 +66,17 @@ class Flaky(InMemoryRegulationStore):
 
     async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
         if self.down:
-            raise StorageUnavailable("Redis is unreachable (ConnectionError)", code="redis_unavailable")
+            raise StorageUnavailable("Redis is unreachable (ConnectionError)", code=ErrorCode.REDIS_UNAVAILABLE)
         return await super().record_failure(keys, at, since=since)
 
     async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
         if self.down:
-            raise StorageUnavailable("Redis is unreachable (ConnectionError)", code="redis_unavailable")
+            raise StorageUnavailable("Redis is unreachable (ConnectionError)", code=ErrorCode.REDIS_UNAVAILABLE)
         await super().add_ban(key, at, until)
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         if self.down:
-            raise StorageUnavailable("Redis is unreachable (ConnectionError)", code="redis_unavailable")
+            raise StorageUnavailable("Redis is unreachable (ConnectionError)", code=ErrorCode.REDIS_UNAVAILABLE)
         return await super().active_bans(now)
 
 

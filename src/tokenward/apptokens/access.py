@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Forbidden, NotFound
 
 __all__ = [
@@ -52,7 +53,7 @@ def validate_subject(value: str, *, field: str = "user") -> str:
     if not _SUBJECT.match(value):
         raise BadRequest(
             f"{field} {value[:64]!r} is not a valid user name (e-mail address or name of letters, digits and ._%+@:-)",
-            code="user_invalid",
+            code=ErrorCode.USER_INVALID,
         )
     return value
 
@@ -69,11 +70,13 @@ def validate_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     found: list[str] = []
     for scope in scopes:
         if not _SCOPE.match(scope):
-            raise BadRequest(f"scope {scope[:64]!r} is not valid (letters, digits and ._:/-)", code="scope_invalid")
+            raise BadRequest(
+                f"scope {scope[:64]!r} is not valid (letters, digits and ._:/-)", code=ErrorCode.SCOPE_INVALID
+            )
         if scope not in found:
             found.append(scope)
     if len(found) > MAX_SCOPES:
-        raise BadRequest(f"at most {MAX_SCOPES} scopes per token", code="scope_invalid")
+        raise BadRequest(f"at most {MAX_SCOPES} scopes per token", code=ErrorCode.SCOPE_INVALID)
     return tuple(sorted(found))
 
 
@@ -104,18 +107,18 @@ def resolve_target(
     if user_id is None and user_name is None:
         return caller.subject
     if user_id is not None and user_name is not None:
-        raise BadRequest("give userID or userName, not both", code="parameter_conflict")
+        raise BadRequest("give userID or userName, not both", code=ErrorCode.PARAMETER_CONFLICT)
     if not impersonation:
         raise Forbidden(
             "acting for another user is disabled on this server (TOKENWARD_APP_TOKENS_IMPERSONATION)",
-            code="impersonation_disabled",
+            code=ErrorCode.IMPERSONATION_DISABLED,
         )
     if not is_admin(caller.subject):
-        raise Forbidden("only admins may act for another user", code="impersonation_forbidden")
+        raise Forbidden("only admins may act for another user", code=ErrorCode.IMPERSONATION_FORBIDDEN)
     target = directory(user_id, user_name)
     if target is None:
         which = "userID" if user_id is not None else "userName"
-        raise NotFound(f"{which}: no such user", code="user_not_found")
+        raise NotFound(f"{which}: no such user", code=ErrorCode.USER_NOT_FOUND)
     return target
 
 
@@ -124,5 +127,6 @@ def check_scopes(caller: Caller, requested: tuple[str, ...], *, is_admin: AdminC
     missing = set(requested) - caller.scopes
     if missing and not is_admin(caller.subject):
         raise Forbidden(
-            f"cannot grant scope(s) the caller does not hold: {', '.join(sorted(missing))}", code="scope_escalation"
+            f"cannot grant scope(s) the caller does not hold: {', '.join(sorted(missing))}",
+            code=ErrorCode.SCOPE_ESCALATION,
         )

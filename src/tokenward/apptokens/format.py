@@ -26,6 +26,7 @@ import secrets
 import zlib
 from dataclasses import dataclass
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.keys import Secret
 
@@ -103,17 +104,17 @@ def parse(token: str) -> ParsedToken:
     ``apptoken_checksum`` (a typo): both are decided without any lookup.
     """
     if len(token) > MAX_TOKEN_LENGTH:
-        raise Unauthorized("the app token is too long to be a tokenward app token", code="apptoken_malformed")
+        raise Unauthorized("the app token is too long to be a tokenward app token", code=ErrorCode.APPTOKEN_MALFORMED)
     match = _TOKEN.match(token)
     if match is None:
         raise Unauthorized(
             f"the app token is not in the form {PREFIX}<id>_<secret> ({TOKEN_LENGTH} characters)",
-            code="apptoken_malformed",
+            code=ErrorCode.APPTOKEN_MALFORMED,
         )
     token_id, secret, check = match.groups()
     if not hmac.compare_digest(_check(token[:-CHECK_LENGTH]), check):
         raise Unauthorized(
-            "the app token's checksum does not match: it was mistyped or truncated", code="apptoken_checksum"
+            "the app token's checksum does not match: it was mistyped or truncated", code=ErrorCode.APPTOKEN_CHECKSUM
         )
     return ParsedToken(token_id, Secret(secret.encode("ascii")))
 

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.storage.regulation import KEY_LEN, RegulationStore
 
@@ -96,7 +97,7 @@ class Regulator:
         if until > now:
             raise TooManyRequests(
                 "too many failed attempts; try again later",
-                code="too_many_attempts",
+                code=ErrorCode.TOO_MANY_ATTEMPTS,
                 retry_after=math.ceil(until - now),
             )
 

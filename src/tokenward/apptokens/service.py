@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tokenward.durations import check_expiry
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Conflict, NotFound, StorageError, TokenwardError, Unauthorized
 from tokenward.keys import Secret
 from tokenward.storage import AppTokenRecord, AppTokenStore, AuditEvent, AuditLog
@@ -137,7 +138,7 @@ class AppTokenService:
         lifetime = check_expiry(expiry or self.config.default_expiry, self.config.max_expiry)
         label = label.strip()
         if len(label) > _MAX_LABEL or any(ord(c) < 32 for c in label):
-            raise BadRequest(f"label must be at most {_MAX_LABEL} printable characters", code="label_invalid")
+            raise BadRequest(f"label must be at most {_MAX_LABEL} printable characters", code=ErrorCode.LABEL_INVALID)
         scope_tuple = validate_scopes(scopes)
         now = self.clock()
         for attempt in range(_CREATE_ATTEMPTS):
@@ -177,7 +178,7 @@ class AppTokenService:
                 await self.store.add(record, max_live=self.config.max_per_user, audit=self.audit, events=events)
                 break
             except Conflict as exc:  # a 71-bit id collision: astronomically rare, but never overwrite
-                if exc.error_code != "storage_conflict" or attempt == _CREATE_ATTEMPTS - 1:
+                if exc.error_code != ErrorCode.STORAGE_CONFLICT or attempt == _CREATE_ATTEMPTS - 1:
                     raise
         return record, token
 
@@ -190,7 +191,7 @@ class AppTokenService:
         """An unrevoked token by id; 404 ``apptoken_not_found`` when missing, revoked or not ``owner``'s."""
         record = await self.store.get(token_id) if token_format.is_token_id(token_id) else None
         if record is None or record.revoked_at is not None or (owner is not None and record.owner != owner.lower()):
-            raise NotFound(f"no app token {token_id[:32]!r}", code="apptoken_not_found")
+            raise NotFound(f"no app token {token_id[:32]!r}", code=ErrorCode.APPTOKEN_NOT_FOUND)
         return record
 
     async def revoke(
@@ -221,7 +222,7 @@ class AppTokenService:
         # One transaction: the revocation and its audit events — never revoked unaudited, nor reported
         # failed once revoked. Only after the commit: the cache eviction and the notice to other instances.
         if not await self.store.revoke(record.id, _dt(now), owner=record.owner, audit=self.audit, events=events):
-            raise NotFound(f"no app token {token_id[:32]!r}", code="apptoken_not_found")
+            raise NotFound(f"no app token {token_id[:32]!r}", code=ErrorCode.APPTOKEN_NOT_FOUND)
         self._cache.pop(record.id)
         await self._announce(record.id)
         return dataclasses.replace(record, revoked_at=_dt(now))
@@ -246,10 +247,10 @@ class AppTokenService:
             try:
                 return token_format.parse(reference).id
             except Unauthorized as exc:  # a parameter, not a credential: 400, not 401
-                raise BadRequest(f"token: {exc.detail}", code="token_reference_invalid") from None
+                raise BadRequest(f"token: {exc.detail}", code=ErrorCode.TOKEN_REFERENCE_INVALID) from None
         candidate = reference.removeprefix(token_format.PREFIX)
         if not token_format.is_token_id(candidate):
-            raise NotFound(f"no app token {reference[:32]!r}", code="apptoken_not_found")
+            raise NotFound(f"no app token {reference[:32]!r}", code=ErrorCode.APPTOKEN_NOT_FOUND)
         return candidate
 
     # -- verification ----------------------------------------------------------------------
@@ -301,7 +302,7 @@ class AppTokenService:
                     self._key_id,
                 )
             await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id)
-            raise Unauthorized("invalid user name or app token", code="apptoken_invalid")
+            raise Unauthorized("invalid user name or app token", code=ErrorCode.APPTOKEN_INVALID)
         try:
             self._check_live(record, now)
         except Unauthorized as exc:
@@ -328,9 +329,9 @@ class AppTokenService:
     @staticmethod
     def _check_live(record: AppTokenRecord, now: float) -> None:
         if record.revoked_at is not None:
-            raise Unauthorized("this app token was deleted", code="apptoken_revoked")
+            raise Unauthorized("this app token was deleted", code=ErrorCode.APPTOKEN_REVOKED)
         if now >= record.expires_at.timestamp():
-            raise Unauthorized("this app token has expired; create a new one", code="apptoken_expired")
+            raise Unauthorized("this app token has expired; create a new one", code=ErrorCode.APPTOKEN_EXPIRED)
 
     def _fingerprint(self, token: str) -> bytes:
         # Keyed BLAKE2b is a MAC (RFC 7693 §2.9), ~4x faster than hmac.digest for a 45-byte input.

@@ -20,6 +20,7 @@ import httpx
 import typer
 
 from tokenward.datadir import check_secret_file, write_private
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError, TokenwardError
 from tokenward.identity.captcha import CaptchaPlaintext, open_captcha
 from tokenward.identity.keyfile import open_key_file, parse_key_file, seal_key_file
@@ -60,7 +61,9 @@ def _passphrase(env_name: str | None, *, confirm: bool) -> Secret:
     if env_name is not None:
         value = os.environ.get(env_name)
         if not value:
-            raise ConfigError(f"--passphrase-env: environment variable {env_name} is not set", code="passphrase_empty")
+            raise ConfigError(
+                f"--passphrase-env: environment variable {env_name} is not set", code=ErrorCode.PASSPHRASE_EMPTY
+            )
         return Secret(value.encode())
     value = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
     return Secret(str(value).encode())
@@ -71,7 +74,7 @@ def _read_key_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="keyfile_unreadable") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", code=ErrorCode.KEYFILE_UNREADABLE) from None
 
 
 @app.command("init")
@@ -85,7 +88,7 @@ def init(
 
     path = key_file or default_key_file()
     if path.exists() and not force:
-        raise ConfigError(f"{path} already exists; use --force to replace it", code="keyfile_exists")
+        raise ConfigError(f"{path} already exists; use --force to replace it", code=ErrorCode.KEYFILE_EXISTS)
     passphrase = _passphrase(passphrase_env, confirm=True)
     data = seal_key_file(
         X25519PrivateKey.generate(), passphrase, salt=secrets.token_bytes(16), nonce=secrets.token_bytes(12)
@@ -94,7 +97,7 @@ def init(
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(path, data)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}", code="keyfile_unwritable") from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror}", code=ErrorCode.KEYFILE_UNWRITABLE) from None
     typer.echo(f"Key file: {path}")
     typer.echo(f"Public key: {parse_key_file(data).public_key}")
     typer.echo("Next: tokenward authenticator enroll SERVER_URL EMAIL --code CODE")
@@ -111,7 +114,7 @@ def enroll(
 ) -> None:
     """Bind this authenticator's public key to EMAIL with a one-time code (`tokenward user enroll`)."""
     if not server.startswith(("https://", "http://")):
-        raise BadRequest("SERVER_URL must start with https:// (or http:// for local tests)", code="url_invalid")
+        raise BadRequest("SERVER_URL must start with https:// (or http:// for local tests)", code=ErrorCode.URL_INVALID)
     path = key_file or default_key_file()
     data = _read_key_file(path)
     open_key_file(data, _passphrase(passphrase_env, confirm=False))  # enrol only a key you can unlock
@@ -123,7 +126,7 @@ def enroll(
     try:
         response = httpx.post(url, json=body, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise ConfigError(f"cannot reach {url}: {type(exc).__name__}", code="server_unreachable") from None
+        raise ConfigError(f"cannot reach {url}: {type(exc).__name__}", code=ErrorCode.SERVER_UNREACHABLE) from None
     if response.status_code != 200:
         raise _server_error(response)
     answer: Any = response.json()
@@ -133,7 +136,7 @@ def enroll(
         raise TokenwardError(
             f"the server recorded key {str(theirs)[:32]!r}, but this authenticator's key is {mine}: "
             "do not trust this enrolment; tell your admin",
-            code="fingerprint_mismatch",
+            code=ErrorCode.FINGERPRINT_MISMATCH,
         )
     shown = answer.get("email", email) if isinstance(answer, dict) else email
     typer.echo(f"Enrolled {shown} on {server.rstrip('/')}; key fingerprint {mine}.")
@@ -145,7 +148,7 @@ def _server_error(response: httpx.Response) -> TokenwardError:
         detail = f"{body['detail']} ({body['error']})"
     except (ValueError, KeyError, TypeError):
         detail = f"HTTP {response.status_code}"
-    return TokenwardError(f"the server refused: {detail}"[:300], code="server_refused")
+    return TokenwardError(f"the server refused: {detail}"[:300], code=ErrorCode.SERVER_REFUSED)
 
 
 @app.command("read")
@@ -166,7 +169,7 @@ def read(
 ) -> None:
     """Decrypt a captcha (TWC1 or TWC2) and print its 5-character code with the server, account and app that asked."""
     if image is not None and payload is not None:
-        raise BadRequest("give the captcha text or --image, not both", code="captcha_unreadable")
+        raise BadRequest("give the captcha text or --image, not both", code=ErrorCode.CAPTCHA_UNREADABLE)
     if image is not None:
         text = _decode_image(image)
     elif payload is not None and payload != "-":
@@ -174,12 +177,12 @@ def read(
     else:
         text = sys.stdin.read(MAX_PAYLOAD + 1)
     if len(text.strip()) > MAX_PAYLOAD:
-        raise BadRequest("not a tokenward captcha (too long)", code="captcha_unreadable")
+        raise BadRequest("not a tokenward captcha (too long)", code=ErrorCode.CAPTCHA_UNREADABLE)
     path = key_file or default_key_file()
     key = open_key_file(_read_key_file(path), _passphrase(passphrase_env, confirm=False))
     plain = open_captcha(text.strip(), key)
     if plain.expires_at < time.time():
-        raise BadRequest("this captcha has expired; request a new one", code="captcha_expired")
+        raise BadRequest("this captcha has expired; request a new one", code=ErrorCode.CAPTCHA_EXPIRED)
     if code_only:
         typer.echo(plain.code)
     else:
@@ -198,20 +201,21 @@ def system_login(
 ) -> None:
     """Make a captcha for logging in to HOST and print its code: type it at the host's password prompt (2 minutes)."""
     if not server.startswith(("https://", "http://")):
-        raise BadRequest("SERVER_URL must start with https:// (or http:// for local tests)", code="url_invalid")
+        raise BadRequest("SERVER_URL must start with https:// (or http:// for local tests)", code=ErrorCode.URL_INVALID)
     path = key_file or default_key_file()
     key = open_key_file(_read_key_file(path), _passphrase(passphrase_env, confirm=False))
     url = server.rstrip("/") + "/api/system-login/user-captcha"
     try:
         response = httpx.post(url, json={"email": email, "host": host}, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise ConfigError(f"cannot reach {url}: {type(exc).__name__}", code="server_unreachable") from None
+        raise ConfigError(f"cannot reach {url}: {type(exc).__name__}", code=ErrorCode.SERVER_UNREACHABLE) from None
     if response.status_code != 200:
         raise _server_error(response)
     plain = open_captcha(str(response.json().get("captcha", "")), key)
     if plain.origin != host.strip().lower():
         raise TokenwardError(
-            f"the server made a captcha for {plain.origin[:100]!r}, not {host!r}: do not type it", code="host_mismatch"
+            f"the server made a captcha for {plain.origin[:100]!r}, not {host!r}: do not type it",
+            code=ErrorCode.HOST_MISMATCH,
         )
     if code_only:
         typer.echo(plain.code)
@@ -235,15 +239,15 @@ def _decode_image(path: Path) -> str:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise ConfigError(
-            f"reading QR images needs the authenticator extra: {EXTRA_HINT}", code="extra_missing"
+            f"reading QR images needs the authenticator extra: {EXTRA_HINT}", code=ErrorCode.EXTRA_MISSING
         ) from None
     try:
         with Image.open(path) as img:
             img.load()
             results = zxingcpp.read_barcodes(img)
     except (OSError, UnidentifiedImageError, ValueError):
-        raise BadRequest(f"cannot read {path} as an image", code="image_unreadable") from None
+        raise BadRequest(f"cannot read {path} as an image", code=ErrorCode.IMAGE_UNREADABLE) from None
     for result in results:
         if result.text:
             return str(result.text)
-    raise BadRequest(f"no QR code found in {path}", code="image_unreadable")
+    raise BadRequest(f"no QR code found in {path}", code=ErrorCode.IMAGE_UNREADABLE)

@@ -16,6 +16,7 @@ import typer
 from tokenward.apptokens import cli_actor
 from tokenward.cli._common import GuardedGroup, cli_runtime, fail, load_settings
 from tokenward.datadir import DataDir
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.config_token import decode_token, encode_token, peek_header
 from tokenward.forwardauth.documents import load_text
@@ -41,7 +42,7 @@ def _read(source: str) -> str:
     try:
         return Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise BadRequest(f"cannot read {source}: {exc.strerror}", code="document_unreadable") from None
+        raise BadRequest(f"cannot read {source}: {exc.strerror}", code=ErrorCode.DOCUMENT_UNREADABLE) from None
 
 
 @app.command()
@@ -57,14 +58,14 @@ def create(
     """Validate a document and print the token, then its URL-encoded form (for ?config_token=)."""
     if pointer is not None:
         if source is not None:
-            raise BadRequest("give a document or --pointer, not both", code="usage")
+            raise BadRequest("give a document or --pointer, not both", code=ErrorCode.USAGE)
         data: object = {"tokenward": {"config_token_store_id": pointer[0], "config_token_id": pointer[1]}}
     elif source is None:
-        raise BadRequest("give a document file (or - for stdin) or --pointer STORE_ID TOKEN_ID", code="usage")
+        raise BadRequest("give a document file (or - for stdin) or --pointer STORE_ID TOKEN_ID", code=ErrorCode.USAGE)
     else:
         data = load_text(_read(source))
     if not isinstance(data, dict):
-        raise BadRequest("the document must be an object with a tokenward key", code="config_token_schema")
+        raise BadRequest("the document must be an object with a tokenward key", code=ErrorCode.CONFIG_TOKEN_SCHEMA)
     now = int(time.time())
     data.setdefault("jti", jti or secrets.token_urlsafe(12))
     data.setdefault("iat", now)
@@ -103,7 +104,9 @@ def revoke(
         peek_header(jti)
         decoded = decode_token(jti, _keyring(), now=time.time(), check_expiry=False)
         if decoded.document.jti is None:
-            raise BadRequest("this token has no jti and cannot be revoked; stop using it", code="config_token_no_jti")
+            raise BadRequest(
+                "this token has no jti and cannot be revoked; stop using it", code=ErrorCode.CONFIG_TOKEN_NO_JTI
+            )
         jti = decoded.document.jti
     settings = load_settings()
 
@@ -114,7 +117,7 @@ def revoke(
             try:
                 revocation = ConfigTokenRevocation(jti=jti, revoked_at=now, revoked_by=cli_actor())
             except ValueError as exc:
-                raise BadRequest(str(exc), code="config_token_jti_invalid") from None
+                raise BadRequest(str(exc), code=ErrorCode.CONFIG_TOKEN_JTI_INVALID) from None
             await SqlConfigTokenRevocations(db).revoke(revocation)
             await SqlAuditLog(db).append(
                 AuditEvent(at=now, actor=cli_actor(), action="configtoken.revoke", target=jti[:512])

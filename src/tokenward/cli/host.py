@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tokenward.datadir import write_private
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError
 from tokenward.hostpam.client import Refused, ServerClient, Unreachable
 from tokenward.hostpam.config import (
@@ -47,10 +48,12 @@ def _server_name(server: str, timeout: float) -> str:
         response = httpx.get(url, timeout=timeout)
     except httpx.HTTPError as exc:
         raise ConfigError(
-            f"cannot reach {url}: {type(exc).__name__}; give --server-name", code="server_unreachable"
+            f"cannot reach {url}: {type(exc).__name__}; give --server-name", code=ErrorCode.SERVER_UNREACHABLE
         ) from None
     if response.status_code != 200 or not response.text.strip():
-        raise ConfigError(f"{url} answered HTTP {response.status_code}; give --server-name", code="server_unreachable")
+        raise ConfigError(
+            f"{url} answered HTTP {response.status_code}; give --server-name", code=ErrorCode.SERVER_UNREACHABLE
+        )
     return response.text.strip()
 
 
@@ -74,10 +77,10 @@ def init(
 ) -> None:
     """Make the host's Ed25519 key and its pam.conf; print what to register and the policy rows to write."""
     if not server.startswith(("https://", "http://")):
-        raise BadRequest("--server must be an https:// URL", code="url_invalid")
+        raise BadRequest("--server must be an https:// URL", code=ErrorCode.URL_INVALID)
     key_file, public_file = directory / "host.key", directory / "host.pub"
     if key_file.exists() and not force:
-        raise ConfigError(f"{key_file} already exists; use --force to replace it", code="keyfile_exists")
+        raise ConfigError(f"{key_file} already exists; use --force to replace it", code=ErrorCode.KEYFILE_EXISTS)
     name = server_name or _server_name(server, timeout)
     config = HostConfig(
         server=server.rstrip("/"),
@@ -104,7 +107,7 @@ def init(
         if config.users_file is not None and not config.users_file.exists():
             write_private(config.users_file, USERS_HELP.encode())
     except OSError as exc:
-        raise ConfigError(f"cannot write in {directory}: {exc.strerror}", code="host_dir_unwritable") from None
+        raise ConfigError(f"cannot write in {directory}: {exc.strerror}", code=ErrorCode.HOST_DIR_UNWRITABLE) from None
     if force and config.session_cache is not None:
         config.session_cache.unlink(missing_ok=True)  # the old key's session must not outlive it
     typer.echo(f"Wrote {directory / 'pam.conf'}, {key_file} (0600), {public_file}.")
@@ -122,7 +125,9 @@ def install_cmd(lib_dir: Path = LIB_DIR) -> None:
     try:
         written = install(lib_dir)
     except OSError as exc:
-        raise ConfigError(f"cannot install into {lib_dir}: {exc.strerror}", code="host_dir_unwritable") from None
+        raise ConfigError(
+            f"cannot install into {lib_dir}: {exc.strerror}", code=ErrorCode.HOST_DIR_UNWRITABLE
+        ) from None
     typer.echo(f"Installed {len(written)} files in {lib_dir}.")
     typer.echo("Needs Debian's python3-cryptography (and python3-segno for the QR code, libpam-python for the")
     typer.echo(
@@ -146,7 +151,7 @@ def pam_config(
     try:
         lines = pam_lines(mode, lib_dir=lib_dir, config=str(config), control=control)
     except ValueError as exc:
-        raise BadRequest(str(exc), code="mode_invalid") from None
+        raise BadRequest(str(exc), code=ErrorCode.MODE_INVALID) from None
     for line in lines:
         typer.echo(line)
 
@@ -165,13 +170,13 @@ def check(
         client = ServerClient(host, deadline=time.monotonic() + host.timeout)
         client.login()
     except ConfigProblem as exc:
-        raise ConfigError(str(exc), code="host_config_invalid") from None
+        raise ConfigError(str(exc), code=ErrorCode.HOST_CONFIG_INVALID) from None
     except Refused as exc:
         raise ConfigError(
-            f"the server refused the host login: {exc.code}: {exc.detail}", code="host_login_refused"
+            f"the server refused the host login: {exc.code}: {exc.detail}", code=ErrorCode.HOST_LOGIN_REFUSED
         ) from None
     except Unreachable as exc:
-        raise ConfigError(f"cannot reach {host.server}: {exc}", code="server_unreachable") from None
+        raise ConfigError(f"cannot reach {host.server}: {exc}", code=ErrorCode.SERVER_UNREACHABLE) from None
     typer.echo(f"ok: {host.host} logged in to {host.server} ({host.server_name}) as a resource")
     if os.geteuid() != 0:
         typer.echo("note: PAM runs as root; run this check as root to test the same file permissions", err=True)

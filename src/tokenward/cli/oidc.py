@@ -12,6 +12,7 @@ from typing import TypeVar
 import typer
 
 from tokenward.cli._common import GuardedGroup, load_settings
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.identity.apps import new_client_id
 from tokenward.oidc.clients import CLIENT_SECRET_PREFIX, OidcClient, check_redirect_uri, hash_secret, new_secret
@@ -85,9 +86,9 @@ def add(
     """Register a client; prints its client ID and, for a confidential client, its secret (shown once)."""
     name = name.strip()
     if not name or len(name) > 100:
-        raise BadRequest("a client name must be 1 to 100 characters", code="oidc_client_name_invalid")
+        raise BadRequest("a client name must be 1 to 100 characters", code=ErrorCode.OIDC_CLIENT_NAME_INVALID)
     if len(redirect_uri) > 20 or len(post_logout_redirect_uri) > 20:
-        raise BadRequest("at most 20 redirect URIs of each kind", code="oidc_redirect_uri_invalid")
+        raise BadRequest("at most 20 redirect URIs of each kind", code=ErrorCode.OIDC_REDIRECT_URI_INVALID)
     uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in redirect_uri))
     logout_uris = tuple(
         dict.fromkeys(check_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uri)
@@ -172,7 +173,7 @@ def rotate_secret(client: str = typer.Argument(..., help="Client ID or name.")) 
     async def action(store: SqlOidcStore, runtime: Runtime) -> OidcClient:
         found = await store.find_client(client)
         if found.public:
-            raise BadRequest(f"{found.name} is a public client; it has no secret", code="oidc_client_public")
+            raise BadRequest(f"{found.name} is a public client; it has no secret", code=ErrorCode.OIDC_CLIENT_PUBLIC)
         await store.set_client_secret(found.client_id, hash_secret(secret))
         await _audit(runtime, "oidc.client_secret_rotated", found)
         return found

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from tokenward.cli._common import GuardedGroup, fail, load_settings
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError, TokenwardError
 from tokenward.policy import (
     CSV_FILES,
@@ -300,7 +301,7 @@ def _recorded(limit: int) -> list[Probe]:
             if not await db.is_current():
                 raise PolicyError(
                     "the database schema is not current (no decision_log table?): run `tokenward db upgrade`",
-                    code="decision_log_unavailable",
+                    code=ErrorCode.DECISION_LOG_UNAVAILABLE,
                 )
             records = await SqlDecisionSink(db, retention_seconds=0).recent(limit)
         return [record.probe() for record in records]
@@ -342,7 +343,7 @@ def _dialect(value: str | None) -> Dialect:
         return "glob"
     if value == "compat":
         return "compat"
-    raise PolicyError(f"unknown policy dialect {value!r}; use glob or compat", code="policy_dialect_unknown")
+    raise PolicyError(f"unknown policy dialect {value!r}; use glob or compat", code=ErrorCode.POLICY_DIALECT_UNKNOWN)
 
 
 def _build_side(label: str, spec: str, sources: dict[str, bytes], dialect: Dialect, matchers: MatcherCache) -> Policy:
@@ -357,7 +358,7 @@ def _read_text(path: Path) -> str:
         data = _read_bytes(path)
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
-        raise PolicyError(f"{path}: not valid UTF-8", code="policy_requests_invalid") from None
+        raise PolicyError(f"{path}: not valid UTF-8", code=ErrorCode.POLICY_REQUESTS_INVALID) from None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -365,9 +366,9 @@ def _read_bytes(path: Path) -> bytes:
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise PolicyError(f"{path}: cannot read ({exc.strerror})", code="policy_file_unreadable") from None
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})", code=ErrorCode.POLICY_FILE_UNREADABLE) from None
     if len(data) > MAX_FILE_BYTES:
-        raise PolicyError(f"{path}: file is larger than {MAX_FILE_BYTES} bytes", code="policy_file_too_large")
+        raise PolicyError(f"{path}: file is larger than {MAX_FILE_BYTES} bytes", code=ErrorCode.POLICY_FILE_TOO_LARGE)
     return data
 
 
@@ -377,7 +378,7 @@ def _read_side(spec: str) -> tuple[dict[str, bytes], bool]:
     if "," not in spec and path.is_dir():
         sources = read_sources(path)
         if not sources:
-            raise PolicyError(f"{spec}: no policy files in this directory", code="policy_file_unreadable")
+            raise PolicyError(f"{spec}: no policy files in this directory", code=ErrorCode.POLICY_FILE_UNREADABLE)
         return sources, True
     sources = {}
     for item in spec.split(","):
@@ -387,10 +388,10 @@ def _read_side(spec: str) -> tuple[dict[str, bytes], bool]:
         if name not in POLICY_FILES:
             raise PolicyError(
                 f"{item.strip()}: not a policy file name; write NAME=PATH with NAME one of {', '.join(POLICY_FILES)}",
-                code="policy_file_unknown",
+                code=ErrorCode.POLICY_FILE_UNKNOWN,
             )
         if name in sources:
-            raise PolicyError(f"{spec}: {name} is given twice", code="policy_file_unknown")
+            raise PolicyError(f"{spec}: {name} is given twice", code=ErrorCode.POLICY_FILE_UNKNOWN)
         sources[name] = _read_bytes(Path(target))
     return sources, False
 

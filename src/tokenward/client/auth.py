@@ -24,6 +24,7 @@ import httpx
 
 from tokenward.client.channel import PROOF_HEADER, SEALED_CONTENT_TYPE, make_proof, open_response, seal_request
 from tokenward.client.flows import ClientToken
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.identity.encoding import b64u_encode
 
@@ -58,7 +59,7 @@ class TokenwardAuth(httpx.Auth):
         for attempt in range(2):
             token = self._source.client_token(self.destination)
             if inspect.isawaitable(token):
-                raise BadRequest("an AsyncTokenward's auth needs an httpx.AsyncClient", code="invalid_request")
+                raise BadRequest("an AsyncTokenward's auth needs an httpx.AsyncClient", code=ErrorCode.INVALID_REQUEST)
             sent, nonce = self._build(request, token)
             response = yield sent
             response.read()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tokenward.client.flows import CaptchaChallenge
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.identity.captcha import open_captcha
 
@@ -27,7 +28,7 @@ def key_authenticator(key: X25519PrivateKey, *, server: str | None = None) -> Ca
         if plain.subject != challenge.email or (server is not None and plain.server != server):
             raise Unauthorized(
                 f"the captcha was made for {plain.subject} on {plain.server}, not this login: refusing to answer",
-                code="captcha_mismatch",
+                code=ErrorCode.CAPTCHA_MISMATCH,
             )
         return plain.code
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, TokenwardError, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 
@@ -74,7 +75,9 @@ def parse_proof(value: str) -> tuple[int, bytes, bytes]:
     parts = value.split(".")
     # Lengths first (12-byte nonce = 16 characters, 16-byte tag = 22): nothing longer is decoded.
     if len(parts) != 3 or len(parts[1]) != 16 or len(parts[2]) != 22 or not parts[0].isdigit() or len(parts[0]) > 12:
-        raise Unauthorized("Tokenward-Proof must be `<unix seconds>.<nonce>.<tag>`", code="request_proof_invalid")
+        raise Unauthorized(
+            "Tokenward-Proof must be `<unix seconds>.<nonce>.<tag>`", code=ErrorCode.REQUEST_PROOF_INVALID
+        )
     try:
         # One decode for both: 16 characters are whole base64 quanta, so the two can be joined.
         raw = binascii.a2b_base64((parts[1] + parts[2] + "==").encode().translate(_FROM_URLSAFE), strict_mode=True)
@@ -83,7 +86,7 @@ def parse_proof(value: str) -> tuple[int, bytes, bytes]:
     nonce, tag = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
     if len(raw) != NONCE_BYTES + 16:
         raise Unauthorized(
-            "Tokenward-Proof's nonce or tag is not base64url of the right length", code="request_proof_invalid"
+            "Tokenward-Proof's nonce or tag is not base64url of the right length", code=ErrorCode.REQUEST_PROOF_INVALID
         )
     # The replay window keys on the decoded nonce, so another spelling of the same bytes is the same request.
     return int(parts[0]), nonce, tag
@@ -100,7 +103,7 @@ def verify_proof(
         raise Unauthorized(
             "Tokenward-Proof does not match this request and client token (made for another request, "
             "altered, or by someone without the session key)",
-            code="request_proof_invalid",
+            code=ErrorCode.REQUEST_PROOF_INVALID,
         ) from None
 
 
@@ -160,7 +163,7 @@ def read_sealed_request(data: bytes) -> tuple[str, int, str, bytes, bytes, str]:
         raise BadRequest(
             "a sealed body must be JSON {client_token, ts, nonce, ciphertext, content_type} "
             "with a 12-byte base64url nonce",
-            code="sealed_body_malformed",
+            code=ErrorCode.SEALED_BODY_MALFORMED,
         ) from None
     return token, ts, nonce_text, nonce, sealed, content_type
 
@@ -175,7 +178,7 @@ def open_request(aead: ChaCha20Poly1305, *, token_id: str, method: str, target: 
         raise Unauthorized(
             "the sealed body does not open with this client token's channel key for this request "
             "(sealed for another token or request, or altered)",
-            code="sealed_body_unreadable",
+            code=ErrorCode.SEALED_BODY_UNREADABLE,
         ) from None
     return SealedRequest(
         client_token=token, ts=ts, nonce=nonce_text, nonce_bytes=nonce, content_type=content_type, body=body
@@ -215,5 +218,6 @@ def open_response(
         return content_type, aead.decrypt(nonce, sealed, aad)
     except (ValueError, KeyError, TypeError, TokenwardError, InvalidTag):
         raise Unauthorized(
-            "the resource server's sealed answer does not open with this channel key", code="sealed_body_unreadable"
+            "the resource server's sealed answer does not open with this channel key",
+            code=ErrorCode.SEALED_BODY_UNREADABLE,
         ) from None

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from tokenward.client.middleware import CALLER_SCOPE_KEY
 from tokenward.client.verifier import Caller
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden, Unauthorized
 
 __all__ = ["VerifiedCaller", "get_caller", "require_scopes"]
@@ -27,7 +28,7 @@ def get_caller(request: Request) -> Caller:
     if not isinstance(caller, Caller):
         raise Unauthorized(
             "this route needs a client token, but TokenwardMiddleware did not check one (exempt path?)",
-            code="client_token_missing",
+            code=ErrorCode.CLIENT_TOKEN_MISSING,
         )
     return caller
 
@@ -43,7 +44,7 @@ def require_scopes(*scopes: str) -> Callable[[Request], Caller]:
         caller = get_caller(request)
         if not needed <= caller.scopes:
             missing = ", ".join(sorted(needed - caller.scopes))
-            raise Forbidden(f"this route needs the scope(s) {missing}", code="scope_missing")
+            raise Forbidden(f"this route needs the scope(s) {missing}", code=ErrorCode.SCOPE_MISSING)
         return caller
 
     return dependency

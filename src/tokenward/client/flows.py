@@ -12,12 +12,13 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import (
     BadRequest,
     Conflict,
@@ -47,6 +48,8 @@ __all__ = [
     "error_from_reply",
     "resource_login",
 ]
+
+_KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +133,11 @@ def error_from_reply(reply: Reply) -> TokenwardError:
         doc = json.loads(reply.body)
         code, detail = str(doc["error"]), str(doc["detail"])
     except (ValueError, KeyError, TypeError):
-        code, detail = "issuer_error", f"tokenward answered HTTP {reply.status} without an error body"
+        code, detail = ErrorCode.ISSUER_ERROR, f"tokenward answered HTTP {reply.status} without an error body"
     cls = _BY_STATUS.get(reply.status, ServiceUnavailable if reply.status >= 500 else BadRequest)
-    return cls(detail, code=code)
+    # The server's code, as a member when this version knows it; a newer server's code passes through as is.
+    known = ErrorCode(code) if code in _KNOWN_CODES else cast(ErrorCode, code)
+    return cls(detail, code=known)
 
 
 def _json(reply: Reply) -> dict[str, Any]:
@@ -141,9 +146,13 @@ def _json(reply: Reply) -> dict[str, Any]:
     try:
         doc = json.loads(reply.body)
     except ValueError:
-        raise ServiceUnavailable("tokenward answered with something that is not JSON", code="issuer_error") from None
+        raise ServiceUnavailable(
+            "tokenward answered with something that is not JSON", code=ErrorCode.ISSUER_ERROR
+        ) from None
     if not isinstance(doc, dict):
-        raise ServiceUnavailable("tokenward answered with something that is not a JSON object", code="issuer_error")
+        raise ServiceUnavailable(
+            "tokenward answered with something that is not a JSON object", code=ErrorCode.ISSUER_ERROR
+        )
     return doc
 
 
@@ -241,7 +250,7 @@ def client_token(session: Session, destination: str) -> Flow:
         claims = claims_from_payload(payload)
     except (ValueError, KeyError, TypeError, IndexError, TokenwardError):
         raise ServiceUnavailable(
-            "tokenward answered with a client token that cannot be read", code="issuer_error"
+            "tokenward answered with a client token that cannot be read", code=ErrorCode.ISSUER_ERROR
         ) from None
     return ClientToken(
         destination=destination,

@@ -19,6 +19,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import ServiceUnavailable
 
 __all__ = ["JWKSCache"]
@@ -78,7 +79,7 @@ class JWKSCache:
             raise ServiceUnavailable(
                 f"the issuer's signing keys ({self.url}) cannot be fetched and no recent copy is cached; "
                 "check that the resource server can reach the token server",
-                code="jwks_unavailable",
+                code=ErrorCode.JWKS_UNAVAILABLE,
             )
         return keys
 

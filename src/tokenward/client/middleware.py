@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokenward.client.channel import PROOF_HEADER, SEALED_CONTENT_TYPE, seal_response
 from tokenward.client.verifier import Caller, VerifiedToken, Verifier
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Forbidden, PayloadTooLarge, TokenwardError, Unauthorized
 
 __all__ = ["CALLER_SCOPE_KEY", "TokenwardMiddleware"]
@@ -91,11 +92,11 @@ class TokenwardMiddleware:
                 await self._sealed(verified, scope, receive, send, method=method, target=target)
                 return
             if self.require_sealed:
-                raise Forbidden("this resource server accepts sealed requests only", code="sealing_required")
+                raise Forbidden("this resource server accepts sealed requests only", code=ErrorCode.SEALING_REQUIRED)
             if proof is None:
                 raise Unauthorized(
                     "send a Tokenward-Proof header (tokenward.client does) or a sealed body with the client token",
-                    code="request_proof_missing",
+                    code=ErrorCode.REQUEST_PROOF_MISSING,
                 )
             await self.verifier.check_proof(verified, proof.decode("latin-1"), method=method, target=target)
             scope[CALLER_SCOPE_KEY] = verified.caller
@@ -173,12 +174,14 @@ class TokenwardMiddleware:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise BadRequest("the client went away before the sealed body arrived", code="sealed_body_malformed")
+                raise BadRequest(
+                    "the client went away before the sealed body arrived", code=ErrorCode.SEALED_BODY_MALFORMED
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise PayloadTooLarge(
-                    f"the sealed body is larger than {self.max_body_bytes} bytes", code="payload_too_large"
+                    f"the sealed body is larger than {self.max_body_bytes} bytes", code=ErrorCode.PAYLOAD_TOO_LARGE
                 )
             parts.append(chunk)
             if not message.get("more_body", False):
@@ -187,11 +190,11 @@ class TokenwardMiddleware:
 
 def _bearer(value: bytes | None) -> str:
     if value is None:
-        raise Unauthorized("send the client token as `Authorization: Bearer …`", code="client_token_missing")
+        raise Unauthorized("send the client token as `Authorization: Bearer …`", code=ErrorCode.CLIENT_TOKEN_MISSING)
     scheme, _, token = value.decode("latin-1").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send the client token as `Authorization: Bearer …`", code="client_token_missing")
+        raise Unauthorized("send the client token as `Authorization: Bearer …`", code=ErrorCode.CLIENT_TOKEN_MISSING)
     return token
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TooManyRequests
 
 __all__ = ["FailureRegulator"]
@@ -32,7 +33,7 @@ class FailureRegulator:
             wait = max(1, math.ceil(entry[0] + self.window - now))
             raise TooManyRequests(
                 f"too many failed client-token checks from this address; retry in {wait} s",
-                code="too_many_attempts",
+                code=ErrorCode.TOO_MANY_ATTEMPTS,
                 retry_after=wait,
             )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Protocol
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import ServiceUnavailable
 
 __all__ = ["MemoryReplayGuard", "RedisReplayGuard", "ReplayGuard"]
@@ -44,7 +45,7 @@ class MemoryReplayGuard:
                 # Full of live ids: refuse rather than forget one (a forgotten id could be replayed).
                 raise ServiceUnavailable(
                     "the replay window is full; raise max_entries or shorten the proof window",
-                    code="replay_window_full",
+                    code=ErrorCode.REPLAY_WINDOW_FULL,
                 )
             self._next_sweep = max(1024, 2 * len(seen))
         seen[request_id] = until
@@ -66,6 +67,6 @@ class RedisReplayGuard:
             raise ServiceUnavailable(
                 f"the replay window in Redis cannot be reached ({type(exc).__name__}); "
                 "check the resource server's Redis connection",
-                code="replay_store_unavailable",
+                code=ErrorCode.REPLAY_STORE_UNAVAILABLE,
             ) from None
         return bool(stored)

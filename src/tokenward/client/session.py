@@ -33,6 +33,7 @@ from tokenward.client.flows import (
     resource_login,
 )
 from tokenward.client.verifier import SessionKeys
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ServiceUnavailable, TokenwardError, Unauthorized
 
 __all__ = ["AsyncTokenward", "Tokenward"]
@@ -73,7 +74,9 @@ class _Core:
 
     def _captcha_flow(self, email: str, origin: str | None, app_hash: str | None, scopes: tuple[str, ...]) -> Flow:
         if (origin is None) == (app_hash is None):
-            raise BadRequest("give the client app's origin or its app hash (one of them)", code="origin_missing")
+            raise BadRequest(
+                "give the client app's origin or its app hash (one of them)", code=ErrorCode.ORIGIN_MISSING
+            )
         known = email.strip().lower()
         session = yield from captcha_login(
             email=email,
@@ -99,11 +102,11 @@ class _Core:
         if self._session_due():
             if self._resource is None:
                 if self._session is None:
-                    raise Unauthorized("log in first (login_captcha or login_resource)", code="not_logged_in")
-                raise Unauthorized("the session has expired: log in again", code="session_expired")
+                    raise Unauthorized("log in first (login_captcha or login_resource)", code=ErrorCode.NOT_LOGGED_IN)
+                raise Unauthorized("the session has expired: log in again", code=ErrorCode.SESSION_EXPIRED)
             yield from self._resource_flow(*self._resource)
         if self._session is None:  # the login above sets it
-            raise Unauthorized("log in first (login_captcha or login_resource)", code="not_logged_in")
+            raise Unauthorized("log in first (login_captcha or login_resource)", code=ErrorCode.NOT_LOGGED_IN)
         return self._session
 
     def _token_flow(self, destination: str) -> Flow:
@@ -132,7 +135,7 @@ class _Core:
 def _unreachable(exc: httpx.HTTPError) -> TokenwardError:
     return ServiceUnavailable(
         f"tokenward cannot be reached ({type(exc).__name__}); check its URL and that it is running",
-        code="issuer_unreachable",
+        code=ErrorCode.ISSUER_UNREACHABLE,
     )
 
 
@@ -161,10 +164,12 @@ class Tokenward(_Core):
             while True:
                 if isinstance(step, Ask):
                     if authenticator is None:
-                        raise BadRequest("a captcha login needs an authenticator callback", code="invalid_request")
+                        raise BadRequest(
+                            "a captcha login needs an authenticator callback", code=ErrorCode.INVALID_REQUEST
+                        )
                     answer = authenticator(step.challenge)
                     if inspect.isawaitable(answer):
-                        raise BadRequest("the sync client needs a sync authenticator", code="invalid_request")
+                        raise BadRequest("the sync client needs a sync authenticator", code=ErrorCode.INVALID_REQUEST)
                     step = flow.send(answer)
                     continue
                 try:
@@ -248,7 +253,9 @@ class AsyncTokenward(_Core):
             while True:
                 if isinstance(step, Ask):
                     if authenticator is None:
-                        raise BadRequest("a captcha login needs an authenticator callback", code="invalid_request")
+                        raise BadRequest(
+                            "a captcha login needs an authenticator callback", code=ErrorCode.INVALID_REQUEST
+                        )
                     answer = authenticator(step.challenge)
                     step = flow.send(await answer if inspect.isawaitable(answer) else answer)
                     continue

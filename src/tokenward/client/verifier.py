@@ -23,6 +23,7 @@ from tokenward.client.channel import SealedRequest, open_request, parse_proof, v
 from tokenward.client.jwks import JWKSCache
 from tokenward.client.regulation import FailureRegulator
 from tokenward.client.replay import MemoryReplayGuard, ReplayGuard
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden, TokenwardError, Unauthorized
 from tokenward.identity.apps import app_hash_of_origin, hashes_equal
 from tokenward.identity.client_tokens import (
@@ -38,13 +39,13 @@ __all__ = ["Caller", "SessionKeys", "VerifiedToken", "Verifier"]
 #: Refusals that stay true for the token's whole life (cached with the token; others are re-checked).
 _PERMANENT = frozenset(
     {
-        "client_token_invalid",
-        "client_token_foreign",
-        "client_token_expired",
-        "client_token_wrong_destination",
-        "client_not_allowed",
-        "origin_not_allowed",
-        "scope_missing",
+        ErrorCode.CLIENT_TOKEN_INVALID,
+        ErrorCode.CLIENT_TOKEN_FOREIGN,
+        ErrorCode.CLIENT_TOKEN_EXPIRED,
+        ErrorCode.CLIENT_TOKEN_WRONG_DESTINATION,
+        ErrorCode.CLIENT_NOT_ALLOWED,
+        ErrorCode.ORIGIN_NOT_ALLOWED,
+        ErrorCode.SCOPE_MISSING,
     }
 )
 _MAX_TOKEN_CHARS = 8192
@@ -205,24 +206,28 @@ class Verifier:
 
     async def _verify(self, token: str, now: float) -> VerifiedToken:
         if len(token) > _MAX_TOKEN_CHARS:
-            raise Unauthorized("the client token is malformed or its signature is wrong", code="client_token_invalid")
+            raise Unauthorized(
+                "the client token is malformed or its signature is wrong", code=ErrorCode.CLIENT_TOKEN_INVALID
+            )
         kid = key_id_of(token)
         if kid is None:  # tokenward always names its key: garbage is refused before any parsing
-            raise Unauthorized("the client token is malformed or its signature is wrong", code="client_token_invalid")
+            raise Unauthorized(
+                "the client token is malformed or its signature is wrong", code=ErrorCode.CLIENT_TOKEN_INVALID
+            )
         keys = await self.jwks.key_set(kid)
         claims = verify_client_token(token, keys, now=now, issuer=self.issuer, leeway=self.leeway)
         if claims.destination != self.resource:
             raise Unauthorized(
                 f"the client token is for {claims.destination!r}, not this resource ({self.resource}): "
                 "ask the token server for a client token with this destination",
-                code="client_token_wrong_destination",
+                code=ErrorCode.CLIENT_TOKEN_WRONG_DESTINATION,
             )
         private = self.session_keys.find(claims.destination_key)
         if private is None:
             raise Unauthorized(
                 "the client token names a session key this resource server does not hold (it logged in again): "
                 "ask for a new client token",
-                code="client_token_not_for_me",
+                code=ErrorCode.CLIENT_TOKEN_NOT_FOR_ME,
             )
         self._authorize(claims)
         scopes = frozenset(claims.scopes).union(*(self._roles.get(s, frozenset()) for s in claims.scopes))
@@ -238,7 +243,7 @@ class Verifier:
         if not self._required <= scopes:
             missing = ", ".join(sorted(self._required - scopes))
             raise Forbidden(
-                f"the client token lacks the scope(s) {missing} this resource requires", code="scope_missing"
+                f"the client token lacks the scope(s) {missing} this resource requires", code=ErrorCode.SCOPE_MISSING
             )
         return VerifiedToken(
             token=token,
@@ -253,11 +258,12 @@ class Verifier:
     def _authorize(self, claims: ClientTokenClaims) -> None:
         if self._client_ids is not None and claims.client_id.upper() not in self._client_ids:
             raise Forbidden(
-                "this resource server does not accept requests from this client app", code="client_not_allowed"
+                "this resource server does not accept requests from this client app", code=ErrorCode.CLIENT_NOT_ALLOWED
             )
         if self._app_hashes is not None and not any(hashes_equal(claims.app_hash, h) for h in self._app_hashes):
             raise Forbidden(
-                "the caller's app origin (app hash) is not one this resource server accepts", code="origin_not_allowed"
+                "the caller's app origin (app hash) is not one this resource server accepts",
+                code=ErrorCode.ORIGIN_NOT_ALLOWED,
             )
 
     # -- each request --------------------------------------------------------------------------
@@ -278,7 +284,7 @@ class Verifier:
         if opened.client_token != verified.token:
             raise Unauthorized(
                 "the sealed body names another client token than the Authorization header",
-                code="sealed_body_unreadable",
+                code=ErrorCode.SEALED_BODY_UNREADABLE,
             )
         now = self.clock()
         self._check_time(opened.ts, now)
@@ -290,7 +296,7 @@ class Verifier:
             raise Unauthorized(
                 f"the request was made at {ts}, more than {self.proof_window} s from this server's clock "
                 "(a replay, or clocks out of sync)",
-                code="request_stale",
+                code=ErrorCode.REQUEST_STALE,
             )
 
     async def _first_use(self, token_id: str, nonce: bytes, ts: int, now: float) -> None:
@@ -303,4 +309,4 @@ class Verifier:
             else await self.replay.first_use(request_id, now=now, until=until)
         )
         if not first:
-            raise Unauthorized("this request was already received once (a replay)", code="request_replayed")
+            raise Unauthorized("this request was already received once (a replay)", code=ErrorCode.REQUEST_REPLAYED)

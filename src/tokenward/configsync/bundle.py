@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from tokenward.configsync.manifest import BY_KIND, FILES, Manifest, ObjectEntry, manifest_name, object_name, sha256_hex
 from tokenward.configsync.seal import ConfigKey
 from tokenward.datadir import TimeCodes
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BundleError, TimeCodeError, TokenwardError
 from tokenward.keys import TimeCode
 from tokenward.storage.blobs import BlobStore
@@ -73,7 +74,7 @@ async def save_bundle(
     if seal_policies and key is None:
         raise BundleError(
             "--seal-policies needs TOKENWARD_CONFIG_KEY; make one with `tokenward config keygen`",
-            code="config_key_missing",
+            code=ErrorCode.CONFIG_KEY_MISSING,
         )
     lines: list[SaveLine] = []
     entries: dict[str, ObjectEntry] = {}
@@ -186,10 +187,12 @@ def parse_timecodes(data: bytes) -> TimeCodes:
         previous = TimeCode.parse(doc["previous"]) if doc.get("previous") else None
         until = float(doc["previous_until"]) if doc.get("previous_until") is not None else None
     except TimeCodeError as exc:
-        raise BundleError(f"the time code in the bundle is invalid: {exc.detail}", code="bundle_invalid") from None
+        raise BundleError(
+            f"the time code in the bundle is invalid: {exc.detail}", code=ErrorCode.BUNDLE_INVALID
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(
-            f"the time code in the bundle is damaged ({type(exc).__name__})", code="bundle_invalid"
+            f"the time code in the bundle is damaged ({type(exc).__name__})", code=ErrorCode.BUNDLE_INVALID
         ) from None
     return TimeCodes(current, previous, until)
 
@@ -212,7 +215,7 @@ def open_bundle(fetched: FetchedBundle, *, key: ConfigKey | None) -> BundleConte
                     continue
                 raise BundleError(
                     f"the bundle's {spec.filename} is sealed and TOKENWARD_CONFIG_KEY is not set",
-                    code="config_key_missing",
+                    code=ErrorCode.CONFIG_KEY_MISSING,
                 )
             data = key.open(data, server=manifest.server, kind=kind, sealed_with=manifest.key_id)
         files[spec.filename] = data
@@ -224,12 +227,12 @@ def open_bundle(fetched: FetchedBundle, *, key: ConfigKey | None) -> BundleConte
         try:
             ClientRegistry.parse(files["clientids.json"], source="the bundle's clientids.json")
         except TokenwardError as exc:
-            raise BundleError(exc.detail, code="bundle_invalid") from None
+            raise BundleError(exc.detail, code=ErrorCode.BUNDLE_INVALID) from None
     if "resources.json" in files:
         from tokenward.identity.resources import ResourceRegistry
 
         try:
             ResourceRegistry.parse(files["resources.json"])
         except TokenwardError as exc:
-            raise BundleError(exc.detail, code="bundle_invalid") from None
+            raise BundleError(exc.detail, code=ErrorCode.BUNDLE_INVALID) from None
     return contents

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BundleError
 
 __all__ = [
@@ -154,7 +155,7 @@ class Manifest:
     def parse(cls, data: bytes, *, server: str) -> Manifest:
         """Parse and check a manifest; anything off raises BundleError ``bundle_manifest_invalid``."""
         if len(data) > MAX_MANIFEST_BYTES:
-            raise BundleError("the bundle manifest is implausibly large", code="bundle_manifest_invalid")
+            raise BundleError("the bundle manifest is implausibly large", code=ErrorCode.BUNDLE_MANIFEST_INVALID)
         try:
             doc = json.loads(data)
             if doc.get("format") != FORMAT:
@@ -177,13 +178,15 @@ class Manifest:
                 settings={str(k): str(v) for k, v in dict(doc.get("settings") or {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-            raise BundleError(f"the bundle manifest is damaged: {exc}", code="bundle_manifest_invalid") from None
+            raise BundleError(
+                f"the bundle manifest is damaged: {exc}", code=ErrorCode.BUNDLE_MANIFEST_INVALID
+            ) from None
         if manifest.server != server:
             raise BundleError(
-                f"the bundle manifest is for {manifest.server}, not {server}", code="bundle_manifest_invalid"
+                f"the bundle manifest is for {manifest.server}, not {server}", code=ErrorCode.BUNDLE_MANIFEST_INVALID
             )
         if doc.get("digest") not in (None, manifest.digest):
-            raise BundleError("the bundle manifest's digest does not match its objects", code="bundle_mismatch")
+            raise BundleError("the bundle manifest's digest does not match its objects", code=ErrorCode.BUNDLE_MISMATCH)
         return manifest
 
     def verify(self, kind: str, data: bytes | None) -> bytes:
@@ -196,12 +199,12 @@ class Manifest:
             raise BundleError(
                 f"bundle object {entry.name} named by the manifest is missing from the bucket; run "
                 "`tokenward config save` again",
-                code="bundle_object_missing",
+                code=ErrorCode.BUNDLE_OBJECT_MISSING,
             )
         if len(data) != entry.size or sha256_hex(data) != entry.sha256:
             raise BundleError(
                 f"bundle object {entry.name} does not match the manifest (edited by hand?); the bundle is refused",
-                code="bundle_mismatch",
+                code=ErrorCode.BUNDLE_MISMATCH,
             )
         return data
 
@@ -222,6 +225,6 @@ def check_policy_dialect(manifest: Manifest, *, dialect: str) -> None:
         f"dialect {saved}, but this instance runs {dialect}; the same policy rows mean different things in the two "
         f"dialects, so the bundle is refused: set TOKENWARD_POLICY_DIALECT={saved} on this instance, or save the "
         f"bundle again from an instance running {dialect}",
-        code="policy_dialect_mismatch",
+        code=ErrorCode.POLICY_DIALECT_MISMATCH,
         fields={"bundle_dialect": saved, "instance_dialect": dialect},
     )

@@ -20,6 +20,7 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BundleError, ConfigError
 from tokenward.keys import Secret
 
@@ -48,7 +49,7 @@ class ConfigKey:
             raise ConfigError(
                 f"TOKENWARD_CONFIG_KEY must be {KEY_BYTES} bytes (43 base64url characters); "
                 "make one with `tokenward config keygen`",
-                code="config_key_invalid",
+                code=ErrorCode.CONFIG_KEY_INVALID,
             )
         self._secret = Secret(raw)
         self.key_id = hashlib.sha256(b"tokenward-config-key-id\0" + raw).hexdigest()[:8]
@@ -65,7 +66,7 @@ class ConfigKey:
         except (binascii.Error, ValueError):
             raise ConfigError(
                 "TOKENWARD_CONFIG_KEY is not base64url text; make one with `tokenward config keygen`",
-                code="config_key_invalid",
+                code=ErrorCode.CONFIG_KEY_INVALID,
             ) from None
         return cls(raw)
 
@@ -82,7 +83,7 @@ class ConfigKey:
     def open(self, data: bytes, *, server: str, kind: str, sealed_with: str | None = None) -> bytes:
         """Decrypt a sealed object; a wrong key or altered bytes raise ``config_key_wrong``/``bundle_mismatch``."""
         if not is_sealed(data) or len(data) < len(MAGIC) + NONCE_BYTES + 16:
-            raise BundleError(f"bundle object {kind} is not a sealed object", code="bundle_mismatch")
+            raise BundleError(f"bundle object {kind} is not a sealed object", code=ErrorCode.BUNDLE_MISMATCH)
         nonce = data[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
         try:
             return ChaCha20Poly1305(self._secret.reveal()).decrypt(
@@ -93,10 +94,10 @@ class ConfigKey:
                 raise BundleError(
                     f"bundle object {kind} was sealed with config key {sealed_with}, but TOKENWARD_CONFIG_KEY is "
                     f"key {self.key_id}: give every instance the same key",
-                    code="config_key_wrong",
+                    code=ErrorCode.CONFIG_KEY_WRONG,
                 ) from None
             raise BundleError(
                 f"bundle object {kind} does not open with TOKENWARD_CONFIG_KEY (key {self.key_id}): "
                 "wrong key or altered object",
-                code="config_key_wrong",
+                code=ErrorCode.CONFIG_KEY_WRONG,
             ) from None

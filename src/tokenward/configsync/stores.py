@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tokenward.configsync.seal import ConfigKey
 from tokenward.configsync.sync import CACHE_DIR
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import ConfigError
 from tokenward.settings import Settings
 from tokenward.storage.blobs import BlobStore, LocalBlobStore, S3BlobStore, S3Config
@@ -19,7 +20,7 @@ def s3_config(settings: Settings) -> S3Config | None:
         return None
     if bool(settings.s3_access_key) != bool(settings.s3_secret_key):
         raise ConfigError(
-            "TOKENWARD_S3_ACCESS_KEY and TOKENWARD_S3_SECRET_KEY must be set together", code="setting_invalid"
+            "TOKENWARD_S3_ACCESS_KEY and TOKENWARD_S3_SECRET_KEY must be set together", code=ErrorCode.SETTING_INVALID
         )
     return S3Config(
         bucket=settings.s3_bucket,
@@ -43,7 +44,7 @@ def require_remote(settings: Settings) -> BlobStore:
         raise ConfigError(
             "no S3 bucket configured: set TOKENWARD_S3_BUCKET (and TOKENWARD_S3_URL, TOKENWARD_S3_ACCESS_KEY, "
             "TOKENWARD_S3_SECRET_KEY)",
-            code="s3_not_configured",
+            code=ErrorCode.S3_NOT_CONFIGURED,
         )
     return store
 

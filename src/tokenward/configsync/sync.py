@@ -28,6 +28,7 @@ from tokenward.configsync.bundle import BundleContents, FetchedBundle, fetch_bun
 from tokenward.configsync.manifest import check_policy_dialect, manifest_name
 from tokenward.configsync.seal import ConfigKey
 from tokenward.datadir import write_private
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BundleError, StorageError, TokenwardError
 from tokenward.periodic import Periodic
 from tokenward.policy import PolicyHolder
@@ -159,7 +160,8 @@ class ConfigSync:
             result = await asyncio.to_thread(self.holder.apply, contents.policy_sources)
             if result.error is not None:
                 raise BundleError(
-                    f"bundle v{manifest.version} has a bad policy: {result.error.detail}", code="bundle_policy_invalid"
+                    f"bundle v{manifest.version} has a bad policy: {result.error.detail}",
+                    code=ErrorCode.BUNDLE_POLICY_INVALID,
                 )
             if self.on_contents is not None:
                 self.on_contents(contents)

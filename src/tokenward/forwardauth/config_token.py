@@ -17,6 +17,7 @@ from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.schema import ConfigDocument, parse_document
 from tokenward.keys import Keyring, Purpose
@@ -38,7 +39,7 @@ class DecodedToken:
 
 
 def _invalid(detail: str) -> BadRequest:
-    return BadRequest(detail, code="config_token_invalid")
+    return BadRequest(detail, code=ErrorCode.CONFIG_TOKEN_INVALID)
 
 
 def encode_token(document: ConfigDocument | dict[str, Any], keyring: Keyring, *, signed_only: bool = False) -> str:
@@ -93,7 +94,7 @@ def decode_token(token: str, keyring: Keyring, *, now: float, check_expiry: bool
     if key is None:
         raise BadRequest(
             "the config token was made under a time code this server no longer accepts; create it again",
-            code="config_token_key_unknown",
+            code=ErrorCode.CONFIG_TOKEN_KEY_UNKNOWN,
         )
     oct_key = OctKey.import_key(key.reveal())
     try:
@@ -109,5 +110,5 @@ def decode_token(token: str, keyring: Keyring, *, now: float, check_expiry: bool
         raise _invalid("the config token does not hold JSON") from None
     document = parse_document(data)
     if check_expiry and document.exp is not None and now >= document.exp:
-        raise BadRequest("the config token has expired", code="config_token_expired")
+        raise BadRequest("the config token has expired", code=ErrorCode.CONFIG_TOKEN_EXPIRED)
     return DecodedToken(document=document, kind=kind, key_id=kid)

@@ -23,6 +23,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import OctKey
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.schema import parse_document
 
@@ -46,7 +47,7 @@ def open_eas_token(token: str, *, sign_secret: str, encrypt_secret: str) -> dict
     """The payload of an eas config token (400 ``eas_token_invalid`` if it does not open or verify)."""
     text = unquote(token.strip())
     if not text or len(text) > MAX_EAS_TOKEN:
-        raise BadRequest("the eas token is empty or too long", code="eas_token_invalid")
+        raise BadRequest("the eas token is empty or too long", code=ErrorCode.EAS_TOKEN_INVALID)
     try:
         raw = base64.b64decode(text, validate=True)
         key, iv = _evp_bytes_to_key(encrypt_secret.encode("utf-8"))
@@ -55,7 +56,9 @@ def open_eas_token(token: str, *, sign_secret: str, encrypt_secret: str) -> dict
         unpadder = padding.PKCS7(128).unpadder()
         inner = (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise BadRequest("the eas token does not decrypt with this encrypt secret", code="eas_token_invalid") from None
+        raise BadRequest(
+            "the eas token does not decrypt with this encrypt secret", code=ErrorCode.EAS_TOKEN_INVALID
+        ) from None
     try:
         with warnings.catch_warnings():  # eas secrets are whatever length the operator chose
             warnings.simplefilter("ignore", SecurityWarning)
@@ -63,10 +66,10 @@ def open_eas_token(token: str, *, sign_secret: str, encrypt_secret: str) -> dict
         claims = jwt.decode(inner, sign_key, algorithms=["HS256"]).claims
     except (JoseError, ValueError, TypeError):
         raise BadRequest(
-            "the eas token's JWT does not verify with this sign secret", code="eas_token_invalid"
+            "the eas token's JWT does not verify with this sign secret", code=ErrorCode.EAS_TOKEN_INVALID
         ) from None
     if not isinstance(claims.get("eas"), dict):
-        raise BadRequest("the eas token has no eas block", code="eas_token_invalid")
+        raise BadRequest("the eas token has no eas block", code=ErrorCode.EAS_TOKEN_INVALID)
     return dict(claims)
 
 
@@ -211,5 +214,7 @@ def convert(payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if claim in payload:
             doc[claim] = payload[claim]
     if not plugins:
-        raise BadRequest("no plugin of this eas token can be carried over: " + "; ".join(notes), code="eas_unmappable")
+        raise BadRequest(
+            "no plugin of this eas token can be carried over: " + "; ".join(notes), code=ErrorCode.EAS_UNMAPPABLE
+        )
     return doc, notes

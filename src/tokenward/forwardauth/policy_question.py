@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden
 from tokenward.forwardauth.plugins.base import UserInfo
 from tokenward.forwardauth.queries import compile_query
@@ -37,7 +38,7 @@ def verify_question(spec: PolicyBlock, user: UserInfo, info: RequestInfo) -> Ver
     """The question for ``user``'s request ``info`` under ``spec``; 403 ``policy_denied`` without a subject."""
     subject = user.sub or user.email
     if not subject:
-        raise Forbidden("the policy check needs an authenticated user", code="policy_denied")
+        raise Forbidden("the policy check needs an authenticated user", code=ErrorCode.POLICY_DENIED)
     data = {**info.as_dict(), "userinfo": user.as_dict()}
     domain, obj, action = (
         _value(value, data, name)

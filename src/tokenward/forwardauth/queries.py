@@ -21,6 +21,7 @@ import jsonpath
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 
 __all__ = ["ENGINES", "MAX_QUERY_LENGTH", "Engine", "Query", "compile_query", "jq_available"]
@@ -41,11 +42,11 @@ class _BoundedSandbox(SandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
             if not isinstance(right, int | float) or abs(right) > 64 or abs(left) > 2**64:
-                raise BadRequest("template query: exponent out of bounds", code="query_failed")
+                raise BadRequest("template query: exponent out of bounds", code=ErrorCode.QUERY_FAILED)
             return left**right
         for seq, n in ((left, right), (right, left)):
             if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
-                raise BadRequest("template query: repetition too large", code="query_failed")
+                raise BadRequest("template query: repetition too large", code=ErrorCode.QUERY_FAILED)
         return super().call_binop(context, operator, left, right)
 
 
@@ -78,19 +79,23 @@ class Query:
             raise
         except Exception as exc:  # an engine's own error type: a 400 naming the query, never a 500
             raise BadRequest(
-                f"{self.engine} query {self.text!r} failed: {type(exc).__name__}", code="query_failed"
+                f"{self.engine} query {self.text!r} failed: {type(exc).__name__}", code=ErrorCode.QUERY_FAILED
             ) from None
 
     def one(self, data: Any, *, name: str) -> str:
         """Exactly one scalar value as a string; 400 ``query_no_value`` / ``query_ambiguous`` otherwise."""
         found = [v for v in self.values(data) if v is not None]
         if not found:
-            raise BadRequest(f"{name}: the {self.engine} query selected nothing", code="query_no_value")
+            raise BadRequest(f"{name}: the {self.engine} query selected nothing", code=ErrorCode.QUERY_NO_VALUE)
         if len(found) > 1:
-            raise BadRequest(f"{name}: the {self.engine} query selected {len(found)} values", code="query_ambiguous")
+            raise BadRequest(
+                f"{name}: the {self.engine} query selected {len(found)} values", code=ErrorCode.QUERY_AMBIGUOUS
+            )
         value = found[0]
         if isinstance(value, dict | list):
-            raise BadRequest(f"{name}: the {self.engine} query selected an object, not a value", code="query_ambiguous")
+            raise BadRequest(
+                f"{name}: the {self.engine} query selected an object, not a value", code=ErrorCode.QUERY_AMBIGUOUS
+            )
         return value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -116,9 +121,9 @@ def _template(text: str) -> Callable[[Any], list[Any]]:
         try:
             out = template.render(data if isinstance(data, dict) else {"data": data})
         except TemplateError as exc:
-            raise BadRequest(f"template query failed: {type(exc).__name__}", code="query_failed") from None
+            raise BadRequest(f"template query failed: {type(exc).__name__}", code=ErrorCode.QUERY_FAILED) from None
         if len(out) > MAX_TEMPLATE_OUTPUT:
-            raise BadRequest("template query output is too long", code="query_failed")
+            raise BadRequest("template query output is too long", code=ErrorCode.QUERY_FAILED)
         return [out]
 
     return run
@@ -128,7 +133,7 @@ def _template(text: str) -> Callable[[Any], list[Any]]:
 def compile_query(engine: str, text: str) -> Query:
     """The compiled query (cached). 400 ``query_engine_unknown`` / ``query_invalid`` / ``query_too_long``."""
     if len(text) > MAX_QUERY_LENGTH:
-        raise BadRequest(f"a query is limited to {MAX_QUERY_LENGTH} characters", code="query_too_long")
+        raise BadRequest(f"a query is limited to {MAX_QUERY_LENGTH} characters", code=ErrorCode.QUERY_TOO_LONG)
     builders: dict[str, Callable[[str], Callable[[Any], list[Any]]]] = {
         "jp": _jsonpath,
         "jq": _jq,
@@ -137,11 +142,15 @@ def compile_query(engine: str, text: str) -> Query:
     if engine not in builders:
         raise BadRequest(
             f"unknown query engine {engine!r}; choose from {', '.join(ENGINES)} (no code-evaluating engines)",
-            code="query_engine_unknown",
+            code=ErrorCode.QUERY_ENGINE_UNKNOWN,
         )
     if engine == "jq" and not jq_available():
-        raise BadRequest("the jq query engine needs the jq Python module (pip install jq)", code="query_engine_unknown")
+        raise BadRequest(
+            "the jq query engine needs the jq Python module (pip install jq)", code=ErrorCode.QUERY_ENGINE_UNKNOWN
+        )
     try:
         return Query(engine, text, builders[engine](text))
     except Exception as exc:
-        raise BadRequest(f"invalid {engine} query {text!r}: {type(exc).__name__}", code="query_invalid") from None
+        raise BadRequest(
+            f"invalid {engine} query {text!r}: {type(exc).__name__}", code=ErrorCode.QUERY_INVALID
+        ) from None

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 
 __all__ = ["MAX_QUERY_PARAMS", "MAX_URL_LENGTH", "RequestInfo", "reconstruct"]
@@ -53,13 +54,21 @@ _METHODS = frozenset(
 _NOT_HOST = re.compile(r"[ /\\@?#]")
 
 
+_MISSING = {
+    "X-Forwarded-Proto": ErrorCode.MISSING_X_FORWARDED_PROTO,
+    "X-Forwarded-Host": ErrorCode.MISSING_X_FORWARDED_HOST,
+    "X-Forwarded-Uri": ErrorCode.MISSING_X_FORWARDED_URI,
+    "X-Forwarded-Method": ErrorCode.MISSING_X_FORWARDED_METHOD,
+    "X-Original-Method": ErrorCode.MISSING_X_ORIGINAL_METHOD,
+}
+
+
 def _missing(name: str) -> BadRequest:
-    code = "missing_" + name.lower().replace("-", "_")
-    return BadRequest(f"the proxy did not send the {name} header; see docs/proxies.md", code=code)
+    return BadRequest(f"the proxy did not send the {name} header; see docs/proxies.md", code=_MISSING[name])
 
 
 def _bad(name: str, why: str) -> BadRequest:
-    return BadRequest(f"the {name} header {why}", code="forwarded_header_invalid")
+    return BadRequest(f"the {name} header {why}", code=ErrorCode.FORWARDED_HEADER_INVALID)
 
 
 class RequestInfo:
@@ -92,7 +101,9 @@ class RequestInfo:
             try:
                 self._query_params = parse_qs(self.query, keep_blank_values=True, max_num_fields=MAX_QUERY_PARAMS)
             except ValueError:
-                raise BadRequest("the original request has too many query parameters", code="query_too_large") from None
+                raise BadRequest(
+                    "the original request has too many query parameters", code=ErrorCode.QUERY_TOO_LARGE
+                ) from None
         return self._query_params
 
     def as_dict(self) -> dict[str, Any]:
@@ -169,7 +180,7 @@ def reconstruct(headers: Mapping[str, str]) -> RequestInfo:
     original = headers.get("x-original-url")
     if original is not None:
         if len(original) > MAX_URL_LENGTH:
-            raise BadRequest("X-Original-URL is too long", code="uri_too_long")
+            raise BadRequest("X-Original-URL is too long", code=ErrorCode.URI_TOO_LONG)
         try:
             parts = urlsplit(original.strip())
         except ValueError:  # an unbalanced IPv6 bracket: "http://[abc/"
@@ -188,7 +199,7 @@ def reconstruct(headers: Mapping[str, str]) -> RequestInfo:
     if uri is None:
         raise _missing("X-Forwarded-Uri")
     if len(uri) > MAX_URL_LENGTH:
-        raise BadRequest("X-Forwarded-Uri is too long", code="uri_too_long")
+        raise BadRequest("X-Forwarded-Uri is too long", code=ErrorCode.URI_TOO_LONG)
     method = _method(headers.get("x-forwarded-method"), "X-Forwarded-Method")
     scheme = _scheme(proto, "X-Forwarded-Proto")
     host, port = _split_host(host_header, scheme, "X-Forwarded-Host")

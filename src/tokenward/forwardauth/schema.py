@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.forwardauth.queries import compile_query
 
@@ -472,4 +473,4 @@ def parse_document(data: Any) -> ConfigDocument:
         path = ".".join(str(p) for p in err["loc"]) or "(document)"
         message = str(err["msg"]).removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise BadRequest(f"config token field {path}: {message}{more}", code="config_token_schema") from None
+        raise BadRequest(f"config token field {path}: {message}{more}", code=ErrorCode.CONFIG_TOKEN_SCHEMA) from None

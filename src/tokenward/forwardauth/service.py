@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from tokenward.errors import BadRequest, Forbidden, NotFound, TokenwardError
+from tokenward.errorcodes import ErrorCode
+from tokenward.errors import BadRequest, Forbidden, NotFound, TokenwardError, error_body
 from tokenward.forwardauth.assertions import any_holds, check_assertion
 from tokenward.forwardauth.config_token import decode_token
 from tokenward.forwardauth.documents import load_text
@@ -111,7 +112,9 @@ class VerifyParams:
     def parse(cls, params: Mapping[str, str]) -> VerifyParams:
         redirect_code = _int_param(params, "redirect_http_code") or 302
         if redirect_code not in REDIRECT_CODES:
-            raise BadRequest("redirect_http_code must be 301, 302, 303, 307, 308, 401 or 403", code="param_invalid")
+            raise BadRequest(
+                "redirect_http_code must be 301, 302, 303, 307, 308, 401 or 403", code=ErrorCode.PARAM_INVALID
+            )
         return cls(
             token=_param(params, "config_token"),
             store_id=_param(params, "config_token_store_id"),
@@ -291,7 +294,9 @@ class ForwardAuthService:
     def _store(self, store_id: str) -> TokenStore:
         store = self.stores.get(store_id)
         if store is None:
-            raise BadRequest(f"no config token store {store_id!r} is declared", code="config_token_store_unknown")
+            raise BadRequest(
+                f"no config token store {store_id!r} is declared", code=ErrorCode.CONFIG_TOKEN_STORE_UNKNOWN
+            )
         store.refresh()
         return store
 
@@ -304,7 +309,7 @@ class ForwardAuthService:
     async def _fetch(self, store: TokenStore, key: tuple[str, str], mono: float) -> _StoreEntry:
         value = await store.get(key[1])
         if value is None:
-            raise NotFound(f"store {key[0]!r} holds no config token {key[1]!r}", code="config_token_not_found")
+            raise NotFound(f"store {key[0]!r} holds no config token {key[1]!r}", code=ErrorCode.CONFIG_TOKEN_NOT_FOUND)
         ttl = store.cache_ttl if store.cache_ttl > 0 else (float("inf") if store.in_memory else 0.0)
         entry = _entry(store.version, mono + ttl, value)
         if ttl > 0:
@@ -327,21 +332,21 @@ class ForwardAuthService:
         elif store_id is None or token_id is None:
             raise BadRequest(
                 "give config_token, or config_token_store_id and config_token_id (or their _query variants)",
-                code="config_token_missing",
+                code=ErrorCode.CONFIG_TOKEN_MISSING,
             )
         for _ in range(MAX_POINTER_DEPTH + 1):
             if compiled is not None:
                 if compiled.jti is not None and compiled.jti in revoked:
-                    raise Forbidden("this config token was revoked", code="config_token_revoked")
+                    raise Forbidden("this config token was revoked", code=ErrorCode.CONFIG_TOKEN_REVOKED)
                 pointer = compiled.pointer
                 if pointer is None:
                     return compiled
                 store_id, token_id = pointer
             if store_id is None or token_id is None:  # pragma: no cover - guarded above
-                raise BadRequest("no config token given", code="config_token_missing")
+                raise BadRequest("no config token given", code=ErrorCode.CONFIG_TOKEN_MISSING)
             key = (store_id, token_id)
             if key in seen:
-                raise BadRequest("config token pointers form a loop", code="config_token_pointer_loop")
+                raise BadRequest("config token pointers form a loop", code=ErrorCode.CONFIG_TOKEN_POINTER_LOOP)
             seen.add(key)
             store = self._store(store_id)
             entry = self._cached(store, key, mono) or await self._fetch(store, key, mono)
@@ -352,9 +357,9 @@ class ForwardAuthService:
             else:
                 raise BadRequest(
                     f"store {store_id!r} holds a plain document but does not set allow_plain",
-                    code="config_token_plain_refused",
+                    code=ErrorCode.CONFIG_TOKEN_PLAIN_REFUSED,
                 )
-        raise BadRequest(f"more than {MAX_POINTER_DEPTH} pointers in a row", code="config_token_pointer_loop")
+        raise BadRequest(f"more than {MAX_POINTER_DEPTH} pointers in a row", code=ErrorCode.CONFIG_TOKEN_POINTER_LOOP)
 
     # -- the pipeline -----------------------------------------------------------------------
 
@@ -393,7 +398,9 @@ class ForwardAuthService:
                     check_assertion(a, {**info.as_dict(), "userinfo": user.as_dict()}) for a in assertions
                 ):
                     return self._allow(compiled, user, info, outcome.headers)
-                outcome = Outcome.failure("assertion_failed", "the user does not satisfy the assertions", status=403)
+                outcome = Outcome.failure(
+                    ErrorCode.ASSERTION_FAILED, "the user does not satisfy the assertions", status=403
+                )
             failures.append(outcome)
             if outcome.final:
                 return self._refuse(
@@ -407,7 +414,7 @@ class ForwardAuthService:
         if chosen is None:
             chosen = next((f for f in reversed(failures) if f is not None), None)
         if chosen is None:
-            chosen = Outcome.failure("no_plugin_ran", "every plugin was skipped")
+            chosen = Outcome.failure(ErrorCode.NO_PLUGIN_RAN, "every plugin was skipped")
         return self._refuse(compiled.document.tokenward.custom_error_headers, chosen, info, params.redirect_code)
 
     def _allow(
@@ -428,14 +435,16 @@ class ForwardAuthService:
         question = verify_question(spec, user, info)  # the same question `policy check --as-verify` asks
         policy = self.policy()
         if policy is None:
-            raise Forbidden("no policy is loaded", code="policy_unavailable")
+            raise Forbidden("no policy is loaded", code=ErrorCode.POLICY_UNAVAILABLE)
         try:
             policy.engine(question.file)
         except (KeyError, TokenwardError):
-            raise Forbidden("this instance does not serve the policy file needed", code="policy_unavailable") from None
+            raise Forbidden(
+                "this instance does not serve the policy file needed", code=ErrorCode.POLICY_UNAVAILABLE
+            ) from None
         subject, dom, obj, act = question.subject, question.domain, question.object, question.action
         if not ask(policy, question.file, subject, dom, obj, act):
-            raise Forbidden(f"the policy does not allow {act} on {obj}", code="policy_denied")
+            raise Forbidden(f"the policy does not allow {act} on {obj}", code=ErrorCode.POLICY_DENIED)
 
     def _refuse(self, spec: Mapping[str, HeaderSpec], outcome: Outcome, info: RequestInfo, redirect: int) -> Decision:
         out: list[tuple[str, str]] = []
@@ -452,7 +461,7 @@ class ForwardAuthService:
             except TokenwardError as exc:
                 log.warning("custom_error_headers skipped: %s", exc.detail)
         headers = [_encoded(k, v) for k, v in out if not _CTL.search(v)]
-        return Decision(status, headers, {"error": outcome.code or "unauthorized", "detail": outcome.detail})
+        return Decision(status, headers, error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail))
 
 
 def _param(params: Mapping[str, str], name: str) -> str | Query | None:
@@ -476,7 +485,7 @@ def _int_param(params: Mapping[str, str], name: str) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 4:
-        raise BadRequest(f"{name} must be a small whole number", code="param_invalid")
+        raise BadRequest(f"{name} must be a small whole number", code=ErrorCode.PARAM_INVALID)
     return int(value)
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError, StorageError, StorageUnavailable
 from tokenward.forwardauth.documents import load_text
 
@@ -100,10 +101,10 @@ def parse_store_specs(source: str | None) -> dict[str, StoreSpec]:
     try:
         data = load_text(source, what="TOKENWARD_CONFIG_TOKEN_STORES value")
     except BadRequest as exc:
-        raise ConfigError(exc.detail, code="setting_invalid") from None
+        raise ConfigError(exc.detail, code=ErrorCode.SETTING_INVALID) from None
     if not isinstance(data, dict):
         raise ConfigError(
-            "TOKENWARD_CONFIG_TOKEN_STORES must map store ids to {adapter, options}", code="setting_invalid"
+            "TOKENWARD_CONFIG_TOKEN_STORES must map store ids to {adapter, options}", code=ErrorCode.SETTING_INVALID
         )
     specs: dict[str, StoreSpec] = {}
     for store_id, raw in data.items():
@@ -115,7 +116,7 @@ def parse_store_specs(source: str | None) -> dict[str, StoreSpec]:
             where = ".".join(str(p) for p in err["loc"])
             msg = str(err["msg"]).removeprefix("Value error, ")
             raise ConfigError(
-                f"TOKENWARD_CONFIG_TOKEN_STORES store {store_id!r}: {where}: {msg}", code="setting_invalid"
+                f"TOKENWARD_CONFIG_TOKEN_STORES store {store_id!r}: {where}: {msg}", code=ErrorCode.SETTING_INVALID
             ) from None
         specs[str(store_id)] = spec
     return specs
@@ -124,7 +125,7 @@ def parse_store_specs(source: str | None) -> dict[str, StoreSpec]:
 def _check_id(token_id: str) -> None:
     if not _ID.match(token_id):
         raise BadRequest(
-            "config_token_id has characters or a length a store does not accept", code="config_token_id_invalid"
+            "config_token_id has characters or a length a store does not accept", code=ErrorCode.CONFIG_TOKEN_ID_INVALID
         )
 
 
@@ -151,11 +152,13 @@ def _parse_map(text_value: str, what: str) -> dict[str, StoredValue]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise BadRequest(f"{what} must map token ids to tokens", code="document_invalid")
+        raise BadRequest(f"{what} must map token ids to tokens", code=ErrorCode.DOCUMENT_INVALID)
     out: dict[str, StoredValue] = {}
     for key, value in data.items():
         if not isinstance(value, str | dict):
-            raise BadRequest(f"{what}: the value of {key!r} is neither a token nor a document", code="document_invalid")
+            raise BadRequest(
+                f"{what}: the value of {key!r} is neither a token nor a document", code=ErrorCode.DOCUMENT_INVALID
+            )
         out[str(key)] = value
     return out
 
@@ -193,7 +196,7 @@ class FileStore(_MapStore):
             if stamp == self._stamp:
                 return
             if st.st_size > MAX_STORE_BYTES:
-                raise BadRequest(f"larger than {MAX_STORE_BYTES} bytes", code="document_too_large")
+                raise BadRequest(f"larger than {MAX_STORE_BYTES} bytes", code=ErrorCode.DOCUMENT_TOO_LARGE)
             content = _parse_map(self.path.read_text(encoding="utf-8"), f"token file {self.path}")
         except OSError as exc:
             log.warning(
@@ -222,11 +225,13 @@ class EnvStore(_MapStore):
         env = os.environ if environ is None else environ
         raw = env.get(options.var)
         if raw is None:
-            raise ConfigError(f"the env config token store needs the variable {options.var}", code="setting_invalid")
+            raise ConfigError(
+                f"the env config token store needs the variable {options.var}", code=ErrorCode.SETTING_INVALID
+            )
         try:
             self._content = _parse_map(raw, f"variable {options.var}")
         except BadRequest as exc:
-            raise ConfigError(exc.detail, code="setting_invalid") from None
+            raise ConfigError(exc.detail, code=ErrorCode.SETTING_INVALID) from None
         self.version = 1
 
 
@@ -242,7 +247,7 @@ class SqlStore(TokenStore):
         self.allow_plain = options.allow_plain
         body = _outside_quotes(options.query)
         if body != options.query and "?" not in body:  # pragma: no cover - validated
-            raise ConfigError("the query placeholder is inside quotes", code="setting_invalid")
+            raise ConfigError("the query placeholder is inside quotes", code=ErrorCode.SETTING_INVALID)
         self._query = text(_replace_placeholder(options.query))
         self._db = Database.connect(options.url)
 
@@ -253,17 +258,17 @@ class SqlStore(TokenStore):
                 row = (await session.execute(self._query, {"config_token_id": token_id})).mappings().first()
         except StorageUnavailable:
             raise StorageUnavailable(
-                "the config token database cannot be reached", code="config_token_store_unavailable"
+                "the config token database cannot be reached", code=ErrorCode.CONFIG_TOKEN_STORE_UNAVAILABLE
             ) from None
         except StorageError as exc:
             raise StorageError(
-                f"the config token query failed: {exc.detail}", code="config_token_store_error"
+                f"the config token query failed: {exc.detail}", code=ErrorCode.CONFIG_TOKEN_STORE_ERROR
             ) from None
         if row is None:
             return None
         if "token" not in row:
             raise StorageError(
-                "the config token query must select a column named token", code="config_token_store_error"
+                "the config token query must select a column named token", code=ErrorCode.CONFIG_TOKEN_STORE_ERROR
             )
         value = row["token"]
         return None if value is None else str(value)

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tokenward.datadir import write_private
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 
 __all__ = [
@@ -55,7 +56,7 @@ def new_client_id(random_bytes: bytes) -> str:
 def normalize_client_id(value: str) -> str:
     """The canonical (uppercase) client ID, or BadRequest ``client_id_malformed``."""
     if not _CLIENT_ID.match(value):
-        raise BadRequest("client_id must be 40 hexadecimal characters", code="client_id_malformed")
+        raise BadRequest("client_id must be 40 hexadecimal characters", code=ErrorCode.CLIENT_ID_MALFORMED)
     return value.upper()
 
 
@@ -71,10 +72,12 @@ def origin_host(origin: str) -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise BadRequest(f"{origin!r} is not an origin like https://app.example.com", code="origin_malformed") from None
+        raise BadRequest(
+            f"{origin!r} is not an origin like https://app.example.com", code=ErrorCode.ORIGIN_MALFORMED
+        ) from None
     host = (parts.hostname or "").lower()
     if not host or parts.username or parts.password or " " in host:
-        raise BadRequest(f"{origin!r} is not an origin like https://app.example.com", code="origin_malformed")
+        raise BadRequest(f"{origin!r} is not an origin like https://app.example.com", code=ErrorCode.ORIGIN_MALFORMED)
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     if port is None or _DEFAULT_PORTS.get(parts.scheme.lower()) == port:
@@ -94,7 +97,7 @@ def app_hash_of_bytes(data: bytes) -> str:
 
 def normalize_app_hash(value: str) -> str:
     if not _APP_HASH.match(value):
-        raise BadRequest("app_hash must be 128 hexadecimal characters (SHA-512)", code="app_hash_malformed")
+        raise BadRequest("app_hash must be 128 hexadecimal characters (SHA-512)", code=ErrorCode.APP_HASH_MALFORMED)
     return value.upper()
 
 
@@ -142,22 +145,22 @@ class ClientRegistry:
         for app in self.apps:
             if hmac.compare_digest(app.client_id, wanted):
                 return app
-        raise NotFound(f"unknown client ID {client_id[:40]!r}", code="client_unknown")
+        raise NotFound(f"unknown client ID {client_id[:40]!r}", code=ErrorCode.CLIENT_UNKNOWN)
 
     def find(self, client_id_or_name: str) -> ClientApp:
         for app in self.apps:
             if app.name == client_id_or_name or app.client_id == client_id_or_name.upper():
                 return app
-        raise NotFound(f"no client app named or numbered {client_id_or_name!r}", code="client_unknown")
+        raise NotFound(f"no client app named or numbered {client_id_or_name!r}", code=ErrorCode.CLIENT_UNKNOWN)
 
     def register(
         self, *, name: str, origins: list[str], client_id: str, now: int, first_party: bool = True
     ) -> tuple[ClientRegistry, ClientApp]:
         name = name.strip()
         if not name or len(name) > 100:
-            raise BadRequest("a client app name must be 1 to 100 characters", code="client_name_invalid")
+            raise BadRequest("a client app name must be 1 to 100 characters", code=ErrorCode.CLIENT_NAME_INVALID)
         if any(app.name == name for app in self.apps):
-            raise Conflict(f"a client app named {name!r} already exists", code="client_name_taken")
+            raise Conflict(f"a client app named {name!r} already exists", code=ErrorCode.CLIENT_NAME_TAKEN)
         hosts = tuple(dict.fromkeys(origin_host(o) for o in origins))
         app = ClientApp(
             client_id=normalize_client_id(client_id),
@@ -194,7 +197,9 @@ class ClientRegistry:
                 for item in doc["clients"]
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError, BadRequest) as exc:
-            raise ConfigError(f"{source} is damaged ({type(exc).__name__})", code="client_ids_invalid") from None
+            raise ConfigError(
+                f"{source} is damaged ({type(exc).__name__})", code=ErrorCode.CLIENT_IDS_INVALID
+            ) from None
         return cls(apps)
 
 
@@ -206,7 +211,7 @@ def load_registry(data_dir: Path) -> ClientRegistry:
     except FileNotFoundError:
         return ClientRegistry()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="client_ids_unreadable") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", code=ErrorCode.CLIENT_IDS_UNREADABLE) from None
     return ClientRegistry.parse(data, source=str(path))
 
 

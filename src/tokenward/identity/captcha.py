@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Secret
@@ -95,7 +96,7 @@ def pkce_challenge(verifier: str) -> str:
 def validate_code_challenge(value: str) -> str:
     if not _CHALLENGE.match(value):
         raise BadRequest(
-            "code_challenge must be an S256 PKCE challenge (43 base64url characters)", code="pkce_malformed"
+            "code_challenge must be an S256 PKCE challenge (43 base64url characters)", code=ErrorCode.PKCE_MALFORMED
         )
     return value
 
@@ -103,9 +104,13 @@ def validate_code_challenge(value: str) -> str:
 def check_pkce(verifier: str, challenge: str) -> None:
     """Raise ``pkce_mismatch`` unless ``verifier`` hashes to ``challenge`` (RFC 7636 §4.6)."""
     if not _VERIFIER.match(verifier):
-        raise BadRequest("code_verifier must be 43 to 128 unreserved characters (RFC 7636)", code="pkce_malformed")
+        raise BadRequest(
+            "code_verifier must be 43 to 128 unreserved characters (RFC 7636)", code=ErrorCode.PKCE_MALFORMED
+        )
     if not hmac.compare_digest(pkce_challenge(verifier), challenge):
-        raise Unauthorized("code_verifier does not match the code_challenge of this captcha", code="pkce_mismatch")
+        raise Unauthorized(
+            "code_verifier does not match the code_challenge of this captcha", code=ErrorCode.PKCE_MISMATCH
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +149,7 @@ def _info(captcha_id: str) -> bytes:
 def validate_aead(name: str) -> str:
     """An enrolment's AEAD name, or BadRequest ``aead_unsupported``."""
     if name not in AEADS:
-        raise BadRequest(f"aead must be one of {', '.join(sorted(AEADS))}", code="aead_unsupported")
+        raise BadRequest(f"aead must be one of {', '.join(sorted(AEADS))}", code=ErrorCode.AEAD_UNSUPPORTED)
     return name
 
 
@@ -165,7 +170,8 @@ def _split(text: str) -> tuple[str, str, str]:
         parts = [CAPTCHA_PREFIX_SUITE, DEFAULT_AEAD, *parts[1:]]
     if len(parts) != 4 or parts[0] != CAPTCHA_PREFIX_SUITE or parts[1] not in AEADS or not _CAPTCHA_ID.match(parts[2]):
         raise BadRequest(
-            "not a tokenward captcha (expected TWC1.<id>.<data> or TWC2.<aead>.<id>.<data>)", code="captcha_unreadable"
+            "not a tokenward captcha (expected TWC1.<id>.<data> or TWC2.<aead>.<id>.<data>)",
+            code=ErrorCode.CAPTCHA_UNREADABLE,
         )
     return parts[1], parts[2], parts[3]
 
@@ -173,7 +179,7 @@ def _split(text: str) -> tuple[str, str, str]:
 def open_captcha(text: str, private_key: X25519PrivateKey) -> CaptchaPlaintext:
     """The authenticator's side: decrypt a captcha payload; BadRequest ``captcha_unreadable`` if it is not ours."""
     aead, captcha_id, body = _split(text)
-    sealed = b64u_decode(body, field="captcha", code="captcha_unreadable")
+    sealed = b64u_decode(body, field="captcha", code=ErrorCode.CAPTCHA_UNREADABLE)
     try:
         data = json.loads(_SUITES[aead].decrypt(sealed, private_key, info=_info(captcha_id)))
         plain = CaptchaPlaintext(
@@ -187,10 +193,10 @@ def open_captcha(text: str, private_key: X25519PrivateKey) -> CaptchaPlaintext:
         )
     except (InvalidTag, ValueError, KeyError, TypeError):
         raise BadRequest(
-            "this captcha was not encrypted to this authenticator's key", code="captcha_unreadable"
+            "this captcha was not encrypted to this authenticator's key", code=ErrorCode.CAPTCHA_UNREADABLE
         ) from None
     if plain.captcha_id != captcha_id:
-        raise BadRequest("captcha id mismatch", code="captcha_unreadable")
+        raise BadRequest("captcha id mismatch", code=ErrorCode.CAPTCHA_UNREADABLE)
     return plain
 
 
@@ -215,10 +221,11 @@ class Challenge:
 def check_usable(challenge: Challenge, *, now: float) -> None:
     """Raise the specific error when a challenge can no longer be answered."""
     if challenge.consumed_at is not None:
-        raise Conflict("this captcha was already used; request a new one", code="captcha_used")
+        raise Conflict("this captcha was already used; request a new one", code=ErrorCode.CAPTCHA_USED)
     if now >= challenge.expires_at:
-        raise Unauthorized("this captcha has expired; request a new one", code="captcha_expired")
+        raise Unauthorized("this captcha has expired; request a new one", code=ErrorCode.CAPTCHA_EXPIRED)
     if challenge.attempts >= MAX_ATTEMPTS:
         raise TooManyRequests(
-            f"this captcha had {MAX_ATTEMPTS} wrong attempts; request a new one", code="captcha_attempts_exhausted"
+            f"this captcha had {MAX_ATTEMPTS} wrong attempts; request a new one",
+            code=ErrorCode.CAPTCHA_ATTEMPTS_EXHAUSTED,
         )

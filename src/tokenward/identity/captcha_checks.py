@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.identity import captcha as cap
 from tokenward.identity.encoding import b64u_decode, b64u_encode
@@ -44,7 +45,7 @@ def account_key(kind: str, email: str) -> str:
 
 
 async def check(
-    regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str, *, detail: str | None = None
+    regulator: Regulator | None, keys: tuple[str, ...], now: float, code: ErrorCode, *, detail: str | None = None
 ) -> None:
     """Raise 429 ``code`` (with ``detail`` instead of the regulator's sentence when given) if a key is banned."""
     if regulator is None or not regulator.policy.enabled:

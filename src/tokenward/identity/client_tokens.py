@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TokenwardError, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Keyring, Purpose
@@ -133,16 +134,19 @@ def verify_client_token(token: str, key_set: KeySet, *, now: float, issuer: str,
         claims = claims_from_payload(json.loads(payload))
     except (JoseError, ValueError, KeyError, TypeError):
         raise Unauthorized(
-            "the client token is malformed or its signature is wrong", code="client_token_invalid"
+            "the client token is malformed or its signature is wrong", code=ErrorCode.CLIENT_TOKEN_INVALID
         ) from None
     if claims.issuer != issuer:
-        raise Unauthorized("the client token was issued by another server", code="client_token_foreign")
+        raise Unauthorized("the client token was issued by another server", code=ErrorCode.CLIENT_TOKEN_FOREIGN)
     if now < claims.issued_at - leeway:
         raise Unauthorized(
-            "the client token is not valid yet: compare this clock with the issuer's", code="client_token_not_yet_valid"
+            "the client token is not valid yet: compare this clock with the issuer's",
+            code=ErrorCode.CLIENT_TOKEN_NOT_YET_VALID,
         )
     if now >= claims.expires_at + leeway:
-        raise Unauthorized("the client token has expired: ask the issuer for a new one", code="client_token_expired")
+        raise Unauthorized(
+            "the client token has expired: ask the issuer for a new one", code=ErrorCode.CLIENT_TOKEN_EXPIRED
+        )
     return claims
 
 
@@ -170,7 +174,7 @@ def channel_key(own_private: X25519PrivateKey, claims: ClientTokenClaims) -> byt
     elif own_public == claims.destination_key:
         peer = claims.source_key
     else:
-        raise Unauthorized("this client token does not name this key", code="client_token_not_for_me")
+        raise Unauthorized("this client token does not name this key", code=ErrorCode.CLIENT_TOKEN_NOT_FOR_ME)
     shared = own_private.exchange(X25519PublicKey.from_public_bytes(b64u_decode(peer, field="peer key", length=32)))
     info = f"tokenward/v1/channel|{claims.token_id}|{claims.source_key}|{claims.destination_key}|{claims.client_id}"
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"tokenward/v1/channel", info=info.encode()).derive(shared)

@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 
 __all__ = ["b64u_decode", "b64u_encode"]
@@ -17,7 +18,7 @@ def b64u_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64u_decode(text: str, *, field: str, length: int | None = None, code: str = "malformed") -> bytes:
+def b64u_decode(text: str, *, field: str, length: int | None = None, code: ErrorCode = ErrorCode.MALFORMED) -> bytes:
     """Decode ``text``; raise BadRequest naming ``field`` when it is not base64url (or not ``length`` bytes)."""
     if not _B64U.match(text) or len(text) % 4 == 1:
         raise BadRequest(f"{field} is not base64url", code=code)

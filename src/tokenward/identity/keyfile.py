@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Secret
@@ -76,7 +77,7 @@ def seal_key_file(
 ) -> bytes:
     """The key file's bytes; pass 16 random bytes as ``salt`` and 12 as ``nonce``."""
     if not passphrase.reveal():
-        raise BadRequest("the passphrase must not be empty", code="passphrase_empty")
+        raise BadRequest("the passphrase must not be empty", code=ErrorCode.PASSPHRASE_EMPTY)
     raw = private_key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
@@ -88,7 +89,9 @@ def seal_key_file(
 
 def parse_key_file(data: bytes) -> KeyFile:
     """The document, without the passphrase (enough to read the public key); ConfigError ``keyfile_invalid``."""
-    bad = ConfigError("the authenticator key file is damaged or not a tokenward key file", code="keyfile_invalid")
+    bad = ConfigError(
+        "the authenticator key file is damaged or not a tokenward key file", code=ErrorCode.KEYFILE_INVALID
+    )
     if len(data) > MAX_KEY_FILE_BYTES:
         raise bad
     try:
@@ -120,10 +123,10 @@ def open_key_file(data: bytes, passphrase: Secret) -> X25519PrivateKey:
         )
     except InvalidTag:
         raise Unauthorized(
-            "wrong passphrase for the authenticator key file (or the file was altered)", code="passphrase_wrong"
+            "wrong passphrase for the authenticator key file (or the file was altered)", code=ErrorCode.PASSPHRASE_WRONG
         ) from None
     key = X25519PrivateKey.from_private_bytes(raw)
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if b64u_encode(public) != doc.public_key:
-        raise ConfigError("the authenticator key file's public key does not match", code="keyfile_invalid")
+        raise ConfigError("the authenticator key file's public key does not match", code=ErrorCode.KEYFILE_INVALID)
     return key

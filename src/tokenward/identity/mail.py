@@ -18,6 +18,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import ServiceUnavailable
 
 __all__ = ["Mailer", "SmtpMailer", "enrollment_message"]
@@ -79,5 +80,5 @@ class SmtpMailer:
             raise ServiceUnavailable(
                 f"the mail server {self.host}:{self.port} cannot be reached or refused us ({type(exc).__name__}); "
                 "try again later",
-                code="smtp_unavailable",
+                code=ErrorCode.SMTP_UNAVAILABLE,
             ) from None

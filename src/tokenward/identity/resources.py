@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tokenward.datadir import write_private
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError, NotFound, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 
@@ -44,21 +45,21 @@ def read_public_key(data: bytes) -> str:
         try:
             key = serialization.load_pem_public_key(text)
         except ValueError:
-            raise BadRequest("not a PEM public key", code="resource_key_invalid") from None
+            raise BadRequest("not a PEM public key", code=ErrorCode.RESOURCE_KEY_INVALID) from None
         if not isinstance(key, Ed25519PublicKey):
-            raise BadRequest("the resource key must be Ed25519", code="resource_key_invalid")
+            raise BadRequest("the resource key must be Ed25519", code=ErrorCode.RESOURCE_KEY_INVALID)
         return b64u_encode(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-    b64u_decode(text.decode("ascii", "replace"), field="public key", length=32, code="resource_key_invalid")
+    b64u_decode(text.decode("ascii", "replace"), field="public key", length=32, code=ErrorCode.RESOURCE_KEY_INVALID)
     return text.decode("ascii")
 
 
 def verify_login_signature(public_key: str, signature: str, message: bytes) -> None:
     key = Ed25519PublicKey.from_public_bytes(b64u_decode(public_key, field="public key", length=32))
-    sig = b64u_decode(signature, field="signature", length=64, code="resource_signature_invalid")
+    sig = b64u_decode(signature, field="signature", length=64, code=ErrorCode.RESOURCE_SIGNATURE_INVALID)
     try:
         key.verify(sig, message)
     except InvalidSignature:
-        raise Unauthorized("the resource login signature is wrong", code="resource_signature_invalid") from None
+        raise Unauthorized("the resource login signature is wrong", code=ErrorCode.RESOURCE_SIGNATURE_INVALID) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +70,13 @@ class ResourceRegistry:
         for known, key in self.keys:
             if known == name.lower():
                 return key
-        raise NotFound(f"unknown resource {name[:100]!r}", code="resource_unknown")
+        raise NotFound(f"unknown resource {name[:100]!r}", code=ErrorCode.RESOURCE_UNKNOWN)
 
     def register(self, name: str, public_key: str) -> ResourceRegistry:
         if not _NAME.match(name) or "@" in name:
-            raise BadRequest("a resource name is a DNS-like name such as api.example.com", code="resource_name_invalid")
+            raise BadRequest(
+                "a resource name is a DNS-like name such as api.example.com", code=ErrorCode.RESOURCE_NAME_INVALID
+            )
         rest = tuple(item for item in self.keys if item[0] != name.lower())
         return replace(self, keys=(*rest, (name.lower(), public_key)))
 
@@ -87,7 +90,9 @@ class ResourceRegistry:
             doc = json.loads(data)
             return cls(tuple((str(r["name"]), str(r["public_key"])) for r in doc["resources"]))
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise ConfigError(f"{RESOURCES_FILE} is damaged ({type(exc).__name__})", code="resources_invalid") from None
+            raise ConfigError(
+                f"{RESOURCES_FILE} is damaged ({type(exc).__name__})", code=ErrorCode.RESOURCES_INVALID
+            ) from None
 
 
 def load_resources(data_dir: Path) -> ResourceRegistry:

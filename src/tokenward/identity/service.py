@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tokenward.apptokens.regulation import Regulator, ip_key, user_key
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import (
     BadRequest,
     Conflict,
@@ -79,14 +80,21 @@ def _session_key(value: str) -> str:
     return _x25519(value, "session_key")
 
 
+_X25519_CODES = {
+    "session_key": (ErrorCode.SESSION_KEY_INVALID, ErrorCode.SESSION_KEY_WEAK),
+    "public_key": (ErrorCode.PUBLIC_KEY_INVALID, ErrorCode.PUBLIC_KEY_WEAK),
+}
+
+
 def _x25519(value: str, field: str) -> str:
     """A b64u X25519 public key: 400 ``<field>_invalid`` for bad syntax, ``<field>_weak`` for a low-order one."""
-    raw = b64u_decode(value, field=field, length=32, code=f"{field}_invalid")
+    invalid, weak = _X25519_CODES[field]
+    raw = b64u_decode(value, field=field, length=32, code=invalid)
     if is_weak_x25519(raw):
         raise BadRequest(
             f"{field} is a low-order X25519 point (every shared secret with it is zero); send a freshly "
             "generated X25519 public key",
-            code=f"{field}_weak",
+            code=weak,
         )
     return value
 
@@ -136,8 +144,8 @@ class IdentityService:
         """A device cookie for a browser that just signed in as ``email`` (:mod:`tokenward.identity.device`)."""
         return issue_device_token(self.keyring(), normalize_email(email), now=now, nonce=self.random_bytes(12))
 
-    async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: str) -> None:
-        detail = "too many captcha requests; try again later" if code == "captcha_rate_limited" else None
+    async def _check(self, regulator: Regulator | None, keys: tuple[str, ...], now: float, code: ErrorCode) -> None:
+        detail = "too many captcha requests; try again later" if code == ErrorCode.CAPTCHA_RATE_LIMITED else None
         await checks.check(regulator, keys, now, code, detail=detail)
 
     async def _count(
@@ -180,12 +188,12 @@ class IdentityService:
         if self.mailer is None:
             raise ServiceUnavailable(
                 "e-mail enrolment is not configured on this server (TOKENWARD_SMTP_HOST); ask an admin for a code",
-                code="smtp_not_configured",
+                code=ErrorCode.SMTP_NOT_CONFIGURED,
             )
         email = normalize_email(email)
         requests = _regulation_keys("enroll-email", email, client_ip)
         await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="enrolment e-mail")
-        await self._check(self.request_regulator, requests, now, "enrollment_rate_limited")
+        await self._check(self.request_regulator, requests, now, ErrorCode.ENROLLMENT_RATE_LIMITED)
         message = None
         if self.policy().captcha_enabled(email).allowed:
             code = await self.issue_enrollment_code(email, now=now, actor="email", method="email-code")
@@ -213,14 +221,14 @@ class IdentityService:
     ) -> Enrollment:
         email = normalize_email(email)
         keys = checks.hard_keys("captcha", email, client_ip)  # enrolment codes carry 128 bits: no account limit
-        await self._check(self.failure_regulator, keys, now, "too_many_attempts")
+        await self._check(self.failure_regulator, keys, now, ErrorCode.TOO_MANY_ATTEMPTS)
         _x25519(public_key, "public_key")
         cap.validate_aead(aead)
         redeemed = await self.store.redeem_enrollment_code(enrollment_code_hash(code), now=now)
         if redeemed is None or not hmac.compare_digest(redeemed.email, email):
             await self._audit(now, email, "enrollment.failed", subject=email, ip=client_ip)
             await self._count(self.failure_regulator, keys, now, client_ip=client_ip, reason="enrollment failure")
-            raise Unauthorized("the enrolment code is wrong, used or expired", code="enrollment_code_invalid")
+            raise Unauthorized("the enrolment code is wrong, used or expired", code=ErrorCode.ENROLLMENT_CODE_INVALID)
         enrollment = Enrollment(email=email, public_key=public_key, enrolled_at=now, method=redeemed.method, aead=aead)
         await self.store.put_enrollment(enrollment)
         await self._audit(now, email, "enrollment.completed", subject=email, method=redeemed.method, aead=aead)
@@ -233,7 +241,7 @@ class IdentityService:
             return normalize_app_hash(app_hash), origin or ""
         if origin:
             return app_hash_of_origin(origin), origin
-        raise BadRequest("give origin or app_hash", code="origin_missing")
+        raise BadRequest("give origin or app_hash", code=ErrorCode.ORIGIN_MISSING)
 
     async def request_captcha(
         self,
@@ -251,7 +259,7 @@ class IdentityService:
         # Failures ban new captchas too (else a fresh captcha would reset the guessing budget); every request
         # is counted before any policy answer, so probing which addresses are enrolled is limited as well.
         await self._check(
-            self.failure_regulator, self._failure_keys(email, client_ip, device, now), now, "too_many_attempts"
+            self.failure_regulator, self._failure_keys(email, client_ip, device, now), now, ErrorCode.TOO_MANY_ATTEMPTS
         )
         # Count first, then check: the count is one SQL query shared by every instance, so the limit is exact
         # across instances (the regulator's policy allows max + 1, the first request that is refused).
@@ -259,25 +267,27 @@ class IdentityService:
         # (the answers are what is limited per account), so counting them per e-mail only handed out lockouts.
         requests = checks.hard_keys("captcha-request", email, client_ip)
         await self._count(self.request_regulator, requests, now, client_ip=client_ip, reason="captcha request")
-        await self._check(self.request_regulator, requests, now, "captcha_rate_limited")
+        await self._check(self.request_regulator, requests, now, ErrorCode.CAPTCHA_RATE_LIMITED)
         client = self.clients().get(normalize_client_id(client_id))
         hashed, shown_origin = self._app_hash(origin, app_hash)
         cap.validate_code_challenge(code_challenge)
         if not client.allows_hash(hashed):
-            raise Forbidden(f"this origin is not registered for client app {client.name!r}", code="origin_not_allowed")
+            raise Forbidden(
+                f"this origin is not registered for client app {client.name!r}", code=ErrorCode.ORIGIN_NOT_ALLOWED
+            )
         policy = self.policy()
         if not policy.captcha_enabled(email).allowed:
             await self._audit(now, email, "captcha.denied", subject=email, client_id=client.client_id)
-            raise Forbidden("the captcha policy does not allow this e-mail address", code="captcha_denied")
+            raise Forbidden("the captcha policy does not allow this e-mail address", code=ErrorCode.CAPTCHA_DENIED)
         if not policy.can_login(email, client.client_id).allowed:
-            raise Forbidden("the user policy does not allow this login to this client app", code="login_denied")
+            raise Forbidden("the user policy does not allow this login to this client app", code=ErrorCode.LOGIN_DENIED)
         if not policy.client_access(hashed, client.client_id).allowed:
             raise Forbidden(
-                "clientappspolicy.csv does not allow this app for this client ID", code="client_access_denied"
+                "clientappspolicy.csv does not allow this app for this client ID", code=ErrorCode.CLIENT_ACCESS_DENIED
             )
         enrollment = await self.store.get_enrollment(email)
         if enrollment is None:
-            raise NotFound("this e-mail address has no enrolled authenticator", code="not_enrolled")
+            raise NotFound("this e-mail address has no enrolled authenticator", code=ErrorCode.NOT_ENROLLED)
         new = await checks.new_challenge(
             self.store,
             self.keyring(),
@@ -311,13 +321,13 @@ class IdentityService:
     ) -> IssuedSession:
         challenge = await self.store.get_challenge(captcha_id)
         if challenge is None or challenge.kind != "captcha":
-            raise NotFound("no such captcha", code="captcha_unknown")
+            raise NotFound("no such captcha", code=ErrorCode.CAPTCHA_UNKNOWN)
         keys = checks.hard_keys("captcha", challenge.subject, client_ip)
         await self._check(
             self.failure_regulator,
             self._failure_keys(challenge.subject, client_ip, device, now),
             now,
-            "too_many_attempts",
+            ErrorCode.TOO_MANY_ATTEMPTS,
         )
         _session_key(session_key)
         cap.check_usable(challenge, now=now)
@@ -330,12 +340,12 @@ class IdentityService:
         if not await self.store.use_attempt(captcha_id, max_attempts=cap.MAX_ATTEMPTS):
             fresh = await self.store.get_challenge(captcha_id)
             cap.check_usable(fresh or challenge, now=now)
-            raise Conflict("this captcha was already used; request a new one", code="captcha_used")
+            raise Conflict("this captcha was already used; request a new one", code=ErrorCode.CAPTCHA_USED)
         try:
             cap.check_pkce(code_verifier, challenge.code_challenge)
             if not hmac.compare_digest(cap.code_mac(key, captcha_id, code), challenge.code_mac):
                 left = cap.MAX_ATTEMPTS - challenge.attempts - 1
-                raise Unauthorized(f"wrong code; {left} attempt(s) left", code="captcha_wrong_code")
+                raise Unauthorized(f"wrong code; {left} attempt(s) left", code=ErrorCode.CAPTCHA_WRONG_CODE)
         except (Unauthorized, BadRequest) as exc:
             await self._audit(
                 now, challenge.subject, "captcha.failed", subject=challenge.subject, reason=exc.error_code, ip=client_ip
@@ -353,9 +363,9 @@ class IdentityService:
             self.policy().scopes(challenge.subject, challenge.app_hash, challenge.client_id), scopes
         )
         if missing:
-            raise Forbidden(f"scope(s) not granted: {', '.join(sorted(missing))}", code="scope_not_granted")
+            raise Forbidden(f"scope(s) not granted: {', '.join(sorted(missing))}", code=ErrorCode.SCOPE_NOT_GRANTED)
         if not await self.store.consume_challenge(captcha_id, now=now):
-            raise Conflict("this captcha was already used; request a new one", code="captcha_used")
+            raise Conflict("this captcha was already used; request a new one", code=ErrorCode.CAPTCHA_USED)
         issued = await self._issue(
             kind="user",
             subject=challenge.subject,
@@ -432,16 +442,16 @@ class IdentityService:
     ) -> IssuedSession:
         record = await self.store.get_challenge(challenge_id)
         if record is None or record.kind != "resource":
-            raise NotFound("no such login challenge", code="challenge_unknown")
+            raise NotFound("no such login challenge", code=ErrorCode.CHALLENGE_UNKNOWN)
         _session_key(session_key)
         if record.consumed_at is not None:
-            raise Conflict("this challenge was already used", code="challenge_used")
+            raise Conflict("this challenge was already used", code=ErrorCode.CHALLENGE_USED)
         cap.check_usable(record, now=now)
         key = self.keyring().key_by_id(Purpose.CAPTCHA, record.key_id, now=now)
         if key is None:
             raise self.keyring().mismatch(record.key_id, what="login challenge", now=now)
         if not hmac.compare_digest(cap.code_mac(key, challenge_id, challenge), record.code_mac):
-            raise Unauthorized("the challenge does not match", code="challenge_mismatch")
+            raise Unauthorized("the challenge does not match", code=ErrorCode.CHALLENGE_MISMATCH)
         public_key = self.resources().get(record.subject)
         message = login_message(
             server=self.server_name,
@@ -452,9 +462,9 @@ class IdentityService:
         )
         verify_login_signature(public_key, signature, message)
         if not self.policy().can_login(record.subject, record.client_id).allowed:
-            raise Forbidden("resourcepolicy.csv does not allow this resource to log in", code="login_denied")
+            raise Forbidden("resourcepolicy.csv does not allow this resource to log in", code=ErrorCode.LOGIN_DENIED)
         if not await self.store.consume_challenge(challenge_id, now=now):
-            raise Conflict("this challenge was already used", code="challenge_used")
+            raise Conflict("this challenge was already used", code=ErrorCode.CHALLENGE_USED)
         return await self._issue(
             kind="resource",
             subject=record.subject,
@@ -472,7 +482,7 @@ class IdentityService:
         identity = open_source_identifier(token, keyring=self.keyring(), now=now)
         record = await self.store.get_session(identity.session_id)
         if record is None or record.revoked_at is not None:
-            raise Unauthorized("this session was ended; log in again", code="session_revoked")
+            raise Unauthorized("this session was ended; log in again", code=ErrorCode.SESSION_REVOKED)
         return identity
 
     async def logout(self, identity: SourceIdentity, *, now: float) -> None:
@@ -482,7 +492,9 @@ class IdentityService:
     async def client_token(self, identity: SourceIdentity, destination: str, *, now: float) -> str:
         destination = destination.strip()
         if not destination or len(destination) > 320:
-            raise BadRequest("destination must be an e-mail address or a resource name", code="destination_invalid")
+            raise BadRequest(
+                "destination must be an e-mail address or a resource name", code=ErrorCode.DESTINATION_INVALID
+            )
         if "@" in destination:
             destination = destination.lower()
         decision = self.policy().can_ask(identity.subject, destination, identity.client_id)
@@ -491,12 +503,14 @@ class IdentityService:
                 now, identity.subject, "client_token.denied", subject=identity.subject, destination=destination
             )
             why = f" (denied by {decision.rule})" if decision.rule else " (no policy row allows it)"
-            code = "ask_denied_by_rule" if decision.rule else "ask_not_allowed"
+            code = ErrorCode.ASK_DENIED_BY_RULE if decision.rule else ErrorCode.ASK_NOT_ALLOWED
             fields = {"rule": decision.rule} if decision.rule else None
             raise Forbidden(f"{identity.subject} may not ask for {destination}{why}", code=code, fields=fields)
         peer = await self.store.latest_session(destination, identity.client_id, now=now)
         if peer is None:
-            raise NotFound(f"{destination} has no active session under this client ID", code="destination_unknown")
+            raise NotFound(
+                f"{destination} has no active session under this client ID", code=ErrorCode.DESTINATION_UNKNOWN
+            )
         claims = ClientTokenClaims(
             issuer=self.server_name,
             source=identity.subject,
@@ -522,7 +536,9 @@ class IdentityService:
         if not decision.allowed:
             why = f" (denied by {decision.rule})" if decision.rule else ""
             fields = {"rule": decision.rule} if decision.rule else None
-            raise Forbidden(f"{identity.subject} may not poke {subject}{why}", code="poke_denied", fields=fields)
+            raise Forbidden(
+                f"{identity.subject} may not poke {subject}{why}", code=ErrorCode.POKE_DENIED, fields=fields
+            )
         enrollment = await self.store.get_enrollment(subject) if "@" in subject else None
         _, key = self.keyring().key(Purpose.PSEUDONYM)
         pseudonym = hmac.new(key.reveal(), f"{identity.client_id}|{subject}".encode(), hashlib.sha256).digest()
@@ -539,5 +555,5 @@ def normalize_email(value: str) -> str:
     value = value.strip().lower()
     local, at, domain = value.rpartition("@")
     if not (at and local and domain) or len(value) > 254 or any(c.isspace() for c in value):
-        raise BadRequest("email is not an e-mail address", code="email_invalid")
+        raise BadRequest("email is not an e-mail address", code=ErrorCode.EMAIL_INVALID)
     return value

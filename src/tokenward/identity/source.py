@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Keyring, Purpose, Secret
@@ -87,17 +88,19 @@ def open_source_identifier(token: str, *, keyring: Keyring, now: float) -> Sourc
     """Decrypt and check a source identifier; each failure has its own code (never says why in more detail)."""
     match = _SHAPE.match(token) if len(token) <= MAX_LENGTH else None
     if match is None:
-        raise Unauthorized("the source identifier is malformed", code="source_identifier_malformed")
+        raise Unauthorized("the source identifier is malformed", code=ErrorCode.SOURCE_IDENTIFIER_MALFORMED)
     key_id, body = match.groups()
     key = keyring.key_by_id(Purpose.SOURCE_IDENTIFIER, key_id, now=now)
     if key is None:
         raise keyring.mismatch(key_id, what="source identifier", now=now)
-    raw = b64u_decode(body, field="source identifier", code="source_identifier_malformed")
+    raw = b64u_decode(body, field="source identifier", code=ErrorCode.SOURCE_IDENTIFIER_MALFORMED)
     try:
         plain = ChaCha20Poly1305(key.reveal()).decrypt(raw[:12], raw[12:], f"{PREFIX}.{key_id}".encode("ascii"))
         identity = SourceIdentity.from_json(plain)
     except (InvalidTag, ValueError, KeyError, TypeError):
-        raise Unauthorized("the source identifier was altered or forged", code="source_identifier_tampered") from None
+        raise Unauthorized(
+            "the source identifier was altered or forged", code=ErrorCode.SOURCE_IDENTIFIER_TAMPERED
+        ) from None
     if now >= identity.expires_at:
-        raise Unauthorized("the source identifier has expired; log in again", code="source_identifier_expired")
+        raise Unauthorized("the source identifier has expired; log in again", code=ErrorCode.SOURCE_IDENTIFIER_EXPIRED)
     return identity

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tokenward.apptokens.regulation import Regulator
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import (
     Conflict,
     Forbidden,
@@ -115,14 +116,14 @@ class SystemLoginService:
         email = normalize_email(user)
         host = host.lower()
         failures = checks.hard_keys("systemlogin", email, remote) + _account("systemlogin", email)
-        await checks.check(self.failure_regulator, failures, now, "too_many_attempts")
+        await checks.check(self.failure_regulator, failures, now, ErrorCode.TOO_MANY_ATTEMPTS)
         requests = checks.hard_keys("systemlogin-request", email, remote)
         await self._count(self.request_regulator, requests, now, remote=remote, reason="system-login captcha")
-        await checks.check(self.request_regulator, requests, now, "captcha_rate_limited")
+        await checks.check(self.request_regulator, requests, now, ErrorCode.CAPTCHA_RATE_LIMITED)
         await self._allowed(email, host, now, remote=remote)
         enrollment = await self.store.get_enrollment(email)
         if enrollment is None:
-            raise NotFound("this e-mail address has no enrolled authenticator", code="not_enrolled")
+            raise NotFound("this e-mail address has no enrolled authenticator", code=ErrorCode.NOT_ENROLLED)
         new = await checks.new_challenge(
             self.store,
             self.keyring(),
@@ -161,7 +162,9 @@ class SystemLoginService:
         email = normalize_email(user)
         host = host.lower()
         keys = checks.hard_keys("systemlogin", email, remote)
-        await checks.check(self.failure_regulator, keys + _account("systemlogin", email), now, "too_many_attempts")
+        await checks.check(
+            self.failure_regulator, keys + _account("systemlogin", email), now, ErrorCode.TOO_MANY_ATTEMPTS
+        )
         await self._allowed(email, host, now, remote=remote)
         candidates = await self._candidates(email, host, captcha_id, now)
         typed = cap.normalize_code(code)
@@ -176,7 +179,7 @@ class SystemLoginService:
             if hmac.compare_digest(cap.code_mac(key, challenge.id, typed), challenge.code_mac) and matched is None:
                 matched = challenge
         if matched is None:
-            reason = "system_login_wrong_code" if tried else "system_login_no_captcha"
+            reason = ErrorCode.SYSTEM_LOGIN_WRONG_CODE if tried else ErrorCode.SYSTEM_LOGIN_NO_CAPTCHA
             await self._audit(now, host, "systemlogin.failed", subject=email, host=host, reason=reason, remote=remote)
             await self._count(
                 self.failure_regulator,
@@ -195,7 +198,7 @@ class SystemLoginService:
             await self._audit(
                 now, host, "systemlogin.failed", subject=email, host=host, reason="captcha_used", remote=remote
             )
-            raise Conflict("this captcha was already used; make a new one", code="captcha_used")
+            raise Conflict("this captcha was already used; make a new one", code=ErrorCode.CAPTCHA_USED)
         await self._audit(now, host, "systemlogin.granted", subject=email, host=host, remote=remote)
         return SystemLoginGranted(email, host)
 
@@ -212,7 +215,7 @@ class SystemLoginService:
             and hmac.compare_digest(challenge.app_hash, host_hash(host))
         )
         if challenge is None or not ours:
-            raise NotFound("no such system-login captcha for this user on this host", code="captcha_unknown")
+            raise NotFound("no such system-login captcha for this user on this host", code=ErrorCode.CAPTCHA_UNKNOWN)
         cap.check_usable(challenge, now=now)
         return [challenge]
 
@@ -221,14 +224,16 @@ class SystemLoginService:
     async def _allowed(self, email: str, host: str, now: float, *, remote: str | None) -> None:
         policy = self.policy()
         if policy is None:
-            raise ServiceUnavailable("the policy is not loaded; system login is refused", code="policy_not_loaded")
+            raise ServiceUnavailable(
+                "the policy is not loaded; system login is refused", code=ErrorCode.POLICY_NOT_LOADED
+            )
         decision = policy.can_system_login(email, host)
         if not decision.allowed:
             await self._audit(
                 now, host, "systemlogin.denied", subject=email, host=host, rule=decision.rule, remote=remote
             )
             why = f" (denied by {decision.rule})" if decision.rule else " (no systemlogin row allows it)"
-            raise Forbidden(f"{email} may not log in to {host}{why}", code="system_login_denied")
+            raise Forbidden(f"{email} may not log in to {host}{why}", code=ErrorCode.SYSTEM_LOGIN_DENIED)
 
     async def _count(
         self,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.keys.secret import Secret
 from tokenward.keys.timecode import TimeCode
@@ -22,7 +23,7 @@ __all__ = ["TIMECODE_MISMATCH", "Keyring", "Purpose", "derive_key"]
 
 KEY_BYTES = 32
 #: The error code for anything made under a time code this instance does not accept.
-TIMECODE_MISMATCH = "timecode_mismatch"
+TIMECODE_MISMATCH = ErrorCode.TIMECODE_MISMATCH
 
 
 class Purpose(enum.StrEnum):

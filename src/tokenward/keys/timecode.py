@@ -22,6 +22,7 @@ import hmac
 import re
 from dataclasses import dataclass, field
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TimeCodeError
 from tokenward.keys.secret import Secret
 
@@ -57,10 +58,11 @@ class TimeCode:
 
     def __post_init__(self) -> None:
         if len(self.secret.reveal()) != SECRET_BYTES:
-            raise TimeCodeError(f"a time code secret must be {SECRET_BYTES} bytes", code="timecode_malformed")
+            raise TimeCodeError(f"a time code secret must be {SECRET_BYTES} bytes", code=ErrorCode.TIMECODE_MALFORMED)
         if self.label < 0 or self.label % WINDOW_MINUTES:
             raise TimeCodeError(
-                f"time code label {self.label} is not a 15-minute-aligned Unix minute", code="timecode_malformed"
+                f"time code label {self.label} is not a 15-minute-aligned Unix minute",
+                code=ErrorCode.TIMECODE_MALFORMED,
             )
 
     @classmethod
@@ -78,27 +80,28 @@ class TimeCode:
                 raise TimeCodeError(
                     "this looks like a time code of the original server (digits only); tokenward needs a "
                     f"version 1 code like {_EXAMPLE} — run `tokenward timecode generate`",
-                    code="timecode_version",
+                    code=ErrorCode.TIMECODE_VERSION,
                 )
             raise TimeCodeError(
-                f"not a time code: expected four dot-separated parts like {_EXAMPLE}", code="timecode_malformed"
+                f"not a time code: expected four dot-separated parts like {_EXAMPLE}", code=ErrorCode.TIMECODE_MALFORMED
             )
         version, label_text, secret_text, check = match.groups()
         if version != VERSION:
             raise TimeCodeError(
-                f"unsupported time code version {version!r}; this tokenward reads {VERSION!r}", code="timecode_version"
+                f"unsupported time code version {version!r}; this tokenward reads {VERSION!r}",
+                code=ErrorCode.TIMECODE_VERSION,
             )
         if len(secret_text) != 43 or len(check) != 6:
             raise TimeCodeError(
                 "time code is truncated or has extra characters (the secret part must be 43 characters, the check 6)",
-                code="timecode_truncated",
+                code=ErrorCode.TIMECODE_TRUNCATED,
             )
         if not hmac.compare_digest(_check(int(label_text), secret_text), check):
-            raise TimeCodeError("time code check failed: it was mistyped or altered", code="timecode_checksum")
+            raise TimeCodeError("time code check failed: it was mistyped or altered", code=ErrorCode.TIMECODE_CHECKSUM)
         try:
             raw = base64.urlsafe_b64decode(secret_text + "=")
         except (binascii.Error, ValueError):
-            raise TimeCodeError("time code secret is not base64url", code="timecode_malformed") from None
+            raise TimeCodeError("time code secret is not base64url", code=ErrorCode.TIMECODE_MALFORMED) from None
         return cls(label=int(label_text), secret=Secret(raw))
 
     def format(self) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.identity.apps import app_hash_of_origin
 
@@ -57,7 +58,7 @@ def check_redirect_uri(uri: str, *, what: str = "redirect URI") -> str:
     RFC 6749 §3.1.2: absolute, no fragment. RFC 8252 §7.3 / RFC 9700 §4.1: plain http only for
     loopback. Exact-match comparison later (no wildcards), so nothing is normalised here.
     """
-    code = "oidc_redirect_uri_invalid"
+    code = ErrorCode.OIDC_REDIRECT_URI_INVALID
     if not uri or len(uri) > MAX_URI_LENGTH or any(ord(c) < 33 or ord(c) == 127 for c in uri):
         raise BadRequest(f"the {what} must be an absolute URL without spaces (at most 2000 characters)", code=code)
     try:

@@ -35,6 +35,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.rpinitiated import EndSessionEndpoint, EndSessionRequest
 
 from tokenward.apptokens.regulation import Regulator, client_key, ip_key
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TooManyRequests, Unauthorized
 from tokenward.identity.apps import app_hash_of_origin
 from tokenward.identity.client_tokens import jwks
@@ -618,12 +619,14 @@ class OidcProvider:
         """The claims of the token's scope; 401 ``invalid_token`` for a bad, expired or signed-out token."""
         claims = verify_access_token(access_token, self.keyring(), issuer=self.issuer, now=self.clock())
         if "openid" not in str(claims.get("scope", "")).split():
-            raise Unauthorized("the access token was not issued for the openid scope", code="insufficient_scope")
+            raise Unauthorized(
+                "the access token was not issued for the openid scope", code=ErrorCode.INSUFFICIENT_SCOPE
+            )
         if not await self.session_alive(str(claims.get("sid", ""))):
-            raise Unauthorized("the user signed out; sign in again", code="invalid_token")
+            raise Unauthorized("the user signed out; sign in again", code=ErrorCode.INVALID_TOKEN)
         client = await self.store.get_client(str(claims.get("client_id", "")))
         if client is None:
-            raise Unauthorized("the client of this access token was removed", code="invalid_token")
+            raise Unauthorized("the client of this access token was removed", code=ErrorCode.INVALID_TOKEN)
         return self.claims(str(claims["sub"]), client, str(claims["scope"]))
 
     async def end_session(self, incoming: Incoming) -> tuple[Outgoing | None, str | None]:

@@ -16,6 +16,7 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.keys import Keyring, Purpose
 from tokenward.keys.signing import SIGNING_ALGORITHM, public_jwks, sign_compact, verify_compact
@@ -51,16 +52,16 @@ def half_hash(value: str) -> str:
 
 def _verified(token: str, keyring: Keyring, *, now: float, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise Unauthorized(f"the {what} is missing or too long", code="invalid_token")
+        raise Unauthorized(f"the {what} is missing or too long", code=ErrorCode.INVALID_TOKEN)
     jwks = public_jwks(keyring.verification_keys(Purpose.CLIENT_TOKEN_SIGNING, now=now))
     keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
     try:
         header, payload = verify_compact(token, keys)
         claims = json.loads(payload)
     except (JoseError, ValueError):
-        raise Unauthorized(f"the {what} is not valid here", code="invalid_token") from None
+        raise Unauthorized(f"the {what} is not valid here", code=ErrorCode.INVALID_TOKEN) from None
     if not isinstance(claims, dict):
-        raise Unauthorized(f"the {what} is not valid here", code="invalid_token")
+        raise Unauthorized(f"the {what} is not valid here", code=ErrorCode.INVALID_TOKEN)
     return header, claims
 
 
@@ -68,10 +69,10 @@ def verify_access_token(token: str, keyring: Keyring, *, issuer: str, now: float
     """The claims of a valid access token this issuer made, or 401 ``invalid_token``."""
     header, claims = _verified(token, keyring, now=now, what="access token")
     if header.get("typ") != ACCESS_TOKEN_TYPE or claims.get("iss") != issuer:
-        raise Unauthorized("the access token is not valid here", code="invalid_token")
+        raise Unauthorized("the access token is not valid here", code=ErrorCode.INVALID_TOKEN)
     exp = claims.get("exp")
     if not isinstance(exp, int) or now >= exp:
-        raise Unauthorized("the access token has expired", code="invalid_token")
+        raise Unauthorized("the access token has expired", code=ErrorCode.INVALID_TOKEN)
     return claims
 
 
@@ -79,5 +80,5 @@ def verify_id_token_hint(token: str, keyring: Keyring, *, issuer: str, now: floa
     """The claims of an ID token this issuer signed, expired or not (RP-Initiated Logout §2)."""
     header, claims = _verified(token, keyring, now=now, what="id_token_hint")
     if header.get("typ") == ACCESS_TOKEN_TYPE or claims.get("iss") != issuer:
-        raise Unauthorized("the id_token_hint was not issued here", code="invalid_token")
+        raise Unauthorized("the id_token_hint was not issued here", code=ErrorCode.INVALID_TOKEN)
     return claims

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.engine import Engine, MatcherCache, build_engine
 from tokenward.policy.files import CSV_FILES, MODEL_FILES, MODEL_OF, content_version, decode, parse_rows, read_sources
@@ -82,7 +83,9 @@ def build_policy(
     that differ in a few rows: each pattern is compiled once).
     """
     if dialect not in ("glob", "compat"):
-        raise PolicyError(f"unknown policy dialect {dialect!r}; use glob or compat", code="policy_dialect_unknown")
+        raise PolicyError(
+            f"unknown policy dialect {dialect!r}; use glob or compat", code=ErrorCode.POLICY_DIALECT_UNKNOWN
+        )
     models: dict[str, PolicyModel] = {}
     for name in MODEL_FILES:
         text = decode(sources[name], file=name) if name in sources else DEFAULT_MODEL
@@ -117,10 +120,12 @@ def with_files(policy: Policy, changes: Mapping[str, bytes], *, dialect: Dialect
     """
     chosen: Dialect = dialect or policy.dialect
     if chosen not in ("glob", "compat"):
-        raise PolicyError(f"unknown policy dialect {chosen!r}; use glob or compat", code="policy_dialect_unknown")
+        raise PolicyError(
+            f"unknown policy dialect {chosen!r}; use glob or compat", code=ErrorCode.POLICY_DIALECT_UNKNOWN
+        )
     for name in changes:
         if name not in MODEL_FILES and name not in CSV_FILES:
-            raise PolicyError(f"unknown policy file {name!r}", code="policy_file_unknown")
+            raise PolicyError(f"unknown policy file {name!r}", code=ErrorCode.POLICY_FILE_UNKNOWN)
     models = dict(policy.models)
     for name in MODEL_FILES:
         if name in changes:

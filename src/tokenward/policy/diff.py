@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.bundle import Policy, with_files
 from tokenward.policy.engine import Engine, IndexedEngine
@@ -250,7 +251,7 @@ def diff_policies(
     for probe in probes:
         asked = by_file.get(probe.file)
         if asked is None:
-            raise PolicyError(f"unknown policy file {probe.file!r} in a question", code="policy_file_unknown")
+            raise PolicyError(f"unknown policy file {probe.file!r} in a question", code=ErrorCode.POLICY_FILE_UNKNOWN)
         asked[probe] = None
     groups: list[FlipGroup] = []
     rows: dict[str, RowChanges] = {}

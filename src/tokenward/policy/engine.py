@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any, Protocol
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.model import ModelShape, PolicyModel, Rule
 from tokenward.policy.patterns import (
@@ -65,7 +66,7 @@ class Engine(Protocol):
 
 def _check_value(value: str) -> None:
     if len(value) > MAX_VALUE_LENGTH:
-        raise PolicyError(f"value longer than {MAX_VALUE_LENGTH} characters", code="policy_value_too_long")
+        raise PolicyError(f"value longer than {MAX_VALUE_LENGTH} characters", code=ErrorCode.POLICY_VALUE_TOO_LONG)
 
 
 class _Entry:
@@ -338,7 +339,7 @@ class CasbinEngine:
             enforcer.enforce("", "", "", "")
         except Exception as exc:
             raise PolicyError(
-                f"{model.file}:0: model cannot be evaluated ({exc})", code="policy_model_invalid"
+                f"{model.file}:0: model cannot be evaluated ({exc})", code=ErrorCode.POLICY_MODEL_INVALID
             ) from None
         self._enforcer = enforcer
 

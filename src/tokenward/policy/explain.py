@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.bundle import Policy
 from tokenward.policy.engine import IndexedEngine
@@ -95,7 +96,7 @@ def explain(policy: Policy, sub: str, dom: str, obj: str, act: str, *, file: str
         if segment is not None:
             require(policy.segments, segment)
     elif file not in CSV_FILES:
-        raise PolicyError(f"unknown policy file {file!r}", code="policy_file_unknown")
+        raise PolicyError(f"unknown policy file {file!r}", code=ErrorCode.POLICY_FILE_UNKNOWN)
     engine = policy.engine(file)
     common = {"request": (sub, dom, obj, act), "file": file, "version": policy.version, "dialect": policy.dialect}
     if act == "clientaccess" and file == "clientappspolicy.csv" and not engine.has_object(obj):

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.model import Rule
 
@@ -65,9 +66,11 @@ def read_sources(data_dir: Path, *, max_bytes: int = MAX_FILE_BYTES) -> dict[str
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise PolicyError(f"{name}:0: cannot read ({exc.strerror})", code="policy_file_unreadable") from None
+            raise PolicyError(
+                f"{name}:0: cannot read ({exc.strerror})", code=ErrorCode.POLICY_FILE_UNREADABLE
+            ) from None
         if len(data) > max_bytes:
-            raise PolicyError(f"{name}:0: file is larger than {max_bytes} bytes", code="policy_file_too_large")
+            raise PolicyError(f"{name}:0: file is larger than {max_bytes} bytes", code=ErrorCode.POLICY_FILE_TOO_LARGE)
         sources[name] = data
     return sources
 
@@ -86,7 +89,9 @@ def decode(data: bytes, *, file: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise PolicyError(f"{file}:{line}: not valid UTF-8 (byte {exc.start})", code="policy_encoding") from None
+        raise PolicyError(
+            f"{file}:{line}: not valid UTF-8 (byte {exc.start})", code=ErrorCode.POLICY_ENCODING
+        ) from None
     return text.removeprefix("\ufeff")
 
 
@@ -104,7 +109,7 @@ def _split_fields(line: str, *, file: str, number: int) -> list[str]:
             while True:
                 end = line.find('"', i)
                 if end < 0:
-                    raise PolicyError(f"{file}:{number}: unterminated quoted field", code="policy_row_invalid")
+                    raise PolicyError(f"{file}:{number}: unterminated quoted field", code=ErrorCode.POLICY_ROW_INVALID)
                 value.append(line[i:end])
                 if line.startswith('""', end):
                     value.append('"')
@@ -115,14 +120,14 @@ def _split_fields(line: str, *, file: str, number: int) -> list[str]:
             while i < n and line[i] in " \t":
                 i += 1
             if i < n and line[i] != ",":
-                raise PolicyError(f"{file}:{number}: text after a closing quote", code="policy_row_invalid")
+                raise PolicyError(f"{file}:{number}: text after a closing quote", code=ErrorCode.POLICY_ROW_INVALID)
             fields.append("".join(value))
         else:
             end = line.find(",", i)
             end = n if end < 0 else end
             field = line[i:end].strip(" \t")
             if '"' in field:
-                raise PolicyError(f"{file}:{number}: stray quote in field {field!r}", code="policy_row_invalid")
+                raise PolicyError(f"{file}:{number}: stray quote in field {field!r}", code=ErrorCode.POLICY_ROW_INVALID)
             fields.append(field)
             i = end
         if i >= n:
@@ -140,28 +145,28 @@ def parse_rows(text: str, *, file: str, columns: int = 4, ptypes: frozenset[str]
     for number, raw in enumerate(text.splitlines(), start=1):
         if len(raw) > MAX_LINE_LENGTH:
             raise PolicyError(
-                f"{file}:{number}: line longer than {MAX_LINE_LENGTH} characters", code="policy_row_invalid"
+                f"{file}:{number}: line longer than {MAX_LINE_LENGTH} characters", code=ErrorCode.POLICY_ROW_INVALID
             )
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if "\0" in line:
-            raise PolicyError(f"{file}:{number}: NUL character", code="policy_row_invalid")
+            raise PolicyError(f"{file}:{number}: NUL character", code=ErrorCode.POLICY_ROW_INVALID)
         fields = _split_fields(line, file=file, number=number)
         ptype, values = fields[0], fields[1:]
         if ptype not in ptypes:
             raise PolicyError(
                 f"{file}:{number}: row type {ptype!r} is not one of {', '.join(sorted(ptypes))}",
-                code="policy_row_invalid",
+                code=ErrorCode.POLICY_ROW_INVALID,
             )
         if len(values) != columns:
             raise PolicyError(
                 f"{file}:{number}: expected {columns} fields after {ptype!r}, found {len(values)}",
-                code="policy_row_invalid",
+                code=ErrorCode.POLICY_ROW_INVALID,
             )
         for position, value in enumerate(values, start=1):
             if not value:
-                raise PolicyError(f"{file}:{number}: field {position} is empty", code="policy_row_invalid")
+                raise PolicyError(f"{file}:{number}: field {position} is empty", code=ErrorCode.POLICY_ROW_INVALID)
         if columns == 4:
             rows.append(Rule(values[0], values[1], values[2], values[3], file, number, ptype))
         else:  # an unsupported model of another arity: keep every field for the slow path

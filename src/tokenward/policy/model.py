@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 
 __all__ = [
@@ -196,7 +197,7 @@ def parse_model(text: str, *, file: str = "model.conf") -> PolicyModel:
     except Exception as exc:  # pycasbin raises bare RuntimeError/IndexError with a line number
         found = _PARSE_LINE.search(str(exc))
         line = int(found.group(1)) if found else 1
-        raise PolicyError(f"{file}:{line}: model does not parse ({exc})", code="policy_model_invalid") from None
+        raise PolicyError(f"{file}:{line}: model does not parse ({exc})", code=ErrorCode.POLICY_MODEL_INVALID) from None
     for sec, name in (
         ("r", "request_definition"),
         ("p", "policy_definition"),
@@ -204,11 +205,11 @@ def parse_model(text: str, *, file: str = "model.conf") -> PolicyModel:
         ("m", "matchers"),
     ):
         if sec not in model.keys() or sec not in model[sec]:
-            raise PolicyError(f"{file}:1: model has no [{name}] {sec} = ...", code="policy_model_invalid")
+            raise PolicyError(f"{file}:1: model has no [{name}] {sec} = ...", code=ErrorCode.POLICY_MODEL_INVALID)
     matcher = str(model["m"]["m"].value)
     if not _balanced(re.sub(r"'[^']*'|\"[^\"]*\"", "", matcher)):
         line = _line_of(text, "m=")
-        raise PolicyError(f"{file}:{line}: matcher has unbalanced parentheses", code="policy_model_invalid")
+        raise PolicyError(f"{file}:{line}: matcher has unbalanced parentheses", code=ErrorCode.POLICY_MODEL_INVALID)
     p_tokens = tuple(str(t).removeprefix("p_") for t in model["p"]["p"].tokens)
     r_tokens = tuple(str(t).removeprefix("r_") for t in model["r"]["r"].tokens)
     effect = re.sub(r"\s+", "", str(model["e"]["e"].value)).replace("p_eft", "p.eft")

@@ -21,6 +21,7 @@ from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, Literal
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 
 __all__ = [
@@ -96,13 +97,13 @@ def compile_compat(pattern: str, *, where: str = "<memory>") -> re.Pattern[str]:
 def _parse(pattern: str, where: str) -> Any:
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise PolicyError(
-            f"{where}: pattern longer than {MAX_PATTERN_LENGTH} characters", code="policy_pattern_too_long"
+            f"{where}: pattern longer than {MAX_PATTERN_LENGTH} characters", code=ErrorCode.POLICY_PATTERN_TOO_LONG
         )
     try:
         return sre_parse.parse(pattern)
     except re.error as exc:
         raise PolicyError(
-            f"{where}: invalid regular expression {pattern!r}: {exc}", code="policy_regex_invalid"
+            f"{where}: invalid regular expression {pattern!r}: {exc}", code=ErrorCode.POLICY_REGEX_INVALID
         ) from None
 
 
@@ -174,7 +175,7 @@ def _flatten(parsed: Any, where: str, pattern: str, *, in_repeat: bool) -> list[
 def _reject(where: str, pattern: str, what: str) -> None:
     raise PolicyError(
         f"{where}: pattern {pattern!r} contains {what}, which can make matching take exponential time",
-        code="policy_regex_unsafe",
+        code=ErrorCode.POLICY_REGEX_UNSAFE,
     )
 
 

@@ -20,6 +20,7 @@ from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.bundle import Policy
 from tokenward.policy.files import CSV_FILES
@@ -193,7 +194,7 @@ def generate_probes(
 
 
 def _bad(source: str, number: int, message: str) -> PolicyError:
-    return PolicyError(f"{source}:{number}: {message}", code="policy_requests_invalid")
+    return PolicyError(f"{source}:{number}: {message}", code=ErrorCode.POLICY_REQUESTS_INVALID)
 
 
 def _probe(fields: list[str], file: str | None, source: str, number: int) -> Probe:

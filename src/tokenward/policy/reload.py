@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.periodic import Periodic
 from tokenward.policy.bundle import Observer, Policy, build_policy
@@ -85,7 +86,7 @@ class PolicyHolder:
         """The policy in force; raises ``policy_not_loaded`` before the first successful load."""
         policy = self._policy
         if policy is None:
-            raise PolicyError("no policy has been loaded yet", code="policy_not_loaded")
+            raise PolicyError("no policy has been loaded yet", code=ErrorCode.POLICY_NOT_LOADED)
         return policy
 
     @property
@@ -124,7 +125,7 @@ class PolicyHolder:
     def reload(self) -> ReloadResult:
         """Re-read ``data_dir`` and :meth:`apply` it."""
         if self.data_dir is None:
-            raise PolicyError("this policy holder has no data directory", code="policy_not_loaded")
+            raise PolicyError("this policy holder has no data directory", code=ErrorCode.POLICY_NOT_LOADED)
         try:
             sources = read_sources(self.data_dir)
         except PolicyError as exc:
@@ -176,7 +177,7 @@ class PolicyWatcher:
 
     def __init__(self, holder: PolicyHolder, *, interval: float = 1.0) -> None:
         if holder.data_dir is None:
-            raise PolicyError("cannot watch a policy holder without a data directory", code="policy_not_loaded")
+            raise PolicyError("cannot watch a policy holder without a data directory", code=ErrorCode.POLICY_NOT_LOADED)
         self.holder = holder
         self.data_dir: Path = holder.data_dir
         self.interval = interval

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 from tokenward.policy.model import DEFAULT_MODEL
 
@@ -237,6 +238,6 @@ def write_samples(directory: Path, *, server_name: str | None = None, overwrite:
             written.append(path)
     except OSError as exc:
         raise PolicyError(
-            f"cannot write samples to {directory}: {exc.strerror}", code="policy_file_unreadable"
+            f"cannot write samples to {directory}: {exc.strerror}", code=ErrorCode.POLICY_FILE_UNREADABLE
         ) from None
     return written

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError
 
 __all__ = ["ALL_SEGMENTS", "SHARED_FILES", "Segment", "parse_segments", "require"]
@@ -52,10 +53,10 @@ def parse_segments(names: str | Iterable[str]) -> frozenset[Segment]:
         else:
             raise PolicyError(
                 f"unknown policy segment {name!r}; known: {', '.join(sorted(ALL_SEGMENTS))}",
-                code="policy_segment_unknown",
+                code=ErrorCode.POLICY_SEGMENT_UNKNOWN,
             )
     if not found:
-        raise PolicyError("at least one policy segment must be served", code="policy_segment_unknown")
+        raise PolicyError("at least one policy segment must be served", code=ErrorCode.POLICY_SEGMENT_UNKNOWN)
     return frozenset(found)
 
 
@@ -66,5 +67,5 @@ def require(served: frozenset[Segment], *needed: Segment) -> None:
     names = " or ".join(needed)
     raise PolicyError(
         f"this instance does not serve the {names} policy segment (serves: {', '.join(sorted(served))})",
-        code="policy_segment_not_served",
+        code=ErrorCode.POLICY_SEGMENT_NOT_SERVED,
     )

@@ -29,6 +29,7 @@ from sqlalchemy import JSON, Index, Row, String, bindparam, case, func, insert, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, StorageUnavailable
 
 from .audit import AuditEvent, AuditLog, SqlAuditLog
@@ -171,7 +172,7 @@ class InMemoryAppTokenStore(AppTokenStore):
         _check_events(audit, events)
         async with self._writing:
             if record.id in self._records:
-                raise Conflict("an app token with this id exists", code="storage_conflict")
+                raise Conflict("an app token with this id exists", code=ErrorCode.STORAGE_CONFLICT)
             if max_live is not None and await self.count_live(record.owner, record.created_at) >= max_live:
                 raise _limit_reached(record.owner, max_live)
             await _append_all(audit, events)  # a failed append leaves no record
@@ -281,7 +282,7 @@ class SqlAppTokenStore(AppTokenStore):
                 raise StorageUnavailable(
                     f"another app token create for this user held the database lock for over {_OWNER_LOCK_WAIT} s; "
                     "try again",
-                    code="apptoken_busy",
+                    code=ErrorCode.APPTOKEN_BUSY,
                 )
             return name
         return None
@@ -377,7 +378,9 @@ _MYSQL_UNLOCK = text("SELECT RELEASE_LOCK(:name)")
 
 def _limit_reached(owner: str, max_live: int) -> Conflict:
     """The error for an owner at the limit (409 ``apptoken_limit``)."""
-    return Conflict(f"{owner} already holds {max_live} live app tokens; delete some first", code="apptoken_limit")
+    return Conflict(
+        f"{owner} already holds {max_live} live app tokens; delete some first", code=ErrorCode.APPTOKEN_LIMIT
+    )
 
 
 def _owner_hash(owner: str, size: int) -> int:

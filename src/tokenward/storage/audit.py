@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 
 from .database import Database
@@ -260,10 +261,10 @@ def _check_query(
     since: datetime | None, limit: int, *, until: datetime | None = None, before: Cursor | None = None
 ) -> None:
     if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}", code="invalid_limit")
+        raise BadRequest(f"limit must be between 1 and {MAX_LIST_LIMIT}", code=ErrorCode.INVALID_LIMIT)
     if since is not None and (since.tzinfo is None or since.utcoffset() is None):
-        raise BadRequest("since must include a time zone", code="invalid_since")
+        raise BadRequest("since must include a time zone", code=ErrorCode.INVALID_SINCE)
     if until is not None and (until.tzinfo is None or until.utcoffset() is None):
-        raise BadRequest("until must include a time zone", code="invalid_until")
+        raise BadRequest("until must include a time zone", code=ErrorCode.INVALID_UNTIL)
     if before is not None and (before[0].tzinfo is None or before[0].utcoffset() is None):
-        raise BadRequest("a paging cursor's time must include a time zone", code="invalid_cursor")
+        raise BadRequest("a paging cursor's time must include a time zone", code=ErrorCode.INVALID_CURSOR)

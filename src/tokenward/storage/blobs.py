@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, StorageUnavailable
 
 __all__ = ["Blob", "BlobStore", "LocalBlobStore", "MemoryBlobStore", "S3BlobStore", "S3Config", "check_name"]
@@ -35,7 +36,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,511}$")
 def check_name(name: str) -> str:
     """Return ``name`` or raise StorageError (``blob_name_invalid``) for one no store should hold."""
     if not _NAME.match(name) or ".." in name:
-        raise StorageError(f"blob name {name!r} is not allowed", code="blob_name_invalid")
+        raise StorageError(f"blob name {name!r} is not allowed", code=ErrorCode.BLOB_NAME_INVALID)
     return name
 
 
@@ -124,7 +125,9 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StorageError(f"cannot read {self._path(name)}: {exc.strerror}", code="blob_unreadable") from None
+            raise StorageError(
+                f"cannot read {self._path(name)}: {exc.strerror}", code=ErrorCode.BLOB_UNREADABLE
+            ) from None
         return Blob(data, _etag_of(data))
 
     def _write(self, name: str, data: bytes) -> str:
@@ -134,14 +137,18 @@ class LocalBlobStore(BlobStore):
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_private(self._path(name), data)
         except OSError as exc:
-            raise StorageError(f"cannot write {self._path(name)}: {exc.strerror}", code="blob_unwritable") from None
+            raise StorageError(
+                f"cannot write {self._path(name)}: {exc.strerror}", code=ErrorCode.BLOB_UNWRITABLE
+            ) from None
         return _etag_of(data)
 
     def _delete(self, name: str) -> None:
         try:
             self._path(name).unlink(missing_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot delete {self._path(name)}: {exc.strerror}", code="blob_unwritable") from None
+            raise StorageError(
+                f"cannot delete {self._path(name)}: {exc.strerror}", code=ErrorCode.BLOB_UNWRITABLE
+            ) from None
 
     def _list(self, prefix: str) -> list[str]:
         try:
@@ -191,7 +198,7 @@ class S3BlobStore(BlobStore):
             from botocore.config import Config
         except ImportError:  # pragma: no cover - depends on the install
             raise StorageError(
-                "S3 support needs boto3: pip install 'tokenward[s3]'", code="s3_support_missing"
+                "S3 support needs boto3: pip install 'tokenward[s3]'", code=ErrorCode.S3_SUPPORT_MISSING
             ) from None
         self.config = config
         self.location = f"s3://{config.bucket}" + (f" at {config.url}" if config.url else "")
@@ -219,7 +226,7 @@ class S3BlobStore(BlobStore):
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
             return StorageError(
                 f"no S3 credentials to {action} {where}: set TOKENWARD_S3_ACCESS_KEY and TOKENWARD_S3_SECRET_KEY",
-                code="s3_credentials",
+                code=ErrorCode.S3_CREDENTIALS,
             )
         if isinstance(exc, bx.ClientError):
             error = exc.response.get("Error", {})
@@ -229,35 +236,36 @@ class S3BlobStore(BlobStore):
                 return StorageError(
                     f"S3 refused the credentials to {action} {where} ({code}): check TOKENWARD_S3_ACCESS_KEY "
                     "and TOKENWARD_S3_SECRET_KEY",
-                    code="s3_credentials",
+                    code=ErrorCode.S3_CREDENTIALS,
                 )
             if code == "NoSuchBucket" or (code in ("404", "NotFound") and action == "find the bucket of"):
                 return StorageError(
                     f"bucket {self.config.bucket!r} does not exist at {self.config.url or 'AWS S3'}: create it or "
                     "fix TOKENWARD_S3_BUCKET",
-                    code="s3_bucket_missing",
+                    code=ErrorCode.S3_BUCKET_MISSING,
                 )
             if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
                 return StorageError(
                     f"S3 denied access to {action} {where} ({code or status}): grant the key s3:GetObject, "
                     "s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket",
-                    code="s3_access_denied",
+                    code=ErrorCode.S3_ACCESS_DENIED,
                 )
             if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
                 return StorageUnavailable(
                     f"S3 could not {action} {where} right now ({code or status}); retrying later",
-                    code="s3_unreachable",
+                    code=ErrorCode.S3_UNREACHABLE,
                 )
-            return StorageError(f"S3 could not {action} {where} ({code or status})", code="s3_error")
+            return StorageError(f"S3 could not {action} {where} ({code or status})", code=ErrorCode.S3_ERROR)
         if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError):
             return StorageUnavailable(
-                f"cannot reach S3 to {action} {where}: check TOKENWARD_S3_URL and the network", code="s3_unreachable"
+                f"cannot reach S3 to {action} {where}: check TOKENWARD_S3_URL and the network",
+                code=ErrorCode.S3_UNREACHABLE,
             )
         if isinstance(exc, bx.BotoCoreError):
             return StorageUnavailable(
-                f"S3 request to {action} {where} failed ({type(exc).__name__})", code="s3_unreachable"
+                f"S3 request to {action} {where} failed ({type(exc).__name__})", code=ErrorCode.S3_UNREACHABLE
             )
-        return StorageError(f"S3 request to {action} {where} failed ({type(exc).__name__})", code="s3_error")
+        return StorageError(f"S3 request to {action} {where} failed ({type(exc).__name__})", code=ErrorCode.S3_ERROR)
 
     def _call(self, action: str, method: str, **kwargs: Any) -> Any:
         from botocore import exceptions as bx

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict
 
 from .database import Database
@@ -76,7 +77,7 @@ class ConfigTokenRevocations(ABC):
 
 
 def _already(jti: str) -> Conflict:
-    return Conflict(f"config token {jti} is already revoked", code="config_token_already_revoked")
+    return Conflict(f"config token {jti} is already revoked", code=ErrorCode.CONFIG_TOKEN_ALREADY_REVOKED)
 
 
 class InMemoryConfigTokenRevocations(ConfigTokenRevocations):

@@ -17,6 +17,7 @@ from sqlalchemy import Index, String, Text, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, NotFound
 from tokenward.oidc.clients import OidcClient
 
@@ -214,7 +215,9 @@ class SqlOidcStore:
         async with self._db.session() as s:
             taken = await s.scalar(select(OidcClientRow.client_id).where(OidcClientRow.name == client.name))
             if taken is not None:
-                raise Conflict(f"an OpenID client named {client.name!r} already exists", code="oidc_client_name_taken")
+                raise Conflict(
+                    f"an OpenID client named {client.name!r} already exists", code=ErrorCode.OIDC_CLIENT_NAME_TAKEN
+                )
             s.add(
                 OidcClientRow(
                     client_id=client.client_id,
@@ -242,7 +245,9 @@ class SqlOidcStore:
                 )
             )
             if row is None:
-                raise NotFound(f"no OpenID client named or numbered {client_id_or_name!r}", code="oidc_client_unknown")
+                raise NotFound(
+                    f"no OpenID client named or numbered {client_id_or_name!r}", code=ErrorCode.OIDC_CLIENT_UNKNOWN
+                )
             return _client(row)
 
     async def list_clients(self) -> list[OidcClient]:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageUnavailable
 
 from .regulation import RegulationStore
@@ -46,18 +47,18 @@ def connect_redis(url: str, *, timeout: float = 2.0) -> Any:
     except ImportError:  # pragma: no cover - the extra is part of the dev install
         raise StorageUnavailable(
             "TOKENWARD_REDIS_URL is set but redis-py is not installed: pip install 'tokenward[redis]'",
-            code="redis_missing",
+            code=ErrorCode.REDIS_MISSING,
         ) from None
     try:
         return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     except ValueError:
         raise StorageUnavailable(
-            "TOKENWARD_REDIS_URL is not a redis:// or rediss:// URL", code="redis_url_invalid"
+            "TOKENWARD_REDIS_URL is not a redis:// or rediss:// URL", code=ErrorCode.REDIS_URL_INVALID
         ) from None
 
 
 def _unavailable(exc: BaseException) -> StorageUnavailable:
-    return StorageUnavailable(f"Redis is unreachable ({type(exc).__name__})", code="redis_unavailable")
+    return StorageUnavailable(f"Redis is unreachable ({type(exc).__name__})", code=ErrorCode.REDIS_UNAVAILABLE)
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, StorageError, StorageUnavailable
 
 from .urls import SETTING, redact
@@ -50,7 +51,7 @@ def translate_errors(url: URL) -> Iterator[None]:
         # The driver's text quotes the duplicate value; keep it out of the message.
         raise Conflict(
             "the change conflicts with data already stored (duplicate key or missing reference)",
-            code="storage_conflict",
+            code=ErrorCode.STORAGE_CONFLICT,
         ) from exc
     except sa_exc.TimeoutError as exc:
         raise StorageUnavailable(
@@ -74,7 +75,7 @@ def _from_dbapi(exc: sa_exc.DBAPIError, url: URL) -> StorageError:
     if _SCHEMA_MISSING.search(reason):
         return StorageError(
             f"the database schema at {redact(url)} is missing or out of date; run `tokenward db upgrade`",
-            code="storage_schema_missing",
+            code=ErrorCode.STORAGE_SCHEMA_MISSING,
         )
     connection_trouble = (
         exc.connection_invalidated

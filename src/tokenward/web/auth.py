@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from tokenward.apptokens import MANAGE_SCOPE, AppTokenService, Caller
 from tokenward.clientaddr import TrustedProxies
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden, Unauthorized
 from tokenward.httpauth import MAX_AUTHORIZATION_LENGTH, AuthenticationRequired, parse_basic
 from tokenward.logs import REQUEST_ID
@@ -82,14 +83,14 @@ async def authenticate(request: Request, chain: Sequence[Authenticator]) -> Call
         if caller is not None:
             return caller
     raise AuthenticationRequired(
-        "send an app token as Basic user:token (or Bearer twa_…)", code="authentication_required"
+        "send an app token as Basic user:token (or Bearer twa_…)", code=ErrorCode.AUTHENTICATION_REQUIRED
     )
 
 
 def require_scope(caller: Caller, scope: str = MANAGE_SCOPE) -> Caller:
     """403 ``scope_missing`` unless the caller holds ``scope``."""
     if scope not in caller.scopes:
-        raise Forbidden(f"this credential lacks the {scope} scope", code="scope_missing")
+        raise Forbidden(f"this credential lacks the {scope} scope", code=ErrorCode.SCOPE_MISSING)
     return caller
 
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import (
     BadRequest,
     Forbidden,
@@ -19,9 +20,10 @@ from tokenward.errors import (
     TokenwardError,
     TooManyRequests,
     Unauthorized,
+    error_body,
 )
 
-__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+__all__ = ["EXCEPTION_HANDLERS", "json_error"]
 
 log = logging.getLogger("tokenward.web")
 
@@ -38,10 +40,12 @@ _HTTP_ERRORS: dict[int, type[TokenwardError]] = {
 }
 
 
-def error_response(
-    status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: object
-) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status, headers=headers)
+def json_error(exc: TokenwardError) -> JSONResponse:
+    """The JSON API's renderer: ``exc`` as ``{"error": code, "detail": ...}`` with its status and headers.
+
+    (``/verify`` renders with :func:`tokenward.web.middleware.hot_error`, the CLI with ``cli._common``.)
+    """
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers() or None)
 
 
 async def _tokenward_error(request: Request, exc: Exception) -> Response:
@@ -50,7 +54,7 @@ async def _tokenward_error(request: Request, exc: Exception) -> Response:
         log.warning("%s: %s", exc.error_code, exc.detail)
     if _wants_html(request):
         return _html_error(request, exc)
-    return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None, **exc.fields)
+    return json_error(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -58,7 +62,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     kind = _HTTP_ERRORS.get(exc.status_code)
     if kind is None:
         detail = exc.detail if isinstance(exc.detail, str) else "the request failed"
-        return error_response(exc.status_code, "http_error", detail)
+        return JSONResponse(error_body(ErrorCode.HTTP_ERROR, detail), status_code=exc.status_code)
     if exc.status_code == 404:
         detail = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
@@ -101,7 +105,7 @@ def _html_error(request: Request, exc: TokenwardError) -> Response:
     try:
         return error_page(request, exc)
     except TokenwardError:  # not ready (no runtime): fall back to JSON
-        return error_response(exc.status, exc.error_code, exc.detail, headers=exc.headers() or None)
+        return json_error(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -111,7 +115,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         loc = ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path"))
         fields.append({"field": loc or "body", "message": str(err.get("msg", "invalid"))})
     first = fields[0] if fields else {"field": "body", "message": "invalid"}
-    return error_response(422, "invalid_request", f"{first['field']}: {first['message']}", fields=fields)
+    body = error_body(ErrorCode.INVALID_REQUEST, f"{first['field']}: {first['message']}", fields=fields)
+    return JSONResponse(body, status_code=422)
 
 
 EXCEPTION_HANDLERS = {

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokenward.errors import BadRequest, PayloadTooLarge, TokenwardError
+from tokenward.errorcodes import ErrorCode
+from tokenward.errors import BadRequest, PayloadTooLarge, TokenwardError, error_body
 from tokenward.logs import REQUEST_ID
 from tokenward.web.metrics import Metrics
 
@@ -36,7 +37,7 @@ __all__ = [
     "RequestLog",
     "Response",
     "decode_headers",
-    "error_response",
+    "hot_error",
     "send_response",
 ]
 
@@ -67,12 +68,15 @@ def decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
                 value = out[name] + ("; " if name == "cookie" else ", ") + value
             out[name] = value
     if sum(map(len, out.values())) + sum(map(len, out)) > MAX_HEADER_BYTES:
-        raise BadRequest("the request headers are too large", code="headers_too_large")
+        raise BadRequest("the request headers are too large", code=ErrorCode.HEADERS_TOO_LARGE)
     return out
 
 
-def error_response(exc: TokenwardError) -> Response:
-    """The JSON ``{"error", "detail"}`` response for ``exc``, with its extra headers (``WWW-Authenticate``…)."""
+def hot_error(exc: TokenwardError) -> Response:
+    """The hot path's renderer: the raw JSON ``{"error", "detail"}`` response for ``exc``, with its extra headers.
+
+    The same body as the JSON API's :func:`tokenward.web.errors.json_error`, without building a Starlette response.
+    """
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()]
     headers.append((b"content-type", b"application/json"))
     return exc.status, headers, json.dumps(exc.to_dict()).encode("utf-8")
@@ -121,12 +125,8 @@ class RequestLog:
 
 
 def _internal_error(request_id: str) -> Response:
-    body = json.dumps(
-        {
-            "error": "internal_error",
-            "detail": f"an unexpected error occurred; the server log has details (request id {request_id})",
-        }
-    ).encode()
+    detail = f"an unexpected error occurred; the server log has details (request id {request_id})"
+    body = json.dumps(error_body(ErrorCode.INTERNAL_ERROR, detail)).encode()
     return 500, [(b"content-type", b"application/json")], body
 
 
@@ -211,7 +211,7 @@ class HotPath:
         status = 500
         try:
             try:
-                response = error_response(refused) if refused else await self.endpoint(scope, headers)
+                response = hot_error(refused) if refused else await self.endpoint(scope, headers)
             except Exception:
                 # The same last guard as RequestContext: log with the request id, one JSON shape.
                 error_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
@@ -264,11 +264,11 @@ class BodyLimit:
 
 
 def _bad_length() -> BadRequest:
-    return BadRequest("Content-Length header is not a non-negative integer", code="bad_content_length")
+    return BadRequest("Content-Length header is not a non-negative integer", code=ErrorCode.BAD_CONTENT_LENGTH)
 
 
 async def _send_error(send: Send, error: TokenwardError) -> None:
-    status, headers, body = error_response(error)
+    status, headers, body = hot_error(error)
     headers.append((b"connection", b"close"))  # the body was not read: the connection cannot be reused
     await send_response(send, (status, headers, body))
 

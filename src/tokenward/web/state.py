@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from tokenward.apptokens import AppTokenService
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageUnavailable
 from tokenward.identity.service import IdentityService
 from tokenward.runtime import Runtime
@@ -38,7 +39,7 @@ def get_runtime(request: Request) -> Runtime:
     runtime = get_state(request).runtime
     if runtime is None:
         raise StorageUnavailable(
-            "the server is still starting or lost its configuration; retry shortly", code="not_ready"
+            "the server is still starting or lost its configuration; retry shortly", code=ErrorCode.NOT_READY
         )
     return runtime
 

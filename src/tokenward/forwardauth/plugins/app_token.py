@@ -7,6 +7,7 @@ successful outcome is kept per record object, so a warm request builds no user i
 from __future__ import annotations
 
 from tokenward.apptokens import AppTokenService
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TokenwardError, Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import basic_challenge, basic_credentials, bearer_token
@@ -32,12 +33,12 @@ class AppTokenAuth(Plugin[AppTokenPlugin]):
         if creds is None:
             token = bearer_token(request.headers)
             if token is None or not token.startswith("twa_"):
-                return Outcome.failure("credentials_missing", "no app token given", challenge=self.challenge)
+                return Outcome.failure(ErrorCode.CREDENTIALS_MISSING, "no app token given", challenge=self.challenge)
             user: str | None = None
         else:
             user, token = creds
         if self.service is None:
-            return Outcome.failure("app_tokens_unavailable", "app tokens are not available", status=503)
+            return Outcome.failure(ErrorCode.APP_TOKENS_UNAVAILABLE, "app tokens are not available", status=503)
         try:
             record = await self.service.verify(user, token, client_ip=request.client_ip, request_id=request.request_id)
         except TokenwardError as exc:
@@ -49,7 +50,7 @@ class AppTokenAuth(Plugin[AppTokenPlugin]):
             return cached[1]
         missing = [s for s in self.config.scopes if s not in record.scopes]
         if missing:
-            return Outcome.failure("scope_missing", f"the app token lacks scope {missing[0]}", status=403)
+            return Outcome.failure(ErrorCode.SCOPE_MISSING, f"the app token lacks scope {missing[0]}", status=403)
         email = record.owner if "@" in record.owner else ""
         outcome = Outcome.success(UserInfo(sub=record.owner, email=email, claims={"token_id": record.id}))
         if len(self._outcomes) >= MAX_CACHED_OUTCOMES:

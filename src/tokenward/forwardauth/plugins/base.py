@@ -6,8 +6,9 @@ import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, TokenwardError
 from tokenward.forwardauth.request_info import RequestInfo
 
@@ -20,7 +21,7 @@ _REMOTE = (b"remote-user", b"remote-email", b"remote-groups", b"remote-name")
 def check_header_value(value: str) -> None:
     """Refuse a response header value holding CR, LF or NUL (header injection)."""
     if _CTL.search(value):
-        raise BadRequest("a response header value would hold CR, LF or NUL", code="header_value_invalid")
+        raise BadRequest("a response header value would hold CR, LF or NUL", code=ErrorCode.HEADER_VALUE_INVALID)
 
 
 # Not frozen (a frozen dataclass pays object.__setattr__ per field, on every /verify); never mutated.
@@ -59,7 +60,7 @@ class Outcome:
 
     ok: bool
     user: UserInfo | None = None
-    code: str = ""
+    code: ErrorCode | Literal[""] = ""
     detail: str = ""
     challenge: str | None = None
     location: str | None = None
@@ -74,7 +75,7 @@ class Outcome:
     @classmethod
     def failure(
         cls,
-        code: str,
+        code: ErrorCode,
         detail: str,
         *,
         challenge: str | None = None,

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.forwardauth.plugins.base import Outcome
 from tokenward.httpauth import parse_basic
@@ -40,7 +41,7 @@ def basic_or_failure(headers: Mapping[str, str], challenge: str) -> tuple[str, s
     if isinstance(creds, Unauthorized):
         return Outcome.failure(creds.error_code, creds.detail, challenge=challenge)
     if creds is None:
-        return Outcome.failure("credentials_missing", "no Basic credentials given", challenge=challenge)
+        return Outcome.failure(ErrorCode.CREDENTIALS_MISSING, "no Basic credentials given", challenge=challenge)
     return creds
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.schema import ForwardPlugin
 
@@ -41,7 +42,7 @@ class ForwardAuth(Plugin[ForwardPlugin]):
             )
         except httpx.HTTPError as exc:
             return Outcome.failure(
-                "forward_unavailable", f"the forward service failed ({type(exc).__name__})", status=503
+                ErrorCode.FORWARD_UNAVAILABLE, f"the forward service failed ({type(exc).__name__})", status=503
             )
         if 200 <= response.status_code < 300:
             h = response.headers
@@ -54,10 +55,12 @@ class ForwardAuth(Plugin[ForwardPlugin]):
             )
             return Outcome.success(user)
         if 300 <= response.status_code < 400 and "location" in response.headers:
-            return Outcome(ok=False, code="redirect", detail="redirected", location=response.headers["location"])
+            return Outcome(
+                ok=False, code=ErrorCode.REDIRECT, detail="redirected", location=response.headers["location"]
+            )
         status = response.status_code if response.status_code in (401, 403) else 401
         return Outcome.failure(
-            "forward_refused",
+            ErrorCode.FORWARD_REFUSED,
             f"the forward service answered {response.status_code}",
             challenge=response.headers.get("www-authenticate"),
             status=status,

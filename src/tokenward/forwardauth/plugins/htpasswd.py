@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error
 from passlib.hash import apr_md5_crypt  # type: ignore[import-untyped]
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import VerifiedCache, basic_challenge, basic_or_failure
 from tokenward.forwardauth.plugins.regulated import PasswordRegulation
@@ -99,7 +100,7 @@ class HtpasswdAuth(Plugin[HtpasswdPlugin]):
         ok = await asyncio.to_thread(check_password, hashed or _DUMMY, password) and hashed is not None
         if not ok:
             await self.regulation.failed(user, request.client_ip)
-            return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
+            return Outcome.failure(ErrorCode.CREDENTIALS_INVALID, "wrong user or password", challenge=self.challenge)
         outcome = Outcome.success(UserInfo(sub=user, email=user if "@" in user else ""))
         self._verified.put(fingerprint, now + CACHE_SECONDS, outcome)
         return outcome

@@ -18,6 +18,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey, import_key
 from joserfc.jwt import JWTClaimsRegistry
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import bearer_token
 from tokenward.forwardauth.schema import JwtPlugin
@@ -86,22 +87,24 @@ class JwtAuth(Plugin[JwtPlugin]):
     async def verify(self, request: VerifyRequest) -> Outcome:
         token = self._token(request)
         if token is None:
-            return Outcome.failure("credentials_missing", "no JWT given", challenge=self.challenge)
+            return Outcome.failure(ErrorCode.CREDENTIALS_MISSING, "no JWT given", challenge=self.challenge)
         if len(token) > MAX_JWT_LENGTH:
-            return Outcome.failure("jwt_invalid", "the JWT is too long", challenge=self.challenge)
+            return Outcome.failure(ErrorCode.JWT_INVALID, "the JWT is too long", challenge=self.challenge)
         try:
             key = await self._keys()
         except (httpx.HTTPError, JoseError, ValueError):
-            return Outcome.failure("jwks_unavailable", "the JWKS URL could not be read", status=503)
+            return Outcome.failure(ErrorCode.JWKS_UNAVAILABLE, "the JWKS URL could not be read", status=503)
         error = f'Bearer realm="{self.config.realm}", error="invalid_token"'
         try:
             decoded = jwt.decode(token, key, algorithms=list(self.config.algorithms))
             if self.config.require_exp and "exp" not in decoded.claims:
                 detail = "the JWT has no exp claim, so it would never expire (set require_exp: false to accept it)"
-                return Outcome.failure("jwt_exp_missing", detail, challenge=error)
+                return Outcome.failure(ErrorCode.JWT_EXP_MISSING, detail, challenge=error)
             self._registry.validate(decoded.claims)
         except (JoseError, ValueError, TypeError) as exc:
-            return Outcome.failure("jwt_invalid", f"the JWT was refused ({type(exc).__name__})", challenge=error)
+            return Outcome.failure(
+                ErrorCode.JWT_INVALID, f"the JWT was refused ({type(exc).__name__})", challenge=error
+            )
         claims = decoded.claims
         groups = claims.get(self.config.groups_claim) or []
         if isinstance(groups, str):

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tokenward.apptokens.regulation import Regulator
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import VerifiedCache, basic_challenge, basic_or_failure
 from tokenward.forwardauth.plugins.regulated import PasswordRegulation
@@ -247,7 +248,7 @@ class LdapAuth(Plugin[LdapPlugin]):
             return creds
         user, password = creds
         if not password or not user or len(user) > MAX_USERNAME or "\0" in user:
-            return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
+            return Outcome.failure(ErrorCode.CREDENTIALS_INVALID, "wrong user or password", challenge=self.challenge)
         refused = await self.regulation.refused(user, request.client_ip)
         if refused is not None:
             return refused
@@ -260,13 +261,13 @@ class LdapAuth(Plugin[LdapPlugin]):
             async with self._slots:
                 verdict, entry, groups = await asyncio.to_thread(self.directory.check, user, password)
         except _Unavailable as exc:
-            return Outcome.failure("ldap_unavailable", f"the LDAP directory cannot be used: {exc}", status=503)
+            return Outcome.failure(ErrorCode.LDAP_UNAVAILABLE, f"the LDAP directory cannot be used: {exc}", status=503)
         if verdict != "ok" or entry is None:
             await self.regulation.failed(user, request.client_ip)
-            return Outcome.failure("credentials_invalid", "wrong user or password", challenge=self.challenge)
+            return Outcome.failure(ErrorCode.CREDENTIALS_INVALID, "wrong user or password", challenge=self.challenge)
         if self.required and not self.required & {g.lower() for g in groups}:
             return Outcome.failure(
-                "ldap_group_denied", "the user is in none of the groups this site requires", status=403
+                ErrorCode.LDAP_GROUP_DENIED, "the user is in none of the groups this site requires", status=403
             )
         cfg = self.config
         attrs = entry.attributes

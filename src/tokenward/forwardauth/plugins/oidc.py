@@ -37,6 +37,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.oidc_upstream import TokenAnswer, UpstreamError, UpstreamProvider
 from tokenward.forwardauth.schema import OidcPlugin
@@ -141,15 +142,17 @@ class OidcAuth(Plugin[OidcPlugin]):
                 except UpstreamError as exc:
                     if exc.status >= 500:
                         return Outcome.failure(exc.code, exc.detail, status=exc.status)
-                    return await self._login(request, "oidc_session_ended", f"sign in again: {exc.detail}")
+                    return await self._login(request, ErrorCode.OIDC_SESSION_ENDED, f"sign in again: {exc.detail}")
                 cookie = self._session_cookie(fresh, now)
                 if isinstance(cookie, Outcome):
                     return cookie
                 return Outcome(ok=True, user=self._user(fresh), headers=(cookie, _NO_STORE))
         detail = "no session" if session is None else "the session is over"
-        return await self._login(request, "credentials_missing" if session is None else "oidc_session_ended", detail)
+        return await self._login(
+            request, ErrorCode.CREDENTIALS_MISSING if session is None else ErrorCode.OIDC_SESSION_ENDED, detail
+        )
 
-    async def _login(self, request: VerifyRequest, code: str, detail: str) -> Outcome:
+    async def _login(self, request: VerifyRequest, code: ErrorCode, detail: str) -> Outcome:
         browser = "text/html" in request.headers.get("accept", "")
         if not browser and self.config.login_redirect != "always":
             return Outcome.failure(code, detail, challenge=self.challenge)
@@ -194,28 +197,28 @@ class OidcAuth(Plugin[OidcPlugin]):
         session = self._open(jar, self.config.cookie, "s")
         if session is not None and state and hmac.compare_digest(str(session.get("ls", "")), _digest(state)):
             # This callback already signed the browser in (Back button, a reload): never redeem a code twice.
-            return _final_redirect(str(session.get("rd") or "/"), "oidc_signed_in", "signed in", self.challenge)
+            return _final_redirect(str(session.get("rd") or "/"), ErrorCode.OIDC_SIGNED_IN, "signed in", self.challenge)
         error = _one(params, "error")
         if error is not None:
             shown = error if _ERROR_CODE.match(error) else "error"
             return _final(
-                f"oidc_{shown}" if shown == "access_denied" else "oidc_provider_refused",
+                ErrorCode.OIDC_ACCESS_DENIED if shown == "access_denied" else ErrorCode.OIDC_PROVIDER_REFUSED,
                 (f"the provider answered {shown}"),
                 403,
             )
         pending = self._open(jar, self.login_cookie, "p")
         if pending is None or now >= float(pending["exp"]):
             return _final(
-                "oidc_state_missing",
+                ErrorCode.OIDC_STATE_MISSING,
                 "no sign-in is under way in this browser (it took over 10 minutes, or began elsewhere); "
                 "open the page again",
                 401,
             )
         if state is None or not hmac.compare_digest(state, str(pending.get("st", ""))):
-            return _final("oidc_state_mismatch", "the callback's state is not the one this sign-in sent", 401)
+            return _final(ErrorCode.OIDC_STATE_MISMATCH, "the callback's state is not the one this sign-in sent", 401)
         code = _one(params, "code")
         if not code or len(code) > 2048:
-            return _final("oidc_code_missing", "the callback carries no authorization code", 401)
+            return _final(ErrorCode.OIDC_CODE_MISSING, "the callback carries no authorization code", 401)
         try:
             answer = await self._with_userinfo(
                 await self.upstream.exchange_code(code, verifier=str(pending["cv"]), nonce=str(pending["n"]))
@@ -228,7 +231,7 @@ class OidcAuth(Plugin[OidcPlugin]):
         cookie = self._session_cookie(session, now)
         if isinstance(cookie, Outcome):
             return cookie
-        return _final_redirect(back, "oidc_signed_in", "signed in", self.challenge, (cookie, _NO_STORE))
+        return _final_redirect(back, ErrorCode.OIDC_SIGNED_IN, "signed in", self.challenge, (cookie, _NO_STORE))
 
     async def _logout(self, jar: dict[str, str]) -> Outcome:
         session = self._open(jar, self.config.cookie, "s")
@@ -243,7 +246,7 @@ class OidcAuth(Plugin[OidcPlugin]):
         else:
             parts = urlsplit(self.config.redirect_uri)
             location = target or f"{parts.scheme}://{parts.netloc}/"
-        return _final_redirect(location, "oidc_signed_out", "signed out", self.challenge, (clear, _NO_STORE))
+        return _final_redirect(location, ErrorCode.OIDC_SIGNED_OUT, "signed out", self.challenge, (clear, _NO_STORE))
 
     # -- sessions ---------------------------------------------------------------------------------
 
@@ -287,7 +290,9 @@ class OidcAuth(Plugin[OidcPlugin]):
             session.pop("it", None)  # logout then ends only this cookie, not the provider's session
             sealed = self._seal(session, "s")
         if len(sealed) > MAX_SEALED_LENGTH:
-            return _final("oidc_session_too_large", "the user's claims do not fit in a cookie (too many groups?)", 401)
+            return _final(
+                ErrorCode.OIDC_SESSION_TOO_LARGE, "the user's claims do not fit in a cookie (too many groups?)", 401
+            )
         return self._set_cookie(self.config.cookie, sealed, max_age)
 
     async def _shared_refresh(self, session: dict[str, Any]) -> dict[str, Any]:
@@ -348,12 +353,12 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values and len(values) == 1 else None
 
 
-def _final(code: str, detail: str, status: int) -> Outcome:
+def _final(code: ErrorCode, detail: str, status: int) -> Outcome:
     return Outcome(ok=False, code=code, detail=detail, status=status, final=True)
 
 
 def _final_redirect(
-    location: str, code: str, detail: str, challenge: str, headers: tuple[tuple[str, str], ...] = ()
+    location: str, code: ErrorCode, detail: str, challenge: str, headers: tuple[tuple[str, str], ...] = ()
 ) -> Outcome:
     return Outcome(
         ok=False, code=code, detail=detail, challenge=challenge, location=location, headers=headers, final=True

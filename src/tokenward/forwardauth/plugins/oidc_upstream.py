@@ -29,6 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.schema import OidcPlugin
 from tokenward.keys.signing import REGISTRY as TOKENWARD_JWS_REGISTRY
 
@@ -41,10 +42,13 @@ JWKS_MIN_REFRESH = 60.0
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
 
 
+_REFUSED = {"code": ErrorCode.OIDC_CODE_REFUSED, "refresh": ErrorCode.OIDC_REFRESH_REFUSED}
+
+
 class UpstreamError(Exception):
     """A refusal from (or about) the provider; ``status`` is what ``/verify`` answers."""
 
-    def __init__(self, code: str, detail: str, *, status: int = 401) -> None:
+    def __init__(self, code: ErrorCode, detail: str, *, status: int = 401) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -118,20 +122,24 @@ class UpstreamProvider:
             response = await self.http.get(url, timeout=self.config.timeout_seconds, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise UpstreamError(
-                "oidc_provider_unavailable",
+                ErrorCode.OIDC_PROVIDER_UNAVAILABLE,
                 f"the provider's {what} could not be read ({type(exc).__name__})",
                 status=503,
             ) from None
         if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
             raise UpstreamError(
-                "oidc_provider_unavailable", f"the provider's {what} answered {response.status_code}", status=503
+                ErrorCode.OIDC_PROVIDER_UNAVAILABLE,
+                f"the provider's {what} answered {response.status_code}",
+                status=503,
             )
         try:
             data = response.json()
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise UpstreamError("oidc_provider_unavailable", f"the provider's {what} is not a JSON object", status=503)
+            raise UpstreamError(
+                ErrorCode.OIDC_PROVIDER_UNAVAILABLE, f"the provider's {what} is not a JSON object", status=503
+            )
         return data
 
     async def metadata(self) -> dict[str, Any]:
@@ -147,12 +155,14 @@ class UpstreamProvider:
             # Discovery §4.3: the issuer in the document must be the one asked for, exactly.
             if str(doc.get("issuer", "")).rstrip("/") != self.issuer:
                 raise UpstreamError(
-                    "oidc_provider_invalid", "the discovery document names another issuer than configured", status=503
+                    ErrorCode.OIDC_PROVIDER_INVALID,
+                    "the discovery document names another issuer than configured",
+                    status=503,
                 )
             for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not str(doc.get(name, "")).startswith(("https://", "http://")):
                     raise UpstreamError(
-                        "oidc_provider_invalid", f"the discovery document has no usable {name}", status=503
+                        ErrorCode.OIDC_PROVIDER_INVALID, f"the discovery document has no usable {name}", status=503
                     )
             self._meta = _Metadata(doc, self.monotonic() + self.config.discovery_cache_seconds)
             return doc
@@ -166,7 +176,9 @@ class UpstreamProvider:
         try:
             keys = KeySet.import_key_set(doc)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError):
-            raise UpstreamError("oidc_provider_invalid", "the provider's JWKS could not be read", status=503) from None
+            raise UpstreamError(
+                ErrorCode.OIDC_PROVIDER_INVALID, "the provider's JWKS could not be read", status=503
+            ) from None
         self._keys, self._keys_at = keys, self.monotonic()
         return keys
 
@@ -202,7 +214,7 @@ class UpstreamProvider:
             )
         except httpx.HTTPError as exc:
             raise UpstreamError(
-                "oidc_provider_unavailable",
+                ErrorCode.OIDC_PROVIDER_UNAVAILABLE,
                 f"the token endpoint could not be reached ({type(exc).__name__})",
                 status=503,
             ) from None
@@ -212,16 +224,18 @@ class UpstreamProvider:
             data = None
         if not isinstance(data, dict):
             raise UpstreamError(
-                "oidc_provider_unavailable", f"the token endpoint answered {response.status_code}", status=503
+                ErrorCode.OIDC_PROVIDER_UNAVAILABLE, f"the token endpoint answered {response.status_code}", status=503
             )
         if response.status_code != 200 or "error" in data:
             error = str(data.get("error", "error"))[:64]
             if response.status_code >= 500:
-                raise UpstreamError("oidc_provider_unavailable", f"the token endpoint failed ({error})", status=503)
-            raise UpstreamError(f"oidc_{what}_refused", f"the provider refused the {what.replace('_', ' ')} ({error})")
+                raise UpstreamError(
+                    ErrorCode.OIDC_PROVIDER_UNAVAILABLE, f"the token endpoint failed ({error})", status=503
+                )
+            raise UpstreamError(_REFUSED[what], f"the provider refused the {what.replace('_', ' ')} ({error})")
         if str(data.get("token_type", "")).lower() != "bearer" or not isinstance(data.get("access_token"), str):
             raise UpstreamError(
-                "oidc_provider_invalid", "the token endpoint's answer is not a Bearer token", status=502
+                ErrorCode.OIDC_PROVIDER_INVALID, "the token endpoint's answer is not a Bearer token", status=502
             )
         return data
 
@@ -233,7 +247,9 @@ class UpstreamProvider:
         data = await self._token_request(body, "code")
         raw = data.get("id_token")
         if not isinstance(raw, str):
-            raise UpstreamError("oidc_id_token_invalid", "the provider sent no ID token (is `openid` in scopes?)")
+            raise UpstreamError(
+                ErrorCode.OIDC_ID_TOKEN_INVALID, "the provider sent no ID token (is `openid` in scopes?)"
+            )
         token = await self.verify_id_token(raw, nonce=nonce)
         return TokenAnswer(
             token.claims, raw, _str(data.get("refresh_token")), _int(data.get("expires_in")), data["access_token"]
@@ -247,7 +263,7 @@ class UpstreamProvider:
         if isinstance(raw, str):
             claims = (await self.verify_id_token(raw, nonce=None)).claims
             if not hmac.compare_digest(str(claims.get("sub", "")), subject):
-                raise UpstreamError("oidc_id_token_invalid", "the refreshed ID token names another subject")
+                raise UpstreamError(ErrorCode.OIDC_ID_TOKEN_INVALID, "the refreshed ID token names another subject")
         return TokenAnswer(
             claims,
             raw if isinstance(raw, str) else None,
@@ -261,7 +277,7 @@ class UpstreamProvider:
         meta = await self.metadata()
         url = meta.get("userinfo_endpoint")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise UpstreamError("oidc_provider_invalid", "the provider has no userinfo_endpoint", status=503)
+            raise UpstreamError(ErrorCode.OIDC_PROVIDER_INVALID, "the provider has no userinfo_endpoint", status=503)
         try:
             response = await self.http.get(
                 url,
@@ -271,7 +287,7 @@ class UpstreamProvider:
             )
         except httpx.HTTPError as exc:
             raise UpstreamError(
-                "oidc_provider_unavailable", f"the userinfo endpoint failed ({type(exc).__name__})", status=503
+                ErrorCode.OIDC_PROVIDER_UNAVAILABLE, f"the userinfo endpoint failed ({type(exc).__name__})", status=503
             ) from None
         try:
             data = response.json() if len(response.content) <= MAX_DOCUMENT_BYTES else None
@@ -280,21 +296,23 @@ class UpstreamProvider:
         if response.status_code != 200 or not isinstance(data, dict):
             status = 503 if response.status_code >= 500 or not isinstance(data, dict) else 401
             raise UpstreamError(
-                "oidc_userinfo_refused", f"the userinfo endpoint answered {response.status_code}", status=status
+                ErrorCode.OIDC_USERINFO_REFUSED, f"the userinfo endpoint answered {response.status_code}", status=status
             )
         if not hmac.compare_digest(str(data.get("sub", "")), subject):
-            raise UpstreamError("oidc_userinfo_refused", "the userinfo names another subject than the ID token")
+            raise UpstreamError(ErrorCode.OIDC_USERINFO_REFUSED, "the userinfo names another subject than the ID token")
         return data
 
     async def verify_id_token(self, raw: str, *, nonce: str | None) -> IdToken:
         """Signature (JWKS, closed algorithm list), then ``iss``/``aud``/``azp``/``exp``/``iat``/``nonce``."""
         if len(raw) > MAX_ID_TOKEN_LENGTH:
-            raise UpstreamError("oidc_id_token_invalid", "the ID token is too long")
+            raise UpstreamError(ErrorCode.OIDC_ID_TOKEN_INVALID, "the ID token is too long")
         meta = await self.metadata()
         offered = meta.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = [a for a in ASYMMETRIC if isinstance(offered, list) and a in offered]
         if not algorithms:
-            raise UpstreamError("oidc_provider_invalid", "the provider signs ID tokens with no asymmetric algorithm")
+            raise UpstreamError(
+                ErrorCode.OIDC_PROVIDER_INVALID, "the provider signs ID tokens with no asymmetric algorithm"
+            )
         registry = _Registry(algorithms=algorithms)
         decoded = None
         for refresh in (False, True):
@@ -305,12 +323,12 @@ class UpstreamProvider:
             except JoseError as exc:
                 if refresh or type(exc).__name__ not in ("InvalidKeyIdError", "BadSignatureError"):
                     raise UpstreamError(
-                        "oidc_id_token_invalid", f"the ID token's signature was refused ({type(exc).__name__})"
+                        ErrorCode.OIDC_ID_TOKEN_INVALID, f"the ID token's signature was refused ({type(exc).__name__})"
                     ) from None
             except ValueError:
-                raise UpstreamError("oidc_id_token_invalid", "the ID token is not a JWT") from None
+                raise UpstreamError(ErrorCode.OIDC_ID_TOKEN_INVALID, "the ID token is not a JWT") from None
         if decoded is None:  # pragma: no cover - the loop raises or breaks
-            raise UpstreamError("oidc_id_token_invalid", "the ID token could not be verified")
+            raise UpstreamError(ErrorCode.OIDC_ID_TOKEN_INVALID, "the ID token could not be verified")
         options = {
             "iss": {"essential": True, "value": self.issuer},
             "aud": {"essential": True, "value": self.config.client_id},
@@ -321,9 +339,11 @@ class UpstreamProvider:
         try:
             claims.validate(now=int(self.clock()), leeway=self.config.leeway_seconds)
         except JoseError as exc:
-            raise UpstreamError("oidc_id_token_invalid", f"the ID token was refused ({exc.error})") from None
+            raise UpstreamError(ErrorCode.OIDC_ID_TOKEN_INVALID, f"the ID token was refused ({exc.error})") from None
         if nonce is not None and not hmac.compare_digest(str(decoded.claims.get("nonce", "")), nonce):
-            raise UpstreamError("oidc_id_token_invalid", "the ID token's nonce is not the one this sign-in sent")
+            raise UpstreamError(
+                ErrorCode.OIDC_ID_TOKEN_INVALID, "the ID token's nonce is not the one this sign-in sent"
+            )
         return IdToken(dict(decoded.claims), raw)
 
     async def end_session_url(self) -> str | None:

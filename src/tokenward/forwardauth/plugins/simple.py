@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.assertions import check_rule
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.schema import NoopPlugin, RequestHeaderPlugin, RequestParamPlugin
@@ -21,7 +22,9 @@ class RequestHeaderAuth(Plugin[RequestHeaderPlugin]):
         value = request.headers.get(self.config.header.lower())
         if check_rule(self.config.rule, [] if value is None else [value]):
             return _ANONYMOUS
-        return Outcome.failure("request_header_rejected", f"the {self.config.header} header does not satisfy the rule")
+        return Outcome.failure(
+            ErrorCode.REQUEST_HEADER_REJECTED, f"the {self.config.header} header does not satisfy the rule"
+        )
 
 
 class RequestParamAuth(Plugin[RequestParamPlugin]):
@@ -29,4 +32,6 @@ class RequestParamAuth(Plugin[RequestParamPlugin]):
         values = request.info.query_params.get(self.config.param, [])
         if check_rule(self.config.rule, values):
             return _ANONYMOUS
-        return Outcome.failure("request_param_rejected", f"the {self.config.param} parameter does not satisfy the rule")
+        return Outcome.failure(
+            ErrorCode.REQUEST_PARAM_REJECTED, f"the {self.config.param} parameter does not satisfy the rule"
+        )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TokenwardError
 from tokenward.forwardauth.plugins.base import Outcome, Plugin, UserInfo, VerifyRequest
 from tokenward.forwardauth.plugins.basic import bearer_token
@@ -46,7 +47,7 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
                 return cookie[self.config.cookie].value
         return bearer_token(request.headers)
 
-    def _unauthenticated(self, request: VerifyRequest, code: str, detail: str) -> Outcome:
+    def _unauthenticated(self, request: VerifyRequest, code: ErrorCode, detail: str) -> Outcome:
         url = self.config.login_url
         # Browsers send ``text/html`` (lower case) in Accept on every navigation; a missing Accept is a
         # program (Go, urllib), never a browser page load, so it gets the 401 too.
@@ -58,10 +59,10 @@ class SourceIdentifierAuth(Plugin[SourceIdentifierPlugin]):
     async def verify(self, request: VerifyRequest) -> Outcome:
         token = self._token(request)
         if token is None or token.startswith("twa_"):
-            return self._unauthenticated(request, "credentials_missing", "no session given")
+            return self._unauthenticated(request, ErrorCode.CREDENTIALS_MISSING, "no session given")
         check = self.check()
         if check is None:
-            return Outcome.failure("sessions_unavailable", "sessions are not available", status=503)
+            return Outcome.failure(ErrorCode.SESSIONS_UNAVAILABLE, "sessions are not available", status=503)
         try:
             subject, scopes = await check(token)
         except TokenwardError as exc:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenward.apptokens import PREFIX, AppTokenService, Caller, parse_duration
 from tokenward.apptokens.access import check_scopes, resolve_target
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.storage import AppTokenRecord
 from tokenward.web.auth import (
@@ -135,10 +136,11 @@ def _only(*allowed: str) -> object:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 known = ", ".join(allowed) or "none"
                 raise BadRequest(
-                    f"unknown parameter {name[:40]!r}{hint}; this endpoint takes: {known}", code="unknown_parameter"
+                    f"unknown parameter {name[:40]!r}{hint}; this endpoint takes: {known}",
+                    code=ErrorCode.UNKNOWN_PARAMETER,
                 )
             if len(request.query_params.getlist(name)) > 1:
-                raise BadRequest(f"parameter {name!r} is given more than once", code="duplicate_parameter")
+                raise BadRequest(f"parameter {name!r} is given more than once", code=ErrorCode.DUPLICATE_PARAMETER)
 
     return Depends(check)
 

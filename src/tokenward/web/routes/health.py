@@ -7,6 +7,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tokenward import __version__
+from tokenward.errorcodes import ErrorCode
+from tokenward.errors import error_body
 from tokenward.web.metrics import CONTENT_TYPE_LATEST
 from tokenward.web.state import get_runtime, get_state
 
@@ -26,15 +28,10 @@ async def readyz(request: Request) -> Response:
     """
     state = get_state(request)
     if state.runtime is None:
-        return JSONResponse(
-            {
-                "status": "unready",
-                "error": "not_ready",
-                "detail": "configuration is not loaded",
-                "checks": {"config": "not loaded"},
-            },
-            status_code=503,
+        unready = error_body(
+            ErrorCode.NOT_READY, "configuration is not loaded", status="unready", checks={"config": "not loaded"}
         )
+        return JSONResponse(unready, status_code=503)
     checks = await state.runtime.readiness()
     body: dict[str, object] = {
         "status": "ready",

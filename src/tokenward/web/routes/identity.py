@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokenward.apptokens import MANAGE_SCOPE, Caller
 from tokenward.apptokens.access import AdminCheck
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Unauthorized
 from tokenward.identity.client_tokens import jwks
 from tokenward.identity.service import ENROLLMENT_CODE_TTL, IdentityService, key_fingerprint, normalize_email
@@ -40,7 +41,9 @@ def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send the source identifier as `Authorization: Bearer …`", code="source_identifier_missing")
+        raise Unauthorized(
+            "send the source identifier as `Authorization: Bearer …`", code=ErrorCode.SOURCE_IDENTIFIER_MISSING
+        )
     return token.strip()
 
 
@@ -74,7 +77,7 @@ class SourceIdentifierAuthenticator:
             raise AuthenticationRequired(exc.detail, code=exc.error_code) from None
         if identity.kind != "user":
             raise AuthenticationRequired(
-                "a resource session cannot call the management API", code="session_kind_refused"
+                "a resource session cannot call the management API", code=ErrorCode.SESSION_KIND_REFUSED
             )
         scopes = set(identity.scopes)
         if MANAGE_SESSION_SCOPE in scopes or self.is_admin(identity.subject):
@@ -245,7 +248,8 @@ async def issue_enrollment_code(
     if request.query_params:
         name = next(iter(request.query_params))
         raise BadRequest(
-            f"unknown parameter {name[:40]!r}; this endpoint takes none (send a JSON body)", code="unknown_parameter"
+            f"unknown parameter {name[:40]!r}; this endpoint takes none (send a JSON body)",
+            code=ErrorCode.UNKNOWN_PARAMETER,
         )
     email = normalize_email(body.email)
     now = time.time()

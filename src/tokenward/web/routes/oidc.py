@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, TokenwardError, Unauthorized
 from tokenward.oidc.provider import EndUser, Incoming, OidcProvider, Outgoing
 from tokenward.web.state import get_runtime, request_client_ip
@@ -48,16 +49,16 @@ async def _incoming(request: Request, provider: OidcProvider) -> Incoming:
     if request.method == "POST":
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            raise BadRequest("send the parameters as application/x-www-form-urlencoded", code="invalid_request")
+            raise BadRequest("send the parameters as application/x-www-form-urlencoded", code=ErrorCode.INVALID_REQUEST)
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
-            raise BadRequest("the request body is too large", code="invalid_request")
+            raise BadRequest("the request body is too large", code=ErrorCode.INVALID_REQUEST)
         try:
             form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_PARAMETERS)
         except (UnicodeDecodeError, ValueError):
-            raise BadRequest("the form could not be read", code="invalid_request") from None
+            raise BadRequest("the form could not be read", code=ErrorCode.INVALID_REQUEST) from None
     if sum(len(v) for v in query.values()) + sum(len(v) for v in form.values()) > MAX_PARAMETERS:
-        raise BadRequest("too many parameters", code="invalid_request")
+        raise BadRequest("too many parameters", code=ErrorCode.INVALID_REQUEST)
     uri = provider.url(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
     headers = {k: v for k, v in request.headers.items() if k in ("authorization", "content-type")}
     if "authorization" in headers:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tokenward.apptokens import Caller
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden, NotFound, PolicyError
 from tokenward.policy import CSV_FILES, POLICY_FILES, PolicyHolder, explain, lint, read_sources
 from tokenward.policy.diff import what_if
@@ -31,7 +32,7 @@ router = APIRouter(prefix="/api/policy", tags=["policy"])
 def _holder(request: Request) -> PolicyHolder:
     holder = get_runtime(request).policy
     if not holder.loaded:
-        raise PolicyError("no policy is loaded on this instance", code="policy_not_loaded")
+        raise PolicyError("no policy is loaded on this instance", code=ErrorCode.POLICY_NOT_LOADED)
     return holder
 
 
@@ -42,7 +43,7 @@ async def admin(request: Request, caller: Annotated[Caller, Depends(manager)]) -
         raise Forbidden(
             f"{caller.subject} is not an admin of {runtime.server_name} (needs a policy row "
             f"'p, {caller.subject}, {runtime.server_name}, TOKENWARD, admin')",
-            code="not_admin",
+            code=ErrorCode.NOT_ADMIN,
         )
     return caller
 
@@ -78,7 +79,8 @@ async def policy_summary(request: Request, caller: Admin) -> dict[str, Any]:
 async def policy_check(request: Request, body: CheckRequest, caller: Admin) -> dict[str, object]:
     if body.file is not None and body.file not in CSV_FILES:
         raise PolicyError(
-            f"unknown policy file {body.file!r}; one of {', '.join(sorted(CSV_FILES))}", code="policy_file_unknown"
+            f"unknown policy file {body.file!r}; one of {', '.join(sorted(CSV_FILES))}",
+            code=ErrorCode.POLICY_FILE_UNKNOWN,
         )
     return explain(_holder(request).policy, body.sub, body.dom, body.obj, body.act, file=body.file).to_json()
 
@@ -87,7 +89,7 @@ async def policy_check(request: Request, body: CheckRequest, caller: Admin) -> d
 async def policy_lint(request: Request, caller: Admin) -> dict[str, object]:
     holder = _holder(request)
     if holder.data_dir is None:
-        raise PolicyError("this instance has no policy folder to lint", code="policy_not_loaded")
+        raise PolicyError("this instance has no policy folder to lint", code=ErrorCode.POLICY_NOT_LOADED)
     sources = await asyncio.to_thread(read_sources, holder.data_dir)
     findings = await asyncio.to_thread(lint, sources, dialect=holder.dialect)
     return {"dialect": holder.dialect, "findings": [finding.to_json() for finding in findings]}
@@ -117,10 +119,10 @@ async def policy_diff(request: Request, body: DiffRequest, caller: Admin) -> dic
     for name in body.files:
         if name not in POLICY_FILES:
             raise PolicyError(
-                f"unknown policy file {name!r}; one of {', '.join(POLICY_FILES)}", code="policy_file_unknown"
+                f"unknown policy file {name!r}; one of {', '.join(POLICY_FILES)}", code=ErrorCode.POLICY_FILE_UNKNOWN
             )
     if not body.files and body.dialect is None:
-        raise PolicyError("give at least one changed file or another dialect", code="policy_diff_empty")
+        raise PolicyError("give at least one changed file or another dialect", code=ErrorCode.POLICY_DIFF_EMPTY)
     runtime = get_runtime(request)
     policy = _holder(request).policy
     changes = {name: text.encode() for name, text in body.files.items()}
@@ -143,7 +145,7 @@ async def policy_decisions(
     if log is None:
         raise NotFound(
             "the decision log is off on this instance; set TOKENWARD_DECISION_LOG_ENABLED=true",
-            code="decision_log_disabled",
+            code=ErrorCode.DECISION_LOG_DISABLED,
         )
     lines = "".join(json.dumps(record.to_json(), separators=(",", ":")) + "\n" for record in log.records(limit))
     return Response(lines, media_type="application/x-ndjson", headers={"Cache-Control": "no-store"})

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden, ServiceUnavailable
 from tokenward.identity.source import SourceIdentity
 from tokenward.identity.system_login import SystemCaptcha, SystemLoginService
@@ -28,7 +29,9 @@ router = APIRouter(tags=["system login"])
 def get_system_login(request: Request) -> SystemLoginService:
     service = get_runtime(request).system_login
     if service is None:
-        raise ServiceUnavailable("system login is not available on this server", code="system_login_unavailable")
+        raise ServiceUnavailable(
+            "system login is not available on this server", code=ErrorCode.SYSTEM_LOGIN_UNAVAILABLE
+        )
     return service
 
 
@@ -36,7 +39,7 @@ async def host_session(identity: Annotated[SourceIdentity, Depends(current_sessi
     """The calling host: a resource session (a user's session is refused)."""
     if identity.kind != "resource":
         raise Forbidden(
-            "system login is asked by a host: log in with the host's resource key", code="host_session_required"
+            "system login is asked by a host: log in with the host's resource key", code=ErrorCode.HOST_SESSION_REQUIRED
         )
     return identity
 

@@ -15,10 +15,11 @@ from urllib.parse import parse_qsl
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, StorageUnavailable, TokenwardError
 from tokenward.forwardauth.service import Decision, ForwardAuthService, VerifyParams
 from tokenward.web.auth import current_request_id
-from tokenward.web.middleware import Response, decode_headers, error_response, send_response
+from tokenward.web.middleware import Response, decode_headers, hot_error, send_response
 from tokenward.web.state import AppState
 
 __all__ = ["MAX_QUERY_STRING", "answer", "routes"]
@@ -37,11 +38,11 @@ def _params(query: bytes) -> VerifyParams:
     if params is not None:
         return params
     if len(query) > MAX_QUERY_STRING:
-        raise BadRequest("the /verify query string is too long", code="query_too_large")
+        raise BadRequest("the /verify query string is too long", code=ErrorCode.QUERY_TOO_LARGE)
     try:
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_PARAMS)
     except ValueError:
-        raise BadRequest("the /verify query string has too many parameters", code="query_too_large") from None
+        raise BadRequest("the /verify query string has too many parameters", code=ErrorCode.QUERY_TOO_LARGE) from None
     params = VerifyParams.parse(dict(pairs))
     if len(_query_cache) >= QUERY_CACHE_SIZE:
         _query_cache.clear()
@@ -52,7 +53,7 @@ def _params(query: bytes) -> VerifyParams:
 def _service(state: AppState) -> ForwardAuthService:
     runtime = state.runtime
     if runtime is None:
-        raise StorageUnavailable("forward auth is not ready", code="not_ready")
+        raise StorageUnavailable("forward auth is not ready", code=ErrorCode.NOT_READY)
     return runtime.forward_auth
 
 
@@ -82,7 +83,7 @@ async def answer(state: AppState, scope: Scope, headers: dict[str, str]) -> Resp
         address = _client_address(state, client[0] if client else None, headers)
         decision = await service.verify(params, headers, address, current_request_id())
     except TokenwardError as exc:
-        return error_response(exc)
+        return hot_error(exc)
     return _render(decision)
 
 
@@ -97,7 +98,7 @@ class _VerifyEndpoint:
         try:
             headers = decode_headers(scope["headers"])
         except TokenwardError as exc:
-            await send_response(send, error_response(exc))
+            await send_response(send, hot_error(exc))
             return
         await send_response(send, await answer(scope["app"].state.tokenward, scope, headers))
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Forbidden, TokenwardError
 from tokenward.identity.apps import load_serving_registry
 from tokenward.policy import CSV_FILES, POLICY_FILES, Finding, explain, lint, read_sources
@@ -35,7 +36,7 @@ async def _admin(request: Request) -> tuple[object, Response | None]:
         exc = Forbidden(
             f"{user.subject} is not an admin of {runtime.server_name}; an admin page needs the policy row "
             f"'p, {user.subject}, {runtime.server_name}, TOKENWARD, admin'",
-            code="not_admin",
+            code=ErrorCode.NOT_ADMIN,
         )
         return user, error_page(request, exc, user=user, admin=False)
     return user, None
@@ -75,12 +76,12 @@ async def policy_tester(request: Request) -> Response:
         holder = get_runtime(request).policy
         try:
             if any(not fields[n] for n in ("sub", "dom", "obj", "act")):
-                raise BadRequest("fill in subject, domain, object and action", code="policy_check_incomplete")
+                raise BadRequest("fill in subject, domain, object and action", code=ErrorCode.POLICY_CHECK_INCOMPLETE)
             if not holder.loaded:
-                raise BadRequest("no policy is loaded on this instance", code="policy_not_loaded")
+                raise BadRequest("no policy is loaded on this instance", code=ErrorCode.POLICY_NOT_LOADED)
             file = fields["file"] or None
             if file is not None and file not in CSV_FILES:
-                raise BadRequest(f"unknown policy file {file!r}", code="policy_file_unknown")
+                raise BadRequest(f"unknown policy file {file!r}", code=ErrorCode.POLICY_FILE_UNKNOWN)
             result = explain(
                 holder.policy, fields["sub"], fields["dom"], fields["obj"], fields["act"], file=file
             ).to_json()
@@ -122,11 +123,11 @@ async def policy_diff(request: Request) -> Response:
         holder = runtime.policy
         try:
             if fields["file"] not in POLICY_FILES:
-                raise BadRequest(f"unknown policy file {fields['file']!r}", code="policy_file_unknown")
+                raise BadRequest(f"unknown policy file {fields['file']!r}", code=ErrorCode.POLICY_FILE_UNKNOWN)
             if fields["dialect"] not in ("", "glob", "compat"):
-                raise BadRequest("the dialect is glob or compat", code="policy_dialect_unknown")
+                raise BadRequest("the dialect is glob or compat", code=ErrorCode.POLICY_DIALECT_UNKNOWN)
             if not holder.loaded:
-                raise BadRequest("no policy is loaded on this instance", code="policy_not_loaded")
+                raise BadRequest("no policy is loaded on this instance", code=ErrorCode.POLICY_NOT_LOADED)
             recorded = [r.probe() for r in runtime.decision_log.records()] if runtime.decision_log else []
             diff = await asyncio.to_thread(
                 what_if,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.storage.audit import AuditEvent, Cursor, format_cursor, parse_cursor
 
@@ -65,7 +66,7 @@ def _time(text: str, name: str, *, end_of_day: bool = False) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise BadRequest(
-            f"{name}: {text!r} is not a date like 2026-01-31 or 2026-01-31T12:00", code="invalid_" + name
+            f"{name}: {text!r} is not a date like 2026-01-31 or 2026-01-31T12:00", code=ErrorCode(f"invalid_{name}")
         ) from None
     value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if end_of_day and _DATE_ONLY.match(text):
@@ -80,7 +81,7 @@ def _cursor(text: str) -> Cursor | None:
         return parse_cursor(text)
     except ValueError:
         raise BadRequest(
-            "this paging link is broken; start again from the newest events", code="invalid_cursor"
+            "this paging link is broken; start again from the newest events", code=ErrorCode.INVALID_CURSOR
         ) from None
 
 
@@ -89,14 +90,16 @@ def parse_filters(params: Mapping[str, str]) -> AuditFilters:
     text = {name: params.get(name, "").strip() for name in _LIMITS}
     for name, limit in _LIMITS.items():
         if len(text[name]) > limit:
-            raise BadRequest(f"{name}: at most {limit} characters", code=f"invalid_{name}")
+            raise BadRequest(f"{name}: at most {limit} characters", code=ErrorCode(f"invalid_{name}"))
     limit_text = text["limit"] or str(DEFAULT_PAGE)
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise BadRequest(f"show: a number of events between 1 and {MAX_PAGE}", code="invalid_limit")
+        raise BadRequest(f"show: a number of events between 1 and {MAX_PAGE}", code=ErrorCode.INVALID_LIMIT)
     since = _time(text["since"], "since")
     until = _time(text["until"], "until", end_of_day=True)
     if since is not None and until is not None and until <= since:
-        raise BadRequest("until must be after since (since is inclusive, until exclusive)", code="invalid_until")
+        raise BadRequest(
+            "until must be after since (since is inclusive, until exclusive)", code=ErrorCode.INVALID_UNTIL
+        )
     return AuditFilters(
         actor=text["actor"],
         action=text["action"],

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from tokenward.apptokens import MANAGE_SCOPE, Caller, parse_duration
 from tokenward.apptokens.access import check_scopes
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, NotFound, StorageUnavailable, TokenwardError
 from tokenward.identity.apps import FIRST_PARTY_NAME, ClientApp, app_hash_of_origin, load_serving_registry
 from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
@@ -41,19 +42,21 @@ from tokenward.web.ui.security import (
 __all__ = ["admin_of", "routes", "signed_in"]
 
 # Sentences for the sessions API's failure codes; anything else shows the error's own detail.
-LOGIN_MESSAGES = {
-    "not_enrolled": "This e-mail address has no authenticator yet. Ask an admin for an enrolment code, then enrol.",
-    "captcha_denied": "Sign-in with a captcha is not allowed for this e-mail address.",
-    "login_denied": "This e-mail address may not sign in to this portal.",
-    "client_access_denied": "The policy does not allow this portal to sign users in.",
-    "captcha_expired": "The captcha has expired. Ask for a new one.",
-    "captcha_used": "The captcha was already used. Ask for a new one.",
-    "captcha_attempts_exhausted": "Too many wrong codes for this captcha. Ask for a new one.",
-    "captcha_unknown": "The captcha is no longer known. Ask for a new one.",
-    "too_many_attempts": "Too many failed attempts. Wait a few minutes and try again.",
-    "captcha_rate_limited": "Too many captchas were requested. Wait a few minutes and try again.",
-    "login_expired": "The sign-in took too long or was started in another tab. Start again.",
+LOGIN_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.NOT_ENROLLED: (
+        "This e-mail address has no authenticator yet. Ask an admin for an enrolment code, then enrol."
+    ),
+    ErrorCode.CAPTCHA_DENIED: "Sign-in with a captcha is not allowed for this e-mail address.",
+    ErrorCode.LOGIN_DENIED: "This e-mail address may not sign in to this portal.",
+    ErrorCode.CLIENT_ACCESS_DENIED: "The policy does not allow this portal to sign users in.",
+    ErrorCode.CAPTCHA_EXPIRED: "The captcha has expired. Ask for a new one.",
+    ErrorCode.CAPTCHA_USED: "The captcha was already used. Ask for a new one.",
+    ErrorCode.CAPTCHA_ATTEMPTS_EXHAUSTED: "Too many wrong codes for this captcha. Ask for a new one.",
+    ErrorCode.CAPTCHA_UNKNOWN: "The captcha is no longer known. Ask for a new one.",
+    ErrorCode.TOO_MANY_ATTEMPTS: "Too many failed attempts. Wait a few minutes and try again.",
+    ErrorCode.CAPTCHA_RATE_LIMITED: "Too many captchas were requested. Wait a few minutes and try again.",
 }
+LOGIN_EXPIRED = "The sign-in took too long or was started in another tab. Start again."
 
 
 def _first_party(request: Request) -> ClientApp:
@@ -61,7 +64,9 @@ def _first_party(request: Request) -> ClientApp:
     for app in registry.apps:
         if app.name == FIRST_PARTY_NAME:
             return app
-    raise StorageUnavailable("the portal's client app is not registered; run `tokenward init`", code="portal_missing")
+    raise StorageUnavailable(
+        "the portal's client app is not registered; run `tokenward init`", code=ErrorCode.PORTAL_MISSING
+    )
 
 
 def _origin(request: Request) -> str:
@@ -169,9 +174,7 @@ async def login_code(request: Request) -> Response:
     runtime = get_runtime(request)
     state = open_login_state(runtime.keyring, request.cookies.get(LOGIN_COOKIE))
     if state is None:
-        return render(
-            request, "login.html", status=400, rd="", email="", message=LOGIN_MESSAGES["login_expired"], code=None
-        )
+        return render(request, "login.html", status=400, rd="", email="", message=LOGIN_EXPIRED, code=None)
     picked = [s for s in form.getlist("scope") if s in state.scopes][:32]
     session_key = b64u_of_public(X25519PrivateKey.generate())  # browsers never ask for client tokens
     try:
@@ -187,7 +190,7 @@ async def login_code(request: Request) -> Response:
         )
     except TokenwardError as exc:
         message = LOGIN_MESSAGES.get(exc.error_code, exc.detail)
-        if exc.error_code == "captcha_wrong_code":
+        if exc.error_code == ErrorCode.CAPTCHA_WRONG_CODE:
             return _captcha_page(request, state, message=message, status=exc.status)
         page = render(request, "login.html", status=exc.status, rd=state.rd, email=state.email, message=message)
         return retry_after(page, exc)

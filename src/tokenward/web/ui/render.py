@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tokenward import __version__
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, TokenwardError, TooManyRequests
 from tokenward.web.state import get_runtime
 from tokenward.web.ui.security import CSRF_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, check_csrf, csrf_token
@@ -128,7 +129,7 @@ class Form:
             return default
         value = values[0]
         if len(value) > max_length:
-            raise BadRequest(f"{name} is longer than {max_length} characters", code="field_too_long")
+            raise BadRequest(f"{name} is longer than {max_length} characters", code=ErrorCode.FIELD_TOO_LONG)
         return value
 
     def getlist(self, name: str) -> list[str]:
@@ -142,14 +143,14 @@ async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES) -> For
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise BadRequest("send the form as application/x-www-form-urlencoded", code="form_invalid")
+        raise BadRequest("send the form as application/x-www-form-urlencoded", code=ErrorCode.FORM_INVALID)
     body = await request.body()
     if len(body) > max_bytes:
-        raise BadRequest("the form is too large", code="form_invalid")
+        raise BadRequest("the form is too large", code=ErrorCode.FORM_INVALID)
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the form could not be read", code="form_invalid") from None
+        raise BadRequest("the form could not be read", code=ErrorCode.FORM_INVALID) from None
     form = Form(fields)
     runtime = get_runtime(request)
     check_csrf(

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden
 from tokenward.keys import Keyring, Purpose
 
@@ -94,11 +95,15 @@ def check_csrf(keyring: Keyring, nonce: str | None, token: str | None, *, sessio
     """403 ``csrf_invalid`` unless ``token`` is this cookie nonce's and this session's token under a current or
     previous key."""
     if not nonce or not token or len(token) > 200 or len(nonce) > 100:
-        raise Forbidden("the form's security token is missing; reload the page and try again", code="csrf_invalid")
+        raise Forbidden(
+            "the form's security token is missing; reload the page and try again", code=ErrorCode.CSRF_INVALID
+        )
     kid, _, mac = token.partition(".")
     key = keyring.key_by_id(Purpose.CSRF, kid, now=now)
     if key is None or not hmac.compare_digest(mac.encode(), _csrf_mac(key.reveal(), nonce, session).encode()):
-        raise Forbidden("the form's security token is not valid; reload the page and try again", code="csrf_invalid")
+        raise Forbidden(
+            "the form's security token is not valid; reload the page and try again", code=ErrorCode.CSRF_INVALID
+        )
 
 
 # -- login state --------------------------------------------------------------------------------
