@@ -1,6 +1,7 @@
 """One exception tree for tokenward.
 
-Every error carries a stable machine-readable ``code``, an HTTP ``status`` and a ``detail``
+Every error carries a stable machine-readable ``code`` (a member of ``tokenward.errorcodes.ErrorCode``,
+listed in docs/errors.md), an HTTP ``status`` and a ``detail``
 sentence a person can act on. The web layer renders them as ``{"error": code, "detail": ...}``;
 the CLI prints ``error: detail`` and exits non-zero. Messages never contain secrets.
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tokenward.runtime import Runtime
     from tokenward.settings import Settings
 
-__all__ = ["DATA_DIR_OPTION", "GuardedGroup", "cli_runtime", "fail", "load_settings"]
+__all__ = ["DATA_DIR_OPTION", "GuardedGroup", "cli_runtime", "error_exit", "fail", "load_settings"]
 
 # Set by the root command's ``--data-dir``; read by every command through load_settings().
 DATA_DIR_OPTION: ContextVar[Path | None] = ContextVar("tokenward_cli_data_dir", default=None)
@@ -30,8 +30,7 @@ class GuardedGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except TokenwardError as exc:
-            typer.secho(f"error: {exc.detail}", err=True, fg=typer.colors.RED)
-            raise typer.Exit(1) from None
+            raise error_exit(exc) from None
         finally:
             if ctx.parent is None:  # the root's --data-dir lives for one invocation only
                 DATA_DIR_OPTION.set(None)
@@ -55,6 +54,14 @@ async def cli_runtime(settings: Settings | None = None, *, migrate: bool = True)
         yield runtime
     finally:
         await runtime.close()
+
+
+def error_exit(exc: TokenwardError, exit_code: int = 1) -> typer.Exit:
+    """The CLI's renderer of an error: ``error: <detail>`` on stderr; returns the Exit to raise.
+
+    (The JSON API renders with ``web.errors.json_error``, ``/verify`` with ``web.middleware.hot_error``.)
+    """
+    return fail(exc.detail, exit_code)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tokenward import __version__
-from tokenward.cli._common import DATA_DIR_OPTION, fail, load_settings
+from tokenward.cli._common import DATA_DIR_OPTION, error_exit, fail, load_settings
 from tokenward.cli._lazy import LazyGroup, LazySpec
 from tokenward.errors import TokenwardError
 
@@ -130,7 +130,7 @@ def _interactive_timecode(value: bool) -> None:
         try:
             timecode.run_interactive()
         except TokenwardError as exc:
-            raise fail(exc.detail) from None
+            raise error_exit(exc) from None
         raise typer.Exit()
 
 
@@ -141,7 +141,7 @@ def _saveconfig(value: bool) -> None:
         try:
             config.run_save()
         except TokenwardError as exc:
-            raise fail(exc.detail) from None
+            raise error_exit(exc) from None
         raise typer.Exit()
 
 
@@ -152,7 +152,7 @@ def _getconfig(value: bool) -> None:
         try:
             config.run_get()
         except TokenwardError as exc:
-            raise fail(exc.detail) from None
+            raise error_exit(exc) from None
         raise typer.Exit()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from tokenward.cli._common import GuardedGroup, fail, load_settings
+from tokenward.cli._common import GuardedGroup, error_exit, fail, load_settings
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import PolicyError, TokenwardError
 from tokenward.policy import (
@@ -200,7 +200,7 @@ def _verify_question(
             spec = PolicyBlock(object=object_ or "")
         question = verify_question(spec, UserInfo(sub=user, email=user if "@" in user else ""), info)
     except TokenwardError as exc:
-        raise fail(exc.detail, 2) from None
+        raise error_exit(exc, 2) from None
     return question.subject, question.domain, question.object, question.action, question.file
 
 
@@ -267,8 +267,7 @@ def diff_command(
             examples=examples,
         )
     except TokenwardError as exc:
-        typer.secho(f"error: {exc.detail}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
+        raise error_exit(exc, 2) from None
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
