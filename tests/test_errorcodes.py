@@ -97,3 +97,39 @@ def test_src_raises_registry_members_not_string_literals() -> None:
     assert seen > 200  # the scan sees the raising sites
     # mypy --strict holds the rest: TokenwardError, Outcome and friends take an ErrorCode, not a str.
     assert unknown == [], "pass a member of tokenward.errorcodes.ErrorCode (add it there and to docs/errors.md)"
+
+
+# Codes also sent with a second status (documented in their meaning); every other HTTP raising site must
+# raise a class whose status is the registry's. The CLI, the client SDK and the data dir are not HTTP surfaces.
+_ALSO_SENT_WITH = {ErrorCode.INVALID_REQUEST: 400, ErrorCode.POLICY_NOT_LOADED: 503}
+_NOT_HTTP = ("cli/", "client/", "datadir.py")
+
+
+def test_raising_sites_send_the_registered_status() -> None:
+    statuses = {name: getattr(errors, name).status for name in _ERROR_CLASSES} | {"AuthenticationRequired": 401}
+    wrong = []
+    for path, tree in _modules():
+        if str(path.relative_to(SRC)).startswith(_NOT_HTTP):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _callee(node) in statuses:
+                for keyword in node.keywords:
+                    value = keyword.value
+                    if (
+                        keyword.arg == "code"
+                        and isinstance(value, ast.Attribute)
+                        and ast.unparse(value.value) == "ErrorCode"
+                    ):
+                        code, status = ErrorCode[value.attr], statuses[_callee(node)]
+                        if status not in (code.status, _ALSO_SENT_WITH.get(code)):
+                            wrong.append(
+                                f"{path.relative_to(ROOT)}:{node.lineno}: {code} as {status}, not {code.status}"
+                            )
+    assert wrong == []
+
+
+def test_the_pam_helper_reacts_to_registered_codes() -> None:
+    # hostpam runs on the system python without tokenward installed: it keeps the wire strings.
+    from tokenward.hostpam.client import SESSION_ERRORS
+
+    assert SESSION_ERRORS <= set(ErrorCode)
