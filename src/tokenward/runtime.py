@@ -216,16 +216,16 @@ async def open_runtime(
     *,
     migrate: bool = True,
     listen: bool = True,
-    app_tokens_only: bool = False,
+    eager: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> Runtime:
     """Load the data dir, check secret files, open the database and apply migrations.
 
     ``listen=False`` (one-shot CLI commands, the serve pre-flight) skips the Redis subscription to
     other instances' revocation notices: such a process publishes notices but never serves requests.
-    ``app_tokens_only=True`` (the ``app-token`` commands) builds neither the /verify service nor the
-    OpenID Provider or system login: they import httpx, Authlib, Jinja2 and the hash libraries, about
-    a second of start-up for a command that never uses them.
+    ``eager=False`` (CLI commands) leaves the identity, /verify, OIDC and system-login services to be built on
+    first use: they import httpx, Authlib, Jinja2 and the hash libraries, about a second of start-up for a
+    command that never uses them. A serving process builds them all before its first request.
     ``clock`` (Unix seconds) goes to the services that take one; tests move it instead of sleeping.
     """
     data_dir = DataDir(settings.data_dir)
@@ -304,7 +304,7 @@ async def open_runtime(
         )
         runtime.last_used_flusher.start()
     build_decision_log(runtime)
-    if app_tokens_only:
+    if not eager:
         return runtime
     # Built now, not on a request (the properties build on first use): identity first, /verify asks it.
     _services = (runtime.identity, runtime.forward_auth, runtime.oidc, runtime.system_login)

@@ -114,7 +114,7 @@ async def test_the_cli_services_ask_the_one_admin_check(data_dir: Path, monkeypa
 
     admin = "admin@example.com"
     (data_dir / "userpolicy.csv").write_text(f"p, {admin}, auth.example.com, TOKENWARD, admin\n", encoding="utf-8")
-    runtime = await open_runtime(Settings.load(), listen=False, app_tokens_only=True)
+    runtime = await open_runtime(Settings.load(), listen=False, eager=False)
     try:
         assert runtime.app_tokens.is_admin(admin) and not runtime.app_tokens.is_admin("bob@example.com")
         monkeypatch.setattr(runtime.policy, "_policy", None)  # as before the first successful load

@@ -107,7 +107,7 @@ async def test_pending_uses_are_bounded() -> None:
 async def test_runtime_close_flushes(data_dir: Path, database_url: str, listen: bool) -> None:
     clock = Clock()
     settings = Settings.load(data_dir=data_dir, database_url=database_url)
-    runtime = await open_runtime(settings, listen=listen, app_tokens_only=True, clock=clock)
+    runtime = await open_runtime(settings, listen=listen, eager=False, clock=clock)
     assert (runtime.last_used_flusher is not None) is listen
     service = runtime.app_tokens
     assert service is not None

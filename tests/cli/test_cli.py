@@ -141,6 +141,20 @@ def test_unsafe_timecode_file_is_refused_with_the_fix(data: Path) -> None:
     assert code == 1 and f"chmod 600 {data / 'timecode.json'}" in err
 
 
+def test_user_enroll_makes_the_start_up_checks_serve_makes(data: Path) -> None:
+    """`user enroll` uses the runtime's identity service (cli_runtime), not a stand-in built beside it."""
+    run("init", "--server-name", "auth.example.com")
+    code, out, _ = run("user", "enroll", "Alice@Example.com")
+    assert code == 0 and "alice@example.com" in out
+    (data / "userpolicy.csv").write_text("p, alice@example.com\n", encoding="utf-8")  # a broken policy row
+    code, _, err = run("user", "enroll", "alice@example.com")
+    assert code == 1 and "userpolicy.csv" in err
+    (data / "userpolicy.csv").unlink()
+    (data / "timecode.json").chmod(0o644)
+    code, _, err = run("user", "enroll", "alice@example.com")
+    assert code == 1 and f"chmod 600 {data / 'timecode.json'}" in err
+
+
 def test_bad_setting_is_one_line(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENWARD_LOG_FORMAT", "xml")
     code, _, err = run("server-name")

@@ -46,10 +46,11 @@ def load_settings(**overrides: Any) -> Settings:
 @asynccontextmanager
 async def cli_runtime(settings: Settings | None = None, *, migrate: bool = True) -> AsyncIterator[Runtime]:
     """The services a command needs, built as ``serve`` builds them (:func:`tokenward.runtime.open_runtime`, with
-    its start-up checks) but without listening for other instances' notices; closed when the block ends."""
+    its start-up checks) but without listening for other instances' notices, each service built when the command
+    first uses it (``eager=False``); closed when the block ends."""
     from tokenward.runtime import open_runtime
 
-    runtime = await open_runtime(settings or load_settings(), migrate=migrate, listen=False)
+    runtime = await open_runtime(settings or load_settings(), migrate=migrate, listen=False, eager=False)
     try:
         yield runtime
     finally:

@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 def _run(action: Callable[[AppTokenService], Awaitable[T]]) -> T:
     async def main() -> T:
-        runtime = await open_runtime(load_settings(), listen=False, app_tokens_only=True)
+        runtime = await open_runtime(load_settings(), listen=False, eager=False)
         try:
             return await action(runtime.app_tokens)
         finally:

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 def _run(action: Callable[[SqlOidcStore, Runtime], Awaitable[T]]) -> T:
     async def main() -> T:
-        runtime = await open_runtime(load_settings(), listen=False)
+        runtime = await open_runtime(load_settings(), listen=False, eager=False)
         try:
             return await action(runtime.oidc.store, runtime)
         finally:
