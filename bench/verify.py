@@ -277,8 +277,7 @@ async def _list_api_users(data: Path, users: int, per_user: int) -> list[str]:
     from tokenward.runtime import open_runtime
     from tokenward.settings import Settings
 
-    runtime = await open_runtime(Settings.load(data_dir=data), listen=False, app_tokens_only=True)
-    assert runtime.app_tokens is not None
+    runtime = await open_runtime(Settings.load(data_dir=data), listen=False, eager=False)
     headers = []
     try:
         for u in range(users):
