@@ -31,7 +31,12 @@ LAZY_COMMANDS = (
         "Print the app hash (uppercase SHA-512) of an origin's host[:port], or of a file's bytes.",
         group=False,
     ),
-    LazySpec("audit", "tokenward.cli.audit:audit", "Print audit events, newest first.", group=False),
+    LazySpec(
+        "audit",
+        "tokenward.cli.audit:audit",
+        "Print audit events, newest first; a full page ends with the --before cursor of the next one.",
+        group=False,
+    ),
     LazySpec(
         "timecode",
         "tokenward.cli.timecode:app",
