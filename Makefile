@@ -36,6 +36,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/codespell src tests docs README.md
 	PYTHONPATH=src $(BIN)/lint-imports --no-cache  # .importlinter: layers import downward only
 

@@ -16,6 +16,7 @@ import gc
 import os
 import random
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -31,7 +32,10 @@ CLIENTS = [f"{i:040X}" for i in range(1, 9)]
 def generate(n: int, dialect: Dialect, seed: int = 7) -> tuple[bytes, list[tuple[str, str, str, str]]]:
     rng = random.Random(seed)
     domains = max(10, n // 200)
-    esc = (lambda s: s.replace(".", "\\.")) if dialect == "compat" else (lambda s: s)
+
+    def esc(text: str) -> str:
+        return text.replace(".", "\\.") if dialect == "compat" else text
+
     wild = "/*" if dialect == "compat" else "*"
     lines: list[str] = []
     requests: list[tuple[str, str, str, str]] = []
@@ -69,7 +73,7 @@ def generate(n: int, dialect: Dialect, seed: int = 7) -> tuple[bytes, list[tuple
 
 
 def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 def latencies(func: Any, requests: list[tuple[str, str, str, str]], count: int) -> list[float]:
@@ -90,7 +94,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(n: int, dialect: Dialect, samples: int) -> dict[str, float]:
+def run(n: int, dialect: Dialect, samples: int) -> dict[str, Any]:
     data, requests = generate(n, dialect)
     gc.collect()
     before = rss_mb()
@@ -147,12 +151,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000, help="decisions timed per size")
     args = parser.parse_args()
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
-    print(f"python {os.sys.version.split()[0]}, {os.cpu_count()} cores; per-decision timings include the ~timer floor")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; per-decision timings include the ~timer floor")
     print(f"{'dialect':8} {'rules':>9} {'load s':>8} {'RSS MB':>8} {'median µs':>10} {'p99 µs':>8} {'login() µs':>11}")
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    for dialect, dialect_sizes in (("glob", sizes), ("compat", [s for s in sizes if s <= 100_000])):
+    runs: tuple[tuple[Dialect, list[int]], ...] = (("glob", sizes), ("compat", [s for s in sizes if s <= 100_000]))
+    for dialect, dialect_sizes in runs:
         for n in dialect_sizes:
-            row = run(n, dialect, args.samples)  # type: ignore[arg-type]
+            row = run(n, dialect, args.samples)
             results[(dialect, n)] = row
             print(
                 f"{dialect:8} {n:>9,} {row['load_s']:>8.2f} {row['rss_mb']:>8.0f} {row['median_us']:>10.2f} "
