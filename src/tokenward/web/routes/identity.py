@@ -34,7 +34,12 @@ router = APIRouter(tags=["sessions"])
 MANAGE_SESSION_SCOPE = "TOKENWARD_MANAGE"
 
 
-Service = Annotated[IdentityService, Depends(get_identity)]
+async def _identity(request: Request) -> IdentityService:
+    # async: FastAPI runs a plain def dependency (get_identity) in its thread pool, a hop per request.
+    return get_identity(request)
+
+
+Service = Annotated[IdentityService, Depends(_identity)]
 
 
 def _bearer(request: Request) -> str:

@@ -26,7 +26,8 @@ __all__ = ["router"]
 router = APIRouter(tags=["system login"])
 
 
-def get_system_login(request: Request) -> SystemLoginService:
+async def get_system_login(request: Request) -> SystemLoginService:
+    # async: FastAPI runs a plain def dependency in its thread pool, a hop on every request.
     service = get_runtime(request).system_login
     if service is None:
         raise ServiceUnavailable(
