@@ -330,7 +330,7 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return value  # the usual case: no need to import the forward-auth stores to say so
         from tokenward.errors import ConfigError
-        from tokenward.forwardauth.stores import parse_store_specs
+        from tokenward.storespecs import parse_store_specs
 
         try:
             parse_store_specs(value)
