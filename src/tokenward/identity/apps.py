@@ -17,11 +17,11 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from tokenward.datadir import write_private
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
+from tokenward.origins import app_hash_of_origin, origin_host
 
 __all__ = [
     "CLIENT_IDS_FILE",
@@ -43,7 +43,6 @@ CLIENT_IDS_FILE = "clientids.json"
 FIRST_PARTY_NAME = "tokenward"
 _CLIENT_ID = re.compile(r"^[0-9A-Fa-f]{40}$")
 _APP_HASH = re.compile(r"^[0-9A-Fa-f]{128}$")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def new_client_id(random_bytes: bytes) -> str:
@@ -58,36 +57,6 @@ def normalize_client_id(value: str) -> str:
     if not _CLIENT_ID.match(value):
         raise BadRequest("client_id must be 40 hexadecimal characters", code=ErrorCode.CLIENT_ID_MALFORMED)
     return value.upper()
-
-
-def origin_host(origin: str) -> str:
-    """``host[:port]`` of an origin URL (``https://App.example.com:8080/x`` → ``app.example.com:8080``).
-
-    A bare ``host[:port]`` is accepted as is. Default ports are dropped.
-    """
-    text = origin.strip()
-    if "://" not in text:
-        text = "https://" + text if not text.startswith("//") else "https:" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        raise BadRequest(
-            f"{origin!r} is not an origin like https://app.example.com", code=ErrorCode.ORIGIN_MALFORMED
-        ) from None
-    host = (parts.hostname or "").lower()
-    if not host or parts.username or parts.password or " " in host:
-        raise BadRequest(f"{origin!r} is not an origin like https://app.example.com", code=ErrorCode.ORIGIN_MALFORMED)
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    if port is None or _DEFAULT_PORTS.get(parts.scheme.lower()) == port:
-        return host
-    return f"{host}:{port}"
-
-
-def app_hash_of_origin(origin: str) -> str:
-    """Uppercase SHA-512 hex of ``host[:port]`` (docs/protocol.md §2)."""
-    return hashlib.sha512(origin_host(origin).encode("utf-8")).hexdigest().upper()
 
 
 def app_hash_of_bytes(data: bytes) -> str:

@@ -27,6 +27,7 @@ from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Secret
+from tokenward.records.challenges import Challenge
 
 __all__ = [
     "AEADS",
@@ -198,24 +199,6 @@ def open_captcha(text: str, private_key: X25519PrivateKey) -> CaptchaPlaintext:
     if plain.captcha_id != captcha_id:
         raise BadRequest("captcha id mismatch", code=ErrorCode.CAPTCHA_UNREADABLE)
     return plain
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """Server-side state of one captcha (or one resource login challenge, ``kind="resource"``)."""
-
-    id: str
-    kind: str
-    subject: str
-    client_id: str
-    app_hash: str
-    code_challenge: str
-    code_mac: str
-    key_id: str
-    created_at: float
-    expires_at: float
-    attempts: int = 0
-    consumed_at: float | None = None
 
 
 def check_usable(challenge: Challenge, *, now: float) -> None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["SCOPES", "user_claims"]
+from tokenward.records.oidc import SCOPES
 
-#: Scopes the provider knows; any other requested scope is dropped (RFC 6749 §3.3).
-SCOPES = ("openid", "email", "profile", "groups")
+__all__ = ["SCOPES", "user_claims"]
 
 
 def user_claims(subject: str, scope: str, groups: Iterable[str]) -> dict[str, Any]:

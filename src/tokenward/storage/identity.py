@@ -18,7 +18,7 @@ from sqlalchemy import Index, Integer, String, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tokenward.identity.captcha import Challenge
+from tokenward.records.challenges import Challenge
 
 from .database import Database
 from .models import SUBJECT_LEN, Base

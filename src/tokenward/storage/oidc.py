@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, NotFound
-from tokenward.oidc.clients import OidcClient
+from tokenward.records.oidc import OidcClient
 
 from .database import Database
 from .models import SUBJECT_LEN, Base
