@@ -121,7 +121,7 @@ async def test_double_submitted_create_form_creates_one_token(browser: httpx.Asy
 
 
 def test_recent_submissions_is_bounded_and_expires() -> None:
-    from tokenward.web.ui.security import RecentSubmissions
+    from tokenward.web.state import RecentSubmissions
 
     seen = RecentSubmissions(ttl=10, maxsize=3)
     assert seen.first_use("a", now=0) and not seen.first_use("a", now=5)

@@ -6,13 +6,14 @@ The web layer's one way to the services: handlers, pages and the hot path reach 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from tokenward.apptokens import AppTokenService
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageUnavailable
+from tokenward.forwardauth.service import VerifyParams
 from tokenward.identity.service import IdentityService
 from tokenward.runtime import Runtime
 from tokenward.settings import Settings
@@ -20,14 +21,55 @@ from tokenward.storage import AuditLog
 from tokenward.web.auth import client_ip
 from tokenward.web.metrics import Metrics
 
-__all__ = ["AppState", "get_app_tokens", "get_audit", "get_identity", "get_runtime", "get_state", "request_client_ip"]
+__all__ = [
+    "AppState",
+    "RecentSubmissions",
+    "get_app_tokens",
+    "get_audit",
+    "get_identity",
+    "get_runtime",
+    "get_state",
+    "request_client_ip",
+]
+
+
+class RecentSubmissions:
+    """Form submission ids seen in the last ``ttl`` seconds (bounded), so a double-submitted form acts once.
+
+    Per process: two submissions of one form reach the same instance in practice (same connection),
+    and the form's id is random, so nothing needs sharing.
+    """
+
+    def __init__(self, *, ttl: float = 900.0, maxsize: int = 10_000) -> None:
+        self.ttl = ttl
+        self.maxsize = maxsize
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, key: str, *, now: float) -> bool:
+        """True the first time ``key`` is seen within ``ttl``; False for a repeat."""
+        seen = self._seen.get(key)
+        if seen is not None and now - seen < self.ttl:
+            return False
+        if len(self._seen) >= self.maxsize:
+            # Drop expired ids; if all are fresh, drop the oldest (dicts keep insertion order).
+            self._seen = {k: t for k, t in self._seen.items() if now - t < self.ttl}
+            while len(self._seen) >= self.maxsize:
+                self._seen.pop(next(iter(self._seen)))
+        self._seen[key] = now
+        return True
 
 
 @dataclass
 class AppState:
+    """What one app holds across requests: settings, metrics, the runtime, and its per-app caches."""
+
     settings: Settings
     metrics: Metrics
     runtime: Runtime | None = None
+    #: Parsed ``/verify`` query strings (a proxy sends the same few every time); bounded by the route.
+    verify_queries: dict[bytes, VerifyParams] = field(default_factory=dict)
+    #: Portal form submission ids seen recently, so a double-submitted form acts once.
+    submissions: RecentSubmissions = field(default_factory=RecentSubmissions)
 
 
 def get_state(request: Request) -> AppState:

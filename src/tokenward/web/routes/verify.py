@@ -30,11 +30,9 @@ QUERY_CACHE_SIZE = 1024
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _JSON = (b"content-type", b"application/json")
 
-_query_cache: dict[bytes, VerifyParams] = {}
 
-
-def _params(query: bytes) -> VerifyParams:
-    params = _query_cache.get(query)
+def _params(query: bytes, cache: dict[bytes, VerifyParams]) -> VerifyParams:
+    params = cache.get(query)
     if params is not None:
         return params
     if len(query) > MAX_QUERY_STRING:
@@ -44,9 +42,9 @@ def _params(query: bytes) -> VerifyParams:
     except ValueError:
         raise BadRequest("the /verify query string has too many parameters", code=ErrorCode.QUERY_TOO_LARGE) from None
     params = VerifyParams.parse(dict(pairs))
-    if len(_query_cache) >= QUERY_CACHE_SIZE:
-        _query_cache.clear()
-    _query_cache[query] = params
+    if len(cache) >= QUERY_CACHE_SIZE:
+        cache.clear()
+    cache[query] = params
     return params
 
 
@@ -77,7 +75,7 @@ async def answer(state: AppState, scope: Scope, headers: dict[str, str]) -> Resp
             # Envoy ext_authz appends the client's path and query: only the path names the token then.
             params = VerifyParams(store_id=bound["store_id"], token_id=bound["token_id"])
         else:
-            params = _params(scope["query_string"])
+            params = _params(scope["query_string"], state.verify_queries)
         service = _service(state)
         client = scope.get("client")
         address = _client_address(state, client[0] if client else None, headers)

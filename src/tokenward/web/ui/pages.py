@@ -26,14 +26,13 @@ from tokenward.identity.captcha import DEFAULT_AEAD, pkce_challenge
 from tokenward.identity.client_tokens import b64u_of_public
 from tokenward.identity.device import DEVICE_COOKIE, DEVICE_MAX_AGE
 from tokenward.identity.source import SourceIdentity
-from tokenward.web.state import get_app_tokens, get_identity, get_runtime, request_client_ip
+from tokenward.web.state import get_app_tokens, get_identity, get_runtime, get_state, request_client_ip
 from tokenward.web.ui.render import error_page, read_form, redirect, render, retry_after
 from tokenward.web.ui.security import (
     LOGIN_COOKIE,
     LOGIN_STATE_TTL,
     SESSION_COOKIE,
     LoginState,
-    RecentSubmissions,
     open_login_state,
     safe_return,
     seal_login_state,
@@ -281,9 +280,6 @@ def _caller(user: SourceIdentity) -> Caller:
     return Caller(subject=user.subject, scopes=frozenset({*user.scopes, MANAGE_SCOPE}), method="session")
 
 
-_SUBMISSIONS = RecentSubmissions()
-
-
 async def _tokens_page(request: Request, user: SourceIdentity, *, status: int = 200, **context: object) -> Response:
     service = get_app_tokens(request)
     tokens = await service.list(user.subject)
@@ -319,7 +315,7 @@ async def token_create(request: Request) -> Response:
         return to_login(request)
     form = await read_form(request)
     submission = form.get("submission", max_length=64)
-    if submission and not _SUBMISSIONS.first_use(f"{user.subject}|{submission}", now=time.time()):
+    if submission and not get_state(request).submissions.first_use(f"{user.subject}|{submission}", now=time.time()):
         # The same form sent twice (double click, resend after a slow answer): create once.
         return await _tokens_page(
             request,

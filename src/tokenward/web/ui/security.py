@@ -185,29 +185,3 @@ def safe_return(rd: str | None, allowed: Sequence[str], *, default: str = "/acco
     if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc or not port_ok:
         return default
     return rd if _host_allowed(host, allowed) else default
-
-
-class RecentSubmissions:
-    """Form submission ids seen in the last ``ttl`` seconds (bounded), so a double-submitted form acts once.
-
-    Per process: two submissions of one form reach the same instance in practice (same connection),
-    and the form's id is random, so nothing needs sharing.
-    """
-
-    def __init__(self, *, ttl: float = 900.0, maxsize: int = 10_000) -> None:
-        self.ttl = ttl
-        self.maxsize = maxsize
-        self._seen: dict[str, float] = {}
-
-    def first_use(self, key: str, *, now: float) -> bool:
-        """True the first time ``key`` is seen within ``ttl``; False for a repeat."""
-        seen = self._seen.get(key)
-        if seen is not None and now - seen < self.ttl:
-            return False
-        if len(self._seen) >= self.maxsize:
-            # Drop expired ids; if all are fresh, drop the oldest (dicts keep insertion order).
-            self._seen = {k: t for k, t in self._seen.items() if now - t < self.ttl}
-            while len(self._seen) >= self.maxsize:
-                self._seen.pop(next(iter(self._seen)))
-        self._seen[key] = now
-        return True
