@@ -21,14 +21,10 @@ from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest
 from tokenward.storage import AppTokenRecord
 from tokenward.web.auth import (
-    AppTokenAuthenticator,
-    Authenticator,
-    authenticate,
     current_request_id,
-    require_scope,
 )
-from tokenward.web.routes.identity import SourceIdentifierAuthenticator
-from tokenward.web.state import get_app_tokens, get_identity, get_runtime
+from tokenward.web.deps import manager
+from tokenward.web.state import get_app_tokens
 
 __all__ = ["router"]
 
@@ -108,21 +104,6 @@ def _ocis(record: AppTokenRecord, token: str | None = None) -> OcisToken:
 async def service(request: Request) -> AppTokenService:
     """The app token service (``async``: FastAPI runs a plain ``def`` dependency in its thread pool)."""
     return get_app_tokens(request)
-
-
-def authenticators(request: Request) -> list[Authenticator]:
-    """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``)."""
-    runtime = get_runtime(request)
-    svc = get_app_tokens(request)
-    return [
-        AppTokenAuthenticator(svc, trusted_proxies=runtime.trusted_proxies),
-        SourceIdentifierAuthenticator(get_identity(request), is_admin=svc.is_admin),
-    ]
-
-
-async def manager(request: Request) -> Caller:
-    """The authenticated caller, holding the management scope."""
-    return require_scope(await authenticate(request, authenticators(request)))
 
 
 def _only(*allowed: str) -> object:

@@ -15,79 +15,30 @@ import segno
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tokenward.apptokens import MANAGE_SCOPE, Caller
-from tokenward.apptokens.access import AdminCheck
+from tokenward.apptokens import Caller
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import BadRequest, Unauthorized
+from tokenward.errors import BadRequest
 from tokenward.identity.client_tokens import jwks
 from tokenward.identity.service import ENROLLMENT_CODE_TTL, IdentityService, key_fingerprint, normalize_email
-from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
-from tokenward.web.auth import AuthenticationRequired
-from tokenward.web.state import get_identity, get_runtime, request_client_ip
+from tokenward.web.deps import (
+    MANAGE_SESSION_SCOPE,
+    SourceIdentifierAuthenticator,
+    admin,
+    current_session,
+    identity_service,
+    manager,
+)
+from tokenward.web.state import get_runtime, request_client_ip
 
 __all__ = ["MANAGE_SESSION_SCOPE", "SourceIdentifierAuthenticator", "router"]
 
 router = APIRouter(tags=["sessions"])
 
-#: The session scope (granted in clientscopespolicy.csv) that carries ``tokenward:manage`` into the management API.
-MANAGE_SESSION_SCOPE = "TOKENWARD_MANAGE"
-
-
-async def _identity(request: Request) -> IdentityService:
-    # async: FastAPI runs a plain def dependency (get_identity) in its thread pool, a hop per request.
-    return get_identity(request)
-
-
-Service = Annotated[IdentityService, Depends(_identity)]
-
-
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized(
-            "send the source identifier as `Authorization: Bearer …`", code=ErrorCode.SOURCE_IDENTIFIER_MISSING
-        )
-    return token.strip()
-
-
-async def current_session(request: Request, service: Service) -> SourceIdentity:
-    return await service.authenticate(_bearer(request), now=time.time())
+Service = Annotated[IdentityService, Depends(identity_service)]
 
 
 Session = Annotated[SourceIdentity, Depends(current_session)]
-
-
-class SourceIdentifierAuthenticator:
-    """Authenticates ``Bearer tw1si.…`` (a user session) for the management API (web/auth.py chain).
-
-    The caller holds ``tokenward:manage`` when the session was granted the ``TOKENWARD_MANAGE`` scope
-    (clientscopespolicy.csv decides who may pick it, for which client app) or when the policy makes the
-    subject an admin. Resource sessions are not management callers.
-    """
-
-    def __init__(self, service: IdentityService, *, is_admin: AdminCheck) -> None:
-        self.service = service
-        self.is_admin = is_admin
-
-    async def __call__(self, request: Request) -> Caller | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token.startswith(SOURCE_PREFIX + "."):
-            return None
-        try:
-            identity = await self.service.authenticate(token, now=time.time())
-        except Unauthorized as exc:  # RFC 9110: every 401 carries a challenge
-            raise AuthenticationRequired(exc.detail, code=exc.error_code) from None
-        if identity.kind != "user":
-            raise AuthenticationRequired(
-                "a resource session cannot call the management API", code=ErrorCode.SESSION_KIND_REFUSED
-            )
-        scopes = set(identity.scopes)
-        if MANAGE_SESSION_SCOPE in scopes or self.is_admin(identity.subject):
-            scopes.add(MANAGE_SCOPE)
-        return Caller(subject=identity.subject, scopes=frozenset(scopes), method="session")
 
 
 class _In(BaseModel):
@@ -225,11 +176,6 @@ async def enrollment_admin(request: Request) -> Caller:
     ``scope_missing`` without the management scope, 403 ``not_admin`` without the policy's
     ``p, <subject>, <server>, TOKENWARD, admin`` row.
     """
-    # Imported here: routes.app_tokens (and through it routes.policy) imports this module for
-    # the session authenticator.
-    from tokenward.web.routes.app_tokens import manager
-    from tokenward.web.routes.policy import admin
-
     return await admin(request, await manager(request))
 
 

@@ -17,11 +17,11 @@ from starlette.responses import Response
 
 from tokenward.apptokens import Caller
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import Forbidden, NotFound, PolicyError
+from tokenward.errors import NotFound, PolicyError
 from tokenward.policy import CSV_FILES, POLICY_FILES, PolicyHolder, explain, lint, read_sources
 from tokenward.policy.diff import what_if
 from tokenward.runtime import Runtime
-from tokenward.web.routes.app_tokens import manager
+from tokenward.web.deps import admin
 from tokenward.web.state import get_runtime
 
 __all__ = ["router"]
@@ -34,18 +34,6 @@ def _holder(request: Request) -> PolicyHolder:
     if not holder.loaded:
         raise PolicyError("no policy is loaded on this instance", code=ErrorCode.POLICY_NOT_LOADED)
     return holder
-
-
-async def admin(request: Request, caller: Annotated[Caller, Depends(manager)]) -> Caller:
-    """The caller, if the policy makes it an admin of this server (403 ``not_admin`` otherwise)."""
-    runtime = get_runtime(request)
-    if not runtime.policy.is_admin(caller.subject, runtime.server_name):  # no policy loaded: nobody is an admin
-        raise Forbidden(
-            f"{caller.subject} is not an admin of {runtime.server_name} (needs a policy row "
-            f"'p, {caller.subject}, {runtime.server_name}, TOKENWARD, admin')",
-            code=ErrorCode.NOT_ADMIN,
-        )
-    return caller
 
 
 Admin = Annotated[Caller, Depends(admin)]

@@ -18,7 +18,7 @@ from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Forbidden, ServiceUnavailable
 from tokenward.identity.source import SourceIdentity
 from tokenward.identity.system_login import SystemCaptcha, SystemLoginService
-from tokenward.web.routes.identity import current_session
+from tokenward.web.deps import current_session
 from tokenward.web.state import get_runtime, request_client_ip
 
 __all__ = ["router"]
