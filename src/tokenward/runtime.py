@@ -36,9 +36,13 @@ if TYPE_CHECKING:
     from tokenward.configsync import ConfigSync
     from tokenward.forwardauth.plugins import SessionCheck
     from tokenward.forwardauth.service import ForwardAuthService
+    from tokenward.identity.captcha_login import CaptchaLoginService
+    from tokenward.identity.enrolment import EnrolmentService
     from tokenward.identity.mail import SmtpMailer
     from tokenward.identity.policy import IdentityPolicy, PolicyQuestions
+    from tokenward.identity.resource_login import ResourceLoginService
     from tokenward.identity.service import IdentityService
+    from tokenward.identity.sessions import SessionService
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
     from tokenward.storage.redisstate import RevocationChannel
@@ -47,10 +51,14 @@ if TYPE_CHECKING:
 __all__ = [
     "Runtime",
     "build_app_token_service",
+    "build_captcha_login",
     "build_decision_log",
+    "build_enrolment",
     "build_forward_auth",
     "build_identity",
     "build_oidc",
+    "build_resource_login",
+    "build_sessions",
     "build_system_login",
     "check_secret_files",
     "open_runtime",
@@ -98,8 +106,35 @@ class Runtime:
 
     @functools.cached_property
     def identity(self) -> IdentityService:
-        """Enrolment, captchas, sessions and client tokens (docs/protocol.md); the API, portal and /verify share it."""
-        return build_identity(self, self.regulation_store)
+        """The identity API's flows behind one facade (docs/protocol.md); the API and portal use it."""
+        return build_identity(self)
+
+    @functools.cached_property
+    def enrolment(self) -> EnrolmentService:
+        """Enrolment codes and enrolment (the API, and ``tokenward user enroll`` alone)."""
+        return build_enrolment(self)
+
+    @functools.cached_property
+    def sessions(self) -> SessionService:
+        """User and resource sessions; /verify checks ``Bearer tw1si.…`` through it."""
+        return build_sessions(self)
+
+    @functools.cached_property
+    def captcha_login(self) -> CaptchaLoginService:
+        """The portal's captcha login, regulated with the ``TOKENWARD_CAPTCHA_*`` limits."""
+        return build_captcha_login(self)
+
+    @functools.cached_property
+    def resource_login(self) -> ResourceLoginService:
+        """Resource (machine) login with a signed challenge."""
+        return build_resource_login(self)
+
+    @functools.cached_property
+    def captcha_regulators(self) -> tuple[Regulator, Regulator]:
+        """(requests, failures): shared by enrolment and captcha login, in ``regulation_store`` (Redis when
+        ``TOKENWARD_REDIS_URL`` is set, else SQL)."""
+        store = self.regulation_store
+        return _captcha_request_regulator(self.settings, store), _captcha_failure_regulator(self.settings, store)
 
     @functools.cached_property
     def forward_auth(self) -> ForwardAuthService:
@@ -361,42 +396,112 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
             keyring=lambda: runtime.keyring,
             regulator=runtime.app_tokens.regulator,
             account_failure_delay=settings.regulation_account_delay_seconds,
-            sessions=session_check(runtime.identity),
+            sessions=session_check(runtime.sessions),
         ),
         policy=lambda: holder.policy if holder.loaded else None,
         revocation_refresh=settings.config_token_revocation_refresh_seconds,
     )
 
 
-def build_identity(runtime: Runtime, regulation_store: RegulationStore) -> IdentityService:
-    """The identity service on the runtime's database, keys and policy, regulated through ``regulation_store``
-    (Redis when ``TOKENWARD_REDIS_URL`` is set, else SQL) with the ``TOKENWARD_CAPTCHA_*`` limits."""
-    from tokenward.identity.apps import load_serving_registry
-    from tokenward.identity.resources import load_resources
+def build_identity(runtime: Runtime) -> IdentityService:
+    """The identity API's facade over the runtime's flows (each built once, on the runtime's database, keys,
+    policy and captcha regulators)."""
     from tokenward.identity.service import IdentityService
+    from tokenward.identity.token_service import ClientTokenService
+    from tokenward.storage.identity import SqlIdentityStore
+
+    tokens = ClientTokenService(
+        server_name=runtime.server_name,
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        policy=_identity_policy(runtime),
+        audit=SqlAuditLog(runtime.database),
+    )
+    return IdentityService(
+        enrolment=runtime.enrolment,
+        captcha=runtime.captcha_login,
+        resource=runtime.resource_login,
+        sessions=runtime.sessions,
+        tokens=tokens,
+    )
+
+
+def build_enrolment(runtime: Runtime) -> EnrolmentService:
+    """Enrolment: the store, the policy (may this address get an e-mailed code), the mailer and the regulators."""
+    from tokenward.identity.enrolment import EnrolmentService
     from tokenward.storage.identity import SqlIdentityStore
 
     settings = runtime.settings
-    data_dir = settings.data_dir
+    requests, failures = runtime.captcha_regulators
+    return EnrolmentService(
+        server_name=runtime.server_name,
+        store=SqlIdentityStore(runtime.database),
+        policy=_identity_policy(runtime),
+        audit=SqlAuditLog(runtime.database),
+        request_regulator=requests,
+        failure_regulator=failures,
+        mailer=_mailer(settings, runtime.server_name),
+        mail_sender=settings.smtp_from,
+    )
+
+
+def build_sessions(runtime: Runtime) -> SessionService:
+    from tokenward.identity.sessions import SessionService
+    from tokenward.storage.identity import SqlIdentityStore
+
+    return SessionService(
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        audit=SqlAuditLog(runtime.database),
+        session_lifetime=runtime.settings.session_lifetime_seconds,
+    )
+
+
+def build_captcha_login(runtime: Runtime) -> CaptchaLoginService:
+    from tokenward.identity.apps import load_serving_registry
+    from tokenward.identity.captcha_login import CaptchaLoginService
+    from tokenward.storage.identity import SqlIdentityStore
+
+    data_dir = runtime.settings.data_dir
+    requests, failures = runtime.captcha_regulators
+    return CaptchaLoginService(
+        server_name=runtime.server_name,
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        policy=_identity_policy(runtime),
+        clients=lambda: load_serving_registry(data_dir),
+        sessions=runtime.sessions,
+        audit=SqlAuditLog(runtime.database),
+        request_regulator=requests,
+        failure_regulator=failures,
+    )
+
+
+def build_resource_login(runtime: Runtime) -> ResourceLoginService:
+    from tokenward.identity.apps import load_serving_registry
+    from tokenward.identity.resource_login import ResourceLoginService
+    from tokenward.identity.resources import load_resources
+    from tokenward.storage.identity import SqlIdentityStore
+
+    data_dir = runtime.settings.data_dir
+    return ResourceLoginService(
+        server_name=runtime.server_name,
+        keyring=lambda: runtime.keyring,
+        store=SqlIdentityStore(runtime.database),
+        policy=_identity_policy(runtime),
+        clients=lambda: load_serving_registry(data_dir),
+        resources=lambda: load_resources(data_dir),
+        sessions=runtime.sessions,
+    )
+
+
+def _identity_policy(runtime: Runtime) -> Callable[[], IdentityPolicy]:
     questions = _policy_questions(runtime)
 
     def policy() -> IdentityPolicy:
         return questions
 
-    return IdentityService(
-        server_name=runtime.server_name,
-        keyring=lambda: runtime.keyring,
-        store=SqlIdentityStore(runtime.database),
-        policy=policy,
-        clients=lambda: load_serving_registry(data_dir),
-        resources=lambda: load_resources(data_dir),
-        audit=SqlAuditLog(runtime.database),
-        session_lifetime=settings.session_lifetime_seconds,
-        request_regulator=_captcha_request_regulator(settings, regulation_store),
-        failure_regulator=_captcha_failure_regulator(settings, regulation_store),
-        mailer=_mailer(settings, runtime.server_name),
-        mail_sender=settings.smtp_from,
-    )
+    return policy
 
 
 def _policy_questions(runtime: Runtime) -> PolicyQuestions:
@@ -451,11 +556,11 @@ def _mailer(settings: Settings, server_name: str) -> SmtpMailer | None:
     )
 
 
-def session_check(identity: IdentityService) -> SessionCheck:
+def session_check(sessions: SessionService) -> SessionCheck:
     """How /verify plugins check a user session (``Bearer tw1si.…``): its subject and scopes, or the service's error."""
 
     async def check(token: str) -> tuple[str, tuple[str, ...]]:
-        found = await identity.authenticate(token, now=time.time())
+        found = await sessions.authenticate(token, now=time.time())
         return found.subject, tuple(found.scopes)
 
     return check

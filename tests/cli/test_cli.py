@@ -142,7 +142,7 @@ def test_unsafe_timecode_file_is_refused_with_the_fix(data: Path) -> None:
 
 
 def test_user_enroll_makes_the_start_up_checks_serve_makes(data: Path) -> None:
-    """`user enroll` uses the runtime's identity service (cli_runtime), not a stand-in built beside it."""
+    """`user enroll` uses the runtime's enrolment flow (cli_runtime), not a stand-in built beside it."""
     run("init", "--server-name", "auth.example.com")
     code, out, _ = run("user", "enroll", "Alice@Example.com")
     assert code == 0 and "alice@example.com" in out

@@ -29,10 +29,8 @@ from tests.storage.servers import backend_params, fresh_database_url
 from tokenward.cli.client import ensure_first_party_client
 from tokenward.cli.main import app as cli
 from tokenward.errors import Unauthorized
-from tokenward.identity.apps import ClientRegistry
 from tokenward.identity.encoding import b64u_encode
-from tokenward.identity.policy import RulesPolicy
-from tokenward.identity.service import IdentityService
+from tokenward.identity.sessions import SessionService
 from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import SqlAuditLog, SqlIdentityStore
@@ -56,14 +54,9 @@ def require_tools(backend: str) -> None:
         missing(f"{', '.join(absent)} not installed: apt-get install {package}")
 
 
-def identity_service(runtime: Runtime) -> IdentityService:
-    return IdentityService(
-        server_name=runtime.server_name,
-        keyring=lambda: runtime.keyring,
-        store=SqlIdentityStore(runtime.database),
-        policy=lambda: RulesPolicy(SERVER),
-        clients=ClientRegistry,
-        audit=SqlAuditLog(runtime.database),
+def session_service(runtime: Runtime) -> SessionService:
+    return SessionService(
+        keyring=lambda: runtime.keyring, store=SqlIdentityStore(runtime.database), audit=SqlAuditLog(runtime.database)
     )
 
 
@@ -73,11 +66,11 @@ async def issue(settings: Settings, client_id: str) -> Issued:
         _, kept = await runtime.app_tokens.create(owner="alice@example.com", created_by="cli", label="kept")
         gone, revoked = await runtime.app_tokens.create(owner="alice@example.com", created_by="cli", label="gone")
         await runtime.app_tokens.revoke(gone.id, owner=None, actor="cli")
-        identity = identity_service(runtime)
+        identity = session_service(runtime)
         sessions = []
         for _ in range(2):
             # What a captcha or machine login ends with: a session row and its sealed source identifier.
-            issued = await identity._issue(
+            issued = await identity.issue(
                 kind="user",
                 subject="alice@example.com",
                 client_id=client_id,
@@ -136,7 +129,7 @@ async def assert_still_valid(settings: Settings, issued: Issued) -> None:
         with pytest.raises(Unauthorized) as refused:
             await runtime.app_tokens.verify("alice@example.com", issued.revoked_token)
         assert refused.value.error_code == "apptoken_revoked"
-        identity = identity_service(runtime)
+        identity = session_service(runtime)
         session = await identity.authenticate(issued.kept_session, now=time.time())
         assert session.subject == "alice@example.com"
         with pytest.raises(Unauthorized) as ended:
@@ -154,7 +147,7 @@ async def assert_refused_without_the_data_dir(settings: Settings, issued: Issued
         with pytest.raises(Unauthorized):
             await runtime.app_tokens.verify("alice@example.com", issued.kept_token)
         with pytest.raises(Unauthorized):
-            await identity_service(runtime).authenticate(issued.kept_session, now=time.time())
+            await session_service(runtime).authenticate(issued.kept_session, now=time.time())
     finally:
         await runtime.close()
 

@@ -157,3 +157,23 @@ async def test_openapi_describes_the_route(node: Node) -> None:
     operation = spec["paths"][PATH]["post"]
     assert operation["summary"].startswith("Admin: issue a one-time enrolment code")
     assert "201" in operation["responses"]
+
+
+async def test_the_enrolment_flow_builds_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `tokenward user enroll` builds: the enrolment flow, none of the other identity flows."""
+    data = tmp_path / "data"
+    prepare_data_dir(data, monkeypatch)
+    runtime = await open_runtime(Settings.load(data_dir=data), listen=False, eager=False)
+    try:
+        code = await runtime.enrolment.issue_enrollment_code("Bob@Example.com", now=time.time(), actor="cli")
+        assert len(code) == 35
+        built = set(vars(runtime))
+        assert "enrolment" in built
+        assert not built & {"identity", "captcha_login", "resource_login", "sessions", "forward_auth", "oidc"}
+        # Serving builds one facade over the same flows: one pair of captcha regulators for both.
+        identity = runtime.identity
+        assert identity.enrolment is runtime.enrolment and identity.captcha is runtime.captcha_login
+        assert runtime.enrolment.failure_regulator is runtime.captcha_login.failure_regulator
+        assert identity.resource.sessions is identity.sessions is runtime.sessions
+    finally:
+        await runtime.close()

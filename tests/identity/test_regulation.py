@@ -111,7 +111,7 @@ async def test_wrong_answers_hold_the_account_for_strangers_but_not_for_its_devi
     assert r.status_code == 429 and r.json()["error"] == "too_many_attempts" and "retry-after" in r.headers
     # Another instance honours a ban at its next snapshot refresh (once a second while it serves): A's is now.
     assert a.runtime is not None
-    regulator = a.runtime.identity.failure_regulator
+    regulator = a.runtime.captcha_login.failure_regulator
     assert regulator is not None
     await regulator.sync(time.time())
     r = await _ask(a, client_id, "carol@example.com", "203.0.113.50")

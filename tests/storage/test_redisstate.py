@@ -155,12 +155,13 @@ async def test_captcha_regulation_uses_the_runtimes_redis_store(
     init_data_dir(data, f"redis-{secrets.token_hex(4)}.example.com")
     runtime = await open_runtime(Settings.load(data_dir=data, redis_url=REDIS_URL), listen=False)
     try:
-        identity, system_login = runtime.identity, runtime.system_login
+        identity, system_login = runtime.captcha_login, runtime.system_login
         assert identity is not None and system_login is not None
         assert identity.request_regulator is not None and identity.failure_regulator is not None
         store = identity.failure_regulator.store
         assert isinstance(store, FallbackRegulationStore) and isinstance(store.primary, RedisRegulationStore)
         assert identity.request_regulator.store is store and system_login.failure_regulator is not None
+        assert runtime.enrolment.failure_regulator is identity.failure_regulator
         assert system_login.failure_regulator.store is store
     finally:
         await runtime.close()

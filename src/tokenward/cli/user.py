@@ -8,7 +8,7 @@ import time
 import typer
 
 from tokenward.cli._common import cli_runtime
-from tokenward.identity.service import ENROLLMENT_CODE_TTL
+from tokenward.identity.common import ENROLLMENT_CODE_TTL
 
 __all__ = ["app"]
 
@@ -20,9 +20,9 @@ def enroll(email: str = typer.Argument(..., help="E-mail address to enrol.")) ->
     """Print a one-time code (valid 24 h) the user types into `tokenward authenticator enroll`."""
 
     async def run() -> str:
-        # The runtime's identity service (start-up checks, the policy and keys in force), nothing else is built.
+        # The runtime's enrolment flow (start-up checks, the policy in force), no other identity flow is built.
         async with cli_runtime() as runtime:
-            return await runtime.identity.issue_enrollment_code(email, now=time.time(), actor="cli")
+            return await runtime.enrolment.issue_enrollment_code(email, now=time.time(), actor="cli")
 
     code = asyncio.run(run())
     typer.echo(f"One-time enrolment code for {email.strip().lower()} (valid {ENROLLMENT_CODE_TTL // 3600} h):")

@@ -111,7 +111,7 @@ class SystemLoginService:
     async def _issue(
         self, *, host: str, client_id: str, user: str, now: float, remote: str | None, by: str
     ) -> SystemCaptcha:
-        from tokenward.identity.service import normalize_email
+        from tokenward.identity.common import normalize_email
 
         email = normalize_email(user)
         host = host.lower()
@@ -157,7 +157,7 @@ class SystemLoginService:
         remote: str | None = None,
     ) -> SystemLoginGranted:
         """Accept ``code`` for ``user`` on ``host`` once, or raise the refusal (401/403/409/429)."""
-        from tokenward.identity.service import normalize_email
+        from tokenward.identity.common import normalize_email
 
         email = normalize_email(user)
         host = host.lower()

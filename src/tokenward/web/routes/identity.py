@@ -1,7 +1,8 @@
 """Sessions and client tokens over HTTP (docs/protocol.md). Thin: parse, call the service, render.
 
 The :class:`~tokenward.identity.service.IdentityService` is built with the runtime
-(:func:`tokenward.runtime.build_identity`); handlers reach it through :mod:`tokenward.web.state`.
+(:func:`tokenward.runtime.build_identity`, a facade over the flows in
+:mod:`tokenward.identity`); handlers reach it through :mod:`tokenward.web.state`.
 """
 
 from __future__ import annotations
