@@ -18,6 +18,7 @@ from tokenward.identity.policy import IdentityPolicy
 from tokenward.identity.resources import ResourceRegistry, login_message, verify_login_signature
 from tokenward.identity.sessions import SessionService
 from tokenward.keys import Keyring, Purpose
+from tokenward.records.challenges import Challenge
 from tokenward.storage.identity import IdentityStore
 
 __all__ = ["ResourceLoginService"]
@@ -42,7 +43,7 @@ class ResourceLoginService:
         key_id, key = self.keyring().key(Purpose.CAPTCHA)
         expires = int(now) + cap.TTL_SECONDS
         await self.store.add_challenge(
-            cap.Challenge(
+            Challenge(
                 id=challenge_id,
                 kind="resource",
                 subject=resource.lower(),
