@@ -300,7 +300,8 @@ def test_host_cli_init_and_bad_inputs(tmp_path: Path) -> None:
     config = load_config(tmp_path / "pam.conf")
     assert (config.host, config.key_file, config.timeout) == ("myunix.example.com", tmp_path / "host.key", 10.0)
     assert (tmp_path / "host.key").stat().st_mode & 0o777 == 0o600
-    assert read_key(tmp_path / "host.key").startswith(b"-----BEGIN PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(read_key(tmp_path / "host.key"), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
     again = runner.invoke(cli, [*args, "--server-name", "auth.example.com", "--dir", str(tmp_path)])
     assert again.exit_code == 1 and "already exists; use --force" in again.output
     unreachable = runner.invoke(cli, [*args, "--dir", str(tmp_path / "other")])
