@@ -77,6 +77,22 @@ async def test_session_commits_on_success_and_rolls_back_on_error(database: Data
     assert actions == ["kept"]
 
 
+async def test_statements_counts_each_statement_and_transaction_end(database: Database) -> None:
+    before = database.statements
+    async with database.session() as session:  # two statements, then COMMIT
+        await session.execute(select(AuditEventRow.id).limit(1))
+        await session.execute(text("SELECT 1"))
+    assert database.statements == before + 3
+    with pytest.raises(RuntimeError):
+        async with database.session() as session:  # one statement, then ROLLBACK
+            await session.execute(text("SELECT 1"))
+            raise RuntimeError("undo")
+    assert database.statements == before + 5
+    async with database.session():
+        pass  # no statement sent: nothing counted
+    assert database.statements == before + 5
+
+
 async def test_integrity_error_becomes_conflict_without_values(database: Database) -> None:
     async with database.session() as session:
         session.add(_row(id=7, actor="first@example.com"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -140,6 +141,22 @@ async def test_metrics_count_by_route_template(client: httpx.AsyncClient) -> Non
     assert 'route="unmatched",status="404"' in text
     assert "/nope/123" not in text
     assert "tokenward_http_request_duration_seconds_bucket" in text
+
+
+def _sql_statements(metrics_text: str) -> float:
+    found = re.search(r"^tokenward_sql_statements_total (\S+)$", metrics_text, re.MULTILINE)
+    assert found, "tokenward_sql_statements_total is missing from /metrics"
+    return float(found.group(1))
+
+
+async def test_metrics_count_sql_statements(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    before = _sql_statements((await client.get("/metrics")).text)
+    assert before == runtime.database.statements
+    await client.get("/healthz")  # no SQL
+    assert _sql_statements((await client.get("/metrics")).text) == before
+    assert (await client.get("/readyz")).status_code == 200  # pings the database
+    after = _sql_statements((await client.get("/metrics")).text)
+    assert after > before and after == runtime.database.statements
 
 
 async def test_openapi_is_served(client: httpx.AsyncClient) -> None:

@@ -69,6 +69,20 @@ class Database:
         self._url = engine.url
         self._connect_timeout = connect_timeout
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.statements = 0
+        """SQL statements sent since the engine was built (``tokenward_sql_statements_total``)."""
+        sync_engine = engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", self._count_statement)
+        event.listen(sync_engine, "commit", self._count_transaction_end)
+        event.listen(sync_engine, "rollback", self._count_transaction_end)
+
+    def _count_statement(self, *_args: Any) -> None:
+        # Every statement SQLAlchemy executes (one per executemany batch); an int increment, on every
+        # query, so benches and /metrics can tell the SQL load of an instance.
+        self.statements += 1
+
+    def _count_transaction_end(self, *_args: Any) -> None:
+        self.statements += 1  # COMMIT / ROLLBACK of a transaction a block opened: a round trip too
 
     @classmethod
     def connect(

@@ -72,6 +72,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         runtime = state.runtime
         assert runtime is not None
         metrics.info.labels(__version__, runtime.server_name).set(1)
+        if owned:
+            metrics.watch_database(runtime.database)
         if owned and runtime.decision_log is not None:
             metrics.watch_decision_log(runtime.decision_log)
         watcher = None
@@ -143,6 +145,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
     app.state.tokenward = state
     if runtime is not None:
         metrics.watch_policy(runtime.policy)
+        metrics.watch_database(runtime.database)
     if runtime is not None and runtime.decision_log is not None:
         metrics.watch_decision_log(runtime.decision_log)
     app.router.routes.extend(health.routes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -12,6 +13,9 @@ from prometheus_client.utils import floatToGoString
 
 from tokenward.policy import Policy, PolicyHolder
 from tokenward.policy.decisionlog import DecisionLog
+
+if TYPE_CHECKING:
+    from tokenward.storage import Database
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -61,6 +65,22 @@ class _RequestStats:
         yield latency
 
 
+class _SqlStatements:
+    """``tokenward_sql_statements_total``: read from the database's own counter at scrape time."""
+
+    def __init__(self) -> None:
+        self.database: Database | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.database is None:
+            return
+        counter = CounterMetricFamily(
+            "tokenward_sql_statements", "SQL statements sent to the database since start (COMMIT/ROLLBACK included)."
+        )
+        counter.add_metric([], self.database.statements)
+        yield counter
+
+
 class Metrics:
     """A registry per app, so several apps (tests, workers) never share counters by accident."""
 
@@ -69,6 +89,8 @@ class Metrics:
         self._requests = _RequestStats()
         self.registry.register(self._requests)
         self.observe = self._requests.observe
+        self._sql = _SqlStatements()
+        self.registry.register(self._sql)
         self.info = Gauge(
             "tokenward_info",
             "Constant 1, labelled with what this instance runs.",
@@ -109,6 +131,10 @@ class Metrics:
         gauge.labels("seen").set_function(lambda: log.seen)
         gauge.labels("kept").set_function(lambda: log.kept)
         gauge.labels("dropped").set_function(lambda: log.dropped)
+
+    def watch_database(self, database: Database) -> None:
+        """Export how many SQL statements ``database`` has sent (``tokenward_sql_statements_total``)."""
+        self._sql.database = database
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
