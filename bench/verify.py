@@ -24,6 +24,22 @@ user behind its own ``X-Forwarded-For`` address) plus 10 % wrong tokens of the s
 429 once their address is banned), against the bare Starlette app on the same connections:
 requests/s, p50 and p99, and the ratio.
 
+``--rotating [--database sqlite|postgresql]`` runs issue 13's cases instead, each beside the bare
+Starlette app in the same run (wrk -t1 -c32, a Lua script rotating over one header per credential, every
+request from its own ``X-Forwarded-For`` address with the loopback proxy trusted):
+
+- **app-tokens**: 100,000 distinct app tokens (``--tokens``; one owner each, inserted in bulk with their
+  HMACs under the instance's app-token key) through the pointer token to the ``app_token`` plugin;
+- **sessions**: 10,000 browser sessions (``--sessions``) issued by the runtime's SessionService, sent
+  as the ``tokenward_session`` cookie to a ``source_identifier`` plugin;
+- **mixed**: the app tokens alternating with as many invalid ones (well-formed, right checksum, unknown
+  ids of unknown users; one in ten garbage);
+
+with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``) and the
+status mix (``tokenward_http_requests_total``) of each measured window. Warm-up is explicit: every credential
+once (wrk until the server has answered as many ``/verify``), reported apart. The server's VmRSS is read
+before any bulk credential exists (a first start on the same data), at start, and after each warm-up.
+
 The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
 other work on the machine moves the absolute figures. Needs ``wrk`` (``apt-get install -y wrk``)
@@ -38,6 +54,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -74,6 +91,9 @@ FORWARDED = {
     "X-Forwarded-Uri": "/wiki/page?x=1",
     "X-Forwarded-Method": "GET",
 }
+
+
+SESSION_COOKIE = "tokenward_session"
 
 
 def free_port() -> int:
@@ -124,7 +144,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def setup(tmp: Path) -> tuple[dict[str, str], dict[str, str], str, str]:
+def setup(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, str], str, str]:
     """Data dir, one app token, config tokens; returns (env, params per case, app token, apr1 password)."""
     data = DataDir(tmp / "data")
     data.create()
@@ -140,6 +160,7 @@ def setup(tmp: Path) -> tuple[dict[str, str], dict[str, str], str, str]:
         TOKENWARD_LOG_LEVEL="WARNING",
         TOKENWARD_CONFIG_TOKEN_STORES=json.dumps({"primary": {"adapter": "file", "options": {"path": str(store)}}}),
     )
+    env.update(extra_env or {})
 
     def cli(*args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -161,6 +182,12 @@ def setup(tmp: Path) -> tuple[dict[str, str], dict[str, str], str, str]:
             "-",
             stdin=json.dumps({"tokenward": {"plugins": [{"type": "htpasswd", "htpasswd": htpasswd}]}}),
         ),
+        "session": cli(
+            "config-token",
+            "create",
+            "-",
+            stdin=json.dumps({"tokenward": {"plugins": [{"type": "source_identifier", "cookie": SESSION_COOKIE}]}}),
+        ),
     }
     return env, params, app_token, password
 
@@ -177,6 +204,7 @@ async def in_process(tmp: Path, requests: int) -> None:
     from tokenward.web.app import create_app
 
     env, tokens, app_token, password = setup(tmp)
+    del tokens["session"]  # the rotating cases' (--rotating)
     os.environ.update({k: v for k, v in env.items() if k.startswith("TOKENWARD_")})
     app = create_app(Settings.load())
 
@@ -371,12 +399,356 @@ def list_api(duration: int, rounds: int, users: int = 500, per_user: int = 5, co
         )
 
 
+# -- --rotating: many distinct credentials (issue 13) -------------------------------------------------------------
+
+ROTATE_HEADERS_LUA = """
+-- Each line of TOKENWARD_BENCH_LINES is one header ("Name: value"); request i sends line i (rotating) with
+-- the forward-auth headers and its own X-Forwarded-For address (10.a.b.c from i), so no two requests in a
+-- run share a client address and per-address bans never turn the run into 429s.
+local lines = {}
+for line in io.lines(os.getenv("TOKENWARD_BENCH_LINES")) do
+  local name, value = line:match("^([^:]+): (.*)$")
+  table.insert(lines, {name, value})
+end
+local path = os.getenv("TOKENWARD_BENCH_PATH")
+local i = 0
+request = function()
+  i = i + 1
+  local line = lines[(i % #lines) + 1]
+  local ip = "10." .. (math.floor(i / 65536) % 256) .. "." .. (math.floor(i / 256) % 256) .. "." .. (i % 256)
+  return wrk.format("GET", path, {
+    ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "app.example.com",
+    ["X-Forwarded-Uri"] = "/wiki/page?x=1", ["X-Forwarded-Method"] = "GET",
+    ["X-Forwarded-For"] = ip, [line[1]] = line[2],
+  })
+end
+"""
+
+_SCALE = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _parse_wrk(out: str) -> dict[str, float]:
+    def percentile(name: str) -> float:
+        found = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)\b", out, re.MULTILINE)
+        return float(found.group(1)) * _SCALE[found.group(2)] if found else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else float("nan"),
+        "requests": float(total.group(1)) if total else float("nan"),
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "socket_errors": float(sum(int(g) for g in errors.groups())) if errors else 0.0,
+    }
+
+
+def _wrk_lines_args(
+    url: str, lines: Path, script: Path, duration: float, connections: int
+) -> tuple[list[str], dict[str, str]]:
+    split = url.split("/", 3)
+    env = {**os.environ, "TOKENWARD_BENCH_LINES": str(lines), "TOKENWARD_BENCH_PATH": "/" + split[3]}
+    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+    return [*args, "-s", str(script), "/".join(split[:3])], env
+
+
+def wrk_lines(url: str, lines: Path, script: Path, duration: float, connections: int = 32) -> dict[str, float]:
+    """One wrk run of ``duration`` seconds rotating over the headers in ``lines``."""
+    args, env = _wrk_lines_args(url, lines, script, duration, connections)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, check=True, env=env).stdout
+    return _parse_wrk(out)
+
+
+class Scrape:
+    """The figures of one tokenward server's ``/metrics`` this bench reads (a counter snapshot)."""
+
+    def __init__(self, base_url: str) -> None:
+        text = httpx.get(base_url + "/metrics", timeout=10).text
+        found = re.search(r"^tokenward_sql_statements_total (\S+)$", text, re.MULTILINE)
+        self.sql = float(found.group(1)) if found else float("nan")
+        self.verify: dict[str, float] = {}  # status -> /verify answers
+        for status, count in re.findall(
+            r'^tokenward_http_requests_total\{method="GET",route="/verify",status="(\d+)"\} (\S+)$', text, re.MULTILINE
+        ):
+            self.verify[status] = float(count)
+        self.at = time.monotonic()
+
+    @property
+    def answered(self) -> float:
+        return sum(self.verify.values())
+
+    def since(self, before: Scrape) -> tuple[float, dict[str, float]]:
+        """SQL statements and /verify answers by status between ``before`` and this scrape."""
+        statuses = {s: n - before.verify.get(s, 0.0) for s, n in self.verify.items()}
+        return self.sql - before.sql, {s: n for s, n in sorted(statuses.items()) if n}
+
+
+def vm_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else float("nan")
+
+
+def warm_up(base_url: str, url: str, lines: Path, script: Path, count: int, limit: float = 600) -> dict[str, float]:
+    """Send every line once (wrk rotating until the server has answered ``count`` /verify requests), timed."""
+    before = Scrape(base_url)
+    args, env = _wrk_lines_args(url, lines, script, limit, 32)
+    started = time.monotonic()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while time.monotonic() - started < limit and proc.poll() is None:
+            time.sleep(0.2)
+            if Scrape(base_url).answered - before.answered >= count:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # wrk prints its summary and exits
+        out, _ = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - started
+    after = Scrape(base_url)
+    sql, statuses = after.since(before)
+    result = _parse_wrk(out)
+    return {**result, "seconds": elapsed, "sql": sql, "non200": sum(n for s, n in statuses.items() if s != "200")}
+
+
+async def _fill(data: Path, database_url: str | None, tokens: int, sessions: int) -> tuple[list[str], list[str]]:
+    """``tokens`` app tokens (one owner each) inserted in bulk, ``sessions`` browser sessions issued by the runtime's
+    SessionService; returns the Authorization lines and the Cookie lines."""
+    import dataclasses
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from tokenward.apptokens import format as token_format
+    from tokenward.identity.encoding import b64u_encode
+    from tokenward.runtime import open_runtime
+    from tokenward.settings import Settings
+    from tokenward.storage.apptokens import AppTokenRow
+
+    runtime = await open_runtime(Settings.load(data_dir=data, database_url=database_url), listen=False, eager=False)
+    try:
+        key = DataDir(data).ensure_apptoken_key()
+        key_id = token_format.key_id(key)
+        now = datetime.now(UTC)
+        auths: list[str] = []
+        batch: list[dict[str, object]] = []
+        for i in range(tokens):
+            token, parsed = token_format.generate()
+            owner = f"u{i}@example.com"
+            batch.append(
+                {
+                    "id": parsed.id,
+                    "owner": owner,
+                    "label": "bench",
+                    "scopes": [],
+                    "secret_hash": token_format.hash_secret(key, parsed.id, parsed.secret),
+                    "key_id": key_id,
+                    "created_at": now,
+                    "expires_at": now + timedelta(days=2),
+                    "created_by": "bench",
+                }
+            )
+            auths.append("Authorization: " + basic(owner, token))
+            if len(batch) == 5000 or i == tokens - 1:
+                async with runtime.database.engine.begin() as conn:
+                    await conn.execute(insert(AppTokenRow), batch)
+                batch = []
+        # Without the audit event per session: what /verify reads is the session row and the sealed identifier.
+        service = dataclasses.replace(runtime.sessions, audit=None)
+        cookies = []
+        for i in range(sessions):
+            issued = await service.issue(
+                kind="user",
+                subject=f"s{i}@example.com",
+                client_id="bench",
+                app_hash="",
+                scopes=(),
+                session_key=b64u_encode(secrets.token_bytes(32)),
+                now=time.time(),
+            )
+            cookies.append(f"Cookie: {SESSION_COOKIE}={issued.source_identifier}")
+    finally:
+        await runtime.close()
+    return auths, cookies
+
+
+def _invalid_auths(count: int) -> list[str]:
+    """Unknown app tokens (well-formed, right checksum, random ids) for unknown users, one in ten garbage."""
+    from tokenward.apptokens import format as token_format
+
+    lines = []
+    for i in range(count):
+        if i % 10 == 9:
+            token = secrets.token_urlsafe(30) if i % 20 == 9 else f"twa_{secrets.token_urlsafe(24)}"
+        else:
+            token = token_format.generate()[0]
+        lines.append("Authorization: " + basic(f"nobody{i}@example.com", token))
+    return lines
+
+
+def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: int) -> None:
+    """The issue-13 cases: many distinct app tokens, many sessions, half invalid traffic; bare Starlette beside."""
+    import asyncio
+    from contextlib import ExitStack
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.storage.servers import fresh_database_url
+
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install -y wrk util-linux")
+    with tempfile.TemporaryDirectory() as tmpdir, ExitStack() as stack:
+        tmp = Path(tmpdir)
+        database_url = None
+        extra = {"TOKENWARD_TRUSTED_PROXIES": "127.0.0.1/32"}  # X-Forwarded-For: one client address per request
+        if database != "sqlite":
+            database_url = stack.enter_context(fresh_database_url(database, tmp))
+            extra["TOKENWARD_DATABASE_URL"] = database_url
+        env, params, hot_token, _ = setup(tmp, extra)
+        data = Path(env["TOKENWARD_DATA_DIR"])
+        port, base_port = free_port(), free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        urls = {
+            "baseline": f"http://127.0.0.1:{base_port}/verify",
+            "app-tokens": f"{base_url}/verify?config_token={params['app-token']}",
+            "sessions": f"{base_url}/verify?config_token={params['session']}",
+            "mixed": f"{base_url}/verify?config_token={params['app-token']}",
+        }
+        serve = [sys.executable, "-m", "tokenward", "serve", "--port", str(port)]
+        # RSS of the server before any bulk credential exists (its code paths warmed by a few requests).
+        proc = start(serve, env)
+        try:
+            wait_up(f"{base_url}/healthz", proc, deadline=120)
+            for _ in range(20):
+                httpx.get(
+                    urls["app-tokens"], headers={**FORWARDED, "Authorization": basic("alice@example.com", hot_token)}
+                )
+            rss_empty = vm_rss_mb(proc.pid)
+        finally:
+            stop(proc)
+        started = time.monotonic()
+        auths, cookies = asyncio.run(_fill(data, database_url, tokens, sessions))
+        fill_seconds = time.monotonic() - started
+        invalid = _invalid_auths(len(auths) // 2)
+        mixed = [line for pair in zip(auths, invalid, strict=False) for line in pair]
+        files = {"app-tokens": tmp / "auths.txt", "sessions": tmp / "cookies.txt", "mixed": tmp / "mixed.txt"}
+        files["app-tokens"].write_text("\n".join(auths) + "\n")
+        files["sessions"].write_text("\n".join(cookies) + "\n")
+        files["mixed"].write_text("\n".join(mixed) + "\n")
+        files["baseline"] = files["app-tokens"]
+        lua = tmp / "rotate.lua"
+        lua.write_text(ROTATE_HEADERS_LUA)
+        script = tmp / "baseline.py"
+        script.write_text(BASELINE_APP)
+        procs = [start([sys.executable, str(script), str(base_port)], env), start(serve, env)]
+        server = procs[1]
+        runs: dict[str, list[dict[str, float]]] = {case: [] for case in urls}
+        try:
+            wait_up(urls["baseline"], procs[0])
+            started = time.monotonic()
+            wait_up(f"{base_url}/healthz", server, deadline=300)
+            start_seconds = time.monotonic() - started
+            rss_start = vm_rss_mb(server.pid)
+            warm = {"app-tokens": warm_up(base_url, urls["app-tokens"], files["app-tokens"], lua, len(auths))}
+            rss_tokens = vm_rss_mb(server.pid)
+            warm["sessions"] = warm_up(base_url, urls["sessions"], files["sessions"], lua, len(cookies))
+            rss_sessions = vm_rss_mb(server.pid)
+            wrk_lines(urls["baseline"], files["baseline"], lua, 2)  # the baseline's warm-up
+            for _ in range(rounds):
+                for case, url in urls.items():
+                    before = Scrape(base_url) if case != "baseline" else None
+                    result = wrk_lines(url, files[case], lua, duration)
+                    if before is not None:
+                        after = Scrape(base_url)
+                        sql, statuses = after.since(before)
+                        result["sql_per_s"] = sql / (after.at - before.at)
+                        result["statuses"] = statuses  # type: ignore[assignment]
+                    runs[case].append(result)
+            rss_end = vm_rss_mb(server.pid)
+        finally:
+            for proc in procs:
+                stop(proc)
+    report(database, duration, rounds, tokens, sessions, runs, warm, fill_seconds, start_seconds)
+    print()
+    print("| server RSS | MB |")
+    print("|---|---:|")
+    print(f"| started on the same data before the bulk credentials existed (20 requests) | {rss_empty:.1f} |")
+    print(f"| started with {tokens:,} app tokens and {sessions:,} sessions in the database | {rss_start:.1f} |")
+    print(f"| after every app token was used once | {rss_tokens:.1f} |")
+    print(f"| after every session was used once | {rss_sessions:.1f} |")
+    print(f"| after the measured rounds | {rss_end:.1f} |")
+    per = (rss_tokens - rss_empty) * 100_000 / tokens
+    note = "" if tokens >= 100_000 else f"; scaled from {tokens:,} tokens, fixed costs inflate it"
+    print(
+        f"state per 100,000 cached app tokens: {per:.1f} MB "
+        f"(after the token warm-up minus before any bulk credential{note})"
+    )
+
+
+def report(
+    database: str,
+    duration: int,
+    rounds: int,
+    tokens: int,
+    sessions: int,
+    runs: dict[str, list[dict[str, Any]]],
+    warm: dict[str, dict[str, float]],
+    fill_seconds: float,
+    start_seconds: float,
+) -> None:
+    print(
+        f"{database}: {tokens:,} app tokens (bulk insert) and {sessions:,} sessions made in {fill_seconds:.1f} s; "
+        f"serve up in {start_seconds:.1f} s; wrk -t1 -c32 -d{duration}s x {rounds} rounds, server on core 0, "
+        "wrk on core 1, one X-Forwarded-For address per request"
+    )
+    print()
+    print("warm-up (every credential once, before the measured rounds):")
+    print("| case | requests | seconds | req/s | p50 ms | p99 ms | SQL statements | non-200 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for case, w in warm.items():
+        print(
+            f"| {case} | {w['requests']:,.0f} | {w['seconds']:.1f} | {w['rps']:,.0f} | {w['p50_ms']:.2f} | "
+            f"{w['p99_ms']:.2f} | {w['sql']:,.0f} | {w['non200']:,.0f} |"
+        )
+    print()
+    base = statistics.median(r["rps"] for r in runs["baseline"])
+    print("measured rounds (medians over rounds; ratio to the bare Starlette app's median in the same run):")
+    print(
+        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | /verify statuses | req/s per round |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for case, each in runs.items():
+        rps = statistics.median(r["rps"] for r in each)
+        statuses: dict[str, float] = {}
+        for r in each:
+            for status, n in r.get("statuses", {}).items():
+                statuses[status] = statuses.get(status, 0) + n
+        total = sum(statuses.values()) or 1
+        per_round = ", ".join(f"{r['rps']:,.0f}" for r in each)
+        mix = ", ".join(f"{s}: {n / total:.1%}" for s, n in sorted(statuses.items())) or "-"
+        sql = f"{statistics.median(r['sql_per_s'] for r in each):.1f}" if "sql_per_s" in each[0] else "-"
+        print(
+            f"| {case} | {rps:,.0f} | {rps / base:.2f} | {statistics.median(r['p50_ms'] for r in each):.2f} | "
+            f"{statistics.median(r['p99_ms'] for r in each):.2f} | {max(r['p99_ms'] for r in each):.2f} | {sql} | "
+            f"{mix} | {per_round} |"
+        )
+    print()
+    print("targets (issue 13): >= 0.5 x bare and p99 <= 10 ms for app-tokens, sessions and mixed; mixed <= 10 SQL/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (1-60)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case once, interleaved (1-10)")
     parser.add_argument("--in-process", action="store_true", help="time ASGI calls without a socket instead")
     parser.add_argument("--list-api", action="store_true", help="GET /api/app-tokens at 200 connections instead")
+    parser.add_argument(
+        "--rotating", action="store_true", help="many distinct app tokens and sessions, half-invalid traffic instead"
+    )
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite", help="for --rotating")
+    parser.add_argument("--tokens", type=int, default=100_000, help="distinct app tokens for --rotating (1k-1M)")
+    parser.add_argument("--sessions", type=int, default=10_000, help="distinct sessions for --rotating (100-100k)")
     opts = parser.parse_args()
     if opts.in_process:
         import asyncio
@@ -389,6 +761,10 @@ def main() -> None:
     if opts.list_api:
         list_api(duration, rounds)
         return
+    if opts.rotating:
+        tokens = max(1_000, min(1_000_000, opts.tokens))
+        rotating(opts.database, duration, rounds, tokens, max(100, min(100_000, opts.sessions)))
+        return
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install -y wrk util-linux")
@@ -396,6 +772,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         env, tokens, app_token, password = setup(tmp)
+        del tokens["session"]  # the rotating cases' (--rotating)
         base_port, port = free_port(), free_port()
         script = tmp / "baseline.py"
         script.write_text(BASELINE_APP)
