@@ -56,6 +56,7 @@ class ErrorCode(StrEnum):
     CHALLENGE_MISMATCH = "challenge_mismatch"
     CHALLENGE_UNKNOWN = "challenge_unknown"
     CHALLENGE_USED = "challenge_used"
+    CHANGES_STALE = "changes_stale"
     CLIENT_ACCESS_DENIED = "client_access_denied"
     CLIENT_ID_MALFORMED = "client_id_malformed"
     CLIENT_IDS_INVALID = "client_ids_invalid"
@@ -386,6 +387,11 @@ _INFO: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.CONFIG_KEY_INVALID: (500, "TOKENWARD_CONFIG_KEY is not 32 bytes of base64url"),
     ErrorCode.CONFIG_KEY_MISSING: (500, "--seal-policies needs TOKENWARD_CONFIG_KEY"),
     ErrorCode.CONFIG_KEY_WRONG: (500, "a bundle object does not open with TOKENWARD_CONFIG_KEY"),
+    ErrorCode.CHANGES_STALE: (
+        503,
+        "this instance has not read the change log within TOKENWARD_CHANGES_MAX_LAG_SECONDS and refuses "
+        "credentials it can no longer vouch for",
+    ),
     ErrorCode.CONFIG_TOKEN_ALREADY_REVOKED: (409, "the config token is already revoked"),
     ErrorCode.CONFIG_TOKEN_EXPIRED: (400, "the config token has expired"),
     ErrorCode.CONFIG_TOKEN_ID_INVALID: (400, "config_token_id has characters or a length a store does not accept"),

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
+from tokenward.changefeed import ChangeFeed
 from tokenward.clientaddr import TrustedProxies
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
 from tokenward.errors import StorageError, TokenwardError
@@ -29,6 +30,7 @@ from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
 from tokenward.storage import AuditLog, Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage.changes import ChangeKind, SqlChangeLog
 from tokenward.storage.decisions import BlobDecisionSink, DecisionSink, SqlDecisionSink
 from tokenward.storage.regulation import FallbackRegulationStore, RegulationStore
 
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from tokenward.identity.sessions import SessionService
     from tokenward.identity.system_login import SystemLoginService
     from tokenward.oidc.provider import OidcProvider
-    from tokenward.storage.redisstate import RevocationChannel
+    from tokenward.storage.redisstate import ChangeNotices
     from tokenward.storage.retention import PurgeCounts
 
 __all__ = [
@@ -84,13 +86,16 @@ class Runtime:
     policy: PolicyHolder
     #: Brute-force regulation counts: in Redis (SQL while Redis is down) with ``TOKENWARD_REDIS_URL``, else SQL.
     regulation_store: RegulationStore
+    #: The change feed (docs/multi-instance.md): what keeps the credentials held in memory true. Followed
+    #: (polled, and woken over Redis) in serving processes; a CLI command only writes to the change log.
+    changes: ChangeFeed
     # The fields below are genuinely optional: each is present only when a setting asks for it (S3 bucket, Redis,
     # decision log) or in a serving process. The identity, /verify, OIDC and system-login services are the
     # properties after the fields: always there, built on first use (open_runtime builds them for serving).
     #: Present when an S3 bucket is configured: the shared config bundle's poller (docs/multi-instance.md).
     config_sync: ConfigSync | None = None
-    #: Present when ``TOKENWARD_REDIS_URL`` is set: app-token revocation notices between instances.
-    revocation_channel: RevocationChannel | None = None
+    #: Present when ``TOKENWARD_REDIS_URL`` is set: change-feed wake-ups between instances.
+    change_notices: ChangeNotices | None = None
     #: Present when ``TOKENWARD_REDIS_URL`` is set: regulation in Redis, in SQL while Redis is down.
     regulation_fallback: FallbackRegulationStore | None = None
     #: Present when ``TOKENWARD_REDIS_URL`` is set: the client the two above share, closed with the runtime.
@@ -175,6 +180,7 @@ class Runtime:
             checks["database"] = "timed out"
         except TokenwardError as exc:
             checks["database"] = exc.detail
+        checks["changes"] = self.changes.stale_reason or "ok"
         if self.regulation_fallback is not None:  # a degraded state, not a readiness failure (degraded())
             with contextlib.suppress(TimeoutError, TokenwardError):
                 await asyncio.wait_for(self.regulation_fallback.probe(datetime.now(UTC)), READY_TIMEOUT_SECONDS)
@@ -230,8 +236,9 @@ class Runtime:
             await self.config_sync.close()
         if "forward_auth" in self.__dict__:  # built (a cached property): close its HTTP client
             await self.forward_auth.close()
-        if self.revocation_channel is not None:
-            await self.revocation_channel.close()
+        await self.changes.stop()
+        if self.change_notices is not None:
+            await self.change_notices.close()
         if self.redis is not None:
             await self.redis.aclose()  # type: ignore[attr-defined]
         await self.database.close()
@@ -292,16 +299,32 @@ async def open_runtime(
     log.info("tokenward ready for %s (time code %s)", server_name, timecodes.current.key_id)
     redis: object | None = None
     regulation_fallback: FallbackRegulationStore | None = None
-    channel: RevocationChannel | None = None
+    notices: ChangeNotices | None = None
     regulation_store: RegulationStore = SqlRegulationStore(database)
+    changes = ChangeFeed(
+        SqlChangeLog(database),
+        poll_interval=settings.changes_poll_seconds,
+        max_lag=settings.changes_max_lag_seconds,
+        retention=float(settings.changes_retention_seconds),
+        clock=clock,
+    )
+    if listen:  # before anything is loaded into memory, so no change falls between the load and the feed
+        try:
+            await changes.start()
+        except BaseException:
+            await database.close()
+            if sync is not None:
+                await sync.close()
+            raise
     if settings.redis_url is not None:
-        from tokenward.storage.redisstate import RedisRegulationStore, RevocationChannel, connect_redis, key_prefix
+        from tokenward.storage.redisstate import ChangeNotices, RedisRegulationStore, connect_redis, key_prefix
 
         redis = client = connect_redis(settings.redis_url.get_secret_value())
         regulation_store = regulation_fallback = FallbackRegulationStore(
             RedisRegulationStore(client, prefix=key_prefix(server_name)), SqlRegulationStore(database)
         )
-        channel = RevocationChannel(client, prefix=key_prefix(server_name))
+        notices = ChangeNotices(client, prefix=key_prefix(server_name))
+        changes.publish = notices.publish
     runtime = Runtime(
         settings=settings,
         server_name=server_name,
@@ -319,19 +342,21 @@ async def open_runtime(
         ),
         policy=policy,
         regulation_store=regulation_store,
+        changes=changes,
         config_sync=sync,
-        revocation_channel=channel,
+        change_notices=notices,
         regulation_fallback=regulation_fallback,
         redis=redis,
         clock=clock,
     )
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
-    if runtime.revocation_channel is not None:
-        runtime.app_tokens.announce_revocation = runtime.revocation_channel.publish
-        if listen:
-            runtime.revocation_channel.start(runtime.app_tokens.forget)
+    runtime.app_tokens.announce_revocation = lambda _token_id: changes.announce()
+    changes.on(ChangeKind.APP_TOKEN, lambda entry: runtime.app_tokens.forget(entry.key))
     if listen:
+        changes.run_in_background()
+        if notices is not None:
+            notices.start(changes.wake)
         runtime.last_used_flusher = Periodic(
             runtime.app_tokens.flush_last_used,
             interval=runtime.app_tokens.config.last_used_interval,

@@ -242,7 +242,24 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(
         default=None,
-        description="redis:// URL: regulation counters and app-token revocation notices via Redis; unset: SQL only.",
+        description="redis:// URL: regulation counters and change-feed wake-ups via Redis; unset: SQL only.",
+    )
+    changes_poll_seconds: float = Field(
+        default=0.2,
+        ge=0.01,
+        le=1.0,
+        description="How often an instance reads the change log (revocations, bans made elsewhere); keep it at "
+        "0.25 or less for the 1 s revocation bound.",
+    )
+    changes_max_lag_seconds: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=3600,
+        description="After this long without a successful read of the change log, credentials answered from "
+        "memory are refused (503 changes_stale) and /readyz fails.",
+    )
+    changes_retention_seconds: int = Field(
+        default=3600, ge=60, le=30 * 86400, description="How long change-log rows are kept before pruning."
     )
     smtp_host: str | None = Field(
         default=None, description="SMTP server for e-mail enrolment codes; unset: POST /api/enroll/email answers 503."

@@ -29,7 +29,7 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient, runtime: Runtime) -
     r = await client.get("/readyz")
     assert r.status_code == 200
     body = r.json()
-    assert body["checks"] == {"config": "ok", "database": "ok", "policy": "ok", "client_ids": "ok"}
+    assert body["checks"] == {"config": "ok", "database": "ok", "policy": "ok", "client_ids": "ok", "changes": "ok"}
     assert body["policy"]["version"] == runtime.policy.version
     assert body["timecode"] == runtime.timecodes.current.key_id
 
@@ -47,6 +47,18 @@ async def test_readyz_503_when_database_goes_away(settings: Settings, runtime: R
     body = r.json()
     assert body["error"] == "not_ready" and body["checks"]["database"] != "ok"
     assert "database" in body["detail"]
+
+
+async def test_readyz_503_when_the_change_feed_is_stale(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    # The feed's clock moves past max lag with no successful read: memory can no longer be vouched for.
+    await runtime.changes.stop()  # no read from now on
+    later = runtime.changes.monotonic() + runtime.settings.changes_max_lag_seconds + 1
+    runtime.changes.monotonic = lambda: later
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["error"] == "not_ready" and body["checks"]["changes"].startswith("changes_stale: no successful read")
+    assert "changes" in body["detail"]
 
 
 async def test_readyz_503_before_configuration_is_loaded(settings: Settings) -> None:

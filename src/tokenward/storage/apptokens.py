@@ -6,7 +6,8 @@ every instance sees the revocation on its next read. Both implementations pass t
 tests in ``tests/apptokens/test_store.py``, ``test_create.py`` and ``test_revoke.py``.
 
 Creating a token is one transaction: the per-owner limit check, the insert and the audit events.
-Revoking one is too: the conditional UPDATE and its audit events, both or neither.
+Revoking one is too: the conditional UPDATE and its audit events, both or neither. Both also log a
+change (:mod:`tokenward.storage.changes`) in the same transaction, so every instance's change feed hears of it.
 Creates for one owner are serialised so that the limit holds across instances — SQLite by its
 single writer (``BEGIN IMMEDIATE``), PostgreSQL by a transaction-scoped advisory lock
 (``pg_advisory_xact_lock``), MariaDB/MySQL by a named lock (``GET_LOCK``, released after the
@@ -33,6 +34,7 @@ from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, StorageUnavailable
 
 from .audit import AuditEvent, AuditLog, SqlAuditLog
+from .changes import Change, ChangeKind, InMemoryChangeLog, write_changes
 from .database import Database
 from .models import SUBJECT_LEN, Base
 from .translate import translate_errors
@@ -157,8 +159,9 @@ class AppTokenStore(ABC):
 class InMemoryAppTokenStore(AppTokenStore):
     """Records in a dict: for tests and single-process tools."""
 
-    def __init__(self) -> None:
+    def __init__(self, changes: InMemoryChangeLog | None = None) -> None:
         self._records: dict[str, AppTokenRecord] = {}
+        self._changes = changes
         self._writing = asyncio.Lock()  # adds and revokes: the appends may await between the check and the write
 
     async def add(
@@ -177,6 +180,8 @@ class InMemoryAppTokenStore(AppTokenStore):
                 raise _limit_reached(record.owner, max_live)
             await _append_all(audit, events)  # a failed append leaves no record
             self._records[record.id] = record
+            if self._changes is not None:
+                self._changes.append([_change(record)], record.created_at)
 
     async def get(self, token_id: str) -> AppTokenRecord | None:
         return self._records.get(token_id)
@@ -208,6 +213,8 @@ class InMemoryAppTokenStore(AppTokenStore):
                 return False
             await _append_all(audit, events)  # a failed append leaves the token live
             self._records[token_id] = dataclasses.replace(record, revoked_at=at)
+            if self._changes is not None:
+                self._changes.append([_change(record)], at)
             return True
 
     async def touch_many(self, uses: Mapping[str, datetime]) -> None:
@@ -243,6 +250,7 @@ class SqlAppTokenStore(AppTokenStore):
                         if live.scalar_one() >= max_live:
                             raise _limit_reached(record.owner, max_live)
                     await conn.execute(insert(AppTokenRow), values)
+                    await write_changes(conn, [_change(record)], record.created_at)
                     await self._append_events(conn, audit, events)
                     await conn.commit()
                 except BaseException:
@@ -331,6 +339,7 @@ class SqlAppTokenStore(AppTokenStore):
                     if result.rowcount != 1:
                         await conn.rollback()
                         return False
+                    await write_changes(conn, [Change(ChangeKind.APP_TOKEN, token_id, subject=owner)], at)
                     await self._append_events(conn, audit, events)
                     await conn.commit()
                 except BaseException:
@@ -374,6 +383,11 @@ _LOCK_SPACE = int.from_bytes(hashlib.blake2b(b"tokenward app token create", dige
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
 _MYSQL_LOCK = text("SELECT GET_LOCK(:name, :wait)")
 _MYSQL_UNLOCK = text("SELECT RELEASE_LOCK(:name)")
+
+
+def _change(record: AppTokenRecord) -> Change:
+    """The change-log entry of a create or revoke: other instances drop what they hold of this token."""
+    return Change(ChangeKind.APP_TOKEN, record.id, subject=record.owner)
 
 
 def _limit_reached(owner: str, max_live: int) -> Conflict:

@@ -1,13 +1,14 @@
-"""The optional Redis fast path (``TOKENWARD_REDIS_URL``): regulation counters and revocation notices.
+"""The optional Redis fast path (``TOKENWARD_REDIS_URL``): regulation counters and change wake-ups.
 
-SQL stays the truth for app tokens and revocations; Redis only makes two things faster for N
+SQL stays the truth for app tokens, sessions and revocations; Redis only makes two things faster for N
 instances:
 
 - :class:`RedisRegulationStore` — failures and bans as sorted sets (one round trip per failure,
   no append-only rows in SQL), shared by every instance on the same Redis;
-- :class:`RevocationChannel` — pub/sub: an instance that revokes an app token publishes its id,
-  every other instance drops its cached record at once instead of after the cache TTL. A lost
-  notice (Redis down, a subscriber reconnecting) costs only the TTL bound it replaces.
+- :class:`ChangeNotices` — pub/sub: an instance that logged a change (a revocation, a ban…) publishes a
+  wake-up, and every other instance reads the change log at once instead of at its next poll
+  (:mod:`tokenward.changefeed`). A notice carries nothing but the wake-up; a lost one (Redis down, a
+  subscriber reconnecting) costs only the poll interval it shortcuts.
 
 Keys and the channel are prefixed ``tokenward:<server name>:`` so deployments can share a Redis.
 Driver errors become :class:`~tokenward.errors.StorageUnavailable`; the URL (it may hold a
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from tokenward.errors import StorageUnavailable
 
 from .regulation import RegulationStore
 
-__all__ = ["RedisRegulationStore", "RevocationChannel", "connect_redis", "key_prefix"]
+__all__ = ["ChangeNotices", "RedisRegulationStore", "connect_redis", "key_prefix"]
 
 log = logging.getLogger("tokenward.redis")
 
@@ -113,26 +114,26 @@ class RedisRegulationStore(RegulationStore):
             raise _unavailable(exc) from None
 
 
-class RevocationChannel:
-    """Publish revoked app-token ids; deliver other instances' notices to ``on_notice``."""
+class ChangeNotices:
+    """Publish wake-ups after a logged change; call ``on_notice`` for every one another instance publishes."""
 
     def __init__(self, client: Any, *, prefix: str) -> None:
         self._redis = client
-        self.channel = prefix + "apptoken-revoked"
+        self.channel = prefix + "changes"
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._closing = asyncio.Event()
 
-    async def publish(self, token_id: str) -> None:
+    async def publish(self) -> None:
         try:
-            await self._redis.publish(self.channel, token_id)
+            await self._redis.publish(self.channel, b"1")
         except _driver_errors() as exc:
             raise _unavailable(exc) from None
 
-    def start(self, on_notice: Callable[[str], Awaitable[None] | None]) -> None:
+    def start(self, on_notice: Callable[[], None]) -> None:
         """Subscribe in a background task (reconnecting every second while Redis is away)."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._listen(on_notice), name="revocation-notices")
+            self._task = asyncio.get_running_loop().create_task(self._listen(on_notice), name="change-notices")
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """Whether the subscription is live within ``timeout`` seconds (for start-up and tests)."""
@@ -142,7 +143,7 @@ class RevocationChannel:
             return False
         return True
 
-    async def _listen(self, on_notice: Callable[[str], Awaitable[None] | None]) -> None:
+    async def _listen(self, on_notice: Callable[[], None]) -> None:
         # Every wait is bounded (get_message: 1 s), and the loops check ``_closing``: redis-py can
         # swallow a cancellation that lands inside get_message(timeout=…), which would otherwise
         # leave this task running and close() — and with it server shutdown — waiting forever.
@@ -155,16 +156,14 @@ class RevocationChannel:
                         message = await pubsub.get_message(timeout=1.0)
                         if message is None or message.get("type") != "message":
                             continue
-                        result = on_notice(_text(message["data"]))
-                        if result is not None:
-                            await result
+                        on_notice()
             except asyncio.CancelledError:
                 raise
             except _driver_errors() as exc:
                 self._subscribed.clear()
                 if self._closing.is_set():
                     return
-                log.warning("revocation notices: Redis unreachable (%s); retrying", type(exc).__name__)
+                log.warning("change notices: Redis unreachable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(_RECONNECT_SECONDS)
 
     async def close(self) -> None:
@@ -177,7 +176,7 @@ class RevocationChannel:
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=_CLOSE_SECONDS)
         if not done:
-            log.warning("revocation notices: the listener did not stop within %s s", _CLOSE_SECONDS)
+            log.warning("change notices: the listener did not stop within %s s", _CLOSE_SECONDS)
         elif not task.cancelled():
             task.exception()  # retrieved: an error on the way out is not worth a "never retrieved" log
 

@@ -1,0 +1,120 @@
+"""The change log on SQLite, PostgreSQL, MariaDB and in memory: written with its change, read by seq, pruned safely."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select
+
+from tokenward.changefeed import ChangeFeed
+from tokenward.storage import Database
+from tokenward.storage.changes import (
+    Change,
+    ChangeKind,
+    ChangeLog,
+    ChangeLogRow,
+    InMemoryChangeLog,
+    SqlChangeLog,
+    write_changes,
+)
+from tokenward.storage.config_tokens import ConfigTokenRevocationRow
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+async def _write(log: ChangeLog, db: Database | None, changes: list[Change], at: datetime) -> None:
+    if isinstance(log, InMemoryChangeLog):
+        log.append(changes, at)
+        return
+    assert db is not None
+    async with db.engine.connect() as conn:
+        await write_changes(conn, changes, at)
+        await conn.commit()
+
+
+@pytest.fixture
+def change_log(store_database: Database | None) -> ChangeLog:
+    return InMemoryChangeLog() if store_database is None else SqlChangeLog(store_database)
+
+
+async def test_entries_come_back_in_seq_order_after_a_position(
+    change_log: ChangeLog, store_database: Database | None
+) -> None:
+    assert await change_log.head() == 0
+    assert await change_log.read(0) == []
+    await _write(change_log, store_database, [Change(ChangeKind.APP_TOKEN, "tok1", subject="alice")], T0)
+    until = T0 + timedelta(minutes=5)
+    await _write(
+        change_log,
+        store_database,
+        [Change(ChangeKind.BAN, "ip:192.0.2.1", until=until), Change(ChangeKind.SESSION, "s1", subject="bob")],
+        T0 + timedelta(seconds=1),
+    )
+    entries = await change_log.read(0)
+    assert [(e.kind, e.key, e.subject) for e in entries] == [
+        ("apptoken", "tok1", "alice"),
+        ("ban", "ip:192.0.2.1", None),
+        ("session", "s1", "bob"),
+    ]
+    seqs = [e.seq for e in entries]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert entries[1].until == until and entries[0].at == T0
+    assert await change_log.head() == seqs[-1]
+    assert [e.key for e in await change_log.read(seqs[0])] == ["ip:192.0.2.1", "s1"]
+    assert [e.key for e in await change_log.read(seqs[0], limit=1)] == ["ip:192.0.2.1"]
+    # a hole asked for again comes back with the new entries, not counted against the limit
+    assert [e.key for e in await change_log.read(seqs[1], also=[seqs[0]], limit=1)] == ["tok1", "s1"]
+
+
+async def test_prune_keeps_the_newest_entry_so_no_seq_is_ever_handed_out_again(
+    change_log: ChangeLog, store_database: Database | None
+) -> None:
+    for i in range(3):
+        at = T0 + timedelta(seconds=i)
+        await _write(change_log, store_database, [Change(ChangeKind.CONFIG_TOKEN, f"jti{i}")], at)
+    head = await change_log.head()
+    assert await change_log.prune(T0 + timedelta(days=1)) == 2  # everything is old, the newest stays
+    assert [e.key for e in await change_log.read(0)] == ["jti2"]
+    await _write(change_log, store_database, [Change(ChangeKind.CONFIG_TOKEN, "jti3")], T0 + timedelta(days=2))
+    assert await change_log.head() == head + 1
+    assert await change_log.prune(T0 + timedelta(seconds=1)) == 0  # nothing older than the cut is left
+
+
+async def test_a_change_rolled_back_with_its_transaction_is_not_logged(database: Database) -> None:
+    log = SqlChangeLog(database)
+    async with database.engine.connect() as conn:
+        await conn.execute(insert(ConfigTokenRevocationRow), {"jti": "j", "revoked_at": T0, "revoked_by": "t"})
+        await write_changes(conn, [Change(ChangeKind.CONFIG_TOKEN, "j")], T0)
+        await conn.rollback()
+    assert await log.read(0) == []
+    async with database.engine.connect() as conn:
+        assert (await conn.execute(select(ConfigTokenRevocationRow))).all() == []
+
+
+async def test_a_commit_out_of_seq_order_is_applied_when_it_lands(database: Database) -> None:
+    # PostgreSQL and MariaDB hand out seq at insert: a transaction that took seq n can commit after n+1.
+    log = SqlChangeLog(database)
+    feed = ChangeFeed(log, monotonic=lambda: 0.0)
+    await feed.start()
+    seen: list[str] = []
+    feed.on(ChangeKind.CONFIG_TOKEN, lambda e: seen.append(e.key))
+    if database.dialect == "sqlite":  # one writer at a time: no second transaction can commit meanwhile
+        pytest.skip("SQLite serialises writers; seq order is commit order")
+    async with database.engine.connect() as slow:
+        await slow.execute(insert(ChangeLogRow), {"at": T0, "kind": "config_token", "key": "slow"})
+        async with database.engine.connect() as fast:
+            await write_changes(fast, [Change(ChangeKind.CONFIG_TOKEN, "fast")], T0)
+            await fast.commit()
+        assert await feed.poll() == 1
+        assert seen == ["fast"] and len(feed.holes) == 1
+        await slow.commit()
+    assert await feed.poll() == 1
+    assert seen == ["fast", "slow"] and feed.holes == {}
+
+
+async def test_bad_keys_are_refused_before_the_database() -> None:
+    with pytest.raises(ValueError, match="1-400"):
+        Change(ChangeKind.BAN, "")
+    with pytest.raises(ValueError, match="1-400"):
+        Change(ChangeKind.BAN, "k" * 401)

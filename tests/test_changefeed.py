@@ -1,0 +1,215 @@
+"""The change feed's rules with an injected clock: order, holes, fail-closed freshness, resets, wake-ups."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from datetime import UTC, datetime
+
+import pytest
+
+from tokenward.changefeed import ChangeFeed
+from tokenward.errors import StorageError, StorageUnavailable
+from tokenward.storage.changes import Change, ChangeEntry, ChangeKind, ChangeLog, InMemoryChangeLog
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FlakyLog(ChangeLog):
+    """An in-memory log that can fail, and hide entries (a transaction not yet committed)."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryChangeLog()
+        self.down = False
+        self.hidden: set[int] = set()
+
+    async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
+        if self.down:
+            raise StorageUnavailable("the database cannot be reached")
+        # Hidden rows are invisible to the query itself (uncommitted), so the limit counts visible ones only.
+        visible = [e for e in await self.inner.read(0, limit=10**9) if e.seq not in self.hidden]
+        return [e for e in visible if e.seq in set(also) and e.seq <= after] + [e for e in visible if e.seq > after][
+            :limit
+        ]
+
+    async def head(self) -> int:
+        if self.down:
+            raise StorageUnavailable("the database cannot be reached")
+        return await self.inner.head()
+
+    async def prune(self, before: datetime) -> int:
+        return await self.inner.prune(before)
+
+
+def add(log: FlakyLog, kind: ChangeKind, key: str) -> int:
+    log.inner.append([Change(kind, key)], T0)
+    return log.inner._seq
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def flaky() -> FlakyLog:
+    return FlakyLog()
+
+
+@pytest.fixture
+async def feed(flaky: FlakyLog, clock: Clock) -> ChangeFeed:
+    feed = ChangeFeed(flaky, max_lag=5.0, hole_timeout=60.0, retention=3600.0, batch=2, monotonic=clock)
+    add(flaky, ChangeKind.SESSION, "before-start")  # logged before start: already in what memory loads
+    await feed.start()
+    return feed
+
+
+async def test_entries_reach_their_kinds_handlers_in_order_and_only_once(feed: ChangeFeed, flaky: FlakyLog) -> None:
+    sessions: list[str] = []
+    tokens: list[str] = []
+    feed.on(ChangeKind.SESSION, lambda e: sessions.append(e.key))
+    feed.on(ChangeKind.APP_TOKEN, lambda e: tokens.append(e.key))
+    for key in ("s1", "s2", "s3"):
+        add(flaky, ChangeKind.SESSION, key)
+    add(flaky, ChangeKind.APP_TOKEN, "t1")
+    assert await feed.poll() == 4  # batch=2: the catch-up reads go on until a short batch
+    assert sessions == ["s1", "s2", "s3"] and tokens == ["t1"]
+    assert await feed.poll() == 0
+    assert sessions == ["s1", "s2", "s3"]
+
+
+async def test_an_unknown_kind_and_a_failing_handler_do_not_stop_the_feed(
+    feed: ChangeFeed, flaky: FlakyLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    def broken(entry: ChangeEntry) -> None:
+        raise RuntimeError("handler bug")
+
+    feed.on(ChangeKind.BAN, broken)
+    feed.on(ChangeKind.BAN, lambda e: seen.append(e.key))
+    flaky.inner._entries.append(ChangeEntry(flaky.inner._seq + 1, T0, "from-a-newer-version", "x"))
+    flaky.inner._seq += 1
+    add(flaky, ChangeKind.BAN, "ip:192.0.2.7")
+    with caplog.at_level(logging.ERROR, logger="tokenward.changes"):
+        assert await feed.poll() == 2
+    assert seen == ["ip:192.0.2.7"] and "handler bug" in caplog.text
+
+
+async def test_a_late_commit_fills_its_hole_and_a_rolled_back_one_is_given_up(
+    feed: ChangeFeed, flaky: FlakyLog, clock: Clock
+) -> None:
+    seen: list[str] = []
+    feed.on(ChangeKind.CONFIG_TOKEN, lambda e: seen.append(e.key))
+    late = add(flaky, ChangeKind.CONFIG_TOKEN, "late")
+    never = add(flaky, ChangeKind.CONFIG_TOKEN, "rolled-back")
+    add(flaky, ChangeKind.CONFIG_TOKEN, "early")
+    flaky.hidden = {late, never}
+    await feed.poll()
+    assert seen == ["early"] and set(feed.holes) == {late, never}
+    flaky.hidden = {never}
+    clock.now += 30
+    await feed.poll()
+    assert seen == ["early", "late"] and set(feed.holes) == {never}
+    clock.now += 31  # past the hole timeout
+    await feed.poll()
+    assert feed.holes == {}
+
+
+async def test_writes_in_flight_at_start_are_holes_from_the_start(flaky: FlakyLog, clock: Clock) -> None:
+    in_flight = add(flaky, ChangeKind.SESSION, "in-flight")
+    add(flaky, ChangeKind.SESSION, "committed")
+    flaky.hidden = {in_flight}
+    feed = ChangeFeed(flaky, monotonic=clock)
+    await feed.start()
+    seen: list[str] = []
+    feed.on(ChangeKind.SESSION, lambda e: seen.append(e.key))
+    assert set(feed.holes) == {in_flight}
+    flaky.hidden = set()
+    await feed.poll()
+    assert seen == ["in-flight"]
+
+
+async def test_fail_closed_after_max_lag_without_a_read_and_fresh_again_after_one(
+    feed: ChangeFeed, flaky: FlakyLog, clock: Clock
+) -> None:
+    assert feed.fresh() and feed.stale_reason is None
+    feed.check_fresh()
+    flaky.down = True
+    assert await feed.poll() == -1
+    clock.now += 4.9
+    assert feed.fresh()  # within max_lag of the last good read
+    clock.now += 0.2
+    assert not feed.fresh()
+    with pytest.raises(StorageError) as caught:
+        feed.check_fresh()
+    assert caught.value.error_code == "changes_stale" and caught.value.status == 503
+    reason = feed.stale_reason
+    assert reason is not None and reason.startswith("changes_stale:") and "storage_unavailable" in reason
+    seen: list[str] = []
+    feed.on(ChangeKind.APP_TOKEN, lambda e: seen.append(e.key))
+    add(flaky, ChangeKind.APP_TOKEN, "revoked-meanwhile")
+    flaky.down = False
+    resets: list[bool] = []
+    feed.on_reset(lambda: resets.append(True))
+    assert await feed.poll() == 1
+    assert feed.fresh() and seen == ["revoked-meanwhile"] and resets == []  # a short outage: caught up
+
+
+async def test_an_outage_longer_than_half_the_retention_resets_memory(
+    feed: ChangeFeed, flaky: FlakyLog, clock: Clock
+) -> None:
+    resets: list[bool] = []
+    feed.on_reset(lambda: resets.append(True))
+    flaky.down = True
+    await feed.poll()
+    clock.now += 1801
+    flaky.down = False
+    await feed.poll()
+    assert resets == [True] and feed.resets == 1 and feed.fresh()
+
+
+async def test_a_log_behind_our_position_resets_and_follows_the_new_log(feed: ChangeFeed, flaky: FlakyLog) -> None:
+    for key in ("a", "b", "c"):
+        add(flaky, ChangeKind.SESSION, key)
+    await feed.poll()
+    resets: list[bool] = []
+    feed.on_reset(lambda: resets.append(True))
+    flaky.inner = InMemoryChangeLog()  # a database restored from a backup taken before those entries
+    add(flaky, ChangeKind.SESSION, "after-restore")
+    await feed.prune()
+    assert resets == [True] and feed.position == 1
+    seen: list[str] = []
+    feed.on(ChangeKind.SESSION, lambda e: seen.append(e.key))
+    add(flaky, ChangeKind.SESSION, "next")
+    await feed.poll()
+    assert seen == ["next"]
+
+
+async def test_a_feed_that_does_not_follow_is_fresh_and_announce_survives_a_failed_publish(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = ChangeFeed(InMemoryChangeLog(), monotonic=clock)
+    clock.now += 10_000
+    assert feed.fresh() and feed.lag == 0.0  # a CLI command: it writes, it never answers from memory
+
+    async def publish() -> None:
+        raise StorageUnavailable("Redis is unreachable")
+
+    feed.publish = publish
+    with caplog.at_level(logging.WARNING, logger="tokenward.changes"):
+        await feed.announce()
+    assert "change wake-up not published" in caplog.text
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        ChangeFeed(InMemoryChangeLog(), poll_interval=0)
