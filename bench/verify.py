@@ -300,12 +300,12 @@ end
 """
 
 
-async def _list_api_users(data: Path, users: int, per_user: int) -> list[str]:
+async def _list_api_users(data: Path, users: int, per_user: int, database_url: str | None = None) -> list[str]:
     """``users`` owners with ``per_user`` tokens each; the Basic header of each one's managing token."""
     from tokenward.runtime import open_runtime
     from tokenward.settings import Settings
 
-    runtime = await open_runtime(Settings.load(data_dir=data), listen=False, eager=False)
+    runtime = await open_runtime(Settings.load(data_dir=data, database_url=database_url), listen=False, eager=False)
     headers = []
     try:
         for u in range(users):
@@ -343,15 +343,24 @@ def wrk_rotating(url: str, path: str, auths: Path, script: Path, duration: int, 
     }
 
 
-def list_api(duration: int, rounds: int, users: int = 500, per_user: int = 5, connections: int = 200) -> None:
+def list_api(
+    duration: int, rounds: int, database: str = "sqlite", users: int = 500, per_user: int = 5, connections: int = 200
+) -> None:
     """``GET /api/app-tokens`` at ``connections`` connections, many users, 10 % wrong tokens; bare Starlette beside."""
     import asyncio
+    from contextlib import ExitStack
 
-    with tempfile.TemporaryDirectory() as tmpdir:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.storage.servers import fresh_database_url
+
+    with tempfile.TemporaryDirectory() as tmpdir, ExitStack() as stack:
         tmp = Path(tmpdir)
-        env, _, _, _ = setup(tmp)
-        env["TOKENWARD_TRUSTED_PROXIES"] = "127.0.0.1/32"  # each user behind its own address: no shared ban
-        good = asyncio.run(_list_api_users(Path(env["TOKENWARD_DATA_DIR"]), users, per_user))
+        extra = {"TOKENWARD_TRUSTED_PROXIES": "127.0.0.1/32"}  # each user behind its own address: no shared ban
+        database_url = None
+        if database != "sqlite":
+            database_url = extra["TOKENWARD_DATABASE_URL"] = stack.enter_context(fresh_database_url(database, tmp))
+        env, _, _, _ = setup(tmp, extra)
+        good = asyncio.run(_list_api_users(Path(env["TOKENWARD_DATA_DIR"]), users, per_user, database_url))
         wrong = [basic(f"user{i}@example.com", f"twa_{secrets.token_urlsafe(30)}") for i in range(users // 10)]
         auths = tmp / "auths.txt"
         auths.write_text("\n".join(good + wrong) + "\n")
@@ -385,8 +394,9 @@ def list_api(duration: int, rounds: int, users: int = 500, per_user: int = 5, co
                 stop(proc)
     base = statistics.median(r["rps"] for r in runs["baseline"])
     print(
-        f"GET /api/app-tokens: wrk -t1 -c{connections} -d{duration}s x {rounds} rounds, {users} users x {per_user} "
-        f"tokens, {len(wrong)} wrong tokens among {len(good) + len(wrong)} credentials; server on core 0, wrk on core 1"
+        f"{database}: GET /api/app-tokens: wrk -t1 -c{connections} -d{duration}s x {rounds} rounds, "
+        f"{users} users x {per_user} tokens, {len(wrong)} wrong tokens among {len(good) + len(wrong)} credentials; "
+        "server on core 0, wrk on core 1"
     )
     print("| case | median req/s | x baseline | median p50 ms | median p99 ms | worst p99 ms | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -515,6 +525,7 @@ def warm_up(base_url: str, url: str, lines: Path, script: Path, count: int, limi
 async def _fill(data: Path, database_url: str | None, tokens: int, sessions: int) -> tuple[list[str], list[str]]:
     """``tokens`` app tokens (one owner each) inserted in bulk, ``sessions`` browser sessions issued by the runtime's
     SessionService; returns the Authorization lines and the Cookie lines."""
+    import asyncio
     import dataclasses
     from datetime import UTC, datetime, timedelta
 
@@ -556,8 +567,8 @@ async def _fill(data: Path, database_url: str | None, tokens: int, sessions: int
                 batch = []
         # Without the audit event per session: what /verify reads is the session row and the sealed identifier.
         service = dataclasses.replace(runtime.sessions, audit=None)
-        cookies = []
-        for i in range(sessions):
+
+        async def issue(i: int) -> str:
             issued = await service.issue(
                 kind="user",
                 subject=f"s{i}@example.com",
@@ -567,7 +578,13 @@ async def _fill(data: Path, database_url: str | None, tokens: int, sessions: int
                 session_key=b64u_encode(secrets.token_bytes(32)),
                 now=time.time(),
             )
-            cookies.append(f"Cookie: {SESSION_COOKIE}={issued.source_identifier}")
+            return f"Cookie: {SESSION_COOKIE}={issued.source_identifier}"
+
+        # SQLite takes one writer at a time; a server database takes a few sessions at once.
+        step = 1 if runtime.database.dialect == "sqlite" else 8
+        cookies: list[str] = []
+        for first in range(0, sessions, step):
+            cookies += await asyncio.gather(*(issue(i) for i in range(first, min(sessions, first + step))))
     finally:
         await runtime.close()
     return auths, cookies
@@ -587,7 +604,7 @@ def _invalid_auths(count: int) -> list[str]:
     return lines
 
 
-def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: int) -> None:
+def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: int, warm_limit: float) -> None:
     """The issue-13 cases: many distinct app tokens, many sessions, half invalid traffic; bare Starlette beside."""
     import asyncio
     from contextlib import ExitStack
@@ -650,9 +667,11 @@ def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: i
             wait_up(f"{base_url}/healthz", server, deadline=300)
             start_seconds = time.monotonic() - started
             rss_start = vm_rss_mb(server.pid)
-            warm = {"app-tokens": warm_up(base_url, urls["app-tokens"], files["app-tokens"], lua, len(auths))}
+            warm = {
+                "app-tokens": warm_up(base_url, urls["app-tokens"], files["app-tokens"], lua, len(auths), warm_limit)
+            }
             rss_tokens = vm_rss_mb(server.pid)
-            warm["sessions"] = warm_up(base_url, urls["sessions"], files["sessions"], lua, len(cookies))
+            warm["sessions"] = warm_up(base_url, urls["sessions"], files["sessions"], lua, len(cookies), warm_limit)
             rss_sessions = vm_rss_mb(server.pid)
             wrk_lines(urls["baseline"], files["baseline"], lua, 2)  # the baseline's warm-up
             for _ in range(rounds):
@@ -678,8 +697,15 @@ def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: i
     print(f"| after every app token was used once | {rss_tokens:.1f} |")
     print(f"| after every session was used once | {rss_sessions:.1f} |")
     print(f"| after the measured rounds | {rss_end:.1f} |")
-    per = (rss_tokens - rss_empty) * 100_000 / tokens
-    note = "" if tokens >= 100_000 else f"; scaled from {tokens:,} tokens, fixed costs inflate it"
+    warmed = int(min(warm["app-tokens"]["requests"], tokens))  # rotating: the first `tokens` requests are distinct
+    per = (rss_tokens - rss_empty) * 100_000 / max(1, warmed)
+    note = "" if warmed >= 100_000 else f"; scaled from {warmed:,} tokens, fixed costs inflate it"
+    for case, count in (("app-tokens", tokens), ("sessions", sessions)):
+        if warm[case]["requests"] < count:
+            print(
+                f"NOTE: the {case} warm-up stopped at its {warm_limit:.0f} s limit: {warm[case]['requests']:,.0f} "
+                f"of {count:,} credentials were used before the measured rounds"
+            )
     print(
         f"state per 100,000 cached app tokens: {per:.1f} MB "
         f"(after the token warm-up minus before any bulk credential{note})"
@@ -746,9 +772,14 @@ def main() -> None:
     parser.add_argument(
         "--rotating", action="store_true", help="many distinct app tokens and sessions, half-invalid traffic instead"
     )
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite", help="for --rotating")
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite", help="for --rotating and --list-api"
+    )
     parser.add_argument("--tokens", type=int, default=100_000, help="distinct app tokens for --rotating (1k-1M)")
     parser.add_argument("--sessions", type=int, default=10_000, help="distinct sessions for --rotating (100-100k)")
+    parser.add_argument(
+        "--warm-limit", type=float, default=600, help="seconds each --rotating warm-up may take at most (10-1800)"
+    )
     opts = parser.parse_args()
     if opts.in_process:
         import asyncio
@@ -759,11 +790,12 @@ def main() -> None:
     duration = max(1, min(60, opts.duration))
     rounds = max(1, min(10, opts.rounds))
     if opts.list_api:
-        list_api(duration, rounds)
+        list_api(duration, rounds, opts.database)
         return
     if opts.rotating:
         tokens = max(1_000, min(1_000_000, opts.tokens))
-        rotating(opts.database, duration, rounds, tokens, max(100, min(100_000, opts.sessions)))
+        sessions = max(100, min(100_000, opts.sessions))
+        rotating(opts.database, duration, rounds, tokens, sessions, max(10.0, min(1800.0, opts.warm_limit)))
         return
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
