@@ -81,7 +81,7 @@ async def attempt(regulator: Regulator, keys: Keys, account: str, ip: str, now: 
 async def failure(regulator: Regulator, keys: Keys, account: str, ip: str, now: float) -> list[str]:
     checked, soft = keys(account, ip, False)
     hard = tuple(k for k in checked if k not in soft)
-    return await regulator.failure(hard, now, soft=soft)
+    return regulator.failure(hard, now, soft=soft)
 
 
 async def app_token_attack(keys: Keys, policy: RegulationPolicy, *, distributed: bool) -> Tally:
@@ -121,7 +121,7 @@ async def captcha_request_attack(keys: Keys, policy: RegulationPolicy) -> Tally:
     for now, who in events:
         ip = VICTIM_IP if who == "v" else ATTACKER_IP
         checked, _ = keys("alice@example.com", ip, False)
-        await regulator.failure(checked, now)  # count first: the store's count is the cluster-wide truth
+        regulator.failure(checked, now)  # count first, then check: the first request past the limit is refused
         ok = await attempt(regulator, keys, "alice@example.com", ip, now, device=False)
         if who == "v":
             tally.victim_tries += 1

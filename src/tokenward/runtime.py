@@ -13,12 +13,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator, parse_duration
+from tokenward.apptokens.regulation import Regulation
 from tokenward.changefeed import ChangeFeed
 from tokenward.clientaddr import TrustedProxies
 from tokenward.datadir import DataDir, TimeCodes, check_secret_file, load_server_name
@@ -29,7 +30,7 @@ from tokenward.periodic import Periodic
 from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
-from tokenward.storage import AuditLog, Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage import AuditEvent, AuditLog, Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
 from tokenward.storage.changes import ChangeKind, SqlChangeLog
 from tokenward.storage.decisions import BlobDecisionSink, DecisionSink, SqlDecisionSink
 from tokenward.storage.regulation import FallbackRegulationStore, RegulationStore
@@ -70,6 +71,8 @@ __all__ = [
 log = logging.getLogger("tokenward.runtime")
 
 READY_TIMEOUT_SECONDS = 2.0
+#: How often a serving process writes the regulators' queued failures and bans (docs/regulation.md).
+REGULATION_FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -89,6 +92,8 @@ class Runtime:
     #: The change feed (docs/multi-instance.md): what keeps the credentials held in memory true. Followed
     #: (polled, and woken over Redis) in serving processes; a CLI command only writes to the change log.
     changes: ChangeFeed
+    #: Every regulator's shared ban snapshot and batched writes on ``regulation_store`` (docs/regulation.md).
+    regulation: Regulation
     # The fields below are genuinely optional: each is present only when a setting asks for it (S3 bucket, Redis,
     # decision log) or in a serving process. The identity, /verify, OIDC and system-login services are the
     # properties after the fields: always there, built on first use (open_runtime builds them for serving).
@@ -108,6 +113,8 @@ class Runtime:
     clock: Callable[[], float] = time.time
     #: Writes the app tokens' last_used_at behind the requests, every ``last_used_interval`` (serving processes).
     last_used_flusher: Periodic | None = None
+    #: Flushes the regulators' failures and bans and refreshes their ban snapshot, every second (serving processes).
+    regulation_flusher: Periodic | None = None
 
     @functools.cached_property
     def identity(self) -> IdentityService:
@@ -138,8 +145,10 @@ class Runtime:
     def captcha_regulators(self) -> tuple[Regulator, Regulator]:
         """(requests, failures): shared by enrolment and captcha login, in ``regulation_store`` (Redis when
         ``TOKENWARD_REDIS_URL`` is set, else SQL)."""
-        store = self.regulation_store
-        return _captcha_request_regulator(self.settings, store), _captcha_failure_regulator(self.settings, store)
+        regulation = self.regulation
+        return _captcha_request_regulator(self.settings, regulation), _captcha_failure_regulator(
+            self.settings, regulation
+        )
 
     @functools.cached_property
     def forward_auth(self) -> ForwardAuthService:
@@ -154,7 +163,7 @@ class Runtime:
     @functools.cached_property
     def system_login(self) -> SystemLoginService:
         """Host-initiated captchas and code checks for PAM logins on Linux hosts (docs/system-login.md)."""
-        return build_system_login(self, self.regulation_store)
+        return build_system_login(self, self.regulation)
 
     @functools.cached_property
     def trusted_proxies(self) -> TrustedProxies:
@@ -225,11 +234,21 @@ class Runtime:
             log.info("purged expired rows: %s", counts)
         return counts
 
+    async def flush_regulation(self) -> None:
+        """Refresh the ban snapshot (unless a change feed keeps it) and write every regulator's queued
+        failures and bans in one batch each (docs/regulation.md); the served app does it every second."""
+        now = self.clock()
+        await self.regulation.sync(now)
+        await self.regulation.flush(now)
+
     async def close(self) -> None:
         if self.last_used_flusher is not None:
             await self.last_used_flusher.stop()
+        if self.regulation_flusher is not None:
+            await self.regulation_flusher.stop()
         # SIGTERM: the uses noted since the last flush, before the pool closes
         await self.app_tokens.flush_last_used()
+        await self.regulation.flush(self.clock())
         if self.decision_sink is not None:
             await self.decision_sink.close()
         if self.config_sync is not None:
@@ -325,6 +344,7 @@ async def open_runtime(
         )
         notices = ChangeNotices(client, prefix=key_prefix(server_name))
         changes.publish = notices.publish
+    regulation = Regulation(regulation_store, on_ban=_audit_ban(SqlAuditLog(database)))
     runtime = Runtime(
         settings=settings,
         server_name=server_name,
@@ -337,12 +357,13 @@ async def open_runtime(
             data_dir.ensure_apptoken_key(),
             server_name=server_name,
             policy=policy,
-            regulation_store=regulation_store,
+            regulation=regulation,
             clock=clock,
         ),
         policy=policy,
         regulation_store=regulation_store,
         changes=changes,
+        regulation=regulation,
         config_sync=sync,
         change_notices=notices,
         regulation_fallback=regulation_fallback,
@@ -363,6 +384,13 @@ async def open_runtime(
             name="tokenward-app-token-last-used",
         )
         runtime.last_used_flusher.start()
+        # The ban snapshot is loaded now and refreshed by this task, never on a request (docs/regulation.md).
+        await runtime.regulation.sync(clock())
+        runtime.regulation.background = True
+        runtime.regulation_flusher = Periodic(
+            runtime.flush_regulation, interval=REGULATION_FLUSH_SECONDS, name="tokenward-regulation-flush"
+        )
+        runtime.regulation_flusher.start()
     build_decision_log(runtime)
     if not eager:
         return runtime
@@ -547,22 +575,40 @@ def _loaded_policy(runtime: Runtime) -> Callable[[], IdentityPolicy | None]:
     return policy
 
 
-def _captcha_request_regulator(settings: Settings, store: RegulationStore) -> Regulator:
+def _captcha_request_regulator(settings: Settings, regulation: Regulation) -> Regulator:
     """Captcha requests: ``TOKENWARD_CAPTCHA_MAX_REQUESTS`` per window (the first one past it is refused)."""
     window = float(settings.captcha_regulation_window_seconds)
-    return Regulator(store, RegulationPolicy(settings.captcha_max_requests + 1, window, window))
+    return regulation.regulator(RegulationPolicy(settings.captcha_max_requests + 1, window, window))
 
 
-def _captcha_failure_regulator(settings: Settings, store: RegulationStore) -> Regulator:
+def _captcha_failure_regulator(settings: Settings, regulation: Regulation) -> Regulator:
     """Wrong captcha codes: hard keys past ``TOKENWARD_CAPTCHA_MAX_FAILURES``, the account past
     ``TOKENWARD_CAPTCHA_ACCOUNT_MAX_FAILURES``."""
     window = float(settings.captcha_regulation_window_seconds)
-    return Regulator(
-        store,
+    return regulation.regulator(
         RegulationPolicy(
             settings.captcha_max_failures, window, window, soft_max_failures=settings.captcha_account_max_failures
         ),
     )
+
+
+def _audit_ban(audit: AuditLog) -> Callable[[str, float, float], Awaitable[None]]:
+    """How a regulation flush records a ban it decided from every instance's counts (``regulation.ban``)."""
+
+    async def record(key: str, now: float, seconds: float) -> None:
+        event = AuditEvent(
+            at=datetime.fromtimestamp(now, UTC),
+            actor="system",
+            action="regulation.ban",
+            subject=key[:320],
+            detail={"seconds": seconds, "counted": "all instances"},
+        )
+        try:
+            await audit.append(event)
+        except TokenwardError as exc:
+            log.warning("cannot write audit event regulation.ban: %s", exc.detail)
+
+    return record
 
 
 def _mailer(settings: Settings, server_name: str) -> SmtpMailer | None:
@@ -605,8 +651,7 @@ def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> O
         keyring=lambda: runtime.keyring,
         policy=_loaded_policy(runtime),
         audit=SqlAuditLog(runtime.database),
-        regulator=Regulator(
-            SqlRegulationStore(runtime.database),
+        regulator=runtime.regulation.regulator(
             RegulationPolicy(
                 max_failures=settings.regulation_max_failures,
                 find_time=float(settings.regulation_find_time_seconds),
@@ -623,7 +668,7 @@ def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> O
     )
 
 
-def build_system_login(runtime: Runtime, regulation_store: RegulationStore) -> SystemLoginService:
+def build_system_login(runtime: Runtime, regulation: Regulation) -> SystemLoginService:
     """System login for PAM hosts, regulated like portal captchas (the ``TOKENWARD_CAPTCHA_*`` limits)."""
     from tokenward.identity.resources import load_resources
     from tokenward.identity.system_login import SystemLoginService
@@ -637,8 +682,8 @@ def build_system_login(runtime: Runtime, regulation_store: RegulationStore) -> S
         policy=_loaded_policy(runtime),
         resources=lambda: load_resources(settings.data_dir),
         audit=SqlAuditLog(runtime.database),
-        request_regulator=_captcha_request_regulator(settings, regulation_store),
-        failure_regulator=_captcha_failure_regulator(settings, regulation_store),
+        request_regulator=_captcha_request_regulator(settings, regulation),
+        failure_regulator=_captcha_failure_regulator(settings, regulation),
     )
 
 
@@ -649,15 +694,14 @@ def build_app_token_service(
     *,
     server_name: str,
     policy: PolicyHolder,
-    regulation_store: RegulationStore,
+    regulation: Regulation,
     clock: Callable[[], float] = time.time,
 ) -> AppTokenService:
     """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
 
     The admin check is :meth:`PolicyHolder.is_admin` on ``policy``: while no policy is loaded nobody is an admin.
     """
-    regulator = Regulator(
-        regulation_store,
+    regulator = regulation.regulator(
         RegulationPolicy(
             max_failures=settings.regulation_max_failures,
             find_time=float(settings.regulation_find_time_seconds),

@@ -59,6 +59,29 @@ async def test_failures_are_counted_within_the_window_and_bans_keep_the_longest(
     assert set(await store.active_bans(_dt(t))) == {"user:a"}
 
 
+async def test_a_batch_is_one_pipeline_and_counts_each_key_once(redis: Any) -> None:
+    store = RedisRegulationStore(redis, prefix=_prefix())
+    t = time.time()
+    sent: list[int] = []
+    execute = redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        sent.append(1)
+        return execute(*args, **kwargs)
+
+    redis.pipeline = counting_pipeline
+    try:
+        batch = [("ip:1", _dt(t)), ("user:a", _dt(t + 0.1)), ("ip:1", _dt(t + 0.2)), ("ip:1", _dt(t + 0.2))]
+        assert await store.record_failures(batch, since=_dt(t - 120)) == {"ip:1": 3, "user:a": 1}
+        assert sent == [1]
+        await store.add_bans([("ip:1", _dt(t + 300)), ("ip:1", _dt(t + 100)), ("user:a", _dt(t + 10))], _dt(t))
+    finally:
+        del redis.pipeline
+    bans = await store.active_bans(_dt(t))
+    assert {k: round(v.timestamp() - t) for k, v in bans.items()} == {"ip:1": 300, "user:a": 10}
+    assert await store.record_failures([], since=_dt(t)) == {}
+
+
 async def test_a_ban_earned_on_two_instances_is_seen_by_both(redis: Any) -> None:
     prefix = _prefix()
     policy = RegulationPolicy(max_failures=3, find_time=120, ban_time=300)
@@ -67,12 +90,16 @@ async def test_a_ban_earned_on_two_instances_is_seen_by_both(redis: Any) -> None
         Regulator(RedisRegulationStore(redis, prefix=prefix), policy),
     )
     now = time.time()
-    assert await a.failure(("user:mallory",), now) == []
-    assert await b.failure(("user:mallory",), now + 1) == []
-    assert await a.failure(("user:mallory",), now + 2) == ["user:mallory"]
-    await b.sync(now + 3)
+    assert a.failure(("user:mallory",), now) == []
+    assert await a.regulation.flush(now) == []
+    assert b.failure(("user:mallory",), now + 1) == []
+    assert await b.regulation.flush(now + 1) == []  # two in Redis, and B knows it
+    assert b.failure(("user:mallory",), now + 2) == ["user:mallory"]  # the third: banned at once, no round trip
+    a.check(("user:mallory",), now + 2)  # A has not seen it yet ...
+    assert await b.regulation.flush(now + 2) == []
+    await a.sync(now + 3)  # ... and does at its next refresh
     with pytest.raises(TokenwardError) as caught:
-        b.check(("user:mallory",), now + 3)
+        a.check(("user:mallory",), now + 3)
     assert caught.value.error_code == "too_many_attempts"
 
 

@@ -64,15 +64,15 @@ class Flaky(InMemoryRegulationStore):
         super().__init__()
         self.down = False
 
-    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
         if self.down:
             raise StorageUnavailable("Redis is unreachable (ConnectionError)", code=ErrorCode.REDIS_UNAVAILABLE)
-        return await super().record_failure(keys, at, since=since)
+        return await super().record_failures(failures, since=since)
 
-    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
         if self.down:
             raise StorageUnavailable("Redis is unreachable (ConnectionError)", code=ErrorCode.REDIS_UNAVAILABLE)
-        await super().add_ban(key, at, until)
+        await super().add_bans(bans, at)
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         if self.down:

@@ -10,17 +10,26 @@ Keys come in two kinds (docs/regulation.md):
   decides what it costs — a delay on failures (app tokens), or a refusal only for browsers
   that never signed in as that account (captchas; a signed device cookie exempts the others).
 
-Defaults follow Authelia's: 3 failures within 2 minutes ban for 5 minutes. Failures and bans are stored through a
-:class:`~tokenward.storage.RegulationStore` (SQL: shared by every instance). Each instance keeps
-a snapshot of active bans and refreshes it at most once per ``sync_seconds``, so checking a
-ban on the hot path is a dict lookup, and a ban made elsewhere is honoured within that time.
+Defaults follow Authelia's: 3 failures within 2 minutes ban for 5 minutes.
+
+Nothing here awaits the store on the request path. :meth:`Regulator.failure` counts in memory and
+bans at once when this instance's own count (or the shared count from the last flush plus what this
+instance saw since) reaches the limit; it queues the failure, and :meth:`Regulation.flush` (once a
+second in a serving process, and on close) writes every queued failure and ban of every regulator
+in one batch to the shared :class:`~tokenward.storage.RegulationStore` (SQL: every instance's); the
+counts it returns — all instances' — ban the keys that reached their limit across instances. The
+bans every regulator checks are one in-memory snapshot per :class:`Regulation`, kept current by the
+change feed (SQL) or by one store read per second for all regulators (Redis).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,11 +37,29 @@ from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.storage.regulation import KEY_LEN, RegulationStore
 
-__all__ = ["RegulationPolicy", "Regulator", "client_key", "ip_key", "pair_key", "user_key"]
+__all__ = [
+    "MAX_QUEUED",
+    "MAX_TRACKED_KEYS",
+    "Regulation",
+    "RegulationPolicy",
+    "Regulator",
+    "client_key",
+    "ip_key",
+    "pair_key",
+    "user_key",
+]
 
 log = logging.getLogger("tokenward.regulation")
 
 _PURGE_EVERY = 60.0
+_FORGET_EVERY = 10.0
+#: Failures a regulator holds for the next flush (more while the store is down are dropped, counted, logged).
+MAX_QUEUED = 10_000
+#: Keys a regulator counts in memory (the oldest is forgotten beyond it; the store still counts it).
+MAX_TRACKED_KEYS = 100_000
+
+#: How a flush reports a ban it decided from the shared counts: ``(key, now, ban_time)``.
+BanListener = Callable[[str, float, float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,27 +100,166 @@ def client_key(client_id: str) -> str:
     return _key("client", client_id)
 
 
-class Regulator:
-    """Decides and records; ``now`` is always passed in as Unix seconds."""
+class Regulation:
+    """What the regulators of one instance on one store share: the ban snapshot they all check, and one
+    flush for all their queued failures and bans.
 
-    def __init__(self, store: RegulationStore, policy: RegulationPolicy, *, sync_seconds: float = 1.0) -> None:
+    The snapshot is updated at once by this instance's bans, by :meth:`apply_ban` (the change feed's BAN
+    entries), and by :meth:`sync` (one store read for every regulator) — called by a background task
+    when :attr:`background` is set, else on the request path at most once per ``sync_seconds``.
+    """
+
+    def __init__(
+        self,
+        store: RegulationStore,
+        *,
+        sync_seconds: float = 1.0,
+        on_ban: BanListener | None = None,
+        max_queued: int = MAX_QUEUED,
+    ) -> None:
         self.store = store
-        self.policy = policy
         self.sync_seconds = sync_seconds
-        self._bans: dict[str, float] = {}
+        #: Audits a ban a flush decided from the shared counts (the request that caused it is gone).
+        self.on_ban = on_ban
+        self.max_queued = max_queued
+        #: True when something else keeps :attr:`bans` current (a change feed, a background sync):
+        #: the request path then never reads the store.
+        self.background = False
+        #: key → end of its ban (Unix seconds): the snapshot every regulator checks.
+        self.bans: dict[str, float] = {}
+        self.regulators: list[Regulator] = []
         self._synced_at = -math.inf
         self._purged_at = -math.inf
+        self._flush_lock = asyncio.Lock()
+
+    def regulator(self, policy: RegulationPolicy) -> Regulator:
+        """A regulator with ``policy`` sharing this snapshot and flush."""
+        return Regulator(self.store, policy, regulation=self)
+
+    def apply_ban(self, key: str, until: float) -> None:
+        """Note a ban (ours, another instance's from the feed or the store): the longest one wins."""
+        if self.bans.get(key, 0.0) < until:
+            self.bans[key] = until
+
+    def needs_sync(self, now: float) -> bool:
+        return not self.background and now - self._synced_at >= self.sync_seconds
+
+    async def sync(self, now: float) -> None:
+        """Merge the store's active bans into the snapshot (one read) and drop the ended ones. Keeps the
+        snapshot if the store fails. Bans are never lifted early, so merging never loses one made here
+        while the read was in flight."""
+        self._synced_at = now
+        try:
+            bans = await self.store.active_bans(_dt(now))
+        except StorageError as exc:
+            log.warning("cannot refresh the ban list: %s", exc.detail)
+            return
+        for key, until in bans.items():
+            self.apply_ban(key, until.timestamp())
+        self.drop_ended(now)
+
+    def drop_ended(self, now: float) -> None:
+        ended = [key for key, until in self.bans.items() if until <= now]
+        for key in ended:
+            del self.bans[key]
+
+    def load(self, bans: dict[str, datetime], now: float) -> None:
+        """Replace the snapshot with ``bans`` (start, feed reset), keeping this instance's unwritten bans."""
+        pending = {key: until for regulator in self.regulators for key, until in regulator.pending_bans.items()}
+        self.bans = {key: until.timestamp() for key, until in bans.items()}
+        for key, until in pending.items():
+            self.apply_ban(key, until)
+        self.drop_ended(now)
+        self._synced_at = now
+
+    async def flush(self, now: float) -> list[str]:
+        """Write every regulator's queued failures and bans (one batch each), ban the keys whose shared
+        count reached their limit, audit those through :attr:`on_ban`, and purge once a minute.
+        Never raises a storage error: what could not be written waits for the next flush."""
+        async with self._flush_lock:
+            banned: list[str] = []
+            for regulator in self.regulators:
+                for key in await regulator.flush(now):
+                    banned.append(key)
+                    if self.on_ban is not None:
+                        await self.on_ban(key, now, regulator.policy.ban_time)
+            if now - self._purged_at >= _PURGE_EVERY and self.regulators:
+                self._purged_at = now
+                # One purge for every regulator on this store: the longest window decides what is old.
+                window = max(regulator.policy.find_time for regulator in self.regulators)
+                try:
+                    await self.store.purge(failures_before=_dt(now - window), bans_before=_dt(now))
+                except StorageError as exc:
+                    log.warning("cannot purge old failures and bans: %s", exc.detail)
+            self.drop_ended(now)
+            return banned
+
+
+class _Track:
+    """One key's counts on this instance."""
+
+    __slots__ = ("limit", "own", "shared", "shared_at")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        #: This instance's recent failures (Unix seconds); a few times the limit is all a count needs.
+        self.own: deque[float] = deque(maxlen=4 * limit + 8 if limit else 1)
+        #: Every instance's count at the last flush that wrote this key, and when.
+        self.shared = 0
+        self.shared_at = -math.inf
+
+    def count(self, now: float, find_time: float) -> int:
+        """This instance's count in the window, or the shared count of the last flush, minus this instance's
+        failures that left the window since, plus this instance's failures since. (Other instances' failures
+        that left the window since that flush still count: at most one flush interval early.)"""
+        since = now - find_time
+        own = sum(1 for at in self.own if at >= since)
+        if self.shared_at < since:
+            return own
+        then = self.shared_at - find_time
+        aged = sum(1 for at in self.own if then <= at < since)
+        after = sum(1 for at in self.own if at > self.shared_at)
+        return max(own, self.shared - aged + after)
+
+
+class Regulator:
+    """Decides and records; ``now`` is always passed in as Unix seconds.
+
+    Built alone (tests, tools) it has a :class:`Regulation` of its own; a serving process builds its
+    regulators from one :class:`Regulation` per store (:meth:`Regulation.regulator`).
+    """
+
+    def __init__(
+        self,
+        store: RegulationStore,
+        policy: RegulationPolicy,
+        *,
+        sync_seconds: float = 1.0,
+        regulation: Regulation | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.regulation = regulation if regulation is not None else Regulation(store, sync_seconds=sync_seconds)
+        self.regulation.regulators.append(self)
+        self._tracks: dict[str, _Track] = {}
+        self._queue: deque[tuple[str, float]] = deque()
+        #: Bans decided here and not yet written: key → until.
+        self.pending_bans: dict[str, float] = {}
+        #: Failures dropped because the queue was full (the store was down for long).
+        self.dropped = 0
+        self._forgot_at = -math.inf
 
     @property
     def has_bans(self) -> bool:
-        """Whether the local snapshot holds any ban (the hot path skips :meth:`check` otherwise)."""
-        return bool(self._bans)
+        """Whether the snapshot holds any ban (the hot path skips :meth:`check` otherwise)."""
+        return bool(self.regulation.bans)
 
     def check(self, keys: tuple[str, ...], now: float) -> None:
-        """Raise :class:`TooManyRequests` when any key is banned in the local snapshot."""
-        if not self._bans:
+        """Raise :class:`TooManyRequests` when any key is banned in the snapshot."""
+        bans = self.regulation.bans
+        if not bans:
             return
-        until = max((self._bans.get(k, 0.0) for k in keys), default=0.0)
+        until = max((bans.get(k, 0.0) for k in keys), default=0.0)
         if until > now:
             raise TooManyRequests(
                 "too many failed attempts; try again later",
@@ -101,43 +267,127 @@ class Regulator:
                 retry_after=math.ceil(until - now),
             )
 
+    async def enforce(self, keys: tuple[str, ...], now: float) -> None:
+        """Refresh the snapshot if it is due (never when a change feed or background task keeps it
+        current), then :meth:`check`: the one guard every regulated credential check calls first."""
+        if self.policy.enabled and self.regulation.needs_sync(now):
+            await self.regulation.sync(now)
+        self.check(keys, now)
+
     def banned(self, key: str, now: float) -> bool:
-        """Whether ``key`` is banned in the local snapshot (for soft keys, whose ban the caller interprets)."""
-        return self._bans.get(key, 0.0) > now
+        """Whether ``key`` is banned in the snapshot (for soft keys, whose ban the caller interprets)."""
+        return self.regulation.bans.get(key, 0.0) > now
 
     def needs_sync(self, now: float) -> bool:
-        return self.policy.enabled and now - self._synced_at >= self.sync_seconds
+        return self.policy.enabled and self.regulation.needs_sync(now)
 
     async def sync(self, now: float) -> None:
         """Refresh the ban snapshot from the store (one query). Keeps the old snapshot if the store fails."""
-        self._synced_at = now
-        try:
-            bans = await self.store.active_bans(_dt(now))
-        except StorageError as exc:
-            log.warning("cannot refresh the ban list: %s", exc.detail)
-            return
-        self._bans = {key: until.timestamp() for key, until in bans.items()}
+        await self.regulation.sync(now)
 
-    async def failure(self, keys: tuple[str, ...], now: float, *, soft: tuple[str, ...] = ()) -> list[str]:
-        """Record a failure for every key (hard ``keys`` and ``soft`` ones); ban those that reached their limit.
-        Returns the newly banned keys."""
+    def failure(self, keys: tuple[str, ...], now: float, *, soft: tuple[str, ...] = ()) -> list[str]:
+        """Count a failure for every key (hard ``keys`` and ``soft`` ones) and queue it for the next flush;
+        ban at once the keys that reached their limit. Returns the newly banned keys (no I/O)."""
         if not self.policy.enabled or not (keys or soft):
             return []
-        at = _dt(now)
-        counts = await self.store.record_failure((*keys, *soft), at, since=_dt(now - self.policy.find_time))
-        limits = {key: self.policy.max_failures for key in keys}
-        if self.policy.soft_max_failures is not None:
-            limits.update(dict.fromkeys(soft, self.policy.soft_max_failures))
-        banned = [key for key, count in counts.items() if key in limits and count >= limits[key]]
+        newly: list[str] = []
+        for key in keys:
+            if self._count(key, now, self.policy.max_failures) and self._ban(key, now):
+                newly.append(key)
+        for key in soft:
+            if self._count(key, now, self.policy.soft_max_failures) and self._ban(key, now):
+                newly.append(key)
+        return newly
+
+    def _count(self, key: str, now: float, limit: int | None) -> bool:
+        """Count and queue one failure of ``key``; whether its count reached ``limit``."""
+        track = self._tracks.pop(key, None)  # re-inserted last: the dict is oldest-first
+        if track is None:
+            track = _Track(limit)
+            if len(self._tracks) >= MAX_TRACKED_KEYS:
+                del self._tracks[next(iter(self._tracks))]
+        self._tracks[key] = track
+        track.own.append(now)
+        if len(self._queue) >= self.regulation.max_queued:
+            self._drop_oldest()
+        self._queue.append((key, now))
+        return limit is not None and track.count(now, self.policy.find_time) >= limit
+
+    def _drop_oldest(self) -> None:
+        self._queue.popleft()
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.warning("regulation: %d failures dropped, the store has not taken them", self.dropped)
+
+    def _ban(self, key: str, now: float) -> bool:
+        """Ban ``key`` for ``ban_time`` from ``now`` (or longer, if it is already); whether it was not banned."""
         until = now + self.policy.ban_time
-        for key in banned:
-            if self._bans.get(key, 0.0) < until:
-                await self.store.add_ban(key, at, _dt(until))
-                self._bans[key] = until
-        if now - self._purged_at >= _PURGE_EVERY:
-            self._purged_at = now
-            await self.store.purge(failures_before=_dt(now - self.policy.find_time), bans_before=_dt(now))
-        return banned
+        before = self.regulation.bans.get(key, 0.0)
+        if before < until:
+            self.regulation.apply_ban(key, until)
+            self.pending_bans[key] = until
+        return before <= now
+
+    async def flush(self, now: float) -> list[str]:
+        """Write the queued failures (one batch) and bans; ban the keys the shared counts put at their
+        limit and return them. A storage error keeps the queue (bounded) for the next flush."""
+        newly: list[str] = []
+        if self._queue:
+            batch = list(self._queue)
+            self._queue.clear()
+            try:
+                counts = await self.store.record_failures(
+                    [(key, _dt(at)) for key, at in batch], since=_dt(now - self.policy.find_time)
+                )
+            except StorageError as exc:
+                log.warning("cannot record %d failed checks (kept for the next flush): %s", len(batch), exc.detail)
+                self._requeue(batch, now)
+                counts = {}
+            for key, count in counts.items():
+                track = self._tracks.get(key)
+                if track is None:
+                    continue
+                track.shared, track.shared_at = count, now
+                if (
+                    track.limit is not None
+                    and count >= track.limit
+                    and not self.banned(key, now)
+                    and self._ban(key, now)
+                ):
+                    newly.append(key)
+        if self.pending_bans:
+            bans, self.pending_bans = self.pending_bans, {}
+            try:
+                await self.store.add_bans([(key, _dt(until)) for key, until in bans.items()], _dt(now))
+            except StorageError as exc:
+                log.warning("cannot record %d bans (kept for the next flush): %s", len(bans), exc.detail)
+                for key, until in bans.items():
+                    self.pending_bans[key] = max(until, self.pending_bans.get(key, 0.0))
+        if now - self._forgot_at >= _FORGET_EVERY:
+            self._forgot_at = now
+            self._forget_idle(now)
+        return newly
+
+    def _requeue(self, batch: list[tuple[str, float]], now: float) -> None:
+        """Put a batch the store refused back in front of the queue, minus what has left the window."""
+        since = now - self.policy.find_time
+        kept = [(key, at) for key, at in batch if at >= since]
+        room = self.regulation.max_queued - len(self._queue)
+        if len(kept) > room:
+            lost, kept = len(kept) - max(room, 0), kept[len(kept) - max(room, 0) :]
+            self.dropped += lost
+            log.warning("regulation: %d failures dropped, the store has not taken them", self.dropped)
+        self._queue.extendleft(reversed(kept))
+
+    def _forget_idle(self, now: float) -> None:
+        since = now - self.policy.find_time
+        idle = [
+            key
+            for key, track in self._tracks.items()
+            if track.shared_at < since and not any(at >= since for at in track.own)
+        ]
+        for key in idle:
+            del self._tracks[key]
 
 
 def _dt(ts: float) -> datetime:

@@ -261,10 +261,8 @@ class AppTokenService:
         """Check ``user:token`` (``user`` None: a bearer token, owner not checked). Returns the live record."""
         now = self.clock()
         regulator = self.regulator
-        if regulator.needs_sync(now):
-            await regulator.sync(now)
-        if regulator.has_bans:
-            regulator.check(_regulation_keys(user, client_ip), now)
+        if regulator.has_bans or regulator.needs_sync(now):
+            await regulator.enforce(_regulation_keys(user, client_ip), now)
         # Warm path: this exact token string was fully verified less than cache_ttl ago. One keyed BLAKE2b
         # under a per-process random key stands in for parsing, checksum and the stored-hash comparison.
         entry = self._cache.get(token[4:16], now) if len(token) == token_format.TOKEN_LENGTH else None
@@ -402,11 +400,7 @@ class AppTokenService:
         request_id: str | None,
     ) -> None:
         soft = (user_key(user),) if user else ()
-        try:
-            banned = await self.regulator.failure(keys, now, soft=soft)
-        except StorageError as exc:
-            log.warning("cannot record a failed app token check: %s", exc.detail)
-            banned = []
+        banned = self.regulator.failure(keys, now, soft=soft)
         if soft and self.regulator.banned(soft[0], now):
             # The account is under attack: its failures answer late (a guesser's throughput drops), its
             # owner's right tokens do not (no lockout). App tokens carry ~131 random bits: the delay is a

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import StorageError, TooManyRequests
+from tokenward.errors import TooManyRequests
 from tokenward.identity import captcha as cap
 from tokenward.identity.encoding import b64u_decode, b64u_encode
 from tokenward.keys import Keyring, Purpose
@@ -50,10 +50,8 @@ async def check(
     """Raise 429 ``code`` (with ``detail`` instead of the regulator's sentence when given) if a key is banned."""
     if regulator is None or not regulator.policy.enabled:
         return
-    if regulator.needs_sync(now):
-        await regulator.sync(now)
     try:
-        regulator.check(keys, now)
+        await regulator.enforce(keys, now)
     except TooManyRequests as exc:
         raise TooManyRequests(detail or exc.detail, code=code, retry_after=exc.retry_after) from None
 
@@ -74,12 +72,7 @@ async def count_failure(
     storage hiccup into a refused (or granted) login."""
     if regulator is None:
         return
-    try:
-        banned = await regulator.failure(keys, now, soft=soft)
-    except StorageError as exc:
-        log.warning("cannot record a %s: %s", reason, exc.detail)
-        return
-    for key in banned:
+    for key in regulator.failure(keys, now, soft=soft):
         await audit(
             now,
             "system",

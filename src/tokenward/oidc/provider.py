@@ -599,10 +599,8 @@ class OidcProvider:
         keys = _regulation_keys(incoming, client_ip)
         if regulator is not None:
             now = self.clock()
-            if regulator.needs_sync(now):
-                await regulator.sync(now)
             try:
-                regulator.check(keys, now)
+                await regulator.enforce(keys, now)
             except TooManyRequests as exc:
                 return Outgoing(
                     429,
@@ -612,7 +610,7 @@ class OidcProvider:
         result: Outgoing = await anyio.to_thread.run_sync(self.server.create_token_response, incoming)
         if regulator is not None and result.status == 401 and isinstance(result.body, dict):
             if result.body.get("error") == "invalid_client":
-                await regulator.failure(keys, self.clock())
+                regulator.failure(keys, self.clock())
         return result
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:

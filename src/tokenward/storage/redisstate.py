@@ -3,7 +3,7 @@
 SQL stays the truth for app tokens, sessions and revocations; Redis only makes two things faster for N
 instances:
 
-- :class:`RedisRegulationStore` — failures and bans as sorted sets (one round trip per failure,
+- :class:`RedisRegulationStore` — failures and bans as sorted sets (one pipeline per flushed batch,
   no append-only rows in SQL), shared by every instance on the same Redis;
 - :class:`ChangeNotices` — pub/sub: an instance that logged a change (a revocation, a ban…) publishes a
   wake-up, and every other instance reads the change log at once instead of at its next poll
@@ -76,26 +76,39 @@ class RedisRegulationStore(RegulationStore):
         self._prefix = prefix
         self._bans = prefix + "bans"
 
-    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
-        now, start = at.timestamp(), since.timestamp()
-        ttl = max(1, int(now - start) + 1)
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
+        """One transaction pipeline for the whole batch: ZADD per failure, then per key trim, count, expire."""
+        start = since.timestamp()
+        members: dict[str, dict[str, float]] = {}
+        for key, at in failures:
+            now = at.timestamp()
+            # A random member: two failures in the same microsecond still count twice.
+            members.setdefault(key, {})[f"{now:.6f}:{secrets.token_hex(4)}"] = now
+        if not members:
+            return {}
+        newest = max(at.timestamp() for _, at in failures)
+        ttl = max(1, int(newest - start) + 1)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for key in keys:
+                for key, added in members.items():
                     name = self._prefix + "fail:" + key
-                    # A random member: two failures in the same microsecond still count twice.
-                    pipe.zadd(name, {f"{now:.6f}:{secrets.token_hex(4)}": now})
+                    pipe.zadd(name, added)
                     pipe.zremrangebyscore(name, "-inf", f"({start}")
-                    pipe.zcount(name, start, now)
+                    pipe.zcount(name, start, "+inf")
                     pipe.expire(name, ttl)
                 results = await pipe.execute()
         except _driver_errors() as exc:
             raise _unavailable(exc) from None
-        return {key: int(results[i * 4 + 2]) for i, key in enumerate(keys)}
+        return {key: int(results[i * 4 + 2]) for i, key in enumerate(members)}
 
-    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
+        if not bans:
+            return
+        ends: dict[str, float] = {}
+        for key, until in bans:
+            ends[key] = max(ends.get(key, 0.0), until.timestamp())
         try:
-            await self._redis.zadd(self._bans, {key: until.timestamp()}, gt=True)
+            await self._redis.zadd(self._bans, ends, gt=True)
         except _driver_errors() as exc:
             raise _unavailable(exc) from None
 

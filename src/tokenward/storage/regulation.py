@@ -4,6 +4,11 @@ Append-only tables (no upserts, so no dialect-specific SQL): ``auth_failures`` h
 per failed credential check and key (``user:<name>`` or ``ip:<address>``); ``auth_bans`` one
 row per ban. Old rows are purged by :meth:`RegulationStore.purge`. The decisions (how many
 failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regulation`.
+
+Writes come in batches: a regulator queues its failures and bans and flushes them once a second
+(:meth:`RegulationStore.record_failures`, :meth:`RegulationStore.add_bans`): the SQL store turns a
+batch into one multi-row INSERT and one grouped count (per :data:`BATCH_ROWS` rows), Redis into one
+pipeline.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import Index, String, delete, func, select
+from sqlalchemy import Index, String, delete, func, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errors import StorageError
@@ -27,6 +32,7 @@ from .models import Base
 from .types import ID, UTCDateTime
 
 __all__ = [
+    "BATCH_ROWS",
     "KEY_LEN",
     "AuthBanRow",
     "AuthFailureRow",
@@ -37,9 +43,13 @@ __all__ = [
 ]
 
 KEY_LEN = 400
+#: Rows per INSERT and keys per grouped count in one SQL statement (bound parameters stay far below
+#: every driver's limit: SQLite 32766, PostgreSQL and MariaDB 65535).
+BATCH_ROWS = 500
 
 log = logging.getLogger("tokenward.regulation")
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class AuthFailureRow(Base):
@@ -72,12 +82,21 @@ class RegulationStore(ABC):
     """Failures and bans, keyed by strings of at most :data:`KEY_LEN` characters."""
 
     @abstractmethod
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
+        """Add one failure per ``(key, at)``; return each of their keys' failure count since ``since``
+        (every instance's, this batch included)."""
+
     async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
         """Add one failure per key at ``at``; return each key's failure count in ``[since, at]``."""
+        return await self.record_failures([(key, at) for key in keys], since=since)
 
     @abstractmethod
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
+        """Ban each ``(key, until)`` (a shorter ban never shortens a longer one)."""
+
     async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
         """Ban ``key`` until ``until``."""
+        await self.add_bans([(key, until)], at)
 
     @abstractmethod
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
@@ -96,12 +115,13 @@ class InMemoryRegulationStore(RegulationStore):
         self._failures: builtins.list[tuple[str, datetime]] = []
         self._bans: builtins.list[tuple[str, datetime]] = []
 
-    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
-        self._failures.extend((key, at) for key in keys)
-        return {key: sum(1 for k, t in self._failures if k == key and since <= t <= at) for key in keys}
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
+        self._failures.extend(failures)
+        keys = dict.fromkeys(key for key, _ in failures)
+        return {key: sum(1 for k, t in self._failures if k == key and t >= since) for key in keys}
 
-    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
-        self._bans.append((key, until))
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
+        self._bans.extend(bans)
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         found: dict[str, datetime] = {}
@@ -119,21 +139,28 @@ class SqlRegulationStore(RegulationStore):
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
+        """One multi-row INSERT and one grouped count per :data:`BATCH_ROWS`, in one transaction."""
+        keys = builtins.list(dict.fromkeys(key for key, _ in failures))
+        counts: dict[str, int] = {}
         async with self._db.session() as session:
-            session.add_all([AuthFailureRow(key=key, at=at) for key in keys])
-            await session.flush()
-            query = (
-                select(AuthFailureRow.key, func.count())
-                .where(AuthFailureRow.key.in_(list(keys)), AuthFailureRow.at >= since)
-                .group_by(AuthFailureRow.key)
-            )
-            counts = {key: int(count) for key, count in (await session.execute(query)).all()}
+            for rows in _chunks(failures):
+                await session.execute(insert(AuthFailureRow).values([{"key": key, "at": at} for key, at in rows]))
+            for chunk in _chunks(keys):
+                query = (
+                    select(AuthFailureRow.key, func.count())
+                    .where(AuthFailureRow.key.in_(chunk), AuthFailureRow.at >= since)
+                    .group_by(AuthFailureRow.key)
+                )
+                counts.update((key, int(count)) for key, count in (await session.execute(query)).all())
         return {key: counts.get(key, 0) for key in keys}
 
-    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
         async with self._db.session() as session:
-            session.add(AuthBanRow(key=key, at=at, until=until))
+            for rows in _chunks(bans):
+                await session.execute(
+                    insert(AuthBanRow).values([{"key": key, "at": at, "until": until} for key, until in rows])
+                )
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         query = (
@@ -199,11 +226,14 @@ class FallbackRegulationStore(RegulationStore):
         self._retry_at = -math.inf
         await self._use(lambda store: store.active_bans(now))
 
-    async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
-        return await self._use(lambda store: store.record_failure(keys, at, since=since))
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
+        return await self._use(lambda store: store.record_failures(failures, since=since))
 
-    async def add_ban(self, key: str, at: datetime, until: datetime) -> None:
-        await self._use(lambda store: store.add_ban(key, at, until))
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
+        if not bans:
+            return
+        await self._use(lambda store: store.add_bans(bans, at))
+        until = max(until for _, until in bans)
         if self.degraded_reason is not None and (
             self._fallback_bans_until is None or until > self._fallback_bans_until
         ):
@@ -226,3 +256,8 @@ class FallbackRegulationStore(RegulationStore):
     async def close(self) -> None:
         await self.primary.close()
         await self.fallback.close()
+
+
+def _chunks(rows: Sequence[_R]) -> Iterator[Sequence[_R]]:
+    for start in range(0, len(rows), BATCH_ROWS):
+        yield rows[start : start + BATCH_ROWS]

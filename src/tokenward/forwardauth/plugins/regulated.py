@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
-from tokenward.errors import StorageError, TooManyRequests
+from tokenward.errors import TooManyRequests
 from tokenward.forwardauth.plugins.base import Outcome
 
 __all__ = ["PasswordRegulation"]
@@ -47,10 +47,8 @@ class PasswordRegulation:
         if regulator is None:
             return None
         now = self.clock()
-        if regulator.needs_sync(now):
-            await regulator.sync(now)
         try:
-            regulator.check(self._keys(user, client_ip), now)
+            await regulator.enforce(self._keys(user, client_ip), now)
         except TooManyRequests as exc:
             return Outcome.refused(exc)
         return None
@@ -62,9 +60,6 @@ class PasswordRegulation:
             return
         now = self.clock()
         soft = user_key(user)
-        try:
-            await regulator.failure(self._keys(user, client_ip), now, soft=(soft,))
-        except StorageError as exc:
-            log.warning("cannot record a failed password check: %s", exc.detail)
+        regulator.failure(self._keys(user, client_ip), now, soft=(soft,))
         if regulator.banned(soft, now):
             await self.sleep(self.account_delay)

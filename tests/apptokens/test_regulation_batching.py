@@ -1,0 +1,220 @@
+"""Regulation off the request path: failures are counted in memory, banned at once at the limit, and written
+in one batch per flush (docs/regulation.md). Statements are counted with SQLAlchemy events, never timed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from tests.helpers import clear_tokenward_env, init_data_dir
+from tokenward.apptokens.regulation import Regulation, RegulationPolicy, Regulator, ip_key, pair_key, user_key
+from tokenward.errorcodes import ErrorCode
+from tokenward.errors import StorageUnavailable, TooManyRequests
+from tokenward.runtime import open_runtime
+from tokenward.settings import Settings
+from tokenward.storage import Database, InMemoryRegulationStore, SqlRegulationStore
+from tokenward.storage.regulation import BATCH_ROWS, AuthBanRow, AuthFailureRow
+
+POLICY = RegulationPolicy(max_failures=3, find_time=120.0, ban_time=300.0, soft_max_failures=10)
+T0 = 1_800_000_000.0
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """Every statement ``db`` sends while the block runs."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _regulation_statements(sent: list[str]) -> list[str]:
+    """What a flush sends for its batch (the purge, once a minute, is checked on its own)."""
+    return [s for s in sent if ("auth_failures" in s or "auth_bans" in s) and not s.startswith("DELETE")]
+
+
+async def _rows(db: Database, row: type[AuthFailureRow] | type[AuthBanRow]) -> int:
+    async with db.session() as session:
+        return int((await session.execute(select(func.count()).select_from(row))).scalar_one())
+
+
+class Flaky(InMemoryRegulationStore):
+    """An in-memory store that can go away, counting the batches it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.batches: list[int] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise StorageUnavailable("the database is unreachable", code=ErrorCode.STORAGE_UNAVAILABLE)
+
+    async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
+        self._check()
+        self.batches.append(len(failures))
+        return await super().record_failures(failures, since=since)
+
+    async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
+        self._check()
+        await super().add_bans(bans, at)
+
+
+async def test_many_failures_are_one_insert_and_one_count_per_flush(database: Database) -> None:
+    regulator = Regulator(SqlRegulationStore(database), POLICY)
+    with statements(database) as sent:
+        for i in range(200):  # 200 addresses, one failure each: nothing is banned, nothing is sent
+            assert regulator.failure((ip_key(f"192.0.2.{i}"),), T0 + i / 1000) == []
+        assert _regulation_statements(sent) == []
+        assert await regulator.regulation.flush(T0 + 1) == []
+    done = _regulation_statements(sent)
+    assert len(done) == 2, done
+    assert done[0].startswith("INSERT INTO auth_failures") and done[1].startswith("SELECT")
+    assert await _rows(database, AuthFailureRow) == 200
+    with statements(database) as sent:  # nothing queued: a flush sends nothing, and the purge waits a minute
+        assert await regulator.regulation.flush(T0 + 2) == []
+    assert sent == []
+    with statements(database) as sent:
+        await regulator.regulation.flush(T0 + 61)
+    assert [s.split(" WHERE")[0] for s in sent] == ["DELETE FROM auth_failures", "DELETE FROM auth_bans"]
+
+
+async def test_a_batch_larger_than_one_statement_is_split(database: Database) -> None:
+    regulator = Regulator(SqlRegulationStore(database), POLICY)
+    for i in range(BATCH_ROWS + 1):
+        regulator.failure((ip_key(f"10.0.{i // 250}.{i % 250}"),), T0)
+    with statements(database) as sent:
+        await regulator.regulation.flush(T0 + 1)
+    inserts = [s for s in _regulation_statements(sent) if s.startswith("INSERT")]
+    assert len(inserts) == 2
+    assert await _rows(database, AuthFailureRow) == BATCH_ROWS + 1
+
+
+async def test_the_limit_bans_at_once_without_the_store_and_the_flush_writes_it(database: Database) -> None:
+    regulator = Regulator(SqlRegulationStore(database), POLICY)
+    keys = (ip_key("198.51.100.1"), pair_key("alice", "198.51.100.1"))
+    with statements(database) as sent:
+        assert regulator.failure(keys, T0) == []
+        assert regulator.failure(keys, T0 + 1) == []
+        assert regulator.failure(keys, T0 + 2) == list(keys)  # the third, at once
+        with pytest.raises(TooManyRequests) as caught:
+            regulator.check(keys[:1], T0 + 2)
+        assert caught.value.retry_after == 300
+    assert _regulation_statements(sent) == []
+    with statements(database) as sent:
+        assert await regulator.regulation.flush(T0 + 3) == []  # already banned: not a second time
+    assert len(_regulation_statements(sent)) == 3  # failures, their count, the bans: one statement each
+    assert await _rows(database, AuthBanRow) == 2
+    other = Regulator(SqlRegulationStore(database), POLICY)  # another instance reads the ban
+    await other.sync(T0 + 4)
+    assert other.banned(keys[0], T0 + 4)
+
+
+async def test_failures_outside_the_window_never_ban() -> None:
+    regulator = Regulator(InMemoryRegulationStore(), POLICY)
+    for i in range(10):
+        assert regulator.failure((ip_key("192.0.2.1"),), T0 + 61 * i) == []
+        if i % 3 == 0:
+            await regulator.regulation.flush(T0 + 61 * i)
+
+
+async def test_every_instances_counts_ban_at_the_flush_and_the_ban_is_reported() -> None:
+    store = InMemoryRegulationStore()
+    reported: list[tuple[str, float, float]] = []
+
+    async def on_ban(key: str, now: float, seconds: float) -> None:
+        reported.append((key, now, seconds))
+
+    a = Regulation(store, on_ban=on_ban).regulator(POLICY)
+    b = Regulation(store, on_ban=on_ban).regulator(POLICY)
+    key = ip_key("203.0.113.9")
+    assert a.failure((key,), T0) == [] and a.failure((key,), T0 + 0.1) == []
+    assert b.failure((key,), T0 + 0.2) == []  # B alone has seen one
+    assert await a.regulation.flush(T0 + 1) == []
+    assert await b.regulation.flush(T0 + 1) == [key]  # three in the store: B bans ...
+    assert reported == [(key, T0 + 1, 300.0)] and b.banned(key, T0 + 1)
+    assert not a.banned(key, T0 + 1)
+    await a.sync(T0 + 2)  # ... and A honours it at its next refresh
+    assert a.banned(key, T0 + 2)
+    # What an instance learnt at its flush counts at once: one more failure on A after a shared count of 2.
+    other = pair_key("mallory", "203.0.113.9")
+    assert a.failure((other,), T0 + 3) == [] and b.failure((other,), T0 + 3) == []
+    await a.regulation.flush(T0 + 4)
+    await b.regulation.flush(T0 + 4)  # B knows two now
+    assert b.failure((other,), T0 + 5) == [other]
+
+
+async def test_a_failed_flush_keeps_the_queue_for_the_next_one() -> None:
+    store = Flaky()
+    regulator = Regulator(store, POLICY)
+    keys = (ip_key("192.0.2.7"),)
+    regulator.failure(keys, T0)
+    store.down = True
+    assert await regulator.regulation.flush(T0 + 1) == []
+    regulator.failure(keys, T0 + 1.5)
+    assert regulator.failure(keys, T0 + 1.6) == list(keys)  # counted locally while the store is away
+    assert await regulator.regulation.flush(T0 + 2) == []
+    store.down = False
+    await regulator.regulation.flush(T0 + 3)
+    assert store.batches == [3]  # the three, in order, in one batch
+    counts = await store.record_failures([], since=datetime.fromtimestamp(T0 - 1, UTC))
+    assert counts == {}
+    assert await store.active_bans(datetime.fromtimestamp(T0 + 3, UTC)) == {
+        keys[0]: datetime.fromtimestamp(T0 + 1.6 + 300, UTC)
+    }
+    assert regulator.pending_bans == {}
+
+
+async def test_the_queue_is_bounded_while_the_store_is_away(caplog: pytest.LogCaptureFixture) -> None:
+    store = Flaky()
+    store.down = True
+    regulator = Regulation(store, max_queued=5).regulator(POLICY)
+    for i in range(8):
+        regulator.failure((ip_key(f"192.0.2.{i}"),), T0)
+    assert regulator.dropped == 3
+    assert "1 failures dropped" in caplog.text
+    await regulator.regulation.flush(T0 + 1)
+    regulator.failure((ip_key("192.0.2.99"),), T0 + 1)
+    assert regulator.dropped == 4  # the refused batch went back in front: the queue stays at 5
+    store.down = False
+    await regulator.regulation.flush(T0 + 2)
+    assert store.batches == [5]
+
+
+async def test_soft_keys_are_counted_and_banned_at_their_own_limit() -> None:
+    regulator = Regulator(InMemoryRegulationStore(), POLICY)
+    account = user_key("alice@example.com")
+    banned: list[str] = []
+    for i in range(10):  # ten addresses, one failure each: only the account reaches a limit
+        banned += regulator.failure((ip_key(f"192.0.2.{i}"),), T0 + i, soft=(account,))
+    assert banned == [account]
+    assert regulator.failure((ip_key("192.0.2.50"),), T0 + 11, soft=(account,)) == []  # extended, not new
+    assert regulator.regulation.bans[account] == T0 + 11 + 300
+
+
+async def test_closing_the_runtime_writes_what_is_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, "regulation.example.com")
+    settings = Settings.load(data_dir=data)
+    runtime = await open_runtime(settings, listen=False, eager=False)
+    regulator = runtime.app_tokens.regulator
+    assert regulator.regulation is runtime.regulation
+    regulator.failure((ip_key("192.0.2.1"), pair_key("bob", "192.0.2.1")), runtime.clock())
+    assert await _rows(runtime.database, AuthFailureRow) == 0
+    await runtime.close()
+    async with Database.connect(settings.database_url_or_default) as db:
+        assert await _rows(db, AuthFailureRow) == 2
