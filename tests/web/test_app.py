@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import delete, insert
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,6 +17,7 @@ from tokenward.errors import StorageUnavailable
 from tokenward.runtime import Runtime
 from tokenward.settings import Settings
 from tokenward.storage import Database
+from tokenward.storage.changes import Change, ChangeKind, ChangeLogRow, write_changes
 from tokenward.web.app import create_app
 
 
@@ -169,6 +173,57 @@ async def test_metrics_count_sql_statements(client: httpx.AsyncClient, runtime: 
     assert (await client.get("/readyz")).status_code == 200  # pings the database
     after = _sql_statements((await client.get("/metrics")).text)
     assert after > before and after == runtime.database.statements
+
+
+def _metric(metrics_text: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", metrics_text, re.MULTILINE)
+    assert found, f"{name} is missing from /metrics"
+    return float(found.group(1))
+
+
+async def test_metrics_follow_the_change_feed(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    feed = runtime.changes
+    await feed.stop()  # the test drives the reads itself
+    engine = runtime.database.engine
+    text = (await client.get("/metrics")).text
+    start, applied = _metric(text, "tokenward_changes_position"), _metric(text, "tokenward_changes_applied_total")
+    assert start == await feed.log.head() and _metric(text, "tokenward_changes_holes") == 0
+    assert _metric(text, "tokenward_changes_resets_total") == 0
+
+    # one change applied: the position moves to it
+    async with engine.begin() as conn:
+        await write_changes(conn, [Change(ChangeKind.APP_TOKEN, secrets.token_hex(8))], datetime.now(UTC))
+    assert await feed.poll() == 1
+    text = (await client.get("/metrics")).text
+    head = await feed.log.head()
+    assert head == start + 1
+    assert _metric(text, "tokenward_changes_position") == head
+    assert _metric(text, "tokenward_changes_applied_total") == applied + 1
+
+    # seq head+2 visible before head+1 (out-of-order commits): one hole outstanding
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(ChangeLogRow).values(
+                seq=head + 2, at=datetime.now(UTC), kind=ChangeKind.APP_TOKEN.value, key=secrets.token_hex(8)
+            )
+        )
+    assert await feed.poll() == 1
+    text = (await client.get("/metrics")).text
+    assert _metric(text, "tokenward_changes_position") == head + 2
+    assert _metric(text, "tokenward_changes_holes") == 1
+
+    # no successful read for a while: the lag grows with the feed's clock
+    later = feed.monotonic() + 42
+    feed.monotonic = lambda: later
+    assert _metric((await client.get("/metrics")).text, "tokenward_changes_lag_seconds") >= 42
+
+    # the log went backwards (a restored database): the feed resets and says so
+    async with engine.begin() as conn:
+        await conn.execute(delete(ChangeLogRow))
+    await feed.prune()
+    text = (await client.get("/metrics")).text
+    assert _metric(text, "tokenward_changes_resets_total") == 1
+    assert _metric(text, "tokenward_changes_position") == 0
 
 
 async def test_openapi_is_served(client: httpx.AsyncClient) -> None:

@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         metrics.info.labels(__version__, runtime.server_name).set(1)
         if owned:
             metrics.watch_database(runtime.database)
+            metrics.watch_changes(runtime.changes)
         if owned and runtime.decision_log is not None:
             metrics.watch_decision_log(runtime.decision_log)
         watcher = None
@@ -146,6 +147,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
     if runtime is not None:
         metrics.watch_policy(runtime.policy)
         metrics.watch_database(runtime.database)
+        metrics.watch_changes(runtime.changes)
     if runtime is not None and runtime.decision_log is not None:
         metrics.watch_decision_log(runtime.decision_log)
     app.router.routes.extend(health.routes)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.utils import floatToGoString
 
@@ -15,6 +15,7 @@ from tokenward.policy import Policy, PolicyHolder
 from tokenward.policy.decisionlog import DecisionLog
 
 if TYPE_CHECKING:
+    from tokenward.changefeed import ChangeFeed
     from tokenward.storage import Database
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -81,6 +82,42 @@ class _SqlStatements:
         yield counter
 
 
+class _ChangeFeedStats:
+    """The change feed's position, lag, entries applied, resets and holes, read from the feed at scrape time."""
+
+    def __init__(self) -> None:
+        self.feed: ChangeFeed | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        feed = self.feed
+        if feed is None:
+            return
+        position = GaugeMetricFamily(
+            "tokenward_changes_position", "The highest change-log seq this instance has applied."
+        )
+        position.add_metric([], feed.position)
+        yield position
+        lag = GaugeMetricFamily(
+            "tokenward_changes_lag_seconds",
+            "Seconds since the last successful read of the change log started (0 when not following).",
+        )
+        lag.add_metric([], feed.lag)
+        yield lag
+        applied = CounterMetricFamily("tokenward_changes_applied", "Change-log entries applied since start.")
+        applied.add_metric([], feed.applied)
+        yield applied
+        resets = CounterMetricFamily(
+            "tokenward_changes_resets", "Times the feed dropped the credentials held in memory since start."
+        )
+        resets.add_metric([], feed.resets)
+        yield resets
+        holes = GaugeMetricFamily(
+            "tokenward_changes_holes", "Skipped seqs still awaited (a transaction that has not committed yet)."
+        )
+        holes.add_metric([], len(feed.holes))
+        yield holes
+
+
 class Metrics:
     """A registry per app, so several apps (tests, workers) never share counters by accident."""
 
@@ -91,6 +128,8 @@ class Metrics:
         self.observe = self._requests.observe
         self._sql = _SqlStatements()
         self.registry.register(self._sql)
+        self._changes = _ChangeFeedStats()
+        self.registry.register(self._changes)
         self.info = Gauge(
             "tokenward_info",
             "Constant 1, labelled with what this instance runs.",
@@ -135,6 +174,10 @@ class Metrics:
     def watch_database(self, database: Database) -> None:
         """Export how many SQL statements ``database`` has sent (``tokenward_sql_statements_total``)."""
         self._sql.database = database
+
+    def watch_changes(self, feed: ChangeFeed) -> None:
+        """Export ``feed``'s position, lag, entries applied, resets and holes (``tokenward_changes_*``)."""
+        self._changes.feed = feed
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
