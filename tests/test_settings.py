@@ -107,3 +107,27 @@ def test_every_setting_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [f"TOKENWARD_{name.upper()}" for name in Settings.model_fields if f"TOKENWARD_{name.upper()}" not in doc]
     assert not missing, f"add these settings to docs/configuration.md: {missing}"
+
+
+def test_a_retired_setting_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An upgrade must not stop a deployment that still sets a setting the server no longer has.
+    import tokenward.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_warned_retired", set())
+    monkeypatch.setenv("TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECONDS", "2")
+    with caplog.at_level("WARNING", logger="tokenward.settings"):
+        Settings.load()
+    assert "TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECONDS is no longer used" in caplog.text
+    assert "change feed" in caplog.text
+    monkeypatch.delenv("TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECONDS")
+    path = tmp_path / "tokenward.toml"
+    path.write_text("config_token_revocation_refresh_seconds = 2\nport = 9100\n", encoding="utf-8")
+    monkeypatch.setenv("TOKENWARD_CONFIG_FILE", str(path))
+    assert Settings.load().port == 9100
+    # Only retired names: a misspelt one still stops the start.
+    monkeypatch.setenv("TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECOND", "2")
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert "unknown setting TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECOND" in info.value.detail

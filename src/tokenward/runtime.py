@@ -452,7 +452,7 @@ def build_forward_auth(runtime: Runtime) -> ForwardAuthService:
             sessions=session_check(runtime.sessions),
         ),
         policy=lambda: holder.policy if holder.loaded else None,
-        revocation_refresh=settings.config_token_revocation_refresh_seconds,
+        changes=runtime.changes,
     )
 
 
@@ -499,14 +499,26 @@ def build_enrolment(runtime: Runtime) -> EnrolmentService:
 
 
 def build_sessions(runtime: Runtime) -> SessionService:
+    """Sessions; a serving process holds them in memory (``TOKENWARD_SESSIONS_MEMORY_MB``), kept true by the
+    change feed's ``session`` entries and dropped when it resets. A CLI command (no feed followed) reads rows."""
+    from tokenward.identity.session_memory import SessionMemory, entries_for
     from tokenward.identity.sessions import SessionService
     from tokenward.storage.identity import SqlIdentityStore
 
+    store = SqlIdentityStore(runtime.database)
+    changes = runtime.changes
+    memory: SessionMemory | None = None
+    if changes.following:
+        held = memory = SessionMemory(store.get_session, max_entries=entries_for(runtime.settings.sessions_memory_mb))
+        changes.on(ChangeKind.SESSION, lambda entry: held.revoke(entry.key))
+        changes.on_reset(held.clear)
     return SessionService(
         keyring=lambda: runtime.keyring,
-        store=SqlIdentityStore(runtime.database),
+        store=store,
         audit=SqlAuditLog(runtime.database),
         session_lifetime=runtime.settings.session_lifetime_seconds,
+        memory=memory,
+        changes=changes,
     )
 
 
@@ -640,14 +652,13 @@ def session_check(sessions: SessionService) -> SessionCheck:
 def build_oidc(runtime: Runtime, *, clock: Callable[[], float] = time.time) -> OidcProvider:
     """The OpenID Provider on the runtime's database, keys and policy (issuer: setting or https://<server name>)."""
     from tokenward.oidc.provider import OidcLifetimes, OidcProvider
-    from tokenward.storage.identity import SqlIdentityStore
     from tokenward.storage.oidc import SqlOidcStore
 
     settings = runtime.settings
     return OidcProvider(
         issuer=settings.oidc_issuer or f"https://{runtime.server_name}",
         store=SqlOidcStore(runtime.database),
-        sessions=SqlIdentityStore(runtime.database),
+        sessions=runtime.sessions,
         keyring=lambda: runtime.keyring,
         policy=_loaded_policy(runtime),
         audit=SqlAuditLog(runtime.database),

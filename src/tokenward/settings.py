@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     session_lifetime_seconds: int = Field(
         default=8 * 3600, ge=60, le=30 * 86400, description="How long a source identifier (session) is valid."
     )
+    sessions_memory_mb: float = Field(
+        default=64.0,
+        ge=0.001,
+        le=65536,
+        description="Memory for the sessions each instance holds (about 200 bytes each, so 64 MB holds ~335,000); "
+        "beyond it the oldest are dropped and read again when next used.",
+    )
     cookie_domain: str | None = Field(
         default=None,
         max_length=253,
@@ -334,12 +341,6 @@ class Settings(BaseSettings):
         description="Server-side config token stores for /verify, JSON or YAML: {store_id: {adapter: file|env|sql, "
         "options: {...}}} (docs/forward-auth.md).",
     )
-    config_token_revocation_refresh_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        le=3600,
-        description="How often /verify re-reads the revoked config token ids; bounds how late a revocation applies.",
-    )
 
     @field_validator("config_token_stores")
     @classmethod
@@ -458,10 +459,34 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         return _read_config_file(os.environ.get(CONFIG_FILE_ENV))
 
 
+#: Settings that no longer exist, with what replaced them: still accepted (a warning, the value ignored) so an
+#: upgrade does not stop a deployment that sets one.
+RETIRED_SETTINGS = {
+    "config_token_revocation_refresh_seconds": "config-token revocations reach every instance through the change "
+    "feed (TOKENWARD_CHANGES_POLL_SECONDS)",
+}
+_warned_retired: set[str] = set()
+
+
+def _retired(name: str) -> bool:
+    """True (and a warning, once) for a retired setting's field name."""
+    why = RETIRED_SETTINGS.get(name)
+    if why is None:
+        return False
+    if name not in _warned_retired:
+        import logging
+
+        _warned_retired.add(name)
+        logging.getLogger("tokenward.settings").warning(
+            "%s%s is no longer used and is ignored: %s", ENV_PREFIX, name.upper(), why
+        )
+    return True
+
+
 def _reject_unknown_env(env: Mapping[str, str]) -> None:
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {CONFIG_FILE_ENV}
     for key in sorted(env):
-        if key.startswith(ENV_PREFIX) and key not in known:
+        if key.startswith(ENV_PREFIX) and key not in known and not _retired(key.removeprefix(ENV_PREFIX).lower()):
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown setting {key}{hint}", code=ErrorCode.SETTING_UNKNOWN)
@@ -510,8 +535,10 @@ def _read_config_file(path: str | None) -> dict[str, Any]:
     table = data.get("tokenward", data)
     if not isinstance(table, dict):
         raise ConfigError(f"config file {path}: [tokenward] must be a table", code=ErrorCode.SETTING_INVALID)
-    for key in table:
-        if key not in Settings.model_fields:
+    for key in list(table):
+        if key not in Settings.model_fields and _retired(key):
+            del table[key]
+        elif key not in Settings.model_fields:
             close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown setting {key!r} in config file {path}{hint}", code=ErrorCode.SETTING_UNKNOWN)

@@ -94,7 +94,7 @@ async def split(tmp_path: Path, s3_config: S3Config, monkeypatch: pytest.MonkeyP
         transport = httpx.ASGITransport(app=create_app(settings, runtime=runtime))
         clients.append(httpx.AsyncClient(transport=transport, base_url=f"http://{name}"))
     try:
-        yield Split(admin, client_id, Instance(clients[0]), Instance(clients[1]), api_key)
+        yield Split(admin, client_id, Instance(clients[0], runtimes[0]), Instance(clients[1], runtimes[1]), api_key)
     finally:
         for client in clients:
             await client.aclose()
@@ -143,7 +143,10 @@ async def test_each_instance_enforces_its_segments_and_accepts_the_others_identi
     assert (await r.post("/api/client-token", to_alice, token=api)).status_code == 200
     _not_served(await u.post("/api/client-token", to_alice, token=api), "resource")
 
-    # a session ended on R is refused by U at once (one database)
+    # a session ended on R is refused by U (one database) once U's change feed reads the log (0.2 s in the
+    # background; read here without waiting for it)
     assert (await r.http.delete("/api/session", headers={"authorization": f"Bearer {alice}"})).status_code == 204
+    assert u.runtime is not None
+    await u.runtime.changes.poll()
     refused = await u.post("/api/client-token", destination, token=alice)
     assert refused.status_code == 401, refused.text

@@ -39,7 +39,6 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stores_setting: st
     return Settings.load(
         data_dir=tmp_path / "data",
         config_token_stores=stores_setting,
-        config_token_revocation_refresh_seconds=0.001,
     )
 
 

@@ -52,7 +52,7 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     a = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_a)), base_url="http://a")
     b = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_b)), base_url="http://b")
     try:
-        yield Instance(a), Instance(b), client_id
+        yield Instance(a, rt_a), Instance(b, rt_b), client_id
     finally:
         await a.aclose()
         await b.aclose()
@@ -94,9 +94,14 @@ async def test_whole_flow_across_two_instances(cluster: tuple[Instance, Instance
         [completed] = await SqlAuditLog(db).list(action="enrollment.completed")
         assert completed.detail == {"method": "admin-code", "aead": "chacha20poly1305"}
 
-    # Logout on A is refused by B at once.
+    # Logout on A is refused by A at once, and by B (which holds the session in memory) as soon as its
+    # change feed reads the log (every 0.2 s in the background; read here without waiting for it).
     r = await a.http.delete("/api/session", headers={"authorization": f"Bearer {alice_si}"})
     assert r.status_code == 204
+    r = await a.post("/api/client-token", {"destination": "api.example.com"}, token=alice_si)
+    assert r.status_code == 401 and r.json()["error"] == "session_revoked"
+    assert b.runtime is not None
+    await b.runtime.changes.poll()
     r = await b.post("/api/client-token", {"destination": "api.example.com"}, token=alice_si)
     assert r.status_code == 401 and r.json()["error"] == "session_revoked"
     openapi = (await a.http.get("/openapi.json")).json()["paths"]

@@ -34,7 +34,7 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     a = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_a)), base_url="http://a")
     b = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(settings, runtime=rt_b)), base_url="http://b")
     try:
-        yield Instance(a), Instance(b), client_id, data
+        yield Instance(a, rt_a), Instance(b, rt_b), client_id, data
     finally:
         await a.aclose()
         await b.aclose()
@@ -77,8 +77,11 @@ async def test_session_with_manage_scope_creates_app_tokens(cluster: Cluster) ->
     basic = base64.b64encode(f"alice@example.com:{token}".encode()).decode()
     assert (await a.http.get("/api/app-tokens", headers={"authorization": f"Basic {basic}"})).status_code == 200
 
-    # Logged out on one instance: refused by the management API of the other.
+    # Logged out on one instance: refused by the management API of the other once its change feed reads the
+    # log (every 0.2 s in the background; read here without waiting for it).
     assert (await a.http.delete("/api/session", headers=_bearer(alice))).status_code == 204
+    assert b.runtime is not None
+    await b.runtime.changes.poll()
     r = await b.http.get("/api/app-tokens", headers=_bearer(alice))
     assert r.status_code == 401 and r.json()["error"] == "session_revoked" and "www-authenticate" in r.headers
 

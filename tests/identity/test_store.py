@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from tokenward.identity.captcha import Challenge
 from tokenward.identity.service import enrollment_code_hash
 from tokenward.storage import Database
+from tokenward.storage.changes import ChangeKind, ChangeLog, InMemoryChangeLog, SqlChangeLog
 from tokenward.storage.identity import (
     Enrollment,
     EnrollmentCodeRow,
@@ -112,7 +113,12 @@ async def test_challenge_attempts_and_single_use(store_database: Database | None
 
 
 async def test_sessions_latest_and_revocation(store_database: Database | None) -> None:
-    store = _store(store_database)
+    changes: ChangeLog
+    if store_database is None:
+        changes = InMemoryChangeLog()
+        store: IdentityStore = InMemoryIdentityStore(changes)
+    else:
+        changes, store = SqlChangeLog(store_database), SqlIdentityStore(store_database)
     old = SessionRecord("s1" + "a" * 20, "user", "bob@example.com", "A" * 40, "k" * 43, NOW, NOW + 100)
     new = SessionRecord("s2" + "a" * 20, "user", "bob@example.com", "A" * 40, "m" * 43, NOW + 5, NOW + 100)
     await store.add_session(old)
@@ -121,6 +127,11 @@ async def test_sessions_latest_and_revocation(store_database: Database | None) -
     assert await store.latest_session("bob@example.com", "B" * 40, now=NOW + 6) is None
     assert await store.revoke_session(new.id, now=NOW + 7)
     assert not await store.revoke_session(new.id, now=NOW + 8)
+    assert not await store.revoke_session("unknown" + "a" * 15, now=NOW + 8)
+    # Only the revocation that ended the session is logged, with its user, in the same transaction.
+    [entry] = await changes.read(0)
+    assert (entry.kind, entry.key, entry.subject) == (ChangeKind.SESSION, new.id, "bob@example.com")
+    assert entry.at == datetime.fromtimestamp(NOW + 7, UTC)
     got = await store.get_session(new.id)
     assert got is not None and got.revoked_at == NOW + 7
     assert await store.latest_session("bob@example.com", "A" * 40, now=NOW + 8) == old

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import logging
 import re
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Forbidden, NotFound, TokenwardError, error_body
 from tokenward.forwardauth.assertions import any_holds, check_assertion
@@ -41,6 +41,7 @@ from tokenward.forwardauth.stores import StoredValue, TokenStore
 from tokenward.keys import Keyring
 from tokenward.policy import Policy
 from tokenward.policy.questions import ask
+from tokenward.storage.changes import ChangeEntry, ChangeKind
 from tokenward.storage.config_tokens import ConfigTokenRevocations
 
 __all__ = ["CompiledConfig", "Decision", "ForwardAuthService", "VerifyParams"]
@@ -138,82 +139,76 @@ def _entry(version: int, until: float, value: StoredValue) -> _StoreEntry:
 
 
 class _Revoked:
-    """The set of revoked jtis, re-read when a request finds it older than ``interval`` seconds.
+    """The set of revoked jtis, in memory: read once at start, then kept by the change feed.
 
-    The first read blocks (so a fresh process never serves a revoked token). A set that is due
-    (older than ``interval``) is re-read in the background while requests keep using it, so a busy
-    instance never waits on SQL. A set older than twice the interval means nobody asked for a
-    while (or the database is slow): that request waits for the read, at most ``wait`` seconds
-    after it started, so the first request after a quiet spell is not answered from a set read
-    before the quiet spell (issue 19: a token revoked ~40 s earlier still passed). A database that
-    does not answer in time leaves the last set in force (logged), and a failed read is retried
-    once per interval, not once per request.
+    The feed's ``config_token`` entries add to the set as they are read (every instance within the
+    feed's bound, woken over Redis by the writer), so no request waits on SQL for it and there is no
+    periodic re-read. When the feed resets (it cannot vouch for what it missed) the set is read
+    again; until that read succeeds, requests wait
+    for it (one read shared by all) and are refused with 503 if it fails. While the feed is stale,
+    requests are refused with 503 ``changes_stale`` (the set may miss a revocation made elsewhere).
     """
 
-    def __init__(
-        self,
-        store: ConfigTokenRevocations | None,
-        interval: float,
-        *,
-        wait: float = 1.0,
-        read_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, store: ConfigTokenRevocations | None, changes: ChangeFeed | None) -> None:
         self.store = store
-        self.interval = interval
-        self.wait = wait
-        # A read that hangs is abandoned, so the next due request starts a fresh one (no stall).
-        self.read_timeout = read_timeout if read_timeout is not None else max(5.0, 2 * interval)
-        self.ids: frozenset[str] = frozenset()
-        self.loaded_at = float("-inf")  # when the read that produced ``ids`` started (monotonic)
-        self.attempted_at = float("-inf")  # when the last read started, successful or not
-        self._task: asyncio.Task[None] | None = None
-        self._task_started = 0.0  # event-loop time of the read in flight
-        self._first = asyncio.Lock()
+        self.changes = changes
+        self.ids: set[str] = set()
+        self.loaded = store is None
+        self._during: set[str] | None = None  # entries applied while a read is in flight
+        self._read: asyncio.Task[None] | None = None
+        self._epoch = 0
+        if changes is not None:
+            changes.on(ChangeKind.CONFIG_TOKEN, self.apply)
+            changes.on_reset(self.reset)
 
-    async def _refresh(self, started: float) -> None:
-        if self.store is None:  # pragma: no cover - callers check
-            return
-        try:
-            async with asyncio.timeout(self.read_timeout):
-                self.ids = await self.store.revoked_ids()
-        except TokenwardError as exc:  # keep the last known set; the database may be back soon
-            log.warning("cannot refresh revoked config tokens: %s", exc.detail)
-            return
-        except TimeoutError:
-            log.warning("cannot refresh revoked config tokens: the database did not answer in time")
-            return
-        self.loaded_at = max(self.loaded_at, started)
+    def apply(self, entry: ChangeEntry) -> None:
+        """A ``config_token`` change (from the feed, or this instance's own revocation)."""
+        self.ids.add(entry.key)
+        if self._during is not None:
+            self._during.add(entry.key)
 
-    def fresh(self, now: float) -> bool:
-        """True when :attr:`ids` may be used as is (no refresh due): the per-request check, without an await."""
-        return self.store is None or now - self.loaded_at < self.interval
+    def reset(self) -> None:
+        """The feed cannot vouch for what it missed: read the whole set again before answering."""
+        self.loaded = self.store is None
+        self._epoch += 1
 
-    async def current(self, now: float) -> frozenset[str]:
-        if self.fresh(now):
-            return self.ids
-        if self.loaded_at == float("-inf") and self.attempted_at == float("-inf"):
-            async with self._first:
-                if self.attempted_at == float("-inf"):
-                    self.attempted_at = now
-                    await self._refresh(now)
-            return self.ids
-        loop = asyncio.get_running_loop()
-        if (self._task is None or self._task.done()) and now - self.attempted_at >= self.interval:
-            self.attempted_at = now
-            self._task_started = loop.time()
-            self._task = asyncio.create_task(self._refresh(now))
-        if now - self.loaded_at < 2 * self.interval or self._task is None or self._task.done():
-            return self.ids
-        remaining = self._task_started + self.wait - loop.time()
-        if remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), remaining)
+    def ready(self) -> bool:
+        """The per-request check, without an await: the set may be used as is."""
+        return self.loaded and (self.changes is None or self.changes.fresh())
+
+    async def current(self) -> set[str]:
+        """The set, read first if needed (503 when the read fails, or the feed is stale)."""
+        if not self.loaded:
+            if self._read is None or self._read.done():
+                self._read = asyncio.ensure_future(self._load(self._epoch))
+                self._read.add_done_callback(_retrieve)
+            # shield: a request that goes away must not cancel the read the others wait for.
+            await asyncio.shield(self._read)
+        if self.changes is not None:
+            self.changes.check_fresh()
         return self.ids
 
+    async def _load(self, epoch: int) -> None:
+        if self.store is None:  # pragma: no cover - loaded from the start
+            return
+        self._during = set()
+        try:
+            ids = await self.store.revoked_ids()
+            if epoch == self._epoch:  # a reset during the read: read again (the next request starts it)
+                self.ids = set(ids) | self._during
+                self.loaded = True
+        finally:
+            self._during = None
+
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._read is not None:
+            self._read.cancel()
+            await asyncio.gather(self._read, return_exceptions=True)
+
+
+def _retrieve(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved here, so an error nobody awaited is not logged as lost
 
 
 class ForwardAuthService:
@@ -227,9 +222,7 @@ class ForwardAuthService:
         revocations: ConfigTokenRevocations | None = None,
         deps: PluginDeps | None = None,
         policy: Callable[[], Policy | None] = lambda: None,
-        revocation_refresh: float = 1.0,
-        revocation_wait: float = 1.0,
-        revocation_read_timeout: float | None = None,
+        changes: ChangeFeed | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -239,16 +232,22 @@ class ForwardAuthService:
         self.policy = policy
         self.clock = clock
         self.monotonic = monotonic
-        self._revoked = _Revoked(
-            revocations, revocation_refresh, wait=revocation_wait, read_timeout=revocation_read_timeout
-        )
+        self.revocations = revocations
+        self.changes = changes
+        self._revoked = _Revoked(revocations, changes)
         self._tokens: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}
 
     async def warm(self) -> None:
-        """Read the revoked jtis now (at start), so that no request pays for the first read."""
-        await self._revoked.current(self.monotonic())
+        """Read the revoked jtis now (at start, after the change feed started), so no request pays for it.
+
+        A failed read is logged: the first request reads again (and is refused with 503 if that fails too).
+        """
+        try:
+            await self._revoked.current()
+        except TokenwardError as exc:
+            log.warning("cannot read the revoked config tokens at start: %s", exc.detail)
 
     async def close(self) -> None:
         await self._revoked.close()
@@ -324,7 +323,7 @@ class ForwardAuthService:
 
     async def _resolve(self, token: str | None, store_id: str | None, token_id: str | None) -> CompiledConfig:
         now, mono = self.clock(), self.monotonic()
-        revoked = self._revoked.ids if self._revoked.fresh(mono) else await self._revoked.current(mono)
+        revoked = self._revoked.ids if self._revoked.ready() else await self._revoked.current()
         seen: set[tuple[str, str]] = set()
         compiled: CompiledConfig | None = None
         if token is not None:

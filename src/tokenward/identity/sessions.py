@@ -1,4 +1,10 @@
-"""Sessions: issue a source identifier at the end of a login, check it on every call, end it (docs/sessions.md)."""
+"""Sessions: issue a source identifier at the end of a login, check it on every call, end it (docs/sessions.md).
+
+A serving process holds which sessions are alive in memory (:class:`SessionMemory`), kept true by
+the change feed: ending a session logs a ``session`` change in the same transaction, this instance
+forgets the session at once and the others when their feed reads the change. Without a memory
+(one-shot tools) every check reads the session row.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,12 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Unauthorized
 from tokenward.identity.common import IssuedSession, audit_event
 from tokenward.identity.encoding import b64u_encode
+from tokenward.identity.session_memory import DEAD, SessionMemory
 from tokenward.identity.source import SourceIdentity, open_source_identifier, seal_source_identifier
 from tokenward.keys import Keyring, Purpose
 from tokenward.storage.audit import AuditLog
@@ -25,6 +33,10 @@ class SessionService:
     audit: AuditLog | None = None
     session_lifetime: int = 8 * 3600
     random_bytes: Callable[[int], bytes] = secrets.token_bytes
+    #: Sessions held in memory; None: read the row on every check.
+    memory: SessionMemory | None = None
+    #: The change feed that keeps ``memory`` true (fail closed while it is stale) and hears of our revocations.
+    changes: ChangeFeed | None = None
 
     async def issue(
         self,
@@ -59,13 +71,40 @@ class SessionService:
         return IssuedSession(token, identity)
 
     async def authenticate(self, token: str, *, now: float) -> SourceIdentity:
-        """Open a bearer source identifier and refuse it if its session was ended (checked on every call)."""
+        """Open a bearer source identifier and refuse it if its session was ended (checked on every call).
+
+        The identifier is sealed (AEAD), so a forged, altered or garbage one is refused before any
+        lookup: only a session id this server issued reaches the store.
+        """
         identity = open_source_identifier(token, keyring=self.keyring(), now=now)
-        record = await self.store.get_session(identity.session_id)
-        if record is None or record.revoked_at is not None:
+        if not await self.alive(identity.session_id):
             raise Unauthorized("this session was ended; log in again", code=ErrorCode.SESSION_REVOKED)
         return identity
 
+    async def alive(self, session_id: str) -> bool:
+        """Whether the session exists and was not ended (its expiry is the identifier's business: a refresh
+        token may outlive it). From memory when held; 503 ``changes_stale`` while the feed is stale."""
+        memory = self.memory
+        if memory is None:
+            record = await self.store.get_session(session_id)
+            return record is not None and record.revoked_at is None
+        until = memory.held(session_id)
+        if until is None:
+            until = await memory.load(session_id)  # read from the store: the truth, whatever the feed
+        elif self.changes is not None and not self.changes.fresh():
+            self.changes.check_fresh()  # memory may miss a revocation made elsewhere: refuse (503)
+        return until != DEAD
+
+    async def revoke(self, session_id: str, *, now: float) -> bool:
+        """End a session everywhere: the row and its ``session`` change in one transaction, this instance's
+        memory at once, the other instances at their feed's next read (woken now over Redis)."""
+        revoked = await self.store.revoke_session(session_id, now=now)
+        if self.memory is not None:
+            self.memory.revoke(session_id)
+        if revoked and self.changes is not None:
+            await self.changes.announce()
+        return revoked
+
     async def logout(self, identity: SourceIdentity, *, now: float) -> None:
-        await self.store.revoke_session(identity.session_id, now=now)
+        await self.revoke(identity.session_id, now=now)
         await audit_event(self.audit, now, identity.subject, "session.revoked", subject=identity.subject)

@@ -40,6 +40,7 @@ from tokenward.errors import TooManyRequests, Unauthorized
 from tokenward.identity.apps import app_hash_of_origin
 from tokenward.identity.client_tokens import jwks
 from tokenward.identity.policy import IdentityPolicy
+from tokenward.identity.sessions import SessionService
 from tokenward.keys import Keyring
 from tokenward.oidc.claims import SCOPES, user_claims
 from tokenward.oidc.clients import CODE_PREFIX, REFRESH_PREFIX, OidcClient, hash_secret, new_secret
@@ -52,7 +53,6 @@ from tokenward.oidc.tokens import (
     verify_id_token_hint,
 )
 from tokenward.storage.audit import AuditEvent, AuditLog
-from tokenward.storage.identity import IdentityStore
 from tokenward.storage.oidc import AuthorizationCode, RefreshToken, SqlOidcStore
 
 __all__ = ["EndUser", "Incoming", "OidcLifetimes", "OidcProvider", "Outgoing"]
@@ -334,7 +334,7 @@ class OidcProvider:
         *,
         issuer: str,
         store: SqlOidcStore,
-        sessions: IdentityStore,
+        sessions: SessionService,
         keyring: Callable[[], Keyring],
         policy: Callable[[], IdentityPolicy | None],
         audit: AuditLog | None = None,
@@ -522,8 +522,7 @@ class OidcProvider:
         await self.audit_event(subject, action, client_id, revoked=revoked)
 
     async def session_alive(self, session_id: str) -> bool:
-        record = await self.sessions.get_session(session_id)
-        return record is not None and record.revoked_at is None
+        return await self.sessions.alive(session_id)
 
     async def audit_event(self, subject: str, action: str, client_id: str, **detail: object) -> None:
         if self.audit is not None:
@@ -649,7 +648,7 @@ class OidcProvider:
             return None, None
         claims = req.id_token_claims or {}
         session_id = str(claims.get("sid", ""))
-        await self.sessions.revoke_session(session_id, now=self.clock())
+        await self.sessions.revoke(session_id, now=self.clock())  # every instance, through the change feed
         revoked = await self.store.revoke_session(session_id, now=self.clock())
         await self.audit_event(str(claims.get("sub", "")), "oidc.logout", str(claims.get("aud", "")), revoked=revoked)
         if req.redirect_uri:

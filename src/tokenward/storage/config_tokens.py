@@ -1,8 +1,10 @@
 """Revoked config tokens: the ``config_token_revocations`` table, an in-memory twin, their contract.
 
-A config token is revoked by its ``jti``. Every instance reads the whole (small) set of revoked
-ids now and then (see :class:`tokenward.forwardauth.service.RevocationCache`), so a revocation
-made on one instance is honoured by all of them without per-request queries.
+A config token is revoked by its ``jti``. A revocation logs a ``config_token`` change in the same
+transaction; every serving instance reads the whole (small) set of revoked ids once at start (and
+again when its change feed resets) and adds each ``config_token`` change it reads, so a revocation
+made anywhere is honoured by all of them without per-request queries (``_Revoked`` in
+:mod:`tokenward.forwardauth.service`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict
 
+from .changes import Change, ChangeKind, InMemoryChangeLog, write_changes
 from .database import Database
 from .models import SUBJECT_LEN, Base
 from .types import UTCDateTime
@@ -62,7 +65,8 @@ class ConfigTokenRevocations(ABC):
 
     @abstractmethod
     async def revoke(self, revocation: ConfigTokenRevocation) -> None:
-        """Record a revocation; :class:`Conflict` (code ``config_token_already_revoked``) if already revoked."""
+        """Record a revocation and its ``config_token`` change (one transaction); :class:`Conflict` (code
+        ``config_token_already_revoked``) if already revoked."""
 
     @abstractmethod
     async def revoked_ids(self) -> frozenset[str]:
@@ -83,13 +87,16 @@ def _already(jti: str) -> Conflict:
 class InMemoryConfigTokenRevocations(ConfigTokenRevocations):
     """Revocations in a dict: for tests and single-process tools."""
 
-    def __init__(self) -> None:
+    def __init__(self, changes: InMemoryChangeLog | None = None) -> None:
+        self._changes = changes
         self._items: dict[str, ConfigTokenRevocation] = {}
 
     async def revoke(self, revocation: ConfigTokenRevocation) -> None:
         if revocation.jti in self._items:
             raise _already(revocation.jti)
         self._items[revocation.jti] = revocation
+        if self._changes is not None:
+            self._changes.append([Change(ChangeKind.CONFIG_TOKEN, revocation.jti)], revocation.revoked_at)
 
     async def revoked_ids(self) -> frozenset[str]:
         return frozenset(self._items)
@@ -108,6 +115,9 @@ class SqlConfigTokenRevocations(ConfigTokenRevocations):
         try:
             async with self._db.session() as session:
                 session.add(ConfigTokenRevocationRow(**dataclasses.asdict(revocation)))
+                await session.flush()  # the row first: a second revocation fails here, before its change
+                change = Change(ChangeKind.CONFIG_TOKEN, revocation.jti)
+                await write_changes(await session.connection(), [change], revocation.revoked_at)
         except Conflict:
             raise _already(revocation.jti) from None
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.records.challenges import Challenge
 
+from .changes import Change, ChangeKind, InMemoryChangeLog, write_changes
 from .database import Database
 from .models import SUBJECT_LEN, Base
 from .types import UTCDateTime
@@ -125,7 +126,9 @@ class IdentityStore(ABC):
         """The newest unrevoked, unexpired session of ``subject`` under ``client_id``."""
 
     @abstractmethod
-    async def revoke_session(self, session_id: str, *, now: float) -> bool: ...
+    async def revoke_session(self, session_id: str, *, now: float) -> bool:
+        """End a session; True for the caller that ended it. Logs a ``session`` change (key: its id,
+        subject: its user) in the same transaction, so every instance hears of it."""
 
     async def close(self) -> None:
         return None
@@ -134,7 +137,8 @@ class IdentityStore(ABC):
 class InMemoryIdentityStore(IdentityStore):
     """For tests and single-process tools; one event loop, so each method is atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, changes: InMemoryChangeLog | None = None) -> None:
+        self._changes = changes
         self._enrollments: dict[str, Enrollment] = {}
         self._codes: dict[str, tuple[RedeemedCode, float, bool]] = {}
         self._challenges: dict[str, Challenge] = {}
@@ -209,6 +213,8 @@ class InMemoryIdentityStore(IdentityStore):
         if s is None or s.revoked_at is not None:
             return False
         self._sessions[session_id] = dataclasses.replace(s, revoked_at=now)
+        if self._changes is not None:
+            self._changes.append([Change(ChangeKind.SESSION, session_id, subject=s.subject)], _dt(now))
         return True
 
 
@@ -473,4 +479,9 @@ class SqlIdentityStore(IdentityStore):
                 .where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
                 .values(revoked_at=_dt(now))
             )
-            return _rowcount(result) == 1
+            if _rowcount(result) != 1:
+                return False
+            subject = await s.scalar(select(SessionRow.subject).where(SessionRow.id == session_id))
+            change = Change(ChangeKind.SESSION, session_id, subject=subject)
+            await write_changes(await s.connection(), [change], _dt(now))
+            return True
