@@ -235,10 +235,10 @@ class Runtime:
         return counts
 
     async def flush_regulation(self) -> None:
-        """Refresh the ban snapshot (unless a change feed keeps it) and write every regulator's queued
+        """Refresh the ban snapshot (unless the change feed keeps it) and write every regulator's queued
         failures and bans in one batch each (docs/regulation.md); the served app does it every second."""
         now = self.clock()
-        await self.regulation.sync(now)
+        await self.regulation.refresh(now)
         await self.regulation.flush(now)
 
     async def close(self) -> None:
@@ -384,7 +384,10 @@ async def open_runtime(
             name="tokenward-app-token-last-used",
         )
         runtime.last_used_flusher.start()
-        # The ban snapshot is loaded now and refreshed by this task, never on a request (docs/regulation.md).
+        # The ban snapshot is loaded now (the feed already started: no ban falls between), then kept by the
+        # feed's BAN entries (SQL) or by this task's one read a second (Redis); never read on a request.
+        if regulation_fallback is None:
+            runtime.regulation.follow(changes)
         await runtime.regulation.sync(clock())
         runtime.regulation.background = True
         runtime.regulation_flusher = Periodic(

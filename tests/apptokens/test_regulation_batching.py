@@ -14,11 +14,13 @@ from sqlalchemy import event, func, select
 
 from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.apptokens.regulation import Regulation, RegulationPolicy, Regulator, ip_key, pair_key, user_key
+from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import StorageUnavailable, TooManyRequests
+from tokenward.errors import StorageUnavailable, TokenwardError, TooManyRequests
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import Database, InMemoryRegulationStore, SqlRegulationStore
+from tokenward.storage.changes import ChangeKind, InMemoryChangeLog, SqlChangeLog
 from tokenward.storage.regulation import BATCH_ROWS, AuthBanRow, AuthFailureRow
 
 POLICY = RegulationPolicy(max_failures=3, find_time=120.0, ban_time=300.0, soft_max_failures=10)
@@ -218,3 +220,59 @@ async def test_closing_the_runtime_writes_what_is_queued(tmp_path: Path, monkeyp
     await runtime.close()
     async with Database.connect(settings.database_url_or_default) as db:
         assert await _rows(db, AuthFailureRow) == 2
+
+
+async def test_bans_are_logged_in_their_transaction_and_reach_other_instances_through_the_feed(
+    database: Database,
+) -> None:
+    feeds = [ChangeFeed(SqlChangeLog(database)), ChangeFeed(SqlChangeLog(database))]
+    a, b = Regulation(SqlRegulationStore(database)), Regulation(SqlRegulationStore(database))
+    for regulation, feed in zip((a, b), feeds, strict=True):
+        await feed.start()
+        regulation.follow(feed)
+        await regulation.sync(T0)
+    key = ip_key("198.51.100.20")
+    regulator = a.regulator(POLICY)
+    for i in range(3):
+        regulator.failure((key,), T0 + i)
+    await a.flush(T0 + 3)
+    entries = await SqlChangeLog(database).read(0)
+    assert [(e.kind, e.key, e.until) for e in entries] == [
+        (ChangeKind.BAN, key, datetime.fromtimestamp(T0 + 2 + 300, UTC))
+    ]
+    with statements(database) as sent:
+        await b.refresh(T0 + 4)  # following the feed: no ban read
+    assert sent == []
+    assert key not in b.bans
+    assert await feeds[1].poll() == 1  # the poll every instance makes anyway brings it
+    assert b.bans[key] == T0 + 2 + 300
+    # A reset (the feed cannot vouch for what it missed) reads the bans once again, at the next refresh.
+    b.bans.clear()
+    feeds[1]._reset("test")
+    with statements(database) as sent:
+        await b.refresh(T0 + 5)
+        await b.refresh(T0 + 6)
+    assert len([s for s in sent if "auth_bans" in s]) == 1
+    assert b.bans[key] == T0 + 2 + 300
+
+
+async def test_a_ban_and_its_change_are_written_both_or_neither(database: Database) -> None:
+    store = SqlRegulationStore(database)
+    await store.add_bans([("ip:1", datetime.fromtimestamp(T0 + 300, UTC))], datetime.fromtimestamp(T0, UTC))
+    too_long = "k" * 401  # refused by the column (PostgreSQL, MariaDB) or by the change (every database)
+    with pytest.raises((TokenwardError, ValueError)):
+        await store.add_bans(
+            [("ip:2", datetime.fromtimestamp(T0 + 300, UTC)), (too_long, datetime.fromtimestamp(T0 + 300, UTC))],
+            datetime.fromtimestamp(T0, UTC),
+        )
+    assert [e.key for e in await SqlChangeLog(database).read(0)] == ["ip:1"]
+    assert list(await store.active_bans(datetime.fromtimestamp(T0, UTC))) == ["ip:1"]
+
+
+async def test_the_in_memory_store_logs_bans_where_the_sql_one_does() -> None:
+    changes = InMemoryChangeLog()
+    regulator = Regulator(InMemoryRegulationStore(changes), POLICY)
+    for i in range(3):
+        regulator.failure((ip_key("192.0.2.3"),), T0 + i)
+    await regulator.regulation.flush(T0 + 3)
+    assert [(e.kind, e.key) for e in await changes.read(0)] == [(ChangeKind.BAN, ip_key("192.0.2.3"))]

@@ -33,8 +33,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, TooManyRequests
+from tokenward.storage.changes import ChangeEntry, ChangeKind
 from tokenward.storage.regulation import KEY_LEN, RegulationStore
 
 __all__ = [
@@ -125,6 +127,10 @@ class Regulation:
         #: True when something else keeps :attr:`bans` current (a change feed, a background sync):
         #: the request path then never reads the store.
         self.background = False
+        #: Set by :meth:`follow`: BAN entries keep the snapshot current, the store is read only at start
+        #: and after a feed reset (:attr:`reload_due`).
+        self.feed: ChangeFeed | None = None
+        self.reload_due = False
         #: key → end of its ban (Unix seconds): the snapshot every regulator checks.
         self.bans: dict[str, float] = {}
         self.regulators: list[Regulator] = []
@@ -135,6 +141,30 @@ class Regulation:
     def regulator(self, policy: RegulationPolicy) -> Regulator:
         """A regulator with ``policy`` sharing this snapshot and flush."""
         return Regulator(self.store, policy, regulation=self)
+
+    def follow(self, feed: ChangeFeed) -> None:
+        """Keep the snapshot current from ``feed``'s BAN entries (a SQL store writes one per ban, in the
+        ban's transaction) instead of reading the store every second; reload after a feed reset. Call it
+        before the first :meth:`sync` (the load), with the feed started, so no ban falls between."""
+        self.feed = feed
+        feed.on(ChangeKind.BAN, self._on_ban_entry)
+        feed.on_reset(self._on_reset)
+
+    def _on_ban_entry(self, entry: ChangeEntry) -> None:
+        if entry.until is not None:
+            self.apply_ban(entry.key, entry.until.timestamp())
+
+    def _on_reset(self) -> None:
+        # The feed cannot vouch for what it missed: read every active ban again at the next refresh. The bans
+        # held stay meanwhile (a ban is never lifted early, so none of them is wrong).
+        self.reload_due = True
+
+    async def refresh(self, now: float) -> None:
+        """What the background task does every second before a flush: read the store's bans unless a feed
+        keeps them (then only once after a reset)."""
+        if self.feed is None or self.reload_due:
+            self.reload_due = False
+            await self.sync(now)
 
     def apply_ban(self, key: str, until: float) -> None:
         """Note a ban (ours, another instance's from the feed or the store): the longest one wins."""
@@ -178,8 +208,12 @@ class Regulation:
         Never raises a storage error: what could not be written waits for the next flush."""
         async with self._flush_lock:
             banned: list[str] = []
+            wrote_bans = False
             for regulator in self.regulators:
-                for key in await regulator.flush(now):
+                had_bans = bool(regulator.pending_bans)
+                newly = await regulator.flush(now)
+                wrote_bans |= had_bans or bool(newly)
+                for key in newly:
                     banned.append(key)
                     if self.on_ban is not None:
                         await self.on_ban(key, now, regulator.policy.ban_time)
@@ -192,6 +226,8 @@ class Regulation:
                 except StorageError as exc:
                     log.warning("cannot purge old failures and bans: %s", exc.detail)
             self.drop_ended(now)
+            if wrote_bans and self.feed is not None:
+                await self.feed.announce()  # read here and woken elsewhere at once, not at the next poll
             return banned
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errors import StorageError
 
+from .changes import Change, ChangeKind, InMemoryChangeLog, write_changes
 from .database import Database
 from .models import Base
 from .types import ID, UTCDateTime
@@ -111,9 +112,12 @@ class RegulationStore(ABC):
 
 
 class InMemoryRegulationStore(RegulationStore):
-    def __init__(self) -> None:
+    """Lists; ``changes`` (optional) gets a BAN entry per ban, where the SQL store writes one."""
+
+    def __init__(self, changes: InMemoryChangeLog | None = None) -> None:
         self._failures: builtins.list[tuple[str, datetime]] = []
         self._bans: builtins.list[tuple[str, datetime]] = []
+        self._changes = changes
 
     async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
         self._failures.extend(failures)
@@ -122,6 +126,8 @@ class InMemoryRegulationStore(RegulationStore):
 
     async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
         self._bans.extend(bans)
+        if self._changes is not None:
+            self._changes.append(_ban_changes(bans), at)
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         found: dict[str, datetime] = {}
@@ -156,11 +162,15 @@ class SqlRegulationStore(RegulationStore):
         return {key: counts.get(key, 0) for key in keys}
 
     async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
+        """The bans and their BAN change-log entries, in one transaction (every instance's feed applies them)."""
+        if not bans:
+            return
         async with self._db.session() as session:
             for rows in _chunks(bans):
                 await session.execute(
                     insert(AuthBanRow).values([{"key": key, "at": at, "until": until} for key, until in rows])
                 )
+            await write_changes(await session.connection(), _ban_changes(bans), at)
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         query = (
@@ -261,3 +271,7 @@ class FallbackRegulationStore(RegulationStore):
 def _chunks(rows: Sequence[_R]) -> Iterator[Sequence[_R]]:
     for start in range(0, len(rows), BATCH_ROWS):
         yield rows[start : start + BATCH_ROWS]
+
+
+def _ban_changes(bans: Sequence[tuple[str, datetime]]) -> builtins.list[Change]:
+    return [Change(ChangeKind.BAN, key, until=until) for key, until in bans]
