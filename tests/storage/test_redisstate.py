@@ -10,17 +10,21 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.helpers import clear_tokenward_env, init_data_dir
 from tests.storage.servers import REDIS_URL, redis_client
 from tokenward.apptokens import RegulationPolicy, Regulator
+from tokenward.cli.main import app as cli
 from tokenward.errors import StorageUnavailable, TokenwardError
+from tokenward.forwardauth.config_token import encode_token
+from tokenward.identity.encoding import b64u_encode
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage.redisstate import ChangeNotices, RedisRegulationStore, connect_redis
@@ -158,6 +162,68 @@ async def test_a_revocation_wakes_the_other_instances_change_feed(
         await gone.aclose()
         assert "change wake-up not published (redis_unavailable)" in caplog.text
         assert [e.key for e in await rt_a.changes.log.read(0) if e.kind == "apptoken"][-1] == other.id
+    finally:
+        await rt_a.close()
+        await rt_b.close()
+
+
+async def until_refused(check: Callable[[], Awaitable[object]], code: str, what: str) -> None:
+    """Wait until ``check`` raises ``code``; a generous deadline for a loaded machine, not a timing assertion."""
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        try:
+            await check()
+        except TokenwardError as exc:
+            assert exc.error_code == code
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"B still accepted {what} 15 s later")
+
+
+async def test_a_logout_and_a_config_token_revocation_wake_the_other_instance(
+    redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Config-token revocations were not pushed over Redis (each instance re-read the set every second);
+    # now the revoking command publishes a wake-up like any logged change.
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, f"redis-{secrets.token_hex(4)}.example.com")
+    monkeypatch.setenv("TOKENWARD_DATA_DIR", str(data))
+    monkeypatch.setenv("TOKENWARD_REDIS_URL", REDIS_URL)
+    settings = Settings.load()
+    rt_a = await open_runtime(settings)
+    rt_b = await open_runtime(settings)
+    try:
+        assert rt_b.change_notices is not None
+        assert await rt_b.change_notices.wait_subscribed(5.0)
+        await rt_b.changes.poll()
+        rt_b.changes.poll_interval = 3600.0  # B reads the log only when woken (after the wait in progress)
+
+        issued = await rt_a.sessions.issue(
+            kind="user",
+            subject="alice@example.com",
+            client_id="A" * 40,
+            app_hash="",
+            scopes=(),
+            session_key=b64u_encode(secrets.token_bytes(32)),
+            now=time.time(),
+        )
+        token = issued.source_identifier
+        await rt_b.sessions.authenticate(token, now=time.time())  # held in B's memory from now on
+        await rt_a.sessions.logout(issued.identity, now=time.time())
+        await until_refused(
+            lambda: rt_b.sessions.authenticate(token, now=time.time()), "session_revoked", "the session"
+        )
+
+        config = encode_token({"jti": "wiki-1", "tokenward": {"plugins": [{"type": "noop"}]}}, rt_b.keyring)
+        await rt_b.forward_auth.resolve(token=config, store_id=None, token_id=None)
+        done = await asyncio.to_thread(CliRunner().invoke, cli, ["config-token", "revoke", "wiki-1"])
+        assert done.exit_code == 0, done.output
+        await until_refused(
+            lambda: rt_b.forward_auth.resolve(token=config, store_id=None, token_id=None),
+            "config_token_revoked",
+            "the config token",
+        )
     finally:
         await rt_a.close()
         await rt_b.close()
