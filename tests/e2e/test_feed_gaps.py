@@ -1,0 +1,103 @@
+"""Gaps in the change feed converge: Redis away and back, an instance restarted mid-feed.
+
+Real `tokenward serve` processes on 127.0.0.1 share one PostgreSQL (tests/e2e/feedcluster.py); the
+database cut from one instance is tests/e2e/test_feed_database_away.py.
+
+- Redis cut and restored (a TCP proxy, tests/e2e/tcpproxy.py, between the instances and Redis): the
+  wake-ups are lost, polling still brings every revocation;
+- ``b`` killed and restarted while ``a`` keeps creating and revoking tokens: once ``b``'s feed has passed
+  the log's head it accepts exactly the tokens that are still valid.
+
+Every wait is bounded by a generous deadline; no elapsed time is asserted.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.e2e.feedcluster import FeedCluster, error_of, feed_cluster, require_redis, wait_until
+from tests.e2e.tcpproxy import tcp_proxy
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+DEADLINE = 60.0  # readiness waits on a loaded machine, never a timing assertion
+
+
+def _applied(cluster: FeedCluster, name: str, seq: int) -> None:
+    wait_until(lambda: cluster.has_applied(name, seq), DEADLINE, f"{name} applies seq {seq}")
+
+
+def test_redis_away_and_back_wake_ups_lost_polling_converges(tmp_path: Path) -> None:
+    redis = urlsplit(require_redis())
+    with tcp_proxy(redis.hostname or "127.0.0.1", redis.port or 6379) as proxy:
+        via_proxy = redis._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+        with feed_cluster(tmp_path, "postgresql", TOKENWARD_REDIS_URL=via_proxy) as cluster:
+            with httpx.Client(timeout=10) as client:
+                cluster.start("a", "b")
+                made = [cluster.create_token(client) for _ in range(4)]
+                for _, token in made:
+                    wait_until(lambda t=token: cluster.verify(client, "b", t).status_code == 200, DEADLINE, "on b")
+
+                def revoke_and_check(index: int) -> None:
+                    token_id, token = made[index]
+                    cluster.revoke(client, token_id)
+                    _applied(cluster, "b", cluster.seq_of(token_id))
+                    r = cluster.verify(client, "b", token)
+                    assert (r.status_code, error_of(r)) == (401, "apptoken_revoked"), r.text
+
+                revoke_and_check(0)  # Redis up
+                proxy.cut()
+                revoke_and_check(1)  # the wake-up is lost; b polls
+                assert cluster.verify(client, "b", made[3][1]).status_code == 200  # b keeps serving
+                proxy.restore()
+                revoke_and_check(2)
+                assert cluster.verify(client, "b", made[3][1]).status_code == 200
+                for name in ("a", "b"):
+                    assert cluster.ready(name).status_code == 200
+                assert proxy.refused > 0  # the cut was real: the instances tried to reach Redis meanwhile
+
+
+def test_instance_restarted_mid_feed_converges(tmp_path: Path) -> None:
+    with feed_cluster(tmp_path, "postgresql") as cluster, httpx.Client(timeout=10) as client:
+        cluster.start("a", "b")
+        tokens: dict[str, tuple[str, bool]] = {}  # id -> (token, revoked)
+        done = threading.Event()
+        failures: list[BaseException] = []
+
+        def write() -> None:  # on a: create tokens, revoke every other one, until told to stop
+            try:
+                with httpx.Client(timeout=10) as writer:
+                    while not done.is_set():
+                        token_id, token = cluster.create_token(writer)
+                        tokens[token_id] = (token, False)
+                        if len(tokens) % 2 == 0:
+                            cluster.revoke(writer, token_id)
+                            tokens[token_id] = (token, True)
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=write, name="feed-writer")
+        thread.start()
+        try:
+            wait_until(lambda: len(tokens) >= 6, DEADLINE, "writes before the restart")
+            cluster.kill("b")
+            wait_until(lambda: len(tokens) >= 12, DEADLINE, "writes while b is down")
+            cluster.start("b")  # the writes go on while b starts and loads
+            seen = len(tokens)
+            wait_until(lambda: len(tokens) >= seen + 6, DEADLINE, "writes after b is back")
+        finally:
+            done.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive() and not failures, failures
+
+        _applied(cluster, "b", cluster.head())
+        for token_id, (token, revoked) in tokens.items():
+            r = cluster.verify(client, "b", token)
+            expected = (401, "apptoken_revoked") if revoked else (200, None)
+            assert (r.status_code, error_of(r) if r.status_code != 200 else None) == expected, (token_id, r.text)
+        assert sum(revoked for _, revoked in tokens.values()) >= 9
