@@ -31,6 +31,7 @@ from tokenward.policy import PolicyHolder, parse_segments
 from tokenward.policy.decisionlog import DecisionLog
 from tokenward.settings import Settings
 from tokenward.storage import AuditEvent, AuditLog, Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage.audit import BufferedAuditLog
 from tokenward.storage.changes import ChangeKind, SqlChangeLog
 from tokenward.storage.decisions import BlobDecisionSink, DecisionSink, SqlDecisionSink
 from tokenward.storage.regulation import FallbackRegulationStore, RegulationStore
@@ -94,6 +95,9 @@ class Runtime:
     changes: ChangeFeed
     #: Every regulator's shared ban snapshot and batched writes on ``regulation_store`` (docs/regulation.md).
     regulation: Regulation
+    #: Audit events that are not part of a change (failed verifications, bans), written behind in one
+    #: INSERT a second and on shutdown (docs/security.md).
+    audit_behind: BufferedAuditLog
     # The fields below are genuinely optional: each is present only when a setting asks for it (S3 bucket, Redis,
     # decision log) or in a serving process. The identity, /verify, OIDC and system-login services are the
     # properties after the fields: always there, built on first use (open_runtime builds them for serving).
@@ -235,11 +239,13 @@ class Runtime:
         return counts
 
     async def flush_regulation(self) -> None:
-        """Refresh the ban snapshot (unless the change feed keeps it) and write every regulator's queued
-        failures and bans in one batch each (docs/regulation.md); the served app does it every second."""
+        """Refresh the ban snapshot (unless the change feed keeps it), write every regulator's queued
+        failures and bans in one batch each (docs/regulation.md), then the audit events kept behind (the
+        bans just made among them); the served app does it every second."""
         now = self.clock()
         await self.regulation.refresh(now)
         await self.regulation.flush(now)
+        await self.audit_behind.flush()
 
     async def close(self) -> None:
         if self.last_used_flusher is not None:
@@ -249,6 +255,7 @@ class Runtime:
         # SIGTERM: the uses noted since the last flush, before the pool closes
         await self.app_tokens.flush_last_used()
         await self.regulation.flush(self.clock())
+        await self.audit_behind.flush()
         if self.decision_sink is not None:
             await self.decision_sink.close()
         if self.config_sync is not None:
@@ -344,13 +351,14 @@ async def open_runtime(
         )
         notices = ChangeNotices(client, prefix=key_prefix(server_name))
         changes.publish = notices.publish
-    regulation = Regulation(regulation_store, on_ban=_audit_ban(SqlAuditLog(database)))
+    audit_behind = BufferedAuditLog(SqlAuditLog(database))
+    regulation = Regulation(regulation_store, on_ban=_audit_ban(audit_behind))
     runtime = Runtime(
         settings=settings,
         server_name=server_name,
         timecodes=timecodes,
         database=database,
-        audit=SqlAuditLog(database),
+        audit=audit_behind,  # what the admin pages list: flushed first, so they show this instance's last second
         app_tokens=build_app_token_service(
             settings,
             database,
@@ -364,6 +372,7 @@ async def open_runtime(
         regulation_store=regulation_store,
         changes=changes,
         regulation=regulation,
+        audit_behind=audit_behind,
         config_sync=sync,
         change_notices=notices,
         regulation_fallback=regulation_fallback,
@@ -372,6 +381,7 @@ async def open_runtime(
     )
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
+    runtime.app_tokens.audit_behind = audit_behind
     runtime.app_tokens.announce_revocation = lambda _token_id: changes.announce()
     changes.on(ChangeKind.APP_TOKEN, lambda entry: runtime.app_tokens.forget(entry.key))
     if listen:

@@ -80,6 +80,10 @@ def cli_actor() -> str:
 class AppTokenService:
     """App tokens of one deployment. Cheap to call; holds a small cache and the ban snapshot."""
 
+    #: Where events that are not part of a change go (failed verifications, bans): a write-behind
+    #: log (the runtime's ``BufferedAuditLog``), so a failure costs no statement on its request. None: ``audit``.
+    audit_behind: AuditLog | None = None
+
     def __init__(
         self,
         *,
@@ -482,7 +486,7 @@ class AppTokenService:
 
     async def _append(self, event: AuditEvent, *, required: bool) -> None:
         try:
-            await self.audit.append(event)
+            await (self.audit if required or self.audit_behind is None else self.audit_behind).append(event)
         except TokenwardError as exc:
             if required:
                 raise

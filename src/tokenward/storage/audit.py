@@ -4,6 +4,12 @@ Shaped like every tokenward repository: a small abstract base (:class:`AuditLog`
 in-memory implementation shipped in the package (:class:`InMemoryAuditLog`, for tests and
 single-process tools) and the SQL one (:class:`SqlAuditLog`). All of them pass the same
 contract tests in ``tests/storage/test_audit.py``.
+
+:class:`BufferedAuditLog` writes behind: for events that are not part of a change (a failed
+verification, a ban), which must not cost a statement on the request that causes them. It keeps
+them in memory and writes them in one multi-row INSERT per flush (the runtime flushes every
+second and on shutdown). Create and revoke events never go through it: they are written in their
+change's own transaction (:meth:`SqlAuditLog.append_in`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -21,7 +28,7 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import BadRequest
+from tokenward.errors import BadRequest, TokenwardError
 
 from .database import Database
 from .models import ACTION_LEN, INSTANCE_LEN, REQUEST_ID_LEN, SUBJECT_LEN, TARGET_LEN, AuditEventRow
@@ -31,6 +38,7 @@ __all__ = [
     "MAX_LIST_LIMIT",
     "AuditEvent",
     "AuditLog",
+    "BufferedAuditLog",
     "Cursor",
     "InMemoryAuditLog",
     "SqlAuditLog",
@@ -39,6 +47,10 @@ __all__ = [
 ]
 
 MAX_LIST_LIMIT = 1000
+#: Events per multi-row INSERT (nine columns each: far below every driver's bound-parameter limit).
+_INSERT_ROWS = 500
+
+log = logging.getLogger("tokenward.audit")
 #: Where a page ends: the last listed event's ``(at, id)``; the next page lists the events after it.
 Cursor: TypeAlias = tuple[datetime, int]
 
@@ -136,6 +148,11 @@ class AuditLog(ABC):
         pass the last listed event's ``(at, id)`` to get the events after it in this order.
         """
 
+    async def append_many(self, events: builtins.list[AuditEvent]) -> None:
+        """Store new events, all or none (the SQL log: one multi-row INSERT per 500, one transaction)."""
+        for event in events:
+            await self.append(event)
+
     async def close(self) -> None:  # noqa: B027 - optional hook, like httpx's BaseTransport.close
         """Release resources held by this log (the SQL log does not own its ``Database``)."""
 
@@ -193,6 +210,17 @@ class SqlAuditLog(AuditLog):
             async with self._db.engine.begin() as conn:
                 return await self.append_in(conn, event)
 
+    async def append_many(self, events: builtins.list[AuditEvent]) -> None:
+        for event in events:
+            _check_new(event)
+        if not events:
+            return
+        rows = [{**{name: getattr(event, name) for name in _COLUMNS}, "detail": dict(event.detail)} for event in events]
+        with translate_errors(self._db.url):
+            async with self._db.engine.begin() as conn:
+                for start in range(0, len(rows), _INSERT_ROWS):
+                    await conn.execute(insert(AuditEventRow).values(rows[start : start + _INSERT_ROWS]))
+
     async def append_in(self, conn: AsyncConnection, event: AuditEvent) -> AuditEvent:
         """Append inside the caller's open transaction on :attr:`database`: the event is committed
         or rolled back with it (e.g. an app token and its ``apptoken.create`` event, both or neither).
@@ -233,6 +261,74 @@ class SqlAuditLog(AuditLog):
         async with self._db.session() as session:
             rows = (await session.scalars(query)).all()
         return [_to_event(row) for row in rows]
+
+
+class BufferedAuditLog(AuditLog):
+    """Write-behind over ``inner``: :meth:`append` keeps the event in memory (no I/O; the returned event has
+    no id) and :meth:`flush` writes what was kept in one :meth:`AuditLog.append_many`.
+
+    Bounded: past ``max_events`` waiting, new events are dropped, counted in :attr:`dropped` and logged
+    (the first, then every 1,000th). A failed flush keeps its events for the next one, within the same
+    bound. :meth:`list` flushes first, so this instance reads what it wrote.
+    """
+
+    def __init__(self, inner: AuditLog, *, max_events: int = 10_000) -> None:
+        self.inner = inner
+        self.max_events = max_events
+        #: Events dropped because the buffer was full (the database was away for long).
+        self.dropped = 0
+        self._events: builtins.list[AuditEvent] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        _check_new(event)
+        if len(self._events) >= self.max_events:
+            self._drop(1)
+        else:
+            self._events.append(event)
+        return event
+
+    def _drop(self, count: int) -> None:
+        before, self.dropped = self.dropped, self.dropped + count
+        if before == 0 or before // 1000 != self.dropped // 1000:
+            log.warning("audit buffer full: %d events dropped so far (the database has not taken them)", self.dropped)
+
+    async def flush(self) -> int:
+        """Write what is kept (one batch); how many events were written. Never raises a tokenward error: a
+        failed write is logged and kept for the next flush."""
+        batch, self._events = self._events, []
+        if not batch:
+            return 0
+        try:
+            await self.inner.append_many(batch)
+        except TokenwardError as exc:
+            log.warning("cannot write %d audit events (kept for the next flush): %s", len(batch), exc.detail)
+            kept = batch + self._events
+            if len(kept) > self.max_events:
+                self._drop(len(kept) - self.max_events)
+                kept = kept[: self.max_events]  # the oldest are kept: they are the ones already late
+            self._events = kept
+            return 0
+        return len(batch)
+
+    async def list(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: Cursor | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEvent]:
+        await self.flush()
+        return await self.inner.list(actor=actor, action=action, since=since, until=until, before=before, limit=limit)
+
+    async def close(self) -> None:
+        await self.flush()
 
 
 _COLUMNS = ("at", "actor", "action", "subject", "target", "detail", "request_id", "instance")

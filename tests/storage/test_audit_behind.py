@@ -1,0 +1,153 @@
+"""BufferedAuditLog: events that are not part of a change are kept in memory and written in one multi-row
+INSERT per flush; bounded, a failed flush kept for the next one, flushed on close (docs/security.md)."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event as sa_event
+
+from tests.helpers import clear_tokenward_env, init_data_dir
+from tokenward.errorcodes import ErrorCode
+from tokenward.errors import StorageUnavailable, TokenwardError
+from tokenward.runtime import open_runtime
+from tokenward.settings import Settings
+from tokenward.storage import AuditEvent, Database, InMemoryAuditLog, SqlAuditLog
+from tokenward.storage.audit import BufferedAuditLog
+
+T0 = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
+
+
+def _event(i: int, **overrides: Any) -> AuditEvent:
+    values: dict[str, Any] = {
+        "at": T0 + timedelta(seconds=i),
+        "actor": "anonymous",
+        "action": "apptoken.verify_failed",
+        "detail": {"reason": "malformed", "ip": f"192.0.2.{i % 250}"},
+    }
+    values.update(overrides)
+    return AuditEvent(**values)
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(" ".join(statement.split()[:3]))
+
+    engine = db.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+
+
+class Flaky(InMemoryAuditLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def append_many(self, events: builtins.list[AuditEvent]) -> None:
+        if self.down:
+            raise StorageUnavailable("the database is unreachable", code=ErrorCode.STORAGE_UNAVAILABLE)
+        await super().append_many(events)
+
+
+async def test_many_events_are_one_insert_per_flush(database: Database) -> None:
+    behind = BufferedAuditLog(SqlAuditLog(database))
+    with statements(database) as sent:
+        for i in range(300):
+            appended = await behind.append(_event(i))
+            assert appended.id is None
+        assert sent == []  # nothing on the request
+        assert await behind.flush() == 300
+    assert sent == ["INSERT INTO audit_events"]
+    listed = await SqlAuditLog(database).list(limit=1000)
+    assert len(listed) == 300 and listed[0].detail == {"reason": "malformed", "ip": "192.0.2.49"}
+    assert listed[0].at == T0 + timedelta(seconds=299)
+    with statements(database) as sent:
+        assert await behind.flush() == 0
+    assert sent == []
+
+
+async def test_list_flushes_first_so_an_instance_reads_what_it_wrote(database: Database) -> None:
+    behind = BufferedAuditLog(SqlAuditLog(database))
+    await behind.append(_event(1, action="regulation.ban", actor="system", subject="ip:192.0.2.1"))
+    assert [e.subject for e in await behind.list(action="regulation.ban")] == ["ip:192.0.2.1"]
+    assert behind.pending == 0
+
+
+async def test_a_failed_flush_keeps_the_events_for_the_next(caplog: pytest.LogCaptureFixture) -> None:
+    inner = Flaky()
+    behind = BufferedAuditLog(inner)
+    await behind.append(_event(1))
+    inner.down = True
+    with caplog.at_level(logging.WARNING, logger="tokenward.audit"):
+        assert await behind.flush() == 0
+    assert "cannot write 1 audit events" in caplog.text
+    await behind.append(_event(2))
+    inner.down = False
+    assert await behind.flush() == 2
+    assert [e.at for e in await inner.list()] == [T0 + timedelta(seconds=2), T0 + timedelta(seconds=1)]
+
+
+async def test_the_buffer_is_bounded_and_counts_what_it_drops(caplog: pytest.LogCaptureFixture) -> None:
+    inner = Flaky()
+    inner.down = True
+    behind = BufferedAuditLog(inner, max_events=3)
+    with caplog.at_level(logging.WARNING, logger="tokenward.audit"):
+        for i in range(5):
+            await behind.append(_event(i))
+        assert behind.dropped == 2 and behind.pending == 3
+        await behind.flush()  # refused: kept, still within the bound
+        await behind.append(_event(9))
+    assert behind.dropped == 3 and behind.pending == 3
+    assert "audit buffer full: 1 events dropped" in caplog.text
+    inner.down = False
+    await behind.flush()
+    assert [e.at.second for e in await inner.list()] == [2, 1, 0]  # the oldest were kept
+
+
+async def test_an_event_with_an_id_is_refused_at_once() -> None:
+    behind = BufferedAuditLog(InMemoryAuditLog())
+    stored = await InMemoryAuditLog().append(_event(1))
+    with pytest.raises(ValueError, match="assigns ids"):
+        await behind.append(stored)
+
+
+async def test_a_batch_is_all_or_nothing(database: Database) -> None:
+    too_long = "x" * 400  # refused by the event itself before any storage
+    with pytest.raises(ValueError):
+        _event(1, actor=too_long)
+    log = SqlAuditLog(database)
+    await log.append_many([])
+    with pytest.raises((TokenwardError, ValueError)):
+        await log.append_many([_event(1), await log.append(_event(2))])  # the second has an id
+    assert len(await log.list()) == 1
+
+
+async def test_the_runtime_writes_failed_verifications_behind_and_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, "audit-behind.example.com")
+    settings = Settings.load(data_dir=data)
+    runtime = await open_runtime(settings, listen=False, eager=False)
+    with pytest.raises(TokenwardError):
+        await runtime.app_tokens.verify("alice@example.com", "not-a-token", client_ip="192.0.2.1")
+    assert runtime.audit_behind.pending == 1
+    assert await SqlAuditLog(runtime.database).list(action="apptoken.verify_failed") == []
+    await runtime.close()
+    async with Database.connect(settings.database_url_or_default) as db:
+        events = await SqlAuditLog(db).list(action="apptoken.verify_failed")
+    assert [(e.actor, e.detail["ip"]) for e in events] == [("alice@example.com", "192.0.2.1")]
