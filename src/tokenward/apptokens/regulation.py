@@ -56,7 +56,7 @@ log = logging.getLogger("tokenward.regulation")
 _PURGE_EVERY = 60.0
 _FORGET_EVERY = 10.0
 #: Failures a regulator holds for the next flush (more while the store is down are dropped, counted, logged).
-MAX_QUEUED = 10_000
+MAX_QUEUED = 100_000
 #: Keys a regulator counts in memory (the oldest is forgotten beyond it; the store still counts it).
 MAX_TRACKED_KEYS = 100_000
 
@@ -234,12 +234,14 @@ class Regulation:
 class _Track:
     """One key's counts on this instance."""
 
-    __slots__ = ("limit", "own", "shared", "shared_at")
+    __slots__ = ("cap", "limit", "own", "shared", "shared_at")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        #: This instance's recent failures (Unix seconds); a few times the limit is all a count needs.
-        self.own: deque[float] = deque(maxlen=4 * limit + 8 if limit else 1)
+        #: This instance's recent failures (Unix seconds), oldest first; a few times the limit is all a count
+        #: needs (a list: most keys see one failure, and a deque costs 600 bytes even then).
+        self.own: list[float] = []
+        self.cap = 4 * limit + 8 if limit else 1
         #: Every instance's count at the last flush that wrote this key, and when.
         self.shared = 0
         self.shared_at = -math.inf
@@ -344,6 +346,8 @@ class Regulator:
                 del self._tracks[next(iter(self._tracks))]
         self._tracks[key] = track
         track.own.append(now)
+        if len(track.own) > track.cap:
+            del track.own[0]
         if len(self._queue) >= self.regulation.max_queued:
             self._drop_oldest()
         self._queue.append((key, now))
