@@ -622,3 +622,24 @@ async def test_revocations_are_read_at_start_not_by_the_first_request(
         assert r.status_code == 200
     finally:
         release.set()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("tokenward_session=abc", "abc"),
+        ("a=1; tokenward_session=abc; b=2", "abc"),
+        ("a=1;tokenward_session=abc;b=2", "abc"),
+        ('tokenward_session="abc"', "abc"),
+        ("tokenward_session=first; tokenward_session=second", "first"),  # the most specific path comes first
+        ("xtokenward_session=no; tokenward_session_old=no", None),  # names match exactly, not as substrings
+        ('odd="unterminated; tokenward_session=abc', "abc"),  # another site's odd cookie does not hide ours
+        ("tokenward_session", None),
+        ("tokenward_session=", ""),
+        ("", None),
+    ],
+)
+def test_cookie_value(header: str, expected: str | None) -> None:
+    from tokenward.forwardauth.plugins.source_identifier import cookie_value
+
+    assert cookie_value(header, "tokenward_session") == expected

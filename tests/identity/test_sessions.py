@@ -176,3 +176,52 @@ async def test_without_memory_every_check_reads_the_row() -> None:
     with pytest.raises(TokenwardError) as info:
         await service.authenticate(token, now=NOW + 3)
     assert info.value.error_code == ErrorCode.SESSION_REVOKED
+
+
+class Opening:
+    """A keyring callable whose time codes the test rotates."""
+
+    def __init__(self) -> None:
+        self.keyring = KEYRING
+
+    def __call__(self) -> Keyring:
+        return self.keyring
+
+
+async def test_an_opened_identifier_is_kept_and_rechecked_against_expiry_and_the_time_codes() -> None:
+    keys = Opening()
+    service = SessionService(keyring=keys, store=InMemoryIdentityStore(), opened_size=2)
+    token = await issue(service)
+    identity = await service.authenticate(token, now=NOW + 1)
+    assert await service.authenticate(token, now=NOW + 2) is identity  # kept: not decrypted again
+    # A kept identifier still expires.
+    with pytest.raises(TokenwardError) as info:
+        await service.authenticate(token, now=identity.expires_at)
+    assert info.value.error_code == ErrorCode.SOURCE_IDENTIFIER_EXPIRED
+    assert await service.authenticate(token, now=NOW + 3) == identity
+    # A rotation: the old code is accepted during its grace only, kept or not.
+    new_code = TimeCode(label=29614695, secret=Secret(secrets.token_bytes(32)))
+    keys.keyring = Keyring(new_code, KEYRING.current, previous_until=NOW + 10)
+    assert await service.authenticate(token, now=NOW + 4) == identity
+    with pytest.raises(TokenwardError) as info:
+        await service.authenticate(token, now=NOW + 10)
+    assert info.value.error_code == ErrorCode.TIMECODE_MISMATCH
+    # Another cluster's code (same identifier string, a keyring without its code): refused, never served from memory.
+    keys.keyring = Keyring(new_code)
+    with pytest.raises(TokenwardError) as info:
+        await service.authenticate(token, now=NOW + 5)
+    assert info.value.error_code == ErrorCode.TIMECODE_MISMATCH
+
+
+async def test_the_opened_identifiers_are_bounded() -> None:
+    service = SessionService(keyring=lambda: KEYRING, store=InMemoryIdentityStore(), opened_size=2)
+    tokens = [await issue(service) for _ in range(3)]
+    for token in tokens:
+        await service.authenticate(token, now=NOW + 1)
+    assert list(service._opened.items) == tokens[1:]
+    # A logout still ends a session whose identifier is kept opened.
+    identity = await service.authenticate(tokens[2], now=NOW + 1)
+    await service.logout(identity, now=NOW + 2)
+    with pytest.raises(TokenwardError) as info:
+        await service.authenticate(tokens[2], now=NOW + 3)
+    assert info.value.error_code == ErrorCode.SESSION_REVOKED

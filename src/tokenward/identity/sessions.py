@@ -4,6 +4,10 @@ A serving process holds which sessions are alive in memory (:class:`SessionMemor
 the change feed: ending a session logs a ``session`` change in the same transaction, this instance
 forgets the session at once and the others when their feed reads the change. Without a memory
 (one-shot tools) every check reads the session row.
+
+The last :data:`OPENED_SIZE` identifiers opened are also kept decrypted, keyed by their exact
+string, so a busy session is not decrypted and parsed on every request; a kept one is re-checked
+against its expiry and against the time codes in force (a rotation's grace ends it).
 """
 
 from __future__ import annotations
@@ -19,11 +23,45 @@ from tokenward.identity.common import IssuedSession, audit_event
 from tokenward.identity.encoding import b64u_encode
 from tokenward.identity.session_memory import DEAD, SessionMemory
 from tokenward.identity.source import SourceIdentity, open_source_identifier, seal_source_identifier
-from tokenward.keys import Keyring, Purpose
+from tokenward.keys import Keyring, Purpose, TimeCode
 from tokenward.storage.audit import AuditLog
 from tokenward.storage.identity import IdentityStore, SessionRecord
 
-__all__ = ["SessionService"]
+__all__ = ["OPENED_SIZE", "SessionService"]
+
+#: Source identifiers kept opened (about 1.3 KB each with their string: ~13 MB), oldest dropped first.
+OPENED_SIZE = 10_000
+
+
+class _Opened:
+    """Exact identifier string → (identity, the time code that opened it); bounded, oldest first out."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: dict[str, tuple[SourceIdentity, TimeCode]] = {}
+
+    def get(self, token: str, keyring: Keyring, now: float) -> SourceIdentity | None:
+        hit = self.items.get(token)
+        if hit is None:
+            return None
+        identity, code = hit
+        # The same objects as when it was opened: a new time code (or the end of a rotation's grace) opens again.
+        in_force = code is keyring.current or (
+            code is keyring.previous and keyring.previous_until is not None and now < keyring.previous_until
+        )
+        if in_force and now < identity.expires_at:
+            return identity
+        del self.items[token]
+        return None
+
+    def put(self, token: str, identity: SourceIdentity, keyring: Keyring) -> None:
+        key_id = token.split(".", 2)[1]
+        code = keyring.current if key_id == keyring.current.key_id else keyring.previous
+        if code is None:  # pragma: no cover - open_source_identifier accepted one of the two
+            return
+        if len(self.items) >= self.size:
+            del self.items[next(iter(self.items))]
+        self.items[token] = (identity, code)
 
 
 @dataclass
@@ -37,6 +75,10 @@ class SessionService:
     memory: SessionMemory | None = None
     #: The change feed that keeps ``memory`` true (fail closed while it is stale) and hears of our revocations.
     changes: ChangeFeed | None = None
+    opened_size: int = OPENED_SIZE
+
+    def __post_init__(self) -> None:
+        self._opened = _Opened(self.opened_size)
 
     async def issue(
         self,
@@ -76,7 +118,11 @@ class SessionService:
         The identifier is sealed (AEAD), so a forged, altered or garbage one is refused before any
         lookup: only a session id this server issued reaches the store.
         """
-        identity = open_source_identifier(token, keyring=self.keyring(), now=now)
+        keyring = self.keyring()
+        identity = self._opened.get(token, keyring, now)
+        if identity is None:
+            identity = open_source_identifier(token, keyring=keyring, now=now)
+            self._opened.put(token, identity, keyring)
         if not await self.alive(identity.session_id):
             raise Unauthorized("this session was ended; log in again", code=ErrorCode.SESSION_REVOKED)
         return identity
