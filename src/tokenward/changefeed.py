@@ -46,6 +46,8 @@ _MAX_HOLES = 1000
 #: At start, the newest seqs below the head that are checked for writes still in flight (not yet committed).
 _START_WINDOW = 100
 _PRUNE_EVERY = 60.0
+#: Seconds :meth:`ChangeFeed.stop` waits for a read or prune in progress before cancelling it.
+_STOP_SECONDS = 10.0
 
 Handler = Callable[[ChangeEntry], None]
 
@@ -93,6 +95,7 @@ class ChangeFeed:
         self._pruned_at = -math.inf
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._polling = asyncio.Lock()
 
     # -- subscribing ----------------------------------------------------------------------------
@@ -147,6 +150,7 @@ class ChangeFeed:
         self.position = head
         self.holes = {seq: started for seq in range(low + 1, head + 1) if seq not in present}
         self._ok_at = started
+        self._pruned_at = self.clock()  # the first prune a minute after start, not on the first poll
         self.following = True
 
     async def poll(self) -> int:
@@ -270,27 +274,35 @@ class ChangeFeed:
         wake = self._wake
         assert wake is not None
         pruning: asyncio.Task[int] | None = None
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval):
-                        await wake.wait()
-                wake.clear()
-                try:
-                    await self.poll()
-                except Exception:  # the follower must survive anything; fresh() reports the consequence
-                    log.exception("change feed poll failed")
-                if (pruning is None or pruning.done()) and self.clock() - self._pruned_at >= _PRUNE_EVERY:
-                    pruning = asyncio.get_running_loop().create_task(self.prune(), name="tokenward-change-prune")
-        finally:
-            if pruning is not None and not pruning.done():
-                pruning.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruning
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await wake.wait()
+            wake.clear()
+            if self._stopping:
+                break
+            try:
+                await self.poll()
+            except Exception:  # the follower must survive anything; fresh() reports the consequence
+                log.exception("change feed poll failed")
+            if (pruning is None or pruning.done()) and self.clock() - self._pruned_at >= _PRUNE_EVERY:
+                pruning = asyncio.get_running_loop().create_task(self.prune(), name="tokenward-change-prune")
+        if pruning is not None:
+            await pruning  # never raises; a delete cut off mid-statement would leave its connection behind
 
     async def stop(self) -> None:
+        """Stop following: let a read in progress finish (a query cut off mid-way leaves its connection
+        unreturned), within :data:`_STOP_SECONDS`; cancel after that."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping = True
+        self.wake()
+        done, _ = await asyncio.wait({task}, timeout=_STOP_SECONDS)
+        if not done:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        elif not task.cancelled():
+            task.exception()  # retrieved: nothing raised is lost on the way out
+        self._stopping = False
