@@ -1,13 +1,17 @@
-"""App token verification benchmark: warm (cache) and cold (database) checks; oCIS bcrypt side by side.
+"""App token verification benchmark: warm (memory) and cold (database) checks; oCIS bcrypt side by side.
 
     .venv/bin/python bench/apptokens.py             # SQLite, and PostgreSQL when reachable
     .venv/bin/python bench/apptokens.py --quick
+    .venv/bin/python bench/apptokens.py --memory    # bytes per record held in memory, per id in the filter
 
 - **warm**: ``await service.verify(user, token)`` with the record in the in-process cache: one
   dict lookup, one HMAC-SHA256, two constant-time compares, the ban-snapshot check. The ban
   list refresh (one query per second) and last_used_at writes (one per minute) are included.
 - **cold**: the cached record is dropped before every call, so each verification reads the
   token row by primary key. SQL statements are counted with a SQLAlchemy event.
+- **memory**: 100,000 tokens of 10,000 users inserted in SQLite, read back as the service reads them
+  and held as it holds them (``MemoryCache``, fingerprint included); tracemalloc counts the bytes.
+  The figures behind ``RECORD_BYTES`` and ``KNOWN_ID_BYTES`` in ``apptokens/cache.py``.
 - **bcrypt**: ``bcrypt.checkpw`` at cost 11, the oCIS auth-app scheme, which compares the
   presented password with *every* token of the user one by one.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import secrets
 import statistics
@@ -26,11 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, insert
 
 from tokenward.apptokens import AppTokenConfig, AppTokenService, RegulationPolicy, Regulator
+from tokenward.apptokens import format as token_format
+from tokenward.apptokens.cache import MemoryCache
+from tokenward.changefeed import ChangeFeed
 from tokenward.keys import Secret
 from tokenward.storage import Database, SqlAppTokenStore, SqlAuditLog, SqlRegulationStore
+from tokenward.storage.apptokens import AppTokenRow
+from tokenward.storage.changes import SqlChangeLog
 
 USER = "alice@example.com"
 POSTGRES_ADMIN = os.environ.get("TOKENWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -41,6 +51,7 @@ async def bench_backend(name: str, url: str, *, warm_n: int, cold_n: int) -> dic
     await db.upgrade()
     service = AppTokenService(
         store=SqlAppTokenStore(db),
+        feed=ChangeFeed(SqlChangeLog(db)),
         audit=SqlAuditLog(db),
         regulator=Regulator(SqlRegulationStore(db), RegulationPolicy()),
         key=Secret(secrets.token_bytes(32)),
@@ -94,6 +105,53 @@ async def bench_backend(name: str, url: str, *, warm_n: int, cold_n: int) -> dic
     }
 
 
+async def bench_memory(url: str, *, tokens: int = 100_000, owners: int = 10_000) -> tuple[float, float]:
+    """(bytes per record held, bytes per id in the known-id filter), measured with tracemalloc."""
+    import tracemalloc
+    from datetime import UTC, datetime, timedelta
+
+    db = Database.connect(url)
+    await db.upgrade()
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(tokens):
+        _, parsed = token_format.generate()
+        rows.append(
+            {
+                "id": parsed.id,
+                "owner": f"user{i % owners}@example.com",
+                "label": f"sync client {i}",
+                "scopes": ["tokenward:manage"],
+                "secret_hash": secrets.token_hex(32),
+                "key_id": "0123456789abcdef",
+                "created_at": now,
+                "expires_at": now + timedelta(days=30),
+                "created_by": f"user{i % owners}@example.com",
+                "last_used_at": now,
+                "revoked_at": None,
+            }
+        )
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(AppTokenRow), rows)
+    del rows
+    store = SqlAppTokenStore(db)
+    key = secrets.token_bytes(32)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    cache: MemoryCache[str, object] = MemoryCache(capacity=tokens)
+    for record in await store.list():  # the same row-to-record conversion as a read by id
+        fingerprint = hashlib.blake2b(record.id.encode(), key=key, digest_size=32).digest()
+        cache.put(record.id, (record, record.expires_at.timestamp(), fingerprint))
+    held = tracemalloc.get_traced_memory()[0] - before
+    before = tracemalloc.get_traced_memory()[0]
+    ids = await store.known_ids()
+    known = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(cache) == tokens and len(ids) == tokens
+    await db.close()
+    return held / tokens, known / tokens
+
+
 def bench_bcrypt(n: int) -> float:
     try:
         import bcrypt
@@ -132,7 +190,16 @@ def drop_postgres(name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="bytes per record held and per known id, then exit")
     args = parser.parse_args()
+    if args.memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            per_record, per_id = asyncio.run(bench_memory(f"sqlite:///{Path(tmp) / 'bench.db'}"))
+        print(f"Python {sys.version.split()[0]}; 100,000 app tokens of 10,000 users, read from SQLite")
+        print(f"held in memory (record, expiry, fingerprint, cache slot): {per_record:,.0f} bytes per token")
+        print(f"  = {per_record * 100_000 / 2**20:,.1f} MB per 100,000 tokens")
+        print(f"known-id filter: {per_id:,.0f} bytes per id = {per_id * 100_000 / 2**20:,.1f} MB per 100,000 ids")
+        return
     warm_n, cold_n, bcrypt_n = (50_000, 500, 5) if args.quick else (300_000, 3000, 20)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

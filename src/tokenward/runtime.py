@@ -254,6 +254,7 @@ class Runtime:
             await self.regulation_flusher.stop()
         # SIGTERM: the uses noted since the last flush, before the pool closes
         await self.app_tokens.flush_last_used()
+        await self.app_tokens.close()
         await self.regulation.flush(self.clock())
         await self.audit_behind.flush()
         if self.decision_sink is not None:
@@ -366,6 +367,7 @@ async def open_runtime(
             server_name=server_name,
             policy=policy,
             regulation=regulation,
+            changes=changes,
             clock=clock,
         ),
         policy=policy,
@@ -382,9 +384,14 @@ async def open_runtime(
     if sync is not None:
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
     runtime.app_tokens.audit_behind = audit_behind
-    runtime.app_tokens.announce_revocation = lambda _token_id: changes.announce()
-    changes.on(ChangeKind.APP_TOKEN, lambda entry: runtime.app_tokens.forget(entry.key))
     if listen:
+        # Every app token id, for the known-id filter: after changes.start(), so an id created meanwhile reaches it
+        # through the feed.
+        try:
+            await runtime.app_tokens.load_known_ids()
+        except BaseException:
+            await runtime.close()
+            raise
         changes.run_in_background()
         if notices is not None:
             notices.start(changes.wake)
@@ -719,9 +726,11 @@ def build_app_token_service(
     server_name: str,
     policy: PolicyHolder,
     regulation: Regulation,
+    changes: ChangeFeed,
     clock: Callable[[], float] = time.time,
 ) -> AppTokenService:
-    """The app token service on ``database`` configured from ``settings`` (also used by the CLI).
+    """The app token service on ``database`` configured from ``settings`` (also used by the CLI), kept fresh by
+    ``changes``.
 
     The admin check is :meth:`PolicyHolder.is_admin` on ``policy``: while no policy is loaded nobody is an admin.
     """
@@ -738,13 +747,13 @@ def build_app_token_service(
         max_expiry=parse_duration(settings.app_tokens_max_expiry),
         max_per_user=settings.app_tokens_max_per_user,
         last_used_interval=float(settings.app_tokens_last_used_interval_seconds),
-        cache_ttl=settings.app_tokens_cache_ttl_seconds,
-        cache_size=settings.app_tokens_cache_size,
+        memory_mb=float(settings.app_tokens_memory_mb),
         impersonation=settings.app_tokens_impersonation,
         account_failure_delay=settings.regulation_account_delay_seconds,
     )
     return AppTokenService(
         store=SqlAppTokenStore(database),
+        feed=changes,
         audit=SqlAuditLog(database),
         regulator=regulator,
         key=key,

@@ -163,15 +163,12 @@ class Settings(BaseSettings):
         le=86400,
         description="Flush the app tokens' last_used_at (kept in memory, written behind) this often.",
     )
-    app_tokens_cache_ttl_seconds: float = Field(
-        default=0.5,
-        gt=0,
-        le=60,
-        description="How long a verified app token record is trusted from memory; bounds how late other "
-        "instances honour a revocation.",
-    )
-    app_tokens_cache_size: int = Field(
-        default=100_000, ge=1, le=10_000_000, description="Most app token records kept in the in-process cache."
+    app_tokens_memory_mb: int = Field(
+        default=128,
+        ge=1,
+        le=65_536,
+        description="Memory (MB) each instance may use to hold app token records and lists (about 1 kB a record); "
+        "beyond it the oldest are dropped and read again when used. The filter of known ids is not counted.",
     )
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),

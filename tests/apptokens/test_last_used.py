@@ -44,13 +44,14 @@ def _at(now: float) -> datetime:
 
 async def test_verify_writes_nothing_and_one_statement_flushes_every_use(database: Database) -> None:
     clock = Clock()
-    service = make_service(database, clock=clock, config=AppTokenConfig(cache_ttl=0.5, last_used_interval=60))
+    service = make_service(database, clock=clock, config=AppTokenConfig(last_used_interval=60))
     made = [await service.create(owner=f"user{i}@example.com", created_by=ALICE) for i in range(5)]
     first_use = clock.now
     with statements(database) as seen:
         for record, token in made:
-            await service.verify(record.owner, token)  # cold: one SELECT each
-        clock.advance(1)  # past the cache TTL: cold again, and the latest use is what gets written
+            service.forget(record.id)
+            await service.verify(record.owner, token)  # not in memory: one SELECT each
+        clock.advance(1)  # from memory now; the latest use is what gets written
         for record, token in made[:3]:
             await service.verify(record.owner, token)
     assert "UPDATE" not in seen and "COMMIT" not in seen, seen
@@ -93,12 +94,14 @@ async def test_a_failed_flush_keeps_the_uses_for_the_next(database: Database) ->
 
 async def test_pending_uses_are_bounded() -> None:
     clock = Clock()
-    service = make_service(clock=clock, config=AppTokenConfig(cache_size=3))
-    made = [await service.create(owner=f"user{i}@example.com", created_by=ALICE) for i in range(5)]
+    service = make_service(clock=clock, config=AppTokenConfig(memory_mb=0.01))
+    bound = service.capacity  # as many pending uses as records fit in the memory budget
+    assert 3 <= bound <= 20
+    made = [await service.create(owner=f"user{i}@example.com", created_by=ALICE) for i in range(bound + 2)]
     for record, token in made:
         await service.verify(record.owner, token)
-    assert await service.flush_last_used() == 3  # the rest went unrecorded (and logged), memory stayed bounded
-    for record, token in made[3:]:
+    assert await service.flush_last_used() == bound  # the rest went unrecorded (and logged), memory stayed bounded
+    for record, token in made[bound:]:
         await service.verify(record.owner, token)
     assert await service.flush_last_used() == 2
 

@@ -12,13 +12,14 @@ from tokenward.apptokens import format as token_format
 from tokenward.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from tokenward.keys import Secret
 from tokenward.storage import AppTokenRecord, Database, InMemoryAppTokenStore
+from tokenward.storage.changes import InMemoryChangeLog
 
 ALICE = "alice@example.com"
 
 
 class CountingStore(InMemoryAppTokenStore):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(changes=InMemoryChangeLog())
         self.gets = 0
         self.touches = 0
 
@@ -172,19 +173,21 @@ async def test_failures_outside_the_window_do_not_ban() -> None:
         clock.advance(61)
 
 
-async def test_warm_verification_uses_the_cache_and_last_used_is_written_behind() -> None:
+async def test_verification_is_answered_from_memory_and_last_used_is_written_behind() -> None:
     clock = Clock()
     store = CountingStore()
     _, audit, regulation = stores(None)
-    config = AppTokenConfig(cache_ttl=1.0, last_used_interval=60)
-    service = make_service(clock=clock, shared=(store, audit, regulation), config=config)
+    service = make_service(clock=clock, shared=(store, audit, regulation), config=AppTokenConfig(last_used_interval=60))
     record, token = await service.create(owner=ALICE, created_by=ALICE)
+    other = make_service(clock=clock, shared=(store, audit, regulation))  # an instance that never saw it
     for _ in range(100):
         await service.verify(ALICE, token)
-    assert store.gets == 1 and store.touches == 0
-    clock.advance(1.5)
+        await other.verify(ALICE, token)
+    assert store.gets == 1 and store.touches == 0  # the creator holds it; the other read it once
+    clock.advance(3600)  # no time to live: an hour later, still from memory
     await service.verify(ALICE, token)
-    assert store.gets == 2 and store.touches == 0
+    await other.verify(ALICE, token)
+    assert store.gets == 1 and store.touches == 0
     # Not yet written, but the list already shows it.
     assert [r.last_used_at for r in await service.list(ALICE)] == [_at(clock.now)]
     assert await service.flush_last_used() == 1
@@ -198,15 +201,18 @@ def _at(now: float) -> datetime:
     return datetime.fromtimestamp(now, UTC)
 
 
-async def test_revocation_on_another_instance_is_honoured_within_the_cache_ttl(store_database: Database | None) -> None:
+async def test_revocation_on_another_instance_is_honoured_after_its_next_poll(store_database: Database | None) -> None:
     clock = Clock()
     shared = stores(store_database)
     a = make_service(clock=clock, shared=shared)
     b = make_service(clock=clock, shared=shared)
+    await b.feed.start()
     record, token = await a.create(owner=ALICE, created_by=ALICE)
     await b.verify(ALICE, token)
     await a.revoke(record.id, owner=ALICE, actor=ALICE)
-    clock.advance(1.0)
+    assert await _codes(a.verify(ALICE, token)) == "apptoken_revoked"  # the writer at once
+    assert await _codes(b.verify(ALICE, token)) == "ok"  # held, until the feed brings the change
+    await b.feed.poll()
     assert await _codes(b.verify(ALICE, token)) == "apptoken_revoked"
 
 
@@ -271,7 +277,8 @@ async def test_concurrent_cold_checks_share_one_store_read() -> None:
 
     shared = stores(None)
     service = make_service(shared=shared)
-    _, token = await service.create(owner="alice@example.com", created_by="alice@example.com")
+    record, token = await service.create(owner="alice@example.com", created_by="alice@example.com")
+    service.forget(record.id)
     store = shared[0]
     reads = 0
     real_get = store.get

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.apptokens.helpers import stores
-from tokenward.errors import Conflict
-from tokenward.storage import AppTokenRecord, Database
+from tests.apptokens.helpers import change_log, stores
+from tokenward.errorcodes import ErrorCode
+from tokenward.errors import Conflict, StorageError
+from tokenward.storage import AppTokenRecord, AuditEvent, Database, InMemoryAuditLog
+from tokenward.storage.changes import ChangeKind
 
 NOW = datetime(2027, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -58,6 +60,36 @@ async def test_add_get_list_revoke_touch(store_database: Database | None) -> Non
     other = await store.get("CCCCCCCCCCCC")
     assert other is not None and other.last_used_at == NOW
     assert await store.get("ZZZZZZZZZZZZ") is None
+
+
+async def test_creates_and_revokes_write_a_change_entry_in_their_transaction(store_database: Database | None) -> None:
+    store, audit, _ = stores(store_database)
+    log = change_log(store)
+    head = await log.head()
+    event = AuditEvent(at=NOW, actor="alice@example.com", action="apptoken.create")
+    await store.add(record(), audit=audit, events=[event])
+    with pytest.raises(Conflict):
+        await store.add(record(owner="mallory@example.com"))  # nothing stored: no entry
+    assert not await store.revoke("AAAAAAAAAAAA", NOW, owner="bob@example.com")  # nothing revoked: no entry
+    assert not await store.revoke("ZZZZZZZZZZZZ", NOW)
+    assert await store.revoke("AAAAAAAAAAAA", NOW + timedelta(minutes=1))  # no owner given: the entry names it
+
+    class Down(InMemoryAuditLog):
+        async def append(self, event: AuditEvent) -> AuditEvent:
+            raise StorageError("audit log down", code=ErrorCode.STORAGE_ERROR)
+
+    await store.add(record("BBBBBBBBBBBB"))
+    with pytest.raises(StorageError):
+        await store.revoke("BBBBBBBBBBBB", NOW, audit=Down(), events=[event])  # rolled back: no entry
+    with pytest.raises(StorageError):
+        await store.add(record("CCCCCCCCCCCC"), audit=Down(), events=[event])
+    entries = await log.read(head)
+    assert [(e.kind, e.key, e.subject) for e in entries] == [
+        (ChangeKind.APP_TOKEN, "AAAAAAAAAAAA", "alice@example.com"),
+        (ChangeKind.APP_TOKEN, "AAAAAAAAAAAA", "alice@example.com"),
+        (ChangeKind.APP_TOKEN, "BBBBBBBBBBBB", "alice@example.com"),
+    ]
+    assert entries[0].seq < entries[1].seq < entries[2].seq
 
 
 async def test_duplicate_id_conflicts(store_database: Database | None) -> None:

@@ -128,8 +128,8 @@ async def test_a_revocation_wakes_the_other_instances_change_feed(
             monkeypatch.delenv(key)
     data = tmp_path / "data"
     init_data_dir(data, f"redis-{secrets.token_hex(4)}.example.com")
-    # A long TTL: without the change feed B would keep trusting its cached record for a minute.
-    settings = Settings.load(data_dir=data, redis_url=REDIS_URL, app_tokens_cache_ttl_seconds=60)
+    # B holds records with no TTL: only the change feed makes it drop one.
+    settings = Settings.load(data_dir=data, redis_url=REDIS_URL)
     rt_a = await open_runtime(settings)
     rt_b = await open_runtime(settings)
     try:
@@ -140,7 +140,8 @@ async def test_a_revocation_wakes_the_other_instances_change_feed(
         store = rt_b.app_tokens.regulator.store  # Redis first, SQL while Redis is down (docs/regulation.md)
         assert isinstance(store, FallbackRegulationStore) and isinstance(store.primary, RedisRegulationStore)
         record, token = await rt_a.app_tokens.create(owner="alice@example.com", created_by="test")
-        await rt_b.app_tokens.verify("alice@example.com", token)  # now cached on B
+        await rt_b.changes.poll()  # the create's entry: B's filter of known ids learns the id
+        await rt_b.app_tokens.verify("alice@example.com", token)  # now held in B's memory
         await rt_a.app_tokens.revoke(record.id, owner=None, actor="test")
         deadline = time.monotonic() + 15.0  # a generous deadline for a loaded machine, not a timing assertion
         while time.monotonic() < deadline:

@@ -8,12 +8,21 @@ Verification (``verify``), in order:
 1. ban check against the local snapshot of active bans (refreshed from SQL at most once a
    second) → 429 ``too_many_attempts``;
 2. shape and checksum (no lookup) → 401 ``apptoken_malformed`` / ``apptoken_checksum``;
-3. record by id: in-process cache (TTL ``cache_ttl``), else one primary-key query;
-4. HMAC of the secret compared in constant time — against a dummy hash when the id is
+3. the change feed must be fresh, else 503 ``changes_stale``: memory is only as good as the feed;
+4. record by id from memory: an id missing from the filter of known ids is unknown with no SQL
+   (beyond a trickle of ``unknown_lookups_per_second``, so a token just created on another
+   instance works here before the feed brings its entry); a known id not yet in memory is read once (one primary-key query shared by the requests that
+   ask together) and kept, with no TTL, until a change-log entry for it invalidates it;
+5. HMAC of the secret compared in constant time — against a dummy hash when the id is
    unknown, so an unknown id, a wrong secret and a wrong user cost the same → 401
    ``apptoken_invalid`` for all three (the reason goes to the audit log only);
-5. revoked / expired → 401 ``apptoken_revoked`` / ``apptoken_expired`` (only after the
+6. revoked / expired → 401 ``apptoken_revoked`` / ``apptoken_expired`` (only after the
    secret was proven, so these reveal nothing to a guesser).
+
+Freshness: every create and revoke writes an ``APP_TOKEN`` change-log entry in its transaction;
+each instance's :class:`~tokenward.changefeed.ChangeFeed` hands it to :meth:`AppTokenService._on_change`,
+which drops the record and the owner's list (a read in flight for them is not kept, see
+:mod:`.cache`). The writing instance does the same at once, then announces the change.
 
 A verified use is only noted in memory; :meth:`AppTokenService.flush_last_used` writes last_used_at
 behind, in one batched statement per interval (docs/app-tokens.md).
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import getpass
 import hashlib
@@ -30,19 +40,22 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
+from tokenward.changefeed import ChangeFeed
 from tokenward.durations import check_expiry
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Conflict, NotFound, StorageError, TokenwardError, Unauthorized
 from tokenward.keys import Secret
 from tokenward.storage import AppTokenRecord, AppTokenStore, AuditEvent, AuditLog
+from tokenward.storage.changes import ChangeEntry, ChangeKind
 
 from . import format as token_format
 from .access import AdminCheck, UserDirectory, no_admins, subject_directory, validate_scopes, validate_subject
-from .cache import TTLCache
+from .cache import MemoryCache, entries_for
 from .regulation import Regulator, ip_key, pair_key, user_key
 
 __all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]
@@ -52,6 +65,14 @@ log = logging.getLogger("tokenward.apptokens")
 _DUMMY_HASH = "0" * 64
 _MAX_LABEL = 200
 _CREATE_ATTEMPTS = 3
+#: Shares of the memory budget: records by id, and the owners' lists.
+_RECORDS_SHARE = 0.8
+_MB = 1 << 20
+
+#: A record held in memory: (record, expiry as Unix time, MAC of the exact token string once it was verified).
+_Held: TypeAlias = tuple[AppTokenRecord, float, bytes | None]
+#: An owner's list held in memory: (when it was read, by ``clock``; the owner's unrevoked records, oldest first).
+_HeldList: TypeAlias = tuple[float, tuple[AppTokenRecord, ...]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,8 +83,11 @@ class AppTokenConfig:
     max_expiry: timedelta = timedelta(days=365)
     max_per_user: int = 100
     last_used_interval: float = 60.0
-    cache_ttl: float = 0.5
-    cache_size: int = 100_000
+    #: Memory for records and lists held by this instance (``TOKENWARD_APP_TOKENS_MEMORY_MB``), in MB.
+    memory_mb: float = 128.0
+    #: Lookups a second (and burst) of ids the known-id filter does not hold (created elsewhere, entry not read
+    #: yet); 0: none, an id unknown to the filter waits for the feed.
+    unknown_lookups_per_second: float = 2.0
     impersonation: bool = False
     #: Seconds a failed check waits while its account is over the soft limit (docs/regulation.md).
     account_failure_delay: float = 1.0
@@ -78,7 +102,7 @@ def cli_actor() -> str:
 
 
 class AppTokenService:
-    """App tokens of one deployment. Cheap to call; holds a small cache and the ban snapshot."""
+    """App tokens of one deployment, answered from memory that ``feed`` keeps fresh (module docstring)."""
 
     #: Where events that are not part of a change go (failed verifications, bans): a write-behind
     #: log (the runtime's ``BufferedAuditLog``), so a failure costs no statement on its request. None: ``audit``.
@@ -88,6 +112,7 @@ class AppTokenService:
         self,
         *,
         store: AppTokenStore,
+        feed: ChangeFeed,
         audit: AuditLog,
         regulator: Regulator,
         key: Secret,
@@ -99,6 +124,7 @@ class AppTokenService:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
+        self.feed = feed
         self.sleep = sleep
         self.audit = audit
         self.regulator = regulator
@@ -109,20 +135,38 @@ class AppTokenService:
         self.directory = directory
         self._key = key
         self._key_id = token_format.key_id(key)
-        # Cached: (record, MAC of the exact token string under a per-process random key, expiry as Unix time).
-        self._cache: TTLCache[str, tuple[AppTokenRecord, bytes, float]] = TTLCache(
-            maxsize=self.config.cache_size, ttl=self.config.cache_ttl
+        budget = int(self.config.memory_mb * _MB)
+        #: Records by id (None: an id the filter let through that the store does not hold). The fingerprint is
+        #: a keyed BLAKE2b of the verified token string under a per-process random key.
+        self._records: MemoryCache[str, _Held | None] = MemoryCache(capacity=entries_for(int(budget * _RECORDS_SHARE)))
+        #: Complete lists by owner, weighed by their length.
+        self._lists: MemoryCache[str, _HeldList] = MemoryCache(
+            capacity=entries_for(budget - int(budget * _RECORDS_SHARE)), weigh=lambda held: len(held[1]) + 1
         )
         self._cache_key = secrets.token_bytes(32)
-        # Write-behind of last_used_at (docs/app-tokens.md): token id → its latest use not yet written, at most
-        # ``cache_size`` ids; :meth:`flush_last_used` writes them in one statement, off the request path.
+        # The filter of known ids: every id in the store (load_known_ids), grown by the feed. None until loaded
+        # and after a feed reset: then every well-formed id is looked up.
+        self._known: set[str] | None = None
+        self._known_added: set[str] | None = None  # ids seen by the feed while the filter loads
+        self._known_epoch = 0
+        self._following = False
+        self._reloading: asyncio.Task[None] | None = None
+        self._unknown_allowance = self.config.unknown_lookups_per_second
+        self._unknown_at = self.clock()
+        # Write-behind of last_used_at (docs/app-tokens.md): token id → its latest use not yet written, at most as
+        # many ids as records fit in memory; :meth:`flush_last_used` writes them in one statement, off the request
+        # path. ``_flushed``: the uses of the last flush, which lists read before it may not show yet.
         self._uses: dict[str, float] = {}
         self._uses_dropped = 0
-        # One store read per token id at a time: when a cached entry expires under load, the requests
-        # that arrive together share one query instead of each paying one (the p99 of /verify).
-        self._loading: dict[str, asyncio.Future[AppTokenRecord | None]] = {}
-        #: Announces a revocation to other instances (Redis pub/sub); None: they honour it within ``cache_ttl``.
-        self.announce_revocation: Callable[[str], Awaitable[None]] | None = None
+        self._max_uses = self._records.capacity
+        self._flushed: dict[str, float] = {}
+        feed.on(ChangeKind.APP_TOKEN, self._on_change)
+        feed.on_reset(self._on_reset)
+
+    @property
+    def capacity(self) -> int:
+        """How many records the memory budget holds (and how many distinct uses one flush interval notes)."""
+        return self._records.capacity
 
     # -- management ------------------------------------------------------------------------
 
@@ -184,19 +228,38 @@ class AppTokenService:
             except Conflict as exc:  # a 71-bit id collision: astronomically rare, but never overwrite
                 if exc.error_code != ErrorCode.STORAGE_CONFLICT or attempt == _CREATE_ATTEMPTS - 1:
                     raise
+        self._changed(record.id, owner)
+        self._records.put(record.id, (record, record.expires_at.timestamp(), None))
+        await self._announce()
         return record, token
 
     async def list(self, owner: str | None = None) -> builtins.list[AppTokenRecord]:
-        """Unrevoked tokens of ``owner`` (every owner when ``None``), expired ones included, oldest first."""
-        records = await self.store.list(owner=None if owner is None else owner.lower())
-        return [self._with_pending_use(r) for r in records] if self._uses else records
+        """Unrevoked tokens of ``owner`` (every owner when ``None``), expired ones included, oldest first.
+
+        An owner's list comes from memory (read once, dropped by a change of one of its tokens, and read again
+        after ``last_used_interval`` so that other instances' last uses show); every owner's, from the store.
+        """
+        if owner is None:
+            return self._with_pending_uses(await self.store.list(owner=None))
+        owner = owner.lower()
+        self.feed.check_fresh()
+        held = self._lists.get(owner)
+        if isinstance(held, tuple) and self.clock() - held[0] >= self.config.last_used_interval:
+            self._lists.drop(owner)
+        _, records = await self._lists.load(owner, lambda: self._read_list(owner))
+        return self._with_pending_uses(records)
+
+    async def _read_list(self, owner: str) -> _HeldList:
+        at = self.clock()
+        return at, tuple(await self.store.list(owner=owner))
 
     async def get(self, token_id: str, *, owner: str | None) -> AppTokenRecord:
         """An unrevoked token by id; 404 ``apptoken_not_found`` when missing, revoked or not ``owner``'s."""
-        record = await self.store.get(token_id) if token_format.is_token_id(token_id) else None
-        if record is None or record.revoked_at is not None or (owner is not None and record.owner != owner.lower()):
-            raise NotFound(f"no app token {token_id[:32]!r}", code=ErrorCode.APPTOKEN_NOT_FOUND)
-        return record
+        record = None
+        if token_format.is_token_id(token_id):
+            self.feed.check_fresh()
+            record = await self._record(token_id)
+        return _found(record, token_id, owner)
 
     async def revoke(
         self,
@@ -208,7 +271,8 @@ class AppTokenService:
         request_id: str | None = None,
     ) -> AppTokenRecord:
         """Revoke (delete) a token; 404 when it does not exist, is not ``owner``'s or was already deleted."""
-        record = await self.get(token_id, owner=owner)
+        # From the store, not memory: a write decides on what SQL holds, fresh feed or not.
+        record = _found(await self.store.get(token_id) if token_format.is_token_id(token_id) else None, token_id, owner)
         now = self.clock()
         events = [
             self._event(
@@ -224,11 +288,12 @@ class AppTokenService:
         if impersonated:
             events.insert(0, self._impersonation_event(now, actor, record.owner, "delete", request_id))
         # One transaction: the revocation and its audit events — never revoked unaudited, nor reported
-        # failed once revoked. Only after the commit: the cache eviction and the notice to other instances.
+        # failed once revoked. Its change-log entry is in that transaction too; only after the commit: the local
+        # invalidation and the wake-up of the other instances.
         if not await self.store.revoke(record.id, _dt(now), owner=record.owner, audit=self.audit, events=events):
             raise NotFound(f"no app token {token_id[:32]!r}", code=ErrorCode.APPTOKEN_NOT_FOUND)
-        self._cache.pop(record.id)
-        await self._announce(record.id)
+        self._changed(record.id, record.owner)
+        await self._announce()
         return dataclasses.replace(record, revoked_at=_dt(now))
 
     async def record_impersonation(self, *, actor: str, target: str, act: str, request_id: str | None = None) -> None:
@@ -267,11 +332,12 @@ class AppTokenService:
         regulator = self.regulator
         if regulator.has_bans or regulator.needs_sync(now):
             await regulator.enforce(_regulation_keys(user, client_ip), now)
-        # Warm path: this exact token string was fully verified less than cache_ttl ago. One keyed BLAKE2b
-        # under a per-process random key stands in for parsing, checksum and the stored-hash comparison.
-        entry = self._cache.get(token[4:16], now) if len(token) == token_format.TOKEN_LENGTH else None
-        if entry is not None and hmac.compare_digest(entry[1], self._fingerprint(token)):
-            record, _, expires = entry
+        self.feed.check_fresh()
+        # Warm path: this exact token string was verified before and its record has not changed since. One keyed
+        # BLAKE2b under a per-process random key stands in for parsing, checksum and the stored-hash comparison.
+        held = self._records.get(token[4:16]) if len(token) == token_format.TOKEN_LENGTH else None
+        if isinstance(held, tuple) and held[2] is not None and hmac.compare_digest(held[2], self._fingerprint(token)):
+            record, expires, _ = held
             if user is None or user.lower() == record.owner:
                 if now >= expires or record.revoked_at is not None:
                     self._check_live(record, now)
@@ -288,7 +354,7 @@ class AppTokenService:
         except Unauthorized as exc:
             await self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
             raise
-        record = await self._load(parsed.id)
+        record = await self._record(parsed.id)
         actual = token_format.hash_secret(self._key, parsed.id, parsed.secret)
         secret_ok = hmac.compare_digest(actual, record.secret_hash if record is not None else _DUMMY_HASH)
         # Owner names are not secret: a plain comparison leaks nothing (and works for any Unicode name).
@@ -310,23 +376,114 @@ class AppTokenService:
         except Unauthorized as exc:
             await self._refused(now, record, exc.error_code.removeprefix("apptoken_"), client_ip, request_id)
             raise
-        self._cache.put(parsed.id, (record, self._fingerprint(token), record.expires_at.timestamp()), now)
+        held = self._records.get(record.id)
+        if isinstance(held, tuple) and held[0] is record and held[2] is None:
+            # Only onto the very record read (a changed one was invalidated meanwhile, and stays so).
+            self._records.replace(record.id, held, (record, held[1], self._fingerprint(token)))
         self._note_use(record.id, now)
         return record
 
-    async def _load(self, token_id: str) -> AppTokenRecord | None:
-        pending = self._loading.get(token_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self.store.get(token_id))
-            self._loading[token_id] = pending
-            pending.add_done_callback(lambda done: self._loaded(token_id, done))
-        # shield: a caller that goes away must not cancel the read the others wait for.
-        return await asyncio.shield(pending)
+    async def _record(self, token_id: str) -> AppTokenRecord | None:
+        """The record of a well-formed id: None with no SQL when the filter does not know it, else from memory,
+        else one read (shared by the requests that ask together, kept unless invalidated meanwhile)."""
+        known = self._known
+        if known is None:
+            if self._following and (self._reloading is None or self._reloading.done()):
+                self._reload_known_soon()  # the last reload failed (database down): try again
+        elif token_id not in known and token_id not in self._records and not self._may_look_up_unknown():
+            return None
+        held = await self._records.load(token_id, lambda: self._read(token_id))
+        if held is not None and known is not None:
+            known.add(token_id)  # created elsewhere, its entry not read yet: ids never leave the table
+        return None if held is None else held[0]
 
-    def _loaded(self, token_id: str, done: asyncio.Future[AppTokenRecord | None]) -> None:
-        self._loading.pop(token_id, None)
-        if not done.cancelled():
-            done.exception()  # retrieved here, so an error nobody awaited is not logged as lost
+    def _may_look_up_unknown(self) -> bool:
+        """Whether an id the filter does not know may be looked up: a token created on another instance is
+        usable here at once, before this feed reads its entry, while a flood of unknown ids costs at most
+        ``unknown_lookups_per_second`` statements (a token bucket on ``clock``)."""
+        rate = self.config.unknown_lookups_per_second
+        if rate <= 0:
+            return False
+        now = self.clock()
+        allowance = min(rate, self._unknown_allowance + (now - self._unknown_at) * rate)
+        self._unknown_at = now
+        if allowance < 1:
+            self._unknown_allowance = allowance
+            return False
+        self._unknown_allowance = allowance - 1
+        return True
+
+    async def _read(self, token_id: str) -> _Held | None:
+        record = await self.store.get(token_id)
+        return None if record is None else (record, record.expires_at.timestamp(), None)
+
+    # -- memory kept fresh -----------------------------------------------------------------
+
+    async def load_known_ids(self) -> int:
+        """Fill the filter of known ids from the store (one streaming query); how many ids it holds.
+
+        Call it after ``feed.start()``: an id created while it loads reaches the filter through the feed, so
+        none falls between. Until it is loaded (CLI processes never load it) every well-formed id is looked up.
+        """
+        epoch = self._known_epoch
+        added: set[str] = set()
+        self._known_added = added
+        try:
+            ids = await self.store.known_ids()
+        finally:
+            if self._known_added is added:
+                self._known_added = None
+        if epoch != self._known_epoch:  # a feed reset came meanwhile: what was read may miss its changes
+            return 0
+        ids |= added
+        self._known = ids
+        self._following = True
+        return len(ids)
+
+    def _reload_known_soon(self) -> None:
+        try:
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_known())
+        except RuntimeError:  # no loop (a synchronous caller): the next lookup starts it
+            self._reloading = None
+
+    async def _reload_known(self) -> None:
+        try:
+            await self.load_known_ids()
+        except StorageError as exc:
+            log.warning("cannot load the known app token ids (will retry): %s", exc.detail)
+
+    async def close(self) -> None:
+        """Stop a filter reload in flight (``Runtime.close``)."""
+        task, self._reloading = self._reloading, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_change(self, entry: ChangeEntry) -> None:
+        """An ``APP_TOKEN`` entry from the feed: a token was created or revoked, here or elsewhere."""
+        self._changed(entry.key, entry.subject)
+
+    def _changed(self, token_id: str, owner: str | None) -> None:
+        if self._known is not None:
+            self._known.add(token_id)
+        if self._known_added is not None:
+            self._known_added.add(token_id)
+        self._records.invalidate(token_id)
+        if owner is None:
+            self._lists.clear()
+        else:
+            self._lists.invalidate(owner)
+
+    def _on_reset(self) -> None:
+        """The feed cannot vouch for what it missed: drop everything, reload the filter."""
+        self._records.clear()
+        self._lists.clear()
+        self._known = None
+        self._known_added = None
+        self._known_epoch += 1
+        if self._following:
+            self._reload_known_soon()
 
     @staticmethod
     def _check_live(record: AppTokenRecord, now: float) -> None:
@@ -339,22 +496,20 @@ class AppTokenService:
         # Keyed BLAKE2b is a MAC (RFC 7693 §2.9), ~4x faster than hmac.digest for a 45-byte input.
         return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), key=self._cache_key, digest_size=32).digest()
 
-    async def _announce(self, token_id: str) -> None:
-        if self.announce_revocation is None:
-            return
+    async def _announce(self) -> None:
         try:
-            await self.announce_revocation(token_id)
-        except StorageError as exc:  # SQL holds the revocation; others see it within cache_ttl
-            log.warning("revocation of app token %s not announced (%s)", token_id, exc.error_code)
+            await self.feed.announce()
+        except StorageError as exc:  # SQL holds the change; the other instances' polls find it
+            log.warning("app token change not announced (%s)", exc.error_code)
 
     def forget(self, token_id: str) -> None:
-        """Drop a cached record (e.g. after a revocation seen elsewhere)."""
-        self._cache.pop(token_id)
+        """Drop a record held in memory (the next check reads it again)."""
+        self._records.invalidate(token_id)
 
     def _note_use(self, token_id: str, now: float) -> None:
-        if token_id in self._uses or len(self._uses) < self.config.cache_size:
+        if token_id in self._uses or len(self._uses) < self._max_uses:
             self._uses[token_id] = now
-        else:  # bounded memory: beyond cache_size distinct tokens per interval, the extra uses go unrecorded
+        else:  # bounded memory: beyond that many distinct tokens per interval, the extra uses go unrecorded
             self._uses_dropped += 1
 
     async def flush_last_used(self) -> int:
@@ -369,9 +524,9 @@ class AppTokenService:
         if dropped:
             log.warning(
                 "last use of %d app token checks not recorded: over %d distinct tokens in one interval "
-                "(TOKENWARD_APP_TOKENS_CACHE_SIZE)",
+                "(TOKENWARD_APP_TOKENS_MEMORY_MB)",
                 dropped,
-                self.config.cache_size,
+                self._max_uses,
             )
         if not uses:
             return 0
@@ -381,14 +536,22 @@ class AppTokenService:
             for token_id, at in uses.items():  # retried at the next flush; newer uses win, the bound holds
                 if token_id in self._uses:
                     self._uses[token_id] = max(at, self._uses[token_id])
-                elif len(self._uses) < self.config.cache_size:
+                elif len(self._uses) < self._max_uses:
                     self._uses[token_id] = at
             log.warning("cannot record last use of %d app tokens (will retry): %s", len(uses), exc.detail)
             return 0
+        self._flushed = uses
         return len(uses)
+
+    def _with_pending_uses(self, records: Sequence[AppTokenRecord]) -> builtins.list[AppTokenRecord]:
+        if not self._uses and not self._flushed:
+            return list(records)
+        return [self._with_pending_use(r) for r in records]
 
     def _with_pending_use(self, record: AppTokenRecord) -> AppTokenRecord:
         at = self._uses.get(record.id)
+        if at is None:
+            at = self._flushed.get(record.id)
         if at is None or (record.last_used_at is not None and record.last_used_at.timestamp() >= at):
             return record
         return dataclasses.replace(record, last_used_at=_dt(at))
@@ -491,6 +654,12 @@ class AppTokenService:
             if required:
                 raise
             log.warning("cannot write audit event %s: %s", event.action, exc.detail)
+
+
+def _found(record: AppTokenRecord | None, token_id: str, owner: str | None) -> AppTokenRecord:
+    if record is None or record.revoked_at is not None or (owner is not None and record.owner != owner.lower()):
+        raise NotFound(f"no app token {token_id[:32]!r}", code=ErrorCode.APPTOKEN_NOT_FOUND)
+    return record
 
 
 def _regulation_keys(user: str | None, client_ip: str | None) -> tuple[str, ...]:

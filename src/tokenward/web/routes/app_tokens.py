@@ -4,16 +4,22 @@ Both authenticate through the authenticator chain (:mod:`tokenward.web.auth`) an
 ``tokenward:manage`` scope. Acting for another user (oCIS ``userID``/``userName``, REST
 ``user``) is impersonation: enabled by setting, admins only, audited. Unknown or wrongly cased
 query parameters (``userId``) are refused with 400 ``unknown_parameter`` rather than ignored.
+
+The lists are hot (scripts poll them): their records come from the service's memory, and their handlers
+render the JSON themselves with one pydantic serializer call (``response_model`` still documents them) and take
+the service from the request rather than as a dependency: FastAPI's response validation and each dependency
+cost more than the rest of the request (bench/verify.py --list-api, docs/app-tokens.md).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tokenward.apptokens import PREFIX, AppTokenService, Caller, parse_duration
 from tokenward.apptokens.access import check_scopes, resolve_target
@@ -75,7 +81,8 @@ class OcisToken(BaseModel):
 
 
 def _out(record: AppTokenRecord) -> AppTokenOut:
-    return AppTokenOut(
+    # model_construct: the values come from a stored record, already valid; validating them again is waste.
+    return AppTokenOut.model_construct(
         id=record.id,
         prefix=PREFIX + record.id,
         owner=record.owner,
@@ -89,13 +96,24 @@ def _out(record: AppTokenRecord) -> AppTokenOut:
 
 
 def _ocis(record: AppTokenRecord, token: str | None = None) -> OcisToken:
-    return OcisToken(
+    return OcisToken.model_construct(
         token=token or PREFIX + record.id,
         expiration_date=record.expires_at,
         created_date=record.created_at,
         label=record.label,
         id=record.id,
     )
+
+
+_LIST_OUT = TypeAdapter(list[AppTokenOut])
+_LIST_OCIS = TypeAdapter(list[OcisToken])
+
+
+def _json_list(
+    adapter: TypeAdapter[list[AppTokenOut]] | TypeAdapter[list[OcisToken]], items: Iterable[object]
+) -> Response:
+    """The list as JSON, exactly as ``response_model`` would render it, without validating it again."""
+    return Response(adapter.dump_json(list(items)), media_type="application/json")  # type: ignore[arg-type]
 
 
 # -- dependencies -------------------------------------------------------------------------
@@ -188,12 +206,11 @@ async def ocis_create(
     tags=["app tokens (oCIS)"],
     dependencies=[_only("userID", "userName")],  # type: ignore[list-item]
 )
-async def ocis_list(
-    request: Request, svc: Svc, caller: Manager, user_id: UserID = None, user_name: UserName = None
-) -> list[OcisToken]:
+async def ocis_list(request: Request, caller: Manager, user_id: UserID = None, user_name: UserName = None) -> Response:
     """List the caller's tokens (``token`` is the public ``twa_<id>`` prefix, never a hash)."""
+    svc = get_app_tokens(request)
     owner, _ = await _target(svc, caller, user_id, user_name, "list", request)
-    return [_ocis(record) for record in await svc.list(owner)]
+    return _json_list(_LIST_OCIS, map(_ocis, await svc.list(owner)))
 
 
 @router.delete(
@@ -261,10 +278,11 @@ async def create_token(
     tags=["app tokens"],
     dependencies=[_only("user")],  # type: ignore[list-item]
 )
-async def list_tokens(request: Request, svc: Svc, caller: Manager, user: User = None) -> list[AppTokenOut]:
+async def list_tokens(request: Request, caller: Manager, user: User = None) -> Response:
     """The caller's (or, impersonating, ``user``'s) unrevoked tokens, oldest first."""
+    svc = get_app_tokens(request)
     owner, _ = await _target(svc, caller, None, user, "list", request)
-    return [_out(record) for record in await svc.list(owner)]
+    return _json_list(_LIST_OUT, map(_out, await svc.list(owner)))
 
 
 @router.get(
