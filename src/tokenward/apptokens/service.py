@@ -5,14 +5,14 @@ comes from the injected ``clock`` (Unix seconds), randomness from :mod:`secrets`
 
 Verification (``verify``), in order:
 
-1. ban check against the local snapshot of active bans (refreshed from SQL at most once a
-   second) → 429 ``too_many_attempts``;
-2. shape and checksum (no lookup) → 401 ``apptoken_malformed`` / ``apptoken_checksum``;
-3. the change feed must be fresh, else 503 ``changes_stale``: memory is only as good as the feed;
+1. ban check against the instance's snapshot of active bans → 429 ``too_many_attempts``;
+2. the change feed must be fresh, else 503 ``changes_stale``: memory is only as good as the feed;
+3. shape and checksum (no lookup) → 401 ``apptoken_malformed`` / ``apptoken_checksum``;
 4. record by id from memory: an id missing from the filter of known ids is unknown with no SQL
    (beyond a trickle of ``unknown_lookups_per_second``, so a token just created on another
-   instance works here before the feed brings its entry); a known id not yet in memory is read once (one primary-key query shared by the requests that
-   ask together) and kept, with no TTL, until a change-log entry for it invalidates it;
+   instance works here before the feed brings its entry); a known id not yet in memory is read
+   once (one primary-key query shared by the requests that ask together) and kept, with no TTL,
+   until a change-log entry for it invalidates it;
 5. HMAC of the secret compared in constant time — against a dummy hash when the id is
    unknown, so an unknown id, a wrong secret and a wrong user cost the same → 401
    ``apptoken_invalid`` for all three (the reason goes to the audit log only);
