@@ -29,7 +29,7 @@ from tokenward.storage.identity import IdentityStore, SessionRecord
 
 __all__ = ["OPENED_SIZE", "SessionService"]
 
-#: Source identifiers kept opened (about 1.3 KB each with their string: ~13 MB), oldest dropped first.
+#: Source identifiers kept opened (about 1.6 KB each with their string: ~16 MB), oldest dropped first.
 OPENED_SIZE = 10_000
 
 
