@@ -643,3 +643,41 @@ def test_cookie_value(header: str, expected: str | None) -> None:
     from tokenward.forwardauth.plugins.source_identifier import cookie_value
 
     assert cookie_value(header, "tokenward_session") == expected
+
+
+async def test_a_stale_change_feed_refuses_sessions_and_config_tokens_with_503(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Fail closed: memory may miss a logout or a config-token revocation made on another instance.
+    import secrets
+
+    from tokenward.identity.encoding import b64u_encode
+
+    issued = await runtime.sessions.issue(
+        kind="user",
+        subject="carol@example.com",
+        client_id="A" * 40,
+        app_hash="",
+        scopes=(),
+        session_key=b64u_encode(secrets.token_bytes(32)),
+        now=time.time(),
+    )
+    cookie = f"tokenward_session={issued.source_identifier}"
+    with_cookie = token(runtime, [{"type": "source_identifier", "cookie": "tokenward_session"}])
+    assert (await call(client, {"config_token": with_cookie}, Cookie=cookie)).status_code == 200
+    noop = token(runtime, [{"type": "noop"}], jti="kept")
+    assert (await call(client, {"config_token": noop})).status_code == 200
+
+    await runtime.changes.stop()  # no read from now on
+    later = runtime.changes.monotonic() + runtime.settings.changes_max_lag_seconds + 1
+    runtime.changes.monotonic = lambda: later
+    for params, headers in (({"config_token": noop}, {}), ({"config_token": with_cookie}, {"Cookie": cookie})):
+        r = await call(client, params, **headers)
+        assert r.status_code == 503 and r.json()["error"] == "changes_stale", r.text
+    # The API too: the same session, held in memory since the /verify above.
+    r = await client.get(
+        "/api/poke",
+        params={"subject": "carol@example.com"},
+        headers={"Authorization": f"Bearer {issued.source_identifier}"},
+    )
+    assert r.status_code == 503 and r.json()["error"] == "changes_stale", r.text
