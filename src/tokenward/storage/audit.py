@@ -7,7 +7,7 @@ contract tests in ``tests/storage/test_audit.py``.
 
 :class:`BufferedAuditLog` writes behind: for events that are not part of a change (a failed
 verification, a ban), which must not cost a statement on the request that causes them. It keeps
-them in memory and writes them in one multi-row INSERT per flush (the runtime flushes every
+them in memory and writes them in one INSERT (an executemany) per flush (the runtime flushes every
 second and on shutdown). Create and revoke events never go through it: they are written in their
 change's own transaction (:meth:`SqlAuditLog.append_in`).
 """
@@ -47,9 +47,6 @@ __all__ = [
 ]
 
 MAX_LIST_LIMIT = 1000
-#: Events per multi-row INSERT (eight columns each: 24,000 bound parameters, below SQLite's 32766).
-_INSERT_ROWS = 3000
-
 log = logging.getLogger("tokenward.audit")
 #: Where a page ends: the last listed event's ``(at, id)``; the next page lists the events after it.
 Cursor: TypeAlias = tuple[datetime, int]
@@ -149,7 +146,7 @@ class AuditLog(ABC):
         """
 
     async def append_many(self, events: builtins.list[AuditEvent]) -> None:
-        """Store new events, all or none (the SQL log: one multi-row INSERT per 3,000, one transaction)."""
+        """Store new events, all or none (the SQL log: one INSERT for all of them, one transaction)."""
         for event in events:
             await self.append(event)
 
@@ -218,8 +215,7 @@ class SqlAuditLog(AuditLog):
         rows = [{**{name: getattr(event, name) for name in _COLUMNS}, "detail": dict(event.detail)} for event in events]
         with translate_errors(self._db.url):
             async with self._db.engine.begin() as conn:
-                for start in range(0, len(rows), _INSERT_ROWS):
-                    await conn.execute(insert(AuditEventRow).values(rows[start : start + _INSERT_ROWS]))
+                await conn.execute(insert(AuditEventRow), rows)  # one executemany
 
     async def append_in(self, conn: AsyncConnection, event: AuditEvent) -> AuditEvent:
         """Append inside the caller's open transaction on :attr:`database`: the event is committed

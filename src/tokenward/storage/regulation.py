@@ -7,7 +7,7 @@ failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regula
 
 Writes come in batches: a regulator queues its failures and bans and flushes them once a second
 (:meth:`RegulationStore.record_failures`, :meth:`RegulationStore.add_bans`): the SQL store turns a
-batch into one multi-row INSERT and one grouped count (per :data:`BATCH_ROWS` rows), Redis into one
+batch into one INSERT for every row and one grouped count (per :data:`BATCH_ROWS` keys), Redis into one
 pipeline.
 """
 
@@ -44,10 +44,11 @@ __all__ = [
 ]
 
 KEY_LEN = 400
-#: Rows per INSERT and keys per grouped count in one SQL statement: large, so that a flood of failures
-#: from many addresses (three keys each) stays a few statements a second; bound parameters (at most
-#: 3 x 10,000) stay below every driver's limit (SQLite 32766, PostgreSQL 65535).
-BATCH_ROWS = 10_000
+#: Keys per grouped count: large, so that a flood of failures from many addresses (three keys each)
+#: stays one count a second; its bound parameters stay below every driver's limit (SQLite 32766,
+#: PostgreSQL 65535). INSERTs take any number of rows (one executemany: a multi-row INSERT on MariaDB,
+#: one prepared statement on SQLite, one pipeline on PostgreSQL).
+BATCH_ROWS = 30_000
 
 log = logging.getLogger("tokenward.regulation")
 _T = TypeVar("_T")
@@ -147,19 +148,19 @@ class SqlRegulationStore(RegulationStore):
         self._db = db
 
     async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
-        """One multi-row INSERT and one grouped count per :data:`BATCH_ROWS`, in one transaction."""
+        """One INSERT for every row and one grouped count per :data:`BATCH_ROWS` keys, in one transaction."""
         keys = builtins.list(dict.fromkeys(key for key, _ in failures))
         counts: dict[str, int] = {}
         async with self._db.session() as session:
-            for rows in _chunks(failures):
-                await session.execute(insert(AuthFailureRow).values([{"key": key, "at": at} for key, at in rows]))
+            conn = await session.connection()  # Core, not the ORM's bulk path: one executemany
+            await conn.execute(insert(AuthFailureRow), [{"key": key, "at": at} for key, at in failures])
             for chunk in _chunks(keys):
                 query = (
                     select(AuthFailureRow.key, func.count())
                     .where(AuthFailureRow.key.in_(chunk), AuthFailureRow.at >= since)
                     .group_by(AuthFailureRow.key)
                 )
-                counts.update((key, int(count)) for key, count in (await session.execute(query)).all())
+                counts.update((key, int(count)) for key, count in (await conn.execute(query)).all())
         return {key: counts.get(key, 0) for key in keys}
 
     async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
@@ -167,11 +168,9 @@ class SqlRegulationStore(RegulationStore):
         if not bans:
             return
         async with self._db.session() as session:
-            for rows in _chunks(bans):
-                await session.execute(
-                    insert(AuthBanRow).values([{"key": key, "at": at, "until": until} for key, until in rows])
-                )
-            await write_changes(await session.connection(), _ban_changes(bans), at)
+            conn = await session.connection()
+            await conn.execute(insert(AuthBanRow), [{"key": key, "at": at, "until": until} for key, until in bans])
+            await write_changes(conn, _ban_changes(bans), at)
 
     async def active_bans(self, now: datetime) -> dict[str, datetime]:
         query = (
