@@ -25,16 +25,25 @@ class Clock:
 
 
 class FlakyLog(ChangeLog):
-    """An in-memory log that can fail, and hide entries (a transaction not yet committed)."""
+    """An in-memory log that can fail, hang, and hide entries (a transaction not yet committed)."""
 
     def __init__(self) -> None:
         self.inner = InMemoryChangeLog()
         self.down = False
         self.hidden: set[int] = set()
+        #: Reads that never answer (a connection the network silently lost), and how many were abandoned.
+        self.hanging = 0
+        self.abandoned = 0
 
     async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
         if self.down:
             raise StorageUnavailable("the database cannot be reached")
+        if self.hanging:
+            self.hanging -= 1
+            try:
+                await asyncio.Event().wait()  # never set: only a cancellation ends this read
+            finally:
+                self.abandoned += 1
         # Hidden rows are invisible to the query itself (uncommitted), so the limit counts visible ones only.
         visible = [e for e in await self.inner.read(0, limit=10**9) if e.seq not in self.hidden]
         return [e for e in visible if e.seq in set(also) and e.seq <= after] + [e for e in visible if e.seq > after][
@@ -166,6 +175,28 @@ async def test_fail_closed_after_max_lag_without_a_read_and_fresh_again_after_on
     assert feed.fresh() and seen == ["revoked-meanwhile"] and resets == []  # a short outage: caught up
 
 
+async def test_a_read_that_never_answers_is_abandoned_and_the_next_poll_reads_again(
+    flaky: FlakyLog, clock: Clock
+) -> None:
+    # A pooled connection the network silently lost (packets dropped, state forgotten by a firewall) never
+    # answers: TCP gives up only after many minutes. The feed must not wait for it, or the instance stays
+    # stale (503 changes_stale) long after the database is back.
+    feed = ChangeFeed(flaky, max_lag=5.0, read_timeout=0.05, monotonic=clock)
+    await feed.start()
+    seen: list[str] = []
+    feed.on(ChangeKind.APP_TOKEN, lambda e: seen.append(e.key))
+    add(flaky, ChangeKind.APP_TOKEN, "revoked-meanwhile")
+    flaky.hanging = 1
+    async with asyncio.timeout(30):  # bounds the test if the feed waits for the read (the bug)
+        assert await feed.poll() == -1
+    assert flaky.abandoned == 1 and seen == []
+    clock.now += 6
+    reason = feed.stale_reason
+    assert reason is not None and "no answer within 0.05 s" in reason
+    assert await feed.poll() == 1  # the next read (another connection) answers
+    assert seen == ["revoked-meanwhile"] and feed.fresh()
+
+
 async def test_an_outage_longer_than_half_the_retention_resets_memory(
     feed: ChangeFeed, flaky: FlakyLog, clock: Clock
 ) -> None:
@@ -215,6 +246,8 @@ async def test_a_feed_that_does_not_follow_is_fresh_and_announce_survives_a_fail
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         ChangeFeed(InMemoryChangeLog(), poll_interval=0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        ChangeFeed(InMemoryChangeLog(), read_timeout=0)
 
 
 async def test_stop_lets_a_read_in_progress_finish_instead_of_cutting_it_off() -> None:

@@ -11,7 +11,9 @@ at their next poll; SQL stays the truth and polling goes on underneath.
 Fail closed: an instance that has not read the log successfully for ``max_lag`` seconds (database
 unreachable, the feed stuck) can no longer vouch that a credential was not revoked elsewhere.
 :meth:`ChangeFeed.fresh` turns false, the services refuse what they would answer from memory with
-503 ``changes_stale`` (:meth:`ChangeFeed.check_fresh`), and ``/readyz`` says why. When it reads
+503 ``changes_stale`` (:meth:`ChangeFeed.check_fresh`), and ``/readyz`` says why. A read that does not
+answer within ``read_timeout`` (5 s) is abandoned, its connection with it: a connection the network
+silently lost would otherwise hold the feed for the many minutes TCP takes to give up. When it reads
 again it applies what it missed; after an outage too long for the log to still hold everything
 (half the retention), or when the log went backwards (a restored database), it tells the services
 to drop their memory (:meth:`ChangeFeed.on_reset`) and refill it.
@@ -63,17 +65,20 @@ class ChangeFeed:
         max_lag: float = 5.0,
         retention: float = 3600.0,
         hole_timeout: float = 60.0,
+        read_timeout: float = 5.0,
         batch: int = 1000,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if poll_interval <= 0 or max_lag <= 0 or retention <= 0 or hole_timeout <= 0 or batch < 1:
-            raise ValueError("poll_interval, max_lag, retention and hole_timeout must be > 0, batch >= 1")
+        if min(poll_interval, max_lag, retention, hole_timeout, read_timeout) <= 0 or batch < 1:
+            raise ValueError("poll_interval, max_lag, retention, hole_timeout and read_timeout must be > 0, batch >= 1")
         self.log = log
         self.poll_interval = poll_interval
         self.max_lag = max_lag
         self.retention = retention
         self.hole_timeout = hole_timeout
+        #: A read not answered within this is abandoned (and its connection with it) and counts as failed.
+        self.read_timeout = read_timeout
         self.batch = batch
         self.monotonic = monotonic
         self.clock = clock
@@ -165,10 +170,19 @@ class ChangeFeed:
             away = started - self._ok_at
             try:
                 applied = await self._read_all(started)
-            except StorageError as exc:
+            except (StorageError, TimeoutError) as exc:
+                # TimeoutError: a connection the network silently lost answers nothing, and TCP takes many
+                # minutes to give up on it; waiting for it would keep this instance stale (fail closed) long
+                # after the database is back. Abandoned, the read's connection is dropped; the next read opens
+                # another.
+                error = (
+                    str(exc.error_code)
+                    if isinstance(exc, StorageError)
+                    else f"no answer within {self.read_timeout:g} s"
+                )
                 if self._error is None:
-                    log.warning("cannot read the change log (%s); retrying", exc.error_code)
-                self._error = str(exc.error_code)
+                    log.warning("cannot read the change log (%s); retrying", error)
+                self._error = error
                 return -1
             if self._error is not None:
                 log.info("reading the change log again after %.1f s", away)
@@ -182,7 +196,8 @@ class ChangeFeed:
     async def _read_all(self, started: float) -> int:
         applied = 0
         for _ in range(_CATCH_UP_READS):
-            entries = await self.log.read(self.position, also=tuple(self.holes), limit=self.batch)
+            async with asyncio.timeout(self.read_timeout):
+                entries = await self.log.read(self.position, also=tuple(self.holes), limit=self.batch)
             new = 0
             for entry in entries:
                 if entry.seq <= self.position:
@@ -225,7 +240,8 @@ class ChangeFeed:
         """
         self._pruned_at = self.clock()
         try:
-            head = await self.log.head()
+            async with asyncio.timeout(self.read_timeout):  # a lost connection must not stop pruning for good
+                head = await self.log.head()
             if head < self.position:  # the log went backwards: a restored or replaced database
                 async with self._polling:
                     self._reset(f"the change log's head {head} is behind this instance's position {self.position}")
@@ -233,8 +249,8 @@ class ChangeFeed:
                     self.holes.clear()
                 return 0
             return await self.log.prune(datetime.fromtimestamp(self.clock() - self.retention, UTC))
-        except StorageError as exc:
-            log.warning("cannot prune the change log (%s)", exc.error_code)
+        except (StorageError, TimeoutError) as exc:
+            log.warning("cannot prune the change log (%s)", getattr(exc, "error_code", "no answer"))
             return 0
 
     def _reset(self, why: str) -> None:

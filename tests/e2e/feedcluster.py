@@ -128,7 +128,7 @@ class FeedCluster:
         return process_log(self.procs[name])
 
     def ready(self, name: str) -> httpx.Response:
-        return httpx.get(self.urls[name] + "/readyz", timeout=5)
+        return httpx.get(self.urls[name] + "/readyz", timeout=30)  # its database ping may wait its own timeout
 
     # -- the feed, seen from outside -----------------------------------------------------------------
 

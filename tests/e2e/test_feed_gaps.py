@@ -3,6 +3,9 @@
 Real `tokenward serve` processes on 127.0.0.1 share one PostgreSQL (tests/e2e/feedcluster.py); the
 database cut from one instance is tests/e2e/test_feed_database_away.py.
 
+- the database silent from ``c`` (packets dropped, connections forgotten: a TCP proxy,
+  tests/e2e/tcpproxy.py, that stops answering) and then back: ``c``'s feed is stale meanwhile, and once
+  new connections get through it reads again, however long its reads on the old connections would wait;
 - Redis cut and restored (a TCP proxy, tests/e2e/tcpproxy.py, between the instances and Redis): the
   wake-ups are lost, polling still brings every revocation;
 - ``b`` killed and restarted while ``a`` keeps creating and revoking tokens: once ``b``'s feed has passed
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.e2e.feedcluster import FeedCluster, error_of, feed_cluster, require_redis, wait_until
 from tests.e2e.tcpproxy import tcp_proxy
@@ -30,6 +34,50 @@ DEADLINE = 60.0  # readiness waits on a loaded machine, never a timing assertion
 
 def _applied(cluster: FeedCluster, name: str, seq: int) -> None:
     wait_until(lambda: cluster.has_applied(name, seq), DEADLINE, f"{name} applies seq {seq}")
+
+
+def _stale(r: httpx.Response) -> bool:
+    checks = r.json().get("checks", {})
+    return r.status_code == 503 and str(checks.get("changes")).startswith("changes_stale: no successful read")
+
+
+def _ready_again(cluster: FeedCluster, name: str) -> None:
+    last: list[httpx.Response] = []
+
+    def ready() -> bool:
+        last.append(cluster.ready(name))
+        return last[-1].status_code == 200
+
+    try:
+        wait_until(ready, DEADLINE, f"{name} ready")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; /readyz: {last[-1].text}; log: {cluster.log_of(name)[-3000:]}") from None
+
+
+def test_database_silent_from_one_instance_then_back_converges(tmp_path: Path) -> None:
+    with feed_cluster(tmp_path, "postgresql") as cluster, httpx.Client(timeout=10) as client:
+        db = make_url(cluster.database_url)
+        with tcp_proxy(db.host or "127.0.0.1", db.port or 5432) as proxy:
+            through_proxy = db.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+            cluster.overrides["c"] = {
+                "TOKENWARD_DATABASE_URL": through_proxy,
+                "TOKENWARD_CHANGES_MAX_LAG_SECONDS": "1",
+            }
+            cluster.start("a", "c")
+            token_id, token = cluster.create_token(client)
+            wait_until(lambda: cluster.verify(client, "c", token).status_code == 200, DEADLINE, "accepted on c")
+
+            proxy.silence()
+            wait_until(lambda: _stale(cluster.ready("c")), DEADLINE, "c's feed stale while the database is silent")
+            cluster.revoke(client, token_id)  # on a, which still reaches the database
+            seq = cluster.seq_of(token_id)
+            assert cluster.metrics("c")["tokenward_changes_position"] < seq
+
+            proxy.restore()  # new connections get through; those open during the silence never answer again
+            _ready_again(cluster, "c")
+            # Ready means a read succeeded after the restore, so after the revocation committed: applied.
+            assert cluster.has_applied("c", seq)
+            assert proxy.unanswered + proxy.forwarded > 0
 
 
 def test_redis_away_and_back_wake_ups_lost_polling_converges(tmp_path: Path) -> None:
