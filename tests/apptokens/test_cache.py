@@ -144,3 +144,25 @@ def test_budgets_in_entries() -> None:
     assert entries_for(10, 1_000) == 1  # a tiny budget still holds one
     with pytest.raises(ValueError):
         MemoryCache(capacity=0)
+
+
+async def test_a_refresh_keeps_the_held_value_until_it_lands_and_loses_to_an_invalidation() -> None:
+    cache: MemoryCache[str, str] = MemoryCache(capacity=10)
+    cache.put("k", "old")
+    gate = Gate()
+    cache.refresh("k", gate.fetch)
+    cache.refresh("k", gate.fetch)  # one read in flight at a time
+    await gate.started.wait()
+    assert cache.get("k") == "old" and await cache.load("k", gate.fetch) == "old"
+    gate.release("new")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert cache.get("k") == "new" and gate.calls == 1
+    again = Gate()
+    cache.refresh("k", again.fetch)
+    await again.started.wait()
+    cache.invalidate("k")
+    again.release("stale")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert cache.get("k") is MISSING

@@ -108,12 +108,20 @@ class MemoryCache(Generic[K, V]):
         held = self._entries.get(key, MISSING)
         if held is not MISSING:
             return held  # type: ignore[return-value]
-        load = self._inflight.get(key)
-        if load is None:
-            load = _Load(asyncio.ensure_future(fetch()))
-            self._inflight[key] = load
-            load.future.add_done_callback(lambda done: self._loaded(key, load))
+        load = self._inflight.get(key) or self._start(key, fetch)
         return await asyncio.shield(load.future)
+
+    def refresh(self, key: K, fetch: Callable[[], Awaitable[V]]) -> None:
+        """Read ``key`` again in the background; the held value answers until the new one replaces it (which it
+        does not if the key is invalidated meanwhile). No second read while one is in flight."""
+        if key not in self._inflight:
+            self._start(key, fetch)
+
+    def _start(self, key: K, fetch: Callable[[], Awaitable[V]]) -> _Load[V]:
+        load = _Load(asyncio.ensure_future(fetch()))
+        self._inflight[key] = load
+        load.future.add_done_callback(lambda done: self._loaded(key, load))
+        return load
 
     def _loaded(self, key: K, load: _Load[V]) -> None:
         if self._inflight.get(key) is load:

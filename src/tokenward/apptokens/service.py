@@ -237,15 +237,20 @@ class AppTokenService:
         """Unrevoked tokens of ``owner`` (every owner when ``None``), expired ones included, oldest first.
 
         An owner's list comes from memory (read once, dropped by a change of one of its tokens, and read again
-        after ``last_used_interval`` so that other instances' last uses show); every owner's, from the store.
+        in the background after ``last_used_interval`` so that other instances' last uses show); every owner's,
+        from the store.
         """
         if owner is None:
             return self._with_pending_uses(await self.store.list(owner=None))
         owner = owner.lower()
         self.feed.check_fresh()
         held = self._lists.get(owner)
-        if isinstance(held, tuple) and self.clock() - held[0] >= self.config.last_used_interval:
-            self._lists.drop(owner)
+        if isinstance(held, tuple):
+            if self.clock() - held[0] >= self.config.last_used_interval:
+                # Only last_used_at can be behind (a change drops the list at once): answer with it meanwhile,
+                # rather than make this owner's requests wait for a read that a busy loop delays.
+                self._lists.refresh(owner, lambda: self._read_list(owner))
+            return self._with_pending_uses(held[1])
         _, records = await self._lists.load(owner, lambda: self._read_list(owner))
         return self._with_pending_uses(records)
 
