@@ -385,10 +385,11 @@ async def open_runtime(
         sync.on_contents = follow_bundle(data_dir, runtime.use_timecodes)
     runtime.app_tokens.audit_behind = audit_behind
     if listen:
-        # Every app token id, for the known-id filter: after changes.start(), so an id created meanwhile reaches it
-        # through the feed.
+        # Every app token id for the known-id filter, then the newest records up to the memory budget: after
+        # changes.start(), so a change made meanwhile reaches them through the feed.
         try:
             await runtime.app_tokens.load_known_ids()
+            await runtime.app_tokens.prefill()
         except BaseException:
             await runtime.close()
             raise

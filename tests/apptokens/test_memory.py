@@ -61,6 +61,11 @@ class Store(InMemoryAppTokenStore):
         await self._wait()
         return found
 
+    async def newest_live(self, limit: int) -> builtins.list[AppTokenRecord]:
+        found = await super().newest_live(limit)
+        await self._wait()
+        return found
+
 
 def _instances(count: int = 2, **options: Any) -> tuple[Store, list[Any]]:
     store = Store()
@@ -327,9 +332,50 @@ async def test_concurrent_lists_share_one_read() -> None:
     assert store.lists == 1
 
 
+async def test_a_prefill_holds_the_newest_live_records_within_the_budget() -> None:
+    clock = Clock()
+    store, (a, b) = _instances(clock=clock, config=AppTokenConfig(memory_mb=0.002))
+    made = []
+    for i in range(6):
+        clock.advance(1)
+        made.append(await a.create(owner=f"user{i}@example.com", created_by=ALICE))
+    await a.revoke(made[-1][0].id, owner=made[-1][0].owner, actor=ALICE)  # the newest, revoked: not held
+    await b.feed.start()
+    await b.load_known_ids()
+    assert await b.prefill() == b.capacity < 5
+    reads = store.gets
+    held = made[-1 - b.capacity : -1]
+    for record, token in held:
+        assert (await b.verify(record.owner, token)).id == record.id
+    assert store.gets == reads
+    record, token = made[0]
+    assert (await b.verify(record.owner, token)).id == record.id  # beyond the budget: read when used
+    assert store.gets == reads + 1
+
+
+async def test_a_change_during_the_prefill_is_not_undone_by_it() -> None:
+    store, (a, b) = _instances()
+    record, token = await a.create(owner=ALICE, created_by=ALICE)
+    await b.feed.start()
+    await b.load_known_ids()
+    gate = store.hold()
+    prefill = asyncio.ensure_future(b.prefill())
+    await store.waiting.wait()  # the live record is read, not yet held
+    store.gate = None
+    await a.revoke(record.id, owner=ALICE, actor=ALICE)
+    await b.feed.poll()
+    gate.set()
+    assert await prefill == 0
+    assert await _code(b.verify(ALICE, token)) == "apptoken_revoked"
+
+
 async def test_the_sql_store_holds_every_id(store_database: Database | None) -> None:
     shared = stores(store_database)
     a = make_service(shared=shared)
     made = [await a.create(owner=f"user{i}@example.com", created_by=ALICE) for i in range(3)]
     await a.revoke(made[0][0].id, owner=made[0][0].owner, actor=ALICE)
     assert await shared[0].known_ids() == {record.id for record, _ in made}  # revoked ones too
+    newest = await shared[0].newest_live(10)
+    assert {r.id for r in newest} == {record.id for record, _ in made[1:]}  # not the revoked one
+    assert [r.created_at for r in newest] == sorted((r.created_at for r in newest), reverse=True)
+    assert len(await shared[0].newest_live(1)) == 1

@@ -147,7 +147,7 @@ class AppTokenService:
         # The filter of known ids: every id in the store (load_known_ids), grown by the feed. None until loaded
         # and after a feed reset: then every well-formed id is looked up.
         self._known: set[str] | None = None
-        self._known_added: set[str] | None = None  # ids seen by the feed while the filter loads
+        self._watching: list[set[str]] = []  # ids the feed changed while a start-up load was reading
         self._known_epoch = 0
         self._following = False
         self._reloading: asyncio.Task[None] | None = None
@@ -432,18 +432,37 @@ class AppTokenService:
         """
         epoch = self._known_epoch
         added: set[str] = set()
-        self._known_added = added
+        self._watching.append(added)
         try:
             ids = await self.store.known_ids()
         finally:
-            if self._known_added is added:
-                self._known_added = None
+            self._watching.remove(added)
         if epoch != self._known_epoch:  # a feed reset came meanwhile: what was read may miss its changes
             return 0
         ids |= added
         self._known = ids
         self._following = True
         return len(ids)
+
+    async def prefill(self) -> int:
+        """Hold the newest live records up to the memory budget (one query), so that a starting instance
+        answers its first checks without a read each; how many it now holds. Call it after ``feed.start()``:
+        a record the feed changes while the query runs is not held (it is read when used)."""
+        changed: set[str] = set()
+        self._watching.append(changed)
+        epoch = self._known_epoch
+        try:
+            records = await self.store.newest_live(self._records.capacity)
+        finally:
+            self._watching.remove(changed)
+        if epoch != self._known_epoch:
+            return 0
+        held = 0
+        for record in reversed(records):  # oldest first: the newest are the last to be evicted
+            if record.id not in changed and record.id not in self._records:
+                self._records.put(record.id, (record, record.expires_at.timestamp(), None))
+                held += 1
+        return held
 
     def _reload_known_soon(self) -> None:
         try:
@@ -472,8 +491,8 @@ class AppTokenService:
     def _changed(self, token_id: str, owner: str | None) -> None:
         if self._known is not None:
             self._known.add(token_id)
-        if self._known_added is not None:
-            self._known_added.add(token_id)
+        for watching in self._watching:
+            watching.add(token_id)
         self._records.invalidate(token_id)
         if owner is None:
             self._lists.clear()
@@ -485,7 +504,6 @@ class AppTokenService:
         self._records.clear()
         self._lists.clear()
         self._known = None
-        self._known_added = None
         self._known_epoch += 1
         if self._following:
             self._reload_known_soon()

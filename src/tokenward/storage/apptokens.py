@@ -131,6 +131,10 @@ class AppTokenStore(ABC):
         """Every token id in the store, revoked and expired ones included (one streaming query)."""
 
     @abstractmethod
+    async def newest_live(self, limit: int) -> builtins.list[AppTokenRecord]:
+        """Up to ``limit`` unrevoked records, newest first (one query): what a starting instance holds first."""
+
+    @abstractmethod
     async def count_live(self, owner: str, now: datetime) -> int:
         """How many unrevoked, unexpired tokens ``owner`` holds."""
 
@@ -203,6 +207,10 @@ class InMemoryAppTokenStore(AppTokenStore):
 
     async def known_ids(self) -> builtins.set[str]:
         return set(self._records)
+
+    async def newest_live(self, limit: int) -> builtins.list[AppTokenRecord]:
+        live = [r for r in self._records.values() if r.revoked_at is None]
+        return sorted(live, key=lambda r: (r.created_at, r.id), reverse=True)[:limit]
 
     async def count_live(self, owner: str, now: datetime) -> int:
         return sum(1 for r in self._records.values() if r.owner == owner and r.is_live(now))
@@ -336,6 +344,13 @@ class SqlAppTokenStore(AppTokenStore):
                 async for partition in result.partitions(_ID_PARTITION):
                     found.update(row[0] for row in partition)
         return found
+
+    async def newest_live(self, limit: int) -> builtins.list[AppTokenRecord]:
+        query = _LIST_LIVE.order_by(_TABLE.c.created_at.desc(), _TABLE.c.id.desc()).limit(limit)
+        with translate_errors(self._db.url):
+            async with self._db.engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        return [_to_record(row) for row in rows]
 
     async def count_live(self, owner: str, now: datetime) -> int:
         with translate_errors(self._db.url):
