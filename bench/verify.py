@@ -132,7 +132,9 @@ def wrk(url: str, headers: dict[str, str], duration: int) -> dict[str, float]:
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["taskset", "-c", "0", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file nobody has to drain: a pipe left unread fills at 64 kB and then blocks the server's logging.
+    with tempfile.NamedTemporaryFile(prefix="tokenward-bench-", suffix=".log", delete=False) as log:
+        return subprocess.Popen(["taskset", "-c", "0", *args], env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
