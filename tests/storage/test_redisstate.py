@@ -260,3 +260,57 @@ async def test_captcha_regulation_uses_the_runtimes_redis_store(
         assert system_login.failure_regulator.store is store
     finally:
         await runtime.close()
+
+
+async def test_with_redis_bans_are_read_once_a_second_for_every_regulator_not_from_the_feed(
+    redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bans live in Redis, not SQL (no change-log entry): the serving runtime reads them in the background,
+    # one read for all its regulators, and never on a request.
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, f"redis-{secrets.token_hex(4)}.example.com")
+    settings = Settings.load(data_dir=data, redis_url=REDIS_URL)
+    rt_a, rt_b = await open_runtime(settings), await open_runtime(settings)
+    try:
+        regulation = rt_b.regulation
+        assert regulation.feed is None and regulation.background
+        assert rt_b.regulation_flusher is not None
+        await rt_b.regulation_flusher.stop()  # B's second passes where the test says (flush_regulation below)
+        assert {id(r.regulation) for r in (rt_b.app_tokens.regulator, rt_b.captcha_login.failure_regulator)} == {
+            id(regulation)
+        }
+        reads = 0
+        store = regulation.store
+        active_bans = store.active_bans
+
+        async def counting(now: datetime) -> dict[str, datetime]:
+            nonlocal reads
+            reads += 1
+            return await active_bans(now)
+
+        store.active_bans = counting  # type: ignore[method-assign]
+        assert not regulation.needs_sync(time.time() + 10)  # never on a request
+        key = "ip:203.0.113.77"
+        regulator = rt_a.app_tokens.regulator
+        for i in range(3):
+            regulator.failure((key,), time.time() + i / 10)
+        await rt_a.flush_regulation()  # A bans and writes the ban to Redis
+        await rt_b.flush_regulation()  # B's one read a second brings it
+        assert reads == 1 and rt_b.app_tokens.regulator.banned(key, time.time())
+    finally:
+        await rt_a.close()
+        await rt_b.close()
+
+
+async def test_without_redis_a_serving_runtime_follows_bans_through_the_change_feed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, f"sql-{secrets.token_hex(4)}.example.com")
+    runtime = await open_runtime(Settings.load(data_dir=data))
+    try:
+        assert runtime.regulation.feed is runtime.changes and runtime.regulation.background
+    finally:
+        await runtime.close()
