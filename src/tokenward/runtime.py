@@ -72,8 +72,6 @@ __all__ = [
 log = logging.getLogger("tokenward.runtime")
 
 READY_TIMEOUT_SECONDS = 2.0
-#: How often a serving process writes the regulators' queued failures and bans (docs/regulation.md).
-REGULATION_FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -409,7 +407,7 @@ async def open_runtime(
         await runtime.regulation.sync(clock())
         runtime.regulation.background = True
         runtime.regulation_flusher = Periodic(
-            runtime.flush_regulation, interval=REGULATION_FLUSH_SECONDS, name="tokenward-regulation-flush"
+            runtime.flush_regulation, interval=settings.regulation_flush_seconds, name="tokenward-regulation-flush"
         )
         runtime.regulation_flusher.start()
     build_decision_log(runtime)

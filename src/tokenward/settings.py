@@ -197,6 +197,13 @@ class Settings(BaseSettings):
     regulation_ban_time_seconds: int = Field(
         default=300, ge=0, le=30 * 86400, description="How long a ban lasts (0 disables regulation)."
     )
+    regulation_flush_seconds: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=3600,
+        description="Write the failed checks and bans counted in memory, and the audit events kept behind, "
+        "this often (and on shutdown).",
+    )
     captcha_max_requests: int = Field(
         default=20,
         ge=1,
