@@ -210,6 +210,41 @@ async def test_an_outage_longer_than_half_the_retention_resets_memory(
     assert resets == [True] and feed.resets == 1 and feed.fresh()
 
 
+async def test_a_poll_during_prunes_head_read_is_not_taken_for_a_log_gone_backwards(
+    feed: ChangeFeed, flaky: FlakyLog
+) -> None:
+    # prune() reads the head without the poll lock; a poll that applies newer entries meanwhile must not
+    # make that (older) head look behind the position: a false reset drops every credential in memory.
+    class SlowHead(ChangeLog):
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
+            return await flaky.read(after, also=also, limit=limit)
+
+        async def head(self) -> int:
+            head = await flaky.head()
+            self.entered.set()
+            await self.release.wait()  # the answer is on its way back while the poll runs
+            return head
+
+        async def prune(self, before: datetime) -> int:
+            return await flaky.prune(before)
+
+    slow = SlowHead()
+    feed.log = slow
+    resets: list[bool] = []
+    feed.on_reset(lambda: resets.append(True))
+    pruning = asyncio.ensure_future(feed.prune())
+    await asyncio.wait_for(slow.entered.wait(), 30)
+    newest = add(flaky, ChangeKind.APP_TOKEN, "created-meanwhile")
+    assert await feed.poll() == 1 and feed.position == newest
+    slow.release.set()
+    await asyncio.wait_for(pruning, 30)
+    assert resets == [] and feed.resets == 0 and feed.position == newest
+
+
 async def test_a_log_behind_our_position_resets_and_follows_the_new_log(feed: ChangeFeed, flaky: FlakyLog) -> None:
     for key in ("a", "b", "c"):
         add(flaky, ChangeKind.SESSION, key)

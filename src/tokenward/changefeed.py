@@ -239,10 +239,14 @@ class ChangeFeed:
         that waits for a lock must never hold up the reads that keep memory fresh.
         """
         self._pruned_at = self.clock()
+        # The position before the head is read: a poll may apply newer entries while the head's answer is on its
+        # way, and a head older than that poll is not a log gone backwards. Every seq applied before the read
+        # is still at or below the head (prune keeps the newest row), unless the database was replaced.
+        position = self.position
         try:
             async with asyncio.timeout(self.read_timeout):  # a lost connection must not stop pruning for good
                 head = await self.log.head()
-            if head < self.position:  # the log went backwards: a restored or replaced database
+            if head < position:  # the log went backwards: a restored or replaced database
                 async with self._polling:
                     self._reset(f"the change log's head {head} is behind this instance's position {self.position}")
                     self.position = head
