@@ -179,11 +179,26 @@ async def test_a_tiny_budget_evicts_the_oldest_and_stays_correct() -> None:
     assert len(memory) == 2
 
 
+async def test_a_burst_of_sessions_not_held_reads_a_few_at_a_time() -> None:
+    # A restart under traffic: thousands of sessions at once must not take every pooled connection.
+    rows = Rows()
+    memory = SessionMemory(rows.read, max_entries=100, max_reads=3)
+    rows.gate.clear()
+    burst = asyncio.gather(*(memory.alive(f"s{i}", now=NOW) for i in range(10)))
+    await settle(burst)
+    assert len(rows.reads) == 3  # the others wait for a slot, not for a connection
+    rows.gate.set()
+    assert await burst == [True] * 10
+    assert len(rows.reads) == 10 and len(memory) == 10
+
+
 def test_budget_conversion() -> None:
     assert entries_for(1) == 1024 * 1024 // ENTRY_BYTES
     assert entries_for(0.0001) == 1
     with pytest.raises(ValueError):
         SessionMemory(Rows().read, max_entries=0)
+    with pytest.raises(ValueError):
+        SessionMemory(Rows().read, max_entries=1, max_reads=0)
 
 
 async def test_an_entry_costs_no_more_than_entry_bytes() -> None:

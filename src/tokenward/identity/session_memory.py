@@ -10,7 +10,9 @@ one read. A revocation that arrives while the read is in flight wins (the read m
 revocation's commit): the waiting requests are refused and the session is held as dead. A
 :meth:`~SessionMemory.clear` during a read keeps its answer out of memory. The number of entries is
 bounded (``max_entries``, from ``TOKENWARD_SESSIONS_MEMORY_MB`` / :data:`ENTRY_BYTES`); beyond it
-the oldest entries are dropped, and read again when next used.
+the oldest entries are dropped, and read again when next used. At most ``max_reads`` reads run at
+once (:data:`MAX_READS`): a burst of sessions not yet held (a restart under traffic) must not take
+every pooled connection from the change feed's poll and the writes.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from collections.abc import Awaitable, Callable
 
 from tokenward.storage.identity import SessionRecord
 
-__all__ = ["DEAD", "ENTRY_BYTES", "SessionMemory", "entries_for"]
+__all__ = ["DEAD", "ENTRY_BYTES", "MAX_READS", "SessionMemory", "entries_for"]
 
 #: What a revoked (or unknown) session is held as; a live one holds its expiry (Unix seconds, > 0).
 DEAD = 0.0
 #: Memory one entry costs (22-character id string, its float and its dict slot), measured with
 #: tracemalloc over 100,000 entries (tests/identity/test_session_memory.py checks the figure).
 ENTRY_BYTES = 200
+#: Session reads in flight at most (the SQL pool holds 5 + 10 overflow connections).
+MAX_READS = 8
 
 
 def entries_for(megabytes: float) -> int:
@@ -37,15 +41,22 @@ def entries_for(megabytes: float) -> int:
 class SessionMemory:
     """Session id → expiry (alive) or :data:`DEAD`, filled lazily from ``read``."""
 
-    def __init__(self, read: Callable[[str], Awaitable[SessionRecord | None]], *, max_entries: int) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+    def __init__(
+        self,
+        read: Callable[[str], Awaitable[SessionRecord | None]],
+        *,
+        max_entries: int,
+        max_reads: int = MAX_READS,
+    ) -> None:
+        if max_entries < 1 or max_reads < 1:
+            raise ValueError("max_entries and max_reads must be at least 1")
         self._read = read
         self.max_entries = max_entries
         self._held: dict[str, float] = {}
         self._loading: dict[str, asyncio.Future[float]] = {}
         self._revoked_while_loading: set[str] = set()
         self._epoch = 0  # bumped by clear(): a read started before it is not kept
+        self._reads = asyncio.Semaphore(max_reads)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -72,7 +83,8 @@ class SessionMemory:
         return await asyncio.shield(pending)
 
     async def _load(self, session_id: str, epoch: int) -> float:
-        record = await self._read(session_id)
+        async with self._reads:
+            record = await self._read(session_id)
         until = DEAD if record is None or record.revoked_at is not None else record.expires_at
         if session_id in self._revoked_while_loading:
             until = DEAD  # the revocation may have committed after the row was read: it wins
