@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenward.errorcodes import ErrorCode
@@ -215,7 +215,13 @@ class SqlAuditLog(AuditLog):
         rows = [{**{name: getattr(event, name) for name in _COLUMNS}, "detail": dict(event.detail)} for event in events]
         with translate_errors(self._db.url):
             async with self._db.engine.begin() as conn:
-                await conn.execute(insert(AuditEventRow), rows)  # one executemany
+                if self._db.dialect == "postgresql":  # one array parameter per column: no per-row driver work
+                    columns = {name: [row[name] for row in rows] for name in _COLUMNS}
+                    columns["at"] = [at.astimezone(UTC) for at in columns["at"]]
+                    columns["detail"] = [json.dumps(detail) for detail in columns["detail"]]
+                    await conn.execute(_PG_INSERT, columns)
+                else:
+                    await conn.execute(insert(AuditEventRow), rows)  # one executemany
 
     async def append_in(self, conn: AsyncConnection, event: AuditEvent) -> AuditEvent:
         """Append inside the caller's open transaction on :attr:`database`: the event is committed
@@ -328,6 +334,14 @@ class BufferedAuditLog(AuditLog):
 
 
 _COLUMNS = ("at", "actor", "action", "subject", "target", "detail", "request_id", "instance")
+_PG_INSERT = text(
+    "INSERT INTO audit_events (at, actor, action, subject, target, detail, request_id, instance) "
+    "SELECT at, actor, action, subject, target, CAST(detail AS JSON), request_id, instance FROM unnest("
+    "CAST(:at AS TIMESTAMPTZ[]), CAST(:actor AS VARCHAR[]), CAST(:action AS VARCHAR[]), "
+    "CAST(:subject AS VARCHAR[]), CAST(:target AS VARCHAR[]), CAST(:detail AS TEXT[]), "
+    "CAST(:request_id AS VARCHAR[]), CAST(:instance AS VARCHAR[])"
+    ") AS t(at, actor, action, subject, target, detail, request_id, instance)"
+)
 
 
 def _to_event(row: AuditEventRow) -> AuditEvent:

@@ -19,10 +19,10 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Index, String, delete, func, insert, select
+from sqlalchemy import Index, String, delete, func, insert, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errors import StorageError
@@ -46,8 +46,8 @@ __all__ = [
 KEY_LEN = 400
 #: Keys per grouped count: large, so that a flood of failures from many addresses (three keys each)
 #: stays one count a second; its bound parameters stay below every driver's limit (SQLite 32766,
-#: PostgreSQL 65535). INSERTs take any number of rows (one executemany: a multi-row INSERT on MariaDB,
-#: one prepared statement on SQLite, one pipeline on PostgreSQL).
+#: PostgreSQL 65535). INSERTs take any number of rows (PostgreSQL: ``unnest`` of two array parameters;
+#: elsewhere one executemany: a multi-row INSERT on MariaDB, one prepared statement on SQLite).
 BATCH_ROWS = 30_000
 
 log = logging.getLogger("tokenward.regulation")
@@ -79,6 +79,11 @@ class AuthBanRow(Base):
     key: Mapped[str] = mapped_column(String(KEY_LEN), nullable=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     until: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+_PG_FAILURES = text(
+    "INSERT INTO auth_failures (key, at) SELECT * FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:ats AS TIMESTAMPTZ[]))"
+)
 
 
 class RegulationStore(ABC):
@@ -152,8 +157,14 @@ class SqlRegulationStore(RegulationStore):
         keys = builtins.list(dict.fromkeys(key for key, _ in failures))
         counts: dict[str, int] = {}
         async with self._db.session() as session:
-            conn = await session.connection()  # Core, not the ORM's bulk path: one executemany
-            await conn.execute(insert(AuthFailureRow), [{"key": key, "at": at} for key, at in failures])
+            conn = await session.connection()  # Core, not the ORM's bulk path
+            if self._db.dialect == "postgresql":  # two array parameters: no per-row work in the driver
+                await conn.execute(
+                    _PG_FAILURES,
+                    {"keys": [key for key, _ in failures], "ats": [at.astimezone(UTC) for _, at in failures]},
+                )
+            else:  # one executemany: a multi-row INSERT on MariaDB, one prepared statement on SQLite
+                await conn.execute(insert(AuthFailureRow), [{"key": key, "at": at} for key, at in failures])
             for chunk in _chunks(keys):
                 query = (
                     select(AuthFailureRow.key, func.count())
