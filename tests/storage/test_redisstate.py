@@ -6,6 +6,7 @@ Without Redis the tests skip with the command to start one; under ``CI=true`` th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.e2e.tcpproxy import tcp_proxy
 from tests.helpers import clear_tokenward_env, init_data_dir
 from tests.storage.servers import REDIS_URL, redis_client
 from tokenward.apptokens import RegulationPolicy, Regulator
@@ -27,6 +29,7 @@ from tokenward.forwardauth.config_token import encode_token
 from tokenward.identity.encoding import b64u_encode
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
+from tokenward.storage import redisstate
 from tokenward.storage.redisstate import ChangeNotices, RedisRegulationStore, connect_redis
 from tokenward.storage.regulation import FallbackRegulationStore
 
@@ -118,6 +121,47 @@ async def test_unreachable_redis_is_a_storage_error_without_the_url() -> None:
             await ChangeNotices(client, prefix=_prefix()).publish()
     finally:
         await client.aclose()
+
+
+async def test_a_subscription_silently_lost_is_noticed_and_wake_ups_come_again(
+    redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pub/sub connection the network dropped without a word (an idle timeout in a NAT or load balancer,
+    # a failover) only ever waits: without a check of its own the subscriber would hear nothing again until
+    # a restart, and every wake-up would be lost (polling still converges, at its interval).
+    monkeypatch.setattr(redisstate, "_PING_SECONDS", 0.2)  # silence on the line this long: ping
+    monkeypatch.setattr(redisstate, "_PONG_SECONDS", 0.5)  # no answer this long: reconnect
+    monkeypatch.setattr(redisstate, "_RECONNECT_SECONDS", 0.1)
+    woken = asyncio.Event()
+
+    async def until_woken() -> bool:
+        # SUBSCRIBE is not confirmed before wait_subscribed() returns: publish until one is heard.
+        woken.clear()
+        deadline = time.monotonic() + 30.0  # generous, for a loaded machine: not a timing assertion
+        while not woken.is_set() and time.monotonic() < deadline:
+            await redis.publish(notices.channel, b"1")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), 0.2)
+        return woken.is_set()
+
+    with tcp_proxy("127.0.0.1", 6379) as proxy:
+        client = connect_redis(f"redis://127.0.0.1:{proxy.port}/0", timeout=1.0)
+        notices = ChangeNotices(client, prefix=_prefix())
+        notices.start(woken.set)
+        try:
+            assert await notices.wait_subscribed(15.0)
+            assert await until_woken()
+            connections = proxy.forwarded
+            await asyncio.sleep(1.5)  # idle for several ping periods: the answers keep the connection it has
+            assert proxy.forwarded == connections
+            await asyncio.to_thread(proxy.silence)  # the connection open now never answers again
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(proxy.restore)  # new connections get through
+            assert await until_woken(), "the subscriber never noticed its connection was lost"
+            assert proxy.forwarded >= 2  # it reconnected
+        finally:
+            await notices.close()
+            await client.aclose()
 
 
 async def test_a_revocation_wakes_the_other_instances_change_feed(

@@ -35,6 +35,11 @@ log = logging.getLogger("tokenward.redis")
 
 _RECONNECT_SECONDS = 1.0
 _CLOSE_SECONDS = 3.0
+#: A subscription that has heard nothing for this long pings Redis (the answer comes back as a message) ...
+_PING_SECONDS = 5.0
+#: ... and reconnects when no answer came within this: a connection the network dropped without a word
+#: (an idle timeout in a NAT or load balancer, a failover) would otherwise never deliver a wake-up again.
+_PONG_SECONDS = 5.0
 
 
 def key_prefix(server_name: str) -> str:
@@ -60,6 +65,12 @@ def connect_redis(url: str, *, timeout: float = 2.0) -> Any:
 
 def _unavailable(exc: BaseException) -> StorageUnavailable:
     return StorageUnavailable(f"Redis is unreachable ({type(exc).__name__})", code=ErrorCode.REDIS_UNAVAILABLE)
+
+
+def _silent_connection() -> BaseException:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return RedisConnectionError(f"no answer to a ping within {_PONG_SECONDS:g} s")
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -165,11 +176,20 @@ class ChangeNotices:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._subscribed.set()
+                    loop = asyncio.get_running_loop()
+                    heard, pinged = loop.time(), None
                     while not self._closing.is_set():
-                        message = await pubsub.get_message(timeout=1.0)
-                        if message is None or message.get("type") != "message":
-                            continue
-                        on_notice()
+                        message = await pubsub.get_message(timeout=min(1.0, _PING_SECONDS))
+                        now = loop.time()
+                        if message is not None:  # a wake-up, or the answer to a ping: the line is alive
+                            heard, pinged = now, None
+                            if message.get("type") == "message":
+                                on_notice()
+                        elif pinged is not None and now - pinged > _PONG_SECONDS:
+                            raise _silent_connection()
+                        elif pinged is None and now - heard > _PING_SECONDS:
+                            await pubsub.ping()
+                            pinged = now
             except asyncio.CancelledError:
                 raise
             except _driver_errors() as exc:
