@@ -416,6 +416,7 @@ async def open_runtime(
     # Built now, not on a request (the properties build on first use): identity first, /verify asks it.
     _services = (runtime.identity, runtime.forward_auth, runtime.oidc, runtime.system_login)
     await runtime.forward_auth.warm()  # the first /verify should not wait for the revocation list
+    await runtime.sessions.warm(now=runtime.clock())  # nor a restart under traffic read sessions one by one
     return runtime
 
 

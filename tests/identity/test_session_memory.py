@@ -215,3 +215,40 @@ async def test_an_entry_costs_no_more_than_entry_bytes() -> None:
         tracemalloc.stop()
     assert len(memory) == count
     assert used / count <= ENTRY_BYTES, used / count
+
+
+async def test_fill_holds_live_sessions_without_reading_them_one_by_one() -> None:
+    rows = Rows("gone")
+    memory = SessionMemory(rows.read, max_entries=3)
+    assert not await memory.alive("gone", now=NOW)  # held (ended) before the fill: kept as it is
+    rows.reads.clear()
+    rows.gate.clear()
+
+    async def live() -> list[tuple[str, float]]:
+        await rows.gate.wait()
+        return [("s1", EXPIRES), ("s2", EXPIRES), ("gone", EXPIRES), ("s3", EXPIRES), ("s4", EXPIRES)]
+
+    filling = asyncio.ensure_future(memory.fill(live))
+    await settle(filling)
+    memory.revoke("s2")  # a logout read by the feed while the fill's query is in flight: it wins
+    rows.gate.set()
+    assert await filling == 2  # s1, s2; "gone" was held already; then the bound (3)
+    assert memory.held("s1") == EXPIRES and memory.held("s2") == DEAD and memory.held("s3") is None
+    assert memory.held("gone") == DEAD  # the fill's older answer does not overwrite it
+    assert rows.reads == []
+
+
+async def test_a_clear_during_the_fill_keeps_its_rows_out() -> None:
+    rows = Rows()
+    memory = SessionMemory(rows.read, max_entries=10)
+    gate = asyncio.Event()
+
+    async def live() -> list[tuple[str, float]]:
+        await gate.wait()
+        return [("s1", EXPIRES)]
+
+    filling = asyncio.ensure_future(memory.fill(live))
+    await settle(filling)
+    memory.clear()
+    gate.set()
+    assert await filling == 0 and len(memory) == 0

@@ -124,6 +124,15 @@ async def test_sessions_latest_and_revocation(store_database: Database | None) -
     await store.add_session(old)
     await store.add_session(new)
     assert await store.latest_session("bob@example.com", "A" * 40, now=NOW + 6) == new
+    soon = SessionRecord("s3" + "a" * 20, "user", "bob@example.com", "A" * 40, "m" * 43, NOW, NOW + 50)
+    await store.add_session(soon)
+    live = await store.live_sessions(now=NOW + 6, limit=10)
+    assert sorted(live) == sorted([(old.id, NOW + 100), (new.id, NOW + 100), (soon.id, NOW + 50)])
+    assert live[-1] == (soon.id, NOW + 50)  # latest expiry first: a limit keeps the longest-lived
+    assert sorted(await store.live_sessions(now=NOW + 6, limit=2)) == sorted([(old.id, NOW + 100), (new.id, NOW + 100)])
+    assert sorted(await store.live_sessions(now=NOW + 50, limit=10)) == sorted(
+        [(old.id, NOW + 100), (new.id, NOW + 100)]
+    )
     assert await store.latest_session("bob@example.com", "B" * 40, now=NOW + 6) is None
     assert await store.revoke_session(new.id, now=NOW + 7)
     assert not await store.revoke_session(new.id, now=NOW + 8)
@@ -132,6 +141,7 @@ async def test_sessions_latest_and_revocation(store_database: Database | None) -
     [entry] = await changes.read(0)
     assert (entry.kind, entry.key, entry.subject) == (ChangeKind.SESSION, new.id, "bob@example.com")
     assert entry.at == datetime.fromtimestamp(NOW + 7, UTC)
+    assert await store.live_sessions(now=NOW + 50, limit=10) == [(old.id, NOW + 100)]  # neither revoked nor expired
     got = await store.get_session(new.id)
     assert got is not None and got.revoked_at == NOW + 7
     assert await store.latest_session("bob@example.com", "A" * 40, now=NOW + 8) == old

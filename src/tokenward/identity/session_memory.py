@@ -5,7 +5,9 @@ was revoked (or its row is gone). Entries have no TTL: they change only when a r
 (:meth:`SessionMemory.revoke`: this instance's own logout, or a ``session`` entry of the change feed)
 and are all dropped when the feed cannot vouch for what it missed (:meth:`SessionMemory.clear`).
 
-A session id that is not held is read from the store once: concurrent requests for it share that
+At start a serving instance holds the live sessions at once (:meth:`SessionMemory.fill`, one
+query), and a session it issues is held as it is made. A session id that is not held is read from
+the store once: concurrent requests for it share that
 one read. A revocation that arrives while the read is in flight wins (the read may predate the
 revocation's commit): the waiting requests are refused and the session is held as dead. A
 :meth:`~SessionMemory.clear` during a read keeps its answer out of memory. The number of entries is
@@ -57,6 +59,7 @@ class SessionMemory:
         self._revoked_while_loading: set[str] = set()
         self._epoch = 0  # bumped by clear(): a read started before it is not kept
         self._reads = asyncio.Semaphore(max_reads)
+        self._revoked_while_filling: set[str] | None = None
 
     def __len__(self) -> int:
         return len(self._held)
@@ -105,12 +108,38 @@ class SessionMemory:
             del held[next(iter(held))]  # the oldest entry; it is read again when next used
         held[session_id] = until
 
+    def hold(self, session_id: str, expires_at: float) -> None:
+        """A session just issued here: alive, no need to read it."""
+        self._hold(session_id, expires_at)
+
+    async def fill(self, read: Callable[[], Awaitable[list[tuple[str, float]]]]) -> int:
+        """Hold the live sessions ``read`` returns (at start, after the change feed started), up to the bound;
+        how many. A revocation applied while the read is in flight wins, and so does anything held meanwhile."""
+        epoch = self._epoch
+        self._revoked_while_filling = set()
+        try:
+            rows = await read()
+        finally:
+            revoked, self._revoked_while_filling = self._revoked_while_filling, None
+        if epoch != self._epoch:
+            return 0
+        held, count = self._held, 0
+        for session_id, until in rows:
+            if len(held) >= self.max_entries:
+                break
+            if session_id not in held:
+                held[session_id] = DEAD if session_id in revoked else until
+                count += 1
+        return count
+
     def revoke(self, session_id: str) -> None:
         """The session was revoked (here, or a ``session`` change from the feed): refuse it from now on."""
         if session_id in self._held:
             self._held[session_id] = DEAD
         if session_id in self._loading:
             self._revoked_while_loading.add(session_id)
+        if self._revoked_while_filling is not None:
+            self._revoked_while_filling.add(session_id)
 
     def clear(self) -> None:
         """Forget everything (the feed was reset); reads in flight are not kept."""

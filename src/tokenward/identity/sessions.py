@@ -12,13 +12,14 @@ against its expiry and against the time codes in force (a rotation's grace ends 
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import Unauthorized
+from tokenward.errors import TokenwardError, Unauthorized
 from tokenward.identity.common import IssuedSession, audit_event
 from tokenward.identity.encoding import b64u_encode
 from tokenward.identity.session_memory import DEAD, SessionMemory
@@ -28,6 +29,8 @@ from tokenward.storage.audit import AuditLog
 from tokenward.storage.identity import IdentityStore, SessionRecord
 
 __all__ = ["OPENED_SIZE", "SessionService"]
+
+log = logging.getLogger("tokenward.sessions")
 
 #: Source identifiers kept opened (about 1.6 KB each with their string: ~16 MB), oldest dropped first.
 OPENED_SIZE = 10_000
@@ -107,6 +110,8 @@ class SessionService:
         await self.store.add_session(
             SessionRecord(session_id, kind, subject, client_id, session_key, now, identity.expires_at)
         )
+        if self.memory is not None:
+            self.memory.hold(session_id, identity.expires_at)
         key_id, key = self.keyring().key(Purpose.SOURCE_IDENTIFIER)
         token = seal_source_identifier(identity, key_id=key_id, key=key, nonce=self.random_bytes(12))
         await audit_event(self.audit, now, subject, "session.issued", subject=subject, client_id=client_id, kind=kind)
@@ -140,6 +145,20 @@ class SessionService:
         elif self.changes is not None and not self.changes.fresh():
             self.changes.check_fresh()  # memory may miss a revocation made elsewhere: refuse (503)
         return until != DEAD
+
+    async def warm(self, *, now: float) -> int:
+        """Hold the live sessions now (at start, after the change feed started), so a restart under traffic
+        does not read them one by one; how many. A failed read is logged: sessions are then read on first use."""
+        memory = self.memory
+        if memory is None:
+            return 0
+        try:
+            count = await memory.fill(lambda: self.store.live_sessions(now=now, limit=memory.max_entries))
+        except TokenwardError as exc:
+            log.warning("cannot read the live sessions at start: %s", exc.detail)
+            return 0
+        log.info("holding %d live sessions in memory", count)
+        return count
 
     async def revoke(self, session_id: str, *, now: float) -> bool:
         """End a session everywhere: the row and its ``session`` change in one transaction, this instance's

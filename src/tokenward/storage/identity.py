@@ -126,6 +126,11 @@ class IdentityStore(ABC):
         """The newest unrevoked, unexpired session of ``subject`` under ``client_id``."""
 
     @abstractmethod
+    async def live_sessions(self, *, now: float, limit: int) -> list[tuple[str, float]]:
+        """``(id, expires_at)`` of up to ``limit`` unrevoked, unexpired sessions, latest expiry first (one query:
+        what a serving instance holds in memory at start)."""
+
+    @abstractmethod
     async def revoke_session(self, session_id: str, *, now: float) -> bool:
         """End a session; True for the caller that ended it. Logs a ``session`` change (key: its id,
         subject: its user) in the same transaction, so every instance hears of it."""
@@ -207,6 +212,10 @@ class InMemoryIdentityStore(IdentityStore):
             if s.subject == subject and s.client_id == client_id and s.revoked_at is None and s.expires_at > now
         ]
         return max(live, key=lambda s: s.created_at, default=None)
+
+    async def live_sessions(self, *, now: float, limit: int) -> list[tuple[str, float]]:
+        live = [(s.id, s.expires_at) for s in self._sessions.values() if s.revoked_at is None and s.expires_at > now]
+        return sorted(live, key=lambda item: item[1], reverse=True)[:limit]
 
     async def revoke_session(self, session_id: str, *, now: float) -> bool:
         s = self._sessions.get(session_id)
@@ -471,6 +480,16 @@ class SqlIdentityStore(IdentityStore):
                 .limit(1)
             )
             return _session(row) if row is not None else None
+
+    async def live_sessions(self, *, now: float, limit: int) -> list[tuple[str, float]]:
+        async with self._db.session() as s:
+            rows = await s.execute(
+                select(SessionRow.id, SessionRow.expires_at)
+                .where(SessionRow.revoked_at.is_(None), SessionRow.expires_at > _dt(now))
+                .order_by(SessionRow.expires_at.desc())
+                .limit(limit)
+            )
+            return [(row.id, _ts(row.expires_at)) for row in rows]
 
     async def revoke_session(self, session_id: str, *, now: float) -> bool:
         async with self._db.session() as s:
