@@ -262,6 +262,7 @@ class Runtime:
         if "forward_auth" in self.__dict__:  # built (a cached property): close its HTTP client
             await self.forward_auth.close()
         await self.changes.stop()
+        await self.changes.log.close()
         if self.change_notices is not None:
             await self.change_notices.close()
         if self.redis is not None:
@@ -326,8 +327,11 @@ async def open_runtime(
     regulation_fallback: FallbackRegulationStore | None = None
     notices: ChangeNotices | None = None
     regulation_store: RegulationStore = SqlRegulationStore(database)
+    # A serving process reads the change log through its own two connections (a poll and a prune): under load the
+    # requests hold the main pool, and a poll queued behind them would turn the instance stale (503 changes_stale).
+    feed_database = database.companion(pool_size=2) if listen else database
     changes = ChangeFeed(
-        SqlChangeLog(database),
+        SqlChangeLog(feed_database, owns_database=feed_database is not database),
         poll_interval=settings.changes_poll_seconds,
         max_lag=settings.changes_max_lag_seconds,
         retention=float(settings.changes_retention_seconds),
@@ -337,6 +341,7 @@ async def open_runtime(
         try:
             await changes.start()
         except BaseException:
+            await changes.log.close()
             await database.close()
             if sync is not None:
                 await sync.close()

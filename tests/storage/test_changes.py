@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tokenward.changefeed import ChangeFeed
 from tokenward.storage import Database
@@ -19,6 +20,7 @@ from tokenward.storage.changes import (
     write_changes,
 )
 from tokenward.storage.config_tokens import ConfigTokenRevocationRow
+from tokenward.storage.urls import to_async_url
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -118,3 +120,31 @@ async def test_bad_keys_are_refused_before_the_database() -> None:
         Change(ChangeKind.BAN, "")
     with pytest.raises(ValueError, match="1-400"):
         Change(ChangeKind.BAN, "k" * 401)
+
+
+async def test_the_feed_reads_through_its_own_pool_while_requests_hold_every_main_connection(
+    database_url: str,
+) -> None:
+    # Under load the requests held the main pool and the feed's poll queued behind them: 503 changes_stale.
+    async with Database.connect(database_url) as migrated:
+        await migrated.upgrade()
+    main = Database(create_async_engine(to_async_url(database_url), pool_size=1, max_overflow=0, pool_timeout=30))
+    companion = main.companion(pool_size=2)
+    try:
+        assert companion is not main and companion.engine is not main.engine
+        feed = ChangeFeed(SqlChangeLog(companion), monotonic=lambda: 0.0)
+        seen: list[str] = []
+        feed.on(ChangeKind.SESSION, lambda e: seen.append(e.key))
+        async with main.engine.connect() as held:  # the main pool's only connection, taken by "a request"
+            await held.execute(select(1))
+            await feed.start()
+            async with companion.engine.connect() as conn:
+                await write_changes(conn, [Change(ChangeKind.SESSION, "s1")], T0)
+                await conn.commit()
+            before = main.statements
+            assert await feed.poll() == 1
+        assert seen == ["s1"]
+        assert main.statements > before  # the companion's statements count in the main database's figure
+    finally:
+        await companion.close()
+        await main.close()

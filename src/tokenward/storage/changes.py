@@ -134,6 +134,9 @@ class ChangeLog(ABC):
     async def prune(self, before: datetime) -> int:
         """Delete entries older than ``before``, always keeping the newest one; how many went."""
 
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the log owns (a SQL log may own a companion database)."""
+
 
 class InMemoryChangeLog(ChangeLog):
     """A list: for tests and single-process tools. In-memory stores append to it where SQL stores write."""
@@ -165,8 +168,13 @@ class InMemoryChangeLog(ChangeLog):
 class SqlChangeLog(ChangeLog):
     """The ``change_log`` table of a :class:`Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, owns_database: bool = False) -> None:
         self._db = db
+        self._owns_database = owns_database
+
+    async def close(self) -> None:
+        if self._owns_database:
+            await self._db.close()
 
     async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> builtins.list[ChangeEntry]:
         after_clause = _TABLE.c.seq > bindparam("after")

@@ -64,13 +64,21 @@ class Database:
     or call :meth:`close` when done.
     """
 
-    def __init__(self, engine: AsyncEngine, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        count_into: Database | None = None,
+    ) -> None:
         self._engine = engine
         self._url = engine.url
         self._connect_timeout = connect_timeout
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._counter: Database = count_into or self
         self.statements = 0
-        """SQL statements sent since the engine was built (``tokenward_sql_statements_total``)."""
+        """SQL statements sent since the engine was built (``tokenward_sql_statements_total``); a
+        :meth:`companion`'s are counted here too."""
         sync_engine = engine.sync_engine
         event.listen(sync_engine, "before_cursor_execute", self._count_statement)
         event.listen(sync_engine, "commit", self._count_transaction_end)
@@ -79,10 +87,10 @@ class Database:
     def _count_statement(self, *_args: Any) -> None:
         # Every statement SQLAlchemy executes (one per executemany batch); an int increment, on every
         # query, so benches and /metrics can tell the SQL load of an instance.
-        self.statements += 1
+        self._counter.statements += 1
 
     def _count_transaction_end(self, *_args: Any) -> None:
-        self.statements += 1  # COMMIT / ROLLBACK of a transaction a block opened: a round trip too
+        self._counter.statements += 1  # COMMIT / ROLLBACK of a transaction a block opened: a round trip too
 
     @classmethod
     def connect(
@@ -112,6 +120,20 @@ class Database:
             if not _is_sqlite_memory(async_url) and not async_url.query.get("uri"):
                 event.listen(engine.sync_engine, "do_connect", _sqlite_directory_check(Path(str(async_url.database))))
         return cls(engine, connect_timeout=connect_timeout)
+
+    def companion(self, *, pool_size: int = 1) -> Database:
+        """The same database through its own small pool, for a background reader that must never wait
+        behind request traffic for a pooled connection (the change feed). Its statements count in this
+        one's :attr:`statements`. An in-memory SQLite database has one connection: it is its own companion.
+        Close it with :meth:`close` (closing self does not close it)."""
+        if _is_sqlite_memory(self._url):
+            return self
+        options = _engine_options(self._url, self._connect_timeout)
+        options.update(pool_size=pool_size, max_overflow=0)
+        engine = create_async_engine(self._url, hide_parameters=True, **options)
+        if self.dialect == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(self._url, self._connect_timeout))
+        return type(self)(engine, connect_timeout=self._connect_timeout, count_into=self)
 
     @property
     def url(self) -> URL:
