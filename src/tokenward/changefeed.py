@@ -62,7 +62,7 @@ class ChangeFeed:
         log: ChangeLog,
         *,
         poll_interval: float = 0.2,
-        max_lag: float = 5.0,
+        max_lag: float = 10.0,
         retention: float = 3600.0,
         hole_timeout: float = 60.0,
         read_timeout: float = 5.0,

@@ -263,7 +263,7 @@ class Settings(BaseSettings):
         "0.25 or less for the 1 s revocation bound.",
     )
     changes_max_lag_seconds: float = Field(
-        default=5.0,
+        default=10.0,
         ge=0.5,
         le=3600,
         description="After this long without a successful read of the change log, credentials answered from "
