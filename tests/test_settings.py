@@ -121,6 +121,11 @@ def test_a_retired_setting_is_ignored_with_a_warning(
         Settings.load()
     assert "TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECONDS is no longer used" in caplog.text
     assert "change feed" in caplog.text
+    monkeypatch.setenv("TOKENWARD_APP_TOKENS_CACHE_TTL_SECONDS", "0.5")  # retired with the app-token cache TTL
+    with caplog.at_level("WARNING", logger="tokenward.settings"):
+        Settings.load()
+    assert "TOKENWARD_APP_TOKENS_CACHE_TTL_SECONDS is no longer used" in caplog.text
+    monkeypatch.delenv("TOKENWARD_APP_TOKENS_CACHE_TTL_SECONDS")
     monkeypatch.delenv("TOKENWARD_CONFIG_TOKEN_REVOCATION_REFRESH_SECONDS")
     path = tmp_path / "tokenward.toml"
     path.write_text("config_token_revocation_refresh_seconds = 2\nport = 9100\n", encoding="utf-8")

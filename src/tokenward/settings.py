@@ -468,6 +468,9 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 RETIRED_SETTINGS = {
     "config_token_revocation_refresh_seconds": "config-token revocations reach every instance through the change "
     "feed (TOKENWARD_CHANGES_POLL_SECONDS)",
+    "app_tokens_cache_ttl_seconds": "app-token records are held with no TTL and kept true by the change feed "
+    "(TOKENWARD_CHANGES_POLL_SECONDS)",
+    "app_tokens_cache_size": "the records held are bounded by TOKENWARD_APP_TOKENS_MEMORY_MB",
 }
 _warned_retired: set[str] = set()
 
