@@ -346,7 +346,13 @@ def wrk_rotating(url: str, path: str, auths: Path, script: Path, duration: int, 
 
 
 def list_api(
-    duration: int, rounds: int, database: str = "sqlite", users: int = 500, per_user: int = 5, connections: int = 200
+    duration: int,
+    rounds: int,
+    database: str = "sqlite",
+    users: int = 500,
+    per_user: int = 5,
+    connections: int = 200,
+    wrong_share: float = 0.1,
 ) -> None:
     """``GET /api/app-tokens`` at ``connections`` connections, many users, 10 % wrong tokens; bare Starlette beside."""
     import asyncio
@@ -363,7 +369,11 @@ def list_api(
             database_url = extra["TOKENWARD_DATABASE_URL"] = stack.enter_context(fresh_database_url(database, tmp))
         env, _, _, _ = setup(tmp, extra)
         good = asyncio.run(_list_api_users(Path(env["TOKENWARD_DATA_DIR"]), users, per_user, database_url))
-        wrong = [basic(f"user{i}@example.com", f"twa_{secrets.token_urlsafe(30)}") for i in range(users // 10)]
+        # Wrong tokens of real users: once a user's failures ban the account, its failures answer after the
+        # 1 s account delay (docs/regulation.md), so with wrong tokens in the mix p99 includes that brake.
+        wrong = [
+            basic(f"user{i}@example.com", f"twa_{secrets.token_urlsafe(30)}") for i in range(int(users * wrong_share))
+        ]
         auths = tmp / "auths.txt"
         auths.write_text("\n".join(good + wrong) + "\n")
         lua = tmp / "rotate.lua"
@@ -774,6 +784,7 @@ def main() -> None:
     parser.add_argument(
         "--rotating", action="store_true", help="many distinct app tokens and sessions, half-invalid traffic instead"
     )
+    parser.add_argument("--wrong-percent", type=float, default=10, help="--list-api: wrong tokens per 100 users")
     parser.add_argument(
         "--database", choices=("sqlite", "postgresql"), default="sqlite", help="for --rotating and --list-api"
     )
@@ -792,7 +803,7 @@ def main() -> None:
     duration = max(1, min(60, opts.duration))
     rounds = max(1, min(10, opts.rounds))
     if opts.list_api:
-        list_api(duration, rounds, opts.database)
+        list_api(duration, rounds, opts.database, wrong_share=max(0.0, min(1.0, opts.wrong_percent / 100)))
         return
     if opts.rotating:
         tokens = max(1_000, min(1_000_000, opts.tokens))
