@@ -82,7 +82,7 @@ async def ok(request):
 app = Starlette(routes=[Route("/verify", ok)])
 # The uvicorn options `tokenward serve` uses, so the two servers differ only by the app.
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-            server_header=False, proxy_headers=False)
+            server_header=False, proxy_headers=False, loop="asyncio")
 """
 
 FORWARDED = {

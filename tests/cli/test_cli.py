@@ -155,6 +155,19 @@ def test_user_enroll_makes_the_start_up_checks_serve_makes(data: Path) -> None:
     assert code == 1 and f"chmod 600 {data / 'timecode.json'}" in err
 
 
+def test_serve_runs_uvicorn_on_the_standard_library_loop(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not uvloop: a saturated uvloop left most of 200 new connections for seconds in the accept queue
+    (bench/README.md, list API)."""
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    run("init", "--server-name", "auth.example.com")
+    code, _, err = run("serve", "--port", "8123")
+    assert code == 0, err
+    assert len(calls) == 1 and calls[0]["loop"] == "asyncio" and calls[0]["port"] == 8123
+
+
 def test_bad_setting_is_one_line(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKENWARD_LOG_FORMAT", "xml")
     code, _, err = run("server-name")

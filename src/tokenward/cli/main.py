@@ -314,6 +314,10 @@ def serve(
         # X-Forwarded-For is believed only from TOKENWARD_TRUSTED_PROXIES (tokenward.clientaddr), not from
         # whatever uvicorn's own default (--forwarded-allow-ips, loopback) would trust.
         "proxy_headers": False,
+        # The standard library's loop, not uvloop: with a saturated loop uvloop accepted about one connection per
+        # loop turn, so at 200 new connections most waited seconds in the kernel's accept queue (bench/README.md,
+        # list API); asyncio's loop accepts every waiting connection when the listening socket is readable.
+        "loop": "asyncio",
         **ssl,
     }
     if settings.workers > 1 or reload:
