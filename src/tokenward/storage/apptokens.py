@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Row, String, bindparam, case, func, insert, literal, select, text, update
+from sqlalchemy import JSON, Index, Row, String, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -158,7 +158,8 @@ class AppTokenStore(ABC):
 
     @abstractmethod
     async def touch_many(self, uses: Mapping[str, datetime]) -> None:
-        """Set ``last_used_at`` of each token id to its time: one statement (per :data:`TOUCH_BATCH` ids).
+        """Set ``last_used_at`` of each token id to its time: one statement (PostgreSQL) or one executemany per
+        :data:`TOUCH_CHUNK` ids.
 
         Unknown ids are ignored. The service calls this from its write-behind flush, never per request.
         """
@@ -390,25 +391,36 @@ class SqlAppTokenStore(AppTokenStore):
         return True
 
     async def touch_many(self, uses: Mapping[str, datetime]) -> None:
-        items = list(uses.items())
+        # Without compiling per-id SQL in the event loop (an UPDATE … CASE with 1,000 literal ids per batch
+        # stalled the loop ~0.25 s a batch, 4 s of CPU for 100,000 tokens: the p99 of /verify at every flush).
+        # PostgreSQL: one UPDATE … FROM unnest(arrays). Elsewhere one prepared UPDATE run as executemany, in
+        # chunks of TOUCH_CHUNK rows so that their parameter processing never holds the loop for long.
+        if not uses:
+            return
         with translate_errors(self._db.url):
             async with self._db.engine.connect() as conn:
-                for start in range(0, len(items), TOUCH_BATCH):
-                    # UPDATE … SET last_used_at = CASE id WHEN :a THEN :t1 … END WHERE id IN (…): one statement.
-                    batch = dict(items[start : start + TOUCH_BATCH])
-                    times = {token_id: literal(at, _WHEN) for token_id, at in batch.items()}
-                    await conn.execute(
-                        update(AppTokenRow)
-                        .where(AppTokenRow.id.in_(list(batch)))
-                        .values(last_used_at=case(times, value=AppTokenRow.id))
-                    )
+                if self._db.dialect == "postgresql":
+                    await conn.execute(_TOUCH_UNNEST, {"ids": list(uses), "ats": list(uses.values())})
+                else:
+                    items = list(uses.items())
+                    for start in range(0, len(items), TOUCH_CHUNK):  # the loop runs between chunks
+                        chunk = items[start : start + TOUCH_CHUNK]
+                        await conn.execute(_TOUCH, [{"tid": token_id, "at": at} for token_id, at in chunk])
                 await conn.commit()
 
 
 _TABLE = AppTokenRow.__table__
-#: Token ids per last-used UPDATE: two bound values each, well under every driver's parameter limit.
-TOUCH_BATCH = 1000
-_WHEN = UTCDateTime()
+#: Rows per executemany of the last-used UPDATE (SQLite, MariaDB): about 10 ms of the event loop each.
+TOUCH_CHUNK = 2000
+_TOUCH = (
+    update(AppTokenRow)
+    .where(AppTokenRow.id == bindparam("tid"))
+    .values(last_used_at=bindparam("at", type_=UTCDateTime()))
+)
+_TOUCH_UNNEST = text(
+    "UPDATE app_tokens SET last_used_at = v.at FROM unnest(CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[]))"
+    " AS v(id, at) WHERE app_tokens.id = v.id"
+)
 _BY_ID = select(_TABLE).where(_TABLE.c.id == bindparam("id"))
 _OWNER_BY_ID = select(_TABLE.c.owner).where(_TABLE.c.id == bindparam("id"))
 _IDS = select(_TABLE.c.id)
