@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -249,3 +250,14 @@ def test_metrics_histogram_buckets_are_cumulative() -> None:
     assert bucket % ("+Inf", "5.0") in text
     assert 'tokenward_http_request_duration_seconds_count{route="/verify"} 5.0' in text
     assert 'tokenward_http_request_duration_seconds_sum{route="/verify"} 7.0049' in text
+
+
+async def test_a_served_app_keeps_what_start_up_loaded_out_of_full_collections(settings: Settings) -> None:
+    # With 100,000 app tokens held, every full collection walked them all: p99 322 ms with the collector, 40 ms without.
+    gc.unfreeze()
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -108,6 +109,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
         purger = Periodic(runtime.purge_expired, interval=settings.purge_interval_seconds, name="tokenward-purge")
         if owned:
             purger.start()
+            # What start-up loaded lives as long as the process (up to a memory budget of app-token records and
+            # sessions, the policy, the modules): out of the garbage collector's full passes, which walked it all
+            # and stalled requests for hundreds of ms (bench/README.md, 100,000 app tokens).
+            gc.freeze()
         try:
             yield
         finally:
