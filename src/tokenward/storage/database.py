@@ -105,21 +105,7 @@ class Database:
         Raises :class:`ConfigError` for a bad URL or a missing driver extra. Does not connect:
         call :meth:`ping` or :meth:`upgrade` to find out whether the database is reachable.
         """
-        async_url = to_async_url(url)
-        options = _engine_options(async_url, connect_timeout)
-        try:
-            engine = create_async_engine(async_url, echo=echo, hide_parameters=True, **options)
-        except (NoSuchModuleError, ModuleNotFoundError):
-            raise ConfigError(
-                f"{SETTING}: the driver for {redact(async_url)} is not installed; {extra_hint(async_url)}"
-            ) from None
-        except (ArgumentError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{SETTING}: cannot use {redact(async_url)} ({type(exc).__name__})") from exc
-        if async_url.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(async_url, connect_timeout))
-            if not _is_sqlite_memory(async_url) and not async_url.query.get("uri"):
-                event.listen(engine.sync_engine, "do_connect", _sqlite_directory_check(Path(str(async_url.database))))
-        return cls(engine, connect_timeout=connect_timeout)
+        return cls(_build_engine(to_async_url(url), connect_timeout, echo=echo), connect_timeout=connect_timeout)
 
     def companion(self, *, pool_size: int = 1) -> Database:
         """The same database through its own small pool, for a background reader that must never wait
@@ -128,11 +114,7 @@ class Database:
         Close it with :meth:`close` (closing self does not close it)."""
         if _is_sqlite_memory(self._url):
             return self
-        options = _engine_options(self._url, self._connect_timeout)
-        options.update(pool_size=pool_size, max_overflow=0)
-        engine = create_async_engine(self._url, hide_parameters=True, **options)
-        if self.dialect == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(self._url, self._connect_timeout))
+        engine = _build_engine(self._url, self._connect_timeout, pool_size=pool_size, max_overflow=0)
         return type(self)(engine, connect_timeout=self._connect_timeout, count_into=self)
 
     @property
@@ -240,6 +222,25 @@ class Database:
         # PostgreSQL releases the transaction lock at commit; MySQL locks live with the session.
         if self.dialect == "mysql" and not conn.invalidated:
             await conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _MIGRATION_LOCK_NAME})
+
+
+def _build_engine(async_url: URL, connect_timeout: float, *, echo: bool = False, **pool: Any) -> AsyncEngine:
+    """The engine for ``async_url`` with tokenward's options (``pool`` overrides the pool's), its SQLite
+    pragmas and directory check; a bad URL or a missing driver is a :class:`ConfigError`."""
+    options = {**_engine_options(async_url, connect_timeout), **pool}
+    try:
+        engine = create_async_engine(async_url, echo=echo, hide_parameters=True, **options)
+    except (NoSuchModuleError, ModuleNotFoundError):
+        raise ConfigError(
+            f"{SETTING}: the driver for {redact(async_url)} is not installed; {extra_hint(async_url)}"
+        ) from None
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{SETTING}: cannot use {redact(async_url)} ({type(exc).__name__})") from exc
+    if async_url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(async_url, connect_timeout))
+        if not _is_sqlite_memory(async_url) and not async_url.query.get("uri"):
+            event.listen(engine.sync_engine, "do_connect", _sqlite_directory_check(Path(str(async_url.database))))
+    return engine
 
 
 def _engine_options(url: URL, connect_timeout: float) -> dict[str, Any]:
