@@ -124,8 +124,8 @@ def _mariadb_args(url: str) -> list[str]:
 async def assert_still_valid(settings: Settings, issued: Issued) -> None:
     runtime = await open_runtime(settings, listen=False)
     try:
-        record = await runtime.app_tokens.verify("alice@example.com", issued.kept_token)
-        assert record.label == "kept"
+        verified = await runtime.app_tokens.verify("alice@example.com", issued.kept_token)
+        assert (await runtime.app_tokens.get(verified.id, owner="alice@example.com")).label == "kept"
         with pytest.raises(Unauthorized) as refused:
             await runtime.app_tokens.verify("alice@example.com", issued.revoked_token)
         assert refused.value.error_code == "apptoken_revoked"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .access import MANAGE_SCOPE, AdminCheck, Caller, UserDirectory, no_admins, subject_directory
     from .format import PREFIX, ParsedToken
     from .regulation import RegulationPolicy, Regulator
-    from .service import AppTokenConfig, AppTokenService, cli_actor
+    from .service import AppTokenConfig, AppTokenService, VerifiedToken, cli_actor
 
 __all__ = [
     "MANAGE_SCOPE",
@@ -30,6 +30,7 @@ __all__ = [
     "RegulationPolicy",
     "Regulator",
     "UserDirectory",
+    "VerifiedToken",
     "cli_actor",
     "format_duration",
     "no_admins",
@@ -44,6 +45,6 @@ __getattr__, __dir__ = lazy_exports(
         "tokenward.durations": ("format_duration", "parse_duration"),
         ".format": ("PREFIX", "ParsedToken"),
         ".regulation": ("RegulationPolicy", "Regulator"),
-        ".service": ("AppTokenConfig", "AppTokenService", "cli_actor"),
+        ".service": ("AppTokenConfig", "AppTokenService", "VerifiedToken", "cli_actor"),
     },
 )

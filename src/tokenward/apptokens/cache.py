@@ -26,11 +26,11 @@ __all__ = ["KNOWN_ID_BYTES", "MISSING", "RECORD_BYTES", "MemoryCache", "entries_
 K = TypeVar("K")
 V = TypeVar("V")
 
-#: Bytes per app token record held (bench/apptokens.py --memory measured 770 with Python 3.11: the record as read
-#: from SQL with its repeated strings interned, three datetimes, the 64-character hash, its expiry, its
+#: Bytes per app token record held (bench/apptokens.py --memory measured 581 with Python 3.11: the record packed
+#: as a tuple of atoms with its repeated strings interned, times as floats, the hash as 32 bytes, the token's
 #: fingerprint and the cache's dict slot), rounded up.
-RECORD_BYTES: Final = 800
-#: Bytes per id in the known-id filter, a set of 12-character strings (measured as above: 104).
+RECORD_BYTES: Final = 600
+#: Bytes per id in the known-id filter, a set of 12-character strings (measured as above: 100-104).
 KNOWN_ID_BYTES: Final = 104
 
 

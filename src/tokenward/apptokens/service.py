@@ -40,10 +40,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 from tokenward.changefeed import ChangeFeed
 from tokenward.durations import check_expiry
@@ -51,6 +51,19 @@ from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, Conflict, NotFound, StorageError, TokenwardError, Unauthorized
 from tokenward.keys import Secret
 from tokenward.storage import AppTokenRecord, AppTokenStore, AuditEvent, AuditLog
+from tokenward.storage.apptokens import (
+    EXPIRES_AT,
+    ID,
+    KEY_ID,
+    LAST_USED_AT,
+    OWNER,
+    REVOKED_AT,
+    SCOPES,
+    SECRET_HASH,
+    PackedRecord,
+    pack,
+    unpack,
+)
 from tokenward.storage.changes import ChangeEntry, ChangeKind
 
 from . import format as token_format
@@ -58,21 +71,35 @@ from .access import AdminCheck, UserDirectory, no_admins, subject_directory, val
 from .cache import MemoryCache, entries_for
 from .regulation import Regulator, ip_key, pair_key, user_key
 
-__all__ = ["AppTokenConfig", "AppTokenService", "cli_actor"]
+__all__ = ["AppTokenConfig", "AppTokenService", "VerifiedToken", "cli_actor"]
 
 log = logging.getLogger("tokenward.apptokens")
 
-_DUMMY_HASH = "0" * 64
+_DUMMY_HASH = bytes(32)
 _MAX_LABEL = 200
 _CREATE_ATTEMPTS = 3
 #: Shares of the memory budget: records by id, and the owners' lists.
 _RECORDS_SHARE = 0.8
 _MB = 1 << 20
 
-#: A record held in memory: (record, expiry as Unix time, MAC of the exact token string once it was verified).
-_Held: TypeAlias = tuple[AppTokenRecord, float, bytes | None]
-#: An owner's list held in memory: (when it was read, by ``clock``; the owner's unrevoked records, oldest first).
-_HeldList: TypeAlias = tuple[float, tuple[AppTokenRecord, ...]]
+#: A record held in memory: its :data:`~tokenward.storage.apptokens.PackedRecord` followed by the MAC of the exact
+#: token string once it was verified. Only atoms (str, bytes, float, None): the garbage collector stops tracking
+#: it, so 100,000 of them cost a full collection nothing (a dataclass with datetimes would be walked each time).
+_Held: TypeAlias = tuple[
+    str, str, str, tuple[str, ...], bytes, str, float, float, str, float | None, float | None, bytes | None
+]
+_FINGERPRINT: Final = 11
+#: An owner's list held in memory: (when it was read, by ``clock``; the owner's unrevoked records packed, oldest
+#: first). Atoms too.
+_HeldList: TypeAlias = tuple[float, tuple[PackedRecord, ...]]
+
+
+class VerifiedToken(NamedTuple):
+    """What a verification proves: the token ``id``, its ``owner`` and ``scopes`` (built per check, never held)."""
+
+    id: str
+    owner: str
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,7 +256,7 @@ class AppTokenService:
                 if exc.error_code != ErrorCode.STORAGE_CONFLICT or attempt == _CREATE_ATTEMPTS - 1:
                     raise
         self._changed(record.id, owner)
-        self._records.put(record.id, (record, record.expires_at.timestamp(), None))
+        self._records.put(record.id, (*pack(record), None))
         await self._announce()
         return record, token
 
@@ -241,7 +268,7 @@ class AppTokenService:
         from the store.
         """
         if owner is None:
-            return self._with_pending_uses(await self.store.list(owner=None))
+            return [self._with_pending_use_of(record) for record in await self.store.list(owner=None)]
         owner = owner.lower()
         self.feed.check_fresh()
         held = self._lists.get(owner)
@@ -251,19 +278,20 @@ class AppTokenService:
                 # rather than make this owner's requests wait for a read that a busy loop delays.
                 self._lists.refresh(owner, lambda: self._read_list(owner))
             return self._with_pending_uses(held[1])
-        _, records = await self._lists.load(owner, lambda: self._read_list(owner))
-        return self._with_pending_uses(records)
+        _, packed = await self._lists.load(owner, lambda: self._read_list(owner))
+        return self._with_pending_uses(packed)
 
     async def _read_list(self, owner: str) -> _HeldList:
         at = self.clock()
-        return at, tuple(await self.store.list(owner=owner))
+        return at, tuple(pack(record) for record in await self.store.list(owner=owner))
 
     async def get(self, token_id: str, *, owner: str | None) -> AppTokenRecord:
         """An unrevoked token by id; 404 ``apptoken_not_found`` when missing, revoked or not ``owner``'s."""
         record = None
         if token_format.is_token_id(token_id):
             self.feed.check_fresh()
-            record = await self._record(token_id)
+            held = await self._record(token_id)
+            record = None if held is None else unpack(held[:_FINGERPRINT])
         return _found(record, token_id, owner)
 
     async def revoke(
@@ -331,8 +359,8 @@ class AppTokenService:
 
     async def verify(
         self, user: str | None, token: str, *, client_ip: str | None = None, request_id: str | None = None
-    ) -> AppTokenRecord:
-        """Check ``user:token`` (``user`` None: a bearer token, owner not checked). Returns the live record."""
+    ) -> VerifiedToken:
+        """Check ``user:token`` (``user`` None: a bearer token, owner not checked). Returns what it proves."""
         now = self.clock()
         regulator = self.regulator
         if regulator.has_bans or regulator.needs_sync(now):
@@ -341,56 +369,58 @@ class AppTokenService:
         # Warm path: this exact token string was verified before and its record has not changed since. One keyed
         # BLAKE2b under a per-process random key stands in for parsing, checksum and the stored-hash comparison.
         held = self._records.get(token[4:16]) if len(token) == token_format.TOKEN_LENGTH else None
-        if isinstance(held, tuple) and held[2] is not None and hmac.compare_digest(held[2], self._fingerprint(token)):
-            record, expires, _ = held
-            if user is None or user.lower() == record.owner:
-                if now >= expires or record.revoked_at is not None:
-                    self._check_live(record, now)
-                self._note_use(record.id, now)
-                return record
+        if isinstance(held, tuple):
+            fingerprint = held[_FINGERPRINT]
+            if fingerprint is not None and hmac.compare_digest(fingerprint, self._fingerprint(token)):
+                if user is None or user.lower() == held[OWNER]:
+                    if now >= held[EXPIRES_AT] or held[REVOKED_AT] is not None:
+                        self._check_live(held, now)
+                    self._note_use(held[ID], now)
+                    return VerifiedToken(held[ID], held[OWNER], held[SCOPES])
         return await self._verify_cold(user, token, now=now, client_ip=client_ip, request_id=request_id)
 
     async def _verify_cold(
         self, user: str | None, token: str, *, now: float, client_ip: str | None, request_id: str | None
-    ) -> AppTokenRecord:
+    ) -> VerifiedToken:
         keys = _regulation_keys(user, client_ip)
         try:
             parsed = token_format.parse(token)
         except Unauthorized as exc:
             await self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
             raise
-        record = await self._record(parsed.id)
-        actual = token_format.hash_secret(self._key, parsed.id, parsed.secret)
-        secret_ok = hmac.compare_digest(actual, record.secret_hash if record is not None else _DUMMY_HASH)
+        held = await self._record(parsed.id)
+        actual = bytes.fromhex(token_format.hash_secret(self._key, parsed.id, parsed.secret))
+        secret_ok = hmac.compare_digest(actual, held[SECRET_HASH] if held is not None else _DUMMY_HASH)
         # Owner names are not secret: a plain comparison leaks nothing (and works for any Unicode name).
-        owner_ok = user is None or (record is not None and user.lower() == record.owner)
-        if record is None or not secret_ok or not owner_ok:
-            reason = "unknown_id" if record is None else "wrong_secret" if not secret_ok else "owner_mismatch"
-            if reason == "wrong_secret" and record is not None and record.key_id != self._key_id:
+        owner_ok = user is None or (held is not None and user.lower() == held[OWNER])
+        if held is None or not secret_ok or not owner_ok:
+            reason = "unknown_id" if held is None else "wrong_secret" if not secret_ok else "owner_mismatch"
+            if reason == "wrong_secret" and held is not None and held[KEY_ID] != self._key_id:
                 log.warning(
                     "app token %s was made with app-token key %s but this instance has %s: "
                     "every instance must share the same apptoken.key",
-                    record.id,
-                    record.key_id,
+                    held[ID],
+                    held[KEY_ID],
                     self._key_id,
                 )
             await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id)
             raise Unauthorized("invalid user name or app token", code=ErrorCode.APPTOKEN_INVALID)
         try:
-            self._check_live(record, now)
+            self._check_live(held, now)
         except Unauthorized as exc:
-            await self._refused(now, record, exc.error_code.removeprefix("apptoken_"), client_ip, request_id)
+            await self._refused(
+                now, unpack(held[:_FINGERPRINT]), exc.error_code.removeprefix("apptoken_"), client_ip, request_id
+            )
             raise
-        held = self._records.get(record.id)
-        if isinstance(held, tuple) and held[0] is record and held[2] is None:
+        if held[_FINGERPRINT] is None and self._records.get(held[ID]) is held:
             # Only onto the very record read (a changed one was invalidated meanwhile, and stays so).
-            self._records.replace(record.id, held, (record, held[1], self._fingerprint(token)))
-        self._note_use(record.id, now)
-        return record
+            self._records.replace(held[ID], held, (*held[:_FINGERPRINT], self._fingerprint(token)))
+        self._note_use(held[ID], now)
+        return VerifiedToken(held[ID], held[OWNER], held[SCOPES])
 
-    async def _record(self, token_id: str) -> AppTokenRecord | None:
-        """The record of a well-formed id: None with no SQL when the filter does not know it, else from memory,
-        else one read (shared by the requests that ask together, kept unless invalidated meanwhile)."""
+    async def _record(self, token_id: str) -> _Held | None:
+        """The held record of a well-formed id: None with no SQL when the filter does not know it, else from
+        memory, else one read (shared by the requests that ask together, kept unless invalidated meanwhile)."""
         known = self._known
         if known is None:
             if self._following and (self._reloading is None or self._reloading.done()):
@@ -400,7 +430,7 @@ class AppTokenService:
         held = await self._records.load(token_id, lambda: self._read(token_id))
         if held is not None and known is not None:
             known.add(token_id)  # created elsewhere, its entry not read yet: ids never leave the table
-        return None if held is None else held[0]
+        return held
 
     def _may_look_up_unknown(self) -> bool:
         """Whether an id the filter does not know may be looked up: a token created on another instance is
@@ -420,7 +450,7 @@ class AppTokenService:
 
     async def _read(self, token_id: str) -> _Held | None:
         record = await self.store.get(token_id)
-        return None if record is None else (record, record.expires_at.timestamp(), None)
+        return None if record is None else (*pack(record), None)
 
     # -- memory kept fresh -----------------------------------------------------------------
 
@@ -460,7 +490,7 @@ class AppTokenService:
         held = 0
         for record in reversed(records):  # oldest first: the newest are the last to be evicted
             if record.id not in changed and record.id not in self._records:
-                self._records.put(record.id, (record, record.expires_at.timestamp(), None))
+                self._records.put(record.id, (*pack(record), None))
                 held += 1
         return held
 
@@ -509,10 +539,10 @@ class AppTokenService:
             self._reload_known_soon()
 
     @staticmethod
-    def _check_live(record: AppTokenRecord, now: float) -> None:
-        if record.revoked_at is not None:
+    def _check_live(held: _Held, now: float) -> None:
+        if held[REVOKED_AT] is not None:
             raise Unauthorized("this app token was deleted", code=ErrorCode.APPTOKEN_REVOKED)
-        if now >= record.expires_at.timestamp():
+        if now >= held[EXPIRES_AT]:
             raise Unauthorized("this app token has expired; create a new one", code=ErrorCode.APPTOKEN_EXPIRED)
 
     def _fingerprint(self, token: str) -> bytes:
@@ -566,12 +596,20 @@ class AppTokenService:
         self._flushed = uses
         return len(uses)
 
-    def _with_pending_uses(self, records: Sequence[AppTokenRecord]) -> builtins.list[AppTokenRecord]:
-        if not self._uses and not self._flushed:
-            return list(records)
-        return [self._with_pending_use(r) for r in records]
+    def _with_pending_uses(self, packed: Iterable[PackedRecord]) -> builtins.list[AppTokenRecord]:
+        return [self._with_pending_use(p) for p in packed]
 
-    def _with_pending_use(self, record: AppTokenRecord) -> AppTokenRecord:
+    def _with_pending_use(self, packed: PackedRecord) -> AppTokenRecord:
+        """The public record, with a use noted here that the store may not show yet."""
+        at = self._uses.get(packed[ID])
+        if at is None:
+            at = self._flushed.get(packed[ID])
+        used = packed[LAST_USED_AT]
+        if at is None or (used is not None and used >= at):
+            return unpack(packed)
+        return unpack(packed, last_used_at=at)
+
+    def _with_pending_use_of(self, record: AppTokenRecord) -> AppTokenRecord:
         at = self._uses.get(record.id)
         if at is None:
             at = self._flushed.get(record.id)
