@@ -14,6 +14,7 @@ API and the portal all ask one :class:`TrustedProxies` built from the settings.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["MAX_FORWARDED_LENGTH", "IPNetwork", "TrustedProxies"]
@@ -23,14 +24,20 @@ MAX_FORWARDED_LENGTH = 1024
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: Peers whose trust is remembered (proxies are few; direct clients are many, so the memory is cleared when full).
+PEER_MEMORY = 1024
+
 
 class TrustedProxies:
     """The proxies whose forwarding headers are believed, and the client-address rule built on them."""
 
-    __slots__ = ("networks",)
+    __slots__ = ("_peers", "_v4", "networks")
 
     def __init__(self, networks: Iterable[IPNetwork] = ()) -> None:
         self.networks: tuple[IPNetwork, ...] = tuple(networks)
+        # IPv4 networks as (address, mask) integers: a hop is matched without building an address object.
+        self._v4 = tuple((int(n.network_address), int(n.netmask)) for n in self.networks if n.version == 4)
+        self._peers: dict[str, bool] = {}
 
     @classmethod
     def parse(cls, values: Sequence[str]) -> TrustedProxies:
@@ -42,8 +49,31 @@ class TrustedProxies:
 
     def trusts(self, address: str) -> bool:
         """Whether ``address`` (an IP in text form) is one of the trusted proxies."""
-        ip = _ip(address)
-        return ip is not None and any(ip in network for network in self.networks)
+        trusted = self._peers.get(address)
+        if trusted is None:
+            hop = self._hop(address)
+            trusted = hop is not None and hop[1]
+            if len(self._peers) >= PEER_MEMORY:
+                self._peers.clear()
+            self._peers[address] = trusted
+        return trusted
+
+    def _hop(self, text: str) -> tuple[str, bool] | None:
+        """``text`` as an address in canonical form and whether it is a trusted proxy; None if not an address.
+
+        A dotted-quad IPv4 address (the usual hop) is checked with ``inet_pton``, which accepts exactly the
+        canonical form ``ipaddress`` does (four decimal octets, no leading zeros), so the text is its own
+        canonical form; anything else (IPv6, a scope id) goes through :mod:`ipaddress`.
+        """
+        try:
+            packed = socket.inet_pton(socket.AF_INET, text)
+        except (OSError, ValueError):
+            ip = _ip(text)
+            if ip is None:
+                return None
+            return str(ip), any(ip in network for network in self.networks)
+        value = int.from_bytes(packed, "big")
+        return text, any(value & mask == network for network, mask in self._v4)
 
     def client_address(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         """The client's address: the peer itself, unless the peer is a trusted proxy.
@@ -59,13 +89,14 @@ class TrustedProxies:
         forwarded = headers.get("x-forwarded-for")
         if forwarded:
             nearest = peer
-            for hop in reversed(forwarded[-MAX_FORWARDED_LENGTH:].split(",")):
-                ip = _ip(hop.strip())
-                if ip is None:
+            for text in reversed(forwarded[-MAX_FORWARDED_LENGTH:].split(",")):
+                hop = self._hop(text.strip())
+                if hop is None:
                     return nearest
-                if not any(ip in network for network in self.networks):
-                    return str(ip)
-                nearest = str(ip)
+                address, trusted = hop
+                if not trusted:
+                    return address
+                nearest = address
             return nearest
         real = _ip(headers.get("x-real-ip", "").strip())
         return str(real) if real is not None else peer
