@@ -21,6 +21,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from tokenward.errorcodes import ErrorCode
@@ -70,6 +71,11 @@ class TimeCodes:
     previous_until: float | None = None
 
     def keyring(self) -> Keyring:
+        return self._keyring
+
+    @cached_property
+    def _keyring(self) -> Keyring:
+        # Built once: /verify asks for it on every session check, and both are immutable.
         return Keyring(self.current, self.previous, self.previous_until)
 
 

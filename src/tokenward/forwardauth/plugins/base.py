@@ -15,7 +15,6 @@ from tokenward.forwardauth.request_info import RequestInfo
 __all__ = ["Outcome", "Plugin", "UserInfo", "VerifyRequest", "check_header_value"]
 
 _CTL = re.compile(r"[\r\n\0]")
-_REMOTE = (b"remote-user", b"remote-email", b"remote-groups", b"remote-name")
 
 
 def check_header_value(value: str) -> None:
@@ -40,10 +39,14 @@ class UserInfo:
         """``Remote-User``, ``-Email``, ``-Groups``, ``-Name`` for ASGI: a fresh list, checked and encoded once."""
         rendered = self._rendered
         if rendered is None:
-            values = (self.sub, self.email, ",".join(self.groups), self.name)
-            for value in values:
-                check_header_value(value)
-            rendered = self._rendered = tuple(zip(_REMOTE, (v.encode("utf-8") for v in values), strict=True))
+            sub, email, groups, name = self.sub, self.email, ",".join(self.groups), self.name
+            check_header_value(sub + email + groups + name)  # one search: a CR, LF or NUL in any of them
+            rendered = self._rendered = (
+                (b"remote-user", sub.encode()),
+                (b"remote-email", email.encode()),
+                (b"remote-groups", groups.encode()),
+                (b"remote-name", name.encode()),
+            )
         return list(rendered)
 
     def as_dict(self) -> dict[str, Any]:
