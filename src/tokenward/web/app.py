@@ -1,9 +1,10 @@
 """ASGI app assembly.
 
-``/verify`` is answered by :class:`~tokenward.web.middleware.HotPath` before FastAPI sees the
-request. Everything else goes through the stack (outermost first): Starlette's error guard →
-:class:`RequestContext` (request id, access log, metrics) → :class:`BodyLimit` → exception
-handlers → routes. The management API is FastAPI (OpenAPI at ``/openapi.json``).
+``/verify`` and the app-token lists (``GET /api/app-tokens``, ``GET /auth-app/tokens``) are answered by
+:class:`~tokenward.web.middleware.HotPath` before FastAPI sees the request. Everything else goes through
+the stack (outermost first): Starlette's error guard → :class:`RequestContext` (request id, access log,
+metrics) → :class:`BodyLimit` → exception handlers → routes. The management API is FastAPI (OpenAPI at
+``/openapi.json``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class TokenwardAPI(FastAPI):
     """
 
     hot: HotPath | None = None
+    #: Further hot paths, asked after ``hot`` (the app-token lists, which scripts poll).
+    hot_more: tuple[HotPath, ...] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hot = self.hot
@@ -55,6 +58,12 @@ class TokenwardAPI(FastAPI):
                 scope["app"] = self
                 await hot.serve(scope, send, route)
                 return
+            for more in self.hot_more:
+                route = more.match(scope)
+                if route is not None:
+                    scope["app"] = self
+                    await more.serve(scope, send, route)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -159,6 +168,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Tokenwa
     app.router.routes.extend(verify.routes)  # served by the hot path; listed for 405s and url_for
     app.hot = HotPath(log=log, routes=verify.routes, prefix="/verify", endpoint=functools.partial(verify.answer, state))
     app.include_router(app_tokens.router)
+    app.hot_more = app_tokens.hot_paths(state, log)  # the lists, served like /verify (routes listed for OpenAPI)
     app.include_router(policy.router)
     app.include_router(identity.router)
     app.include_router(system_login.router)  # PAM hosts (docs/system-login.md)

@@ -1,6 +1,6 @@
 """Who is calling: an authenticator chain for the management API, and Basic-header parsing.
 
-Each :class:`Authenticator` looks at a request and either
+Each :class:`Authenticator` looks at a request's headers (lower-case names) and TCP peer and either
 
 - returns ``None`` — "not my kind of credential", the next one is asked;
 - returns a :class:`~tokenward.apptokens.Caller`; or
@@ -8,13 +8,14 @@ Each :class:`Authenticator` looks at a request and either
 
 :class:`AppTokenAuthenticator` accepts ``Authorization: Basic user:token`` (the oCIS scheme) and
 ``Authorization: Bearer twa_…`` (so oCIS curl examples work with only the credential swapped).
-Session source identifiers join the chain when the identity area lands. Nothing here goes
-through FastAPI validation: :func:`parse_basic` is shared with ``/verify``.
+Session source identifiers (``Bearer tw1si.…``) follow in the chain (web/deps.py). Nothing here goes
+through FastAPI validation or needs a Request: the hot lists (web/routes/app_tokens.py) authenticate from
+the hot path's decoded headers, and :func:`parse_basic` is shared with ``/verify``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from starlette.requests import Request
@@ -35,17 +36,23 @@ __all__ = [
     "client_ip",
     "current_request_id",
     "parse_basic",
+    "peer_host",
     "require_scope",
 ]
 
 
 def client_ip(request: Request, proxies: TrustedProxies) -> str | None:
     """The client's address for regulation and audit (:meth:`TrustedProxies.client_address`)."""
-    return proxies.client_address(request.client.host if request.client else None, request.headers)
+    return proxies.client_address(peer_host(request), request.headers)
+
+
+def peer_host(request: Request) -> str | None:
+    """The TCP peer's address of ``request`` (None when the server does not say)."""
+    return request.client.host if request.client else None
 
 
 class Authenticator(Protocol):
-    async def __call__(self, request: Request) -> Caller | None: ...
+    async def __call__(self, headers: Mapping[str, str], peer: str | None) -> Caller | None: ...
 
 
 class AppTokenAuthenticator:
@@ -55,8 +62,8 @@ class AppTokenAuthenticator:
         self.service = service
         self.trusted_proxies = trusted_proxies or TrustedProxies()
 
-    async def __call__(self, request: Request) -> Caller | None:
-        header = request.headers.get("authorization")
+    async def __call__(self, headers: Mapping[str, str], peer: str | None) -> Caller | None:
+        header = headers.get("authorization")
         if header is None:
             return None
         scheme, _, credentials = header.partition(" ")
@@ -69,17 +76,20 @@ class AppTokenAuthenticator:
             return None
         try:
             record = await self.service.verify(
-                user, token, client_ip=client_ip(request, self.trusted_proxies), request_id=current_request_id()
+                user,
+                token,
+                client_ip=self.trusted_proxies.client_address(peer, headers),
+                request_id=current_request_id(),
             )
         except Unauthorized as exc:  # RFC 9110: every 401 carries a challenge
             raise AuthenticationRequired(exc.detail, code=exc.error_code) from None
         return Caller(subject=record.owner, scopes=frozenset(record.scopes), method="apptoken", token_id=record.id)
 
 
-async def authenticate(request: Request, chain: Sequence[Authenticator]) -> Caller:
+async def authenticate(headers: Mapping[str, str], peer: str | None, chain: Sequence[Authenticator]) -> Caller:
     """The first caller an authenticator recognises; 401 ``authentication_required`` when none does."""
     for authenticator in chain:
-        caller = await authenticator(request)
+        caller = await authenticator(headers, peer)
         if caller is not None:
             return caller
     raise AuthenticationRequired(

@@ -8,6 +8,7 @@ session) and ``admin`` (a manager the policy makes an admin of this server).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,8 +20,16 @@ from tokenward.errors import Forbidden, Unauthorized
 from tokenward.identity.service import IdentityService
 from tokenward.identity.source import PREFIX as SOURCE_PREFIX
 from tokenward.identity.source import SourceIdentity
-from tokenward.web.auth import AppTokenAuthenticator, AuthenticationRequired, Authenticator, authenticate, require_scope
-from tokenward.web.state import get_app_tokens, get_identity, get_runtime
+from tokenward.runtime import Runtime
+from tokenward.web.auth import (
+    AppTokenAuthenticator,
+    AuthenticationRequired,
+    Authenticator,
+    authenticate,
+    peer_host,
+    require_scope,
+)
+from tokenward.web.state import get_identity, get_runtime
 
 __all__ = [
     "MANAGE_SESSION_SCOPE",
@@ -28,6 +37,7 @@ __all__ = [
     "admin",
     "authenticators",
     "bearer_token",
+    "chain_of",
     "current_session",
     "identity_service",
     "manager",
@@ -71,8 +81,8 @@ class SourceIdentifierAuthenticator:
         self.service = service
         self.is_admin = is_admin
 
-    async def __call__(self, request: Request) -> Caller | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    async def __call__(self, headers: Mapping[str, str], peer: str | None) -> Caller | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token.startswith(SOURCE_PREFIX + "."):
             return None
@@ -90,19 +100,23 @@ class SourceIdentifierAuthenticator:
         return Caller(subject=identity.subject, scopes=frozenset(scopes), method="session")
 
 
-def authenticators(request: Request) -> list[Authenticator]:
+def chain_of(runtime: Runtime) -> tuple[Authenticator, ...]:
     """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``)."""
-    runtime = get_runtime(request)
-    svc = get_app_tokens(request)
-    return [
+    svc = runtime.app_tokens
+    return (
         AppTokenAuthenticator(svc, trusted_proxies=runtime.trusted_proxies),
-        SourceIdentifierAuthenticator(get_identity(request), is_admin=svc.is_admin),
-    ]
+        SourceIdentifierAuthenticator(runtime.identity, is_admin=svc.is_admin),
+    )
+
+
+def authenticators(request: Request) -> tuple[Authenticator, ...]:
+    """The chain of the request's runtime (:func:`chain_of`)."""
+    return chain_of(get_runtime(request))
 
 
 async def manager(request: Request) -> Caller:
     """The authenticated caller, holding the management scope."""
-    return require_scope(await authenticate(request, authenticators(request)))
+    return require_scope(await authenticate(request.headers, peer_host(request), authenticators(request)))
 
 
 async def admin(request: Request, caller: Annotated[Caller, Depends(manager)]) -> Caller:
