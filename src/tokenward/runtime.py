@@ -329,7 +329,7 @@ async def open_runtime(
     regulation_store: RegulationStore = SqlRegulationStore(database)
     # A serving process reads the change log through its own two connections (a poll and a prune): under load the
     # requests hold the main pool, and a poll queued behind them would turn the instance stale (503 changes_stale).
-    feed_database = database.companion(pool_size=2) if listen else database
+    feed_database = database.companion(pool_size=2, autocommit=True) if listen else database
     changes = ChangeFeed(
         SqlChangeLog(feed_database, owns_database=feed_database is not database),
         poll_interval=settings.changes_poll_seconds,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from tests.storage.servers import admin_url
@@ -91,6 +91,45 @@ async def test_statements_counts_each_statement_and_transaction_end(database: Da
     async with database.session():
         pass  # no statement sent: nothing counted
     assert database.statements == before + 5
+
+
+async def test_an_autocommit_block_counts_its_statements_and_no_transaction_end(database: Database) -> None:
+    before = database.statements
+    async with database.autocommit() as conn:  # no BEGIN, no COMMIT: each statement is its own transaction
+        await conn.execute(text("SELECT 1"))
+        await conn.execute(
+            insert(AuditEventRow), {"at": datetime.now(UTC), "actor": "a", "action": "autocommitted", "detail": {}}
+        )
+    assert database.statements == before + 2
+    with pytest.raises(RuntimeError):
+        async with database.autocommit() as conn:
+            await conn.execute(
+                insert(AuditEventRow), {"at": datetime.now(UTC), "actor": "a", "action": "kept too", "detail": {}}
+            )
+            raise RuntimeError("nothing to undo: the INSERT committed by itself")
+    assert database.statements == before + 3
+    async with database.session() as session:
+        actions = (await session.scalars(select(AuditEventRow.action).order_by(AuditEventRow.id))).all()
+    assert actions == ["autocommitted", "kept too"]
+    assert database.statements == before + 5  # that read: a SELECT and its COMMIT
+    async with database.session() as session:  # the pooled connection is back in transactions
+        await session.execute(text("SELECT 1"))
+    assert database.statements == before + 7
+
+
+async def test_an_autocommit_companion_counts_its_statements_in_the_main_figure(database_url: str) -> None:
+    async with Database.connect(database_url) as main:
+        companion = main.companion(pool_size=1, autocommit=True)
+        try:
+            before = main.statements
+            async with companion.autocommit() as conn:
+                await conn.execute(text("SELECT 1"))
+            async with companion.engine.connect() as conn:  # the engine itself is in autocommit mode
+                await conn.execute(text("SELECT 1"))
+            assert main.statements == before + 2
+        finally:
+            if companion is not main:
+                await companion.close()
 
 
 async def test_integrity_error_becomes_conflict_without_values(database: Database) -> None:

@@ -42,6 +42,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 
 # Advisory lock ids so that instances starting together apply migrations one at a time.
 _MIGRATION_LOCK_NAME = "tokenward_migrations"
+_AUTOCOMMIT = "AUTOCOMMIT"
 _MIGRATION_LOCK_ID = zlib.crc32(_MIGRATION_LOCK_NAME.encode())
 # Alembic keeps its `context`/`op` proxies in module globals, so two upgrades interleaving in one
 # process corrupt each other; serialise them per event loop (an asyncio.Lock belongs to one loop).
@@ -70,8 +71,10 @@ class Database:
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         count_into: Database | None = None,
+        autocommit: bool = False,
     ) -> None:
         self._engine = engine
+        self._autocommit = autocommit
         self._url = engine.url
         self._connect_timeout = connect_timeout
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -89,8 +92,11 @@ class Database:
         # query, so benches and /metrics can tell the SQL load of an instance.
         self._counter.statements += 1
 
-    def _count_transaction_end(self, *_args: Any) -> None:
-        self._counter.statements += 1  # COMMIT / ROLLBACK of a transaction a block opened: a round trip too
+    def _count_transaction_end(self, conn: Any, *_args: Any) -> None:
+        # COMMIT / ROLLBACK of a transaction a block opened: a round trip too. Not in autocommit mode: there the
+        # driver sent no BEGIN, and SQLAlchemy's closing "rollback" sends nothing either.
+        if not (self._autocommit or conn.get_execution_options().get("isolation_level") == _AUTOCOMMIT):
+            self._counter.statements += 1
 
     @classmethod
     def connect(
@@ -107,15 +113,20 @@ class Database:
         """
         return cls(_build_engine(to_async_url(url), connect_timeout, echo=echo), connect_timeout=connect_timeout)
 
-    def companion(self, *, pool_size: int = 1) -> Database:
+    def companion(self, *, pool_size: int = 1, autocommit: bool = False) -> Database:
         """The same database through its own small pool, for a background reader that must never wait
         behind request traffic for a pooled connection (the change feed). Its statements count in this
-        one's :attr:`statements`. An in-memory SQLite database has one connection: it is its own companion.
-        Close it with :meth:`close` (closing self does not close it)."""
+        one's :attr:`statements`. ``autocommit``: its connections are in autocommit mode from the start (no
+        switch per :meth:`autocommit` block; :meth:`session` then commits statement by statement). An
+        in-memory SQLite database has one connection: it is its own companion. Close it with :meth:`close`
+        (closing self does not close it)."""
         if _is_sqlite_memory(self._url):
             return self
-        engine = _build_engine(self._url, self._connect_timeout, pool_size=pool_size, max_overflow=0)
-        return type(self)(engine, connect_timeout=self._connect_timeout, count_into=self)
+        options: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0}
+        if autocommit:
+            options["isolation_level"] = _AUTOCOMMIT
+        engine = _build_engine(self._url, self._connect_timeout, **options)
+        return type(self)(engine, connect_timeout=self._connect_timeout, count_into=self, autocommit=autocommit)
 
     @property
     def url(self) -> URL:
@@ -191,6 +202,18 @@ class Database:
         with translate_errors(self._url):
             async with self._sessions() as session, session.begin():
                 yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit mode: each statement is its own transaction, with no BEGIN or COMMIT
+        round trip around it (one statement in :attr:`statements`, where a :meth:`session` block costs its
+        COMMIT too). For a read that needs no snapshot (a change-log poll) or a write that is one statement
+        (a batch of rows). Driver errors come out as tokenward errors."""
+        with translate_errors(self._url):
+            async with self._engine.connect() as conn:
+                if not self._autocommit:
+                    await conn.execution_options(isolation_level=_AUTOCOMMIT)
+                yield conn
 
     async def close(self) -> None:
         """Close every pooled connection. Safe to call more than once."""
