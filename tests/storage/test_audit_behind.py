@@ -4,6 +4,8 @@ INSERT per flush; bounded, a failed flush kept for the next one, flushed on clos
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import gc
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,6 +79,40 @@ async def test_many_events_are_one_insert_per_flush(database: Database) -> None:
     with statements(database) as sent:
         assert await behind.flush() == 0
     assert sent == []
+
+
+async def test_a_flush_is_one_statement_and_keeps_every_field(database: Database) -> None:
+    behind = BufferedAuditLog(SqlAuditLog(database))
+    at = T0 + timedelta(microseconds=123456)
+    kept = _event(
+        0,
+        at=at,
+        subject="\u00e9lodie@example.com",
+        target='tok"1',
+        detail={"reason": "unknown_id", "ip": None, "n": [1, 2.5], "quote": '"\\'},
+        request_id="req-1",
+        instance="i-1",
+    )
+    await behind.append(kept)
+    await behind.append(_event(1, subject=None, target=None))
+    before = database.statements
+    assert await behind.flush() == 2
+    # SQLite, PostgreSQL: in autocommit mode, the INSERT is its own transaction. MariaDB: an INSERT and its COMMIT.
+    assert database.statements == before + (2 if database.dialect == "mysql" else 1)
+    listed = await SqlAuditLog(database).list()
+    assert [e.at for e in listed] == [T0 + timedelta(seconds=1), at]
+    assert listed[1] == dataclasses.replace(kept, id=listed[1].id)
+    assert (listed[0].subject, listed[0].target, listed[0].request_id) == (None, None, None)
+
+
+async def test_the_events_kept_are_not_walked_by_the_garbage_collector() -> None:
+    # A second of refused requests is thousands of events: kept as objects, each full collection walked them.
+    behind = BufferedAuditLog(InMemoryAuditLog())
+    for i in range(1000):
+        await behind.append(_event(i))
+    gc.collect(0)
+    assert behind.pending == 1000
+    assert not [row for row in behind._rows if gc.is_tracked(row)]
 
 
 async def test_list_flushes_first_so_an_instance_reads_what_it_wrote(database: Database) -> None:

@@ -28,7 +28,7 @@ import asyncio
 import hashlib
 import logging
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -231,33 +231,36 @@ class Regulation:
             return banned
 
 
-class _Track:
-    """One key's counts on this instance."""
+#: One key's counts on this instance, flat: ``(limit, shared, shared_at, *own)``. ``limit`` is the count that bans the
+#: key (infinite: never), ``shared`` every instance's count at the last flush that wrote the key and ``shared_at``
+#: when; ``own`` this instance's recent failures (Unix seconds), oldest first, at most :func:`_cap` of them. A flat
+#: tuple of numbers, not an object: the collector stops tracking it in the first young collection it survives, so
+#: the keys a flood leaves behind (up to :data:`MAX_TRACKED_KEYS` per regulator) never reach the old generation
+#: nor lengthen a full collection (an object and a list per key made those hundreds of milliseconds long: every
+#: refused request from a new address adds keys). Nested tuples would not do: the outer one may be promoted
+#: still tracked before the collector sees that the inner one holds only numbers.
+_Track = tuple[float, ...]
+_OWN = 3
 
-    __slots__ = ("cap", "limit", "own", "shared", "shared_at")
 
-    def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        #: This instance's recent failures (Unix seconds), oldest first; a few times the limit is all a count
-        #: needs (a list: most keys see one failure, and a deque costs 600 bytes even then).
-        self.own: list[float] = []
-        self.cap = 4 * limit + 8 if limit else 1
-        #: Every instance's count at the last flush that wrote this key, and when.
-        self.shared = 0
-        self.shared_at = -math.inf
+def _cap(limit: float) -> int:
+    """How many of its own failures a key keeps: a few times the limit is all a count needs."""
+    return 4 * int(limit) + 8 if 0 < limit < math.inf else 1
 
-    def count(self, now: float, find_time: float) -> int:
-        """This instance's count in the window, or the shared count of the last flush, minus this instance's
-        failures that left the window since, plus this instance's failures since. (Other instances' failures
-        that left the window since that flush still count: at most one flush interval early.)"""
-        since = now - find_time
-        own = sum(1 for at in self.own if at >= since)
-        if self.shared_at < since:
-            return own
-        then = self.shared_at - find_time
-        aged = sum(1 for at in self.own if then <= at < since)
-        after = sum(1 for at in self.own if at > self.shared_at)
-        return max(own, self.shared - aged + after)
+
+def _count_of(track: _Track, now: float, find_time: float) -> int:
+    """This instance's count in the window, or the shared count of the last flush, minus this instance's
+    failures that left the window since, plus this instance's failures since. (Other instances' failures
+    that left the window since that flush still count: at most one flush interval early.)"""
+    shared_at = track[2]
+    since = now - find_time
+    mine = sum(1 for at in track[_OWN:] if at >= since)
+    if shared_at < since:
+        return mine
+    then = shared_at - find_time
+    aged = sum(1 for at in track[_OWN:] if then <= at < since)
+    after = sum(1 for at in track[_OWN:] if at > shared_at)
+    return max(mine, int(track[1]) - aged + after)
 
 
 class Regulator:
@@ -279,8 +282,12 @@ class Regulator:
         self.policy = policy
         self.regulation = regulation if regulation is not None else Regulation(store, sync_seconds=sync_seconds)
         self.regulation.regulators.append(self)
-        self._tracks: dict[str, _Track] = {}
-        self._queue: deque[tuple[str, float]] = deque()
+        #: key → its counts, least recently failed first (evicted from the front, forgotten from the front).
+        self._tracks: OrderedDict[str, _Track] = OrderedDict()
+        #: Failures queued for the next flush, as two columns (key, Unix seconds): strings and floats, nothing the
+        #: collector walks, and the batch a flush hands on without a row object each.
+        self._queued_keys: deque[str] = deque()
+        self._queued_ats: deque[float] = deque()
         #: Bans decided here and not yet written: key → until.
         self.pending_bans: dict[str, float] = {}
         #: Failures dropped because the queue was full (the store was down for long).
@@ -291,6 +298,11 @@ class Regulator:
     def has_bans(self) -> bool:
         """Whether the snapshot holds any ban (the hot path skips :meth:`check` otherwise)."""
         return bool(self.regulation.bans)
+
+    @property
+    def queued(self) -> int:
+        """Failures waiting for the next flush."""
+        return len(self._queued_keys)
 
     def check(self, keys: tuple[str, ...], now: float) -> None:
         """Raise :class:`TooManyRequests` when any key is banned in the snapshot."""
@@ -339,22 +351,30 @@ class Regulator:
 
     def _count(self, key: str, now: float, limit: int | None) -> bool:
         """Count and queue one failure of ``key``; whether its count reached ``limit``."""
-        track = self._tracks.pop(key, None)  # re-inserted last: the dict is oldest-first
-        if track is None:
-            track = _Track(limit)
-            if len(self._tracks) >= MAX_TRACKED_KEYS:
-                del self._tracks[next(iter(self._tracks))]
-        self._tracks[key] = track
-        track.own.append(now)
-        if len(track.own) > track.cap:
-            del track.own[0]
-        if len(self._queue) >= self.regulation.max_queued:
+        tracks = self._tracks
+        track = tracks.get(key)
+        if track is None:  # most keys of a flood: one failure, and its count is 1
+            if len(tracks) >= MAX_TRACKED_KEYS:
+                tracks.popitem(last=False)
+            track = tracks[key] = (math.inf if limit is None else limit, 0, -math.inf, now)
+            count = 1
+        else:
+            if len(track) - _OWN >= _cap(track[0]):
+                track = (*track[:_OWN], *track[_OWN + 1 :], now)  # the oldest of its own failures goes
+            else:
+                track = (*track, now)
+            tracks[key] = track
+            tracks.move_to_end(key)
+            count = _count_of(track, now, self.policy.find_time)
+        if len(self._queued_keys) >= self.regulation.max_queued:
             self._drop_oldest()
-        self._queue.append((key, now))
-        return limit is not None and track.count(now, self.policy.find_time) >= limit
+        self._queued_keys.append(key)
+        self._queued_ats.append(now)
+        return count >= track[0]
 
     def _drop_oldest(self) -> None:
-        self._queue.popleft()
+        self._queued_keys.popleft()
+        self._queued_ats.popleft()
         self.dropped += 1
         if self.dropped == 1 or self.dropped % 1000 == 0:
             log.warning("regulation: %d failures dropped, the store has not taken them", self.dropped)
@@ -372,28 +392,23 @@ class Regulator:
         """Write the queued failures (one batch) and bans; ban the keys the shared counts put at their
         limit and return them. A storage error keeps the queue (bounded) for the next flush."""
         newly: list[str] = []
-        if self._queue:
-            batch = list(self._queue)
-            self._queue.clear()
+        if self._queued_keys:
+            keys, ats = list(self._queued_keys), list(self._queued_ats)
+            self._queued_keys.clear()
+            self._queued_ats.clear()
             try:
-                counts = await self.store.record_failures(
-                    [(key, _dt(at)) for key, at in batch], since=_dt(now - self.policy.find_time)
-                )
+                counts = await self.store.record_failure_columns(keys, ats, since=now - self.policy.find_time)
             except StorageError as exc:
-                log.warning("cannot record %d failed checks (kept for the next flush): %s", len(batch), exc.detail)
-                self._requeue(batch, now)
+                log.warning("cannot record %d failed checks (kept for the next flush): %s", len(keys), exc.detail)
+                self._requeue(keys, ats, now)
                 counts = {}
+            tracks = self._tracks
             for key, count in counts.items():
-                track = self._tracks.get(key)
+                track = tracks.get(key)
                 if track is None:
                     continue
-                track.shared, track.shared_at = count, now
-                if (
-                    track.limit is not None
-                    and count >= track.limit
-                    and not self.banned(key, now)
-                    and self._ban(key, now)
-                ):
+                tracks[key] = (track[0], count, now, *track[_OWN:])  # in place: the order is by failures, not flushes
+                if count >= track[0] and not self.banned(key, now) and self._ban(key, now):
                     newly.append(key)
         if self.pending_bans:
             bans, self.pending_bans = self.pending_bans, {}
@@ -408,26 +423,28 @@ class Regulator:
             self._forget_idle(now)
         return newly
 
-    def _requeue(self, batch: list[tuple[str, float]], now: float) -> None:
+    def _requeue(self, keys: list[str], ats: list[float], now: float) -> None:
         """Put a batch the store refused back in front of the queue, minus what has left the window."""
         since = now - self.policy.find_time
-        kept = [(key, at) for key, at in batch if at >= since]
-        room = self.regulation.max_queued - len(self._queue)
+        kept = [i for i, at in enumerate(ats) if at >= since]
+        room = max(self.regulation.max_queued - len(self._queued_keys), 0)
         if len(kept) > room:
-            lost, kept = len(kept) - max(room, 0), kept[len(kept) - max(room, 0) :]
+            lost, kept = len(kept) - room, kept[len(kept) - room :]
             self.dropped += lost
             log.warning("regulation: %d failures dropped, the store has not taken them", self.dropped)
-        self._queue.extendleft(reversed(kept))
+        self._queued_keys.extendleft(keys[i] for i in reversed(kept))
+        self._queued_ats.extendleft(ats[i] for i in reversed(kept))
 
     def _forget_idle(self, now: float) -> None:
+        """Forget the keys with nothing in the window, from the front (least recently failed first) up to
+        the first one still counting: a pass costs what it forgets, not every key held."""
         since = now - self.policy.find_time
-        idle = [
-            key
-            for key, track in self._tracks.items()
-            if track.shared_at < since and not any(at >= since for at in track.own)
-        ]
-        for key in idle:
-            del self._tracks[key]
+        tracks = self._tracks
+        while tracks:
+            key, track = next(iter(tracks.items()))
+            if track[2] >= since or track[-1] >= since:  # the last flush that wrote it, its newest failure
+                break
+            del tracks[key]
 
 
 def _dt(ts: float) -> datetime:

@@ -6,14 +6,15 @@ row per ban. Old rows are purged by :meth:`RegulationStore.purge`. The decisions
 failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regulation`.
 
 Writes come in batches: a regulator queues its failures and bans and flushes them once a second
-(:meth:`RegulationStore.record_failures`, :meth:`RegulationStore.add_bans`): the SQL store turns a
-batch into one INSERT for every row and one grouped count (per :data:`BATCH_ROWS` keys), Redis into one
-pipeline.
+(:meth:`RegulationStore.record_failure_columns`, :meth:`RegulationStore.add_bans`): the SQL store turns a
+batch into one INSERT for every row and one grouped count (per :data:`BATCH_ROWS` keys on MariaDB), two
+statements in autocommit mode; Redis into one pipeline.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import math
 import time
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Index, String, delete, func, insert, select, text
+from sqlalchemy import Index, String, bindparam, delete, func, insert, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokenward.errors import StorageError
@@ -30,7 +31,7 @@ from tokenward.errors import StorageError
 from .changes import Change, ChangeKind, InMemoryChangeLog, write_changes
 from .database import Database
 from .models import Base
-from .types import ID, UTCDateTime
+from .types import ID, SQLITE_TIME, UTCDateTime
 
 __all__ = [
     "BATCH_ROWS",
@@ -44,10 +45,10 @@ __all__ = [
 ]
 
 KEY_LEN = 400
-#: Keys per grouped count: large, so that a flood of failures from many addresses (three keys each)
-#: stays one count a second; its bound parameters stay below every driver's limit (SQLite 32766,
-#: PostgreSQL 65535). INSERTs take any number of rows (PostgreSQL: ``unnest`` of two array parameters;
-#: elsewhere one executemany: a multi-row INSERT on MariaDB, one prepared statement on SQLite).
+#: Keys per grouped count on MariaDB (an IN list): large, so that a flood of failures from many addresses (three
+#: keys each) stays one count a second, below its drivers' parameter limits. PostgreSQL and SQLite take the keys as
+#: one parameter (an array, a JSON document), and every INSERT any number of rows (PostgreSQL: ``unnest`` of two
+#: array parameters; SQLite: ``json_each`` of one JSON document; MariaDB: one executemany, a multi-row INSERT).
 BATCH_ROWS = 30_000
 
 log = logging.getLogger("tokenward.regulation")
@@ -82,8 +83,21 @@ class AuthBanRow(Base):
 
 
 _PG_FAILURES = text(
-    "INSERT INTO auth_failures (key, at) SELECT * FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:ats AS TIMESTAMPTZ[]))"
+    "INSERT INTO auth_failures (key, at) SELECT k, to_timestamp(a) "
+    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:ats AS FLOAT8[])) AS t(k, a)"
 )
+_PG_COUNTS = text(
+    "SELECT key, count(*) FROM auth_failures WHERE key = ANY(CAST(:keys AS VARCHAR[])) AND at >= :since GROUP BY key"
+).bindparams(bindparam("since", type_=UTCDateTime()))
+_SQLITE_FAILURES = text(
+    f"INSERT INTO auth_failures (key, at) SELECT key, {SQLITE_TIME} FROM ("
+    "SELECT json_extract(value, '$[0]') AS key, CAST(round(json_extract(value, '$[1]') * 1000000) AS INTEGER) AS us "
+    "FROM json_each(:rows))"
+)
+_SQLITE_COUNTS = text(
+    "SELECT key, count(*) FROM auth_failures WHERE key IN (SELECT value FROM json_each(:keys)) AND at >= :since "
+    "GROUP BY key"
+).bindparams(bindparam("since", type_=UTCDateTime()))
 
 
 class RegulationStore(ABC):
@@ -93,6 +107,13 @@ class RegulationStore(ABC):
     async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
         """Add one failure per ``(key, at)``; return each of their keys' failure count since ``since``
         (every instance's, this batch included)."""
+
+    async def record_failure_columns(
+        self, keys: Sequence[str], ats: Sequence[float], *, since: float
+    ) -> dict[str, int]:
+        """:meth:`record_failures` for a batch given as two columns, the keys and their times in Unix seconds
+        (what a regulator queues): the SQL store writes it with no object per row."""
+        return await self.record_failures([(key, _dt(at)) for key, at in zip(keys, ats, strict=True)], since=_dt(since))
 
     async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
         """Add one failure per key at ``at``; return each key's failure count in ``[since, at]``."""
@@ -153,26 +174,48 @@ class SqlRegulationStore(RegulationStore):
         self._db = db
 
     async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
-        """One INSERT for every row and one grouped count per :data:`BATCH_ROWS` keys, in one transaction."""
-        keys = builtins.list(dict.fromkeys(key for key, _ in failures))
+        return await self.record_failure_columns(
+            [key for key, _ in failures], [at.timestamp() for _, at in failures], since=since.timestamp()
+        )
+
+    async def record_failure_columns(
+        self, keys: Sequence[str], ats: Sequence[float], *, since: float
+    ) -> dict[str, int]:
+        """One INSERT for every row, then one grouped count of their keys (per :data:`BATCH_ROWS` keys on
+        MariaDB), each a statement of its own in autocommit mode: no COMMIT round trip, and the count sees the
+        rows whether or not the two share a transaction.
+
+        The rows go as one parameter per column (PostgreSQL: arrays for ``unnest``; SQLite: JSON for
+        ``json_each``), so building a batch of 20,000 costs the event loop a few milliseconds, not the
+        hundreds SQLAlchemy's per-row parameter processing took; MariaDB keeps one executemany.
+        """
+        if not keys:
+            return {}
+        unique = builtins.list(dict.fromkeys(keys))
+        since_at = _dt(since)
         counts: dict[str, int] = {}
-        async with self._db.session() as session:
-            conn = await session.connection()  # Core, not the ORM's bulk path
-            if self._db.dialect == "postgresql":  # two array parameters: no per-row work in the driver
+        async with self._db.autocommit() as conn:
+            dialect = self._db.dialect
+            if dialect == "postgresql":
+                await conn.execute(_PG_FAILURES, {"keys": keys, "ats": ats})
+                rows = await conn.execute(_PG_COUNTS, {"keys": unique, "since": since_at})
+                counts.update(rows.all())
+            elif dialect == "sqlite":
+                await conn.execute(_SQLITE_FAILURES, {"rows": json.dumps(builtins.list(zip(keys, ats, strict=True)))})
+                rows = await conn.execute(_SQLITE_COUNTS, {"keys": json.dumps(unique), "since": since_at})
+                counts.update(rows.all())
+            else:  # one executemany (a multi-row INSERT on MariaDB), then a count per chunk of keys
                 await conn.execute(
-                    _PG_FAILURES,
-                    {"keys": [key for key, _ in failures], "ats": [at.astimezone(UTC) for _, at in failures]},
+                    insert(AuthFailureRow), [{"key": key, "at": _dt(at)} for key, at in zip(keys, ats, strict=True)]
                 )
-            else:  # one executemany: a multi-row INSERT on MariaDB, one prepared statement on SQLite
-                await conn.execute(insert(AuthFailureRow), [{"key": key, "at": at} for key, at in failures])
-            for chunk in _chunks(keys):
-                query = (
-                    select(AuthFailureRow.key, func.count())
-                    .where(AuthFailureRow.key.in_(chunk), AuthFailureRow.at >= since)
-                    .group_by(AuthFailureRow.key)
-                )
-                counts.update((key, int(count)) for key, count in (await conn.execute(query)).all())
-        return {key: counts.get(key, 0) for key in keys}
+                for chunk in _chunks(unique):
+                    query = (
+                        select(AuthFailureRow.key, func.count())
+                        .where(AuthFailureRow.key.in_(chunk), AuthFailureRow.at >= since_at)
+                        .group_by(AuthFailureRow.key)
+                    )
+                    counts.update((await conn.execute(query)).all())
+        return {key: int(counts.get(key, 0)) for key in unique}
 
     async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
         """The bans and their BAN change-log entries, in one transaction (every instance's feed applies them)."""
@@ -250,6 +293,11 @@ class FallbackRegulationStore(RegulationStore):
     async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
         return await self._use(lambda store: store.record_failures(failures, since=since))
 
+    async def record_failure_columns(
+        self, keys: Sequence[str], ats: Sequence[float], *, since: float
+    ) -> dict[str, int]:
+        return await self._use(lambda store: store.record_failure_columns(keys, ats, since=since))
+
     async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
         if not bans:
             return
@@ -286,3 +334,7 @@ def _chunks(rows: Sequence[_R]) -> Iterator[Sequence[_R]]:
 
 def _ban_changes(bans: Sequence[tuple[str, datetime]]) -> builtins.list[Change]:
     return [Change(ChangeKind.BAN, key, until=until) for key, until in bans]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

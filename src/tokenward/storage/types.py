@@ -13,7 +13,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["ID", "UTCDateTime"]
+__all__ = ["ID", "SQLITE_TIME", "UTCDateTime"]
 
 ID = BigInteger().with_variant(Integer(), "sqlite")
 """Surrogate key type: BIGINT, except INTEGER on SQLite, where only that aliases the rowid."""
@@ -51,3 +51,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+SQLITE_TIME = "strftime('%Y-%m-%d %H:%M:%S', us / 1000000, 'unixepoch') || printf('.%06d', us % 1000000)"
+"""SQLite SQL for a time as :class:`UTCDateTime` stores it there (naive UTC text with microseconds, SQLAlchemy's
+DATETIME format), from an integer column ``us`` of microseconds since 1970: for rows built in SQL from one JSON
+parameter (``json_each``), with no Python object per row."""
