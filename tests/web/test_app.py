@@ -261,3 +261,21 @@ async def test_a_served_app_keeps_what_start_up_loaded_out_of_full_collections(s
             assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_decode_headers_joins_repeats_bounds_size_and_name_memory() -> None:
+    """The hot path's header decoding: repeated headers joined (cookies with "; "), the 64 KiB cap on the raw
+    header bytes, and a memory of decoded names that many distinct names cannot grow past its bound."""
+    from tokenward.errors import BadRequest
+    from tokenward.web import middleware
+    from tokenward.web.middleware import MAX_HEADER_BYTES, decode_headers
+
+    raw = [(b"x-a", b"1"), (b"cookie", b"a=1"), (b"x-a", b"2"), (b"cookie", b"b=2"), (b"host", b"h\xe9")]
+    assert decode_headers(raw) == {"x-a": "1, 2", "cookie": "a=1; b=2", "host": "h\xe9"}
+    assert decode_headers([(b"x-big", b"x" * (MAX_HEADER_BYTES - 5))]) == {"x-big": "x" * (MAX_HEADER_BYTES - 5)}
+    with pytest.raises(BadRequest) as caught:
+        decode_headers([(b"x-big", b"x" * (MAX_HEADER_BYTES - 4))])
+    assert caught.value.error_code == "headers_too_large"
+    for i in range(middleware._NAMES_MAX * 2):
+        assert decode_headers([(f"x-odd-{i}".encode(), b"v")]) == {f"x-odd-{i}": "v"}
+    assert len(middleware._NAMES) <= middleware._NAMES_MAX

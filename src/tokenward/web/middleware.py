@@ -53,13 +53,30 @@ HotEndpoint = Callable[[Scope, dict[str, str]], Awaitable[Response]]
 """A raw endpoint: the scope and its decoded headers in, a whole response out (errors rendered by it)."""
 
 
+#: Header names already decoded (a proxy sends the same few every time); bounded, so odd names cannot grow it.
+_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 256
+
+
 def decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Header names to values; a repeated header's values joined with ", " (cookies with "; ").
 
     Names are already lower case: ASGI servers lowercase them (as Starlette's ``Headers`` assumes too).
     More than :data:`MAX_HEADER_BYTES` in all is a 400 ``headers_too_large``.
     """
-    out = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+    out: dict[str, str] = {}
+    names = _NAMES
+    size = 0
+    for raw_name, raw_value in raw:
+        name = names.get(raw_name)
+        if name is None:
+            name = raw_name.decode("latin-1")
+            if len(names) < _NAMES_MAX:
+                names[raw_name] = name
+        out[name] = raw_value.decode("latin-1")
+        size += len(raw_name) + len(raw_value)
+    if size > MAX_HEADER_BYTES:
+        raise BadRequest("the request headers are too large", code=ErrorCode.HEADERS_TOO_LARGE)
     if len(out) != len(raw):  # a header sent more than once: join the values (rare, so done apart)
         out = {}
         for raw_name, raw_value in raw:
@@ -67,8 +84,6 @@ def decode_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
             if name in out:
                 value = out[name] + ("; " if name == "cookie" else ", ") + value
             out[name] = value
-    if sum(map(len, out.values())) + sum(map(len, out)) > MAX_HEADER_BYTES:
-        raise BadRequest("the request headers are too large", code=ErrorCode.HEADERS_TOO_LARGE)
     return out
 
 
