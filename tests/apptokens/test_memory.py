@@ -16,6 +16,7 @@ from tokenward.apptokens import AppTokenConfig
 from tokenward.apptokens import format as token_format
 from tokenward.errors import StorageUnavailable, TokenwardError
 from tokenward.storage import AppTokenRecord, Database, InMemoryAppTokenStore
+from tokenward.storage.apptokens import PackedRecord, unpack
 from tokenward.storage.changes import InMemoryChangeLog
 
 ALICE = "alice@example.com"
@@ -62,7 +63,7 @@ class Store(InMemoryAppTokenStore):
         await self._wait()
         return found
 
-    async def newest_live(self, limit: int) -> builtins.list[AppTokenRecord]:
+    async def newest_live(self, limit: int) -> builtins.list[PackedRecord]:
         found = await super().newest_live(limit)
         await self._wait()
         return found
@@ -376,9 +377,10 @@ async def test_the_sql_store_holds_every_id(store_database: Database | None) -> 
     made = [await a.create(owner=f"user{i}@example.com", created_by=ALICE) for i in range(3)]
     await a.revoke(made[0][0].id, owner=made[0][0].owner, actor=ALICE)
     assert await shared[0].known_ids() == {record.id for record, _ in made}  # revoked ones too
-    newest = await shared[0].newest_live(10)
+    newest = [unpack(packed) for packed in await shared[0].newest_live(10)]
     assert {r.id for r in newest} == {record.id for record, _ in made[1:]}  # not the revoked one
     assert [r.created_at for r in newest] == sorted((r.created_at for r in newest), reverse=True)
+    assert {r.id: r for r in newest}[made[1][0].id] == made[1][0]  # every field back as created
     assert len(await shared[0].newest_live(1)) == 1
 
 

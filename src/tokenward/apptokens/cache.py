@@ -30,8 +30,9 @@ V = TypeVar("V")
 #: as a tuple of atoms with its repeated strings interned, times as floats, the hash as 32 bytes, the token's
 #: fingerprint and the cache's dict slot), rounded up.
 RECORD_BYTES: Final = 600
-#: Bytes per id in the known-id filter, a set of 12-character strings (measured as above: 100-104).
-KNOWN_ID_BYTES: Final = 104
+#: Bytes per id in the known-id filter (:class:`~tokenward.apptokens.known.KnownIds`: 64-bit hashes in a sorted
+#: array; measured as above: 8).
+KNOWN_ID_BYTES: Final = 8
 
 
 def entries_for(budget_bytes: int, entry_bytes: int = RECORD_BYTES) -> int:

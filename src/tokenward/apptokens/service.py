@@ -69,6 +69,7 @@ from tokenward.storage.changes import ChangeEntry, ChangeKind
 from . import format as token_format
 from .access import AdminCheck, UserDirectory, no_admins, subject_directory, validate_scopes, validate_subject
 from .cache import MemoryCache, entries_for
+from .known import KnownIds
 from .regulation import Regulator, ip_key, pair_key, user_key
 
 __all__ = ["AppTokenConfig", "AppTokenService", "VerifiedToken", "cli_actor"]
@@ -173,7 +174,7 @@ class AppTokenService:
         self._cache_key = secrets.token_bytes(32)
         # The filter of known ids: every id in the store (load_known_ids), grown by the feed. None until loaded
         # and after a feed reset: then every well-formed id is looked up.
-        self._known: set[str] | None = None
+        self._known: KnownIds | None = None
         self._watching: list[set[str]] = []  # ids the feed changed while a start-up load was reading
         self._known_epoch = 0
         self._following = False
@@ -425,7 +426,7 @@ class AppTokenService:
         if known is None:
             if self._following and (self._reloading is None or self._reloading.done()):
                 self._reload_known_soon()  # the last reload failed (database down): try again
-        elif token_id not in known and token_id not in self._records and not self._may_look_up_unknown():
+        elif token_id not in self._records and token_id not in known and not self._may_look_up_unknown():
             return None
         held = await self._records.load(token_id, lambda: self._read(token_id))
         if held is not None and known is not None:
@@ -470,9 +471,9 @@ class AppTokenService:
         if epoch != self._known_epoch:  # a feed reset came meanwhile: what was read may miss its changes
             return 0
         ids |= added
-        self._known = ids
+        self._known = KnownIds(ids)
         self._following = True
-        return len(ids)
+        return len(self._known)
 
     async def prefill(self) -> int:
         """Hold the newest live records up to the memory budget (one query), so that a starting instance
@@ -488,9 +489,10 @@ class AppTokenService:
         if epoch != self._known_epoch:
             return 0
         held = 0
-        for record in reversed(records):  # oldest first: the newest are the last to be evicted
-            if record.id not in changed and record.id not in self._records:
-                self._records.put(record.id, (*pack(record), None))
+        for packed in reversed(records):  # oldest first: the newest are the last to be evicted
+            token_id = packed[ID]
+            if token_id not in changed and token_id not in self._records:
+                self._records.put(token_id, (*packed, None))
                 held += 1
         return held
 
