@@ -105,6 +105,31 @@ async def test_a_flush_is_one_statement_and_keeps_every_field(database: Database
     assert (listed[0].subject, listed[0].target, listed[0].request_id) == (None, None, None)
 
 
+async def test_noting_fields_keeps_what_appending_their_event_keeps() -> None:
+    by_event, by_fields = BufferedAuditLog(InMemoryAuditLog()), BufferedAuditLog(InMemoryAuditLog())
+    fields: dict[str, Any] = {
+        "actor": "bob",
+        "action": "apptoken.verify_failed",
+        "subject": "bob",
+        "target": "tok1",
+        "detail": {"reason": "unknown_id", "ip": "192.0.2.1"},
+        "request_id": "r1",
+        "instance": "i1",
+    }
+    at = T0 + timedelta(microseconds=5)
+    await by_event.append(AuditEvent(at=at, **fields))
+    await by_fields.note(at.timestamp(), **fields)
+    await by_fields.note(at.timestamp(), actor="system", action="regulation.ban")  # no detail: {}
+    assert by_fields._rows[0] == by_event._rows[0]
+    assert by_fields._rows[1][5] == "{}"
+    for bad in ({"actor": ""}, {"target": "x" * 513}, {"request_id": "x" * 400}, {"detail": {"at": T0}}):
+        with pytest.raises(ValueError):
+            await by_fields.note(0.0, **{**fields, **bad})
+        with pytest.raises(ValueError):
+            AuditEvent(at=T0, **{**fields, **bad})
+    assert by_fields.pending == 2
+
+
 async def test_the_events_kept_are_not_walked_by_the_garbage_collector() -> None:
     # A second of refused requests is thousands of events: kept as objects, each full collection walked them.
     behind = BufferedAuditLog(InMemoryAuditLog())

@@ -683,6 +683,21 @@ class AppTokenService:
         request_id: str | None = None,
         required: bool = True,
     ) -> None:
+        if not required:  # a refused check's: written behind, noted as fields (no event object per request)
+            try:
+                await (self.audit if self.audit_behind is None else self.audit_behind).note(
+                    now,
+                    actor=actor[:320],
+                    action=action,
+                    subject=subject,
+                    target=target,
+                    detail=detail,
+                    request_id=request_id,
+                    instance=self.instance,
+                )
+            except TokenwardError as exc:
+                log.warning("cannot write audit event %s: %s", action, exc.detail)
+            return
         event = self._event(
             now, actor=actor, action=action, subject=subject, target=target, detail=detail, request_id=request_id
         )

@@ -164,6 +164,33 @@ class AuditLog(ABC):
         for event in events:
             await self.append(event)
 
+    async def note(
+        self,
+        at: float,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        instance: str | None = None,
+    ) -> None:
+        """Append a new event given by its fields, ``at`` in Unix seconds: what a refused request records, which
+        :class:`BufferedAuditLog` keeps as a row without building an :class:`AuditEvent`. The same checks."""
+        await self.append(
+            AuditEvent(
+                at=datetime.fromtimestamp(at, UTC),
+                actor=actor,
+                action=action,
+                subject=subject,
+                target=target,
+                detail=detail or {},
+                request_id=request_id,
+                instance=instance,
+            )
+        )
+
     async def append_rows(self, rows: builtins.list[AuditRow]) -> None:
         """Store new events given as :data:`AuditRow` tuples (what :class:`BufferedAuditLog` keeps), all or none.
         The SQL log writes them with no object per row on SQLite and PostgreSQL."""
@@ -343,6 +370,34 @@ class BufferedAuditLog(AuditLog):
                 )
             )
         return event
+
+    async def note(
+        self,
+        at: float,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        instance: str | None = None,
+    ) -> None:
+        # AuditEvent's checks, on the fields: a refused request pays for one json.dumps and no object.
+        if not actor or not action:
+            raise ValueError("AuditEvent needs a non-empty actor and action")
+        fields = (actor, action, subject, target, request_id, instance)
+        for (name, limit), value in zip(_LIMITS.items(), fields, strict=True):
+            if value is not None and len(value) > limit:
+                raise ValueError(f"AuditEvent.{name} is longer than {limit} characters")
+        try:
+            text = json.dumps(detail or {})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"AuditEvent.detail must be JSON-serialisable ({exc})") from None
+        if len(self._rows) >= self.max_events:
+            self._drop(1)
+        else:
+            self._rows.append((at, actor, action, subject, target, text, request_id, instance))
 
     def _drop(self, count: int) -> None:
         before, self.dropped = self.dropped, self.dropped + count
