@@ -62,6 +62,19 @@ async def test_add_get_list_revoke_touch(store_database: Database | None) -> Non
     assert await store.get("ZZZZZZZZZZZZ") is None
 
 
+async def test_a_lookup_by_id_is_one_statement(store_database: Database | None) -> None:
+    # The trickle of unknown ids a flood may look up (unknown_lookups_per_second) costs one statement each:
+    # an autocommit read, no transaction to end.
+    if store_database is None:
+        pytest.skip("SQL stores only")
+    store, _, _ = stores(store_database)
+    await store.add(record())
+    before = store_database.statements
+    assert await store.get("ZZZZZZZZZZZZ") is None
+    assert await store.get("AAAAAAAAAAAA") == record()
+    assert store_database.statements == before + 2
+
+
 async def test_creates_and_revokes_write_a_change_entry_in_their_transaction(store_database: Database | None) -> None:
     store, audit, _ = stores(store_database)
     log = change_log(store)
