@@ -21,6 +21,7 @@ from tokenward.errors import StorageUnavailable, TokenwardError, TooManyRequests
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import Database, InMemoryRegulationStore, SqlRegulationStore
+from tokenward.storage import regulation as regulation_store
 from tokenward.storage.changes import ChangeKind, InMemoryChangeLog, SqlChangeLog
 from tokenward.storage.regulation import BATCH_ROWS, AuthBanRow, AuthFailureRow
 
@@ -47,6 +48,10 @@ def statements(db: Database) -> Iterator[list[str]]:
 def _regulation_statements(sent: list[str]) -> list[str]:
     """What a flush sends for its batch (the purge, once a minute, is checked on its own)."""
     return [s for s in sent if ("auth_failures" in s or "auth_bans" in s) and not s.startswith("DELETE")]
+
+
+#: What a flush of failures sends, by dialect (the first word of each statement).
+_FLUSH = {"sqlite": ["INSERT"], "postgresql": ["WITH"], "mysql": ["INSERT", "SELECT"]}
 
 
 async def _rows(db: Database, row: type[AuthFailureRow] | type[AuthBanRow]) -> int:
@@ -84,8 +89,7 @@ async def test_many_failures_are_one_insert_and_one_count_per_flush(database: Da
         assert _regulation_statements(sent) == []
         assert await regulator.regulation.flush(T0 + 1) == []
     done = _regulation_statements(sent)
-    assert len(done) == 2, done
-    assert done[0].startswith("INSERT INTO auth_failures") and done[1].startswith("SELECT")
+    assert [s.split()[0] for s in done] == _FLUSH[database.dialect], done
     assert await _rows(database, AuthFailureRow) == 200
     with statements(database) as sent:  # nothing queued: a flush sends nothing, and the purge waits a minute
         assert await regulator.regulation.flush(T0 + 2) == []
@@ -95,7 +99,7 @@ async def test_many_failures_are_one_insert_and_one_count_per_flush(database: Da
     assert [s.split(" WHERE")[0] for s in sent] == ["DELETE FROM auth_failures", "DELETE FROM auth_bans"]
 
 
-async def test_a_flush_is_two_statements_whatever_the_keys_and_no_commit(database: Database) -> None:
+async def test_a_flush_is_one_statement_whatever_the_keys_and_no_commit(database: Database) -> None:
     regulator = Regulator(SqlRegulationStore(database), POLICY)
     await regulator.regulation.flush(T0)  # the purge, due at the first flush and then once a minute
     for i in range(BATCH_ROWS + 1):
@@ -103,9 +107,9 @@ async def test_a_flush_is_two_statements_whatever_the_keys_and_no_commit(databas
     before = database.statements
     with statements(database) as sent:
         await regulator.regulation.flush(T0 + 1)
-    # The rows and the keys go as one parameter each (arrays on PostgreSQL, JSON on SQLite), in autocommit mode:
-    # no COMMIT round trip. MariaDB keeps an IN list per BATCH_ROWS keys.
-    expected = ["INSERT", "SELECT", "SELECT"] if database.dialect == "mysql" else ["INSERT", "SELECT"]
+    # The rows and the keys go as one parameter each (arrays on PostgreSQL, JSON on SQLite), inserted and counted
+    # by one statement in autocommit mode: no COMMIT round trip. MariaDB keeps an IN list per BATCH_ROWS keys.
+    expected = ["INSERT", "SELECT", "SELECT"] if database.dialect == "mysql" else _FLUSH[database.dialect]
     assert [s.split()[0] for s in _regulation_statements(sent)] == expected
     assert database.statements == before + len(expected)
     assert await _rows(database, AuthFailureRow) == BATCH_ROWS + 1
@@ -131,6 +135,31 @@ async def test_failures_are_stored_with_their_time_to_the_microsecond(database: 
         [("ip:a", datetime.fromtimestamp(at + 2, UTC))], since=datetime.fromtimestamp(at + 1, UTC)
     )
     assert later == {"ip:a": 2}
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["one-statement", "insert-then-count"])
+async def test_the_counts_are_every_row_in_the_window_this_batch_included(
+    database: Database, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite counts in the INSERT's RETURNING (3.35+) or with a count after it; PostgreSQL adds the batch to what
+    # its single statement's snapshot sees of the table. Either way: earlier rows in the window, the batch's rows
+    # in the window (a batch kept through an outage may hold older ones), repeated keys counted once each.
+    if not returning and database.dialect != "sqlite":
+        pytest.skip("SQLite before 3.35 only")
+    monkeypatch.setattr(regulation_store, "_SQLITE_RETURNING", returning)
+    store = SqlRegulationStore(database)
+    assert await store.record_failure_columns(["ip:a", "ip:old"], [T0 + 1, T0 - 500], since=T0 - 1000) == {
+        "ip:a": 1,
+        "ip:old": 1,
+    }
+    other = await store.record_failure_columns(["ip:b"] * 3, [T0 + 2, T0 + 2, T0 + 3], since=T0 - 120)
+    assert other == {"ip:b": 3}
+    counts = await store.record_failure_columns(
+        ["ip:a", "ip:old", "ip:a", "ip:new", "ip:a", "ip:stale"],
+        [T0 + 5, T0 + 5, T0 + 6, T0 + 6, T0 + 7, T0 - 300],
+        since=T0 - 120,
+    )
+    assert counts == {"ip:a": 4, "ip:old": 1, "ip:new": 1, "ip:stale": 0}
 
 
 async def test_what_a_flood_leaves_in_memory_is_not_walked_by_the_garbage_collector() -> None:
@@ -176,7 +205,8 @@ async def test_the_limit_bans_at_once_without_the_store_and_the_flush_writes_it(
     assert _regulation_statements(sent) == []
     with statements(database) as sent:
         assert await regulator.regulation.flush(T0 + 3) == []  # already banned: not a second time
-    assert len(_regulation_statements(sent)) == 3  # failures, their count, the bans: one statement each
+    # The failures and their count, then the bans: one statement each (and the count apart on MariaDB).
+    assert len(_regulation_statements(sent)) == len(_FLUSH[database.dialect]) + 1
     assert await _rows(database, AuthBanRow) == 2
     other = Regulator(SqlRegulationStore(database), POLICY)  # another instance reads the ban
     await other.sync(T0 + 4)

@@ -1,14 +1,14 @@
 """Brute-force regulation state shared by every instance: failed attempts and bans.
 
-Append-only tables (no upserts, so no dialect-specific SQL): ``auth_failures`` holds one row
+Append-only tables (no upserts): ``auth_failures`` holds one row
 per failed credential check and key (``user:<name>`` or ``ip:<address>``); ``auth_bans`` one
 row per ban. Old rows are purged by :meth:`RegulationStore.purge`. The decisions (how many
 failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regulation`.
 
 Writes come in batches: a regulator queues its failures and bans and flushes them once a second
 (:meth:`RegulationStore.record_failure_columns`, :meth:`RegulationStore.add_bans`): the SQL store turns a
-batch into one INSERT for every row and one grouped count (per :data:`BATCH_ROWS` keys on MariaDB), two
-statements in autocommit mode; Redis into one pipeline.
+batch into one statement in autocommit mode that inserts every row and counts their keys (PostgreSQL, SQLite
+3.35+; elsewhere an INSERT and a grouped count per :data:`BATCH_ROWS` keys); Redis into one pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import builtins
 import json
 import logging
 import math
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -82,22 +83,37 @@ class AuthBanRow(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+#: PostgreSQL: the batch inserted and its keys counted in one statement. The main query does not see the rows its
+#: own WITH inserts (one snapshot), so it adds the batch's counts to the table's.
 _PG_FAILURES = text(
-    "INSERT INTO auth_failures (key, at) SELECT k, to_timestamp(a) "
-    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:ats AS FLOAT8[])) AS t(k, a)"
-)
-_PG_COUNTS = text(
-    "SELECT key, count(*) FROM auth_failures WHERE key = ANY(CAST(:keys AS VARCHAR[])) AND at >= :since GROUP BY key"
+    "WITH new AS (SELECT k, to_timestamp(a) AS at"
+    " FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:ats AS FLOAT8[])) AS t(k, a)),"
+    " ins AS (INSERT INTO auth_failures (key, at) SELECT k, at FROM new)"
+    " SELECT k, sum(n) FROM ("
+    "SELECT key AS k, count(*) AS n FROM auth_failures WHERE key = ANY(CAST(:unique AS VARCHAR[])) AND at >= :since"
+    " GROUP BY key UNION ALL SELECT k, count(*) FROM new WHERE at >= :since GROUP BY k"
+    ") AS c GROUP BY k"
 ).bindparams(bindparam("since", type_=UTCDateTime()))
-_SQLITE_FAILURES = text(
+_SQLITE_ROWS = (
     f"INSERT INTO auth_failures (key, at) SELECT key, {SQLITE_TIME} FROM ("
     "SELECT json_extract(value, '$[0]') AS key, CAST(round(json_extract(value, '$[1]') * 1000000) AS INTEGER) AS us "
     "FROM json_each(:rows))"
 )
+#: SQLite 3.35+: the batch inserted and counted in one statement, each new row returning its key's count up to and
+#: including itself (rows with a lower id: SQLite gives new rows ids above every existing one and one writer at a
+#: time, whether a row's subquery runs before or after the others are inserted). A key's highest count is its
+#: count; the caller takes the maximum (RETURNING's order is not defined).
+_SQLITE_FAILURES_RETURNING = text(
+    f"{_SQLITE_ROWS} RETURNING key, (SELECT count(*) FROM auth_failures AS f WHERE f.key = auth_failures.key"
+    " AND f.at >= :since AND f.id < auth_failures.id) + (auth_failures.at >= :since)"
+).bindparams(bindparam("since", type_=UTCDateTime()))
+_SQLITE_FAILURES = text(_SQLITE_ROWS)
 _SQLITE_COUNTS = text(
     "SELECT key, count(*) FROM auth_failures WHERE key IN (SELECT value FROM json_each(:keys)) AND at >= :since "
     "GROUP BY key"
 ).bindparams(bindparam("since", type_=UTCDateTime()))
+#: RETURNING came with SQLite 3.35 (2021); older libraries take an INSERT and a count.
+_SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
 
 class RegulationStore(ABC):
@@ -181,9 +197,9 @@ class SqlRegulationStore(RegulationStore):
     async def record_failure_columns(
         self, keys: Sequence[str], ats: Sequence[float], *, since: float
     ) -> dict[str, int]:
-        """One INSERT for every row, then one grouped count of their keys (per :data:`BATCH_ROWS` keys on
-        MariaDB), each a statement of its own in autocommit mode: no COMMIT round trip, and the count sees the
-        rows whether or not the two share a transaction.
+        """The rows inserted and their keys counted in one statement in autocommit mode (no COMMIT round trip)
+        on PostgreSQL and SQLite 3.35+; elsewhere an INSERT and a grouped count (per :data:`BATCH_ROWS` keys on
+        MariaDB), each its own statement: the count sees the rows whether or not the two share a transaction.
 
         The rows go as one parameter per column (PostgreSQL: arrays for ``unnest``; SQLite: JSON for
         ``json_each``), so building a batch of 20,000 costs the event loop a few milliseconds, not the
@@ -197,9 +213,16 @@ class SqlRegulationStore(RegulationStore):
         async with self._db.autocommit() as conn:
             dialect = self._db.dialect
             if dialect == "postgresql":
-                await conn.execute(_PG_FAILURES, {"keys": keys, "ats": ats})
-                rows = await conn.execute(_PG_COUNTS, {"keys": unique, "since": since_at})
+                rows = await conn.execute(_PG_FAILURES, {"keys": keys, "ats": ats, "unique": unique, "since": since_at})
                 counts.update(rows.all())
+            elif dialect == "sqlite" and _SQLITE_RETURNING:
+                rows = await conn.execute(
+                    _SQLITE_FAILURES_RETURNING,
+                    {"rows": json.dumps(builtins.list(zip(keys, ats, strict=True))), "since": since_at},
+                )
+                for key, count in rows.all():
+                    if count > counts.get(key, 0):
+                        counts[key] = count
             elif dialect == "sqlite":
                 await conn.execute(_SQLITE_FAILURES, {"rows": json.dumps(builtins.list(zip(keys, ats, strict=True)))})
                 rows = await conn.execute(_SQLITE_COUNTS, {"keys": json.dumps(unique), "since": since_at})
