@@ -18,8 +18,6 @@ document and for callers that reach them through the router.
 from __future__ import annotations
 
 import difflib
-import json
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -29,6 +27,7 @@ import pydantic_core
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
 from starlette.types import Scope
 
 from tokenward.apptokens import PREFIX, AppTokenService, Caller, parse_duration
@@ -40,11 +39,11 @@ from tokenward.storage import AppTokenRecord
 from tokenward.web import middleware
 from tokenward.web.auth import Authenticator, authenticate, current_request_id, require_scope
 from tokenward.web.deps import chain_of, manager
+from tokenward.web.errors import EXCEPTION_HANDLERS
 from tokenward.web.state import AppState, get_app_tokens
 
 __all__ = ["HotList", "hot_paths", "router"]
 
-log = logging.getLogger("tokenward.web")
 
 router = APIRouter()
 
@@ -411,9 +410,7 @@ class HotList:
             owner, _ = await _target(svc, caller, user_id, user_name, "list")
             body = render_list(self.item, await svc.list(owner))
         except TokenwardError as exc:
-            if exc.status >= 500:
-                log.warning("%s: %s", exc.error_code, exc.detail)  # as the API's error handler does
-            return middleware.hot_error(exc)
+            return await _api_error(scope, exc)
         response_headers = [_JSON]
         if "x-request-id" not in headers:
             # Every API response names its request id; the hot path itself adds it to refusals and echoes a given one.
@@ -421,12 +418,23 @@ class HotList:
         return 200, response_headers, body
 
 
+async def _api_error(scope: Scope, exc: TokenwardError) -> middleware.Response:
+    """``exc`` rendered by the API's own handler (web/errors.py): the same JSON, the same headers, the same log
+    line for a 5xx, and the HTML page a browser gets on a path outside ``/api/``."""
+    return _whole(await EXCEPTION_HANDLERS[TokenwardError](Request(scope), exc))
+
+
 def _invalid(names: Sequence[str]) -> middleware.Response:
-    """FastAPI's 422 for a user parameter over its ``max_length`` (web/errors.py's shape)."""
+    """FastAPI's 422 for a user parameter over its ``max_length``, as web/errors.py renders it."""
     message = f"String should have at most {_MAX_USER} characters"
     fields = [{"field": name, "message": message} for name in names]
     body = error_body(ErrorCode.INVALID_REQUEST, f"{names[0]}: {message}", fields=fields)
-    return 422, [_JSON], json.dumps(body).encode("utf-8")
+    return _whole(JSONResponse(body, status_code=422))
+
+
+def _whole(response: Response) -> middleware.Response:
+    """A rendered Starlette response as the hot path sends it (which adds content-length itself)."""
+    return response.status_code, [h for h in response.raw_headers if h[0] != b"content-length"], bytes(response.body)
 
 
 def hot_paths(state: AppState, log_: middleware.RequestLog) -> tuple[middleware.HotPath, ...]:
