@@ -681,3 +681,21 @@ async def test_a_stale_change_feed_refuses_sessions_and_config_tokens_with_503(
         headers={"Authorization": f"Bearer {issued.source_identifier}"},
     )
     assert r.status_code == 503 and r.json()["error"] == "changes_stale", r.text
+
+
+def test_refusal_bodies_are_rendered_once_and_stay_bounded() -> None:
+    """A flood of refusals reuses the few rendered bodies; distinct sentences cannot grow that memory, and a
+    body with extra fields is rendered as it is, not from a cached one."""
+    from tokenward.forwardauth.service import Decision
+    from tokenward.web.routes import verify as route
+
+    first = route._render(Decision(401, [], {"error": "apptoken_invalid", "detail": "invalid"}))
+    again = route._render(Decision(401, [], {"error": "apptoken_invalid", "detail": "invalid"}))
+    assert first[2] is again[2] and json.loads(first[2]) == {"error": "apptoken_invalid", "detail": "invalid"}
+    assert (b"content-type", b"application/json") in again[1]
+    extra = route._render(Decision(400, [], {"error": "x", "detail": "y", "fields": ["a"]}))  # type: ignore[dict-item]
+    assert json.loads(extra[2]) == {"error": "x", "detail": "y", "fields": ["a"]}
+    for i in range(route._BODIES_MAX * 2):
+        body = route._render(Decision(401, [], {"error": "e", "detail": f"sentence {i}"}))[2]
+        assert json.loads(body)["detail"] == f"sentence {i}"
+        assert len(route._BODIES) <= route._BODIES_MAX

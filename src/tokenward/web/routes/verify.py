@@ -60,11 +60,26 @@ def _client_address(state: AppState, peer: str | None, headers: dict[str, str]) 
     return peer if runtime is None else runtime.trusted_proxies.client_address(peer, headers)
 
 
+#: Rendered refusal bodies: a flood of bad credentials gets the same few sentences (bounded, cleared when full).
+_BODIES: dict[tuple[str | None, str | None], bytes] = {}
+_BODIES_MAX = 256
+
+
 def _render(decision: Decision) -> Response:
-    if decision.error is None:
+    error = decision.error
+    if error is None:
         return decision.status, decision.headers, b""
     decision.headers.append(_JSON)
-    return decision.status, decision.headers, json.dumps(decision.error).encode("utf-8")
+    key = (error.get("error"), error.get("detail"))
+    if len(error) != 2 or not isinstance(key[0], str) or not isinstance(key[1], str):
+        return decision.status, decision.headers, json.dumps(error).encode("utf-8")  # extra fields: not kept
+    body = _BODIES.get(key)
+    if body is None:
+        body = json.dumps(error).encode("utf-8")
+        if len(_BODIES) >= _BODIES_MAX:
+            _BODIES.clear()
+        _BODIES[key] = body
+    return decision.status, decision.headers, body
 
 
 async def answer(state: AppState, scope: Scope, headers: dict[str, str]) -> Response:
