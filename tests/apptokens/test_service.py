@@ -27,7 +27,7 @@ class CountingStore(InMemoryAppTokenStore):
         self.gets += 1
         return await super().get(token_id)
 
-    async def touch_many(self, uses: Mapping[str, datetime]) -> None:
+    async def touch_many(self, uses: Mapping[str, float]) -> None:
         self.touches += 1
         await super().touch_many(uses)
 

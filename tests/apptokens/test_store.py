@@ -54,7 +54,8 @@ async def test_add_get_list_revoke_touch(store_database: Database | None) -> Non
     assert [r.id for r in await store.list(owner="alice@example.com")] == ["BBBBBBBBBBBB"]
     assert len(await store.list(owner="alice@example.com", include_revoked=True)) == 2
 
-    await store.touch_many({"BBBBBBBBBBBB": NOW + timedelta(minutes=5), "CCCCCCCCCCCC": NOW, "ZZZZZZZZZZZZ": NOW})
+    at = NOW.timestamp()
+    await store.touch_many({"BBBBBBBBBBBB": at + 300, "CCCCCCCCCCCC": at, "ZZZZZZZZZZZZ": at})
     touched = await store.get("BBBBBBBBBBBB")
     assert touched is not None and touched.last_used_at == NOW + timedelta(minutes=5)
     other = await store.get("CCCCCCCCCCCC")

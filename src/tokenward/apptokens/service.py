@@ -586,7 +586,7 @@ class AppTokenService:
         if not uses:
             return 0
         try:
-            await self.store.touch_many({token_id: _dt(at) for token_id, at in uses.items()})
+            await self.store.touch_many(uses)  # as floats: 100,000 datetimes made at once held the loop ~0.1 s
         except StorageError as exc:
             for token_id, at in uses.items():  # retried at the next flush; newer uses win, the bound holds
                 if token_id in self._uses:
