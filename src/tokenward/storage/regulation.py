@@ -7,8 +7,8 @@ failures make a ban, how long it lasts) live in :mod:`tokenward.apptokens.regula
 
 Writes come in batches: a regulator queues its failures and bans and flushes them once a second
 (:meth:`RegulationStore.record_failure_columns`, :meth:`RegulationStore.add_bans`): the SQL store turns a
-batch into one statement in autocommit mode that inserts every row and counts their keys (PostgreSQL, SQLite
-3.35+; elsewhere an INSERT and a grouped count per :data:`BATCH_ROWS` keys); Redis into one pipeline.
+batch into statements in autocommit mode: one that inserts every row and counts their keys (PostgreSQL), or an
+INSERT and a grouped count (SQLite; MariaDB: per :data:`BATCH_ROWS` keys); Redis into one pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import builtins
 import json
 import logging
 import math
-import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -94,26 +93,17 @@ _PG_FAILURES = text(
     " GROUP BY key UNION ALL SELECT k, count(*) FROM new WHERE at >= :since GROUP BY k"
     ") AS c GROUP BY k"
 ).bindparams(bindparam("since", type_=UTCDateTime()))
-_SQLITE_ROWS = (
+#: SQLite: an INSERT, then a count. (One statement, INSERT … RETURNING a count per row, is quadratic: SQLite
+#: evaluates a RETURNING subquery correlated with the new row by scanning the index, not by searching it.)
+_SQLITE_FAILURES = text(
     f"INSERT INTO auth_failures (key, at) SELECT key, {SQLITE_TIME} FROM ("
     "SELECT json_extract(value, '$[0]') AS key, CAST(round(json_extract(value, '$[1]') * 1000000) AS INTEGER) AS us "
     "FROM json_each(:rows))"
 )
-#: SQLite 3.35+: the batch inserted and counted in one statement, each new row returning its key's count up to and
-#: including itself (rows with a lower id: SQLite gives new rows ids above every existing one and one writer at a
-#: time, whether a row's subquery runs before or after the others are inserted). A key's highest count is its
-#: count; the caller takes the maximum (RETURNING's order is not defined).
-_SQLITE_FAILURES_RETURNING = text(
-    f"{_SQLITE_ROWS} RETURNING key, (SELECT count(*) FROM auth_failures AS f WHERE f.key = auth_failures.key"
-    " AND f.at >= :since AND f.id < auth_failures.id) + (auth_failures.at >= :since)"
-).bindparams(bindparam("since", type_=UTCDateTime()))
-_SQLITE_FAILURES = text(_SQLITE_ROWS)
 _SQLITE_COUNTS = text(
     "SELECT key, count(*) FROM auth_failures WHERE key IN (SELECT value FROM json_each(:keys)) AND at >= :since "
     "GROUP BY key"
 ).bindparams(bindparam("since", type_=UTCDateTime()))
-#: RETURNING came with SQLite 3.35 (2021); older libraries take an INSERT and a count.
-_SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 
 
 class RegulationStore(ABC):
@@ -197,9 +187,9 @@ class SqlRegulationStore(RegulationStore):
     async def record_failure_columns(
         self, keys: Sequence[str], ats: Sequence[float], *, since: float
     ) -> dict[str, int]:
-        """The rows inserted and their keys counted in one statement in autocommit mode (no COMMIT round trip)
-        on PostgreSQL and SQLite 3.35+; elsewhere an INSERT and a grouped count (per :data:`BATCH_ROWS` keys on
-        MariaDB), each its own statement: the count sees the rows whether or not the two share a transaction.
+        """In autocommit mode (no COMMIT round trip): on PostgreSQL the rows inserted and their keys counted in one
+        statement; elsewhere an INSERT and a grouped count (per :data:`BATCH_ROWS` keys on MariaDB), each its own
+        statement: the count sees the rows whether or not the two share a transaction.
 
         The rows go as one parameter per column (PostgreSQL: arrays for ``unnest``; SQLite: JSON for
         ``json_each``), so building a batch of 20,000 costs the event loop a few milliseconds, not the
@@ -215,14 +205,6 @@ class SqlRegulationStore(RegulationStore):
             if dialect == "postgresql":
                 rows = await conn.execute(_PG_FAILURES, {"keys": keys, "ats": ats, "unique": unique, "since": since_at})
                 counts.update(rows.all())
-            elif dialect == "sqlite" and _SQLITE_RETURNING:
-                rows = await conn.execute(
-                    _SQLITE_FAILURES_RETURNING,
-                    {"rows": json.dumps(builtins.list(zip(keys, ats, strict=True))), "since": since_at},
-                )
-                for key, count in rows.all():
-                    if count > counts.get(key, 0):
-                        counts[key] = count
             elif dialect == "sqlite":
                 await conn.execute(_SQLITE_FAILURES, {"rows": json.dumps(builtins.list(zip(keys, ats, strict=True)))})
                 rows = await conn.execute(_SQLITE_COUNTS, {"keys": json.dumps(unique), "since": since_at})
