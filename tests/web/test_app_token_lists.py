@@ -288,3 +288,23 @@ def _record() -> AppTokenRecord:
         expires_at=now,
         created_by=ALICE,
     )
+
+
+async def test_a_stale_change_feed_refuses_the_hot_lists_as_the_routes_do(
+    pair: Callable[..., Awaitable[Pair]], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = await pair()
+    _, token = await p.service.create(owner=ALICE, created_by="cli", scopes=[MANAGE_SCOPE])
+    assert (await p.client("hot").get("/api/app-tokens", headers=basic(ALICE, token))).status_code == 200
+    feed = p.runtime.changes
+    await feed.stop()  # no read from now on, and the feed's clock past the max lag
+    later = feed.monotonic() + p.runtime.settings.changes_max_lag_seconds + 1
+    feed.monotonic = lambda: later
+    for path in ("/api/app-tokens", "/auth-app/tokens"):
+        caplog.clear()
+        hot, routed = await p.both(path, basic(ALICE, token))
+        assert hot.status_code == 503 and hot.json()["error"] == "changes_stale", hot.text
+        _same(hot, routed, path)
+        # the API's error handler logs a 5xx once per request, on both front doors
+        logged = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "tokenward.web"]
+        assert logged == ["changes_stale"] * 2
