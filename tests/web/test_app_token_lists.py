@@ -28,6 +28,7 @@ from tokenward.runtime import Runtime, open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import AppTokenRecord
 from tokenward.web.app import create_app
+from tokenward.web.deps import SourceIdentifierAuthenticator, chain_of
 from tokenward.web.routes import app_tokens as routes
 
 ALICE = "alice@example.com"
@@ -308,3 +309,14 @@ async def test_a_stale_change_feed_refuses_the_hot_lists_as_the_routes_do(
         # the API's error handler logs a 5xx once per request, on both front doors
         logged = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "tokenward.web"]
         assert logged == ["changes_stale"] * 2
+
+
+async def test_the_chain_kept_for_the_hot_lists_asks_the_current_admin_check(
+    pair: Callable[..., Awaitable[Pair]],
+) -> None:
+    p = await pair()
+    sessions = chain_of(p.runtime)[1]
+    assert isinstance(sessions, SourceIdentifierAuthenticator)
+    assert not sessions.is_admin("root@example.com")
+    p.service.is_admin = lambda subject: subject == "root@example.com"  # e.g. a test's, after the chain was built
+    assert sessions.is_admin("root@example.com")

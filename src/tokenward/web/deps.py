@@ -101,11 +101,15 @@ class SourceIdentifierAuthenticator:
 
 
 def chain_of(runtime: Runtime) -> tuple[Authenticator, ...]:
-    """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``)."""
+    """The chain, in order: app tokens (Basic, ``Bearer twa_…``), then sessions (``Bearer tw1si.…``).
+
+    The hot lists keep one chain per runtime, so it asks the service's ``is_admin`` when it checks a session,
+    not the one it had when built.
+    """
     svc = runtime.app_tokens
     return (
         AppTokenAuthenticator(svc, trusted_proxies=runtime.trusted_proxies),
-        SourceIdentifierAuthenticator(runtime.identity, is_admin=svc.is_admin),
+        SourceIdentifierAuthenticator(runtime.identity, is_admin=lambda subject: svc.is_admin(subject)),
     )
 
 
