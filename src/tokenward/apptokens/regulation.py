@@ -37,7 +37,7 @@ from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageError, TooManyRequests
 from tokenward.storage.changes import ChangeEntry, ChangeKind
-from tokenward.storage.regulation import KEY_LEN, RegulationStore
+from tokenward.storage.regulation import KEY_LEN, RegulationStore, batch_counts
 
 __all__ = [
     "MAX_QUEUED",
@@ -284,6 +284,8 @@ class Regulator:
         self.regulation.regulators.append(self)
         #: key → its counts, least recently failed first (evicted from the front, forgotten from the front).
         self._tracks: OrderedDict[str, _Track] = OrderedDict()
+        #: The keys whose track holds a shared count from a flush (a set of strings: nothing the collector walks).
+        self._shared: set[str] = set()
         #: Failures queued for the next flush, as two columns (key, Unix seconds): strings and floats, nothing the
         #: collector walks, and the batch a flush hands on without a row object each.
         self._queued_keys: deque[str] = deque()
@@ -355,7 +357,7 @@ class Regulator:
         track = tracks.get(key)
         if track is None:  # most keys of a flood: one failure, and its count is 1
             if len(tracks) >= MAX_TRACKED_KEYS:
-                tracks.popitem(last=False)
+                self._shared.discard(tracks.popitem(last=False)[0])
             track = tracks[key] = (math.inf if limit is None else limit, 0, -math.inf, now)
             count = 1
         else:
@@ -396,18 +398,22 @@ class Regulator:
             keys, ats = list(self._queued_keys), list(self._queued_ats)
             self._queued_keys.clear()
             self._queued_ats.clear()
+            since = now - self.policy.find_time
             try:
-                counts = await self.store.record_failure_columns(keys, ats, since=now - self.policy.find_time)
+                counts = await self.store.record_failure_columns(keys, ats, since=since)
             except StorageError as exc:
                 log.warning("cannot record %d failed checks (kept for the next flush): %s", len(keys), exc.detail)
                 self._requeue(keys, ats, now)
                 counts = {}
+            else:
+                counts = self._with_batch_counts(counts, keys, ats, since)
             tracks = self._tracks
             for key, count in counts.items():
                 track = tracks.get(key)
                 if track is None:
                     continue
                 tracks[key] = (track[0], count, now, *track[_OWN:])  # in place: the order is by failures, not flushes
+                self._shared.add(key)
                 if count >= track[0] and not self.banned(key, now) and self._ban(key, now):
                     newly.append(key)
         if self.pending_bans:
@@ -422,6 +428,18 @@ class Regulator:
             self._forgot_at = now
             self._forget_idle(now)
         return newly
+
+    def _with_batch_counts(
+        self, counts: dict[str, int], keys: list[str], ats: list[float], since: float
+    ) -> dict[str, int]:
+        """The store may leave out a key counted by this batch's rows alone (most keys of a flood): its shared count
+        is then what this instance saw, and a track holding no shared count needs nothing. One still holding an
+        earlier flush's (other instances' failures since gone from the window) gets the batch's count instead."""
+        stale = self._shared.intersection(keys).difference(counts)
+        if not stale:
+            return counts
+        own = batch_counts(keys, ats, since)
+        return {**counts, **{key: own[key] for key in stale}}
 
     def _requeue(self, keys: list[str], ats: list[float], now: float) -> None:
         """Put a batch the store refused back in front of the queue, minus what has left the window."""
@@ -445,6 +463,7 @@ class Regulator:
             if track[2] >= since or track[-1] >= since:  # the last flush that wrote it, its newest failure
                 break
             del tracks[key]
+            self._shared.discard(key)
 
 
 def _dt(ts: float) -> datetime:

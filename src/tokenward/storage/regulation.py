@@ -42,6 +42,7 @@ __all__ = [
     "InMemoryRegulationStore",
     "RegulationStore",
     "SqlRegulationStore",
+    "batch_counts",
 ]
 
 KEY_LEN = 400
@@ -83,28 +84,29 @@ class AuthBanRow(Base):
 
 
 #: PostgreSQL: the batch inserted and its keys counted in one statement. The main query does not see the rows its
-#: own WITH inserts (one snapshot), so it adds the batch's counts to the table's. The keys are joined, not matched
-#: with ``= ANY(array)``: a sequential scan tests every row against the whole array (a second a flush at 1,000
-#: failures a second).
+#: own WITH inserts (one snapshot): it adds the batch's counts to the table's, for the keys the table has rows of
+#: in the window (the others' count is the batch's own). The keys are joined, not matched with ``= ANY(array)``:
+#: a sequential scan tests every row against the whole array (a second a flush at 1,000 failures a second).
 _PG_FAILURES = text(
     "WITH new AS (SELECT k, to_timestamp(a) AS at"
     " FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:ats AS FLOAT8[])) AS t(k, a)),"
     " ins AS (INSERT INTO auth_failures (key, at) SELECT k, at FROM new)"
-    " SELECT k, sum(n) FROM ("
-    "SELECT f.key AS k, count(*) AS n FROM auth_failures AS f JOIN (SELECT DISTINCT k FROM new) AS u ON f.key = u.k"
-    " WHERE f.at >= :since GROUP BY f.key UNION ALL SELECT k, count(*) FROM new WHERE at >= :since GROUP BY k"
-    ") AS c GROUP BY k"
+    " SELECT f.key, count(*) + b.n FROM auth_failures AS f"
+    " JOIN (SELECT k, count(*) FILTER (WHERE at >= :since) AS n FROM new GROUP BY k) AS b ON f.key = b.k"
+    " WHERE f.at >= :since GROUP BY f.key, b.n"
 ).bindparams(bindparam("since", type_=UTCDateTime()))
-#: SQLite: an INSERT, then a count. (One statement, INSERT … RETURNING a count per row, is quadratic: SQLite
-#: evaluates a RETURNING subquery correlated with the new row by scanning the index, not by searching it.)
+#: SQLite: an INSERT, then a count of the keys with rows beyond the batch's in the window. (One statement,
+#: INSERT … RETURNING a count per row, is quadratic: SQLite evaluates a RETURNING subquery correlated with the new
+#: row by scanning the index, not by searching it.)
 _SQLITE_FAILURES = text(
     f"INSERT INTO auth_failures (key, at) SELECT key, {SQLITE_TIME} FROM ("
-    "SELECT json_extract(value, '$[0]') AS key, CAST(round(json_extract(value, '$[1]') * 1000000) AS INTEGER) AS us "
+    "SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS us "
     "FROM json_each(:rows))"
 )
 _SQLITE_COUNTS = text(
-    "SELECT key, count(*) FROM auth_failures WHERE key IN (SELECT value FROM json_each(:keys)) AND at >= :since "
-    "GROUP BY key"
+    "SELECT f.key, count(*) FROM auth_failures AS f JOIN (SELECT json_extract(value, '$[0]') AS key,"
+    " sum(json_extract(value, '$[1]') >= :since_us) AS n FROM json_each(:rows) GROUP BY 1) AS b ON f.key = b.key"
+    " WHERE f.at >= :since GROUP BY f.key HAVING count(*) != max(b.n)"
 ).bindparams(bindparam("since", type_=UTCDateTime()))
 
 
@@ -120,7 +122,9 @@ class RegulationStore(ABC):
         self, keys: Sequence[str], ats: Sequence[float], *, since: float
     ) -> dict[str, int]:
         """:meth:`record_failures` for a batch given as two columns, the keys and their times in Unix seconds
-        (what a regulator queues): the SQL store writes it with no object per row."""
+        (what a regulator queues): the SQL store writes it with no object per row. A store may leave out a key
+        whose count is this batch's own rows of it in the window (:func:`batch_counts`), nothing beyond: what a
+        flood from new addresses sends is mostly such keys, and the caller then has no row to handle for them."""
         return await self.record_failures([(key, _dt(at)) for key, at in zip(keys, ats, strict=True)], since=_dt(since))
 
     async def record_failure(self, keys: Sequence[str], at: datetime, *, since: datetime) -> dict[str, int]:
@@ -182,9 +186,9 @@ class SqlRegulationStore(RegulationStore):
         self._db = db
 
     async def record_failures(self, failures: Sequence[tuple[str, datetime]], *, since: datetime) -> dict[str, int]:
-        return await self.record_failure_columns(
-            [key for key, _ in failures], [at.timestamp() for _, at in failures], since=since.timestamp()
-        )
+        keys, ats = [key for key, _ in failures], [at.timestamp() for _, at in failures]
+        counts = await self.record_failure_columns(keys, ats, since=since.timestamp())
+        return {**batch_counts(keys, ats, since.timestamp()), **counts}
 
     async def record_failure_columns(
         self, keys: Sequence[str], ats: Sequence[float], *, since: float
@@ -195,11 +199,11 @@ class SqlRegulationStore(RegulationStore):
 
         The rows go as one parameter per column (PostgreSQL: arrays for ``unnest``; SQLite: JSON for
         ``json_each``), so building a batch of 20,000 costs the event loop a few milliseconds, not the
-        hundreds SQLAlchemy's per-row parameter processing took; MariaDB keeps one executemany.
+        hundreds SQLAlchemy's per-row parameter processing took; MariaDB keeps one executemany. PostgreSQL and
+        SQLite answer only the keys with rows beyond this batch's in the window (a flood of new addresses: none).
         """
         if not keys:
             return {}
-        unique = builtins.list(dict.fromkeys(keys))
         since_at = _dt(since)
         counts: dict[str, int] = {}
         async with self._db.autocommit() as conn:
@@ -208,21 +212,25 @@ class SqlRegulationStore(RegulationStore):
                 rows = await conn.execute(_PG_FAILURES, {"keys": keys, "ats": ats, "since": since_at})
                 counts.update(rows.all())
             elif dialect == "sqlite":
-                await conn.execute(_SQLITE_FAILURES, {"rows": json.dumps(builtins.list(zip(keys, ats, strict=True)))})
-                rows = await conn.execute(_SQLITE_COUNTS, {"keys": json.dumps(unique), "since": since_at})
+                # Whole microseconds: JSON writes an int several times faster than a float's shortest repr.
+                batch = json.dumps(builtins.list(zip(keys, [round(at * 1_000_000) for at in ats], strict=True)))
+                await conn.execute(_SQLITE_FAILURES, {"rows": batch})
+                rows = await conn.execute(
+                    _SQLITE_COUNTS, {"rows": batch, "since": since_at, "since_us": round(since * 1_000_000)}
+                )
                 counts.update(rows.all())
             else:  # one executemany (a multi-row INSERT on MariaDB), then a count per chunk of keys
                 await conn.execute(
                     insert(AuthFailureRow), [{"key": key, "at": _dt(at)} for key, at in zip(keys, ats, strict=True)]
                 )
-                for chunk in _chunks(unique):
+                for chunk in _chunks(builtins.list(dict.fromkeys(keys))):
                     query = (
                         select(AuthFailureRow.key, func.count())
                         .where(AuthFailureRow.key.in_(chunk), AuthFailureRow.at >= since_at)
                         .group_by(AuthFailureRow.key)
                     )
                     counts.update((await conn.execute(query)).all())
-        return {key: int(counts.get(key, 0)) for key in unique}
+        return {key: int(count) for key, count in counts.items()}
 
     async def add_bans(self, bans: Sequence[tuple[str, datetime]], at: datetime) -> None:
         """The bans and their BAN change-log entries, in one transaction (every instance's feed applies them)."""
@@ -345,3 +353,12 @@ def _ban_changes(bans: Sequence[tuple[str, datetime]]) -> builtins.list[Change]:
 
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def batch_counts(keys: Sequence[str], ats: Sequence[float], since: float) -> dict[str, int]:
+    """Each key's rows in a batch at or after ``since``: its count where the store has none beyond them."""
+    counts = dict.fromkeys(keys, 0)
+    for key, at in zip(keys, ats, strict=True):
+        if at >= since:
+            counts[key] += 1
+    return counts
