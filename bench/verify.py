@@ -40,6 +40,11 @@ status mix (``tokenward_http_requests_total``) of each measured window. Warm-up 
 once (wrk until the server has answered as many ``/verify``), reported apart. The server's VmRSS is read
 before any bulk credential exists (a first start on the same data), at start, and after each warm-up.
 
+``--rotating --in-process`` runs the same three cases and the bare app without a socket: thread CPU µs per
+request through the ASGI app (best of 3 batches after every credential once) and how many garbage
+collections of each generation the batches ran, with the longest generation-2 one (the p99 tails on the wire).
+It needs neither wrk nor a quiet machine to show where a change lands.
+
 The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
 other work on the machine moves the absolute figures. Needs ``wrk`` (``apt-get install -y wrk``)
@@ -49,6 +54,7 @@ and ``taskset``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -616,6 +622,120 @@ def _invalid_auths(count: int) -> list[str]:
     return lines
 
 
+async def rotating_in_process(tokens: int, sessions: int, requests: int) -> None:
+    """The --rotating cases without a socket: thread CPU µs per request through the ASGI app, and the garbage
+    collections each measured batch ran (generation 2 with their durations: the p99 tails on the wire)."""
+    import asyncio
+    import gc
+
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from tokenward.settings import Settings
+    from tokenward.web.app import create_app
+
+    async def ok(request: object) -> Response:
+        return Response(status_code=200)
+
+    collections: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            collections.append((info["generation"], time.perf_counter() - started[0]))
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        env, params, _, _ = setup(tmp, {"TOKENWARD_TRUSTED_PROXIES": "127.0.0.1/32"})
+        os.environ.update({k: v for k, v in env.items() if k.startswith("TOKENWARD_")})
+        auths, cookies = await _fill(Path(env["TOKENWARD_DATA_DIR"]), None, tokens, sessions)
+        mixed = [line for pair in zip(auths, _invalid_auths(len(auths) // 2), strict=False) for line in pair]
+        app = create_app(Settings.load())
+        bare = Starlette(routes=[Route("/verify", ok)])
+        startup: asyncio.Queue[Any] = asyncio.Queue()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        await startup.put({"type": "lifespan.startup"})
+        life = asyncio.create_task(
+            app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, startup.get, events.put)
+        )
+        await events.get()
+        statuses: dict[int, int] = {}
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+                statuses[status] = statuses.get(status, 0) + 1
+
+        forwarded = [(k.lower().encode(), v.encode()) for k, v in FORWARDED.items()]
+        counter = itertools.count()
+
+        def scope(query: bytes, header: tuple[bytes, bytes]) -> dict[str, object]:
+            i = next(counter)  # every request from its own address, as on the wire
+            address = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}".encode()
+            return {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": "/verify",
+                "raw_path": b"/verify",
+                "query_string": query,
+                "root_path": "",
+                "headers": [(b"host", b"127.0.0.1:8080"), *forwarded, (b"x-forwarded-for", address), header],
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", 8080),
+                "state": {},
+            }
+
+        def header(line: str) -> tuple[bytes, bytes]:
+            name, _, value = line.partition(": ")
+            return name.lower().encode(), value.encode()
+
+        cases: dict[str, tuple[Any, bytes, list[tuple[bytes, bytes]]]] = {
+            "baseline": (bare, b"", [header(a) for a in auths]),
+            "app-tokens": (app, f"config_token={params['app-token']}".encode(), [header(a) for a in auths]),
+            "sessions": (app, f"config_token={params['session']}".encode(), [header(c) for c in cookies]),
+            "mixed": (app, f"config_token={params['app-token']}".encode(), [header(m) for m in mixed]),
+        }
+
+        async def run(target: Any, query: bytes, headers: list[tuple[bytes, bytes]], count: int) -> None:
+            for i in range(count):
+                await target(scope(query, headers[i % len(headers)]), receive, send)
+                if i % 64 == 0:
+                    await asyncio.sleep(0)  # let the background tasks (feed polls, flushes) run, as a server would
+
+        gc.callbacks.append(on_gc)
+        print(f"in process: {tokens:,} app tokens, {sessions:,} sessions; every credential once, then 3 batches of")
+        print(f"{requests:,} requests per case; thread CPU per request (best batch); collections during the batches")
+        print("| case | µs/request | statuses | gen-0/1/2 collections | longest gen-2 ms |")
+        print("|---|---:|---|---|---:|")
+        try:
+            for case, (target, query, headers) in cases.items():
+                await run(target, query, headers, len(headers))
+                statuses.clear()
+                collections.clear()
+                best = float("inf")
+                for _ in range(3):
+                    cpu = time.thread_time()
+                    await run(target, query, headers, requests)
+                    best = min(best, (time.thread_time() - cpu) / requests * 1e6)
+                counts = [sum(1 for g, _ in collections if g == n) for n in range(3)]
+                longest = max((d for g, d in collections if g == 2), default=0.0)
+                mix = ", ".join(f"{k}: {v:,}" for k, v in sorted(statuses.items()))
+                print(f"| {case} | {best:.1f} | {mix} | {'/'.join(map(str, counts))} | {longest * 1000:.1f} |")
+        finally:
+            gc.callbacks.remove(on_gc)
+            await startup.put({"type": "lifespan.shutdown"})
+            await life
+
+
 def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: int, warm_limit: float) -> None:
     """The issue-13 cases: many distinct app tokens, many sessions, half invalid traffic; bare Starlette beside."""
     import asyncio
@@ -794,6 +914,13 @@ def main() -> None:
         "--warm-limit", type=float, default=600, help="seconds each --rotating warm-up may take at most (10-1800)"
     )
     opts = parser.parse_args()
+    if opts.in_process and opts.rotating:
+        import asyncio
+
+        tokens = max(1_000, min(1_000_000, opts.tokens))
+        sessions = max(100, min(100_000, opts.sessions))
+        asyncio.run(rotating_in_process(tokens, sessions, max(tokens, 100_000)))
+        return
     if opts.in_process:
         import asyncio
 
