@@ -4,7 +4,8 @@
     .venv/bin/python bench/verify.py --duration 3 --rounds 1   # quicker
     taskset -c 0 .venv/bin/python bench/verify.py --in-process   # µs per request, ASGI calls without a socket
 
-Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with uvloop + httptools):
+Cases (all ``wrk -t1 -c32`` on 127.0.0.1, one uvicorn process with httptools on the asyncio loop, or on
+uvloop with ``--loop uvloop``: both servers alike, ``TOKENWARD_EVENT_LOOP`` for tokenward):
 
 - **baseline**: a bare Starlette app whose one route returns 200 (same server, same pinning);
 - **noop**: ``/verify?config_token=…`` with a ``noop`` plugin (token decoding cached);
@@ -87,8 +88,9 @@ async def ok(request):
 
 app = Starlette(routes=[Route("/verify", ok)])
 # The uvicorn options `tokenward serve` uses, so the two servers differ only by the app.
+import os
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-            server_header=False, proxy_headers=False, loop="asyncio")
+            server_header=False, proxy_headers=False, loop=os.environ.get("TOKENWARD_EVENT_LOOP", "asyncio"))
 """
 
 FORWARDED = {
@@ -100,6 +102,8 @@ FORWARDED = {
 
 
 SESSION_COOKIE = "tokenward_session"
+#: The event loop both servers run (--loop); a one-item list so main() can set it.
+EVENT_LOOP = ["asyncio"]
 
 
 def free_port() -> int:
@@ -167,6 +171,7 @@ def setup(tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[dict[str,
         TOKENWARD_DATA_DIR=str(data.path),
         TOKENWARD_LOG_LEVEL="WARNING",
         TOKENWARD_CONFIG_TOKEN_STORES=json.dumps({"primary": {"adapter": "file", "options": {"path": str(store)}}}),
+        TOKENWARD_EVENT_LOOP=EVENT_LOOP[0],  # both servers: tokenward's setting, and the bare app reads it too
     )
     env.update(extra_env or {})
 
@@ -913,7 +918,11 @@ def main() -> None:
     parser.add_argument(
         "--warm-limit", type=float, default=600, help="seconds each --rotating warm-up may take at most (10-1800)"
     )
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop of both servers (wire cases)"
+    )
     opts = parser.parse_args()
+    EVENT_LOOP[0] = opts.loop
     if opts.in_process and opts.rotating:
         import asyncio
 

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", min_length=1, description="Address to bind.")
     port: int = Field(default=8080, ge=1, le=65535, description="TCP port to bind.")
     workers: int = Field(default=1, ge=1, le=256, description="Worker processes for `tokenward serve`.")
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        default="asyncio",
+        description="Event loop for `tokenward serve`: asyncio takes in every waiting connection when busy; "
+        "uvloop has a cheaper loop but, saturated, takes in about one new connection per turn (docs/deployment.md).",
+    )
     tls_cert: Path | None = Field(default=None, description="PEM certificate chain; enables HTTPS with tls_key.")
     tls_key: Path | None = Field(default=None, description="PEM private key (0600) for tls_cert.")
     server_name: str | None = Field(

@@ -155,7 +155,7 @@ def test_user_enroll_makes_the_start_up_checks_serve_makes(data: Path) -> None:
     assert code == 1 and f"chmod 600 {data / 'timecode.json'}" in err
 
 
-def test_serve_runs_uvicorn_on_the_standard_library_loop(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_runs_uvicorn_on_asyncio_unless_told_otherwise(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not uvloop: a saturated uvloop left most of 200 new connections for seconds in the accept queue
     (bench/README.md, list API)."""
     import uvicorn
@@ -166,6 +166,13 @@ def test_serve_runs_uvicorn_on_the_standard_library_loop(data: Path, monkeypatch
     code, _, err = run("serve", "--port", "8123")
     assert code == 0, err
     assert len(calls) == 1 and calls[0]["loop"] == "asyncio" and calls[0]["port"] == 8123
+    monkeypatch.setenv("TOKENWARD_EVENT_LOOP", "uvloop")  # the other trade, chosen by the setting
+    code, _, err = run("serve", "--port", "8123")
+    assert code == 0, err
+    assert len(calls) == 2 and calls[1]["loop"] == "uvloop"
+    monkeypatch.setenv("TOKENWARD_EVENT_LOOP", "trio")
+    code, _, err = run("serve", "--port", "8123")
+    assert code == 1 and "TOKENWARD_EVENT_LOOP" in err and len(calls) == 2
 
 
 def test_bad_setting_is_one_line(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:

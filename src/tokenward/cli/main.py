@@ -314,10 +314,11 @@ def serve(
         # X-Forwarded-For is believed only from TOKENWARD_TRUSTED_PROXIES (tokenward.clientaddr), not from
         # whatever uvicorn's own default (--forwarded-allow-ips, loopback) would trust.
         "proxy_headers": False,
-        # The standard library's loop, not uvloop: with a saturated loop uvloop accepted about one connection per
-        # loop turn, so at 200 new connections most waited seconds in the kernel's accept queue (bench/README.md,
-        # list API); asyncio's loop accepts every waiting connection when the listening socket is readable.
-        "loop": "asyncio",
+        # The standard library's loop by default, not uvloop: with a saturated loop uvloop accepted about one
+        # connection per loop turn, so at 200 new connections most waited seconds in the kernel's accept queue
+        # (bench/README.md, list API); asyncio's loop accepts every waiting connection when the listening socket
+        # is readable. TOKENWARD_EVENT_LOOP=uvloop chooses the other trade (docs/deployment.md).
+        "loop": settings.event_loop,
         **ssl,
     }
     if settings.workers > 1 or reload:
