@@ -47,9 +47,8 @@ __all__ = [
 
 KEY_LEN = 400
 #: Keys per grouped count on MariaDB (an IN list): large, so that a flood of failures from many addresses (three
-#: keys each) stays one count a second, below its drivers' parameter limits. PostgreSQL and SQLite take the keys as
-#: one parameter (an array, a JSON document), and every INSERT any number of rows (PostgreSQL: ``unnest`` of two
-#: array parameters; SQLite: ``json_each`` of one JSON document; MariaDB: one executemany, a multi-row INSERT).
+#: keys each) stays one count a second, below its drivers' parameter limits. PostgreSQL and SQLite take the whole
+#: batch as one JSON document (``json_array_elements``, ``json_each``), any number of rows; MariaDB one executemany.
 BATCH_ROWS = 30_000
 
 log = logging.getLogger("tokenward.regulation")
@@ -198,10 +197,10 @@ class SqlRegulationStore(RegulationStore):
         statement; elsewhere an INSERT and a grouped count (per :data:`BATCH_ROWS` keys on MariaDB), each its own
         statement: the count sees the rows whether or not the two share a transaction.
 
-        The rows go as one parameter per column (PostgreSQL: arrays for ``unnest``; SQLite: JSON for
-        ``json_each``), so building a batch of 20,000 costs the event loop a few milliseconds, not the
-        hundreds SQLAlchemy's per-row parameter processing took; MariaDB keeps one executemany. PostgreSQL and
-        SQLite answer only the keys with rows beyond this batch's in the window (a flood of new addresses: none).
+        The rows go as one JSON document (PostgreSQL: ``json_array_elements``; SQLite: ``json_each``), so
+        building a batch of 20,000 costs the event loop a few milliseconds, not the hundreds SQLAlchemy's per-row
+        parameter processing took; MariaDB keeps one executemany. PostgreSQL and SQLite answer only the keys with
+        rows beyond this batch's in the window (a flood of new addresses: none).
         """
         if not keys:
             return {}
