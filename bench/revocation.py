@@ -109,8 +109,8 @@ def run_mode(cluster: Cluster, names: list[str], rounds: int, limit: float) -> l
             results.append(asyncio.run(one_round(cluster.urls, verify, (OWNER, manage_token), limit)))
             # One round a second at most: an instance looks up ids it does not know yet (a token created elsewhere,
             # its change-log entry not read) at most 2 times a second; beyond that it refuses them, and those
-            # refusals count toward the owner's regulation. Back-to-back rounds (~4 a second) got the owner
-            # banned (429) within 10 rounds. This paces the creations; the revocation figures are unaffected.
+            # refusals count toward regulation. Back-to-back rounds (~4 a second) got the owner banned from this
+            # address (the pair key; 429) within 10 rounds. This paces the creations; the figures are unaffected.
             time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
         return results
     finally:
