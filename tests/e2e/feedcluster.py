@@ -29,11 +29,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from tests.e2e.processes import env_for, free_port, process_log, start_process, stop, wait_ready
+from tests.e2e.tcpproxy import TcpProxy, tcp_proxy
 from tests.helpers import missing
 from tests.storage.servers import REDIS_START, REDIS_URL, fresh_database_url
 from tokenward.storage.changes import ChangeLogRow
 
-__all__ = ["OWNER", "FeedCluster", "feed_cluster", "require_redis", "wait_until"]
+__all__ = ["OWNER", "FeedCluster", "database_behind_proxy", "feed_cluster", "require_redis", "wait_until"]
 
 OWNER = "feed@example.com"
 FORWARDED = {
@@ -176,6 +177,17 @@ def error_of(r: httpx.Response) -> object:
     except ValueError:
         return None
     return body.get("error") if isinstance(body, dict) else None
+
+
+@contextmanager
+def database_behind_proxy(cluster: FeedCluster, name: str) -> Iterator[TcpProxy]:
+    """Instance ``name`` (not started yet) reaches the database through a TCP proxy the test can cut or silence,
+    and goes stale after 1 s without a read (``TOKENWARD_CHANGES_MAX_LAG_SECONDS``)."""
+    db = make_url(cluster.database_url)
+    with tcp_proxy(db.host or "127.0.0.1", db.port or 5432) as proxy:
+        through_proxy = db.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        cluster.overrides[name] = {"TOKENWARD_DATABASE_URL": through_proxy, "TOKENWARD_CHANGES_MAX_LAG_SECONDS": "1"}
+        yield proxy
 
 
 @contextmanager

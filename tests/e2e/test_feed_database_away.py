@@ -14,10 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.e2e.feedcluster import error_of, feed_cluster, wait_until
-from tests.e2e.tcpproxy import tcp_proxy
+from tests.e2e.feedcluster import database_behind_proxy, error_of, feed_cluster, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -31,13 +29,7 @@ def _stale(r: httpx.Response) -> bool:
 
 def test_database_away_from_one_instance_fails_closed_then_converges(tmp_path: Path) -> None:
     with feed_cluster(tmp_path, "postgresql") as cluster, httpx.Client(timeout=10) as client:
-        db = make_url(cluster.database_url)
-        with tcp_proxy(db.host or "127.0.0.1", db.port or 5432) as proxy:
-            through_proxy = db.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-            cluster.overrides["c"] = {
-                "TOKENWARD_DATABASE_URL": through_proxy,
-                "TOKENWARD_CHANGES_MAX_LAG_SECONDS": "1",
-            }
+        with database_behind_proxy(cluster, "c") as proxy:
             cluster.start("a", "c")
             _, kept = cluster.create_token(client)
             gone_id, gone = cluster.create_token(client)

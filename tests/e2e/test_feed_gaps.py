@@ -22,9 +22,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.e2e.feedcluster import FeedCluster, error_of, feed_cluster, require_redis, wait_until
+from tests.e2e.feedcluster import (
+    FeedCluster,
+    database_behind_proxy,
+    error_of,
+    feed_cluster,
+    require_redis,
+    wait_until,
+)
 from tests.e2e.tcpproxy import tcp_proxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -56,13 +62,7 @@ def _ready_again(cluster: FeedCluster, name: str) -> None:
 
 def test_database_silent_from_one_instance_then_back_converges(tmp_path: Path) -> None:
     with feed_cluster(tmp_path, "postgresql") as cluster, httpx.Client(timeout=10) as client:
-        db = make_url(cluster.database_url)
-        with tcp_proxy(db.host or "127.0.0.1", db.port or 5432) as proxy:
-            through_proxy = db.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-            cluster.overrides["c"] = {
-                "TOKENWARD_DATABASE_URL": through_proxy,
-                "TOKENWARD_CHANGES_MAX_LAG_SECONDS": "1",
-            }
+        with database_behind_proxy(cluster, "c") as proxy:
             cluster.start("a", "c")
             token_id, token = cluster.create_token(client)
             wait_until(lambda: cluster.verify(client, "c", token).status_code == 200, DEADLINE, "accepted on c")

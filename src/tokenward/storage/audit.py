@@ -120,19 +120,31 @@ class AuditEvent:
             if self.at.tzinfo is None or self.at.utcoffset() is None:
                 raise ValueError("AuditEvent.at must be timezone-aware")
             object.__setattr__(self, "at", self.at.astimezone(UTC))  # stored and returned in UTC
-        if not self.actor or not self.action:
-            raise ValueError("AuditEvent needs a non-empty actor and action")
-        for name, limit in _LIMITS.items():
-            value = getattr(self, name)
-            if value is not None and len(value) > limit:
-                raise ValueError(f"AuditEvent.{name} is longer than {limit} characters")
+        _check_fields(self.actor, self.action, self.subject, self.target, self.request_id, self.instance)
         detail = self.detail
         if type(detail) is dict and all(type(k) is str and type(v) in _JSON_ATOMS for k, v in detail.items()):
             return
-        try:
-            json.dumps(detail)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"AuditEvent.detail must be JSON-serialisable ({exc})") from None
+        _detail_text(detail)
+
+
+def _check_fields(
+    actor: str, action: str, subject: str | None, target: str | None, request_id: str | None, instance: str | None
+) -> None:
+    """:class:`AuditEvent`'s checks of its text fields (also :meth:`BufferedAuditLog.note`'s, with no event)."""
+    if not actor or not action:
+        raise ValueError("AuditEvent needs a non-empty actor and action")
+    values = (actor, action, subject, target, request_id, instance)  # in the order of _LIMITS
+    for (name, limit), value in zip(_LIMITS.items(), values, strict=True):
+        if value is not None and len(value) > limit:
+            raise ValueError(f"AuditEvent.{name} is longer than {limit} characters")
+
+
+def _detail_text(detail: Mapping[str, Any]) -> str:
+    """``detail`` as JSON text; ValueError when it is not JSON-serialisable."""
+    try:
+        return json.dumps(detail)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"AuditEvent.detail must be JSON-serialisable ({exc})") from None
 
 
 class AuditLog(ABC):
@@ -383,16 +395,8 @@ class BufferedAuditLog(AuditLog):
         instance: str | None = None,
     ) -> None:
         # AuditEvent's checks, on the fields: a refused request pays for one json.dumps and no object.
-        if not actor or not action:
-            raise ValueError("AuditEvent needs a non-empty actor and action")
-        fields = (actor, action, subject, target, request_id, instance)
-        for (name, limit), value in zip(_LIMITS.items(), fields, strict=True):
-            if value is not None and len(value) > limit:
-                raise ValueError(f"AuditEvent.{name} is longer than {limit} characters")
-        try:
-            text = json.dumps(detail or {})
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"AuditEvent.detail must be JSON-serialisable ({exc})") from None
+        _check_fields(actor, action, subject, target, request_id, instance)
+        text = _detail_text(detail or {})
         if len(self._rows) >= self.max_events:
             self._drop(1)
         else:
