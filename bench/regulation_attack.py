@@ -21,8 +21,9 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tokenward.apptokens.regulation import RegulationPolicy, Regulator, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import RegulationPolicy, Regulator, hard_keys, ip_key, user_key
 from tokenward.errors import TooManyRequests
+from tokenward.identity.captcha_checks import hard_keys as captcha_hard_keys
 from tokenward.storage import InMemoryRegulationStore
 
 MINUTE = 60.0
@@ -48,7 +49,7 @@ def app_tokens_before(account: str, ip: str | None, device: bool) -> tuple[tuple
 
 
 def app_tokens_after(account: str, ip: str | None, device: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return (ip_key(ip or "-"), pair_key(account, ip)), (user_key(account),)
+    return hard_keys(account, ip), (user_key(account),)
 
 
 def captcha_before(kind: str) -> Keys:
@@ -60,7 +61,7 @@ def captcha_before(kind: str) -> Keys:
 
 def captcha_after(kind: str, *, account_limited: bool) -> Keys:
     def keys(account: str, ip: str | None, device: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        hard = (ip_key(f"{kind}:{ip}"), pair_key(f"{kind}:{account}", ip))
+        hard = captcha_hard_keys(kind, account, ip)
         if not account_limited:
             return hard, ()
         soft = (user_key(f"{kind}:{account}"),)

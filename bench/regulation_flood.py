@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.storage.servers import fresh_database_url
 
-from tokenward.apptokens.regulation import Regulation, RegulationPolicy, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import Regulation, RegulationPolicy, hard_keys, user_key
 from tokenward.storage import AuditEvent, Database, SqlAuditLog, SqlRegulationStore
 from tokenward.storage.audit import BufferedAuditLog
 
@@ -52,7 +52,7 @@ def _failure(i: int) -> tuple[tuple[str, ...], tuple[str, ...], AuditEvent]:
         subject=user,
         detail={"reason": "unknown", "ip": ip},
     )
-    return (ip_key(ip), pair_key(user, ip)), (user_key(user),), event
+    return hard_keys(user, ip), (user_key(user),), event
 
 
 async def before(db: Database, rate: int, seconds: int) -> tuple[int, float]:

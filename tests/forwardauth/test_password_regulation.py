@@ -39,7 +39,7 @@ def plugin(clock: list[float], *, soft: int | None = None) -> HtpasswdAuth:
     return auth
 
 
-async def test_wrong_passwords_ban_the_address_and_pair_with_retry_after() -> None:
+async def test_wrong_passwords_ban_the_address_with_retry_after() -> None:
     clock = [1_000_000.0]
     auth = plugin(clock)
     for _ in range(3):

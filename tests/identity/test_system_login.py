@@ -216,7 +216,7 @@ async def test_wrong_codes_are_regulated_per_user(world: World) -> None:
 
 
 async def test_wrong_codes_from_one_remote_do_not_lock_the_user_out_from_another(world: World) -> None:
-    """docs/regulation.md: the remote address and the (user, remote) pair are banned, not the user."""
+    """docs/regulation.md: the remote address is banned, not the user."""
     for _ in range(5):
         body = {"user": "alice@example.com", "code": "AAAAA", "remote": "203.0.113.66"}
         r = await world.host_post("/api/system-login/verify", body)

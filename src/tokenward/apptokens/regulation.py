@@ -2,9 +2,10 @@
 
 Keys come in two kinds (docs/regulation.md):
 
-- **hard** keys — the client address (:func:`ip_key`) and the (account, address) pair
-  (:func:`pair_key`): ``max_failures`` within ``find_time`` ban them for ``ban_time``; a
-  banned hard key is refused whoever presents it. Nobody can ban an address but its own user.
+- **hard** keys (:func:`hard_keys`) — the client address (:func:`ip_key`), or, for a check with no
+  client address, the (account, no address) pair (:func:`pair_key`): ``max_failures`` within
+  ``find_time`` ban them for ``ban_time``; a banned hard key is refused whoever presents it. Nobody
+  can ban an address but its own user.
 - **soft** keys — the account (:func:`user_key`): counted too, and banned at
   ``soft_max_failures`` (None: never), but a ban on them is *not* a lockout: the caller
   decides what it costs — a delay on failures (app tokens), or a refusal only for browsers
@@ -46,6 +47,7 @@ __all__ = [
     "RegulationPolicy",
     "Regulator",
     "client_key",
+    "hard_keys",
     "ip_key",
     "pair_key",
     "user_key",
@@ -93,8 +95,18 @@ def ip_key(ip: str) -> str:
 
 
 def pair_key(user: str, ip: str | None) -> str:
-    """The (account, address) key: failures from one address against one account."""
+    """The (account, address) key; counted only for a check with no address (``ip`` None, :func:`hard_keys`)."""
     return _key("pair", f"{user}|{ip or '-'}")
+
+
+def hard_keys(account: str, ip: str | None) -> tuple[str, ...]:
+    """The hard keys of a check of ``account`` from ``ip``: the address when it is known, else the pair
+    ``pair:<account>|-`` (docs/regulation.md).
+
+    With an address, the (account, address) pair adds nothing: its failures are a subset of the address's, counted
+    under the same policy, so the address reaches the limit on the same failure or earlier, and its ban covers the
+    pair's. Counting it anyway cost a third of the keys, rows and writes of a flood from many addresses."""
+    return (ip_key(ip),) if ip else (pair_key(account, None),)
 
 
 def client_key(client_id: str) -> str:

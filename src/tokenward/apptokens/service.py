@@ -70,7 +70,7 @@ from . import format as token_format
 from .access import AdminCheck, UserDirectory, no_admins, subject_directory, validate_scopes, validate_subject
 from .cache import MemoryCache, entries_for
 from .known import KnownIds
-from .regulation import Regulator, ip_key, pair_key, user_key
+from .regulation import Regulator, hard_keys, ip_key, user_key
 
 __all__ = ["AppTokenConfig", "AppTokenService", "VerifiedToken", "cli_actor"]
 
@@ -741,14 +741,12 @@ def _found(record: AppTokenRecord | None, token_id: str, owner: str | None) -> A
 
 
 def _regulation_keys(user: str | None, client_ip: str | None) -> tuple[str, ...]:
-    """The hard keys: the client address and the (account, address) pair. The account alone is a soft key
-    (:meth:`AppTokenService._failed`): a known user name must not let anyone lock its owner out."""
-    keys: tuple[str, ...] = ()
-    if client_ip:
-        keys += (ip_key(client_ip),)
+    """The hard keys (:func:`~.regulation.hard_keys`): the client address, or the (account, no address) pair. The
+    account alone is a soft key (:meth:`AppTokenService._failed`): a known user name must not let anyone lock its
+    owner out. A bearer token with no address has none."""
     if user:
-        keys += (pair_key(user, client_ip),)
-    return keys
+        return hard_keys(user, client_ip)
+    return (ip_key(client_ip),) if client_ip else ()
 
 
 def _actor(user: str | None) -> str:

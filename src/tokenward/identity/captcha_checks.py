@@ -33,10 +33,10 @@ __all__ = [
 
 
 def hard_keys(kind: str, email: str, address: str | None) -> tuple[str, ...]:
-    """The hard keys of captcha regulation: the client address and the (e-mail, address) pair
-    (docs/regulation.md). Nobody but the address's own users can get them banned."""
-    pair = (pair_key(f"{kind}:{email}", address),)
-    return (ip_key(f"{kind}:{address}"), *pair) if address else pair
+    """The hard keys of captcha regulation: the client address, or the (e-mail, no address) pair when there is none
+    (:func:`~tokenward.apptokens.regulation.hard_keys`, docs/regulation.md). Nobody but the address's own users can
+    get them banned."""
+    return (ip_key(f"{kind}:{address}"),) if address else (pair_key(f"{kind}:{email}", None),)
 
 
 def account_key(kind: str, email: str) -> str:

@@ -90,7 +90,7 @@ class CaptchaLoginService:
         )
         # Count first, then check: the count is one SQL query shared by every instance, so the limit is exact
         # across instances (the regulator's policy allows max + 1, the first request that is refused).
-        # Per address and per (e-mail, address) only: a captcha request costs a guesser nothing he could use
+        # Per address only (hard_keys): a captcha request costs a guesser nothing he could use
         # (the answers are what is limited per account), so counting them per e-mail only handed out lockouts.
         requests = checks.hard_keys("captcha-request", email, client_ip)
         await count_failure(

@@ -1,6 +1,6 @@
 """Brute-force regulation for the password plugins (``htpasswd``, ``ldap``), as for app tokens.
 
-Hard keys — the client address and the (user name, address) pair — are banned after
+The hard key — the client address, or the (user name, no address) pair without one — is banned after
 ``max_failures`` failures (429 ``too_many_attempts`` with ``Retry-After``); the user name alone is
 a soft key: past its limit, *failed* checks for it answer late, its owner's right password does not
 (no stranger can lock an account out). docs/regulation.md has the trade-off.
@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import Regulator, hard_keys, user_key
 from tokenward.errors import TooManyRequests
 from tokenward.forwardauth.plugins.base import Outcome
 
@@ -39,10 +39,10 @@ class PasswordRegulation:
 
     @staticmethod
     def _keys(user: str, client_ip: str | None) -> tuple[str, ...]:
-        return (pair_key(user, client_ip), *((ip_key(client_ip),) if client_ip else ()))
+        return hard_keys(user, client_ip)
 
     async def refused(self, user: str, client_ip: str | None) -> Outcome | None:
-        """The 429 answer when the address or the (user, address) pair is banned, else ``None``."""
+        """The 429 answer when the address (with none: the (user, no address) pair) is banned, else ``None``."""
         regulator = self.regulator
         if regulator is None:
             return None
