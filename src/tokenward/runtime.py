@@ -355,7 +355,7 @@ async def open_runtime(
         )
         notices = ChangeNotices(client, prefix=key_prefix(server_name))
         changes.publish = notices.publish
-    audit_behind = BufferedAuditLog(SqlAuditLog(database))
+    audit_behind = BufferedAuditLog(SqlAuditLog(database), refusals_per_flush=settings.audit_refusals_per_flush)
     regulation = Regulation(regulation_store, on_ban=_audit_ban(audit_behind))
     runtime = Runtime(
         settings=settings,

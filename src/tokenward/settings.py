@@ -209,6 +209,13 @@ class Settings(BaseSettings):
         description="Write the failed checks and bans counted in memory, and the audit events kept behind, "
         "this often (and on shutdown).",
     )
+    audit_refusals_per_flush: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="Refused credential checks of one kind audited one by one per flush interval and instance; "
+        "the rest of that interval's are written as one summary event with their counts (0: every one).",
+    )
     captcha_max_requests: int = Field(
         default=20,
         ge=1,

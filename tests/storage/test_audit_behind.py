@@ -18,7 +18,7 @@ from sqlalchemy import event as sa_event
 
 from tests.helpers import clear_tokenward_env, init_data_dir
 from tokenward.errorcodes import ErrorCode
-from tokenward.errors import StorageUnavailable, TokenwardError
+from tokenward.errors import ConfigError, StorageUnavailable, TokenwardError
 from tokenward.runtime import open_runtime
 from tokenward.settings import Settings
 from tokenward.storage import AuditEvent, Database, InMemoryAuditLog, SqlAuditLog
@@ -212,3 +212,84 @@ async def test_the_runtime_writes_failed_verifications_behind_and_on_close(
     async with Database.connect(settings.database_url_or_default) as db:
         events = await SqlAuditLog(db).list(action="apptoken.verify_failed")
     assert [(e.actor, e.detail["ip"]) for e in events] == [("alice@example.com", "192.0.2.1")]
+
+
+async def test_refusals_past_the_limit_of_a_flush_become_one_summary_event_per_action(database: Database) -> None:
+    """docs/app-tokens.md#audit: a flood of refused checks costs one row a flush, its counts and sources kept."""
+    behind = BufferedAuditLog(SqlAuditLog(database), refusals_per_flush=3)
+    at = T0.timestamp()
+    for i in range(10):
+        reason = "unknown_id" if i % 2 else "malformed"
+        detail = {"reason": reason, "ip": "192.0.2.9" if i >= 6 else f"192.0.2.{i}"}
+        await behind.note(at + i, actor=f"user{i % 3}", action="apptoken.verify_failed", detail=detail)
+    await behind.note(at + 20, actor="system", action="regulation.ban", subject="ip:192.0.2.9")
+    assert behind.pending == 5  # 3 + the ban, and one summary
+    assert await behind.flush() == 5
+    failed = await SqlAuditLog(database).list(action="apptoken.verify_failed")
+    assert [e.actor for e in failed] == ["system", "user2", "user1", "user0"]  # newest first: the summary
+    summary = failed[0]
+    assert summary.at == T0 + timedelta(seconds=9) and summary.subject is None and summary.target is None
+    assert summary.detail == {
+        "summary": True,
+        "events": 7,
+        "first": (T0 + timedelta(seconds=3)).isoformat(),
+        "reasons": {"unknown_id": 4, "malformed": 3},
+        "addresses": {"192.0.2.9": 4, "192.0.2.3": 1, "192.0.2.4": 1, "192.0.2.5": 1},
+        "accounts": {"user0": 3, "user1": 2, "user2": 2},
+    }
+    assert [e.subject for e in await SqlAuditLog(database).list(action="regulation.ban")] == ["ip:192.0.2.9"]
+    # The limit is per flush: the next interval's first refusals are kept one by one again.
+    await behind.note(at + 30, actor="user9", action="apptoken.verify_failed", detail={"reason": "malformed"})
+    assert await behind.flush() == 1
+    assert (await SqlAuditLog(database).list(action="apptoken.verify_failed", limit=1))[0].actor == "user9"
+
+
+async def test_a_summary_names_the_most_frequent_sources_and_stays_bounded() -> None:
+    inner = InMemoryAuditLog()
+    behind = BufferedAuditLog(inner, refusals_per_flush=1)
+    for i in range(5000):
+        ip = "198.51.100.1" if i % 100 == 0 else f"10.0.{i // 256}.{i % 256}"
+        await behind.note(float(i), actor=f"nobody{i}", action="apptoken.verify_failed", detail={"ip": ip})
+    summary = behind._summaries["apptoken.verify_failed"]
+    assert len(summary.addresses) == len(summary.accounts) == 1000  # distinct sources counted one by one
+    assert behind.pending == 2
+    await behind.flush()
+    detail = (await inner.list(action="apptoken.verify_failed", limit=1))[0].detail
+    assert detail["events"] == 4999 and detail["reasons"] == {}
+    assert len(detail["addresses"]) == 10 and len(detail["accounts"]) == 10
+    assert next(iter(detail["addresses"].items())) == ("198.51.100.1", 49)  # the most frequent first (i=0 kept alone)
+
+
+async def test_without_a_limit_every_refusal_is_kept() -> None:
+    behind = BufferedAuditLog(InMemoryAuditLog())
+    for i in range(300):
+        await behind.note(float(i), actor="anonymous", action="apptoken.verify_failed", detail={"reason": "malformed"})
+    assert behind.pending == 300 and not behind._summaries
+
+
+async def test_the_runtime_summarises_refusals_past_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_tokenward_env(monkeypatch)
+    data = tmp_path / "data"
+    init_data_dir(data, "audit-summary.example.com")
+    assert Settings.load(data_dir=data).audit_refusals_per_flush == 100
+    monkeypatch.setenv("TOKENWARD_AUDIT_REFUSALS_PER_FLUSH", "2")
+    settings = Settings.load(data_dir=data)
+    runtime = await open_runtime(settings, listen=False, eager=False)
+    for i in range(5):
+        with pytest.raises(TokenwardError):
+            await runtime.app_tokens.verify(f"u{i}@example.com", "not-a-token", client_ip=f"192.0.2.{i}")
+    await runtime.close()
+    async with Database.connect(settings.database_url_or_default) as db:
+        events = await SqlAuditLog(db).list(action="apptoken.verify_failed")
+    assert [e.actor for e in events] == ["system", "u1@example.com", "u0@example.com"]
+    assert events[0].detail["events"] == 3 and events[0].detail["reasons"] == {"apptoken_malformed": 3}
+    assert events[0].detail["addresses"] == {"192.0.2.2": 1, "192.0.2.3": 1, "192.0.2.4": 1}
+
+
+def test_a_negative_refusal_limit_is_refused_with_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_tokenward_env(monkeypatch)
+    monkeypatch.setenv("TOKENWARD_AUDIT_REFUSALS_PER_FLUSH", "-1")
+    with pytest.raises(ConfigError, match="invalid setting TOKENWARD_AUDIT_REFUSALS_PER_FLUSH: Input should be"):
+        Settings.load(data_dir=tmp_path)

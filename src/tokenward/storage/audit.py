@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import heapq
 import json
 import logging
 import re
@@ -350,18 +351,28 @@ class BufferedAuditLog(AuditLog):
     Bounded: past ``max_events`` waiting, new events are dropped, counted in :attr:`dropped` and logged
     (the first, then every 1,000th). A failed flush keeps its events for the next one, within the same
     bound. :meth:`list` flushes first, so this instance reads what it wrote.
+
+    Refused checks come through :meth:`note`: past ``refusals_per_flush`` of one action between two flushes, the
+    rest are counted into one summary event of that action (``TOKENWARD_AUDIT_REFUSALS_PER_FLUSH``,
+    docs/app-tokens.md#audit), so that a flood cannot grow the table by a row per request.
     """
 
-    def __init__(self, inner: AuditLog, *, max_events: int = 50_000) -> None:
+    def __init__(self, inner: AuditLog, *, max_events: int = 50_000, refusals_per_flush: int = 0) -> None:
         self.inner = inner
         self.max_events = max_events
+        #: Events of one action :meth:`note` keeps one by one between two flushes; past it, they are counted into
+        #: one summary event of that action per flush (:class:`_Summary`). 0: no limit.
+        self.refusals_per_flush = refusals_per_flush
         #: Events dropped because the buffer was full (the database was away for long).
         self.dropped = 0
         self._rows: builtins.list[AuditRow] = []
+        self._noted: dict[str, int] = {}
+        self._summaries: dict[str, _Summary] = {}
 
     @property
     def pending(self) -> int:
-        return len(self._rows)
+        """Events waiting for the next flush, a summary counting as one."""
+        return len(self._rows) + len(self._summaries)
 
     async def append(self, event: AuditEvent) -> AuditEvent:
         _check_new(event)
@@ -396,6 +407,15 @@ class BufferedAuditLog(AuditLog):
     ) -> None:
         # AuditEvent's checks, on the fields: a refused request pays for one json.dumps and no object.
         _check_fields(actor, action, subject, target, request_id, instance)
+        if self.refusals_per_flush:
+            noted = self._noted.get(action, 0)
+            if noted >= self.refusals_per_flush:
+                summary = self._summaries.get(action)
+                if summary is None:
+                    summary = self._summaries[action] = _Summary(at, instance)
+                summary.add(at, actor, detail)
+                return
+            self._noted[action] = noted + 1
         text = _detail_text(detail or {})
         if len(self._rows) >= self.max_events:
             self._drop(1)
@@ -410,6 +430,14 @@ class BufferedAuditLog(AuditLog):
     async def flush(self) -> int:
         """Write what is kept (one batch); how many events were written. Never raises a tokenward error: a
         failed write is logged and kept for the next flush."""
+        if self._noted:
+            self._noted = {}
+            summaries, self._summaries = self._summaries, {}
+            for action, summary in summaries.items():
+                if len(self._rows) >= self.max_events:
+                    self._drop(summary.events)
+                else:
+                    self._rows.append(summary.row(action))
         batch, self._rows = self._rows, []
         if not batch:
             return 0
@@ -440,6 +468,64 @@ class BufferedAuditLog(AuditLog):
 
     async def close(self) -> None:
         await self.flush()
+
+
+#: Distinct addresses and accounts a summary counts one by one (the rest are only in ``events``), and how many of the
+#: most frequent of each its event names.
+_SUMMARY_DISTINCT = 1000
+_SUMMARY_TOP = 10
+
+
+class _Summary:
+    """What :meth:`BufferedAuditLog.note` counts of one action's events past ``refusals_per_flush`` until the next
+    flush, written then as one event: actor ``system``, detail ``{"summary": true, "events": n, "first": …,
+    "reasons": {reason: n}, "addresses": {ip: n}, "accounts": {actor: n}}`` with the most frequent addresses and
+    accounts. A flood of refused checks from many addresses thus costs one row a second, not one per check, while
+    what it was and where it came from stays in the log (the regulation counts every check regardless)."""
+
+    __slots__ = ("accounts", "addresses", "events", "first", "instance", "last", "reasons")
+
+    def __init__(self, at: float, instance: str | None) -> None:
+        self.first = self.last = at
+        self.instance = instance
+        self.events = 0
+        self.reasons: dict[str, int] = {}
+        self.addresses: dict[str, int] = {}
+        self.accounts: dict[str, int] = {}
+
+    def add(self, at: float, actor: str, detail: Mapping[str, Any] | None) -> None:
+        self.events += 1
+        self.last = at
+        _bump(self.accounts, actor)
+        if detail:
+            reason, ip = detail.get("reason"), detail.get("ip")
+            if isinstance(reason, str):  # an ErrorCode too: counted by its value
+                _bump(self.reasons, str(reason))
+            if isinstance(ip, str):
+                _bump(self.addresses, ip)
+
+    def row(self, action: str) -> AuditRow:
+        detail = {
+            "summary": True,
+            "events": self.events,
+            "first": datetime.fromtimestamp(self.first, UTC).isoformat(),
+            "reasons": self.reasons,
+            "addresses": _top(self.addresses),
+            "accounts": _top(self.accounts),
+        }
+        return (self.last, "system", action, None, None, json.dumps(detail), None, self.instance)
+
+
+def _bump(counts: dict[str, int], key: str) -> None:
+    n = counts.get(key)
+    if n is not None:
+        counts[key] = n + 1
+    elif len(counts) < _SUMMARY_DISTINCT:
+        counts[key] = 1
+
+
+def _top(counts: dict[str, int]) -> dict[str, int]:
+    return dict(heapq.nlargest(_SUMMARY_TOP, counts.items(), key=lambda item: item[1]))
 
 
 _COLUMNS = ("at", "actor", "action", "subject", "target", "detail", "request_id", "instance")
