@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.busyloop import busy_loop
 from tokenward.changefeed import ChangeFeed
 from tokenward.errors import StorageError, StorageUnavailable
 from tokenward.storage.changes import Change, ChangeEntry, ChangeKind, ChangeLog, InMemoryChangeLog
@@ -34,6 +35,8 @@ class FlakyLog(ChangeLog):
         #: Reads that never answer (a connection the network silently lost), and how many were abandoned.
         self.hanging = 0
         self.abandoned = 0
+        #: Loop turns a read takes before its answer is handed over (a driver's round trips through the loop).
+        self.turns = 0
 
     async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
         if self.down:
@@ -44,6 +47,12 @@ class FlakyLog(ChangeLog):
                 await asyncio.Event().wait()  # never set: only a cancellation ends this read
             finally:
                 self.abandoned += 1
+        try:
+            for _ in range(self.turns):
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
         # Hidden rows are invisible to the query itself (uncommitted), so the limit counts visible ones only.
         visible = [e for e in await self.inner.read(0, limit=10**9) if e.seq not in self.hidden]
         return [e for e in visible if e.seq in set(also) and e.seq <= after] + [e for e in visible if e.seq > after][
@@ -195,6 +204,36 @@ async def test_a_read_that_never_answers_is_abandoned_and_the_next_poll_reads_ag
     assert reason is not None and "no answer within 0.05 s" in reason
     assert await feed.poll() == 1  # the next read (another connection) answers
     assert seen == ["revoked-meanwhile"] and feed.fresh()
+
+
+async def test_a_read_the_busy_loop_delays_is_waited_for_not_abandoned(
+    flaky: FlakyLog, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database answered; the answer waited for a loop busy with requests (each driver round trip needs a turn).
+    # Counting that wait as the database's abandoned the read, dropped its connection, and a new connection needs
+    # four times the turns: on a saturated loop the feed never read again (503 changes_stale, the database healthy).
+    feed = ChangeFeed(flaky, max_lag=5.0, read_timeout=0.1, monotonic=clock)
+    await feed.start()
+    seen: list[str] = []
+    feed.on(ChangeKind.APP_TOKEN, lambda e: seen.append(e.key))
+    add(flaky, ChangeKind.APP_TOKEN, "revoked-meanwhile")
+    flaky.turns = 30  # 30 turns of 20 ms: 0.6 s of wall time, six times the read timeout, all of it the loop's
+    with caplog.at_level(logging.WARNING, logger="tokenward.changes"):
+        async with busy_loop(0.02):
+            assert await feed.poll() == 1
+    assert flaky.abandoned == 0 and seen == ["revoked-meanwhile"]
+    assert "cannot read the change log" not in caplog.text
+
+
+async def test_a_read_that_never_answers_is_abandoned_on_a_busy_loop_too(flaky: FlakyLog, clock: Clock) -> None:
+    # The loop's time counts apart, not never: a lost connection is still given up, after its share of turns.
+    feed = ChangeFeed(flaky, max_lag=5.0, read_timeout=0.05, monotonic=clock)
+    await feed.start()
+    flaky.hanging = 1
+    async with busy_loop(0.002), asyncio.timeout(30):  # bounds the test if the read is never abandoned (a bug)
+        assert await feed.poll() == -1
+    assert flaky.abandoned == 1
+    assert await feed.poll() == 0
 
 
 async def test_an_outage_longer_than_half_the_retention_resets_memory(

@@ -11,10 +11,16 @@ at their next poll; SQL stays the truth and polling goes on underneath.
 Fail closed: an instance that has not read the log successfully for ``max_lag`` seconds (database
 unreachable, the feed stuck) can no longer vouch that a credential was not revoked elsewhere.
 :meth:`ChangeFeed.fresh` turns false, the services refuse what they would answer from memory with
-503 ``changes_stale`` (:meth:`ChangeFeed.check_fresh`), and ``/readyz`` says why. A read that does not
-answer within ``read_timeout`` (5 s) is abandoned, its connection with it: a connection the network
-silently lost would otherwise hold the feed for the many minutes TCP takes to give up. When it reads
-again it applies what it missed; after an outage too long for the log to still hold everything
+503 ``changes_stale`` (:meth:`ChangeFeed.check_fresh`), and ``/readyz`` says why. On PostgreSQL and
+MariaDB a read that does not answer within ``read_timeout`` (5 s) is abandoned, its connection with it:
+a connection the network silently lost would otherwise hold the feed for the many minutes TCP takes to
+give up. That timeout counts the database's time, not the event loop's: a turn of the loop counts at
+most ``read_timeout / 100``, so a loop saturated by requests (or held by a long callback), which delays
+every driver round trip, stretches the wait instead of abandoning a read the database answered — and a
+new connection costs several times the round trips of a read, so abandoned reads fed on themselves and
+kept a healthy instance stale. SQLite reads are never abandoned: there is no network to lose a
+connection, a WAL read does not wait for the write lock, and its driver cannot cut a query short. When it
+reads again it applies what it missed; after an outage too long for the log to still hold everything
 (half the retention), or when the log went backwards (a restored database), it tells the services
 to drop their memory (:meth:`ChangeFeed.on_reset`) and refill it.
 
@@ -30,7 +36,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from tokenward.errorcodes import ErrorCode
@@ -48,6 +54,8 @@ _MAX_HOLES = 1000
 #: At start, the newest seqs below the head that are checked for writes still in flight (not yet committed).
 _START_WINDOW = 100
 _PRUNE_EVERY = 60.0
+#: The loop turns a read is given at least before it is abandoned: each counts at most ``read_timeout`` / this.
+_DEADLINE_TURNS = 100
 #: Seconds :meth:`ChangeFeed.stop` waits for a read or prune in progress before cancelling it.
 _STOP_SECONDS = 10.0
 
@@ -77,7 +85,9 @@ class ChangeFeed:
         self.max_lag = max_lag
         self.retention = retention
         self.hole_timeout = hole_timeout
-        #: A read not answered within this is abandoned (and its connection with it) and counts as failed.
+        #: A read the database has not answered within this is abandoned (and its connection with it) and counts as
+        #: failed; the event loop's own delays count apart (:meth:`_deadline`). Not for a log that is not
+        #: :attr:`~tokenward.storage.changes.ChangeLog.networked` (SQLite).
         self.read_timeout = read_timeout
         self.batch = batch
         self.monotonic = monotonic
@@ -196,7 +206,7 @@ class ChangeFeed:
     async def _read_all(self, started: float) -> int:
         applied = 0
         for _ in range(_CATCH_UP_READS):
-            async with asyncio.timeout(self.read_timeout):
+            async with self._deadline():
                 entries = await self.log.read(self.position, also=tuple(self.holes), limit=self.batch)
             new = 0
             for entry in entries:
@@ -215,6 +225,41 @@ class ChangeFeed:
             if new < self.batch:
                 break
         return applied
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[None]:
+        """Abandon the block (TimeoutError) once the database has had ``read_timeout`` seconds to answer.
+
+        Every driver round trip waits for a turn of the event loop, and a loop busy with requests or held by a
+        long callback makes a read take seconds the database did not: each turn counts at most
+        ``read_timeout / _DEADLINE_TURNS``, so a read is given at least that many turns, and on an idle loop the
+        bound is ``read_timeout`` as before. No deadline for a log whose reads cannot hang on a lost connection.
+        """
+        if not self.log.networked:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        step = self.read_timeout / _DEADLINE_TURNS
+        waited = 0.0
+        last = loop.time()
+        ticking: asyncio.TimerHandle
+        async with asyncio.timeout(None) as deadline:
+
+            def tick() -> None:
+                nonlocal waited, last, ticking
+                now = loop.time()
+                waited += min(now - last, step)  # a turn that took longer was the loop's time, not the database's
+                last = now
+                if waited >= self.read_timeout:
+                    deadline.reschedule(now)  # expire now: cancels the read, raises TimeoutError at the block's end
+                else:
+                    ticking = loop.call_later(min(step, self.read_timeout - waited), tick)
+
+            ticking = loop.call_later(step, tick)
+            try:
+                yield
+            finally:
+                ticking.cancel()
 
     def _apply(self, entry: ChangeEntry) -> None:
         self.applied += 1
@@ -244,7 +289,7 @@ class ChangeFeed:
         # is still at or below the head (prune keeps the newest row), unless the database was replaced.
         position = self.position
         try:
-            async with asyncio.timeout(self.read_timeout):  # a lost connection must not stop pruning for good
+            async with self._deadline():  # a lost connection must not stop pruning for good
                 head = await self.log.head()
             if head < position:  # the log went backwards: a restored or replaced database
                 async with self._polling:

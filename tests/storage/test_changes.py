@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.busyloop import busy_loop
 from tokenward.changefeed import ChangeFeed
 from tokenward.storage import Database
 from tokenward.storage.changes import (
@@ -169,3 +171,52 @@ async def test_a_poll_is_one_statement(database: Database) -> None:
     finally:
         if companion is not database:
             await companion.close()
+
+
+async def test_a_sqlite_read_is_never_abandoned_however_busy_the_loop(
+    sqlite_database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # bench/verify.py --rotating --in-process: a loop saturated by requests made a healthy SQLite read miss the read
+    # timeout; abandoned, it cost its connection, and the new one's set-up (the driver's thread, SQLAlchemy's
+    # functions, the pragmas: ~20 round trips through the loop, the read 5) missed it again and again: stale for good.
+    # SQLite has no connection a network can lose, and its driver cannot cut a query short: nothing to abandon.
+    companion = sqlite_database.companion(pool_size=2, autocommit=True)
+    connections: list[object] = []
+    event.listen(companion.engine.sync_engine, "connect", lambda conn, _record: connections.append(conn))
+    try:
+        feed = ChangeFeed(SqlChangeLog(companion), read_timeout=0.05, monotonic=lambda: 0.0)
+        await feed.start()
+        assert len(connections) == 1
+        async with sqlite_database.engine.connect() as conn:
+            await write_changes(conn, [Change(ChangeKind.SESSION, "s1")], T0)
+            await conn.commit()
+        with caplog.at_level(logging.WARNING, logger="tokenward.changes"):
+            async with busy_loop(0.02):  # each of the read's round trips waits >= 20 ms for the loop
+                assert await feed.poll() == 1
+        assert "cannot read the change log" not in caplog.text
+        assert len(connections) == 1  # the same connection throughout
+    finally:
+        await companion.close()
+
+
+async def test_a_writer_holding_sqlites_write_lock_does_not_hold_up_a_read(sqlite_database_url: str) -> None:
+    # WAL: a read sees the last commit and never waits for the write lock, so the busy timeout (here 0.5 s, 5 s by
+    # default) never bounds a change-log read: a flush or a long write transaction elsewhere cannot make it stale.
+    async with Database.connect(sqlite_database_url) as db:
+        await db.upgrade()
+    writer = Database.connect(sqlite_database_url, connect_timeout=0.5)
+    reader = Database.connect(sqlite_database_url, connect_timeout=0.5).companion(autocommit=True)
+    try:
+        feed = ChangeFeed(SqlChangeLog(reader), monotonic=lambda: 0.0)
+        await feed.start()
+        async with writer.engine.connect() as conn:
+            await conn.execute(text("BEGIN IMMEDIATE"))  # the write lock, held across the polls
+            await write_changes(conn, [Change(ChangeKind.SESSION, "uncommitted")], T0)
+            for _ in range(3):
+                assert await feed.poll() == 0  # answered at once (not -1 "database is locked" after 0.5 s)
+            await conn.commit()
+        assert await feed.poll() == 1
+        assert feed.fresh()
+    finally:
+        await reader.close()
+        await writer.close()

@@ -122,6 +122,11 @@ async def write_changes(conn: AsyncConnection, changes: Sequence[Change], at: da
 class ChangeLog(ABC):
     """Where changes are logged and read back."""
 
+    #: Whether a read travels over a connection the network can lose without a word, so that it may wait for an
+    #: answer that never comes: the feed then abandons it after a timeout, and its connection with it. False for
+    #: SQLite and memory, whose reads end on their own (SQLite's driver cannot cut a query short anyway).
+    networked: bool = True
+
     @abstractmethod
     async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> builtins.list[ChangeEntry]:
         """Entries with ``seq > after`` (at most ``limit``) or ``seq`` in ``also``, ordered by ``seq``."""
@@ -140,6 +145,8 @@ class ChangeLog(ABC):
 
 class InMemoryChangeLog(ChangeLog):
     """A list: for tests and single-process tools. In-memory stores append to it where SQL stores write."""
+
+    networked = False
 
     def __init__(self) -> None:
         self._entries: builtins.list[ChangeEntry] = []
@@ -171,6 +178,9 @@ class SqlChangeLog(ChangeLog):
     def __init__(self, db: Database, *, owns_database: bool = False) -> None:
         self._db = db
         self._owns_database = owns_database
+        # SQLite: a file, no network; a WAL read does not wait for the write lock, and aiosqlite's thread finishes
+        # a query whatever becomes of its caller. Abandoning a read would only cost the connection.
+        self.networked = db.dialect != "sqlite"
 
     async def close(self) -> None:
         if self._owns_database:
