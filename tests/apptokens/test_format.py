@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hmac
+import zlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -65,3 +68,22 @@ def test_is_token_id() -> None:
     assert fmt.is_token_id("abcDEF012345")
     assert not fmt.is_token_id("abc")
     assert not fmt.is_token_id("abcDEF01234_")
+
+
+@given(st.binary(max_size=200), st.text(alphabet=fmt.ALPHABET, min_size=12, max_size=12), st.binary(max_size=40))
+def test_hash_is_hmac_sha256_of_the_label_id_and_secret(key: bytes, token_id: str, secret: bytes) -> None:
+    # The HMAC resumes from precomputed pad states: it must stay the standard one (stored hashes depend on it),
+    # for keys shorter, as long as and longer than SHA-256's 64-byte block.
+    message = b"tokenward/apptoken/v1\x00" + token_id.encode() + b"\x00" + secret
+    expected = hmac.digest(key, message, "sha256").hex()
+    assert fmt.hash_secret(Secret(key), token_id, Secret(secret)) == expected
+    assert fmt.hash_secret(Secret(key), token_id, Secret(secret)) == expected  # the shared states are not consumed
+
+
+@given(st.text(alphabet=fmt.ALPHABET + "_", max_size=60))
+def test_checksum_is_crc32_in_six_base62_digits(body: str) -> None:
+    value, digits = zlib.crc32(body.encode()), []
+    for _ in range(6):
+        value, digit = divmod(value, 62)
+        digits.append(fmt.ALPHABET[digit])
+    assert fmt._check(body) == "".join(reversed(digits))
