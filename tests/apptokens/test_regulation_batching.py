@@ -14,7 +14,15 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.helpers import clear_tokenward_env, init_data_dir
-from tokenward.apptokens.regulation import Regulation, RegulationPolicy, Regulator, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import (
+    FORGET_PER_PASS,
+    Regulation,
+    RegulationPolicy,
+    Regulator,
+    ip_key,
+    pair_key,
+    user_key,
+)
 from tokenward.changefeed import ChangeFeed
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import StorageUnavailable, TokenwardError, TooManyRequests
@@ -209,6 +217,25 @@ async def test_idle_keys_are_forgotten_and_the_ones_in_the_window_kept() -> None
     assert list(regulator._tracks) == [recent]
     assert regulator.failure((recent,), T0 + 126) == []
     assert regulator.failure((recent,), T0 + 127) == [recent]  # the one at T0 + 100 still counts
+
+
+async def test_forgetting_is_bounded_per_pass_and_goes_on_at_the_next_flush() -> None:
+    # A flood from many addresses can leave 100,000 idle keys at once: one pass would hold the event loop for
+    # tens of milliseconds (the p99 of every request then). Each pass forgets at most FORGET_PER_PASS.
+    regulator = Regulator(InMemoryRegulationStore(), POLICY)
+    count = 2 * FORGET_PER_PASS + 10
+    for i in range(count):
+        regulator.failure((ip_key(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"),), T0)
+    await regulator.regulation.flush(T0)
+    regulator.failure((ip_key("192.0.2.1"),), T0 + 200)  # one key still counting, behind the idle ones
+    await regulator.regulation.flush(T0 + 200)
+    assert len(regulator._tracks) == count + 1 - FORGET_PER_PASS
+    await regulator.regulation.flush(T0 + 201)  # not 10 s later: the pass was cut short
+    assert len(regulator._tracks) == count + 1 - 2 * FORGET_PER_PASS
+    await regulator.regulation.flush(T0 + 202)
+    assert list(regulator._tracks) == [ip_key("192.0.2.1")]
+    await regulator.regulation.flush(T0 + 203)  # nothing left to forget: back to every 10 s
+    assert regulator._forgot_at == T0 + 202
 
 
 async def test_the_limit_bans_at_once_without_the_store_and_the_flush_writes_it(database: Database) -> None:

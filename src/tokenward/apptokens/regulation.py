@@ -41,6 +41,7 @@ from tokenward.storage.changes import ChangeEntry, ChangeKind
 from tokenward.storage.regulation import KEY_LEN, RegulationStore, batch_counts
 
 __all__ = [
+    "FORGET_PER_PASS",
     "MAX_QUEUED",
     "MAX_TRACKED_KEYS",
     "Regulation",
@@ -57,6 +58,9 @@ log = logging.getLogger("tokenward.regulation")
 
 _PURGE_EVERY = 60.0
 _FORGET_EVERY = 10.0
+#: Keys one pass of :meth:`Regulator._forget_idle` forgets at most (a few milliseconds of the event loop); a pass that
+#: stopped there goes on at the next flush rather than 10 s later.
+FORGET_PER_PASS = 5_000
 #: Failures a regulator holds for the next flush (more while the store is down are dropped, counted, logged).
 MAX_QUEUED = 100_000
 #: Keys a regulator counts in memory (the oldest is forgotten beyond it; the store still counts it).
@@ -437,8 +441,8 @@ class Regulator:
                 for key, until in bans.items():
                     self.pending_bans[key] = max(until, self.pending_bans.get(key, 0.0))
         if now - self._forgot_at >= _FORGET_EVERY:
-            self._forgot_at = now
-            self._forget_idle(now)
+            # A pass cut short by its bound leaves more to forget: the next flush goes on with it.
+            self._forgot_at = now if self._forget_idle(now) < FORGET_PER_PASS else -math.inf
         return newly
 
     def _with_batch_counts(
@@ -465,17 +469,22 @@ class Regulator:
         self._queued_keys.extendleft(keys[i] for i in reversed(kept))
         self._queued_ats.extendleft(ats[i] for i in reversed(kept))
 
-    def _forget_idle(self, now: float) -> None:
+    def _forget_idle(self, now: float) -> int:
         """Forget the keys with nothing in the window, from the front (least recently failed first) up to
-        the first one still counting: a pass costs what it forgets, not every key held."""
+        the first one still counting, at most :data:`FORGET_PER_PASS` of them; how many. A pass costs what it
+        forgets, not every key held, and never holds the event loop for long: a flood from many addresses can
+        leave 100,000 keys to forget at once."""
         since = now - self.policy.find_time
         tracks = self._tracks
-        while tracks:
+        forgotten = 0
+        while tracks and forgotten < FORGET_PER_PASS:
             key, track = next(iter(tracks.items()))
             if track[2] >= since or track[-1] >= since:  # the last flush that wrote it, its newest failure
                 break
             del tracks[key]
             self._shared.discard(key)
+            forgotten += 1
+        return forgotten
 
 
 def _dt(ts: float) -> datetime:
