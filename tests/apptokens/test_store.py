@@ -6,12 +6,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.apptokens.helpers import change_log, stores
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import Conflict, StorageError
 from tokenward.storage import AppTokenRecord, AuditEvent, Database, InMemoryAuditLog
 from tokenward.storage.changes import ChangeKind
+from tokenward.storage.regulation import AuthFailureRow
 
 NOW = datetime(2027, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -118,6 +120,24 @@ async def test_concurrent_revocations_have_one_winner(store_database: Database |
     await store.add(record())
     results = await asyncio.gather(*(store.revoke("AAAAAAAAAAAA", NOW) for _ in range(4)))
     assert sorted(results) == [False, False, False, True]
+
+
+async def test_the_purge_finds_old_failures_by_id_and_never_a_row_in_the_window(database: Database) -> None:
+    """auth_failures has no index on ``at`` (migration 0010): the purge deletes the ids before the first row still
+    in the window, testing ``at`` too. A late row with an older time (another instance's clock) waits."""
+    _, _, regulation = stores(database)
+    minute = timedelta(minutes=1)
+    for at in (NOW - 9 * minute, NOW - 8 * minute, NOW - minute, NOW - 7 * minute, NOW):
+        await regulation.record_failure(["ip:1"], at, since=NOW - 10 * minute)
+    await regulation.purge(failures_before=NOW - 2 * minute, bans_before=NOW)
+    async with database.session() as session:
+        left = (await session.execute(select(AuthFailureRow.at).order_by(AuthFailureRow.id))).scalars().all()
+    assert left == [NOW - minute, NOW - 7 * minute, NOW]  # the straggler goes at a later purge ...
+    counts = await regulation.record_failure(["ip:1"], NOW, since=NOW - 2 * minute)
+    assert counts == {"ip:1": 3}  # ... and counts nothing meanwhile
+    await regulation.purge(failures_before=NOW + minute, bans_before=NOW)  # nothing in the window: all go
+    async with database.session() as session:
+        assert (await session.execute(select(func.count()).select_from(AuthFailureRow))).scalar_one() == 0
 
 
 async def test_regulation_store_counts_bans_and_purges(store_database: Database | None) -> None:
