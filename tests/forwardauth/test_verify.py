@@ -116,6 +116,22 @@ async def test_app_token_via_pointer_in_file_store_warm_path_decrypts_nothing(
     assert r.status_code == 401 and "www-authenticate" in r.headers
 
 
+async def test_repeated_refusals_each_get_their_own_headers(runtime: Runtime) -> None:
+    # A plain refusal's headers are encoded once per (status, challenge): each answer still gets a list of its
+    # own (the route appends to it), and another realm gets its own challenge.
+    service = runtime.forward_auth
+    headers = {k.lower(): v for k, v in FWD.items()}
+    one = {"config_token": token(runtime, [{"type": "app_token", "realm": "one"}])}
+    two = {"config_token": token(runtime, [{"type": "app_token", "realm": "two"}])}
+    first = await service.verify(one, headers)
+    first.headers.append((b"content-type", b"application/json"))
+    again, other = await service.verify(one, headers), await service.verify(two, headers)
+    assert again.status == other.status == 401
+    assert again.headers == [(b"www-authenticate", b'Basic realm="one", charset="UTF-8"')]
+    assert other.headers == [(b"www-authenticate", b'Basic realm="two", charset="UTF-8"')]
+    assert again.error == {"error": "credentials_missing", "detail": "no app token given"}
+
+
 async def test_revoked_token_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
     from datetime import UTC, datetime
 

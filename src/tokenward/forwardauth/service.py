@@ -238,6 +238,8 @@ class ForwardAuthService:
         self._tokens: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}
+        #: The encoded headers of refusals without location, plugin headers or custom error headers.
+        self._plain_refusals: dict[tuple[int, str | None], tuple[tuple[bytes, bytes], ...]] = {}
 
     async def warm(self) -> None:
         """Read the revoked jtis now (at start, after the change feed started), so no request pays for it.
@@ -410,8 +412,10 @@ class ForwardAuthService:
         chosen = None
         if fallback is not None and 0 <= fallback < len(failures):
             chosen = failures[fallback]
-        if chosen is None:
-            chosen = next((f for f in reversed(failures) if f is not None), None)
+        if chosen is None and failures:
+            chosen = failures[-1]  # the usual case: the last plugin ran (no generator to build for it)
+            if chosen is None:
+                chosen = next((f for f in reversed(failures) if f is not None), None)
         if chosen is None:
             chosen = Outcome.failure(ErrorCode.NO_PLUGIN_RAN, "every plugin was skipped")
         return self._refuse(compiled.document.tokenward.custom_error_headers, chosen, info, params.redirect_code)
@@ -446,10 +450,31 @@ class ForwardAuthService:
             raise Forbidden(f"the policy does not allow {act} on {obj}", code=ErrorCode.POLICY_DENIED)
 
     def _refuse(self, spec: Mapping[str, HeaderSpec], outcome: Outcome, info: RequestInfo, redirect: int) -> Decision:
-        out: list[tuple[str, str]] = []
         status = outcome.status
+        if outcome.location is None and not outcome.headers and not spec:
+            # The usual refusal (a 401 and its challenge): its headers depend on the status and challenge only,
+            # and a flood of bad credentials brings the same few, so they are encoded and checked once.
+            key = (status, outcome.challenge)
+            plain = self._plain_refusals.get(key)
+            if plain is None:
+                plain = tuple(self._refusal_headers(spec, outcome, info, status))
+                if len(self._plain_refusals) >= CACHE_SIZE:
+                    self._plain_refusals.clear()
+                self._plain_refusals[key] = plain
+            return Decision(status, list(plain), error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail))
         if outcome.location is not None:
             status = redirect
+        return Decision(
+            status,
+            self._refusal_headers(spec, outcome, info, status),
+            error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail),
+        )
+
+    def _refusal_headers(
+        self, spec: Mapping[str, HeaderSpec], outcome: Outcome, info: RequestInfo, status: int
+    ) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[str, str]] = []
+        if outcome.location is not None:
             out.append(("Location", outcome.location))
         if status == 401:
             out.append(("WWW-Authenticate", outcome.challenge or DEFAULT_CHALLENGE))
@@ -459,8 +484,7 @@ class ForwardAuthService:
                 out += _custom_headers(spec, info, UserInfo())
             except TokenwardError as exc:
                 log.warning("custom_error_headers skipped: %s", exc.detail)
-        headers = [_encoded(k, v) for k, v in out if not _CTL.search(v)]
-        return Decision(status, headers, error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail))
+        return [_encoded(k, v) for k, v in out if not _CTL.search(v)]
 
 
 def _param(params: Mapping[str, str], name: str) -> str | Query | None:
