@@ -132,6 +132,20 @@ async def test_repeated_refusals_each_get_their_own_headers(runtime: Runtime) ->
     assert again.error == {"error": "credentials_missing", "detail": "no app token given"}
 
 
+async def test_refusal_headers_kept_encoded_stay_few_and_short(runtime: Runtime) -> None:
+    # A forward plugin passes on its upstream's challenge, which may differ every time: memory stays bounded.
+    from tokenward.forwardauth.plugins import Outcome
+    from tokenward.forwardauth.request_info import reconstruct
+
+    service, info = runtime.forward_auth, reconstruct({k.lower(): v for k, v in FWD.items()})
+    for i in range(1000):
+        challenge = f'Bearer realm="up", nonce="{i}"' + ("x" * 300 if i % 2 else "")
+        decision = service._refuse({}, Outcome.failure(ErrorCode.UNAUTHORIZED, "no", challenge=challenge), info, 302)
+        assert decision.headers == [(b"www-authenticate", challenge.encode())]
+    assert 0 < len(service._plain_refusals) <= 256
+    assert all(len(challenge or "") <= 256 for _, challenge in service._plain_refusals)
+
+
 async def test_revoked_token_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
     from datetime import UTC, datetime
 

@@ -54,6 +54,8 @@ TOKEN_RECHECK_SECONDS = 60.0
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308, 401, 403})
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2,4}$")
 DEFAULT_CHALLENGE = 'Basic realm="tokenward", charset="UTF-8"'
+_PLAIN_REFUSALS = 256  # refusal headers kept encoded (at most this many, each challenge at most _SHORT characters)
+_SHORT = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -451,14 +453,16 @@ class ForwardAuthService:
 
     def _refuse(self, spec: Mapping[str, HeaderSpec], outcome: Outcome, info: RequestInfo, redirect: int) -> Decision:
         status = outcome.status
-        if outcome.location is None and not outcome.headers and not spec:
+        challenge = outcome.challenge
+        if outcome.location is None and not outcome.headers and not spec and len(challenge or "") <= _SHORT:
             # The usual refusal (a 401 and its challenge): its headers depend on the status and challenge only,
-            # and a flood of bad credentials brings the same few, so they are encoded and checked once.
-            key = (status, outcome.challenge)
+            # and a flood of bad credentials brings the same few, so they are encoded and checked once. Kept
+            # small: a forward plugin passes on its upstream's challenge, which may differ every time.
+            key = (status, challenge)
             plain = self._plain_refusals.get(key)
             if plain is None:
                 plain = tuple(self._refusal_headers(spec, outcome, info, status))
-                if len(self._plain_refusals) >= CACHE_SIZE:
+                if len(self._plain_refusals) >= _PLAIN_REFUSALS:
                     self._plain_refusals.clear()
                 self._plain_refusals[key] = plain
             return Decision(status, list(plain), error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail))
