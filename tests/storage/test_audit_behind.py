@@ -235,7 +235,7 @@ async def test_refusals_past_the_limit_of_a_flush_become_one_summary_event_per_a
         "first": (T0 + timedelta(seconds=3)).isoformat(),
         "reasons": {"unknown_id": 4, "malformed": 3},
         "addresses": {"192.0.2.9": 4, "192.0.2.3": 1, "192.0.2.4": 1, "192.0.2.5": 1},
-        "accounts": {"user0": 3, "user1": 2, "user2": 2},
+        "subjects": {"user0": 3, "user1": 2, "user2": 2},
     }
     assert [e.subject for e in await SqlAuditLog(database).list(action="regulation.ban")] == ["ip:192.0.2.9"]
     # The limit is per flush: the next interval's first refusals are kept one by one again.
@@ -251,12 +251,12 @@ async def test_a_summary_names_the_most_frequent_sources_and_stays_bounded() -> 
         ip = "198.51.100.1" if i % 100 == 0 else f"10.0.{i // 256}.{i % 256}"
         await behind.note(float(i), actor=f"nobody{i}", action="apptoken.verify_failed", detail={"ip": ip})
     summary = behind._summaries["apptoken.verify_failed"]
-    assert len(summary.addresses) == len(summary.accounts) == 1000  # distinct sources counted one by one
+    assert len(summary.addresses) == len(summary.subjects) == 1000  # distinct sources counted one by one
     assert behind.pending == 2
     await behind.flush()
     detail = (await inner.list(action="apptoken.verify_failed", limit=1))[0].detail
     assert detail["events"] == 4999 and detail["reasons"] == {}
-    assert len(detail["addresses"]) == 10 and len(detail["accounts"]) == 10
+    assert len(detail["addresses"]) == 10 and len(detail["subjects"]) == 10
     assert next(iter(detail["addresses"].items())) == ("198.51.100.1", 49)  # the most frequent first (i=0 kept alone)
 
 
@@ -293,3 +293,15 @@ def test_a_negative_refusal_limit_is_refused_with_its_name(tmp_path: Path, monke
     monkeypatch.setenv("TOKENWARD_AUDIT_REFUSALS_PER_FLUSH", "-1")
     with pytest.raises(ConfigError, match="invalid setting TOKENWARD_AUDIT_REFUSALS_PER_FLUSH: Input should be"):
         Settings.load(data_dir=tmp_path)
+
+
+async def test_a_summary_of_bans_names_the_banned_keys() -> None:
+    inner = InMemoryAuditLog()
+    behind = BufferedAuditLog(inner, refusals_per_flush=1)
+    for i in range(4):
+        ip = f"192.0.2.{i}"
+        await behind.note(float(i), actor="system", action="regulation.ban", subject=f"ip:{ip}", detail={"ip": ip})
+    await behind.flush()
+    summary = (await inner.list(action="regulation.ban", limit=1))[0]
+    assert summary.detail["events"] == 3
+    assert summary.detail["subjects"] == {"ip:192.0.2.1": 1, "ip:192.0.2.2": 1, "ip:192.0.2.3": 1}

@@ -426,7 +426,7 @@ class BufferedAuditLog(AuditLog):
                 summary = self._summaries.get(action)
                 if summary is None:
                     summary = self._summaries[action] = _Summary(at, instance)
-                summary.add(at, actor, detail)
+                summary.add(at, actor if subject is None else subject, detail)
                 return
             self._noted[action] = noted + 1
         text = _detail_text(detail or {})
@@ -483,7 +483,7 @@ class BufferedAuditLog(AuditLog):
         await self.flush()
 
 
-#: Distinct addresses and accounts a summary counts one by one (the rest are only in ``events``), and how many of the
+#: Distinct addresses and subjects a summary counts one by one (the rest are only in ``events``), and how many of the
 #: most frequent of each its event names.
 _SUMMARY_DISTINCT = 1000
 _SUMMARY_TOP = 10
@@ -492,11 +492,12 @@ _SUMMARY_TOP = 10
 class _Summary:
     """What :meth:`BufferedAuditLog.note` counts of one action's events past ``refusals_per_flush`` until the next
     flush, written then as one event: actor ``system``, detail ``{"summary": true, "events": n, "first": …,
-    "reasons": {reason: n}, "addresses": {ip: n}, "accounts": {actor: n}}`` with the most frequent addresses and
-    accounts. A flood of refused checks from many addresses thus costs one row a second, not one per check, while
-    what it was and where it came from stays in the log (the regulation counts every check regardless)."""
+    "reasons": {reason: n}, "addresses": {ip: n}, "subjects": {subject: n}}`` with the most frequent addresses and
+    subjects (the subject, else the actor: the account a check failed for, the key a ban is on). A flood of refused
+    checks from many addresses thus costs one row a second, not one per check, while what it was and where it came
+    from stays in the log (the regulation counts every check regardless)."""
 
-    __slots__ = ("accounts", "addresses", "events", "first", "instance", "last", "reasons")
+    __slots__ = ("addresses", "events", "first", "instance", "last", "reasons", "subjects")
 
     def __init__(self, at: float, instance: str | None) -> None:
         self.first = self.last = at
@@ -504,12 +505,12 @@ class _Summary:
         self.events = 0
         self.reasons: dict[str, int] = {}
         self.addresses: dict[str, int] = {}
-        self.accounts: dict[str, int] = {}
+        self.subjects: dict[str, int] = {}
 
-    def add(self, at: float, actor: str, detail: Mapping[str, Any] | None) -> None:
+    def add(self, at: float, subject: str, detail: Mapping[str, Any] | None) -> None:
         self.events += 1
         self.last = at
-        _bump(self.accounts, actor)
+        _bump(self.subjects, subject)
         if detail:
             reason, ip = detail.get("reason"), detail.get("ip")
             if isinstance(reason, str):  # an ErrorCode too: counted by its value
@@ -524,7 +525,7 @@ class _Summary:
             "first": datetime.fromtimestamp(self.first, UTC).isoformat(),
             "reasons": self.reasons,
             "addresses": _top(self.addresses),
-            "accounts": _top(self.accounts),
+            "subjects": _top(self.subjects),
         }
         return (self.last, "system", action, None, None, json.dumps(detail), None, self.instance)
 
