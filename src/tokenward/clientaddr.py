@@ -73,7 +73,10 @@ class TrustedProxies:
                 return None
             return str(ip), any(ip in network for network in self.networks)
         value = int.from_bytes(packed, "big")
-        return text, any(value & mask == network for network, mask in self._v4)
+        for network, mask in self._v4:  # a loop, not any(<generator>): this runs for every request's hops
+            if value & mask == network:
+                return text, True
+        return text, False
 
     def client_address(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         """The client's address: the peer itself, unless the peer is a trusted proxy.
