@@ -160,12 +160,15 @@ def test_serve_runs_uvicorn_on_asyncio_unless_told_otherwise(data: Path, monkeyp
     (bench/README.md, list API)."""
     import uvicorn
 
+    from tokenward.web.httpserver import CoalescingHttpToolsProtocol
+
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
     run("init", "--server-name", "auth.example.com")
     code, _, err = run("serve", "--port", "8123")
     assert code == 0, err
     assert len(calls) == 1 and calls[0]["loop"] == "asyncio" and calls[0]["port"] == 8123
+    assert calls[0]["http"] is CoalescingHttpToolsProtocol  # one write per response (tokenward/web/httpserver.py)
     monkeypatch.setenv("TOKENWARD_EVENT_LOOP", "uvloop")  # the other trade, chosen by the setting
     code, _, err = run("serve", "--port", "8123")
     assert code == 0, err

@@ -295,6 +295,7 @@ def serve(
     from tokenward.logs import configure_logging
     from tokenward.runtime import open_runtime
     from tokenward.web.app import create_app
+    from tokenward.web.httpserver import CoalescingHttpToolsProtocol
 
     settings = load_settings(host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key)
     configure_logging(settings.log_level, settings.log_format)
@@ -319,6 +320,8 @@ def serve(
         # (bench/README.md, list API); asyncio's loop accepts every waiting connection when the listening socket
         # is readable. TOKENWARD_EVENT_LOOP=uvloop chooses the other trade (docs/deployment.md).
         "loop": settings.event_loop,
+        # uvicorn's httptools protocol, each response sent in one write rather than its headers and body in two.
+        "http": CoalescingHttpToolsProtocol,
         **ssl,
     }
     if settings.workers > 1 or reload:
