@@ -462,19 +462,23 @@ def list_api(
 
 ROTATE_HEADERS_LUA = """
 -- Each line of TOKENWARD_BENCH_LINES is one header ("Name: value"); request i sends line i (rotating) with
--- the forward-auth headers and its own X-Forwarded-For address (10.a.b.c from i), so no two requests in a
--- run share a client address and per-address bans never turn the run into 429s.
+-- the forward-auth headers and its own X-Forwarded-For address (10.a.b.c from TOKENWARD_BENCH_FIRST_ADDRESS + i,
+-- which goes on from where the last run stopped), so no two requests of a bench share a client address and
+-- per-address bans never turn it into 429s. (Starting every run at 10.0.0.0 paired the same addresses with the
+-- same invalid lines in every round: the third round of the mixed case banned every one of them at once.)
 local lines = {}
 for line in io.lines(os.getenv("TOKENWARD_BENCH_LINES")) do
   local name, value = line:match("^([^:]+): (.*)$")
   table.insert(lines, {name, value})
 end
 local path = os.getenv("TOKENWARD_BENCH_PATH")
+local first = tonumber(os.getenv("TOKENWARD_BENCH_FIRST_ADDRESS") or "0")
 local i = 0
 request = function()
   i = i + 1
   local line = lines[(i % #lines) + 1]
-  local ip = "10." .. (math.floor(i / 65536) % 256) .. "." .. (math.floor(i / 256) % 256) .. "." .. (i % 256)
+  local n = (first + i) % 16777216
+  local ip = "10." .. math.floor(n / 65536) .. "." .. (math.floor(n / 256) % 256) .. "." .. (n % 256)
   return wrk.format("GET", path, {
     ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "app.example.com",
     ["X-Forwarded-Uri"] = "/wiki/page?x=1", ["X-Forwarded-Method"] = "GET",
@@ -503,11 +507,20 @@ def _parse_wrk(out: str) -> dict[str, float]:
     }
 
 
+#: Client addresses the rotating runs have used so far: the next run's first (ROTATE_HEADERS_LUA).
+_ADDRESSES_USED = [0]
+
+
 def _wrk_lines_args(
     url: str, lines: Path, script: Path, duration: float, connections: int
 ) -> tuple[list[str], dict[str, str]]:
     split = url.split("/", 3)
-    env = {**os.environ, "TOKENWARD_BENCH_LINES": str(lines), "TOKENWARD_BENCH_PATH": "/" + split[3]}
+    env = {
+        **os.environ,
+        "TOKENWARD_BENCH_LINES": str(lines),
+        "TOKENWARD_BENCH_PATH": "/" + split[3],
+        "TOKENWARD_BENCH_FIRST_ADDRESS": str(_ADDRESSES_USED[0]),
+    }
     args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
     return [*args, "-s", str(script), "/".join(split[:3])], env
 
@@ -516,7 +529,15 @@ def wrk_lines(url: str, lines: Path, script: Path, duration: float, connections:
     """One wrk run of ``duration`` seconds rotating over the headers in ``lines``."""
     args, env = _wrk_lines_args(url, lines, script, duration, connections)
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, check=True, env=env).stdout
-    return _parse_wrk(out)
+    return _addresses_used(_parse_wrk(out))
+
+
+def _addresses_used(result: dict[str, float]) -> dict[str, float]:
+    """Advance the first address of the next run past this run's requests (wrk counts what it sent and answered;
+    32 connections may have had one more in flight each)."""
+    sent = result["requests"]
+    _ADDRESSES_USED[0] += (int(sent) if sent == sent else 10_000_000) + 1024
+    return result
 
 
 class Scrape:
@@ -567,7 +588,7 @@ def warm_up(base_url: str, url: str, lines: Path, script: Path, count: int, limi
     elapsed = time.monotonic() - started
     after = Scrape(base_url)
     sql, statuses = after.since(before)
-    result = _parse_wrk(out)
+    result = _addresses_used(_parse_wrk(out))
     return {**result, "seconds": elapsed, "sql": sql, "non200": sum(n for s, n in statuses.items() if s != "200")}
 
 
