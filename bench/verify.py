@@ -36,10 +36,11 @@ request from its own ``X-Forwarded-For`` address with the loopback proxy trusted
 - **mixed**: the app tokens alternating with as many invalid ones (well-formed, right checksum, unknown
   ids of unknown users; one in ten garbage);
 
-with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``) and the
-status mix (``tokenward_http_requests_total``) of each measured window. Warm-up is explicit: every credential
-once (wrk until the server has answered as many ``/verify``), reported apart. The server's VmRSS is read
-before any bulk credential exists (a first start on the same data), at start, and after each warm-up.
+with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``), the server's
+CPU (user + system) per request with the bare app's over it (req/s moves with the host's other guests, CPU time
+much less) and the status mix (``tokenward_http_requests_total``) of each measured window. Warm-up is explicit:
+every credential once (wrk until the server has answered as many ``/verify``), reported apart. The server's VmRSS is
+read before any bulk credential exists (a first start on the same data), at start, and after each warm-up.
 
 ``--rotating --in-process`` runs the same three cases and the bare app without a socket: thread CPU µs per
 request through the ASGI app (best of 3 batches after every credential once) and how many garbage
@@ -564,6 +565,14 @@ class Scrape:
         return self.sql - before.sql, {s: n for s, n in sorted(statuses.items()) if n}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU ``pid`` has used so far. Per request, it is what a case costs the server's core whatever
+    else the machine runs meanwhile (on a virtual machine the host's other guests move req/s by tens of percent from
+    one round to the next; the time they take is not counted here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def vm_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
@@ -849,7 +858,10 @@ def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: i
             for _ in range(rounds):
                 for case, url in urls.items():
                     before = Scrape(base_url) if case != "baseline" else None
+                    pid = procs[0].pid if case == "baseline" else server.pid
+                    cpu = cpu_seconds(pid)
                     result = wrk_lines(url, files[case], lua, duration)
+                    result["cpu_us"] = (cpu_seconds(pid) - cpu) / result["requests"] * 1e6
                     if before is not None:
                         after = Scrape(base_url)
                         sql, statuses = after.since(before)
@@ -911,11 +923,14 @@ def report(
         )
     print()
     base = statistics.median(r["rps"] for r in runs["baseline"])
-    print("measured rounds (medians over rounds; ratio to the bare Starlette app's median in the same run):")
+    base_cpu = statistics.median(r["cpu_us"] for r in runs["baseline"])
+    print("measured rounds (medians over rounds; ratio to the bare Starlette app's median in the same run; server")
+    print("CPU (user + system) per request, and the bare app's over the case's: the ratio on a core of its own):")
     print(
-        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | /verify statuses | req/s per round |"
+        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | CPU µs/req | x bare by CPU "
+        "| /verify statuses | req/s per round |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for case, each in runs.items():
         rps = statistics.median(r["rps"] for r in each)
         statuses: dict[str, float] = {}
@@ -926,10 +941,11 @@ def report(
         per_round = ", ".join(f"{r['rps']:,.0f}" for r in each)
         mix = ", ".join(f"{s}: {n / total:.1%}" for s, n in sorted(statuses.items())) or "-"
         sql = f"{statistics.median(r['sql_per_s'] for r in each):.1f}" if "sql_per_s" in each[0] else "-"
+        cpu = statistics.median(r["cpu_us"] for r in each)
         print(
             f"| {case} | {rps:,.0f} | {rps / base:.2f} | {statistics.median(r['p50_ms'] for r in each):.2f} | "
             f"{statistics.median(r['p99_ms'] for r in each):.2f} | {max(r['p99_ms'] for r in each):.2f} | {sql} | "
-            f"{mix} | {per_round} |"
+            f"{cpu:.0f} | {base_cpu / cpu:.2f} | {mix} | {per_round} |"
         )
     print()
     print("targets (issue 13): >= 0.5 x bare and p99 <= 10 ms for app-tokens, sessions and mixed; mixed <= 10 SQL/s")
