@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from verify import _parse_wrk, free_port, start, stop, wait_up
+from verify import _parse_wrk, cpu_seconds, free_port, start, stop, wait_up
 
 APP = """
 import sys, uvicorn
@@ -73,7 +73,7 @@ def main() -> None:
                 proc = start([sys.executable, str(script), str(port), body, protocol], dict(os.environ))
                 try:
                     wait_up(f"http://127.0.0.1:{port}/", proc)
-                    before = _cpu_seconds(proc.pid)
+                    before = cpu_seconds(proc.pid)
                     out = subprocess.run(
                         [
                             "taskset",
@@ -89,7 +89,7 @@ def main() -> None:
                         text=True,
                         check=True,
                     ).stdout
-                    used = _cpu_seconds(proc.pid) - before
+                    used = cpu_seconds(proc.pid) - before
                     figures = _parse_wrk(out)
                     results[(body, protocol)].append(figures["rps"])
                     cpu[(body, protocol)].append(used / figures["requests"] * 1e6)
@@ -104,12 +104,6 @@ def main() -> None:
         rounds = ", ".join(f"{r:,.0f}" for r in each)
         per = statistics.median(cpu[(body, protocol)])
         print(f"| {body} | {protocol} | {rps:,.0f} | {rps / base:.2f} | {per:.1f} | {rounds} |")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU of ``pid`` so far: what the app cost, whatever else the machine ran meanwhile."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
