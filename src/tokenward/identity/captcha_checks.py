@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tokenward.apptokens.regulation import Regulator, ip_key, pair_key, user_key
+from tokenward.apptokens.regulation import Regulator, user_key
+from tokenward.apptokens.regulation import hard_keys as regulation_hard_keys
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import TooManyRequests
 from tokenward.identity import captcha as cap
@@ -36,7 +37,7 @@ def hard_keys(kind: str, email: str, address: str | None) -> tuple[str, ...]:
     """The hard keys of captcha regulation: the client address, or the (e-mail, no address) pair when there is none
     (:func:`~tokenward.apptokens.regulation.hard_keys`, docs/regulation.md). Nobody but the address's own users can
     get them banned."""
-    return (ip_key(f"{kind}:{address}"),) if address else (pair_key(f"{kind}:{email}", None),)
+    return regulation_hard_keys(f"{kind}:{email}", f"{kind}:{address}" if address else None)
 
 
 def account_key(kind: str, email: str) -> str:
