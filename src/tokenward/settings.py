@@ -184,14 +184,14 @@ class Settings(BaseSettings):
         default=3,
         ge=1,
         le=1000,
-        description="Failed credential checks per client IP, and per (user, client IP), before a ban.",
+        description="Failed credential checks per client IP (per user when there is no client IP) before a ban.",
     )
     regulation_account_max_failures: int = Field(
         default=10,
         ge=1,
         le=100_000,
-        description="Failed app-token checks of one user (from any address) within the find time after which that "
-        "user's failures answer late (regulation_account_delay_seconds); never a lockout.",
+        description="Failed app-token checks of one user (from any address, at a token id that exists) within the "
+        "find time after which that user's failures answer late (regulation_account_delay_seconds); never a lockout.",
     )
     regulation_account_delay_seconds: float = Field(
         default=1.0, ge=0, le=10, description="How late a failed check of a user over the account limit answers."

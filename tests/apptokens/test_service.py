@@ -157,6 +157,13 @@ async def test_without_a_client_address_the_account_from_nowhere_is_banned_not_t
     assert [e.subject for e in bans] == ["pair:alice@example.com|-"]
 
 
+def _with_secret(token_id: str) -> str:
+    """A well-formed token (right checksum) for ``token_id`` with a fresh random secret: a wrong secret."""
+    _, other = token_format.generate()
+    body = f"twa_{token_id}_{other.secret.reveal().decode()}"
+    return body + token_format._check(body)
+
+
 async def test_an_account_over_its_soft_limit_answers_failures_late_and_right_tokens_at_once() -> None:
     clock = Clock()
     slept: list[float] = []
@@ -166,18 +173,49 @@ async def test_an_account_over_its_soft_limit_answers_failures_late_and_right_to
 
     policy = RegulationPolicy(soft_max_failures=4)
     service = make_service(clock=clock, policy=policy, sleep=sleep, config=AppTokenConfig(account_failure_delay=1.5))
-    _, token = await service.create(owner=ALICE, created_by=ALICE)
-    # A distributed guesser: one failure from each of four addresses (no address reaches its limit).
+    record, token = await service.create(owner=ALICE, created_by=ALICE)
+    # A distributed guesser at alice's token: one wrong secret from each of four addresses (none reaches its limit).
     for i in range(3):
-        assert await _codes(service.verify(ALICE, token[:-6] + "AAAAAA", client_ip=f"203.0.113.{i}")) != "ok"
+        assert await _codes(service.verify(ALICE, _with_secret(record.id), client_ip=f"203.0.113.{i}")) != "ok"
     assert slept == []
-    assert await _codes(service.verify(ALICE, token[:-6] + "AAAAAA", client_ip="203.0.113.3")) != "ok"
+    assert await _codes(service.verify(ALICE, _with_secret(record.id), client_ip="203.0.113.3")) != "ok"
     assert slept == [1.5]  # from the soft limit on, failures answer late ...
     assert await _codes(service.verify(ALICE, token, client_ip="198.51.100.7")) == "ok"  # ... right tokens do not
     assert await _codes(service.verify(ALICE, token, client_ip="203.0.113.0")) == "ok"
     assert slept == [1.5]
+    # Every failure of the account answers late meanwhile, guess or not: the delay tells nothing about the token.
     assert await _codes(service.verify(ALICE, "twa_nope", client_ip="203.0.113.9")) == "apptoken_malformed"
-    assert slept == [1.5, 1.5]
+    _, stranger = token_format.generate()
+    unknown_id = _with_secret(stranger.id)
+    assert await _codes(service.verify(ALICE, unknown_id, client_ip="203.0.113.10")) == "apptoken_invalid"
+    assert slept == [1.5, 1.5, 1.5]
+
+
+async def test_only_a_guess_at_a_token_that_exists_counts_for_the_account() -> None:
+    """A malformed token, a bad checksum or an unknown id fails whatever its secret: it is no guess at the account's
+    token, so it counts for its address alone (one key and one row per refusal of a flood, not two)."""
+    clock = Clock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    policy = RegulationPolicy(soft_max_failures=2)
+    service = make_service(clock=clock, policy=policy, sleep=sleep, config=AppTokenConfig(account_failure_delay=1.5))
+    record, token = await service.create(owner=ALICE, created_by=ALICE)
+    for i in range(20):
+        _, stranger = token_format.generate()
+        guesses = ("twa_nope", token[:-6] + "AAAAAA", _with_secret(stranger.id))
+        assert await _codes(service.verify(ALICE, guesses[i % 3], client_ip=f"203.0.113.{i}")) != "ok"
+    assert slept == []
+    assert service.regulator._tracks.keys() == {f"ip:203.0.113.{i}" for i in range(20)}
+    await service.regulator.regulation.flush(clock())
+    assert not service.regulator.banned("user:alice@example.com", clock())
+    # A wrong secret for alice's real id is a guess: two of them put the account over its soft limit.
+    for i in range(2):
+        assert await _codes(service.verify(ALICE, _with_secret(record.id), client_ip=f"198.51.100.{i}")) != "ok"
+    assert slept == [1.5]
+    assert "user:alice@example.com" in service.regulator._tracks
 
 
 async def test_failures_outside_the_window_do_not_ban() -> None:

@@ -404,7 +404,7 @@ class AppTokenService:
                     held[KEY_ID],
                     self._key_id,
                 )
-            await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id)
+            await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id, known=held is not None)
             raise Unauthorized("invalid user name or app token", code=ErrorCode.APPTOKEN_INVALID)
         try:
             self._check_live(held, now)
@@ -628,10 +628,17 @@ class AppTokenService:
         reason: str,
         client_ip: str | None,
         request_id: str | None,
+        *,
+        known: bool = False,
     ) -> None:
-        soft = (user_key(user),) if user else ()
+        # The account (soft key) counts only a guess that could have succeeded, at a token id that exists (``known``).
+        # A malformed token or an unknown id fails whatever its secret: it guesses at no account's token, and a flood
+        # of them costs one key and one row per refusal (its address's), not two (docs/regulation.md).
+        # Every failure of an account over its soft limit answers late, counted or not: the delay tells nothing.
+        account = user_key(user) if user and (known or self.regulator.has_bans) else None
+        soft = (account,) if known and account is not None else ()
         banned = self.regulator.failure(keys, now, soft=soft)
-        if soft and self.regulator.banned(soft[0], now):
+        if account is not None and self.regulator.banned(account, now):
             # The account is under attack: its failures answer late (a guesser's throughput drops), its
             # owner's right tokens do not (no lockout). App tokens carry ~131 random bits: the delay is a
             # brake on noise, the per-address bans are what stop a guesser.
