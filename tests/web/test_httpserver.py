@@ -1,18 +1,24 @@
-"""tokenward/web/httpserver.py: each response leaves in one write, and HTTP/1.1 still behaves (keep-alive,
-pipelining, Connection: close, 100-continue, large bodies) through uvicorn with the coalescing transport."""
+"""tokenward/web/httpserver.py: each response leaves in one write, an idle connection is closed on uvicorn's
+keep-alive deadline, and HTTP/1.1 still behaves through a real uvicorn server (keep-alive, pipelining, HEAD, 204/304,
+streaming, Connection: close, HTTP/1.0, 100-continue, apps that suspend or raise, context per request)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
-from tokenward.web.httpserver import HOLD_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
+from tokenward.web.httpserver import CoalescingHttpToolsProtocol, ResponseCycle
+
+SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("test_httpserver_seen", default="-")
 
 
 class Recording(asyncio.Transport):
@@ -30,48 +36,80 @@ class Recording(asyncio.Transport):
     def close(self) -> None:
         self.closed = True
 
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 8080) if name == "sockname" else default
+        return ("127.0.0.1", 8080) if name in ("sockname", "peername") else default
 
 
-async def test_the_headers_wait_for_the_body_and_leave_with_it() -> None:
-    inner = Recording()
-    transport = CoalescingTransport(inner, asyncio.get_running_loop())
-    transport.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n")
-    assert inner.writes == []
-    transport.write(b"{}")
-    assert inner.writes == [b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n{}"]  # at once: no added wait
-    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-    transport.write(b"")  # uvicorn writes an empty body too: it sends what is held
-    assert inner.writes[1] == b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-    await asyncio.sleep(0)  # the end-of-turn flush finds nothing left
-    assert len(inner.writes) == 2
-    assert transport.get_extra_info("sockname") == ("127.0.0.1", 8080)  # everything else is the transport's
+class Clock:
+    """The loop as the keep-alive code sees it: a time the test sets and timers the test fires."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        self.timers.append((when, callback))
+        return asyncio.TimerHandle(when, callback, (), asyncio.get_running_loop())
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self.call_at(self.now + delay, callback)
+
+    def fire(self) -> float:
+        when, callback = self.timers.pop(0)
+        self.now = when
+        callback()
+        return when
 
 
-async def test_a_write_nothing_follows_goes_at_the_end_of_the_loop_turn() -> None:
-    inner = Recording()
-    transport = CoalescingTransport(inner, asyncio.get_running_loop())
-    transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    await asyncio.sleep(0)
-    assert inner.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+async def test_an_idle_connection_is_closed_timeout_keep_alive_after_its_last_response() -> None:
+    config = Config(app, timeout_keep_alive=5, log_config=None)
+    clock = Clock()
+    protocol = CoalescingHttpToolsProtocol(config, ServerState(), {}, _loop=clock)
+    transport = Recording()
+    protocol.connection_made(transport)
+    protocol.on_response_complete()  # t=0: idle; one timer, due at 5
+    assert [when for when, _ in clock.timers] == [5.0]
+    clock.now = 3.0
+    protocol.data_received(b"GET / HTTP/1.1\r\n")  # a request begins: not idle
+    clock.now = 4.0
+    protocol.on_response_complete()  # idle again from 4: no second timer
+    assert len(clock.timers) == 1
+    assert clock.fire() == 5.0 and not transport.is_closing()  # the deadline moved to 9: checked again then
+    assert [when for when, _ in clock.timers] == [9.0]
+    assert clock.fire() == 9.0 and transport.is_closing()
+    assert clock.timers == []
 
 
-async def test_large_writes_are_not_held_and_close_sends_what_is() -> None:
-    inner = Recording()
-    transport = CoalescingTransport(inner, asyncio.get_running_loop())
-    big = b"x" * (HOLD_BYTES + 1)
-    transport.write(big)
-    assert inner.writes == [big]
-    transport.write(memoryview(b"abc"))
-    transport.writelines([b"de", bytearray(b"f")])
-    assert inner.writes[1] == b"abcdef"
-    transport.write(b"bye")
-    transport.close()
-    assert inner.writes[2] == b"bye" and inner.closed
-    transport.write(b"late")  # after the close: held, then dropped at the end of the turn (the socket is gone)
-    await asyncio.sleep(0)
-    assert len(inner.writes) == 3
+async def test_a_timer_that_finds_a_request_under_way_leaves_the_next_response_to_arm_one() -> None:
+    config = Config(app, timeout_keep_alive=5, log_config=None)
+    clock = Clock()
+    protocol = CoalescingHttpToolsProtocol(config, ServerState(), {}, _loop=clock)
+    transport = Recording()
+    protocol.connection_made(transport)
+    protocol.on_response_complete()
+    protocol.data_received(b"GET / HTTP/1.1\r\n")
+    assert clock.fire() == 5.0 and not transport.closed and clock.timers == []  # busy: nothing armed
+    clock.now = 7.0
+    protocol.on_response_complete()
+    assert [when for when, _ in clock.timers] == [12.0]
+    protocol.connection_lost(None)  # the timer goes with the connection
+    assert protocol.timeout_keep_alive_task is None
+
+
+async def respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    if headers is None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -80,31 +118,73 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
+    path = scope["path"]
+    seen = SEEN.get()  # each request starts in its own context: what an earlier one set is not here
+    SEEN.set(path)
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    if scope["path"] == "/big":
+    if path == "/big":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"300000")]})
         for _ in range(3):
             await send({"type": "http.response.body", "body": b"y" * 100_000, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-        return
-    answer = b'{"error": "apptoken_invalid", "got": %d}' % len(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": answer})
+    elif path == "/stream":  # no length: chunked; the head goes before the app has a body to send
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await scope["state"]["go"].wait()
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"cd", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path in ("/204", "/304"):
+        await respond(send, int(path[1:]), b"", headers=[(b"etag", b'"x"')])
+    elif path == "/hello":
+        await respond(send, 200, b"hello")
+    elif path == "/suspends":
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await respond(send, 200, b'{"seen": "%s"}' % seen.encode())
+    elif path == "/raises-first":
+        raise RuntimeError("before the response")
+    elif path == "/raises-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        raise RuntimeError("after the head")
+    elif path == "/bad-header":
+        await respond(send, 200, b"", headers=[(b"x-bad", b"a\nb")])
+    else:
+        answer = b'{"error": "apptoken_invalid", "got": %d, "seen": "%s"}' % (len(body), seen.encode())
+        await respond(send, 401, answer)
 
 
 @contextlib.asynccontextmanager
-async def serving() -> AsyncIterator[int]:
+async def serving(**options: Any) -> AsyncIterator[tuple[int, asyncio.Event]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    go = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[dict[str, Any]]:
+        yield {"go": go}
+
+    async def with_state(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            async with lifespan(None) as state:
+                scope["state"].update(state)
+                await app(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=CoalescingHttpToolsProtocol, log_config=None, loop="asyncio"
+        with_state,
+        host="127.0.0.1",
+        port=port,
+        http=CoalescingHttpToolsProtocol,
+        log_config=None,
+        loop="asyncio",
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -114,10 +194,26 @@ async def serving() -> AsyncIterator[int]:
         await asyncio.sleep(0.1)
     assert server.started
     try:
-        yield port
+        yield port, go
     finally:
         server.should_exit = True
         await task
+
+
+async def read_response(reader: asyncio.StreamReader, head_request: bool = False) -> tuple[bytes, bytes]:
+    """One response from the stream, framed by its content-length or its chunks."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    lines = head.lower().split(b"\r\n")
+    length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length:")), None)
+    if head_request or head.startswith((b"HTTP/1.1 204", b"HTTP/1.1 304")):
+        return head, b""
+    if length is not None:
+        return head, await asyncio.wait_for(reader.readexactly(length), 30)
+    assert b"transfer-encoding: chunked" in lines
+    body = b""
+    while not body.endswith(b"0\r\n\r\n"):
+        body += await asyncio.wait_for(reader.readuntil(b"\r\n"), 30)
+    return head, body
 
 
 async def exchange(port: int, request: bytes, until: int) -> bytes:
@@ -136,7 +232,7 @@ async def exchange(port: int, request: bytes, until: int) -> bytes:
 @pytest.mark.parametrize("transfer", ["pipelined", "keep-alive"])
 async def test_http_keeps_working_through_uvicorn(transfer: str) -> None:
     get = b"GET /verify HTTP/1.1\r\nHost: x\r\n\r\n"
-    async with serving() as port:
+    async with serving() as (port, _):
         if transfer == "pipelined":  # three requests in one packet: three whole answers, in order
             data = await exchange(port, get * 3, 3)
         else:
@@ -148,22 +244,119 @@ async def test_http_keeps_working_through_uvicorn(transfer: str) -> None:
             writer.close()
     answers = data.split(b"HTTP/1.1 401 Unauthorized\r\n")
     assert answers[0] == b"" and len(answers) == 4
-    assert all(a.endswith(b'\r\n\r\n{"error": "apptoken_invalid", "got": 0}') for a in answers[1:])
+    assert all(a.endswith(b'\r\n\r\n{"error": "apptoken_invalid", "got": 0, "seen": "-"}') for a in answers[1:])
 
 
 async def test_close_continue_and_large_bodies() -> None:
-    async with serving() as port:
+    async with serving() as (port, _):
         data = await exchange(port, b"GET /verify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 1)
-        assert data.startswith(b"HTTP/1.1 401") and b"connection: close" in data and data.endswith(b'"got": 0}')
+        assert data.startswith(b"HTTP/1.1 401") and b"connection: close" in data and data.endswith(b'"seen": "-"}')
         post = b"POST /verify HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(post)
         assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30) == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(b"hello")
-        assert (await asyncio.wait_for(reader.readuntil(b"}"), 30)).endswith(b'"got": 5}')
+        assert b'"got": 5,' in await asyncio.wait_for(reader.readuntil(b"}"), 30)
         writer.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         big = await asyncio.wait_for(reader.read(), 30)  # to the end: the server closes after it
         writer.close()
         assert big.startswith(b"HTTP/1.1 200 OK\r\n") and big.endswith(b"\r\n\r\n" + b"y" * 300_000)
+
+
+async def test_head_204_304_and_suspending_apps_keep_the_connection_framed() -> None:
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = await read_response(reader, head_request=True)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 5\r\n" in head
+        for status in (b"204", b"304"):
+            writer.write(b"GET /" + status + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, _ = await read_response(reader)
+            assert head.startswith(b"HTTP/1.1 " + status) and b"transfer-encoding" not in head
+        writer.write(b"GET /suspends HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200") and body == b'{"seen": "-"}'
+        writer.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")  # nothing of the HEAD's body was sent: framing holds
+        assert (await read_response(reader))[1] == b"hello"
+        writer.close()
+
+
+async def test_a_streaming_response_sends_its_head_before_its_first_chunk() -> None:
+    async with serving() as (port, go):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)  # the app waits for `go` meanwhile
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked\r\n" in head
+        go.set()
+        body = b""
+        while not body.endswith(b"0\r\n\r\n"):
+            body += await asyncio.wait_for(reader.readuntil(b"\r\n"), 30)
+        assert body == b"2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+        writer.close()
+
+
+async def test_http_1_0_is_answered_and_closed() -> None:
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /hello HTTP/1.0\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 30)  # to the end: the server closes
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close\r\n" in data and data.endswith(b"hello")
+
+
+async def test_apps_that_raise_get_a_500_or_a_closed_connection() -> None:
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /raises-first HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and data.endswith(b"Internal Server Error")
+        for path in (b"/raises-after-start", b"/bad-header"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 30)
+            writer.close()
+            if path == b"/raises-after-start":  # the head was sent as uvicorn sends it, then the connection closed
+                assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"content-length: 10\r\n\r\n")
+            else:  # an invalid header is refused before anything is written
+                assert data == b""
+
+
+async def test_each_request_on_a_connection_starts_in_a_fresh_context() -> None:
+    get = b"GET /verify HTTP/1.1\r\nHost: x\r\n\r\n"
+    suspends = b"GET /suspends HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get + suspends + get)  # pipelined, then one by one
+        bodies = [(await read_response(reader))[1] for _ in range(3)]
+        for request in (suspends, get):
+            writer.write(request)
+            bodies.append((await read_response(reader))[1])
+        writer.close()
+    assert len(bodies) == 5 and all(b'"seen": "-"' in body for body in bodies)
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    async with serving(timeout_keep_alive=1) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):
+            writer.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await read_response(reader))[1] == b"hello"
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # the server closed it, idle
+        writer.close()
+
+
+async def test_the_cycle_writes_head_and_body_at_once() -> None:
+    transport = Recording()
+    protocol = CoalescingHttpToolsProtocol(Config(app, log_config=None), ServerState(), {})
+    protocol.connection_made(transport)
+    protocol.data_received(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    cycle = protocol.cycle
+    assert isinstance(cycle, ResponseCycle)
+    for task in list(protocol.tasks):
+        await task
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nhello")
+    await asyncio.sleep(0)  # the end-of-turn flush finds nothing left
+    assert len(transport.writes) == 1

@@ -1,76 +1,296 @@
-"""The HTTP/1.1 protocol ``tokenward serve`` runs: uvicorn's httptools protocol, each response sent in one write.
+"""The HTTP/1.1 protocol ``tokenward serve`` runs: uvicorn's httptools protocol with less work per request.
 
-uvicorn writes a response's status line and headers when the app sends ``http.response.start``, then its body:
-two ``send()`` calls, two TCP segments, for every response with a body. Every refused ``/verify`` is one (a 401
-with its JSON error), and so is every API answer, where an accepted ``/verify`` (a 200 with no body) makes one.
-On these 2-core machines a bare ASGI app spent 74.2 µs of CPU on such a 401 with stock uvicorn and 70.8 with this
-protocol, against 58.6 for an empty 200 (bench/README.md, "One write per response": ``bench/response_writes.py``).
+Same parser, same ASGI messages, same rules for what goes on the wire (bench/README.md, "One write per response",
+has the figures). Two things change, each one a cost stock uvicorn pays on every request:
 
-:class:`CoalescingTransport` holds a short write until the next one and sends both together: uvicorn always follows
-the headers with a body write (an empty one too), so a response leaves in one ``send()`` with no added wait. A
-write nothing follows (``100 Continue``, a lone error line) is sent at the end of the loop turn that made it. Only
-short writes are held (:data:`HOLD_BYTES`); anything larger goes at once, after what was held, so flow control and
-streaming responses behave as before.
+- **One write per response.** uvicorn writes the status line and headers when the app sends
+  ``http.response.start`` and the body with the next message: two ``send()`` calls and two TCP segments for every
+  response with a body (every API answer, every refused ``/verify``). :class:`ResponseCycle` keeps the head until
+  the body and writes both at once; a head nothing follows in the same loop turn (a streaming response waiting for
+  its first chunk) is written at the end of that turn.
+- **One keep-alive timer per connection, not one per response.** uvicorn arms ``loop.call_later`` after each
+  response and cancels it when the next request arrives: a timer handle made and dropped, and the loop's heap
+  churned, per request. Here a response only records when the connection went idle; one timer checks that
+  deadline and re-arms itself for it, so an idle connection is still closed ``timeout_keep_alive`` seconds after
+  its last response.
+
+Left as uvicorn has them: the task per request (starting the app's coroutine before a task exists would leave
+``asyncio.current_task()`` empty for its first step, which ``asyncio.timeout`` and anyio both need) and the header
+checks (one search over the joined names and one over the joined values cost more than the per-header searches for
+the three or four headers a response has).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import urllib.parse
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn._types import ASGI3Application, ASGISendEvent
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-__all__ = ["HOLD_BYTES", "CoalescingHttpToolsProtocol", "CoalescingTransport"]
-
-#: Writes up to this size are held for the next one (a status line and headers are a few hundred bytes).
-HOLD_BYTES = 16 * 1024
+__all__ = ["CoalescingHttpToolsProtocol", "ResponseCycle"]
 
 
-class CoalescingTransport:
-    """A connection's transport whose short writes wait for the next write, or the end of this loop turn, and go
-    with it. Everything else is the wrapped transport's (attributes are looked up there)."""
+class ResponseCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle whose response head waits for the body and leaves with it."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loop = loop
+        self.head: bytes | None = None  # the status line and headers, written with the first body message
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
+    def flush_head(self) -> None:
+        """Write the held head now (the end of the loop turn that made it, an error, a wait for the socket)."""
+        head, self.head = self.head, None
+        if head is not None and not self.transport.is_closing():
+            self.transport.write(head)
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + data if data else held)
-        elif len(data) > HOLD_BYTES:
-            self._transport.write(data)
-        elif data:
-            self._held = bytes(data)
-            self._loop.call_soon(self.flush)
+    async def run_asgi(self, app: ASGI3Application) -> None:
+        # uvicorn's, with the held head written before any close.
+        try:
+            result: object = await app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.flush_head()
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.flush_head()
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.flush_head()
+                self.transport.close()
+        finally:
+            self.on_response = lambda: None
 
-    def writelines(self, lines: Any) -> None:
-        self.write(b"".join(lines))
+    async def send(self, message: ASGISendEvent) -> None:
+        # uvicorn's rules, message by message; only where the head is written differs.
+        if self.flow.write_paused and not self.disconnected:
+            self.flush_head()
+            await self.flow.drain()
 
-    def flush(self) -> None:
-        """Send what is held now (the end of the loop turn, a close)."""
-        held, self._held = self._held, None
-        if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
+        if self.disconnected:
+            return
 
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
+        if not self.response_started:
+            if message["type"] != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message['type']}'.")
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            status_code = message["status"]
+            if self.access_log:
+                self.access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    get_client_addr(self.scope),
+                    self.scope["method"],
+                    get_path_with_query_string(self.scope),
+                    self.scope["http_version"],
+                    status_code,
+                )
+            content = [STATUS_LINE[status_code]]
+            has_connection_close = False
+            invalid_name = HEADER_RE.search
+            invalid_value = HEADER_VALUE_RE.search
+            for name, value in self.default_headers + list(message.get("headers", [])):
+                if invalid_name(name):
+                    raise RuntimeError("Invalid HTTP header name.")
+                if invalid_value(value):
+                    raise RuntimeError("Invalid HTTP header value.")
+                name = name.lower()
+                if name == b"content-length" and self.chunked_encoding is None:
+                    self.expected_content_length = int(value.decode())
+                    self.chunked_encoding = False
+                elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                    self.expected_content_length = 0
+                    self.chunked_encoding = True
+                elif name == b"connection":
+                    if b"close" in [token.lower().strip() for token in value.split(b",")]:
+                        self.keep_alive = False
+                        has_connection_close = True
+                content += (name, b": ", value, b"\r\n")
+            if not self.keep_alive and not has_connection_close:
+                content.append(b"connection: close\r\n")
+            if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+                self.chunked_encoding = True
+                content.append(b"transfer-encoding: chunked\r\n")
+            content.append(b"\r\n")
+            self.head = b"".join(content)
+            self.loop.call_soon(self.flush_head)  # finds nothing to do when the body came in this turn
 
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
+        elif not self.response_complete:
+            if message["type"] != "http.response.body":
+                self.flush_head()
+                raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message['type']}'.")
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            if self.scope["method"] == "HEAD":
+                self.expected_content_length = 0
+                data = b""
+            elif self.chunked_encoding:
+                data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+                if not more_body:
+                    data += b"0\r\n\r\n"
+            else:
+                if len(body) > self.expected_content_length:
+                    self.flush_head()
+                    raise RuntimeError("Response content longer than Content-Length")
+                self.expected_content_length -= len(body)
+                data = body
+            head = self.head
+            if head is not None:
+                self.head = None
+                self.transport.write(head + data)
+            elif data:
+                self.transport.write(data)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+            if not more_body:
+                if self.expected_content_length != 0:
+                    raise RuntimeError("Response content shorter than Content-Length")
+                self.response_complete = True
+                self.message_event.set()
+                if not self.keep_alive:
+                    self.transport.close()
+                self.on_response()
+
+        else:
+            raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, after response already completed.")
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a :class:`CoalescingTransport` (``uvicorn.run(..., http=<this class>)``)."""
+    """uvicorn's httptools protocol with :class:`ResponseCycle` and one keep-alive timer per connection
+    (``uvicorn.run(..., http=<this class>)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_since: float | None = None  # loop time of the last response while no request is under way
+        self.context = contextvars.Context()  # what every request's context starts as (connection_made sets it)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(transport)
+        # The context the connection was accepted in, before any request ran. uvicorn copies the current one, which
+        # is the previous request's when a pipelined request starts from its response, or when that request
+        # resumed reading (the transport's reader is then added again from inside its task).
+        self.context = contextvars.copy_context()
+
+    # -- keep-alive: a deadline per connection, one timer checking it ---------------------------------------------
+
+    def _unset_keepalive_if_required(self) -> None:
+        self.idle_since = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self.idle_since is None:  # busy: the next response arms the timer again
+            return
+        deadline = self.idle_since + self.timeout_keep_alive
+        if self.loop.time() >= deadline:
+            self.timeout_keep_alive_handler()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keep_alive_due)
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            self.idle_since = None
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self.idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    # -- requests: uvicorn's, with ResponseCycle --------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        http_version = self.parser.get_http_version()
+        method = self.parser.get_method()
+        self.scope["method"] = method.decode("ascii")
+        if http_version != "1.1":
+            self.scope["http_version"] = http_version
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        self.scope["path"] = self.root_path + path
+        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        self.scope["query_string"] = parsed_url.query or b""
+
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+
+        existing_cycle = self.cycle
+        self.cycle = ResponseCycle(
+            loop=self.loop,
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        context = contextvars.Context() if self.config.reset_contextvars else self.context.copy()
+        task = self.loop.create_task(cycle.run_asgi(app), context=context)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
