@@ -353,3 +353,40 @@ async def test_stop_lets_a_read_in_progress_finish_instead_of_cutting_it_off() -
     slow.release.set()
     await asyncio.wait_for(stopping, 30)
     assert slow.finished >= 2  # the start's read and the one in progress, both completed
+
+
+async def test_the_poll_interval_counts_from_the_start_of_a_read_so_a_slow_read_does_not_stretch_it(
+    clock: Clock,
+) -> None:
+    # "Every poll_interval" is an upper bound on the time between two reads: a read that took longer than the
+    # interval is followed by the next one at once, not by a whole interval more (an hour here: the test would
+    # wait for it in vain).
+    class SlowLog(InMemoryChangeLog):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reading = asyncio.Event()
+            self.release = asyncio.Event()
+            self.reads = 0
+
+        async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
+            self.reads += 1
+            self.reading.set()
+            await self.release.wait()
+            return await super().read(after, also=also, limit=limit)
+
+    slow = SlowLog()
+    slow.release.set()
+    feed = ChangeFeed(slow, poll_interval=3600.0, monotonic=clock)
+    await feed.start()
+    slow.release.clear()
+    slow.reading.clear()
+    feed.run_in_background()
+    feed.wake()  # the first read in the background, at once
+    await asyncio.wait_for(slow.reading.wait(), 30)
+    reads = slow.reads
+    slow.reading.clear()
+    clock.now += 3601.0  # the read took longer than the interval
+    slow.release.set()
+    await asyncio.wait_for(slow.reading.wait(), 30)  # the next read, unwoken
+    assert slow.reads == reads + 1
+    await feed.stop()

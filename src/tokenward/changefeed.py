@@ -3,7 +3,7 @@
 App tokens, sessions, config-token revocations and bans are answered from memory (no SQL on the
 request). A writer logs each change in the change's own transaction
 (:func:`tokenward.storage.changes.write_changes`); :class:`ChangeFeed` reads the entries after the
-last ``seq`` it applied — one indexed query every ``poll_interval`` (0.2 s) per instance, however
+last ``seq`` it applied — one indexed query every ``poll_interval`` (0.25 s) per instance, however
 many credentials exist — and hands each to the handlers registered for its kind. With Redis
 (``TOKENWARD_REDIS_URL``) a writer also publishes a wake-up, so the others read at once instead of
 at their next poll; SQL stays the truth and polling goes on underneath.
@@ -69,7 +69,7 @@ class ChangeFeed:
         self,
         log: ChangeLog,
         *,
-        poll_interval: float = 0.2,
+        poll_interval: float = 0.25,
         max_lag: float = 10.0,
         retention: float = 3600.0,
         hole_timeout: float = 60.0,
@@ -339,13 +339,17 @@ class ChangeFeed:
         wake = self._wake
         assert wake is not None
         pruning: asyncio.Task[int] | None = None
+        started = self.monotonic()
         while True:
+            # Every poll_interval from the start of the last read, not from its end: a read that took a while (a
+            # slow database, a busy loop) does not stretch the interval, so "every poll_interval" is an upper bound.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
+                async with asyncio.timeout(max(0.0, started + self.poll_interval - self.monotonic())):
                     await wake.wait()
             wake.clear()
             if self._stopping:
                 break
+            started = self.monotonic()
             try:
                 await self.poll()
             except Exception:  # the follower must survive anything; fresh() reports the consequence

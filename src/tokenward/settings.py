@@ -268,11 +268,11 @@ class Settings(BaseSettings):
         description="redis:// URL: regulation counters and change-feed wake-ups via Redis; unset: SQL only.",
     )
     changes_poll_seconds: float = Field(
-        default=0.2,
+        default=0.25,
         ge=0.01,
         le=1.0,
-        description="How often an instance reads the change log (revocations, bans made elsewhere); keep it at "
-        "0.25 or less for the 1 s revocation bound.",
+        description="How often an instance reads the change log (revocations, bans made elsewhere), counted from "
+        "the start of one read to the next; keep it at 0.25 or less for the 1 s revocation bound.",
     )
     changes_max_lag_seconds: float = Field(
         default=10.0,

@@ -78,6 +78,22 @@ async def test_a_lookup_by_id_is_one_statement(store_database: Database | None) 
     assert store_database.statements == before + 2
 
 
+async def test_a_last_used_flush_is_one_statement_on_postgresql_and_sqlite(store_database: Database | None) -> None:
+    # The write-behind's once-a-second flush: one UPDATE in autocommit mode, no COMMIT after it (a flood's SQL budget,
+    # issue 13, counts every statement). MariaDB runs its chunks in a transaction: their statements and the COMMIT.
+    if store_database is None or store_database.dialect not in ("postgresql", "sqlite"):
+        pytest.skip("PostgreSQL and SQLite stores")
+    store, _, _ = stores(store_database)
+    await store.add(record())
+    await store.add(record("BBBBBBBBBBBB"))
+    before = store_database.statements
+    at = NOW.timestamp() + 60
+    await store.touch_many({"AAAAAAAAAAAA": at, "BBBBBBBBBBBB": at, "ZZZZZZZZZZZZ": at})
+    assert store_database.statements == before + 1
+    touched = await store.get("BBBBBBBBBBBB")
+    assert touched is not None and touched.last_used_at == NOW + timedelta(minutes=1)
+
+
 async def test_creates_and_revokes_write_a_change_entry_in_their_transaction(store_database: Database | None) -> None:
     store, audit, _ = stores(store_database)
     log = change_log(store)

@@ -99,7 +99,7 @@ def decode(
 def revoke(
     jti: str = typer.Argument(..., help="The token's jti, or the token itself (its jti is read)."),
 ) -> None:
-    """Revoke a config token by jti; every instance refuses it within its change feed's interval (0.2 s)."""
+    """Revoke a config token by jti; every instance refuses it within its change feed's interval (0.25 s)."""
     if jti.count(".") in (2, 4):
         peek_header(jti)
         decoded = decode_token(jti, _keyring(), now=time.time(), check_expiry=False)

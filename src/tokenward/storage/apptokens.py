@@ -478,18 +478,22 @@ class SqlAppTokenStore(AppTokenStore):
         # about half a second, the p99 of /verify at every flush. PostgreSQL and SQLite: one UPDATE … FROM the ids and
         # times as one JSON document, encoded a slice at a time (jsonrows); the database does the rest off the loop.
         # MariaDB: one prepared UPDATE run as executemany, in chunks of TOUCH_CHUNK rows with the loop free between.
+        # PostgreSQL and SQLite: the one UPDATE in autocommit mode, atomic by itself (no COMMIT round trip: one
+        # statement a flush, which the SQL budget of a flood counts, docs/app-tokens.md). MariaDB: its chunks in one
+        # transaction.
         if not uses:
+            return
+        if self._db.dialect in ("postgresql", "sqlite"):
+            rows = await json_rows((token_id, round(at * 1_000_000)) for token_id, at in uses.items())
+            statement = _TOUCH_PG if self._db.dialect == "postgresql" else _TOUCH_SQLITE
+            async with self._db.autocommit() as conn:
+                await conn.execute(statement, {"rows": rows})
             return
         with translate_errors(self._db.url):
             async with self._db.engine.connect() as conn:
-                if self._db.dialect in ("postgresql", "sqlite"):
-                    rows = await json_rows((token_id, round(at * 1_000_000)) for token_id, at in uses.items())
-                    statement = _TOUCH_PG if self._db.dialect == "postgresql" else _TOUCH_SQLITE
-                    await conn.execute(statement, {"rows": rows})
-                else:
-                    items = iter(uses.items())
-                    while chunk := list(islice(items, TOUCH_CHUNK)):  # the loop runs between chunks
-                        await conn.execute(_TOUCH, [{"tid": token_id, "at": _dt(at)} for token_id, at in chunk])
+                items = iter(uses.items())
+                while chunk := list(islice(items, TOUCH_CHUNK)):  # the loop runs between chunks
+                    await conn.execute(_TOUCH, [{"tid": token_id, "at": _dt(at)} for token_id, at in chunk])
                 await conn.commit()
 
 
