@@ -111,7 +111,9 @@ def run_mode(cluster: Cluster, names: list[str], rounds: int, limit: float) -> l
             # its change-log entry not read) at most 2 times a second; beyond that it refuses them, and those
             # refusals count toward regulation. Back-to-back rounds (~4 a second) got the owner banned from this
             # address (the pair key; 429) within 10 rounds. This paces the creations; the figures are unaffected.
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+            # A random part of a second more, so that the rounds meet each instance's poll cycle (every 0.25 s from
+            # the start of the last read, a divisor of 1 s) at a different point each time, not the same one ten times.
+            time.sleep(max(0.0, 1.0 + secrets.randbelow(1000) / 1000 - (time.monotonic() - started)))
         return results
     finally:
         for name in list(cluster.procs):

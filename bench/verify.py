@@ -47,6 +47,10 @@ request through the ASGI app (best of 3 batches after every credential once) and
 collections of each generation the batches ran, with the longest generation-2 one (the p99 tails on the wire).
 It needs neither wrk nor a quiet machine to show where a change lands.
 
+``--rotating --server-env TOKENWARD_NAME=VALUE`` (repeatable) gives the tokenward server a setting for the whole run,
+to measure what one part costs beside the same bare app: ``TOKENWARD_REGULATION_BAN_TIME_SECONDS=0`` runs the cases
+without brute-force regulation, for one.
+
 The server logs at WARNING (the access log of 20k lines a second would measure the log pipe).
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
 other work on the machine moves the absolute figures. Needs ``wrk`` (``apt-get install -y wrk``)
@@ -785,8 +789,17 @@ async def rotating_in_process(tokens: int, sessions: int, requests: int) -> None
             await stack.aclose()
 
 
-def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: int, warm_limit: float) -> None:
-    """The issue-13 cases: many distinct app tokens, many sessions, half invalid traffic; bare Starlette beside."""
+def rotating(
+    database: str,
+    duration: int,
+    rounds: int,
+    tokens: int,
+    sessions: int,
+    warm_limit: float,
+    server_env: dict[str, str] | None = None,
+) -> None:
+    """The issue-13 cases: many distinct app tokens, many sessions, half invalid traffic; bare Starlette beside.
+    ``server_env``: settings for the tokenward server (``--server-env``), to see what one of them costs."""
     import asyncio
     from contextlib import ExitStack
 
@@ -800,6 +813,7 @@ def rotating(database: str, duration: int, rounds: int, tokens: int, sessions: i
         tmp = Path(tmpdir)
         database_url = None
         extra = {"TOKENWARD_TRUSTED_PROXIES": "127.0.0.1/32"}  # X-Forwarded-For: one client address per request
+        extra.update(server_env or {})
         if database != "sqlite":
             database_url = stack.enter_context(fresh_database_url(database, tmp))
             extra["TOKENWARD_DATABASE_URL"] = database_url
@@ -972,7 +986,23 @@ def main() -> None:
     parser.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop of both servers (wire cases)"
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="TOKENWARD_NAME=VALUE",
+        help="--rotating: a setting for the tokenward server only, to measure what it costs (repeatable), "
+        "e.g. TOKENWARD_REGULATION_BAN_TIME_SECONDS=0",
+    )
     opts = parser.parse_args()
+    server_env: dict[str, str] = {}
+    for item in opts.server_env:
+        name, equals, value = item.partition("=")
+        if not name.startswith("TOKENWARD_") or not equals:
+            parser.error(f"--server-env {item!r}: give TOKENWARD_NAME=VALUE (docs/configuration.md lists the settings)")
+        server_env[name] = value
+    if server_env and (not opts.rotating or opts.in_process):
+        parser.error("--server-env applies to --rotating runs on the wire only")
     EVENT_LOOP[0] = opts.loop
     if opts.in_process and opts.rotating:
         import asyncio
@@ -995,7 +1025,10 @@ def main() -> None:
     if opts.rotating:
         tokens = max(1_000, min(1_000_000, opts.tokens))
         sessions = max(100, min(100_000, opts.sessions))
-        rotating(opts.database, duration, rounds, tokens, sessions, max(10.0, min(1800.0, opts.warm_limit)))
+        if server_env:
+            print("tokenward server settings: " + ", ".join(f"{k}={v}" for k, v in server_env.items()))
+        warm_limit = max(10.0, min(1800.0, opts.warm_limit))
+        rotating(opts.database, duration, rounds, tokens, sessions, warm_limit, server_env)
         return
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
