@@ -68,6 +68,24 @@ class FlakyLog(ChangeLog):
         return await self.inner.prune(before)
 
 
+class SlowLog(InMemoryChangeLog):
+    """Each read waits for :attr:`release`; :attr:`reading` is set when one starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+        self.reads = 0
+        self.finished = 0
+
+    async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
+        self.reads += 1
+        self.reading.set()
+        await self.release.wait()
+        self.finished += 1
+        return await super().read(after, also=also, limit=limit)
+
+
 def add(log: FlakyLog, kind: ChangeKind, key: str) -> int:
     log.inner.append([Change(kind, key)], T0)
     return log.inner._seq
@@ -326,19 +344,6 @@ def test_bad_settings_are_refused() -> None:
 
 async def test_stop_lets_a_read_in_progress_finish_instead_of_cutting_it_off() -> None:
     # A query cancelled mid-way leaves its connection unreturned (MariaDB warned of an unclosed connection).
-    class SlowLog(InMemoryChangeLog):
-        def __init__(self) -> None:
-            super().__init__()
-            self.reading = asyncio.Event()
-            self.release = asyncio.Event()
-            self.finished = 0
-
-        async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
-            self.reading.set()
-            await self.release.wait()
-            self.finished += 1
-            return await super().read(after, also=also, limit=limit)
-
     slow = SlowLog()
     slow.release.set()
     feed = ChangeFeed(slow, poll_interval=0.01)
@@ -361,19 +366,6 @@ async def test_the_poll_interval_counts_from_the_start_of_a_read_so_a_slow_read_
     # "Every poll_interval" is an upper bound on the time between two reads: a read that took longer than the
     # interval is followed by the next one at once, not by a whole interval more (an hour here: the test would
     # wait for it in vain).
-    class SlowLog(InMemoryChangeLog):
-        def __init__(self) -> None:
-            super().__init__()
-            self.reading = asyncio.Event()
-            self.release = asyncio.Event()
-            self.reads = 0
-
-        async def read(self, after: int, *, also: Collection[int] = (), limit: int = 1000) -> list[ChangeEntry]:
-            self.reads += 1
-            self.reading.set()
-            await self.release.wait()
-            return await super().read(after, also=also, limit=limit)
-
     slow = SlowLog()
     slow.release.set()
     feed = ChangeFeed(slow, poll_interval=3600.0, monotonic=clock)
