@@ -47,6 +47,17 @@ async def test_concurrent_loads_share_one_read_and_keep_it() -> None:
     assert await cache.load("k", gate.fetch) == "v1" and gate.calls == 1
 
 
+async def test_loading_tells_a_read_in_flight_until_it_lands() -> None:
+    cache: MemoryCache[str, str] = MemoryCache(capacity=10)
+    gate = Gate()
+    assert not cache.loading("k")
+    task = await _running(gate, cache)
+    assert cache.loading("k") and not cache.loading("other")
+    gate.release()
+    assert await task == "v1"
+    assert not cache.loading("k") and "k" in cache
+
+
 async def test_an_invalidation_during_a_read_keeps_its_result_out_of_the_cache() -> None:
     cache: MemoryCache[str, str] = MemoryCache(capacity=10)
     gate = Gate()

@@ -136,6 +136,22 @@ async def test_unknown_ids_are_looked_up_at_a_trickle_so_a_token_created_elsewhe
     assert (await b.verify(ALICE, token)).id == record.id and store.gets == 4  # held and known now
 
 
+async def test_concurrent_first_uses_of_a_token_created_elsewhere_share_one_lookup() -> None:
+    # A script that creates a token (CLI, another instance) and starts several workers with it at once: every
+    # request that finds the lookup of that id in flight waits for it instead of spending the trickle, so none is
+    # refused (a refusal counts toward the address's ban: three and the whole script got 429 for 5 minutes).
+    store, (a, b) = _instances(config=AppTokenConfig(unknown_lookups_per_second=1))
+    await b.feed.start()
+    await b.load_known_ids()
+    record, token = await a.create(owner=ALICE, created_by=ALICE)
+    gate = store.hold()  # the lookup stays in flight until every worker has asked
+    workers = [asyncio.ensure_future(b.verify(ALICE, token, client_ip="192.0.2.7")) for _ in range(5)]
+    await store.waiting.wait()  # the first worker's read; the others ran in the same turn of the loop
+    gate.set()
+    assert [v.id for v in await asyncio.gather(*workers)] == [record.id] * 5
+    assert store.gets == 1
+
+
 async def test_a_token_created_elsewhere_joins_the_filter_through_the_feed() -> None:
     store, (a, b) = _instances(config=NO_LOOKUPS)
     await b.feed.start()

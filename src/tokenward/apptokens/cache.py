@@ -112,6 +112,10 @@ class MemoryCache(Generic[K, V]):
         load = self._inflight.get(key) or self._start(key, fetch)
         return await asyncio.shield(load.future)
 
+    def loading(self, key: K) -> bool:
+        """Whether a read of ``key`` is in flight (:meth:`load` would join it rather than start one)."""
+        return key in self._inflight
+
     def refresh(self, key: K, fetch: Callable[[], Awaitable[V]]) -> None:
         """Read ``key`` again in the background; the held value answers until the new one replaces it (which it
         does not if the key is invalidated meanwhile). No second read while one is in flight."""

@@ -421,14 +421,23 @@ class AppTokenService:
 
     async def _record(self, token_id: str) -> _Held | None:
         """The held record of a well-formed id: None with no SQL when the filter does not know it, else from
-        memory, else one read (shared by the requests that ask together, kept unless invalidated meanwhile)."""
+        memory, else one read (shared by the requests that ask together, kept unless invalidated meanwhile).
+        An id the filter does not know is looked up within the trickle (:meth:`_may_look_up_unknown`), and a request
+        that finds its lookup in flight joins it without spending the trickle: workers starting together with a
+        token just created elsewhere are all answered by the one read."""
         known = self._known
+        records = self._records
         if known is None:
             if self._following and (self._reloading is None or self._reloading.done()):
                 self._reload_known_soon()  # the last reload failed (database down): try again
-        elif token_id not in self._records and token_id not in known and not self._may_look_up_unknown():
+        elif (
+            token_id not in records
+            and token_id not in known
+            and not records.loading(token_id)
+            and not self._may_look_up_unknown()
+        ):
             return None
-        held = await self._records.load(token_id, lambda: self._read(token_id))
+        held = await records.load(token_id, lambda: self._read(token_id))
         if held is not None and known is not None:
             known.add(token_id)  # created elsewhere, its entry not read yet: ids never leave the table
         return held
