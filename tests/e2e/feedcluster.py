@@ -46,6 +46,24 @@ FORWARDED = {
 _SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 
 
+def sync_engine(database_url: str) -> sqlalchemy.Engine:
+    """A synchronous engine on the instances' database, for reading the change log from the test."""
+    url = make_url(database_url)
+    return sqlalchemy.create_engine(url.set(drivername=_SYNC_DRIVERS[url.get_backend_name()]))
+
+
+def log_head(engine: sqlalchemy.Engine) -> int:
+    """The change log's highest seq (0 when empty)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(ChangeLogRow.seq))).scalar_one() or 0)
+
+
+def feed_metrics(base_url: str) -> dict[str, float]:
+    """The ``tokenward_changes_*`` figures of the instance at ``base_url`` (its change feed, seen from outside)."""
+    text = httpx.get(base_url + "/metrics", timeout=5).text
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(tokenward_changes_\w+) (\S+)$", text, re.MULTILINE)}
+
+
 def wait_until(check: Callable[..., object], deadline: float, what: str) -> None:
     """Poll ``check`` every 20 ms until it is truthy; fail naming ``what`` after ``deadline`` seconds.
 
@@ -134,8 +152,7 @@ class FeedCluster:
     # -- the feed, seen from outside -----------------------------------------------------------------
 
     def metrics(self, name: str) -> dict[str, float]:
-        text = httpx.get(self.urls[name] + "/metrics", timeout=5).text
-        return {m[1]: float(m[2]) for m in re.finditer(r"^(tokenward_changes_\w+) (\S+)$", text, re.MULTILINE)}
+        return feed_metrics(self.urls[name])
 
     def has_applied(self, name: str, seq: int) -> bool:
         """Whether ``name`` has applied every change up to ``seq``: its position is past it and no hole is
@@ -151,8 +168,7 @@ class FeedCluster:
         return int(found)
 
     def head(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.max(ChangeLogRow.seq))).scalar_one() or 0)
+        return log_head(self.engine)
 
     # -- app tokens ----------------------------------------------------------------------------------
 
@@ -196,8 +212,7 @@ def feed_cluster(tmp: Path, backend: str, **env: str) -> Iterator[FeedCluster]:
     app token and an ``app_token`` config token; every instance started is stopped on exit."""
     server = f"feed-{secrets.token_hex(4)}.example.com"  # Redis keys and channels of this test alone
     with fresh_database_url(backend, tmp) as database_url:
-        url = make_url(database_url)
-        engine = sqlalchemy.create_engine(url.set(drivername=_SYNC_DRIVERS[url.get_backend_name()]))
+        engine = sync_engine(database_url)
         shared = {
             "TOKENWARD_SERVER_NAME": server,
             "TOKENWARD_DATABASE_URL": database_url,

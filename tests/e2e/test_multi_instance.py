@@ -10,7 +10,6 @@ tokens loses nothing: B and C keep serving and every token whose create answered
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import threading
@@ -21,17 +20,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy
-from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
+from tests.e2e.feedcluster import feed_metrics, log_head, sync_engine
 from tests.e2e.processes import env_for, free_port, start_process, stop, tokenward, wait_ready
 from tests.s3server import make_bucket, start_moto
 from tests.storage.servers import fresh_database_url
 from tokenward.configsync import ConfigKey
 from tokenward.policy import read_sources
 from tokenward.policy.files import content_version
-from tokenward.storage.changes import ChangeLogRow
 
 SERVER = "auth.example.com"
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -129,23 +125,6 @@ def wait_for(check: object, deadline: float) -> float:
     raise AssertionError(f"not true within {deadline} s")
 
 
-def _change_log_head(database_url: str) -> int:
-    url = make_url(database_url)
-    engine = sqlalchemy.create_engine(url.set(drivername="postgresql+psycopg"))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.max(ChangeLogRow.seq))).scalar_one() or 0)
-    finally:
-        engine.dispose()
-
-
-def _feed_position(url: str) -> float:
-    text = httpx.get(url + "/metrics", timeout=5).text
-    found = re.search(r"^tokenward_changes_position (\S+)$", text, re.MULTILINE)
-    assert found is not None, "no tokenward_changes_position in /metrics"
-    return float(found.group(1))
-
-
 def test_three_instances_share_one_truth(cluster: Cluster, moto: tuple[str, subprocess.Popen[bytes]]) -> None:
     cluster.cli("a", "init", "--server-name", SERVER, "--admin", "root@example.com")
     out = cluster.cli("a", "config", "save")
@@ -235,8 +214,12 @@ def test_killing_an_instance_mid_request_loses_nothing(cluster: Cluster) -> None
         assert cluster.ready(name)["status"] == "ready"
     assert created
     cluster.cli("c", "app-token", "create", "-u", "marker@example.com")
-    head = _change_log_head(cluster.env["TOKENWARD_DATABASE_URL"])
-    wait_for(lambda: _feed_position(cluster.urls["b"]) >= head, 30.0)
+    engine = sync_engine(cluster.env["TOKENWARD_DATABASE_URL"])
+    try:
+        head = log_head(engine)
+    finally:
+        engine.dispose()
+    wait_for(lambda: feed_metrics(cluster.urls["b"])["tokenward_changes_position"] >= head, 30.0)
     for token in created:
         r = httpx.get(cluster.urls["b"] + "/auth-app/tokens", auth=("alice@example.com", token["token"]), timeout=5)
         assert r.status_code == 200, (token["id"], r.text)

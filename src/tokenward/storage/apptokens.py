@@ -476,11 +476,10 @@ class SqlAppTokenStore(AppTokenStore):
         # Never SQL compiled per id in the event loop (an UPDATE … CASE with 1,000 literal ids per batch stalled the
         # loop ~0.25 s a batch), nor a parameter adapted per id: psycopg adapting two arrays of 100,000 held the loop
         # about half a second, the p99 of /verify at every flush. PostgreSQL and SQLite: one UPDATE … FROM the ids and
-        # times as one JSON document, encoded a slice at a time (jsonrows); the database does the rest off the loop.
-        # MariaDB: one prepared UPDATE run as executemany, in chunks of TOUCH_CHUNK rows with the loop free between.
-        # PostgreSQL and SQLite: the one UPDATE in autocommit mode, atomic by itself (no COMMIT round trip: one
-        # statement a flush, which the SQL budget of a flood counts, docs/app-tokens.md). MariaDB: its chunks in one
-        # transaction.
+        # times as one JSON document, encoded a slice at a time (jsonrows), in autocommit mode: atomic by itself, one
+        # statement a flush and no COMMIT (a flood's SQL budget counts every statement, docs/app-tokens.md); the
+        # database does the rest off the loop. MariaDB: one prepared UPDATE run as executemany, in chunks of
+        # TOUCH_CHUNK rows with the loop free between, in one transaction.
         if not uses:
             return
         if self._db.dialect in ("postgresql", "sqlite"):
