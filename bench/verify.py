@@ -1026,7 +1026,11 @@ def main() -> None:
         tokens = max(1_000, min(1_000_000, opts.tokens))
         sessions = max(100, min(100_000, opts.sessions))
         if server_env:
-            print("tokenward server settings: " + ", ".join(f"{k}={v}" for k, v in server_env.items()))
+            from tokenward.storage.urls import redact
+
+            # A URL may carry a password (a database's): printed without it.
+            shown = {k: redact(v) if "://" in v else v for k, v in server_env.items()}
+            print("tokenward server settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         warm_limit = max(10.0, min(1800.0, opts.warm_limit))
         rotating(opts.database, duration, rounds, tokens, sessions, warm_limit, server_env)
         return
