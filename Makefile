@@ -1,9 +1,9 @@
 # tokenward — the same commands locally and in CI.
 #   make run    create/refresh .venv, initialise ./tokenward-data if needed, serve on 127.0.0.1:8080
-#   make test   create/refresh .venv with dev tools, then ruff, mypy --strict and pytest on the sources, then the
-#               hot path's tests on the /verify hot path compiled with mypyc (hatch_build.py, .compiled/)
+#   make test   create/refresh .venv with dev tools, then ruff, mypy --strict and pytest: on the sources, then
+#               on the /verify hot path compiled with mypyc (hatch_build.py, .compiled/), built meanwhile
 #   make compiled       .compiled/tokenward: the sources with the hot path compiled (rebuilt when they change)
-#   make test-compiled  the hot path's tests on .compiled alone (COMPILED_TESTS=tests: all of them)
+#   make test-compiled  the suite on .compiled alone
 #   make lint   ruff, mypy, codespell and the import contracts (.importlinter)
 #   make bench  benchmark scripts in bench/
 #   make fuzz   every parser of untrusted input under atheris, FUZZ_SECONDS (60) each (docs/security.md)
@@ -52,15 +52,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 COMPILED := .compiled
 # The second run imports tokenward from the compiled copy (an absolute path: tests run programs from other
 # directories); tests/conftest.py stops it unless every hot-path module is an extension there.
-COMPILED_ENV := TEST_COMPILED_TOKENWARD=1 COMPILED_TOKENWARD_DIR=$(CURDIR)/$(COMPILED) PYTHONPATH=$(CURDIR)/$(COMPILED)
-
-# The second run takes the tests of the compiled modules and of what calls them on every request (the web
-# app's middleware), the compiled wheel installed and serving, and /verify across instances and behind real
-# nginx and Caddy. The rest reaches compiled code only through the middleware and audit log tested here. The whole
-# suite on the compiled copy: make test-compiled COMPILED_TESTS=tests.
-COMPILED_TESTS ?= tests/apptokens tests/forwardauth tests/web tests/storage/test_audit.py \
-	tests/storage/test_audit_behind.py tests/cli/test_version.py tests/deploy/test_wheel.py tests/test_clientaddr.py \
-	tests/e2e/test_multi_instance.py tests/e2e/test_proxies.py --deselect tests/web/test_schemathesis.py
+COMPILED_ENV := TOKENWARD_TEST_COMPILED=1 TOKENWARD_COMPILED_DIR=$(CURDIR)/$(COMPILED) PYTHONPATH=$(CURDIR)/$(COMPILED)
 
 # The compiled copy is built while the first run waits on its databases and servers. Without a C compiler the
 # second run is skipped with the reason, except under CI=true, where that fails.
@@ -77,14 +69,14 @@ test: lint
 	fi; \
 	wait $$builder; \
 	if [ "$$(cat $(COMPILED)/build.status)" != 0 ]; then cat $(COMPILED)/build.log >&2; exit 1; fi; \
-	echo "== the hot path's tests on the compiled copy ($(COMPILED))"; \
-	$(COMPILED_ENV) $(PYTEST) $(COMPILED_TESTS)
+	echo "== the same suite on the compiled hot path ($(COMPILED))"; \
+	$(COMPILED_ENV) $(PYTEST)
 
 compiled: $(VENV)/.dev-installed
 	$(BIN)/python hatch_build.py $(COMPILED)
 
 test-compiled: compiled
-	$(COMPILED_ENV) $(PYTEST) $(COMPILED_TESTS)
+	$(COMPILED_ENV) $(PYTEST)
 
 bench: $(VENV)/.dev-installed
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
@@ -98,7 +90,7 @@ fuzz: $(VENV)/.dev-installed
 		grep -E '^(Done|stat::new_units)' .fuzz/$$target.log; done
 
 # Without build isolation: the compiling hook needs mypy and the dependencies' types from the dev install.
-# COMPILE_TOKENWARD=0 builds the pure-Python wheel, =1 fails where the hot path cannot be compiled.
+# TOKENWARD_COMPILE=0 builds the pure-Python wheel, =1 fails where the hot path cannot be compiled.
 dist: $(VENV)/.dev-installed
 	rm -rf dist
 	$(BIN)/python -m build --no-isolation --outdir dist .

@@ -4,7 +4,7 @@
 interpreted (bench/README.md, "Compiled with mypyc"). The modules in :data:`COMPILED` are compiled to C
 extensions next to their sources, which stay in the wheel: Python imports the extension when there is one.
 
-``COMPILE_TOKENWARD`` chooses, for ``make dist`` and any wheel build:
+``TOKENWARD_COMPILE`` chooses, for ``make dist`` and any wheel build:
 
 - ``auto`` (the default): compile when mypyc and a C compiler are there, else say why on stderr and build
   the pure-Python wheel (same behaviour, slower refusals);
@@ -15,7 +15,7 @@ Editable installs (``make run``, ``make test``'s first pass) always run the sour
 
 Standalone, ``python hatch_build.py DIR`` makes ``DIR/tokenward``: a copy of ``src/tokenward`` with the same
 modules compiled (``make compiled``; ``make test`` runs the suite against it with ``PYTHONPATH=DIR``), compiling
-only when the sources changed. ``COMPILED_TOKENWARD_DIR=DIR`` makes a wheel build take its extensions from there
+only when the sources changed. ``TOKENWARD_COMPILED_DIR=DIR`` makes a wheel build take its extensions from there
 (compiled first if they are not current). ``python hatch_build.py --check`` says whether this machine can compile.
 """
 
@@ -75,75 +75,55 @@ def missing_tools() -> str | None:
     return None
 
 
-def source_hashes() -> tuple[str, str]:
-    """(code, tree): what the extensions depend on (every module of the package, since compiled code relies on the
-    types of what it imports; the interpreter's ABI; mypy's version), and that plus every other file of the package
-    (templates, static files, migrations), which the copy must hold too."""
+def source_hash() -> str:
+    """What the extensions depend on: every module of the package (compiled code relies on the types of what it
+    imports), the interpreter's ABI and mypy's version."""
     import mypy.version
 
-    code = hashlib.sha256(f"{sysconfig.get_config_var('EXT_SUFFIX')} {mypy.version.__version__}".encode())
-    tree = hashlib.sha256()
-    package = ROOT / "src" / "tokenward"
-    for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        entry = path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0"
-        (code if path.suffix == ".py" else tree).update(entry)
-    tree.update(code.hexdigest().encode())
-    return code.hexdigest(), tree.hexdigest()
+    digest = hashlib.sha256(f"{sysconfig.get_config_var('EXT_SUFFIX')} {mypy.version.__version__}".encode())
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _extensions(out: Path) -> list[Path]:
     return sorted(out.rglob(f"*{sysconfig.get_config_var('EXT_SUFFIX')}"))
 
 
-def _expected() -> set[Path]:
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    return {Path(path.removesuffix(".py") + suffix) for path in COMPILED}
-
-
-def _stamp(out: Path) -> list[str]:
-    stamp = out / ".source-hash"
-    return stamp.read_text().split() if stamp.is_file() else []
-
-
-def is_current(out: Path) -> bool:
-    """Whether ``out`` holds a copy of exactly these sources with every extension built from them."""
-    return _stamp(out) == list(source_hashes()) and all((out / e).is_file() for e in _expected())
-
-
 def compile_into(out: Path) -> list[Path]:
     """``out/tokenward``: a copy of the sources with :data:`COMPILED` built next to them; the extensions made.
 
-    Nothing is touched when ``out`` is current (:func:`is_current`): a test run may be importing from it. When
-    only files other than modules changed, the copy is refreshed and the extensions kept, not compiled again."""
+    When ``out`` holds extensions built from these very sources (:func:`source_hash`), the copy is refreshed (the
+    templates and data files may have changed) and they are kept: nothing is compiled again."""
     why = missing_tools()
     if why is not None:
         raise CompileError(why)
-    code, tree = source_hashes()
-    if is_current(out):
-        return _extensions(out)
-    same_code = _stamp(out)[:1] == [code] and all((out / e).is_file() for e in _expected())
-    kept = {p.relative_to(out): p.read_bytes() for p in _extensions(out)} if same_code else {}
-    (out / ".source-hash").unlink(missing_ok=True)
+    wanted = source_hash()
+    stamp = out / ".source-hash"
+    current = stamp.is_file() and stamp.read_text() == wanted
+    kept = {p.relative_to(out): p.read_bytes() for p in _extensions(out)} if current else {}
+    stamp.unlink(missing_ok=True)
     shutil.rmtree(out / "tokenward", ignore_errors=True)
     for stale in out.glob("*__mypyc*"):
         stale.unlink()
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "src" / "tokenward", out / "tokenward", ignore=shutil.ignore_patterns("__pycache__"))
-    if kept:
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    expected = {Path(path.removesuffix(".py") + suffix) for path in COMPILED}
+    if kept and expected <= set(kept):
         for relative, content in kept.items():
             (out / relative).write_bytes(content)
     else:
-        # multi_file: one C file per module (no -g: debug_level 0), linked into one shared library with a small
-        # extension per module that points into it.
+        # One C file per module (multi_file), compiled on every core: about half the time of one big file on two.
         setup = (
             "from setuptools import setup\nfrom mypyc.build import mypycify\n"
-            f"setup(name='tokenward-hot-path', ext_modules=mypycify({list(COMPILED)!r}, opt_level='3', "
-            "debug_level='0', multi_file=True))"
+            f"setup(name='tokenward-hot-path', ext_modules=mypycify({list(COMPILED)!r}, opt_level='3', debug_level='0', multi_file=True))"
         )
         (out / "build").mkdir(exist_ok=True)
         (out / "build" / "setup.py").write_text(setup)
+        jobs = str(os.cpu_count() or 1)
         done = subprocess.run(
-            [sys.executable, "build/setup.py", "build_ext", "--inplace"],
+            [sys.executable, "build/setup.py", "build_ext", "--inplace", "--parallel", jobs],
             cwd=out,
             capture_output=True,
             text=True,
@@ -152,28 +132,26 @@ def compile_into(out: Path) -> list[Path]:
         shutil.rmtree(out / "build", ignore_errors=True)
         if done.returncode != 0:
             raise CompileError(f"mypyc failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
-        missing = [str(e) for e in sorted(_expected()) if not (out / e).is_file()]
+        missing = [str(e) for e in sorted(expected) if not (out / e).is_file()]
         if missing:
             raise CompileError(f"mypyc made no extension for {', '.join(missing)}")
-    (out / ".source-hash").write_text(f"{code} {tree}\n")
+    stamp.write_text(wanted)
     return _extensions(out)
 
 
 class CustomBuildHook(BuildHookInterface[Any]):
-    """Adds the compiled extensions to a wheel (not to an editable install) per ``COMPILE_TOKENWARD``."""
+    """Adds the compiled extensions to a wheel (not to an editable install) per ``TOKENWARD_COMPILE``."""
 
     _workdir: tempfile.TemporaryDirectory[str] | None = None
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        mode = os.environ.get("COMPILE_TOKENWARD", "auto").strip().lower()
+        mode = os.environ.get("TOKENWARD_COMPILE", "auto").strip().lower()
         if mode not in ("auto", "1", "0"):
-            raise ValueError(f"COMPILE_TOKENWARD must be auto, 1 or 0, not {mode!r}")
+            raise ValueError(f"TOKENWARD_COMPILE must be auto, 1 or 0, not {mode!r}")
         if self.target_name != "wheel" or version == "editable" or mode == "0":
             return
-        # make compiled's copy, used as it is when built from these very sources (never changed from here: a test
-        # run may be importing from it); else a compilation of its own.
-        given = os.environ.get("COMPILED_TOKENWARD_DIR")
-        if given and missing_tools() is None and is_current(Path(given)):
+        given = os.environ.get("TOKENWARD_COMPILED_DIR")  # make compiled's copy: reused when built from these sources
+        if given:
             out = Path(given)
         else:
             self._workdir = tempfile.TemporaryDirectory(prefix="tokenward-mypyc-")

@@ -55,9 +55,6 @@ The server logs at WARNING (the access log of 20k lines a second would measure t
 Figures only; the ratio to the baseline measured in the same run is the number to compare, since
 other work on the machine moves the absolute figures. Needs ``wrk`` (``apt-get install -y wrk``)
 and ``taskset``.
-
-``--compiled`` runs all of it on tokenward with its hot path compiled (``make compiled``'s ``.compiled``, built
-first if the sources changed), as ``make dist``'s wheel ships it; the first line printed says which it ran.
 """
 
 from __future__ import annotations
@@ -968,22 +965,6 @@ def report(
     print("targets (issue 13): >= 0.5 x bare and p99 <= 10 ms for app-tokens, sessions and mixed; mixed <= 10 SQL/s")
 
 
-def _run_compiled() -> None:
-    """Build ``.compiled`` (hatch_build.py) unless it is current, then run this bench again on it, without
-    ``--compiled``: every tokenward it starts (server, CLI, the in-process app) imports the compiled copy."""
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
-    import hatch_build
-
-    try:
-        hatch_build.compile_into(root / ".compiled")
-    except hatch_build.CompileError as exc:
-        raise SystemExit(f"--compiled: cannot compile the hot path here: {exc}") from None
-    env = {**os.environ, "PYTHONPATH": str(root / ".compiled")}
-    argv = [a for a in sys.argv if a != "--compiled"]
-    os.execve(sys.executable, [sys.executable, *argv], env)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (1-60)")
@@ -1013,22 +994,7 @@ def main() -> None:
         help="--rotating: a setting for the tokenward server only, to measure what it costs (repeatable), "
         "e.g. TOKENWARD_REGULATION_BAN_TIME_SECONDS=0",
     )
-    parser.add_argument(
-        "--compiled",
-        action="store_true",
-        help="run tokenward with its hot path compiled, as make dist's wheel ships it: builds .compiled (make "
-        "compiled) if it is not current, then runs this bench again with it on PYTHONPATH",
-    )
     opts = parser.parse_args()
-    if opts.compiled:
-        _run_compiled()
-    import tokenward
-
-    compiled = tokenward.compiled_modules()
-    print(
-        f"tokenward {tokenward.__version__} from {Path(tokenward.__file__).parent}: "
-        + (f"{len(compiled)} modules compiled" if compiled else "interpreted (--compiled: as make dist ships it)")
-    )
     server_env: dict[str, str] = {}
     for item in opts.server_env:
         name, equals, value = item.partition("=")

@@ -14,10 +14,9 @@ Databases (see ``tests/storage/servers.py``):
 - ``data_dir``: an initialised data dir named by ``TOKENWARD_DATA_DIR``, no other TOKENWARD_*
   variable set — for CLI tests.
 
-``make test`` runs the suite on the sources, then the hot path's tests (the Makefile's ``COMPILED_TESTS``) with
-``TEST_COMPILED_TOKENWARD=1`` and ``PYTHONPATH=.compiled`` (``hatch_build.py``: the /verify hot path compiled with
-mypyc). In that second run the session stops at once unless every module ``hatch_build.COMPILED`` names is
-imported as an extension.
+``make test`` runs the suite twice: on the sources, then with ``TOKENWARD_TEST_COMPILED=1`` and
+``PYTHONPATH=.compiled`` (``hatch_build.py``: the /verify hot path compiled with mypyc). In that second run
+the session stops at once unless every module ``hatch_build.COMPILED`` names is imported as an extension.
 
 Every test also gets the root logger back as it found it (``configure_logging``, run by an
 in-process ``serve``, would otherwise leave its handler and level to the tests after it).
@@ -38,7 +37,7 @@ from tokenward.storage import Database
 
 
 def _compiled_run() -> bool:
-    return os.environ.get("TEST_COMPILED_TOKENWARD") == "1"
+    return os.environ.get("TOKENWARD_TEST_COMPILED") == "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
     missing = sorted(wanted - set(tokenward.compiled_modules()))
     if missing:
         raise pytest.UsageError(
-            f"TEST_COMPILED_TOKENWARD=1 but {tokenward.__file__} is not the compiled copy ({', '.join(missing)} are "
+            f"TOKENWARD_TEST_COMPILED=1 but {tokenward.__file__} is not the compiled copy ({', '.join(missing)} are "
             "not extensions): run `make test-compiled`, which builds .compiled and sets PYTHONPATH"
         )
 

@@ -6,9 +6,9 @@ this test venv through a .pth line (installing ~40 packages would take minutes o
 and ``pip check`` proves the wheel's declared requirements are met by them. Every tokenward module
 and data file comes from the wheel: the test checks where ``tokenward`` is imported from.
 
-On the sources' run the wheel is the pure-Python one (``COMPILE_TOKENWARD=0``); on make test's compiled run
-(``TEST_COMPILED_TOKENWARD=1``) it is the compiled one, its extensions taken from ``.compiled``
-(``COMPILED_TOKENWARD_DIR``) rather than compiled again, and the installed ``tokenward`` must say so.
+On the sources' run the wheel is the pure-Python one (``TOKENWARD_COMPILE=0``); on make test's compiled run
+(``TOKENWARD_TEST_COMPILED=1``) it is the compiled one, its extensions taken from ``.compiled``
+(``TOKENWARD_COMPILED_DIR``) rather than compiled again, and the installed ``tokenward`` must say so.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None =
 
 
 def test_wheel_installs_into_a_fresh_venv_and_serves(tmp_path: Path) -> None:
-    compiled = os.environ.get("TEST_COMPILED_TOKENWARD") == "1"
+    compiled = os.environ.get("TOKENWARD_TEST_COMPILED") == "1"
     dist = tmp_path / "dist"
     build_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    build_env["COMPILE_TOKENWARD"] = "1" if compiled else "0"
+    build_env["TOKENWARD_COMPILE"] = "1" if compiled else "0"
     run(sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT, env=build_env)
     wheels = list(dist.glob("tokenward-*.whl"))
     assert len(wheels) == 1, wheels
