@@ -14,10 +14,6 @@ Databases (see ``tests/storage/servers.py``):
 - ``data_dir``: an initialised data dir named by ``TOKENWARD_DATA_DIR``, no other TOKENWARD_*
   variable set — for CLI tests.
 
-``make test`` runs the suite twice: on the sources, then with ``TOKENWARD_TEST_COMPILED=1`` and
-``PYTHONPATH=.compiled`` (``hatch_build.py``: the /verify hot path compiled with mypyc). In that second run
-the session stops at once unless every module ``hatch_build.COMPILED`` names is imported as an extension.
-
 Every test also gets the root logger back as it found it (``configure_logging``, run by an
 in-process ``serve``, would otherwise leave its handler and level to the tests after it).
 """
@@ -25,7 +21,6 @@ in-process ``serve``, would otherwise leave its handler and level to the tests a
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -34,37 +29,6 @@ import pytest
 from tests.helpers import clear_tokenward_env, init_data_dir
 from tests.storage.servers import backend_params, fresh_database_url
 from tokenward.storage import Database
-
-
-def _compiled_run() -> bool:
-    return os.environ.get("TOKENWARD_TEST_COMPILED") == "1"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not _compiled_run():
-        return
-    import hatch_build  # the repository root's build hook: what a wheel compiles
-
-    import tokenward
-
-    wanted = {
-        "tokenward." + path.removesuffix(".py").replace("/", ".")[len("tokenward/") :] for path in hatch_build.COMPILED
-    }
-    missing = sorted(wanted - set(tokenward.compiled_modules()))
-    if missing:
-        raise pytest.UsageError(
-            f"TOKENWARD_TEST_COMPILED=1 but {tokenward.__file__} is not the compiled copy ({', '.join(missing)} are "
-            "not extensions): run `make test-compiled`, which builds .compiled and sets PYTHONPATH"
-        )
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    import tokenward
-
-    compiled = tokenward.compiled_modules()
-    return f"tokenward from {Path(tokenward.__file__).parent}" + (
-        f", {len(compiled)} modules compiled" if compiled else ""
-    )
 
 
 @pytest.fixture(autouse=True)

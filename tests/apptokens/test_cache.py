@@ -140,14 +140,14 @@ def test_the_oldest_entries_go_first_beyond_the_weight_budget() -> None:
     assert cache.weight == 2 and "b" not in cache
 
 
-def test_replace_only_onto_what_is_still_held() -> None:
-    cache: MemoryCache[str, tuple[int, ...]] = MemoryCache(capacity=5)
-    cache.put("a", (1,))
-    assert not cache.replace("a", (0,), (2,)) and cache.get("a") == (1,)  # held with other contents: a newer value
-    # By value: a compiled caller hands back a tuple boxed anew, never the object held.
-    assert cache.replace("a", tuple([1]), (3,)) and cache.get("a") == (3,)
+def test_replace_only_onto_the_same_object() -> None:
+    cache: MemoryCache[str, list[int]] = MemoryCache(capacity=5)
+    held = [1]
+    cache.put("a", held)
+    assert not cache.replace("a", [1], [2])  # equal, not the same: it may be a newer value
+    assert cache.replace("a", held, [3]) and cache.get("a") == [3]
     cache.invalidate("a")
-    assert not cache.replace("a", (3,), (4,)) and cache.get("a") is MISSING  # nothing revives
+    assert not cache.replace("a", held, [4]) and cache.get("a") is MISSING  # nothing revives
 
 
 def test_budgets_in_entries() -> None:

@@ -19,7 +19,6 @@ from tests.helpers import basic_auth as basic
 from tokenward.apptokens import cli_actor
 from tokenward.errorcodes import ErrorCode
 from tokenward.forwardauth.config_token import encode_token
-from tokenward.forwardauth.plugins.simple import NoopAuth
 from tokenward.runtime import Runtime
 
 FWD = {
@@ -607,8 +606,7 @@ async def test_hot_path_unexpected_error_is_a_json_500_naming_the_request(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret-ish internals")
 
-    # A plugin's bug (the plugin class, not the service: compiled, its methods cannot be patched).
-    monkeypatch.setattr(NoopAuth, "verify", broken)
+    monkeypatch.setattr(runtime.forward_auth, "verify", broken)
     r = await call(client, {"config_token": token(runtime, [{"type": "noop"}])}, **{"X-Request-ID": "req-500"})
     assert r.status_code == 500
     assert r.json()["error"] == "internal_error" and "req-500" in r.json()["detail"]

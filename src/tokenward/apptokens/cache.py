@@ -94,11 +94,8 @@ class MemoryCache(Generic[K, V]):
         self.weight += weight
 
     def replace(self, key: K, old: V, new: V) -> bool:
-        """Hold ``new`` instead of ``old`` only if ``old`` is still held: nothing revives.
-
-        By value, not identity: a compiled caller (mypyc) passes a fixed-length tuple boxed anew. A key dropped or
-        held with other contents meanwhile stays as it is; one held again with the same contents takes ``new``."""
-        if self._entries.get(key, MISSING) != old:
+        """Hold ``new`` instead of ``old`` only if ``old`` (the same object) is still held: nothing revives."""
+        if self._entries.get(key, MISSING) is not old:
             return False
         self._entries[key] = new  # an existing key keeps its place: not a new insertion for eviction
         return True

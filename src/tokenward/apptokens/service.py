@@ -413,9 +413,8 @@ class AppTokenService:
                 now, unpack(held[:_FINGERPRINT]), exc.error_code.removeprefix("apptoken_"), client_ip, request_id
             )
             raise
-        if held[_FINGERPRINT] is None and self._records.get(held[ID]) == held:
-            # Only onto the record read (a changed one was invalidated meanwhile, and stays so). By value: compiled,
-            # ``held`` is a tuple boxed anew, never the very object held.
+        if held[_FINGERPRINT] is None and self._records.get(held[ID]) is held:
+            # Only onto the very record read (a changed one was invalidated meanwhile, and stays so).
             self._records.replace(held[ID], held, (*held[:_FINGERPRINT], self._fingerprint(token)))
         self._note_use(held[ID], now)
         return VerifiedToken(held[ID], held[OWNER], held[SCOPES])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tokenward import __version__, compiled_modules
+from tokenward import __version__
 from tokenward.cli._common import DATA_DIR_OPTION, error_exit, fail, load_settings
 from tokenward.cli._lazy import LazyGroup, LazySpec
 from tokenward.errors import TokenwardError
@@ -118,8 +118,7 @@ def _set_data_dir(value: Path | None) -> Path | None:
 
 def _version(value: bool) -> None:
     if value:
-        compiled = compiled_modules()
-        typer.echo(f"tokenward {__version__}" + (f" (compiled: {len(compiled)} modules)" if compiled else ""))
+        typer.echo(f"tokenward {__version__}")
         raise typer.Exit()
 
 

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
-from mypy_extensions import mypyc_attr
 from sqlalchemy import and_, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -160,7 +159,6 @@ def _detail_text(detail: Mapping[str, Any]) -> str:
         raise ValueError(f"AuditEvent.detail must be JSON-serialisable ({exc})") from None
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (hatch_build.py), an interface others implement
 class AuditLog(ABC):
     """Append-only store of :class:`AuditEvent`."""
 
@@ -226,7 +224,6 @@ class AuditLog(ABC):
         """Release resources held by this log (the SQL log does not own its ``Database``)."""
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # tests make failing ones from it
 class InMemoryAuditLog(AuditLog):
     """An audit log in a Python list: for tests and for tools that need no persistence."""
 
