@@ -38,7 +38,8 @@ request from its own ``X-Forwarded-For`` address with the loopback proxy trusted
 
 with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``), the server's
 CPU (user + system) per request with the bare app's over it (req/s moves with the host's other guests, CPU time
-much less) and the status mix (``tokenward_http_requests_total``) of each measured window. Warm-up is explicit:
+much less) and the status mix (``tokenward_http_requests_total``) of each measured window. The last line derives what
+a refusal costs beside an acceptance (2 x mixed - app-tokens, in CPU per request) and the mean that 0.5 x bare allows. Warm-up is explicit:
 every credential once (wrk until the server has answered as many ``/verify``), reported apart. The server's VmRSS is
 read before any bulk credential exists (a first start on the same data), at start, and after each warm-up.
 
@@ -963,6 +964,26 @@ def report(
         )
     print()
     print("targets (issue 13): >= 0.5 x bare and p99 <= 10 ms for app-tokens, sessions and mixed; mixed <= 10 SQL/s")
+    line = _refusal_line(runs)
+    if line:
+        print(line)
+
+
+def _refusal_line(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """What a refusal costs beside an acceptance, from the cases' CPU per request: the mixed case alternates the
+    app-tokens case's credentials with refused ones, so a refusal takes 2 x mixed - app-tokens. Their ratio moves
+    far less from machine to machine than req/s does; 0.5 x bare for mixed needs (acceptance + refusal) / 2 to stay
+    within twice the bare app's CPU."""
+    if not all(case in runs for case in ("baseline", "app-tokens", "mixed")):
+        return ""
+    bare, accept, mixed = (
+        statistics.median(r["cpu_us"] for r in runs[case]) for case in ("baseline", "app-tokens", "mixed")
+    )
+    refusal = 2 * mixed - accept
+    return (
+        f"CPU: a refusal takes about {refusal:.0f} µs against {accept:.0f} for an acceptance "
+        f"({refusal / accept:.1f} x); mixed at 0.5 x bare needs their mean within {2 * bare:.0f} µs (it is {mixed:.0f})"
+    )
 
 
 def main() -> None:
