@@ -38,10 +38,11 @@ request from its own ``X-Forwarded-For`` address with the loopback proxy trusted
 
 with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``), the server's
 CPU (user + system) per request with the bare app's over it (req/s moves with the host's other guests, CPU time
-much less) and the status mix (``tokenward_http_requests_total``) of each measured window. The last line derives what
-a refusal costs beside an acceptance (2 x mixed - app-tokens, in CPU per request) and the mean that 0.5 x bare allows. Warm-up is explicit:
-every credential once (wrk until the server has answered as many ``/verify``), reported apart. The server's VmRSS is
-read before any bulk credential exists (a first start on the same data), at start, and after each warm-up.
+much less) and the status mix (``tokenward_http_requests_total``) of each measured window. The last line derives
+what a refusal costs beside an acceptance (2 x mixed - app-tokens, in CPU per request) and the mean that 0.5 x bare
+allows. Warm-up is explicit: every credential once (wrk until the server has answered as many ``/verify``), reported
+apart. The server's VmRSS is read before any bulk credential exists (a first start on the same data), at start, and
+after each warm-up.
 
 ``--rotating --in-process`` runs the same three cases and the bare app without a socket: thread CPU µs per
 request through the ASGI app (best of 3 batches after every credential once) and how many garbage
