@@ -16,7 +16,7 @@ import uvicorn
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from tokenward.web.httpserver import CoalescingHttpToolsProtocol, ResponseCycle
+from tokenward.web.httpserver import RESPOND, CoalescingHttpToolsProtocol, ResponseCycle
 
 SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("test_httpserver_seen", default="-")
 
@@ -153,6 +153,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("after the head")
     elif path == "/bad-header":
         await respond(send, 200, b"", headers=[(b"x-bad", b"a\nb")])
+    elif path.startswith("/whole"):  # the RESPOND extension: a whole response in one call
+        whole = scope["extensions"][RESPOND]
+        kind = path.removeprefix("/whole")
+        if kind == "-close":
+            await whole(200, [(b"connection", b"close")], b"bye")
+        elif kind == "-bad-header":
+            await whole(200, [(b"x-bad", b"a\r\nb")], b"")
+        elif kind == "-length":
+            await whole(200, [(b"content-length", b"99")], b"x")
+        elif kind == "-204":
+            await whole(204, [(b"etag", b'"x"')], b"")
+        elif kind == "-twice":
+            await whole(200, [], b"first")
+            await whole(200, [], b"second")
+        else:
+            await whole(200, [(b"content-type", b"text/plain"), (b"X-Seen", seen.encode())], b"whole")
     else:
         answer = b'{"error": "apptoken_invalid", "got": %d, "seen": "%s"}' % (len(body), seen.encode())
         await respond(send, 401, answer)
@@ -360,3 +376,60 @@ async def test_the_cycle_writes_head_and_body_at_once() -> None:
     assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nhello")
     await asyncio.sleep(0)  # the end-of-turn flush finds nothing left
     assert len(transport.writes) == 1
+
+
+async def test_a_whole_response_through_the_extension_keeps_http_framed() -> None:
+    get = b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get * 3)  # pipelined: three whole answers, in order, each in a fresh context
+        for _ in range(3):
+            head, body = await read_response(reader)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b"whole"
+            assert b"content-length: 5\r\n" in head and b"x-seen: -\r\n" in head  # names lower-cased, as uvicorn
+            assert b"transfer-encoding" not in head and b"connection" not in head
+        writer.write(b"HEAD /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = await read_response(reader, head_request=True)
+        assert b"content-length: 5\r\n" in head  # the length a GET would have, no body
+        writer.write(b"GET /whole-204 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 204") and b"content-length" not in head and b'etag: "x"' in head
+        writer.write(get)  # nothing stray was sent after the HEAD and the 204: the next answer is whole
+        assert (await read_response(reader))[1] == b"whole"
+        writer.close()
+
+
+async def test_a_whole_response_closes_when_the_app_or_the_client_says_so() -> None:
+    async with serving() as (port, _):
+        for request, closing in (
+            (b"GET /whole-close HTTP/1.1\r\nHost: x\r\n\r\n", b"connection: close\r\n"),  # the app's own header
+            (b"GET /whole HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"connection: close\r\n"),
+            (b"GET /whole HTTP/1.0\r\n\r\n", b"connection: close\r\n"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            data = await asyncio.wait_for(reader.read(), 30)  # to the end: the server closes after it
+            writer.close()
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.count(closing) == 1
+            assert data.endswith(b"\r\n\r\nbye" if b"whole-close" in request else b"\r\n\r\nwhole")
+
+
+@pytest.mark.parametrize("path", [b"/whole-bad-header", b"/whole-length"])
+async def test_a_whole_response_the_server_cannot_send_is_a_500_with_nothing_of_it_written(path: bytes) -> None:
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"x-bad" not in data
+
+
+async def test_a_second_whole_response_is_an_app_error_after_the_first_left() -> None:
+    async with serving() as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /whole-twice HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = await read_response(reader)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b"first"
+        # As for any app that raises after its response started (uvicorn's rule): logged, and the connection closed.
+        assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()

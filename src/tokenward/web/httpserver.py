@@ -45,7 +45,11 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-__all__ = ["CoalescingHttpToolsProtocol", "ResponseCycle"]
+__all__ = ["RESPOND", "CoalescingHttpToolsProtocol", "ResponseCycle"]
+
+#: The scope extension under which :class:`ResponseCycle.respond` takes a whole response (status, headers without
+#: ``content-length``, body) in one call; a server without it is sent the two ASGI messages.
+RESPOND = "tokenward.respond"
 
 
 class ResponseCycle(RequestResponseCycle):
@@ -87,6 +91,63 @@ class ResponseCycle(RequestResponseCycle):
                 self.transport.close()
         finally:
             self.on_response = lambda: None
+
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole response, ``content-length`` added: what ``http.response.start`` and one last
+        ``http.response.body`` do through :meth:`send`, under the same rules, without building and reading the two
+        messages or scheduling the held head's write. Reached through the scope's :data:`RESPOND` extension."""
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        if self.response_started:
+            raise RuntimeError("Unexpected whole response: the response already started.")
+        bodiless = status in (204, 304)
+        if bodiless and body:
+            raise RuntimeError(f"A {status} response has no body.")
+        content = [STATUS_LINE[status]]
+        for name, value in self.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        invalid_name = HEADER_RE.search
+        invalid_value = HEADER_VALUE_RE.search
+        closes = False  # the app's own "connection: close"
+        for name, value in headers:
+            if invalid_name(name):
+                raise RuntimeError("Invalid HTTP header name.")
+            if invalid_value(value):
+                raise RuntimeError("Invalid HTTP header value.")
+            name = name.lower()
+            if name == b"content-length" or name == b"transfer-encoding":
+                raise RuntimeError("A whole response's length is its body's: no content-length or transfer-encoding.")
+            if name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
+                closes = True
+            content += (name, b": ", value, b"\r\n")
+        if not bodiless:
+            content += (b"content-length: ", str(len(body)).encode("ascii"), b"\r\n")
+        if closes:
+            self.keep_alive = False
+        elif not self.keep_alive:
+            content.append(b"connection: close\r\n")
+        content.append(b"\r\n")
+        if self.scope["method"] != "HEAD":
+            content.append(body)
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(self.scope),
+                self.scope["method"],
+                get_path_with_query_string(self.scope),
+                self.scope["http_version"],
+                status,
+            )
+        self.transport.write(b"".join(content))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
 
     async def send(self, message: ASGISendEvent) -> None:
         # uvicorn's rules, message by message; only where the head is written differs.
@@ -275,7 +336,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             app = self.app
 
         existing_cycle = self.cycle
-        self.cycle = ResponseCycle(
+        self.cycle = cycle = ResponseCycle(
             loop=self.loop,
             scope=self.scope,
             transport=self.transport,
@@ -289,6 +350,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
             on_response=self.on_response_complete,
         )
+        self.scope["extensions"] = {RESPOND: cycle.respond}  # type: ignore[dict-item]  # not an ASGI-typed extension
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(self.cycle, app)
         else:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tokenward.errorcodes import ErrorCode
 from tokenward.errors import BadRequest, PayloadTooLarge, TokenwardError, error_body
 from tokenward.logs import REQUEST_ID
+from tokenward.web.httpserver import RESPOND
 from tokenward.web.metrics import Metrics
 
 __all__ = [
@@ -236,7 +237,7 @@ class HotPath:
             # echoes the proxy's own X-Request-ID: one response header less per allowed request.
             if status != 200 or given is not None:
                 response[1].append((b"x-request-id", request_id.encode("ascii")))
-            await send_response(send, response)
+            await send_response(send, response, scope)
         finally:
             log.finish(scope, route, status, time.perf_counter() - start)
             REQUEST_ID.reset(token)
@@ -288,8 +289,16 @@ async def _send_error(send: Send, error: TokenwardError) -> None:
     await send_response(send, (status, headers, body))
 
 
-async def send_response(send: Send, response: Response) -> None:
-    """Send a whole response (``content-length`` added) from middleware or a raw endpoint."""
+async def send_response(send: Send, response: Response, scope: Scope | None = None) -> None:
+    """Send a whole response (``content-length`` added) from middleware or a raw endpoint: in one call when
+    ``scope`` comes from tokenward's own HTTP server (its :data:`~tokenward.web.httpserver.RESPOND` extension),
+    else as the two ASGI messages."""
+    if scope is not None:
+        extensions = scope.get("extensions")
+        respond = extensions.get(RESPOND) if extensions else None
+        if respond is not None:
+            await respond(*response)
+            return
     status, headers, body = response
     headers.append((b"content-length", str(len(body)).encode("ascii")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
