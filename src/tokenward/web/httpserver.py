@@ -1,6 +1,6 @@
 """The HTTP/1.1 protocol ``tokenward serve`` runs: uvicorn's httptools protocol with less work per request.
 
-Same parser, same ASGI messages, same rules for what goes on the wire. What changes:
+Same parser, same ASGI messages for any app that sends them, same rules for what goes on the wire. What changes:
 
 - **One write per response.** uvicorn writes the status line and headers when the app sends
   ``http.response.start`` and the body with the next message: two ``send()`` calls and two TCP segments for every
@@ -12,6 +12,9 @@ Same parser, same ASGI messages, same rules for what goes on the wire. What chan
   churned, per request. Here a response only records when the connection went idle; one timer checks that
   deadline and re-arms itself for it, so an idle connection is still closed ``timeout_keep_alive`` seconds after
   its last response.
+- **A whole response in one call.** The hot path (``/verify``, the app-token lists) has its status, headers and
+  body at once: :meth:`ResponseCycle.respond`, found in the scope under :data:`RESPOND`, takes them under the same
+  header checks, without two message dicts to build and read back or the held head's end-of-turn callback.
 - **Each request starts from the connection's context.** uvicorn creates a request's task in a copy of the current
   context, which is the previous request's when a pipelined request starts from that request's response, or after
   that request resumed reading: a context variable it set (a request id) was seen by the next one.
