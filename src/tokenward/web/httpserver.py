@@ -95,6 +95,17 @@ class ResponseCycle(RequestResponseCycle):
         finally:
             self.on_response = lambda: None
 
+    def _log_access(self, status: int) -> None:
+        """uvicorn's access-log line (off in ``tokenward serve``, which logs through tokenward.access)."""
+        self.access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            get_client_addr(self.scope),
+            self.scope["method"],
+            get_path_with_query_string(self.scope),
+            self.scope["http_version"],
+            status,
+        )
+
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """A whole response, ``content-length`` added: what ``http.response.start`` and one last
         ``http.response.body`` do through :meth:`send`, under the same rules, without building and reading the two
@@ -137,14 +148,7 @@ class ResponseCycle(RequestResponseCycle):
         self.response_started = True
         self.waiting_for_100_continue = False
         if self.access_log:
-            self.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(self.scope),
-                self.scope["method"],
-                get_path_with_query_string(self.scope),
-                self.scope["http_version"],
-                status,
-            )
+            self._log_access(status)
         self.transport.write(b"".join(content))
         self.response_complete = True
         self.message_event.set()
@@ -168,14 +172,7 @@ class ResponseCycle(RequestResponseCycle):
             self.waiting_for_100_continue = False
             status_code = message["status"]
             if self.access_log:
-                self.access_logger.info(
-                    '%s - "%s %s HTTP/%s" %d',
-                    get_client_addr(self.scope),
-                    self.scope["method"],
-                    get_path_with_query_string(self.scope),
-                    self.scope["http_version"],
-                    status_code,
-                )
+                self._log_access(status_code)
             content = [STATUS_LINE[status_code]]
             has_connection_close = False
             invalid_name = HEADER_RE.search
