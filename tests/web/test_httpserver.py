@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import contextvars
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from tokenward.web.httpserver import RESPOND, CoalescingHttpToolsProtocol, ResponseCycle
+from tokenward.web.middleware import send_response
 
 SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("test_httpserver_seen", default="-")
 
@@ -433,3 +434,32 @@ async def test_a_second_whole_response_is_an_app_error_after_the_first_left() ->
         # As for any app that raises after its response started (uvicorn's rule): logged, and the connection closed.
         assert await asyncio.wait_for(reader.read(), 30) == b""
         writer.close()
+
+
+async def test_send_response_takes_the_extension_only_from_the_server_whose_send_it_was_given() -> None:
+    class Cycle:
+        def __init__(self) -> None:
+            self.whole: list[tuple[int, list[tuple[bytes, bytes]], bytes]] = []
+            self.messages: list[MutableMapping[str, Any]] = []
+
+        async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+            self.whole.append((status, headers, body))
+
+        async def send(self, message: MutableMapping[str, Any]) -> None:
+            self.messages.append(message)
+
+    cycle = Cycle()
+    scope = {"extensions": {RESPOND: cycle.respond}}
+    await send_response(cycle.send, (200, [], b"x"), scope)
+    assert cycle.whole == [(200, [], b"x")] and cycle.messages == []
+    seen: list[str] = []
+
+    async def middleware_send(message: MutableMapping[str, Any]) -> None:  # a middleware between the server and the app
+        seen.append(message["type"])
+        await cycle.send(message)
+
+    await send_response(middleware_send, (401, [], b"no"), scope)  # the middleware sees both messages
+    assert len(cycle.whole) == 1 and seen == ["http.response.start", "http.response.body"]
+    assert cycle.messages[0]["headers"] == [(b"content-length", b"2")] and cycle.messages[1]["body"] == b"no"
+    await send_response(cycle.send, (200, [], b"z"), {})  # no extension (another server): the messages
+    assert len(cycle.whole) == 1 and cycle.messages[-1]["body"] == b"z"

@@ -291,12 +291,13 @@ async def _send_error(send: Send, error: TokenwardError) -> None:
 
 async def send_response(send: Send, response: Response, scope: Scope | None = None) -> None:
     """Send a whole response (``content-length`` added) from middleware or a raw endpoint: in one call when
-    ``scope`` comes from tokenward's own HTTP server (its :data:`~tokenward.web.httpserver.RESPOND` extension),
-    else as the two ASGI messages."""
+    ``scope`` comes from tokenward's own HTTP server (its :data:`~tokenward.web.httpserver.RESPOND` extension) and
+    ``send`` is that server's own (no middleware between them would see the messages), else as the two ASGI
+    messages."""
     if scope is not None:
         extensions = scope.get("extensions")
         respond = extensions.get(RESPOND) if extensions else None
-        if respond is not None:
+        if respond is not None and getattr(send, "__self__", None) is respond.__self__:
             await respond(*response)
             return
     status, headers, body = response
