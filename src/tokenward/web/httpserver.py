@@ -94,6 +94,11 @@ class ResponseCycle(RequestResponseCycle):
                 self.transport.close()
         finally:
             self.on_response = lambda: None
+            # The scope holds this cycle's bound respond and the cycle holds the scope: a reference cycle that only
+            # the garbage collector would free. Broken here, as uvicorn breaks on_response's.
+            extensions = self.scope.get("extensions")
+            if extensions:
+                extensions.pop(RESPOND, None)
 
     def _log_access(self, status: int) -> None:
         """uvicorn's access-log line (off in ``tokenward serve``, which logs through tokenward.access)."""
@@ -350,7 +355,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
             on_response=self.on_response_complete,
         )
-        self.scope["extensions"] = {RESPOND: cycle.respond}  # type: ignore[dict-item]  # not an ASGI-typed extension
+        extensions = self.scope.get("extensions")
+        if extensions is None:
+            self.scope["extensions"] = {RESPOND: cycle.respond}  # type: ignore[dict-item]  # not an ASGI-typed one
+        else:
+            extensions[RESPOND] = cycle.respond  # type: ignore[assignment]
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(self.cycle, app)
         else:
