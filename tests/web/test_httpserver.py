@@ -365,29 +365,30 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> No
         writer.close()
 
 
-async def test_the_cycle_writes_head_and_body_at_once() -> None:
+async def _one_request(path: bytes) -> tuple[Recording, ResponseCycle]:
+    """One GET of ``path`` on a protocol writing to a :class:`Recording`; returns once its task has finished."""
     transport = Recording()
     protocol = CoalescingHttpToolsProtocol(Config(app, log_config=None), ServerState(), {})
     protocol.connection_made(transport)
-    protocol.data_received(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-    cycle = protocol.cycle
-    assert isinstance(cycle, ResponseCycle)
-    for task in list(protocol.tasks):
-        await task
-    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nhello")
-
-
-async def test_a_finished_cycle_is_no_longer_reachable_from_its_scope() -> None:
-    transport = Recording()
-    protocol = CoalescingHttpToolsProtocol(Config(app, log_config=None), ServerState(), {})
-    protocol.connection_made(transport)
-    protocol.data_received(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+    protocol.data_received(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     cycle = protocol.cycle
     assert isinstance(cycle, ResponseCycle)
     extensions: dict[Any, Any] = dict(cycle.scope["extensions"])
-    assert extensions[RESPOND] == cycle.respond
+    assert extensions[RESPOND] == cycle.respond  # the extension is there while the request runs
     for task in list(protocol.tasks):
         await task
+    return transport, cycle
+
+
+async def test_the_cycle_writes_head_and_body_at_once() -> None:
+    transport, _ = await _one_request(b"/hello")
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nhello")
+    await asyncio.sleep(0)  # the end-of-turn flush finds nothing left
+    assert len(transport.writes) == 1
+
+
+async def test_a_finished_cycle_is_no_longer_reachable_from_its_scope() -> None:
+    transport, cycle = await _one_request(b"/whole")
     assert transport.writes[0].endswith(b"\r\n\r\nwhole")
     # The scope no longer holds the cycle's respond: scope and cycle are freed by their reference counts.
     assert RESPOND not in cycle.scope["extensions"]
