@@ -1,6 +1,7 @@
 """Instructions per ``/verify`` request, counted by valgrind's callgrind: the same figure on a busy or a quiet machine.
 
     .venv/bin/python bench/instructions.py                   # 300 requests per case, about 2 minutes
+    taskset -c 0 .venv/bin/python bench/instructions.py --native 6 --requests 10000   # the same cases in time
     PYTHONPATH=/path/to/other/checkout/src .venv/bin/python bench/instructions.py   # the same for another tree
 
 This machine's req/s and CPU µs move by a fifth between runs of the same code (other guests), so a change of a few
@@ -16,7 +17,8 @@ flush lands in one case and not another, and the unknown-id lookup trickle never
 - **bare**: a bare Starlette app answering 200 on stock uvicorn (the baseline, in the same process);
 - **accept**: rotating over distinct app tokens (pointer token, ``app_token`` plugin, SQLite);
 - **refuse**: well-formed unknown app tokens (one in ten garbage), as the mixed case's invalid half;
-- **missing**: a bearer credential that is not an app token (a 401 decided before any lookup).
+- **missing**: a bearer credential that is not an app token (a 401 decided before any lookup);
+- **mixed**: app tokens alternating with unknown ones (fresh ones, not the refuse case's), as issue 13's mixed case.
 
 The kernel's share (about 12 % of the server's CPU on the wire, ``perf``) is not counted. Instructions are not
 time: a refusal is about 1.2 x an acceptance here against 1.3-2 x in CPU time on the wire. So this is for comparing two
@@ -33,6 +35,7 @@ import glob
 import itertools
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-CASES = ("bare", "accept", "refuse", "missing")
+CASES = ("bare", "accept", "refuse", "missing", "mixed")
 CONNECTIONS = 32
 
 
@@ -71,8 +74,9 @@ class _Transport:
         self.closing = True
 
 
-def measure(requests: int) -> None:
-    """The measured process (under callgrind): each case warmed, then ``requests`` of it inside one reduce()."""
+def measure(requests: int, repeat: int = 1) -> None:
+    """The measured process (under callgrind, or not with ``--native``): each case warmed, then ``requests`` of it
+    inside one reduce(); the cases ``repeat`` times in turn."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import verify as bench  # bench/verify.py: its data dir, bulk tokens, invalid tokens, forward-auth headers
     from starlette.applications import Starlette
@@ -97,6 +101,7 @@ def measure(requests: int) -> None:
     os.environ.update({k: v for k, v in env.items() if k.startswith("TOKENWARD_")})
     auths, _ = loop.run_until_complete(bench._fill(Path(env["TOKENWARD_DATA_DIR"]), None, 400, 2))
     invalid = bench._invalid_auths(2 * requests)
+    fresh = bench._invalid_auths(2 * requests)
     # The trickle's token bucket runs, but never grants a read: SQL would land in one case's count and not another's.
     may = AppTokenService._may_look_up_unknown
     AppTokenService._may_look_up_unknown = lambda self: may(self) and False  # type: ignore[method-assign]
@@ -128,6 +133,7 @@ def measure(requests: int) -> None:
         "accept": (tokenward, query, auths),
         "refuse": (tokenward, query, invalid),
         "missing": (tokenward, query, ["Authorization: Bearer not-an-app-token"]),
+        "mixed": (tokenward, query, [line for pair in zip(itertools.cycle(auths), fresh) for line in pair]),
     }
     forwarded = "".join(f"{k}: {v}\r\n" for k, v in bench.FORWARDED.items())
     addresses = itertools.count()
@@ -163,7 +169,7 @@ def measure(requests: int) -> None:
 
     lifespan = bench._lifespan(app)
     loop.run_until_complete(lifespan.__aenter__())
-    for case in CASES:
+    for case in CASES * repeat:
         run(case, build(case, requests))  # warm: every path taken once, caches filled
         batch = build(case, requests)
         loop.run_until_complete(asyncio.sleep(0.5))  # what is due (a poll, a flush, a thread's answer) runs now
@@ -180,10 +186,20 @@ def measure(requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300, help="measured requests per case (default 300)")
+    parser.add_argument(
+        "--native",
+        type=int,
+        metavar="N",
+        help="no valgrind: thread CPU per request, the cases N times in turn (medians; --native 6 --requests 10000)",
+    )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # the process under callgrind
+    parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        measure(args.requests)
+        measure(args.requests, args.repeat)
+        return
+    if args.native:
+        native(args.requests, args.native)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install -y valgrind")
@@ -209,7 +225,7 @@ def main() -> None:
         if result.returncode != 0 or len(lines) != len(CASES):
             sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
             raise SystemExit(f"the measured process failed (exit {result.returncode})")
-        # Every reduce() left a dump; the measured ones are the last four with collection (startup's are tiny).
+        # Every reduce() left a dump; the measured ones are the last ones with collection (startup's are tiny).
         dumps = sorted(glob.glob(f"{out}.*.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
         totals = [_total(p) for p in dumps]
         measured = [t for t in totals if t > 1000 * args.requests][-len(CASES) :]
@@ -224,9 +240,42 @@ def main() -> None:
     for (_, case, *rest), total in zip(lines, measured, strict=True):
         per = total / args.requests
         print(f"| {case} | {per:,.0f} | {per / bare:.2f} | {' '.join(rest[:-1])} |")
-    accept, refuse = measured[1], measured[2]
+    accept, refuse, mixed = measured[1], measured[2], measured[4]
     print()
     print(f"a refusal takes {refuse / accept:.2f} x the instructions of an acceptance")
+    print(f"the mixed case takes {2 * mixed / (accept + refuse):.2f} x the mean of an acceptance and a refusal")
+
+
+def native(requests: int, repeat: int) -> None:
+    """The same process without valgrind: thread CPU per request (time, where the default counts instructions), to
+    set beside the instruction counts: a case whose time ratio exceeds its instruction ratio runs slower per
+    instruction."""
+    command = [sys.executable, __file__, "--measure", "--requests", str(requests), "--repeat", str(repeat)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds: dict[str, list[float]] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("STATUS "):
+            fields = line.split()
+            seconds.setdefault(fields[1], []).append(float(fields[-1]))
+    if result.returncode != 0 or [len(seconds.get(case, ())) for case in CASES] != [repeat] * len(CASES):
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit(f"the measured process failed (exit {result.returncode})")
+    print(f"thread CPU per request, no valgrind ({requests} requests per case, median of {repeat} turns)")
+    print()
+    print("| case | µs / request | x bare | turns, µs |")
+    print("|---|---:|---:|---|")
+    per = {case: [s / requests * 1e6 for s in seconds[case]] for case in CASES}
+    bare = statistics.median(per["bare"])
+    for case in CASES:
+        each = per[case]
+        print(
+            f"| {case} | {statistics.median(each):.1f} | {statistics.median(each) / bare:.2f} | "
+            f"{', '.join(f'{x:.1f}' for x in each)} |"
+        )
+    accept, refuse, mixed = (statistics.median(per[case]) for case in ("accept", "refuse", "mixed"))
+    print()
+    print(f"a refusal takes {refuse / accept:.2f} x the time of an acceptance")
+    print(f"the mixed case takes {2 * mixed / (accept + refuse):.2f} x the mean of an acceptance and a refusal")
 
 
 def _total(path: str) -> int:

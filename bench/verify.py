@@ -38,7 +38,8 @@ request from its own ``X-Forwarded-For`` address with the loopback proxy trusted
 
 with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``), the server's
 CPU (user + system) per request with the bare app's over it (req/s moves with the host's other guests, CPU time
-much less) and the status mix (``tokenward_http_requests_total``) of each measured window. The last line derives
+much less), how much of that CPU ran off the event loop's thread (the SQL drivers' threads: the write-behind flushes,
+the feed's polls), and the status mix (``tokenward_http_requests_total``) of each measured window. The last line derives
 what a refusal costs beside an acceptance (2 x mixed - app-tokens, in CPU per request) and the mean that 0.5 x bare
 allows. Warm-up is explicit: every credential once (wrk until the server has answered as many ``/verify``), reported
 apart. The server's VmRSS is read before any bulk credential exists (a first start on the same data), at start, and
@@ -571,12 +572,22 @@ class Scrape:
         return self.sql - before.sql, {s: n for s, n in sorted(statuses.items()) if n}
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
     """User and system CPU ``pid`` has used so far. Per request, it is what a case costs the server's core whatever
     else the machine runs meanwhile (on a virtual machine the host's other guests move req/s by tens of percent from
     one round to the next; the time they take is not counted here)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """:func:`cpu_seconds` of each of ``pid``'s threads (by thread id; the main thread's id is ``pid``)."""
+    seconds: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            seconds[int(task.name)] = cpu_seconds(pid, int(task.name))
+    return seconds
 
 
 def vm_rss_mb(pid: int) -> float:
@@ -875,9 +886,12 @@ def rotating(
                 for case, url in urls.items():
                     before = Scrape(base_url) if case != "baseline" else None
                     pid = procs[0].pid if case == "baseline" else server.pid
-                    cpu = cpu_seconds(pid)
+                    cpu, threads = cpu_seconds(pid), thread_cpu_seconds(pid)
                     result = wrk_lines(url, files[case], lua, duration)
                     result["cpu_us"] = (cpu_seconds(pid) - cpu) / result["requests"] * 1e6
+                    after_threads = thread_cpu_seconds(pid)
+                    others = sum(t - threads.get(tid, 0.0) for tid, t in after_threads.items() if tid != pid)
+                    result["others_us"] = others / result["requests"] * 1e6
                     if before is not None:
                         after = Scrape(base_url)
                         sql, statuses = after.since(before)
@@ -943,10 +957,10 @@ def report(
     print("measured rounds (medians over rounds; ratio to the bare Starlette app's median in the same run; server")
     print("CPU (user + system) per request, and the bare app's over the case's: the ratio on a core of its own):")
     print(
-        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | CPU µs/req | x bare by CPU "
-        "| /verify statuses | req/s per round |"
+        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | CPU µs/req | off-loop µs/req "
+        "| x bare by CPU | /verify statuses | req/s per round |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for case, each in runs.items():
         rps = statistics.median(r["rps"] for r in each)
         statuses: dict[str, float] = {}
@@ -961,7 +975,8 @@ def report(
         print(
             f"| {case} | {rps:,.0f} | {rps / base:.2f} | {statistics.median(r['p50_ms'] for r in each):.2f} | "
             f"{statistics.median(r['p99_ms'] for r in each):.2f} | {max(r['p99_ms'] for r in each):.2f} | {sql} | "
-            f"{cpu:.0f} | {base_cpu / cpu:.2f} | {mix} | {per_round} |"
+            f"{cpu:.0f} | {statistics.median(r['others_us'] for r in each):.0f} | {base_cpu / cpu:.2f} | {mix} | "
+            f"{per_round} |"
         )
     print()
     print("targets (issue 13): >= 0.5 x bare and p99 <= 10 ms for app-tokens, sessions and mixed; mixed <= 10 SQL/s")
