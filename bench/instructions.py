@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # the process under callgrind
     parser.add_argument("--repeat", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.requests < 1 or (args.native is not None and args.native < 1):
+        parser.error("--requests and --native take a count of 1 or more")
     if args.measure:
         measure(args.requests, args.repeat)
         return
