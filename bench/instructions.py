@@ -15,6 +15,8 @@ flush lands in one case and not another, and the unknown-id lookup trickle never
 ``bench/verify.py --rotating``, each request from its own X-Forwarded-For address:
 
 - **bare**: a bare Starlette app answering 200 on stock uvicorn (the baseline, in the same process);
+- **floor**: a raw ASGI app answering 200 through tokenward's own protocol and its whole-response call: the least
+  any answer of this server costs, so the rest of each case is what the app does above it;
 - **accept**: rotating over distinct app tokens (pointer token, ``app_token`` plugin, SQLite);
 - **refuse**: well-formed unknown app tokens (one in ten garbage), as the mixed case's invalid half;
 - **missing**: a bearer credential that is not an app token (a 401 decided before any lookup);
@@ -43,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-CASES = ("bare", "accept", "refuse", "missing", "mixed")
+CASES = ("bare", "floor", "accept", "refuse", "missing", "mixed")
 CONNECTIONS = 32
 
 
@@ -90,7 +92,7 @@ def measure(requests: int, repeat: int = 1) -> None:
     from tokenward.apptokens.service import AppTokenService
     from tokenward.settings import Settings
     from tokenward.web.app import create_app
-    from tokenward.web.httpserver import CoalescingHttpToolsProtocol
+    from tokenward.web.httpserver import RESPOND, CoalescingHttpToolsProtocol
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -127,9 +129,14 @@ def measure(requests: int, repeat: int = 1) -> None:
         return out
 
     tokenward = protocols(app, CoalescingHttpToolsProtocol, server_header=False)
+
+    async def floor(scope: Any, receive: Any, send: Any) -> None:
+        await scope["extensions"][RESPOND](200, [], b"")
+
     query = f"/verify?config_token={params['app-token']}"
     cases = {
         "bare": (protocols(Starlette(routes=[Route("/verify", ok)]), HttpToolsProtocol), "/verify", auths),
+        "floor": (protocols(floor, CoalescingHttpToolsProtocol, server_header=False), "/verify", auths),
         "accept": (tokenward, query, auths),
         "refuse": (tokenward, query, invalid),
         "missing": (tokenward, query, ["Authorization: Bearer not-an-app-token"]),
@@ -242,7 +249,7 @@ def main() -> None:
     for (_, case, *rest), total in zip(lines, measured, strict=True):
         per = total / args.requests
         print(f"| {case} | {per:,.0f} | {per / bare:.2f} | {' '.join(rest[:-1])} |")
-    accept, refuse, mixed = measured[1], measured[2], measured[4]
+    accept, refuse, mixed = (measured[CASES.index(case)] for case in ("accept", "refuse", "mixed"))
     print()
     print(f"a refusal takes {refuse / accept:.2f} x the instructions of an acceptance")
     print(f"the mixed case takes {2 * mixed / (accept + refuse):.2f} x the mean of an acceptance and a refusal")
