@@ -249,10 +249,7 @@ def main() -> None:
     for (_, case, *rest), total in zip(lines, measured, strict=True):
         per = total / args.requests
         print(f"| {case} | {per:,.0f} | {per / bare:.2f} | {' '.join(rest[:-1])} |")
-    accept, refuse, mixed = (measured[CASES.index(case)] for case in ("accept", "refuse", "mixed"))
-    print()
-    print(f"a refusal takes {refuse / accept:.2f} x the instructions of an acceptance")
-    print(f"the mixed case takes {2 * mixed / (accept + refuse):.2f} x the mean of an acceptance and a refusal")
+    _ratios("instructions", dict(zip(CASES, measured, strict=True)))
 
 
 def native(requests: int, repeat: int) -> None:
@@ -281,9 +278,13 @@ def native(requests: int, repeat: int) -> None:
             f"| {case} | {statistics.median(each):.1f} | {statistics.median(each) / bare:.2f} | "
             f"{', '.join(f'{x:.1f}' for x in each)} |"
         )
-    accept, refuse, mixed = (statistics.median(per[case]) for case in ("accept", "refuse", "mixed"))
+    _ratios("time", {case: statistics.median(each) for case, each in per.items()})
+
+
+def _ratios(what: str, by_case: dict[str, float]) -> None:
+    accept, refuse, mixed = by_case["accept"], by_case["refuse"], by_case["mixed"]
     print()
-    print(f"a refusal takes {refuse / accept:.2f} x the time of an acceptance")
+    print(f"a refusal takes {refuse / accept:.2f} x the {what} of an acceptance")
     print(f"the mixed case takes {2 * mixed / (accept + refuse):.2f} x the mean of an acceptance and a refusal")
 
 
