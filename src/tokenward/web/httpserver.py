@@ -55,6 +55,20 @@ __all__ = ["RESPOND", "CoalescingHttpToolsProtocol", "ResponseCycle"]
 RESPOND = "tokenward.respond"
 
 
+def _checked(name: bytes, value: bytes) -> bytes:
+    """``name`` lower-cased, once it and ``value`` passed uvicorn's checks (no separators, no CR or LF)."""
+    if HEADER_RE.search(name):
+        raise RuntimeError("Invalid HTTP header name.")
+    if HEADER_VALUE_RE.search(value):
+        raise RuntimeError("Invalid HTTP header value.")
+    return name.lower()
+
+
+def _says_close(value: bytes) -> bool:
+    """Whether a ``connection`` header's value holds the ``close`` token."""
+    return b"close" in [token.lower().strip() for token in value.split(b",")]
+
+
 class ResponseCycle(RequestResponseCycle):
     """uvicorn's request/response cycle whose response head waits for the body and leaves with it."""
 
@@ -127,18 +141,12 @@ class ResponseCycle(RequestResponseCycle):
         content = [STATUS_LINE[status]]
         for name, value in self.default_headers:
             content += (name, b": ", value, b"\r\n")
-        invalid_name = HEADER_RE.search
-        invalid_value = HEADER_VALUE_RE.search
         closes = False  # the app's own "connection: close"
         for name, value in headers:
-            if invalid_name(name):
-                raise RuntimeError("Invalid HTTP header name.")
-            if invalid_value(value):
-                raise RuntimeError("Invalid HTTP header value.")
-            name = name.lower()
+            name = _checked(name, value)
             if name == b"content-length" or name == b"transfer-encoding":
                 raise RuntimeError("A whole response's length is its body's: no content-length or transfer-encoding.")
-            if name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
+            if name == b"connection" and _says_close(value):
                 closes = True
             content += (name, b": ", value, b"\r\n")
         if not bodiless:
@@ -180,24 +188,17 @@ class ResponseCycle(RequestResponseCycle):
                 self._log_access(status_code)
             content = [STATUS_LINE[status_code]]
             has_connection_close = False
-            invalid_name = HEADER_RE.search
-            invalid_value = HEADER_VALUE_RE.search
             for name, value in self.default_headers + list(message.get("headers", [])):
-                if invalid_name(name):
-                    raise RuntimeError("Invalid HTTP header name.")
-                if invalid_value(value):
-                    raise RuntimeError("Invalid HTTP header value.")
-                name = name.lower()
+                name = _checked(name, value)
                 if name == b"content-length" and self.chunked_encoding is None:
                     self.expected_content_length = int(value.decode())
                     self.chunked_encoding = False
                 elif name == b"transfer-encoding" and value.lower() == b"chunked":
                     self.expected_content_length = 0
                     self.chunked_encoding = True
-                elif name == b"connection":
-                    if b"close" in [token.lower().strip() for token in value.split(b",")]:
-                        self.keep_alive = False
-                        has_connection_close = True
+                elif name == b"connection" and _says_close(value):
+                    self.keep_alive = False
+                    has_connection_close = True
                 content += (name, b": ", value, b"\r\n")
             if not self.keep_alive and not has_connection_close:
                 content.append(b"connection: close\r\n")
