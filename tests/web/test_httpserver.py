@@ -396,6 +396,86 @@ async def test_a_finished_cycle_is_no_longer_reachable_from_its_scope() -> None:
     assert len(transport.writes) == 1
 
 
+class Noting(Recording):
+    """A transport whose writes go into a log shared with the app, to see what happened in which order."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__()
+        self.name, self.log = name, log
+
+    def write(self, data: Any) -> None:
+        super().write(data)
+        self.log.append(f"write {self.name}")
+
+
+def _connection(transport: Recording) -> CoalescingHttpToolsProtocol:
+    protocol = CoalescingHttpToolsProtocol(Config(app, log_config=None), ServerState(), {})
+    protocol.connection_made(transport)
+    return protocol
+
+
+async def test_whole_responses_answered_in_one_turn_are_written_together_at_its_end() -> None:
+    log: list[str] = []
+
+    async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await scope["extensions"][RESPOND](200, [], scope["path"].encode())
+        log.append(f"answered {scope['path']}")
+
+    transports = [Noting(name, log) for name in ("a", "b", "c")]
+    protocols = [_connection(transport) for transport in transports]
+    for protocol, transport in zip(protocols, transports, strict=True):
+        protocol.app = answer
+        protocol.data_received(b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % transport.name.encode())
+    await asyncio.gather(*(task for protocol in protocols for task in protocol.tasks))
+    await asyncio.sleep(0)
+    # Each request of the turn ran to its answer before any was written; then each went out in one write, in order.
+    assert log == ["answered /a", "answered /b", "answered /c", "write a", "write b", "write c"]
+    assert [t.writes[0].endswith(b"\r\n\r\n/" + t.name.encode()) for t in transports] == [True] * 3
+
+
+@pytest.mark.parametrize("close", ["shutdown", "keep-alive timeout", "bad request", "app error"])
+async def test_a_whole_response_still_waiting_is_written_before_any_close(close: str) -> None:
+    transport = Recording()
+    protocol = _connection(transport)
+    stop = asyncio.Event()
+
+    async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await scope["extensions"][RESPOND](200, [], b"first")
+        if close == "app error":
+            raise RuntimeError("after its whole response")
+        await stop.wait()  # the test closes the connection meanwhile
+
+    protocol.app = answer
+    protocol.data_received(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    (task,) = protocol.tasks
+    while not (protocol.writes.pending or task.done()):  # the task reaches its answer; its flush has not run yet
+        await asyncio.sleep(0)
+    if close == "shutdown":
+        protocol.shutdown()
+    elif close == "keep-alive timeout":
+        protocol.timeout_keep_alive_handler()
+    elif close == "bad request":
+        protocol.data_received(b"NOT HTTP\r\n\r\n")
+    stop.set()
+    await asyncio.gather(task, return_exceptions=True)
+    assert transport.writes and transport.writes[0].endswith(b"\r\n\r\nfirst")  # the response, before the close
+    assert transport.closed
+
+
+async def test_a_connection_gone_before_the_end_of_the_turn_is_not_written_and_the_others_are() -> None:
+    transports = [Recording(), Recording()]
+    protocols = [_connection(transport) for transport in transports]
+    for protocol in protocols:
+        protocol.data_received(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+    tasks = [task for protocol in protocols for task in protocol.tasks]
+    while not all(task.done() for task in tasks) and len(protocols[0].writes.pending) < 2:
+        await asyncio.sleep(0)
+    transports[0].closed = True  # the client went away before the flush
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0)
+    assert transports[0].writes == [] and transports[1].writes[0].endswith(b"\r\n\r\nwhole")
+
+
 async def test_a_whole_response_through_the_extension_keeps_http_framed() -> None:
     get = b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n"
     async with serving() as (port, _):

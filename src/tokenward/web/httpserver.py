@@ -7,6 +7,15 @@ Same parser, same ASGI messages for any app that sends them, same rules for what
   response with a body (every API answer, every refused ``/verify``). :class:`ResponseCycle` keeps the head until
   the body and writes both at once; a head nothing follows in the same loop turn (a streaming response waiting for
   its first chunk) is written at the end of that turn.
+- **Whole responses leave at the end of the loop turn that made them.** A response given in one call (below) is
+  written once the turn's other ready callbacks have run, with those of every other connection answered in the same
+  turn, one ``send()`` each as before. Written at once, each response of a busy turn woke the reverse proxy (or wrk)
+  again: the kernel's wake-up of the reader is paid inside the sender's ``send()``, and on a virtual machine it is
+  an interrupt to another core. Written together they wake it about once per turn. A response waits at most
+  for the rest of its turn (the requests that became ready with it). Every close this server makes writes what is
+  waiting first, and one connection's responses leave in order: a connection starts its next request only after
+  its response (:meth:`CoalescingHttpToolsProtocol.on_response_complete`), in a task the loop runs after the write
+  already scheduled.
 - **One keep-alive timer per connection, not one per response.** uvicorn arms ``loop.call_later`` after each
   response and cancels it when the next request arrives: a timer handle made and dropped, and the loop's heap
   churned, per request. Here a response only records when the connection went idle; one timer checks that
@@ -33,7 +42,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import urllib.parse
+import weakref
 from typing import Any
 
 import httptools
@@ -49,6 +60,8 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 __all__ = ["RESPOND", "CoalescingHttpToolsProtocol", "ResponseCycle"]
+
+_log = logging.getLogger("tokenward.web")
 
 #: The scope extension under which :class:`ResponseCycle.respond` takes a whole response (status, headers without
 #: ``content-length``, body) in one call; a server without it is sent the two ASGI messages.
@@ -69,13 +82,58 @@ def _says_close(value: bytes) -> bool:
     return b"close" in [token.lower().strip() for token in value.split(b",")]
 
 
+class _Writes:
+    """The whole responses of one loop turn, written when the turn's other ready callbacks have run (one per loop)."""
+
+    __slots__ = ("loop", "pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list[tuple[asyncio.Transport, bytes]] = []
+
+    def add(self, transport: asyncio.Transport, data: bytes) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending.append((transport, data))
+
+    def flush(self) -> None:
+        """Write what is waiting, in the order it came (a transport closed meanwhile gets nothing)."""
+        pending = self.pending
+        if pending:
+            self.pending = []
+            for transport, data in pending:
+                if transport.is_closing():
+                    continue
+                try:
+                    transport.write(data)
+                except Exception:  # one connection's failure is not the others': they are still written
+                    _log.exception("cannot write a response; closing its connection")
+                    transport.abort()
+
+
+_WRITES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writes] = weakref.WeakKeyDictionary()
+
+
+def _writes_of(loop: asyncio.AbstractEventLoop) -> _Writes:
+    writes = _WRITES.get(loop)
+    if writes is None:
+        writes = _WRITES[loop] = _Writes(loop)
+    return writes
+
+
 class ResponseCycle(RequestResponseCycle):
     """uvicorn's request/response cycle whose response head waits for the body and leaves with it."""
 
-    def __init__(self, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, writes: _Writes | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.loop = loop
+        self.writes = writes if writes is not None else _writes_of(loop)
         self.head: bytes | None = None  # the status line and headers, written with the first body message
+
+    def close(self) -> None:
+        """Close the connection once what is waiting to be written has been."""
+        self.writes.flush()
+        self.transport.close()
 
     def flush_head(self) -> None:
         """Write the held head now (the end of the loop turn that made it, an error, a wait for the socket)."""
@@ -93,19 +151,19 @@ class ResponseCycle(RequestResponseCycle):
                 await self.send_500_response()
             else:
                 self.flush_head()
-                self.transport.close()
+                self.close()
         else:
             if result is not None:
                 self.logger.error("ASGI callable should return None, but returned '%s'.", result)
                 self.flush_head()
-                self.transport.close()
+                self.close()
             elif not self.response_started and not self.disconnected:
                 self.logger.error("ASGI callable returned without starting response.")
                 await self.send_500_response()
             elif not self.response_complete and not self.disconnected:
                 self.logger.error("ASGI callable returned without completing response.")
                 self.flush_head()
-                self.transport.close()
+                self.close()
         finally:
             self.on_response = lambda: None
             # The scope holds this cycle's bound respond and the cycle holds the scope: a reference cycle that only
@@ -162,11 +220,11 @@ class ResponseCycle(RequestResponseCycle):
         self.waiting_for_100_continue = False
         if self.access_log:
             self._log_access(status)
-        self.transport.write(b"".join(content))
+        self.writes.add(self.transport, b"".join(content))
         self.response_complete = True
         self.message_event.set()
         if not self.keep_alive:
-            self.transport.close()
+            self.close()
         self.on_response()
 
     async def send(self, message: ASGISendEvent) -> None:
@@ -241,7 +299,7 @@ class ResponseCycle(RequestResponseCycle):
                 self.response_complete = True
                 self.message_event.set()
                 if not self.keep_alive:
-                    self.transport.close()
+                    self.close()
                 self.on_response()
 
         else:
@@ -255,6 +313,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.idle_since: float | None = None  # loop time of the last response while no request is under way
+        self.writes = _writes_of(self.loop)
         self.context = contextvars.Context()  # what every request's context starts as (connection_made sets it)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -274,6 +333,20 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
+
+    # -- closes: what is waiting to be written goes first --------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.writes.flush()
+        super().shutdown()
+
+    def send_400_response(self, msg: str) -> None:
+        self.writes.flush()
+        super().send_400_response(msg)
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.writes.flush()
+        super().timeout_keep_alive_handler()
 
     def _keep_alive_due(self) -> None:
         self.timeout_keep_alive_task = None
@@ -344,6 +417,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         existing_cycle = self.cycle
         self.cycle = cycle = ResponseCycle(
             loop=self.loop,
+            writes=self.writes,
             scope=self.scope,
             transport=self.transport,
             flow=self.flow,
