@@ -170,6 +170,9 @@ def measure(requests: int, repeat: int = 1) -> None:
                     protocol.data_received(request)
                 while any(p.cycle is not None and not p.cycle.response_complete for p in connections):
                     loop._run_once()  # type: ignore[attr-defined]
+                writes = getattr(connections[0], "writes", None)  # tokenward's: whole responses leave at turn's end
+                while writes is not None and writes.pending:
+                    loop._run_once()  # type: ignore[attr-defined]
         finally:
             del loop.time
             asyncio.events._set_running_loop(None)

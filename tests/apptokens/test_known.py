@@ -31,3 +31,26 @@ def test_ids_added_beyond_the_fold_move_into_the_array_and_stay_known() -> None:
     assert list(known._sorted) == sorted(known._sorted)
     assert all(i in known for i in added) and len(known) == len(added)
     assert not any(i in known for i in _ids(1000))
+
+
+def _bit_set(known: KnownIds, token_id: str) -> bool:
+    at = hash(token_id) & known._mask
+    return bool(known._bits[at >> 3] & (1 << (at & 7)))
+
+
+def test_the_bitmap_grows_with_the_ids_and_never_hides_one() -> None:
+    known = KnownIds(_ids(100))
+    first = known._mask + 1
+    added = _ids(first // 16 + 500)  # past 16 bits an id: the bitmap doubles (at least once)
+    for token_id in added:
+        known.add(token_id)
+    assert known._mask + 1 >= 16 * len(known) > first
+    assert all(_bit_set(known, i) and i in known for i in added)
+
+
+def test_most_unknown_ids_are_answered_by_their_bit_alone() -> None:
+    known = KnownIds(_ids(20_000))
+    others = _ids(10_000)
+    passing = sum(_bit_set(known, i) for i in others)
+    assert passing < len(others) // 8  # about 1 in 16 or fewer goes on to the exact search
+    assert not any(i in known for i in others)

@@ -31,8 +31,8 @@ V = TypeVar("V")
 #: fingerprint and the cache's dict slot), rounded up.
 RECORD_BYTES: Final = 600
 #: Bytes per id in the known-id filter (:class:`~tokenward.apptokens.known.KnownIds`: 64-bit hashes in a sorted
-#: array; measured as above: 8).
-KNOWN_ID_BYTES: Final = 8
+#: array, 8, and a bitmap in front of it of 16 to 32 bits an id, 2 to 4).
+KNOWN_ID_BYTES: Final = 12
 
 
 def entries_for(budget_bytes: int, entry_bytes: int = RECORD_BYTES) -> int:
