@@ -117,8 +117,8 @@ async def test_app_token_via_pointer_in_file_store_warm_path_decrypts_nothing(
 
 
 async def test_repeated_refusals_each_get_their_own_headers(runtime: Runtime) -> None:
-    # A plain refusal's headers are encoded once per (status, challenge): each answer still gets a list of its
-    # own (the route appends to it), and another realm gets its own challenge.
+    # A plain refusal is rendered once per (status, challenge, code, detail): each answer still gets a list of
+    # headers of its own (the route appends to it), and another realm gets its own challenge.
     service = runtime.forward_auth
     headers = {k.lower(): v for k, v in FWD.items()}
     one = {"config_token": token(runtime, [{"type": "app_token", "realm": "one"}])}
@@ -127,9 +127,11 @@ async def test_repeated_refusals_each_get_their_own_headers(runtime: Runtime) ->
     first.headers.append((b"content-type", b"application/json"))
     again, other = await service.verify(one, headers), await service.verify(two, headers)
     assert again.status == other.status == 401
-    assert again.headers == [(b"www-authenticate", b'Basic realm="one", charset="UTF-8"')]
-    assert other.headers == [(b"www-authenticate", b'Basic realm="two", charset="UTF-8"')]
+    json_type = (b"content-type", b"application/json")
+    assert again.headers == [(b"www-authenticate", b'Basic realm="one", charset="UTF-8"'), json_type]
+    assert other.headers == [(b"www-authenticate", b'Basic realm="two", charset="UTF-8"'), json_type]
     assert again.error == {"error": "credentials_missing", "detail": "no app token given"}
+    assert again.body is not None and json.loads(again.body) == again.error
 
 
 async def test_refusal_headers_kept_encoded_stay_few_and_short(runtime: Runtime) -> None:
@@ -141,9 +143,10 @@ async def test_refusal_headers_kept_encoded_stay_few_and_short(runtime: Runtime)
     for i in range(1000):
         challenge = f'Bearer realm="up", nonce="{i}"' + ("x" * 300 if i % 2 else "")
         decision = service._refuse({}, Outcome.failure(ErrorCode.UNAUTHORIZED, "no", challenge=challenge), info, 302)
-        assert decision.headers == [(b"www-authenticate", challenge.encode())]
+        assert decision.headers[0] == (b"www-authenticate", challenge.encode())
+        assert json.loads(decision.body or b'{"error": "unauthorized", "detail": "no"}') == decision.error
     assert 0 < len(service._plain_refusals) <= 256
-    assert all(len(challenge or "") <= 256 for _, challenge in service._plain_refusals)
+    assert all(len(challenge or "") <= 256 for _, challenge, _, _ in service._plain_refusals)
 
 
 async def test_revoked_token_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -64,6 +64,7 @@ from tokenward.storage.apptokens import (
     pack,
     unpack,
 )
+from tokenward.storage.audit import BufferedAuditLog
 from tokenward.storage.changes import ChangeEntry, ChangeKind
 
 from . import format as token_format
@@ -134,7 +135,7 @@ class AppTokenService:
 
     #: Where events that are not part of a change go (failed verifications, bans): a write-behind
     #: log (the runtime's ``BufferedAuditLog``), so a failure costs no statement on its request. None: ``audit``.
-    audit_behind: AuditLog | None = None
+    audit_behind: BufferedAuditLog | None = None
 
     def __init__(
         self,
@@ -387,9 +388,11 @@ class AppTokenService:
         try:
             parsed = token_format.parse(token)
         except Unauthorized as exc:
-            await self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
+            late = self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
+            if late is not None:
+                await late
             raise
-        held = await self._record(parsed.id)
+        held = None if self._ruled_out(parsed.id) else await self._looked_up(parsed.id)
         actual = bytes.fromhex(token_format.hash_secret(self._key, parsed.id, parsed.secret))
         secret_ok = hmac.compare_digest(actual, held[SECRET_HASH] if held is not None else _DUMMY_HASH)
         # Owner names are not secret: a plain comparison leaks nothing (and works for any Unicode name).
@@ -404,7 +407,9 @@ class AppTokenService:
                     held[KEY_ID],
                     self._key_id,
                 )
-            await self._failed(now, keys, user, parsed.id, reason, client_ip, request_id, known=held is not None)
+            late = self._failed(now, keys, user, parsed.id, reason, client_ip, request_id, known=held is not None)
+            if late is not None:
+                await late
             raise Unauthorized("invalid user name or app token", code=ErrorCode.APPTOKEN_INVALID)
         try:
             self._check_live(held, now)
@@ -425,22 +430,31 @@ class AppTokenService:
         An id the filter does not know is looked up within the trickle (:meth:`_may_look_up_unknown`), and a request
         that finds its lookup in flight joins it without spending the trickle: workers starting together with a
         token just created elsewhere are all answered by the one read."""
+        return None if self._ruled_out(token_id) else await self._looked_up(token_id)
+
+    async def _looked_up(self, token_id: str) -> _Held | None:
+        """:meth:`_record` past its filter (:meth:`_ruled_out`, asked once: it may spend the trickle)."""
+        held = await self._records.load(token_id, lambda: self._read(token_id))
         known = self._known
-        records = self._records
+        if held is not None and known is not None:
+            known.add(token_id)  # created elsewhere, its entry not read yet: ids never leave the table
+        return held
+
+    def _ruled_out(self, token_id: str) -> bool:
+        """Whether :meth:`_record` answers None with no lookup: the filter does not know the id, nothing holds or
+        reads it, and the trickle grants no read (with no await: most refused checks of a flood end here)."""
+        known = self._known
         if known is None:
             if self._following and (self._reloading is None or self._reloading.done()):
                 self._reload_known_soon()  # the last reload failed (database down): try again
-        elif (
+            return False
+        records = self._records
+        return (
             token_id not in records
             and token_id not in known
             and not records.loading(token_id)
             and not self._may_look_up_unknown()
-        ):
-            return None
-        held = await records.load(token_id, lambda: self._read(token_id))
-        if held is not None and known is not None:
-            known.add(token_id)  # created elsewhere, its entry not read yet: ids never leave the table
-        return held
+        )
 
     def _may_look_up_unknown(self) -> bool:
         """Whether an id the filter does not know may be looked up: a token created on another instance is
@@ -628,7 +642,7 @@ class AppTokenService:
             return record
         return dataclasses.replace(record, last_used_at=_dt(at))
 
-    async def _failed(
+    def _failed(
         self,
         now: float,
         keys: tuple[str, ...],
@@ -639,7 +653,10 @@ class AppTokenService:
         request_id: str | None,
         *,
         known: bool = False,
-    ) -> None:
+    ) -> Awaitable[None] | None:
+        """Count a failed check and note it. None when nothing is left to wait for (the usual case: the note went to
+        the write-behind log), else what the caller must await: the account's delay, a ban's audit, a note to a log
+        that writes at once. A refused request thus creates no coroutine for its bookkeeping."""
         # The account (soft key) counts only a guess that could have succeeded, at a token id that exists (``known``).
         # A malformed token or an unknown id fails whatever its secret: it guesses at no account's token, and a flood
         # of them costs one key and one row per refusal (its address's), not two (docs/regulation.md).
@@ -647,18 +664,35 @@ class AppTokenService:
         account = user_key(user) if user and (known or self.regulator.has_bans) else None
         soft = (account,) if known and account is not None else ()
         banned = self.regulator.failure(keys, now, soft=soft)
-        if account is not None and self.regulator.banned(account, now):
+        late = account is not None and self.regulator.banned(account, now)
+        detail: dict[str, object] = {"reason": reason, "ip": client_ip}
+        if late or banned or not self._note(now, _actor(user), "apptoken.verify_failed", token_id, detail, request_id):
+            return self._failed_late(now, user, token_id, detail, request_id, banned, late)
+        return None
+
+    async def _failed_late(
+        self,
+        now: float,
+        user: str | None,
+        token_id: str | None,
+        detail: dict[str, object],
+        request_id: str | None,
+        banned: builtins.list[str],
+        late: bool,
+    ) -> None:
+        if late:
             # The account is under attack: its failures answer late (a guesser's throughput drops), its
             # owner's right tokens do not (no lockout). App tokens carry ~131 random bits: the delay is a
             # brake on noise, the per-address bans are what stop a guesser.
             await self.sleep(self.config.account_failure_delay)
+        actor = _actor(user)
         await self._audit(
             now,
-            actor=_actor(user),
+            actor=actor,
             action="apptoken.verify_failed",
-            subject=_actor(user),
+            subject=actor,
             target=token_id,
-            detail={"reason": reason, "ip": client_ip},
+            detail=detail,
             request_id=request_id,
             required=False,
         )
@@ -668,7 +702,7 @@ class AppTokenService:
                 actor="system",
                 action="regulation.ban",
                 subject=key[:320],
-                detail={"seconds": self.regulator.policy.ban_time, "ip": client_ip},
+                detail={"seconds": self.regulator.policy.ban_time, "ip": detail["ip"]},
                 request_id=request_id,
                 required=False,
             )
@@ -687,6 +721,35 @@ class AppTokenService:
             required=False,
         )
 
+    def _note(
+        self,
+        now: float,
+        actor: str,
+        action: str,
+        target: str | None,
+        detail: dict[str, object] | None,
+        request_id: str | None,
+    ) -> bool:
+        """A refused check's event (its subject the actor) into the write-behind log, with no await; False when there
+        is none (the caller then awaits :meth:`_audit`, which writes at once)."""
+        behind = self.audit_behind
+        if behind is None:
+            return False
+        try:
+            behind.note_now(
+                now,
+                actor=actor[:320],
+                action=action,
+                subject=actor,
+                target=target,
+                detail=detail,
+                request_id=request_id,
+                instance=self.instance,
+            )
+        except TokenwardError as exc:
+            log.warning("cannot write audit event %s: %s", action, exc.detail)
+        return True
+
     async def _audit(
         self,
         now: float,
@@ -700,6 +763,8 @@ class AppTokenService:
         required: bool = True,
     ) -> None:
         if not required:  # a refused check's: written behind, noted as fields (no event object per request)
+            if subject == actor and self._note(now, actor, action, target, detail, request_id):
+                return
             try:
                 await (self.audit if self.audit_behind is None else self.audit_behind).note(
                     now,

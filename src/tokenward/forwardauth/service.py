@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -54,6 +55,7 @@ TOKEN_RECHECK_SECONDS = 60.0
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308, 401, 403})
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2,4}$")
 DEFAULT_CHALLENGE = 'Basic realm="tokenward", charset="UTF-8"'
+_JSON = (b"content-type", b"application/json")
 _PLAIN_REFUSALS = 256  # refusal headers kept encoded (at most this many, each challenge at most _SHORT characters)
 _SHORT = 256
 
@@ -89,6 +91,9 @@ class Decision:
     status: int
     headers: list[tuple[bytes, bytes]]
     error: dict[str, str] | None = None
+    #: The rendered response body when the service already has it (a plain refusal: its headers then include the
+    #: content type); None: the web layer renders ``error``.
+    body: bytes | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -240,8 +245,11 @@ class ForwardAuthService:
         self._tokens: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._plain: OrderedDict[str, CompiledConfig] = OrderedDict()
         self._lookups: dict[tuple[str, str], _StoreEntry] = {}
-        #: The encoded headers of refusals without location, plugin headers or custom error headers.
-        self._plain_refusals: dict[tuple[int, str | None], tuple[tuple[bytes, bytes], ...]] = {}
+        #: Refusals without location, plugin headers or custom error headers, by status, challenge, code and detail:
+        #: their encoded headers (the JSON content type last), their error and its JSON body, rendered once.
+        self._plain_refusals: dict[
+            tuple[int, str | None, str, str], tuple[tuple[tuple[bytes, bytes], ...], dict[str, str], bytes]
+        ] = {}
 
     async def warm(self) -> None:
         """Read the revoked jtis now (at start, after the change feed started), so no request pays for it.
@@ -458,14 +466,16 @@ class ForwardAuthService:
             # The usual refusal (a 401 and its challenge): its headers depend on the status and challenge only,
             # and a flood of bad credentials brings the same few, so they are encoded and checked once. Kept
             # small: a forward plugin passes on its upstream's challenge, which may differ every time.
-            key = (status, challenge)
+            key = (status, challenge, outcome.code, outcome.detail)
             plain = self._plain_refusals.get(key)
             if plain is None:
-                plain = tuple(self._refusal_headers(spec, outcome, info, status))
+                error = error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail)
+                headers = (*self._refusal_headers(spec, outcome, info, status), _JSON)
+                plain = (headers, error, json.dumps(error).encode("utf-8"))
                 if len(self._plain_refusals) >= _PLAIN_REFUSALS:
                     self._plain_refusals.clear()
                 self._plain_refusals[key] = plain
-            return Decision(status, list(plain), error_body(outcome.code or ErrorCode.UNAUTHORIZED, outcome.detail))
+            return Decision(status, list(plain[0]), plain[1], plain[2])
         if outcome.location is not None:
             status = redirect
         return Decision(

@@ -418,6 +418,30 @@ class BufferedAuditLog(AuditLog):
         request_id: str | None = None,
         instance: str | None = None,
     ) -> None:
+        self.note_now(
+            at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            target=target,
+            detail=detail,
+            request_id=request_id,
+            instance=instance,
+        )
+
+    def note_now(
+        self,
+        at: float,
+        *,
+        actor: str,
+        action: str,
+        subject: str | None = None,
+        target: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+        instance: str | None = None,
+    ) -> None:
+        """:meth:`note` without an await: kept for the next flush, nothing written here (a refused check's path)."""
         # AuditEvent's checks, on the fields: a refused request pays for one json.dumps and no object.
         _check_fields(actor, action, subject, target, request_id, instance)
         if self.refusals_per_flush:

@@ -68,13 +68,24 @@ _log = logging.getLogger("tokenward.web")
 RESPOND = "tokenward.respond"
 
 
+#: Header names already checked, to their lower-cased form: an app sends the same few every time (bounded, so odd
+#: names cannot grow it).
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 256
+
+
 def _checked(name: bytes, value: bytes) -> bytes:
     """``name`` lower-cased, once it and ``value`` passed uvicorn's checks (no separators, no CR or LF)."""
-    if HEADER_RE.search(name):
-        raise RuntimeError("Invalid HTTP header name.")
+    lowered = _NAMES.get(name)
+    if lowered is None:
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        lowered = name.lower()
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[name] = lowered
     if HEADER_VALUE_RE.search(value):
         raise RuntimeError("Invalid HTTP header value.")
-    return name.lower()
+    return lowered
 
 
 def _says_close(value: bytes) -> bool:

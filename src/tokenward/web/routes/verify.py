@@ -66,6 +66,8 @@ _BODIES_MAX = 256
 
 
 def _render(decision: Decision) -> Response:
+    if decision.body is not None:  # a plain refusal, rendered by the service once for all its kind
+        return decision.status, decision.headers, decision.body
     error = decision.error
     if error is None:
         return decision.status, decision.headers, b""
