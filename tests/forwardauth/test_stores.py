@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.forwardauth.helpers import NOOP, keyring
-from tokenward.errors import BadRequest, ConfigError, StorageUnavailable
+from tokenward.errors import BadRequest, ConfigError, NotFound, StorageUnavailable
 from tokenward.forwardauth.config_token import encode_token
 from tokenward.forwardauth.service import ForwardAuthService
 from tokenward.forwardauth.stores import (
@@ -17,6 +17,7 @@ from tokenward.forwardauth.stores import (
     FileStore,
     SqlOptions,
     SqlStore,
+    TokenStore,
     build_stores,
     parse_store_specs,
 )
@@ -158,3 +159,30 @@ async def test_sql_store_recovers_when_the_database_is_back(tmp_path: Path) -> N
         assert await store.get("1") == "tok"
     finally:
         await store.close()
+
+
+class _Counting(TokenStore):
+    """A store that caches nothing (``cache_ttl`` 0, not in memory): every resolution reads it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.reads = 0
+
+    async def get(self, token_id: str) -> str | None:
+        self.reads += 1
+        return self.values.get(token_id)
+
+
+async def test_a_store_that_caches_nothing_is_read_once_per_resolution() -> None:
+    kr = keyring()
+    store = _Counting({"1": encode_token(NOOP, kr)})
+    service = ForwardAuthService(keyring=lambda: kr, stores={"s": store})
+    try:
+        for reads in (1, 2):  # a resolution reads it, then uses what it read (nothing is kept for the next)
+            compiled = await service.resolve(token=None, store_id="s", token_id="1")
+            assert compiled.document.tokenward.plugins and store.reads == reads
+        with pytest.raises(NotFound):
+            await service.resolve(token=None, store_id="s", token_id="2")
+        assert store.reads == 3
+    finally:
+        await service.close()
