@@ -37,13 +37,13 @@ request from its own ``X-Forwarded-For`` address with the loopback proxy trusted
   ids of unknown users; one in ten garbage);
 
 with p50/p99, the ratio to bare, the SQL statements per second (``tokenward_sql_statements_total``), the server's
-CPU (user + system) per request with the bare app's over it (req/s moves with the host's other guests, CPU time
-much less), how much of that CPU ran off the event loop's thread (the SQL drivers' threads: the write-behind flushes,
-the feed's polls), and the status mix (``tokenward_http_requests_total``) of each measured window. The last line derives
-what a refusal costs beside an acceptance (2 x mixed - app-tokens, in CPU per request) and the mean that 0.5 x bare
-allows. Warm-up is explicit: every credential once (wrk until the server has answered as many ``/verify``), reported
-apart. The server's VmRSS is read before any bulk credential exists (a first start on the same data), at start, and
-after each warm-up.
+CPU (user + system) per request and the system part of it, with the bare app's over it (req/s moves with the host's
+other guests, CPU time much less), how much of that CPU ran off the event loop's thread (the SQL drivers' threads:
+the write-behind flushes, the feed's polls), and the status mix (``tokenward_http_requests_total``) of each measured
+window. The last line derives what a refusal costs beside an acceptance (2 x mixed - app-tokens, in CPU per request)
+and the mean that 0.5 x bare allows. Warm-up is explicit: every credential once (wrk until the server has answered
+as many ``/verify``), reported apart. The server's VmRSS is read before any bulk credential exists (a first start on
+the same data), at start, and after each warm-up.
 
 ``--rotating --in-process`` runs the same three cases and the bare app without a socket: thread CPU µs per
 request through the ASGI app (best of 3 batches after every credential once) and how many garbage
@@ -581,6 +581,13 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def system_seconds(pid: int) -> float:
+    """The kernel's part of :func:`cpu_seconds` (the server's system calls: its reads, its writes and the wake-ups of
+    the peers they make)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """:func:`cpu_seconds` of each of ``pid``'s threads (by thread id; the main thread's id is ``pid``)."""
     seconds: dict[int, float] = {}
@@ -886,9 +893,10 @@ def rotating(
                 for case, url in urls.items():
                     before = Scrape(base_url) if case != "baseline" else None
                     pid = procs[0].pid if case == "baseline" else server.pid
-                    cpu, threads = cpu_seconds(pid), thread_cpu_seconds(pid)
+                    cpu, system, threads = cpu_seconds(pid), system_seconds(pid), thread_cpu_seconds(pid)
                     result = wrk_lines(url, files[case], lua, duration)
                     result["cpu_us"] = (cpu_seconds(pid) - cpu) / result["requests"] * 1e6
+                    result["sys_us"] = (system_seconds(pid) - system) / result["requests"] * 1e6
                     after_threads = thread_cpu_seconds(pid)
                     others = sum(t - threads.get(tid, 0.0) for tid, t in after_threads.items() if tid != pid)
                     result["others_us"] = others / result["requests"] * 1e6
@@ -957,10 +965,10 @@ def report(
     print("measured rounds (medians over rounds; ratio to the bare Starlette app's median in the same run; server")
     print("CPU (user + system) per request, and the bare app's over the case's: the ratio on a core of its own):")
     print(
-        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | CPU µs/req | off-loop µs/req "
-        "| x bare by CPU | /verify statuses | req/s per round |"
+        "| case | req/s | x bare | p50 ms | p99 ms | worst p99 ms | SQL stmts/s | CPU µs/req | of it system "
+        "| off-loop µs/req | x bare by CPU | /verify statuses | req/s per round |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for case, each in runs.items():
         rps = statistics.median(r["rps"] for r in each)
         statuses: dict[str, float] = {}
@@ -975,7 +983,8 @@ def report(
         print(
             f"| {case} | {rps:,.0f} | {rps / base:.2f} | {statistics.median(r['p50_ms'] for r in each):.2f} | "
             f"{statistics.median(r['p99_ms'] for r in each):.2f} | {max(r['p99_ms'] for r in each):.2f} | {sql} | "
-            f"{cpu:.0f} | {statistics.median(r['others_us'] for r in each):.0f} | {base_cpu / cpu:.2f} | {mix} | "
+            f"{cpu:.0f} | {statistics.median(r['sys_us'] for r in each):.0f} | "
+            f"{statistics.median(r['others_us'] for r in each):.0f} | {base_cpu / cpu:.2f} | {mix} | "
             f"{per_round} |"
         )
     print()
