@@ -560,3 +560,19 @@ async def test_send_response_takes_the_extension_only_from_the_server_whose_send
     assert cycle.messages[0]["headers"] == [(b"content-length", b"2")] and cycle.messages[1]["body"] == b"no"
     await send_response(cycle.send, (200, [], b"z"), {})  # no extension (another server): the messages
     assert len(cycle.whole) == 1 and cycle.messages[-1]["body"] == b"z"
+
+
+def test_a_loop_that_served_is_not_kept_alive_by_its_writes() -> None:
+    import gc
+    import weakref
+
+    from tokenward.web.httpserver import _WRITES, _writes_of
+
+    loop = asyncio.new_event_loop()
+    writes = _writes_of(loop)
+    assert _writes_of(loop) is writes  # one per loop
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None and len([w for w in _WRITES.values() if w is writes]) == 0

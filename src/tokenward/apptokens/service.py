@@ -666,7 +666,8 @@ class AppTokenService:
         banned = self.regulator.failure(keys, now, soft=soft)
         late = account is not None and self.regulator.banned(account, now)
         detail: dict[str, object] = {"reason": reason, "ip": client_ip}
-        if late or banned or not self._note(now, _actor(user), "apptoken.verify_failed", token_id, detail, request_id):
+        actor = _actor(user)
+        if late or banned or not self._note(now, actor, "apptoken.verify_failed", actor, token_id, detail, request_id):
             return self._failed_late(now, user, token_id, detail, request_id, banned, late)
         return None
 
@@ -726,12 +727,13 @@ class AppTokenService:
         now: float,
         actor: str,
         action: str,
+        subject: str | None,
         target: str | None,
         detail: dict[str, object] | None,
         request_id: str | None,
     ) -> bool:
-        """A refused check's event (its subject the actor) into the write-behind log, with no await; False when there
-        is none (the caller then awaits :meth:`_audit`, which writes at once)."""
+        """A refused check's event into the write-behind log, with no await; False when there is none (the caller then
+        awaits :meth:`_audit`, which writes at once)."""
         behind = self.audit_behind
         if behind is None:
             return False
@@ -740,7 +742,7 @@ class AppTokenService:
                 now,
                 actor=actor[:320],
                 action=action,
-                subject=actor,
+                subject=subject,
                 target=target,
                 detail=detail,
                 request_id=request_id,
@@ -763,10 +765,10 @@ class AppTokenService:
         required: bool = True,
     ) -> None:
         if not required:  # a refused check's: written behind, noted as fields (no event object per request)
-            if subject == actor and self._note(now, actor, action, target, detail, request_id):
+            if self._note(now, actor, action, subject, target, detail, request_id):
                 return
-            try:
-                await (self.audit if self.audit_behind is None else self.audit_behind).note(
+            try:  # no write-behind log (a CLI process): written at once
+                await self.audit.note(
                     now,
                     actor=actor[:320],
                     action=action,

@@ -94,17 +94,18 @@ def _says_close(value: bytes) -> bool:
 
 
 class _Writes:
-    """The whole responses of one loop turn, written when the turn's other ready callbacks have run (one per loop)."""
+    """The whole responses of one loop turn, written when the turn's other ready callbacks have run (one per loop,
+    holding no reference to it: the loops' table is weak)."""
 
-    __slots__ = ("loop", "pending")
+    __slots__ = ("pending",)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self) -> None:
         self.pending: list[tuple[asyncio.Transport, bytes]] = []
 
     def add(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Write ``data`` at the end of this turn (called from the running loop's own callbacks)."""
         if not self.pending:
-            self.loop.call_soon(self.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self.pending.append((transport, data))
 
     def flush(self) -> None:
@@ -128,7 +129,7 @@ _WRITES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writes] = weakref
 def _writes_of(loop: asyncio.AbstractEventLoop) -> _Writes:
     writes = _WRITES.get(loop)
     if writes is None:
-        writes = _WRITES[loop] = _Writes(loop)
+        writes = _WRITES[loop] = _Writes()
     return writes
 
 
