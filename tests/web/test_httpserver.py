@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import contextvars
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
@@ -576,3 +577,20 @@ def test_a_loop_that_served_is_not_kept_alive_by_its_writes() -> None:
     del loop
     gc.collect()
     assert gone() is None and len([w for w in _WRITES.values() if w is writes]) == 0
+
+
+def test_request_targets_are_split_as_uvicorn_splits_them_and_kept_bounded() -> None:
+    import httptools
+
+    from tokenward.web import httpserver
+
+    for url in (b"/verify?config_token=a.b.c&x=%2F", b"/a%20b/c?", b"/plain", b"/x" + b"y" * 5000 + b"?q=1"):
+        parsed = httptools.parse_url(url)
+        expected = (urllib.parse.unquote(parsed.path.decode("ascii")), parsed.path, parsed.query or b"")
+        assert httpserver._target(url) == expected and httpserver._target(url) == expected  # split, then kept
+    assert b"/x" + b"y" * 5000 + b"?q=1" not in httpserver._TARGETS  # a long target is split every time
+    for n in range(httpserver._TARGETS_MAX + 10):
+        httpserver._target(b"/n/%d" % n)
+    assert len(httpserver._TARGETS) <= httpserver._TARGETS_MAX
+    with pytest.raises(httptools.HttpParserInvalidURLError):
+        httpserver._target(b"http://[bad")

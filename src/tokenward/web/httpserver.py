@@ -93,6 +93,33 @@ def _says_close(value: bytes) -> bool:
     return b"close" in [token.lower().strip() for token in value.split(b",")]
 
 
+#: Request targets already split (a proxy asks ``/verify`` with the same long query string every time): target →
+#: (path, raw path, query). Bounded: cleared when full, and long targets are split every time.
+_TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
+_TARGETS_MAX = 1024
+_TARGET_KEPT_LENGTH = 4096
+
+
+def _target(url: bytes) -> tuple[str, bytes, bytes]:
+    """uvicorn's split of a request target: its path (percent-decoded), raw path and query string. httptools'
+    ``parse_url`` walks the target a character at a time: for ``/verify?config_token=…`` (about 400 bytes) that cost
+    1.7 µs a request, where a lookup of the same bytes costs a tenth of it."""
+    found = _TARGETS.get(url)
+    if found is not None:
+        return found
+    parsed_url = httptools.parse_url(url)
+    raw_path = parsed_url.path
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = urllib.parse.unquote(path)
+    found = (path, raw_path, parsed_url.query or b"")
+    if len(url) <= _TARGET_KEPT_LENGTH:
+        if len(_TARGETS) >= _TARGETS_MAX:
+            _TARGETS.clear()
+        _TARGETS[url] = found
+    return found
+
+
 class _Writes:
     """The whole responses of one loop turn, written when the turn's other ready callbacks have run (one per loop,
     holding no reference to it: the loops' table is weak)."""
@@ -409,14 +436,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self.scope["http_version"] = http_version
         if self.parser.should_upgrade() and self._should_upgrade():
             return
-        parsed_url = httptools.parse_url(self.url)
-        raw_path = parsed_url.path
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = urllib.parse.unquote(path)
+        path, raw_path, query = _target(self.url)
         self.scope["path"] = self.root_path + path
-        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
-        self.scope["query_string"] = parsed_url.query or b""
+        self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path if self.root_path else raw_path
+        self.scope["query_string"] = query
 
         if self.limit_concurrency is not None and (
             len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
