@@ -24,6 +24,8 @@ Same parser, same ASGI messages for any app that sends them, same rules for what
 - **A whole response in one call.** The hot path (``/verify``, the app-token lists) has its status, headers and
   body at once: :meth:`ResponseCycle.respond`, found in the scope under :data:`RESPOND`, takes them under the same
   header checks, without two message dicts to build and read back or the held head's end-of-turn callback.
+- **A request target is split once.** httptools' ``parse_url`` walks the target a character at a time; a proxy asks
+  ``/verify`` with the same long query string every time, so the split is kept by target (bounded).
 - **Each request starts from the connection's context.** uvicorn creates a request's task in a copy of the current
   context, which is the previous request's when a pipelined request starts from that request's response, or after
   that request resumed reading: a context variable it set (a request id) was seen by the next one.
