@@ -392,6 +392,7 @@ class AppTokenService:
             if late is not None:
                 await late
             raise
+        # :meth:`_record`, without its coroutine when the filter rules the id out (most refusals of a flood).
         held = None if self._ruled_out(parsed.id) else await self._looked_up(parsed.id)
         actual = bytes.fromhex(token_format.hash_secret(self._key, parsed.id, parsed.secret))
         secret_ok = hmac.compare_digest(actual, held[SECRET_HASH] if held is not None else _DUMMY_HASH)
@@ -668,13 +669,13 @@ class AppTokenService:
         detail: dict[str, object] = {"reason": reason, "ip": client_ip}
         actor = _actor(user)
         if late or banned or not self._note(now, actor, "apptoken.verify_failed", actor, token_id, detail, request_id):
-            return self._failed_late(now, user, token_id, detail, request_id, banned, late)
+            return self._failed_late(now, actor, token_id, detail, request_id, banned, late)
         return None
 
     async def _failed_late(
         self,
         now: float,
-        user: str | None,
+        actor: str,
         token_id: str | None,
         detail: dict[str, object],
         request_id: str | None,
@@ -686,7 +687,6 @@ class AppTokenService:
             # owner's right tokens do not (no lockout). App tokens carry ~131 random bits: the delay is a
             # brake on noise, the per-address bans are what stop a guesser.
             await self.sleep(self.config.account_failure_delay)
-        actor = _actor(user)
         await self._audit(
             now,
             actor=actor,

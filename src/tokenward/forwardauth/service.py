@@ -463,9 +463,10 @@ class ForwardAuthService:
         status = outcome.status
         challenge = outcome.challenge
         if outcome.location is None and not outcome.headers and not spec and len(challenge or "") <= _SHORT:
-            # The usual refusal (a 401 and its challenge): its headers depend on the status and challenge only,
-            # and a flood of bad credentials brings the same few, so they are encoded and checked once. Kept
-            # small: a forward plugin passes on its upstream's challenge, which may differ every time.
+            # The usual refusal (a 401 and its challenge): its headers and body depend on the status, challenge,
+            # code and detail only, and a flood of bad credentials brings the same few, so they are encoded, checked
+            # and rendered once. Kept small: a forward plugin passes on its upstream's challenge, which may differ
+            # every time.
             key = (status, challenge, outcome.code, outcome.detail)
             plain = self._plain_refusals.get(key)
             if plain is None:

@@ -406,28 +406,9 @@ class BufferedAuditLog(AuditLog):
             )
         return event
 
-    async def note(
-        self,
-        at: float,
-        *,
-        actor: str,
-        action: str,
-        subject: str | None = None,
-        target: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-        request_id: str | None = None,
-        instance: str | None = None,
-    ) -> None:
-        self.note_now(
-            at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            target=target,
-            detail=detail,
-            request_id=request_id,
-            instance=instance,
-        )
+    async def note(self, at: float, **fields: Any) -> None:
+        """:meth:`AuditLog.note`: :meth:`note_now`, nothing to await."""
+        self.note_now(at, **fields)
 
     def note_now(
         self,
