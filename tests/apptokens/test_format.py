@@ -37,12 +37,18 @@ def test_tokens_are_unique() -> None:
         (lambda t: t[:20] + ("B" if t[20] != "B" else "C") + t[21:], "apptoken_checksum"),
     ],
 )
-def test_bad_tokens_are_refused_before_lookup(mutate: object, code: str) -> None:
+@pytest.mark.parametrize("split", [fmt.parse, fmt.split])
+def test_bad_tokens_are_refused_before_lookup(mutate: object, code: str, split: object) -> None:
     token, _ = fmt.generate()
-    assert callable(mutate)
+    assert callable(mutate) and callable(split)
     with pytest.raises(Unauthorized) as info:
-        fmt.parse(mutate(token))
+        split(mutate(token))
     assert info.value.error_code == code
+
+
+def test_split_gives_the_id_and_the_secret_as_text() -> None:
+    token, parsed = fmt.generate()
+    assert fmt.split(token) == (parsed.id, parsed.secret.reveal().decode())
 
 
 @given(st.integers(min_value=17, max_value=44), st.sampled_from(fmt.ALPHABET))

@@ -13,9 +13,9 @@ Verification (``verify``), in order:
    instance works here before the feed brings its entry); a known id not yet in memory is read
    once (one primary-key query shared by the requests that ask together) and kept, with no TTL,
    until a change-log entry for it invalidates it;
-5. HMAC of the secret compared in constant time — against a dummy hash when the id is
-   unknown, so an unknown id, a wrong secret and a wrong user cost the same → 401
-   ``apptoken_invalid`` for all three (the reason goes to the audit log only);
+5. HMAC of the secret compared in constant time (an unknown id is not hashed: ids are public), then
+   the owner → 401 ``apptoken_invalid`` for an unknown id, a wrong secret and a wrong user alike (the
+   reason goes to the audit log only);
 6. revoked / expired → 401 ``apptoken_revoked`` / ``apptoken_expired`` (only after the
    secret was proven, so these reveal nothing to a guesser).
 
@@ -77,7 +77,6 @@ __all__ = ["AppTokenConfig", "AppTokenService", "VerifiedToken", "cli_actor"]
 
 log = logging.getLogger("tokenward.apptokens")
 
-_DUMMY_HASH = bytes(32)
 _MAX_LABEL = 200
 _CREATE_ATTEMPTS = 3
 #: Shares of the memory budget: records by id, and the owners' lists.
@@ -386,20 +385,29 @@ class AppTokenService:
     ) -> VerifiedToken:
         keys = _regulation_keys(user, client_ip)
         try:
-            parsed = token_format.parse(token)
+            token_id, secret = token_format.split(token)
         except Unauthorized as exc:
             late = self._failed(now, keys, user, None, exc.error_code, client_ip, request_id)
             if late is not None:
                 await late
             raise
         # :meth:`_record`, without its coroutine when the filter rules the id out (most refusals of a flood).
-        held = None if self._ruled_out(parsed.id) else await self._looked_up(parsed.id)
-        actual = bytes.fromhex(token_format.hash_secret(self._key, parsed.id, parsed.secret))
-        secret_ok = hmac.compare_digest(actual, held[SECRET_HASH] if held is not None else _DUMMY_HASH)
-        # Owner names are not secret: a plain comparison leaks nothing (and works for any Unicode name).
-        owner_ok = user is None or (held is not None and user.lower() == held[OWNER])
-        if held is None or not secret_ok or not owner_ok:
-            reason = "unknown_id" if held is None else "wrong_secret" if not secret_ok else "owner_mismatch"
+        held = None if self._ruled_out(token_id) else await self._looked_up(token_id)
+        # An unknown id is not hashed: the id is public, and finding it unknown never cost what a known one does
+        # (a bit of the filter against a record). The secret is compared in constant time; owner names are not
+        # secret: a plain comparison leaks nothing (and works for any Unicode name).
+        if held is None:
+            reason = "unknown_id"
+        elif not hmac.compare_digest(
+            bytes.fromhex(token_format.hash_secret(self._key, token_id, Secret(secret.encode("ascii")))),
+            held[SECRET_HASH],
+        ):
+            reason = "wrong_secret"
+        elif user is not None and user.lower() != held[OWNER]:
+            reason = "owner_mismatch"
+        else:
+            reason = ""
+        if held is None or reason:
             if reason == "wrong_secret" and held is not None and held[KEY_ID] != self._key_id:
                 log.warning(
                     "app token %s was made with app-token key %s but this instance has %s: "
@@ -408,7 +416,7 @@ class AppTokenService:
                     held[KEY_ID],
                     self._key_id,
                 )
-            late = self._failed(now, keys, user, parsed.id, reason, client_ip, request_id, known=held is not None)
+            late = self._failed(now, keys, user, token_id, reason, client_ip, request_id, known=held is not None)
             if late is not None:
                 await late
             raise Unauthorized("invalid user name or app token", code=ErrorCode.APPTOKEN_INVALID)
