@@ -69,7 +69,7 @@ class TokenwardError(Exception):
         self.detail = detail
         self.error_code = code or type(self).code
         #: Extra machine-readable members of the JSON body (e.g. ``rule`` for a policy refusal).
-        self.fields: dict[str, str] = dict(fields or {})
+        self.fields: dict[str, str] = dict(fields) if fields else {}
 
     def headers(self) -> dict[str, str]:
         """Extra HTTP response headers (e.g. ``Retry-After``); none by default."""

@@ -260,6 +260,20 @@ async def test_a_summary_names_the_most_frequent_sources_and_stays_bounded() -> 
     assert next(iter(detail["addresses"].items())) == ("198.51.100.1", 49)  # the most frequent first (i=0 kept alone)
 
 
+async def test_a_row_kept_has_its_fields_checked_and_a_summary_its_own() -> None:
+    behind = BufferedAuditLog(InMemoryAuditLog(), refusals_per_flush=1)
+    with pytest.raises(ValueError, match="target"):  # kept as a row: checked as an AuditEvent would be
+        behind.note_now(1.0, actor="a", action="apptoken.verify_failed", target="t" * 10_000)
+    behind.note_now(1.0, actor="a", action="apptoken.verify_failed")
+    # Past the limit only the subject and the detail's reason and address are counted: no row, no target kept.
+    behind.note_now(2.0, actor="b", action="apptoken.verify_failed", target="t" * 10_000, detail={"ip": "192.0.2.1"})
+    assert behind._summaries["apptoken.verify_failed"].addresses == {"192.0.2.1": 1}
+    behind.note_now(3.0, actor="c", action="regulation.ban")
+    with pytest.raises(ValueError, match="instance"):  # the summary's own row names the instance
+        behind.note_now(4.0, actor="c", action="regulation.ban", instance="i" * 10_000)
+    assert "regulation.ban" not in behind._summaries
+
+
 async def test_without_a_limit_every_refusal_is_kept() -> None:
     behind = BufferedAuditLog(InMemoryAuditLog())
     for i in range(300):

@@ -423,17 +423,18 @@ class BufferedAuditLog(AuditLog):
         instance: str | None = None,
     ) -> None:
         """:meth:`note` without an await: kept for the next flush, nothing written here (a refused check's path)."""
-        # AuditEvent's checks, on the fields: a refused request pays for one json.dumps and no object.
-        _check_fields(actor, action, subject, target, request_id, instance)
         if self.refusals_per_flush:
             noted = self._noted.get(action, 0)
-            if noted >= self.refusals_per_flush:
+            if noted >= self.refusals_per_flush:  # counted into the summary: no row, so no field to check but its own
                 summary = self._summaries.get(action)
                 if summary is None:
+                    _check_fields("system", action, None, None, None, instance)  # the summary row's
                     summary = self._summaries[action] = _Summary(at, instance)
                 summary.add(at, actor if subject is None else subject, detail)
                 return
             self._noted[action] = noted + 1
+        # AuditEvent's checks, on the fields: a row kept costs one json.dumps and no object.
+        _check_fields(actor, action, subject, target, request_id, instance)
         text = _detail_text(detail or {})
         if len(self._rows) >= self.max_events:
             self._drop(1)
