@@ -333,7 +333,7 @@ class AppTokenService:
 
     async def record_impersonation(self, *, actor: str, target: str, act: str, request_id: str | None = None) -> None:
         """Audit that ``actor`` acted (``create``/``list``/``delete``) on ``target``'s tokens."""
-        await self._append(self._impersonation_event(self.clock(), actor, target, act, request_id), required=True)
+        await self.audit.append(self._impersonation_event(self.clock(), actor, target, act, request_id))
 
     def _impersonation_event(self, now: float, actor: str, target: str, act: str, request_id: str | None) -> AuditEvent:
         return self._event(
@@ -679,9 +679,9 @@ class AppTokenService:
         late = account is not None and self.regulator.banned(account, now)
         detail: dict[str, object] = {"reason": reason, "ip": client_ip}
         actor = _actor(user)
-        if late or banned or not self._note(now, actor, "apptoken.verify_failed", actor, token_id, detail, request_id):
+        if late or banned:
             return self._failed_late(now, actor, token_id, detail, request_id, banned, late)
-        return None
+        return self._note(now, actor, "apptoken.verify_failed", actor, token_id, detail, request_id)
 
     async def _failed_late(
         self,
@@ -706,7 +706,6 @@ class AppTokenService:
             target=token_id,
             detail=detail,
             request_id=request_id,
-            required=False,
         )
         for key in banned:
             await self._audit(
@@ -716,7 +715,6 @@ class AppTokenService:
                 subject=key[:320],
                 detail={"seconds": self.regulator.policy.ban_time, "ip": detail["ip"]},
                 request_id=request_id,
-                required=False,
             )
 
     async def _refused(
@@ -730,7 +728,6 @@ class AppTokenService:
             target=record.id,
             detail={"reason": reason, "ip": client_ip},
             request_id=request_id,
-            required=False,
         )
 
     def _note(
@@ -742,14 +739,13 @@ class AppTokenService:
         target: str | None,
         detail: dict[str, object] | None,
         request_id: str | None,
-    ) -> bool:
-        """A refused check's event into the write-behind log, with no await; False when there is none (the caller then
-        awaits :meth:`_audit`, which writes at once)."""
+    ) -> Awaitable[None] | None:
+        """A refused check's event: into the write-behind log, with no await (None); with no such log (a CLI process),
+        the log's write at once, for the caller to await. A failed write is logged, never raised."""
         behind = self.audit_behind
-        if behind is None:
-            return False
+        note: Callable[..., Awaitable[None] | None] = self.audit.note if behind is None else behind.note_now
         try:
-            behind.note_now(
+            written = note(
                 now,
                 actor=actor[:320],
                 action=action,
@@ -760,8 +756,9 @@ class AppTokenService:
                 instance=self.instance,
             )
         except TokenwardError as exc:
-            log.warning("cannot write audit event %s: %s", action, exc.detail)
-        return True
+            _unwritten(action, exc)
+            return None
+        return None if written is None else _logged(written, action)
 
     async def _audit(
         self,
@@ -773,29 +770,11 @@ class AppTokenService:
         target: str | None = None,
         detail: dict[str, object] | None = None,
         request_id: str | None = None,
-        required: bool = True,
     ) -> None:
-        if not required:  # a refused check's: written behind, noted as fields (no event object per request)
-            if self._note(now, actor, action, subject, target, detail, request_id):
-                return
-            try:  # no write-behind log (a CLI process): written at once
-                await self.audit.note(
-                    now,
-                    actor=actor[:320],
-                    action=action,
-                    subject=subject,
-                    target=target,
-                    detail=detail,
-                    request_id=request_id,
-                    instance=self.instance,
-                )
-            except TokenwardError as exc:
-                log.warning("cannot write audit event %s: %s", action, exc.detail)
-            return
-        event = self._event(
-            now, actor=actor, action=action, subject=subject, target=target, detail=detail, request_id=request_id
-        )
-        await self._append(event, required=required)
+        """A refused check's event (a ban's too), as :meth:`_note` writes it, awaited when it must be."""
+        written = self._note(now, actor, action, subject, target, detail, request_id)
+        if written is not None:
+            await written
 
     def _event(
         self,
@@ -819,13 +798,17 @@ class AppTokenService:
             instance=self.instance,
         )
 
-    async def _append(self, event: AuditEvent, *, required: bool) -> None:
-        try:
-            await (self.audit if required or self.audit_behind is None else self.audit_behind).append(event)
-        except TokenwardError as exc:
-            if required:
-                raise
-            log.warning("cannot write audit event %s: %s", event.action, exc.detail)
+
+async def _logged(written: Awaitable[None], action: str) -> None:
+    """Await an audit write at once, logging (never raising) its failure: a refused check's event is not required."""
+    try:
+        await written
+    except TokenwardError as exc:
+        _unwritten(action, exc)
+
+
+def _unwritten(action: str, exc: TokenwardError) -> None:
+    log.warning("cannot write audit event %s: %s", action, exc.detail)
 
 
 def _found(record: AppTokenRecord | None, token_id: str, owner: str | None) -> AppTokenRecord:
